@@ -1,0 +1,46 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tfkfp-installed
+
+.PHONY: demo test lint format components golden bench lock clean
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tfkfp demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+# Published component specs (components/*.yaml); tests fail when they are stale.
+components: $(STAMP)
+	$(BIN)/tfkfp compile-components
+
+# Golden compiled pipelines (tests/golden/*.yaml).
+golden: $(STAMP)
+	$(BIN)/python -m tests.golden
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+# Re-resolve constraints.txt from setup.cfg (run after changing dependencies).
+lock:
+	rm -rf /tmp/tfkfp-lock && $(PYTHON) -m venv /tmp/tfkfp-lock
+	/tmp/tfkfp-lock/bin/pip install --quiet '.[dev]'
+	{ head -2 constraints.txt; /tmp/tfkfp-lock/bin/pip freeze --exclude-editable | grep -v '^tfkfp'; \
+	  echo tensorflow-cpu==$$(/tmp/tfkfp-lock/bin/pip show tensorflow | awk '/^Version/{print $$2}'); } > constraints.new
+	mv constraints.new constraints.txt
+
+clean:
+	rm -rf build serving local_outputs

@@ -1,0 +1,11 @@
+"""The tfkfp KFP components: each stage's typed signature, declared once."""
+
+from tfkfp.components.evaluator import evaluator
+from tfkfp.components.ingest import ingest
+from tfkfp.components.pusher import pusher
+from tfkfp.components.trainer import trainer
+from tfkfp.components.transform import transform
+
+STAGES = (ingest, transform, trainer, evaluator, pusher)
+
+__all__ = ["STAGES", "evaluator", "ingest", "pusher", "trainer", "transform"]

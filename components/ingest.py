@@ -1,0 +1,38 @@
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Output
+
+from tfkfp.components.images import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def ingest(
+    data_uri: str,
+    examples: Output[Dataset],
+    schema: Output[Artifact],
+    train_fraction: float = 0.75,
+    input_format: str = "auto",
+):
+    """CSV or TFRecord of tf.Example -> gzip TFRecord splits train/eval and schema.pbtxt.
+
+    Args:
+        data_uri: A file, folder or glob of CSV (header row) or TFRecord files.
+        examples: `Split-train/` and `Split-eval/` of gzip TFRecords of tf.Example.
+        schema: `schema.pbtxt` (tensorflow_metadata), inferred TFX-style.
+        train_fraction: Share of rows hashed into train.
+        input_format: auto, csv or tfrecord.
+    """
+    import json
+
+    from tfkfp.containers import ingest as stage
+    from tfkfp.containers.runtime import entrypoint
+
+    counts = entrypoint(
+        stage.run,
+        data_uri=data_uri,
+        examples_dir=examples.path,
+        schema_dir=schema.path,
+        train_fraction=train_fraction,
+        input_format=input_format,
+    )
+    examples.metadata["split_names"] = json.dumps(list(counts))
+    examples.metadata["rows"] = counts

@@ -1,0 +1,42 @@
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Model, Output
+
+from tfkfp.components.images import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def pusher(
+    model: Input[Model],
+    blessing: Input[Artifact],
+    destination: str,
+    pushed_model: Output[Model],
+    version: int = 0,
+) -> NamedTuple("Outputs", [("pushed", bool), ("pushed_uri", str)]):
+    """Copies a blessed SavedModel to <destination>/<version>/ (local folder or gs://).
+
+    Args:
+        model: SavedModel from the trainer.
+        blessing: Blessing from the evaluator; an unblessed model is recorded, not pushed.
+        destination: Serving folder or gs://bucket/path (TF Serving layout).
+        pushed_model: Records pushed, destination, version, content_hash, pushed_uri.
+        version: Version number; 0 picks a Unix timestamp above every existing version.
+
+    Returns:
+        pushed: whether a complete version holds this model; pushed_uri: where.
+    """
+    from collections import namedtuple
+
+    from tfkfp.containers import pusher as stage
+    from tfkfp.containers.runtime import entrypoint
+
+    result = entrypoint(
+        stage.run,
+        model_dir=model.path,
+        blessing_dir=blessing.path,
+        destination=destination,
+        version=version,
+    )
+    pushed_model.metadata.update(result)
+    return namedtuple("Outputs", ["pushed", "pushed_uri"])(result["pushed"], result["pushed_uri"])

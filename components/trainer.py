@@ -1,0 +1,64 @@
+from typing import Optional
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+from tfkfp.components.images import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def trainer(
+    examples: Input[Dataset],
+    schema: Input[Artifact],
+    module_file: str,
+    model: Output[Model],
+    model_run: Output[Artifact],
+    transform_graph: Optional[Input[Artifact]] = None,
+    base_model: Optional[Input[Model]] = None,
+    train_steps: int = 1000,
+    eval_steps: int = 100,
+    hyperparameters: dict = {},
+    custom_config: dict = {},
+    keras: str = "tf_keras",
+    strategy: str = "auto",
+    cpu_replicas: int = 0,
+):
+    """Runs the module file's TFX-style run_fn(fn_args) and checks the exported SavedModel.
+
+    Args:
+        examples: Training examples (transformed ones when transform_graph is given).
+        schema: Raw schema (fn_args.schema_path).
+        module_file: Path, gs:// URI or dotted module name defining run_fn(fn_args).
+        model: The serving SavedModel (fn_args.serving_model_dir).
+        model_run: TensorBoard logs (fn_args.model_run_dir).
+        transform_graph: Transform graph (fn_args.transform_graph_path).
+        base_model: Model to warm-start from (fn_args.base_model).
+        train_steps: fn_args.train_steps.
+        eval_steps: fn_args.eval_steps.
+        hyperparameters: fn_args.hyperparameters.
+        custom_config: fn_args.custom_config.
+        keras: tf_keras (default) or keras3.
+        strategy: auto, mirrored, multi_worker or default.
+        cpu_replicas: Logical CPU devices to mirror over (testing without GPUs).
+    """
+    from tfkfp.containers import trainer as stage
+    from tfkfp.containers.runtime import entrypoint
+
+    info = entrypoint(
+        stage.run,
+        examples_dir=examples.path,
+        schema_dir=schema.path,
+        module_file=module_file,
+        model_dir=model.path,
+        model_run_dir=model_run.path,
+        transform_graph_dir=transform_graph.path if transform_graph else None,
+        base_model_dir=base_model.path if base_model else None,
+        train_steps=train_steps,
+        eval_steps=eval_steps,
+        hyperparameters=hyperparameters,
+        custom_config=custom_config,
+        keras=keras,
+        strategy=strategy,
+        cpu_replicas=cpu_replicas,
+    )
+    model.metadata.update(info)

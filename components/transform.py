@@ -1,0 +1,38 @@
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Output
+
+from tfkfp.components.images import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def transform(
+    examples: Input[Dataset],
+    schema: Input[Artifact],
+    module_file: str,
+    transform_graph: Output[Artifact],
+    transformed_examples: Output[Dataset],
+    beam_pipeline_args: list = [],
+):
+    """tf.Transform `preprocessing_fn` from a module file, on Beam, analyzed on train.
+
+    Args:
+        examples: Raw examples from ingest.
+        schema: Raw schema from ingest.
+        module_file: Path, gs:// URI or dotted module name defining preprocessing_fn(inputs).
+        transform_graph: TFTransformOutput folder (transform_fn, transformed_metadata, metadata).
+        transformed_examples: Transformed gzip TFRecord splits.
+        beam_pipeline_args: Beam options, e.g. --runner=DataflowRunner; DirectRunner by default.
+    """
+    from tfkfp.containers import transform as stage
+    from tfkfp.containers.runtime import entrypoint
+
+    counts = entrypoint(
+        stage.run,
+        examples_dir=examples.path,
+        schema_dir=schema.path,
+        module_file=module_file,
+        transform_graph_dir=transform_graph.path,
+        transformed_examples_dir=transformed_examples.path,
+        beam_pipeline_args=beam_pipeline_args,
+    )
+    transformed_examples.metadata["rows"] = counts

@@ -1,0 +1,1 @@
+"""Runtime code of each stage: what runs inside the images. Each stage exposes run(...)."""

@@ -1,0 +1,130 @@
+"""What every stage shares at run time: logging, input errors, staged outputs, Keras flavour.
+
+Imports nothing heavy: the pusher must start without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+log = logging.getLogger("tfkfp")
+
+T = TypeVar("T")
+
+KERAS_FLAVOURS = ("tf_keras", "keras3")
+
+
+class InputError(ValueError):
+    """Bad user input: reported as one line naming the input, exit code 2."""
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Configures stdlib logging once per process (the stage entrypoint calls it)."""
+    root = logging.getLogger()
+    if getattr(root, "_tfkfp_configured", False):
+        return
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    # TF's C++ INFO chatter drowns our progress lines; warnings and errors stay.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    root._tfkfp_configured = True  # type: ignore[attr-defined]
+
+
+def entrypoint(stage: Callable[..., T], /, **kwargs: Any) -> T:
+    """Runs a stage as a process entrypoint: logging on, input errors as one line and exit 2.
+
+    Component bodies call this so a KFP task prints `error: <input>: <what was expected>`
+    instead of a traceback for bad input; real failures keep their traceback.
+    """
+    setup_logging()
+    try:
+        return stage(**kwargs)
+    except InputError as err:
+        log.error("%s", err)
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def select_keras(flavour: str = "tf_keras") -> None:
+    """Chooses tf.keras's flavour before TensorFlow is imported in this process.
+
+    tf.Transform sets TF_USE_LEGACY_KERAS=1 when it is unset, so the choice is always made
+    explicitly here rather than left to import order.
+    """
+    if flavour not in KERAS_FLAVOURS:
+        raise InputError(f"keras: expected one of {', '.join(KERAS_FLAVOURS)}, got {flavour!r}")
+    wanted = "1" if flavour == "tf_keras" else "0"
+    if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS", "0") != wanted:
+        raise RuntimeError(
+            f"Keras flavour {flavour!r} requested after TensorFlow was imported with the other one; "
+            "run the stage in a fresh process"
+        )
+    os.environ["TF_USE_LEGACY_KERAS"] = wanted
+
+
+@contextlib.contextmanager
+def publishing(final_path: str) -> Iterator[str]:
+    """Yields a staging folder that becomes `final_path` only if the block succeeds.
+
+    A KFP retry finds either nothing or a complete output, never a half-written one: the
+    staging folder is removed on failure and a previous attempt's output is replaced.
+    """
+    final_path = final_path.rstrip("/")
+    staging = f"{final_path}.staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if os.path.isdir(final_path):
+        shutil.rmtree(final_path)
+    elif os.path.exists(final_path):
+        os.remove(final_path)
+    os.rename(staging, final_path)
+
+
+def split_pattern(examples_dir: str, split: str) -> str:
+    """Glob of one split's gzip TFRecord files in an examples artifact (TFX layout)."""
+    return os.path.join(examples_dir, f"Split-{split}", "*.gz")
+
+
+def require_split(examples_dir: str, split: str, what: str) -> str:
+    """Returns the split's file pattern, or fails naming the input when it has no files."""
+    import glob
+
+    pattern = split_pattern(examples_dir, split)
+    if not glob.glob(pattern):
+        raise InputError(f"{what}: no '{split}' split files matching {pattern}")
+    return pattern
+
+
+def schema_file(schema_dir: str) -> str:
+    """Path of the schema.pbtxt in a schema artifact folder (or the file itself)."""
+    return schema_dir if schema_dir.endswith(".pbtxt") else os.path.join(schema_dir, "schema.pbtxt")
+
+
+def load_schema(schema_dir: str, what: str = "schema"):
+    """Parses the tensorflow_metadata Schema written by ingest."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    path = schema_file(schema_dir)
+    try:
+        with open(path) as fh:
+            return text_format.Parse(fh.read(), schema_pb2.Schema())
+    except FileNotFoundError:
+        raise InputError(f"{what}: no schema.pbtxt at {path}") from None
+    except text_format.ParseError as err:
+        raise InputError(f"{what}: {path} is not a Schema in text format ({err})") from None

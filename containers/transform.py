@@ -1,0 +1,120 @@
+"""transform: the user's `preprocessing_fn` on tf.Transform + Beam, analyzed on `train` only.
+
+Outputs follow TFX's Transform layout so TFX-era code reads them unchanged:
+`transform_graph/{transform_fn,transformed_metadata,metadata}` (the last one is the raw schema,
+which `WriteTransformFn` does not write) and `transformed_examples/Split-<split>/*.gz`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from tfkfp.containers import user_module
+from tfkfp.containers.runtime import (
+    load_schema,
+    log,
+    publishing,
+    require_split,
+    select_keras,
+)
+
+SPLITS = ("train", "eval")
+
+
+def _temp_location(beam_pipeline_args: list[str]) -> str | None:
+    for i, arg in enumerate(beam_pipeline_args):
+        if arg.startswith("--temp_location="):
+            return arg.split("=", 1)[1]
+        if arg == "--temp_location" and i + 1 < len(beam_pipeline_args):
+            return beam_pipeline_args[i + 1]
+    return None
+
+
+def run(
+    examples_dir: str,
+    schema_dir: str,
+    module_file: str,
+    transform_graph_dir: str,
+    transformed_examples_dir: str,
+    beam_pipeline_args: list[str] | None = None,
+) -> dict[str, int]:
+    """Analyzes `train` with tf.Transform, transforms every split, writes graph and examples.
+
+    Args:
+        examples_dir: Examples artifact from ingest (`Split-train/`, `Split-eval/`).
+        schema_dir: Schema artifact from ingest (`schema.pbtxt`).
+        module_file: Path, gs:// URI or dotted module name defining `preprocessing_fn(inputs)`.
+        transform_graph_dir: Output folder for the transform graph (TFTransformOutput layout).
+        transformed_examples_dir: Output folder for transformed gzip TFRecord splits.
+        beam_pipeline_args: Passed to Beam unchanged (DirectRunner when no runner is given).
+
+    Returns:
+        Transformed row counts per split.
+    """
+    beam_pipeline_args = list(beam_pipeline_args or [])
+    patterns = {s: require_split(examples_dir, s, "examples") for s in SPLITS}
+    schema = load_schema(schema_dir)
+    preprocessing_fn = user_module.load_function(module_file, "preprocessing_fn")
+
+    select_keras("tf_keras")
+    import apache_beam as beam
+    import tensorflow_transform.beam as tft_beam
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+    from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
+    from tfx_bsl.public import tfxio
+
+    log.info("transform: analyzing train, transforming %s (beam args %s)", SPLITS, beam_pipeline_args)
+    counters = {s: beam.metrics.Metrics.counter("tfkfp.transform", f"{s}_rows") for s in SPLITS}
+
+    def encode(batch_and_passthrough, split):
+        batch, _ = batch_and_passthrough
+        counters[split].inc(batch.num_rows)
+        return RecordBatchToExamplesEncoder().encode(batch)
+
+    temp_dir = _temp_location(beam_pipeline_args) or tempfile.mkdtemp(prefix="tfkfp-tft-")
+    with (
+        publishing(transformed_examples_dir) as examples_tmp,
+        publishing(transform_graph_dir) as graph_tmp,
+    ):
+        pipeline = beam.Pipeline(options=PipelineOptions(beam_pipeline_args))
+        with pipeline, tft_beam.Context(temp_dir=temp_dir):
+            sources = {
+                s: tfxio.TFExampleRecord(file_pattern=patterns[s], schema=schema) for s in SPLITS
+            }
+            raw = {s: pipeline | f"Read{s}" >> sources[s].BeamSource() for s in SPLITS}
+            (train_data, _), transform_fn = (
+                raw["train"],
+                sources["train"].TensorAdapterConfig(),
+            ) | "AnalyzeAndTransform" >> tft_beam.AnalyzeAndTransformDataset(
+                preprocessing_fn, output_record_batches=True
+            )
+            eval_data, _ = (
+                (raw["eval"], sources["eval"].TensorAdapterConfig()),
+                transform_fn,
+            ) | "TransformEval" >> tft_beam.TransformDataset(output_record_batches=True)
+            _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(graph_tmp)
+            for split, data in (("train", train_data), ("eval", eval_data)):
+                _ = (
+                    data
+                    | f"Encode{split}" >> beam.FlatMap(encode, split)
+                    | f"Write{split}"
+                    >> beam.io.WriteToTFRecord(
+                        os.path.join(examples_tmp, f"Split-{split}", "transformed_examples"),
+                        file_name_suffix=".gz",
+                        compression_type=CompressionTypes.GZIP,
+                    )
+                )
+        result = pipeline.result
+        # WriteTransformFn keeps only the transformed schema; readers of raw examples need this.
+        metadata_io.write_metadata(
+            dataset_metadata.DatasetMetadata(schema), os.path.join(graph_tmp, "metadata")
+        )
+    counts = {}
+    for split in SPLITS:
+        found = result.metrics().query(beam.metrics.MetricsFilter().with_name(f"{split}_rows"))
+        counts[split] = int(sum(c.committed or 0 for c in found["counters"]))
+    log.info("transform: wrote %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
+    return counts

@@ -1,0 +1,78 @@
+"""Loads the user's module file: a local path, a gs:// URI or a dotted Python module name."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+import tempfile
+import traceback
+from types import ModuleType
+
+from tfkfp.containers.runtime import InputError, log
+
+
+def _download_gcs(uri: str) -> str:
+    from google.cloud import storage
+
+    bucket_name, _, blob_name = uri[len("gs://") :].partition("/")
+    local = os.path.join(tempfile.mkdtemp(prefix="tfkfp-module-"), os.path.basename(blob_name))
+    try:
+        storage.Client().bucket(bucket_name).blob(blob_name).download_to_filename(local)
+    except Exception as err:  # the client raises many types; all mean "could not fetch it"
+        raise InputError(f"module_file: cannot download {uri}: {type(err).__name__}: {err}") from err
+    return local
+
+
+def _import_path(path: str, label: str) -> ModuleType:
+    # A unique name per file content keeps two module files from shadowing each other.
+    digest = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:10]
+    name = f"tfkfp_user_module_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise InputError(f"module_file: {label} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        sys.modules.pop(name, None)
+        log.error("importing %s failed:\n%s", label, traceback.format_exc())
+        raise InputError(
+            f"module_file: {label} does not import: {type(err).__name__}: {err}"
+        ) from err
+    return module
+
+
+def load(module_ref: str) -> ModuleType:
+    """Imports a module from a path, gs:// URI or dotted name; errors name what was tried."""
+    if not module_ref:
+        raise InputError("module_file: expected a path, gs:// URI or dotted module name, got ''")
+    if module_ref.startswith("gs://"):
+        return _import_path(_download_gcs(module_ref), module_ref)
+    if module_ref.endswith(".py") or os.sep in module_ref:
+        if not os.path.isfile(module_ref):
+            raise InputError(f"module_file: no such file {module_ref!r}")
+        return _import_path(module_ref, module_ref)
+    try:
+        return importlib.import_module(module_ref)
+    except ModuleNotFoundError as err:
+        raise InputError(
+            f"module_file: {module_ref!r} is neither a file nor an importable module ({err})"
+        ) from err
+    except Exception as err:
+        log.error("importing %s failed:\n%s", module_ref, traceback.format_exc())
+        raise InputError(
+            f"module_file: {module_ref} does not import: {type(err).__name__}: {err}"
+        ) from err
+
+
+def load_function(module_ref: str, name: str):
+    """Returns `name` from the user module, failing clearly when it is missing."""
+    module = load(module_ref)
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise InputError(f"module_file: {module_ref} defines no function {name}()")
+    return fn

@@ -1,0 +1,1 @@
+"""The penguin demo: raw CSV -> transform -> train -> evaluate -> push, on kfp.local or a cluster."""

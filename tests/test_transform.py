@@ -1,0 +1,68 @@
+import os
+
+import pytest
+from conftest import PENGUINS_MODULE, write_module
+
+from tfkfp.containers import transform
+from tfkfp.containers.runtime import InputError
+
+
+def test_transform_outputs(ingested, transformed):
+    import tensorflow_transform as tft
+
+    assert transformed.counts == ingested.counts
+    output = tft.TFTransformOutput(transformed.graph)
+    # raw schema is written alongside the graph (WriteTransformFn alone does not)
+    assert "species" in output.raw_feature_spec()
+    spec = output.transformed_feature_spec()
+    assert set(spec) == {
+        "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g",
+        "island", "sex", "species",
+    }
+    assert output.vocabulary_size_by_name("species") == 3
+    for split in ("train", "eval"):
+        assert os.listdir(os.path.join(transformed.examples, f"Split-{split}"))
+
+
+def test_z_scores_and_label_ids(transformed):
+    import numpy as np
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    output = tft.TFTransformOutput(transformed.graph)
+    files = tf.io.gfile.glob(os.path.join(transformed.examples, "Split-train", "*.gz"))
+    ds = tf.data.TFRecordDataset(files, "GZIP").batch(1000).map(
+        lambda x: tf.io.parse_example(x, output.transformed_feature_spec())
+    )
+    batch = next(iter(ds))
+    mass = batch["body_mass_g"].numpy()
+    assert abs(mass.mean()) < 0.05 and abs(mass.std() - 1) < 0.05  # z-scored on train
+    assert not np.isnan(mass).any()  # missing values filled
+    assert set(np.unique(batch["species"].numpy())) == {0, 1, 2}
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (None, "no such file"),
+        ("import not_a_real_package_xyz\n", "does not import: ModuleNotFoundError"),
+        ("def run_fn(fn_args):\n    pass\n", "defines no function preprocessing_fn"),
+    ],
+)
+def test_bad_module_file(tmp_path, ingested, source, message):
+    module = str(tmp_path / "missing.py")
+    if source is not None:
+        module = write_module(tmp_path / "user_module.py", source)
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=message):
+        transform.run(
+            ingested.examples, ingested.schema, module, str(out / "graph"), str(out / "examples")
+        )
+    assert not out.exists()
+
+
+def test_missing_split(tmp_path, ingested):
+    with pytest.raises(InputError, match="no 'train' split"):
+        transform.run(
+            str(tmp_path), ingested.schema, PENGUINS_MODULE, str(tmp_path / "g"), str(tmp_path / "e")
+        )
