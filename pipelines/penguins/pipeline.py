@@ -25,7 +25,7 @@ EVAL_CONFIG = {
                     "per_slice_thresholds": [
                         {
                             "slicing_specs": [{}],
-                            "threshold": {"value_threshold": {"lower_bound": {"value": 0.8}}},
+                            "threshold": {"value_threshold": {"lower_bound": 0.8}},
                         }
                     ],
                 },
