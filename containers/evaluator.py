@@ -137,12 +137,12 @@ def run(
     Returns:
         `blessed`, overall `metrics` and `failures` (metric, slice, value, threshold).
     """
+    select_keras("tf_keras")
     config = parse_eval_config(eval_config)
     data_location = require_split(examples_dir, "eval", "examples")
     schema = load_schema(schema_dir) if schema_dir else None
     _check_model(config, model_dir, schema, "candidate model")
 
-    select_keras("tf_keras")
     import tensorflow_model_analysis as tfma
     from apache_beam.options.pipeline_options import PipelineOptions
 

@@ -140,6 +140,7 @@ def run(
     Returns:
         What the component records as model metadata.
     """
+    select_keras(keras)  # before anything (the user module included) imports TensorFlow
     if strategy not in STRATEGIES:
         raise InputError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
     for name, value in (("train_steps", train_steps), ("eval_steps", eval_steps)):
@@ -150,7 +151,6 @@ def run(
     run_fn = user_module.load_function(module_file, "run_fn")
     workers, is_chief = _cluster()
 
-    select_keras(keras)
     # Must be in the environment before TensorFlow initialises the GPUs.
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     import tensorflow as tf

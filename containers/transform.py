@@ -52,12 +52,12 @@ def run(
     Returns:
         Transformed row counts per split.
     """
+    select_keras("tf_keras")  # before the user module imports TensorFlow
     beam_pipeline_args = list(beam_pipeline_args or [])
     patterns = {s: require_split(examples_dir, s, "examples") for s in SPLITS}
     schema = load_schema(schema_dir)
     preprocessing_fn = user_module.load_function(module_file, "preprocessing_fn")
 
-    select_keras("tf_keras")
     import apache_beam as beam
     import tensorflow_transform.beam as tft_beam
     from apache_beam.io.filesystem import CompressionTypes

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tfkfp import local
+
 log = logging.getLogger("tfkfp")
 
 COMPONENTS_DIR = Path(__file__).resolve().parent.parent / "components"
@@ -104,16 +106,6 @@ def compile_pipeline(pipeline, output: str) -> str:
     return output
 
 
-def run_local(pipeline, arguments: dict[str, Any], docker: bool = False,
-              pipeline_root: str = "build/local_outputs") -> None:
-    """Runs the pipeline with kfp.local: in this environment, or in the images with --docker."""
-    from kfp import local
-
-    runner = local.DockerRunner() if docker else local.SubprocessRunner(use_venv=False)
-    local.init(runner=runner, pipeline_root=os.path.abspath(pipeline_root), raise_on_error=True)
-    pipeline(**arguments)
-
-
 # --- components ------------------------------------------------------------------------------
 
 
@@ -145,7 +137,7 @@ def demo(serving_root: str = "serving/penguins", yaml_path: str = "build/penguin
     destination = os.path.abspath(serving_root)
     before = {v.number for v in pusher.iter_versions(destination) if v.complete}
     started = time.time()
-    run_local(pipeline, {"data_uri": data, "push_destination": destination})
+    local.run(pipeline, {"data_uri": data, "push_destination": destination})
     elapsed = time.time() - started
     compile_pipeline(pipeline, yaml_path)
     blessing = _newest_output("evaluator", "blessing", "blessing.json")
@@ -217,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(path)
         elif args.command == "run":
             pipeline = load_pipeline(args.pipeline)
-            run_local(pipeline, parse_params(pipeline, args.param), args.docker, args.pipeline_root)
+            local.run(pipeline, parse_params(pipeline, args.param), args.docker, args.pipeline_root)
         elif args.command == "demo":
             return demo()
     except (UsageError, InputError) as err:
