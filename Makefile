@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tfkfp-installed
 
-.PHONY: demo test lint format components golden bench lock clean
+.PHONY: demo test lint format components lock clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,13 +26,6 @@ format: $(STAMP)
 # Published component specs (components/*.yaml); tests fail when they are stale.
 components: $(STAMP)
 	$(BIN)/tfkfp compile-components
-
-# Golden compiled pipelines (tests/golden/*.yaml).
-golden: $(STAMP)
-	$(BIN)/python -m tests.golden
-
-bench: $(STAMP)
-	$(BIN)/python -m bench
 
 # Re-resolve constraints.txt from setup.cfg (run after changing dependencies).
 lock:

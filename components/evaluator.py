@@ -1,8 +1,7 @@
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
-
 from tfkfp.components.images import CPU_IMAGE
 
 
@@ -14,7 +13,7 @@ def evaluator(
     evaluation: Output[Artifact],
     blessing: Output[Artifact],
     metrics: Output[Metrics],
-    schema: Optional[Input[Artifact]] = None,
+    schema: Input[Artifact] | None = None,
     beam_pipeline_args: list = [],
 ) -> NamedTuple("Outputs", [("blessed", bool)]):
     """TFMA on the raw eval split; value thresholds decide the blessing.

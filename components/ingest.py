@@ -1,6 +1,5 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Output
-
 from tfkfp.components.images import CPU_IMAGE
 
 

@@ -1,8 +1,5 @@
-from typing import Optional
-
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
-
 from tfkfp.components.images import CPU_IMAGE
 
 
@@ -13,8 +10,8 @@ def trainer(
     module_file: str,
     model: Output[Model],
     model_run: Output[Artifact],
-    transform_graph: Optional[Input[Artifact]] = None,
-    base_model: Optional[Input[Model]] = None,
+    transform_graph: Input[Artifact] | None = None,
+    base_model: Input[Model] | None = None,
     train_steps: int = 1000,
     eval_steps: int = 100,
     hyperparameters: dict = {},

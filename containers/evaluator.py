@@ -97,10 +97,13 @@ def _failures(output_path: str) -> list[dict[str, Any]]:
     result = tfma.load_validation_result(output_path)
     failures = []
     for slice_result in result.metric_validations_per_slice:
-        slice_name = "; ".join(
-            f"{k.column}={k.bytes_value.decode() or k.int64_value or k.float_value}"
-            for k in slice_result.slice_key.single_slice_keys
-        ) or "Overall"
+        slice_name = (
+            "; ".join(
+                f"{k.column}={k.bytes_value.decode() or k.int64_value or k.float_value}"
+                for k in slice_result.slice_key.single_slice_keys
+            )
+            or "Overall"
+        )
         for failure in slice_result.failures:
             failures.append(
                 {
@@ -178,4 +181,3 @@ def run(
     for failure in failures:
         log.info("evaluator: failed %s", failure)
     return report
-

@@ -33,7 +33,6 @@ def _as_patterns(file_pattern: str | list[str]) -> list[str]:
 
 def _check_matches(patterns: list[str]) -> None:
     import tensorflow as tf
-
     from tfkfp.containers.runtime import InputError
 
     for pattern in patterns:
@@ -60,7 +59,9 @@ def record_batch_factory(file_pattern, options, schema=None):
 
 
 def make_data_accessor() -> DataAccessor:
-    return DataAccessor(tf_dataset_factory=tf_dataset_factory, record_batch_factory=record_batch_factory)
+    return DataAccessor(
+        tf_dataset_factory=tf_dataset_factory, record_batch_factory=record_batch_factory
+    )
 
 
 @dataclass

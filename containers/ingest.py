@@ -49,9 +49,7 @@ def _resolve_files(data_uri: str) -> list[str]:
     if not data_uri:
         raise InputError("data_uri: expected a CSV/TFRecord file, folder or glob, got ''")
     if os.path.isdir(data_uri):
-        files = sorted(
-            f for f in glob.glob(os.path.join(data_uri, "*")) if os.path.isfile(f)
-        )
+        files = sorted(f for f in glob.glob(os.path.join(data_uri, "*")) if os.path.isfile(f))
     elif any(c in data_uri for c in "*?["):
         files = sorted(glob.glob(data_uri))
     else:
@@ -105,7 +103,9 @@ def _read_csv(files: list[str]) -> tuple[list[str], list[list[str]]]:
         except csv.Error as err:
             raise InputError(f"data_uri: {path} is not valid CSV ({err})") from err
     if header is None or not rows:
-        raise InputError(f"data_uri: no data rows in {', '.join(files)} (expected a header and rows)")
+        raise InputError(
+            f"data_uri: no data rows in {', '.join(files)} (expected a header and rows)"
+        )
     return header, rows
 
 
@@ -148,14 +148,20 @@ def _csv_examples(header: list[str], rows: list[list[str]]) -> tuple[object, Ite
                 if value in MISSING:
                     continue
                 if col.kind == "INT":
-                    feats[col.name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+                    feats[col.name] = tf.train.Feature(
+                        int64_list=tf.train.Int64List(value=[int(value)])
+                    )
                 elif col.kind == "FLOAT":
-                    feats[col.name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+                    feats[col.name] = tf.train.Feature(
+                        float_list=tf.train.FloatList(value=[float(value)])
+                    )
                 else:
                     feats[col.name] = tf.train.Feature(
                         bytes_list=tf.train.BytesList(value=[value.encode()])
                     )
-            serialized = tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+            serialized = tf.train.Example(
+                features=tf.train.Features(feature=feats)
+            ).SerializeToString()
             yield ",".join(row).encode(), serialized
 
     return schema, examples()
@@ -168,9 +174,13 @@ def _tfrecord_examples(files: list[str]) -> tuple[object, Iterator]:
     for path in files:
         compression = "GZIP" if path.endswith(".gz") else ""
         try:
-            records.extend(r.numpy() for r in tf.data.TFRecordDataset(path, compression_type=compression))
+            records.extend(
+                r.numpy() for r in tf.data.TFRecordDataset(path, compression_type=compression)
+            )
         except tf.errors.OpError as err:
-            raise InputError(f"data_uri: {path} is not a readable TFRecord file ({err.message})") from err
+            raise InputError(
+                f"data_uri: {path} is not a readable TFRecord file ({err.message})"
+            ) from err
     if not records:
         raise InputError(f"data_uri: no records in {', '.join(files)}")
     columns: dict[str, _Column] = {}

@@ -119,7 +119,9 @@ class _Gcs:
         try:
             self.client = storage.Client()
         except Exception as err:  # DefaultCredentialsError, EnvironmentError, ...
-            raise InputError(f"destination: no Google Cloud credentials for {uri} ({err})") from None
+            raise InputError(
+                f"destination: no Google Cloud credentials for {uri} ({err})"
+            ) from None
         self.bucket = self.client.bucket(self.bucket_name)
 
     def _key(self, *parts: str) -> str:
@@ -133,7 +135,9 @@ class _Gcs:
         try:
             exists = self.bucket.exists()
         except Exception as err:
-            raise InputError(f"destination: cannot reach bucket gs://{self.bucket_name} ({err})") from None
+            raise InputError(
+                f"destination: cannot reach bucket gs://{self.bucket_name} ({err})"
+            ) from None
         if not exists:
             raise InputError(f"destination: bucket gs://{self.bucket_name} does not exist")
 
@@ -155,7 +159,9 @@ class _Gcs:
         for v in self.versions():
             if not v.complete:
                 log.info("pusher: removing incomplete version %s", self.uri(v.number))
-                for blob in self.client.list_blobs(self.bucket_name, prefix=self._key(str(v.number)) + "/"):
+                for blob in self.client.list_blobs(
+                    self.bucket_name, prefix=self._key(str(v.number)) + "/"
+                ):
                     blob.delete()
 
     def publish(self, model_dir: str, version: int, marker: dict) -> None:
@@ -224,15 +230,27 @@ def run(
     for v in existing:
         if v.complete and v.content_hash == digest:
             log.info("pusher: same model already pushed as version %d", v.number)
-            return {**result, "pushed": True, "version": v.number, "pushed_uri": store.uri(v.number),
-                    "content_hash": digest}
+            return {
+                **result,
+                "pushed": True,
+                "version": v.number,
+                "pushed_uri": store.uri(v.number),
+                "content_hash": digest,
+            }
     newest = max((v.number for v in existing), default=0)
     if version and version <= newest:
-        raise InputError(f"version: {version} is not above the newest version {newest} in {destination}")
+        raise InputError(
+            f"version: {version} is not above the newest version {newest} in {destination}"
+        )
     number = version or max(int(time.time()), newest + 1)
     marker = {"content_hash": digest, "pushed_at": time.time(), "source": model_dir}
     log.info("pusher: pushing %s to %s", model_dir, store.uri(number))
     store.publish(model_dir, number, marker)
     log.info("pusher: pushed version %d", number)
-    return {**result, "pushed": True, "version": number, "pushed_uri": store.uri(number),
-            "content_hash": digest}
+    return {
+        **result,
+        "pushed": True,
+        "version": number,
+        "pushed_uri": store.uri(number),
+        "content_hash": digest,
+    }

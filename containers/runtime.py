@@ -50,7 +50,6 @@ def entrypoint(stage: Callable[..., T], /, **kwargs: Any) -> T:
     try:
         return stage(**kwargs)
     except InputError as err:
-        log.error("%s", err)
         print(f"error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
 

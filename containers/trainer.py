@@ -43,7 +43,9 @@ def _cluster() -> tuple[int, bool]:
         ) from None
     if task_type not in cluster or index >= len(cluster[task_type]):
         raise InputError(f"TF_CONFIG: task {task_type}:{index} is not in the cluster spec")
-    is_chief = task_type == "chief" or (task_type == "worker" and index == 0 and "chief" not in cluster)
+    is_chief = task_type == "chief" or (
+        task_type == "worker" and index == 0 and "chief" not in cluster
+    )
     return workers, is_chief
 
 
@@ -83,8 +85,8 @@ def _make_strategy(choice: str, cpu_replicas: int, workers: int):
 
 def check_saved_model(model_dir: str) -> None:
     """Fails unless `model_dir` holds a SavedModel whose serving_default takes serialized examples."""
-    from tensorflow.core.protobuf import saved_model_pb2
     from tensorflow.core.framework import types_pb2
+    from tensorflow.core.protobuf import saved_model_pb2
 
     path = os.path.join(model_dir, "saved_model.pb")
     if not os.path.isfile(path):

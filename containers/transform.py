@@ -66,7 +66,9 @@ def run(
     from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
     from tfx_bsl.public import tfxio
 
-    log.info("transform: analyzing train, transforming %s (beam args %s)", SPLITS, beam_pipeline_args)
+    log.info(
+        "transform: analyzing train, transforming %s (beam args %s)", SPLITS, beam_pipeline_args
+    )
     counters = {s: beam.metrics.Metrics.counter("tfkfp.transform", f"{s}_rows") for s in SPLITS}
 
     def encode(batch_and_passthrough, split):

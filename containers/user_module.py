@@ -22,7 +22,9 @@ def _download_gcs(uri: str) -> str:
     try:
         storage.Client().bucket(bucket_name).blob(blob_name).download_to_filename(local)
     except Exception as err:  # the client raises many types; all mean "could not fetch it"
-        raise InputError(f"module_file: cannot download {uri}: {type(err).__name__}: {err}") from err
+        raise InputError(
+            f"module_file: cannot download {uri}: {type(err).__name__}: {err}"
+        ) from err
     return local
 
 

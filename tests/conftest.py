@@ -114,3 +114,8 @@ def copy_tree(tmp_path):
         return str(dst)
 
     return _copy
+
+
+def normalized_yaml(text: str) -> str:
+    """Compiled KFP YAML without the line that names the SDK version (golden comparisons)."""
+    return "\n".join(line for line in text.splitlines() if not line.startswith("sdkVersion:"))

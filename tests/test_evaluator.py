@@ -3,7 +3,6 @@ import json
 import os
 
 import pytest
-
 from tfkfp.containers import evaluator
 from tfkfp.containers.runtime import InputError
 from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
@@ -51,8 +50,14 @@ def test_not_blessed_names_the_failing_metric(tmp_path, trained, ingested):
     [
         ("{not json", "not valid JSON"),
         ({"model_specs": [{"label_kee": "species"}]}, "label_kee"),
-        ({"model_specs": [{"label_key": "speciez", "preprocessing_function_names": ["transform_features"]}]},
-         "label_key 'speciez'"),
+        (
+            {
+                "model_specs": [
+                    {"label_key": "speciez", "preprocessing_function_names": ["transform_features"]}
+                ]
+            },
+            "label_key 'speciez'",
+        ),
         ({"model_specs": [{"label_key": "species", "signature_name": "nope"}]}, "signature 'nope'"),
     ],
 )

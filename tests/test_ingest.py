@@ -2,7 +2,6 @@ import gzip
 import os
 
 import pytest
-
 from tfkfp.containers import ingest
 from tfkfp.containers.runtime import InputError, load_schema
 

@@ -1,11 +1,9 @@
-import json
 import os
 import subprocess
 import sys
 
 import pytest
 from conftest import PENGUINS_MODULE, write_module
-
 from tfkfp.containers import trainer
 from tfkfp.containers.fn_args import FnArgs
 from tfkfp.containers.runtime import InputError
@@ -33,9 +31,22 @@ def test_trained_model_and_logs(trained):
 
 def test_fn_args_has_tfx_fields():
     args = FnArgs(schema_path="s", transform_graph_path="t")
-    for name in ("working_dir", "train_files", "eval_files", "train_steps", "eval_steps",
-                 "schema_path", "transform_graph_path", "serving_model_dir", "eval_model_dir",
-                 "model_run_dir", "base_model", "hyperparameters", "custom_config", "data_accessor"):
+    for name in (
+        "working_dir",
+        "train_files",
+        "eval_files",
+        "train_steps",
+        "eval_steps",
+        "schema_path",
+        "transform_graph_path",
+        "serving_model_dir",
+        "eval_model_dir",
+        "model_run_dir",
+        "base_model",
+        "hyperparameters",
+        "custom_config",
+        "data_accessor",
+    ):
         assert hasattr(args, name)
     assert args.schema_file == "s" and args.transform_output == "t"
 

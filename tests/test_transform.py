@@ -2,7 +2,6 @@ import os
 
 import pytest
 from conftest import PENGUINS_MODULE, write_module
-
 from tfkfp.containers import transform
 from tfkfp.containers.runtime import InputError
 
@@ -16,8 +15,13 @@ def test_transform_outputs(ingested, transformed):
     assert "species" in output.raw_feature_spec()
     spec = output.transformed_feature_spec()
     assert set(spec) == {
-        "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g",
-        "island", "sex", "species",
+        "bill_length_mm",
+        "bill_depth_mm",
+        "flipper_length_mm",
+        "body_mass_g",
+        "island",
+        "sex",
+        "species",
     }
     assert output.vocabulary_size_by_name("species") == 3
     for split in ("train", "eval"):
@@ -31,8 +35,10 @@ def test_z_scores_and_label_ids(transformed):
 
     output = tft.TFTransformOutput(transformed.graph)
     files = tf.io.gfile.glob(os.path.join(transformed.examples, "Split-train", "*.gz"))
-    ds = tf.data.TFRecordDataset(files, "GZIP").batch(1000).map(
-        lambda x: tf.io.parse_example(x, output.transformed_feature_spec())
+    ds = (
+        tf.data.TFRecordDataset(files, "GZIP")
+        .batch(1000)
+        .map(lambda x: tf.io.parse_example(x, output.transformed_feature_spec()))
     )
     batch = next(iter(ds))
     mass = batch["body_mass_g"].numpy()
@@ -64,5 +70,9 @@ def test_bad_module_file(tmp_path, ingested, source, message):
 def test_missing_split(tmp_path, ingested):
     with pytest.raises(InputError, match="no 'train' split"):
         transform.run(
-            str(tmp_path), ingested.schema, PENGUINS_MODULE, str(tmp_path / "g"), str(tmp_path / "e")
+            str(tmp_path),
+            ingested.schema,
+            PENGUINS_MODULE,
+            str(tmp_path / "g"),
+            str(tmp_path / "e"),
         )

@@ -54,15 +54,25 @@ def load_pipeline(ref: str):
     found = {k: v for k, v in vars(module).items() if isinstance(v, GraphComponent)}
     if func:
         if func not in found:
-            raise UsageError(f"pipeline: no pipeline function {func!r} in {ref} (has {sorted(found)})")
+            raise UsageError(
+                f"pipeline: no pipeline function {func!r} in {ref} (has {sorted(found)})"
+            )
         return found[func]
     if len(found) != 1:
-        raise UsageError(f"pipeline: {ref} defines {len(found)} pipelines {sorted(found)}; name one")
+        raise UsageError(
+            f"pipeline: {ref} defines {len(found)} pipelines {sorted(found)}; name one"
+        )
     return next(iter(found.values()))
 
 
-_PARAM_TYPES = {"STRING": str, "NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "BOOLEAN": bool,
-                "LIST": list, "STRUCT": dict}
+_PARAM_TYPES = {
+    "STRING": str,
+    "NUMBER_INTEGER": int,
+    "NUMBER_DOUBLE": float,
+    "BOOLEAN": bool,
+    "LIST": list,
+    "STRUCT": dict,
+}
 
 
 def parse_params(pipeline, pairs: list[str]) -> dict[str, Any]:
@@ -77,7 +87,9 @@ def parse_params(pipeline, pairs: list[str]) -> dict[str, Any]:
         if not sep:
             raise UsageError(f"--param: expected key=value, got {pair!r}")
         if key not in declared:
-            raise UsageError(f"--param: {pipeline.name} has no parameter {key!r} (has {sorted(declared)})")
+            raise UsageError(
+                f"--param: {pipeline.name} has no parameter {key!r} (has {sorted(declared)})"
+            )
         kind = _PARAM_TYPES[type_names.Name(declared[key].parameter_type)]
         try:
             if kind is str:
@@ -158,8 +170,9 @@ def demo(serving_root: str = "serving/penguins", yaml_path: str = "build/penguin
     return 0
 
 
-def _newest_output(task: str, output: str, filename: str,
-                   pipeline_root: str = "build/local_outputs") -> Path | None:
+def _newest_output(
+    task: str, output: str, filename: str, pipeline_root: str = "build/local_outputs"
+) -> Path | None:
     runs = sorted(Path(pipeline_root).glob("*/"), key=lambda p: p.stat().st_mtime)
     for run_dir in reversed(runs):
         candidate = run_dir / task / output / filename

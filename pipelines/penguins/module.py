@@ -28,7 +28,9 @@ def preprocessing_fn(inputs):
     for key in NUMERIC:
         value = inputs[key]
         if isinstance(value, tf.sparse.SparseTensor):
-            value = tf.SparseTensor(value.indices, tf.cast(value.values, tf.float32), value.dense_shape)
+            value = tf.SparseTensor(
+                value.indices, tf.cast(value.values, tf.float32), value.dense_shape
+            )
         else:
             value = tf.cast(value, tf.float32)
         # scale_to_z_score keeps sparsity; a missing value then becomes 0, the mean.
@@ -37,7 +39,9 @@ def preprocessing_fn(inputs):
         outputs[key] = tft.compute_and_apply_vocabulary(
             _dense(inputs[key], ""), num_oov_buckets=OOV, vocab_filename=key
         )
-    outputs[LABEL] = tft.compute_and_apply_vocabulary(_dense(inputs[LABEL], ""), vocab_filename=LABEL)
+    outputs[LABEL] = tft.compute_and_apply_vocabulary(
+        _dense(inputs[LABEL], ""), vocab_filename=LABEL
+    )
     return outputs
 
 
@@ -58,7 +62,9 @@ def _build_model(tft_output, hidden_units, learning_rate):
     for key in CATEGORICAL:
         inputs[key] = keras.Input(shape=(1,), name=key, dtype=tf.int64)
         depth = tft_output.vocabulary_size_by_name(key) + OOV
-        encoded.append(keras.layers.CategoryEncoding(num_tokens=depth, output_mode="one_hot")(inputs[key]))
+        encoded.append(
+            keras.layers.CategoryEncoding(num_tokens=depth, output_mode="one_hot")(inputs[key])
+        )
     x = keras.layers.Concatenate()(encoded)
     for units in hidden_units:
         x = keras.layers.Dense(units, activation="relu")(x)

@@ -1,7 +1,6 @@
 """Penguin species pipeline: the five tfkfp stages, the pusher gated on the blessing."""
 
 from kfp import dsl
-
 from tfkfp.components import evaluator, ingest, pusher, trainer, transform
 
 # TFMA EvalConfig (config_pb2 JSON). The label is computed by preprocessing_fn, so TFMA gets it

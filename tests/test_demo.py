@@ -1,0 +1,116 @@
+"""The README's `make demo` path: the whole penguin pipeline through kfp.local, twice."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def demo_runs(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("demo")
+    first = run_cli("demo", cwd=cwd)
+    second = run_cli("demo", cwd=cwd)
+    return cwd, first, second
+
+
+def test_demo_pushes_a_blessed_model_and_compiles_yaml(demo_runs):
+    cwd, first, _ = demo_runs
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "blessed:       True" in first.stdout
+    assert "sparse_categorical_accuracy" in first.stdout
+    versions = sorted((cwd / "serving" / "penguins").iterdir())
+    assert versions and (versions[-1] / "saved_model.pb").is_file()
+    assert f"pushed model:  {versions[0]}" in first.stdout
+    assert (cwd / "build" / "penguins.yaml").is_file()
+
+
+def test_second_demo_succeeds(demo_runs):
+    _, _, second = demo_runs
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert (
+        "pushed model:  " in second.stdout and "none" not in second.stdout.split("pushed model:")[1]
+    )
+
+
+def test_pushed_model_serves_raw_examples_in_a_fresh_process(demo_runs, penguins_csv):
+    cwd, _, _ = demo_runs
+    model = sorted((cwd / "serving" / "penguins").iterdir())[-1]
+    script = textwrap.dedent(
+        f"""
+        import csv, json
+        import tensorflow as tf
+        def example(row, with_label):
+            feats = {{}}
+            for k, v in row.items():
+                if v == "NA" or (k == "species" and not with_label):
+                    continue
+                if k in ("bill_length_mm", "bill_depth_mm"):
+                    f = tf.train.Feature(float_list=tf.train.FloatList(value=[float(v)]))
+                elif k in ("flipper_length_mm", "body_mass_g", "year"):
+                    f = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
+                else:
+                    f = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()]))
+                feats[k] = f
+            return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+        rows = list(csv.DictReader(open({str(penguins_csv)!r})))
+        m = tf.saved_model.load({str(model)!r})
+        probs = m.signatures["serving_default"](examples=tf.constant([example(r, False) for r in rows]))
+        probs = probs["probabilities"].numpy()
+        labels = m.signatures["transform_features"](
+            examples=tf.constant([example(r, True) for r in rows]))["species"].numpy().ravel()
+        print(json.dumps({{"n": len(rows), "sum_ok": bool(abs(probs.sum(1) - 1).max() < 1e-4),
+                          "accuracy": float((probs.argmax(1) == labels).mean())}}))
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["n"] == 344 and result["sum_ok"]
+    assert result["accuracy"] > 0.9  # species from raw measurements, missing values included
+
+
+def test_bad_data_path_fails_the_run_with_one_line(tmp_path):
+    proc = run_cli(
+        "run",
+        "penguins",
+        "--local",
+        "--param",
+        f"data_uri={tmp_path / 'nope.csv'}",
+        "--param",
+        f"push_destination={tmp_path / 'serving'}",
+        "--pipeline-root",
+        str(tmp_path / "root"),
+    )
+    assert proc.returncode == 1
+    output = proc.stdout + proc.stderr  # kfp.local streams task logs to stdout
+    assert output.count("error: data_uri: no such file, folder or matching files") == 1
+    assert not (tmp_path / "serving").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "nope", "--local"], "pipeline: 'nope' is neither"),
+        (["run", "penguins", "--local", "--param", "colour=red"], "has no parameter 'colour'"),
+        (["run", "penguins", "--local", "--param", "train_steps=many"], "expected int, got 'many'"),
+        (["compile", "missing/pipeline.py", "-o", "x.yaml"], "no such file"),
+    ],
+)
+def test_cli_bad_usage_is_one_line_exit_2(args, message):
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_compile_cli(tmp_path):
+    proc = run_cli("compile", "pipelines/penguins", "-o", str(tmp_path / "p.yaml"))
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()).is_file()
