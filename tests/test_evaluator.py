@@ -38,7 +38,7 @@ def test_blessed(tmp_path, trained, ingested):
 
 
 def test_not_blessed_names_the_failing_metric(tmp_path, trained, ingested):
-    report = _run(tmp_path, trained, ingested, json.dumps(_config(0.999999)))
+    report = _run(tmp_path, trained, ingested, json.dumps(_config(1.01)))
     assert report["blessed"] is False
     assert os.path.exists(tmp_path / "blessing" / "NOT_BLESSED")
     [failure] = report["failures"]

@@ -47,7 +47,8 @@ def test_missing_values_are_absent_from_examples(tmp_path):
         for r in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), "GZIP"):
             records.append(tf.train.Example.FromString(r.numpy()))
     by_a = {e.features.feature["a"].int64_list.value[0]: e.features.feature for e in records}
-    assert "b" not in by_a[2] and "c" not in by_a[1]
+    # a missing value carries no values (TFX encodes it as an empty Feature, parsed as missing)
+    assert by_a[2]["b"].WhichOneof("kind") is None and by_a[1]["c"].WhichOneof("kind") is None
     assert by_a[3]["c"].float_list.value[0] == pytest.approx(2.5)
     kinds = {f.name: f.type for f in load_schema(str(tmp_path / "s")).feature}
     assert kinds == {"a": 2, "b": 1, "c": 3}
@@ -68,7 +69,7 @@ def test_tfrecord_input(tmp_path, ingested):
     [
         ("a,b\n", "no data rows"),
         ("", "no data rows"),
-        ("a,b\n1,2\n3\n", "line 3 has 1 fields"),
+        ("a,b\n1,2\n3\n", "Expected 2 columns, got 1"),
         (b"\xff\xfe\x00garbage", "not UTF-8"),
     ],
 )
@@ -96,6 +97,20 @@ def test_not_a_tfrecord(tmp_path):
     with pytest.raises(InputError, match="not a readable TFRecord"):
         ingest.run(str(bad), str(tmp_path / "e"), str(tmp_path / "s"))
     assert not (tmp_path / "e").exists()
+
+
+def test_ingest_imports_no_tensorflow(tmp_path, penguins_csv):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from tfkfp.containers import ingest;"
+        f"ingest.run({str(penguins_csv)!r}, {str(tmp_path / 'e')!r}, {str(tmp_path / 's')!r});"
+        "print('tensorflow' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
 
 
 def test_bad_train_fraction(tmp_path, penguins_csv):
