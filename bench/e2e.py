@@ -1,0 +1,149 @@
+"""End-to-end local pipeline time per stage, and the share spent starting, importing and exiting.
+
+Runs `tfkfp run <pipeline> --local` (kfp.local SubprocessRunner, as `make demo` does) and reads
+the task and stage log lines. Each stage's import cost is measured in a fresh interpreter, the
+same way the task imports it, minus a bare interpreter's start.
+
+    python -m bench.e2e penguins taxi
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import RESULTS, write_json
+
+REPO = Path(__file__).resolve().parent.parent
+STAGES = ("ingest", "transform", "trainer", "evaluator", "pusher")
+# What each task imports before its work: kfp's executor, the stage, the libraries it loads.
+STAGE_IMPORTS = {
+    "ingest": "import pyarrow.csv, pyarrow.compute; from tfx_bsl.coders import example_coder",
+    "transform": "import os; os.environ['TF_USE_LEGACY_KERAS']='1'; "
+    "import apache_beam, tensorflow_transform.beam; from tfx_bsl.public import tfxio",
+    "trainer": "import os; os.environ['TF_USE_LEGACY_KERAS']='1'; "
+    "import tensorflow as tf, tensorflow_transform; tf.keras.layers.Dense",
+    "evaluator": "import os; os.environ['TF_USE_LEGACY_KERAS']='1'; "
+    "import tensorflow_model_analysis",
+    "pusher": "import hashlib, json, shutil",
+}
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+TASK = re.compile(r"^(\d\d):(\d\d):(\d\d\.\d+) - INFO - (Executing task|Task) '(\w+)'")
+STAGE_LINE = re.compile(r"(\d\d):(\d\d):(\d\d),(\d+) INFO tfkfp: (\w+): ")
+
+
+def _seconds(h: str, m: str, s: str) -> float:
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def parse_log(text: str) -> dict[str, dict[str, float]]:
+    """Per stage: task start/end (kfp.local) and first/last stage log line, in seconds of day."""
+    marks: dict[str, dict[str, float]] = {}
+    for raw in text.splitlines():
+        line = ANSI.sub("", raw)
+        if m := TASK.match(line):
+            key = "start" if m[4] == "Executing task" else "end"
+            marks.setdefault(m[5], {})[key] = _seconds(m[1], m[2], m[3])
+        elif m := STAGE_LINE.search(line):
+            t = _seconds(m[1], m[2], f"{m[3]}.{m[4]}")
+            stage = marks.setdefault(m[5], {})
+            stage.setdefault("first", t)
+            stage["last"] = t
+    return marks
+
+
+def import_seconds(code: str, repeat: int = 2) -> float:
+    """Best-of-`repeat` cold import time of `code` beyond a bare interpreter's start."""
+
+    def best(snippet: str) -> float:
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", snippet], check=True, capture_output=True)
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    return best(f"import kfp.dsl.executor_main; {code}") - best("pass")
+
+
+def run_pipeline(name: str, params: dict[str, str]) -> tuple[float, str]:
+    """Runs the pipeline through the CLI; returns wall seconds and the combined log."""
+    args = [sys.executable, "-m", "tfkfp.cli", "run", name, "--local"]
+    for key, value in params.items():
+        args += ["--param", f"{key}={value}"]
+    with tempfile.TemporaryDirectory(prefix="tfkfp-bench-") as root:
+        args += ["--pipeline-root", root]
+        started = time.perf_counter()
+        proc = subprocess.run(args, capture_output=True, text=True, cwd=REPO)
+        elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return elapsed, proc.stdout + proc.stderr
+
+
+def measure(name: str, params: dict[str, str]) -> dict:
+    """End-to-end and per-stage times of one pipeline run."""
+    elapsed, log_text = run_pipeline(name, params)
+    marks = parse_log(log_text)
+    stages = []
+    for stage in STAGES:
+        m = marks.get(stage, {})
+        if "start" not in m or "end" not in m:
+            continue
+        total = m["end"] - m["start"]
+        imports = max(0.0, import_seconds(STAGE_IMPORTS[stage]))
+        exit_s = m["end"] - m.get("last", m["end"])
+        stages.append(
+            {
+                "stage": stage,
+                "seconds": round(total, 2),
+                "start_and_imports": round(min(imports, total), 2),
+                "exit": round(exit_s, 2),
+                "work": round(max(0.0, total - imports - exit_s), 2),
+            }
+        )
+    overhead = sum(s["start_and_imports"] + s["exit"] for s in stages)
+    return {
+        "pipeline": name,
+        "seconds": round(elapsed, 2),
+        "stages": stages,
+        "start_import_exit_share": round(overhead / elapsed, 3),
+    }
+
+
+def pipeline_params(name: str, workdir: Path) -> dict[str, str]:
+    """The arguments the benchmark gives each bundled pipeline."""
+    from importlib import resources
+
+    data = resources.files(f"tfkfp.pipelines.{name}") / "data"
+    csv = next(p for p in data.iterdir() if p.name.endswith(".csv"))
+    return {"data_uri": str(csv), "push_destination": str(workdir / "serving" / name)}
+
+
+def main(names: list[str]) -> list[dict]:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="tfkfp-bench-serving-") as workdir:
+        for name in names:
+            result = measure(name, pipeline_params(name, Path(workdir)))
+            results.append(result)
+            print(f"\n{name}: {result['seconds']:.1f} s end to end")
+            print("| stage | s | start+imports | exit | work |\n|---|---|---|---|---|")
+            for s in result["stages"]:
+                print(
+                    f"| {s['stage']} | {s['seconds']:.1f} | {s['start_and_imports']:.1f} "
+                    f"| {s['exit']:.1f} | {s['work']:.1f} |"
+                )
+            print(
+                f"share in process start, imports and exit: {result['start_import_exit_share']:.0%}"
+            )
+    write_json(RESULTS / "e2e.json", results)
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or ["penguins"])
