@@ -9,7 +9,6 @@ same way the task imports it, minus a bare interpreter's start.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
