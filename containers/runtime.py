@@ -5,6 +5,7 @@ Imports nothing heavy: the pusher must start without TensorFlow.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -48,10 +49,28 @@ def entrypoint(stage: Callable[..., T], /, **kwargs: Any) -> T:
     """
     setup_logging()
     try:
-        return stage(**kwargs)
+        result = stage(**kwargs)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+    if os.environ.get("_KFP_RUNTIME") == "true" and sys.argv[0].endswith("executor_main.py"):
+        atexit.register(_exit_without_teardown)
+    return result
+
+
+def _exit_without_teardown() -> None:
+    """Ends a successful KFP task without tearing down TF/Beam/TFMA (1.5-3 s per stage).
+
+    Registered only after the stage succeeded inside KFP's executor, so it runs first at exit,
+    after the executor wrote its outputs. An unhandled exception (sys.last_value) keeps the
+    normal exit path and its non-zero code.
+    """
+    if getattr(sys, "last_value", None) is not None:
+        return
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def select_keras(flavour: str = "tf_keras") -> None:
