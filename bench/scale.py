@@ -1,0 +1,201 @@
+"""Transform and evaluator at 15k, 150k and 1.5M taxi-like rows: overhead, linearity, Beam workers.
+
+For each size both sides run in a fresh process: the tfkfp stage (what its component body runs)
+and the library called directly (bench.direct). Printed per size: rows/s, the overhead ratio
+(target <= 1.10) and the cost per row beyond the fixed start-up, whose spread across sizes shows
+linear scaling (target within 20%). At the largest size, Beam's DirectRunner with two
+processes is compared with one.
+
+    python -m bench.scale [--sizes 15000,150000,1500000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import RESULTS, synth, write_json
+
+TAXI_MODULE = "tfkfp.pipelines.taxi.module"
+MULTI_PROCESS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+# A size small enough that its time is the fixed cost (start-up, imports, graph building).
+FIXED_COST_ROWS = 2_000
+
+
+def _timed(code: str) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark step failed:\n{proc.stderr[-4000:]}")
+    return time.perf_counter() - started
+
+
+def _stage(stage: str, **kwargs) -> str:
+    return (
+        f"from tfkfp.containers import {stage}; from tfkfp.containers.runtime import entrypoint;"
+        f"entrypoint({stage}.run, **{kwargs!r})"
+    )
+
+
+def _direct(*args: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "bench.direct", *args], check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def prepare(rows: int, work: Path) -> dict:
+    """Synthetic CSV of `rows` rows, ingested into raw examples and a schema."""
+    from tfkfp.containers import ingest
+
+    csv = synth.generate(rows, work / f"taxi_{rows}.csv")
+    out = work / f"ingest_{rows}"
+    if not (out / "examples").exists():
+        ingest.run(str(csv), str(out / "examples"), str(out / "schema"))
+    return {"examples": str(out / "examples"), "schema": str(out / "schema")}
+
+
+def transform_times(data: dict, work: Path, beam_args: list[str]) -> tuple[float, float]:
+    """(tfkfp stage seconds, direct tf.Transform seconds) on the same input."""
+    out = Path(tempfile.mkdtemp(dir=work))
+    stage = _timed(
+        _stage(
+            "transform",
+            examples_dir=data["examples"],
+            schema_dir=data["schema"],
+            module_file=TAXI_MODULE,
+            transform_graph_dir=str(out / "graph"),
+            transformed_examples_dir=str(out / "examples"),
+            beam_pipeline_args=beam_args,
+        )
+    )
+    direct = _direct(
+        "transform", data["examples"], data["schema"], TAXI_MODULE, str(out / "direct"), *beam_args
+    )
+    shutil.rmtree(out, ignore_errors=True)
+    return stage, direct
+
+
+def train_model(data: dict, work: Path) -> str:
+    """A taxi model to evaluate (trained once, on the smallest size)."""
+    out = work / "model"
+    if (out / "saved_model.pb").exists():
+        return str(out)
+    graph, examples = work / "train_graph", work / "train_examples"
+    _timed(
+        _stage(
+            "transform",
+            examples_dir=data["examples"],
+            schema_dir=data["schema"],
+            module_file=TAXI_MODULE,
+            transform_graph_dir=str(graph),
+            transformed_examples_dir=str(examples),
+        )
+    )
+    _timed(
+        _stage(
+            "trainer",
+            examples_dir=str(examples),
+            schema_dir=data["schema"],
+            module_file=TAXI_MODULE,
+            model_dir=str(out),
+            model_run_dir=str(work / "model_run"),
+            transform_graph_dir=str(graph),
+            train_steps=200,
+            eval_steps=10,
+        )
+    )
+    return str(out)
+
+
+def evaluator_times(model: str, data: dict, work: Path) -> tuple[float, float]:
+    """(tfkfp stage seconds, direct TFMA seconds) on the same eval split."""
+    from tfkfp.pipelines.taxi.pipeline import EVAL_CONFIG
+
+    out = Path(tempfile.mkdtemp(dir=work))
+    stage = _timed(
+        _stage(
+            "evaluator",
+            model_dir=model,
+            examples_dir=data["examples"],
+            eval_config=EVAL_CONFIG,
+            evaluation_dir=str(out / "evaluation"),
+            blessing_dir=str(out / "blessing"),
+            schema_dir=data["schema"],
+        )
+    )
+    direct = _direct("evaluate", model, data["examples"], json.dumps(EVAL_CONFIG), str(out / "d"))
+    shutil.rmtree(out, ignore_errors=True)
+    return stage, direct
+
+
+def _linearity(rows: list[int], seconds: list[float], fixed: float) -> dict:
+    per_row = [max(t - fixed, 1e-9) / n * 1e6 for n, t in zip(rows, seconds, strict=True)]
+    return {
+        "us_per_row": [round(x, 2) for x in per_row],
+        "spread": round(max(per_row) / min(per_row), 3),
+    }
+
+
+def main(sizes: list[int]) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="tfkfp-bench-scale-"))
+    try:
+        results: dict = {"sizes": sizes, "transform": [], "evaluator": []}
+        fixed_data = prepare(FIXED_COST_ROWS, work)
+        fixed_t, _ = transform_times(fixed_data, work, [])
+        model = train_model(prepare(min(sizes), work), work)
+        fixed_e, _ = evaluator_times(model, fixed_data, work)
+        for rows in sizes:
+            data = prepare(rows, work)
+            t_stage, t_direct = transform_times(data, work, [])
+            e_stage, e_direct = evaluator_times(model, data, work)
+            for name, stage, direct in (
+                ("transform", t_stage, t_direct),
+                ("evaluator", e_stage, e_direct),
+            ):
+                entry = {
+                    "rows": rows,
+                    "stage_s": round(stage, 2),
+                    "direct_s": round(direct, 2),
+                    "overhead": round(stage / direct, 3),
+                    "rows_per_s": round(rows / stage),
+                }
+                results[name].append(entry)
+                print(
+                    f"{name:9s} {rows:>9,} rows: tfkfp {stage:6.1f} s, direct {direct:6.1f} s, "
+                    f"overhead {stage / direct:.3f}x (target <= 1.10), {rows / stage:,.0f} rows/s"
+                )
+        for name, fixed in (("transform", fixed_t), ("evaluator", fixed_e)):
+            entries = results[name]
+            lin = _linearity([e["rows"] for e in entries], [e["stage_s"] for e in entries], fixed)
+            results[f"{name}_linearity"] = {"fixed_s": round(fixed, 2), **lin}
+            print(
+                f"{name}: cost per row beyond the fixed {fixed:.1f} s: {lin['us_per_row']} us, "
+                f"spread {lin['spread']:.2f}x (target <= 1.20)"
+            )
+        largest = prepare(max(sizes), work)
+        one, _ = transform_times(largest, work, ["--direct_num_workers=1"])
+        two, _ = transform_times(largest, work, MULTI_PROCESS)
+        results["beam_multi_process"] = {
+            "rows": max(sizes),
+            "one_worker_s": round(one, 2),
+            "two_processes_s": round(two, 2),
+            "speedup": round(one / two, 3),
+        }
+        print(f"transform {max(sizes):,} rows, 2 Beam processes vs 1: {one / two:.2f}x speed-up")
+        write_json(RESULTS / "scale.json", results)
+        return results
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="15000,150000,1500000")
+    args = parser.parse_args()
+    main([int(s) for s in args.sizes.split(",")])
