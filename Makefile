@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tfkfp-installed
 
-.PHONY: demo test lint format components lock clean
+.PHONY: demo test lint format components bench lock clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ format: $(STAMP)
 # Published component specs (components/*.yaml); tests fail when they are stale.
 components: $(STAMP)
 	$(BIN)/tfkfp compile-components
+
+# Benchmarks (about 20-30 min): ratios against baselines measured in the same run, written to
+# bench/results/ (JSON, results.md, results.png).
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 # Re-resolve constraints.txt from setup.cfg (run after changing dependencies).
 lock:

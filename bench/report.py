@@ -1,0 +1,132 @@
+"""Collects bench/results/*.json into one table (results.md), one JSON and one chart (PNG)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+from bench import RESULTS, write_json
+
+
+def _load(name: str):
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}"
+
+
+def table(results: dict) -> str:
+    rows = [f"Machine: {results['machine']}", "", "| measure | value | target |", "|---|---|---|"]
+    for e2e in results.get("e2e") or []:
+        rows.append(
+            f"| {e2e['pipeline']} end to end (kfp.local) | {e2e['seconds']:.1f} s | "
+            f"{'≤ 60 s' if e2e['pipeline'] == 'taxi' else '≤ 45 s'} |"
+        )
+        for s in e2e["stages"]:
+            rows.append(
+                f"| · {s['stage']} | {s['seconds']:.1f} s (start+imports "
+                f"{s['start_and_imports']:.1f}, exit {s['exit']:.1f}) | |"
+            )
+        rows.append(f"| · share in start, imports, exit | {e2e['start_import_exit_share']:.0%} | |")
+    scale = results.get("scale")
+    if scale:
+        for stage in ("transform", "evaluator"):
+            for e in scale[stage]:
+                rows.append(
+                    f"| {stage} {e['rows']:,} rows: overhead vs direct | "
+                    f"{e['overhead']:.3f}× ({e['rows_per_s']:,} rows/s) | ≤ 1.10× |"
+                )
+            lin = scale[f"{stage}_linearity"]
+            rows.append(
+                f"| {stage} cost per row spread across sizes | {lin['spread']:.2f}× | ≤ 1.20× |"
+            )
+        mp = scale["beam_multi_process"]
+        rows.append(
+            f"| transform {mp['rows']:,} rows: 2 Beam processes vs 1 | {mp['speedup']:.2f}× | |"
+        )
+    trainer = results.get("trainer")
+    if trainer:
+        for key, value in trainer.items():
+            if isinstance(value, (int, float)) and ("ratio" in key or "overhead" in key):
+                rows.append(f"| trainer {key} | {value:.3f}× | |")
+    images = results.get("images")
+    if images:
+        for key, value in images.items() if isinstance(images, dict) else []:
+            if isinstance(value, (int, float)):
+                rows.append(f"| images {key} | {value} | |")
+    return "\n".join(rows) + "\n"
+
+
+def chart(results: dict, path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    e2e, scale = results.get("e2e") or [], results.get("scale")
+    if not e2e and not scale:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax = axes[0]
+    for i, run in enumerate(e2e):
+        bottom = 0.0
+        for s in run["stages"]:
+            ax.bar(i, s["seconds"], bottom=bottom, label=s["stage"] if i == 0 else None)
+            bottom += s["seconds"]
+    ax.set_xticks(range(len(e2e)), [r["pipeline"] for r in e2e])
+    ax.set_ylabel("seconds")
+    ax.set_title("Local pipeline time per stage")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    if scale:
+        for stage in ("transform", "evaluator"):
+            entries = scale[stage]
+            ax.plot(
+                [e["rows"] for e in entries],
+                [e["stage_s"] for e in entries],
+                "o-",
+                label=f"{stage} (tfkfp)",
+            )
+            ax.plot(
+                [e["rows"] for e in entries],
+                [e["direct_s"] for e in entries],
+                "x--",
+                label=f"{stage} (direct)",
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("rows")
+        ax.set_ylabel("seconds")
+        ax.set_title("Scaling")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main() -> dict:
+    results = {"machine": machine()}
+    for name in ("e2e", "scale", "trainer", "images"):
+        results[name] = _load(name)
+    write_json(RESULTS / "results.json", results)
+    (RESULTS / "results.md").write_text(table(results))
+    chart(results, RESULTS / "results.png")
+    print(table(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
