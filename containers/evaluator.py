@@ -482,11 +482,11 @@ def _threshold_text(threshold: dict) -> str:
         if key in threshold:
             parts.append(f"{label} {threshold[key]:g}")
     if "direction" in threshold:
-        better = "higher" if threshold["direction"] == "HIGHER_IS_BETTER" else "lower"
+        sign = "≥" if threshold["direction"] == "HIGHER_IS_BETTER" else "≤"
         if "absolute" in threshold:
-            parts.append(f"diff {threshold['absolute']:+g} or {better}")
+            parts.append(f"diff {sign} {threshold['absolute']:+g}")
         if "relative" in threshold:
-            parts.append(f"relative diff {threshold['relative']:+g} or {better}")
+            parts.append(f"relative diff {sign} {threshold['relative']:+g}")
     return ", ".join(parts) or json.dumps(threshold)
 
 
