@@ -1,4 +1,5 @@
 import copy
+import itertools
 import json
 import os
 import shutil
@@ -286,3 +287,82 @@ def test_pipeline_skips_the_pusher_when_not_blessed(tmp_path, penguins_csv):
     blessing = artifacts["blessing"]["metadata"]
     assert blessing["blessed"] is False and blessing["failures"][0]["slice"] == "Overall"
     assert (run_dir / "evaluator" / "evaluation" / "eval_config.json").is_file()
+
+
+def _train_binary_model(examples_dir: str, model_dir: str) -> None:
+    """Trains a real logistic regression (is the penguin an Adelie?) on raw tf.Examples."""
+    import tensorflow as tf
+
+    spec = {
+        "bill_length_mm": tf.io.FixedLenFeature([1], tf.float32, default_value=[44.0]),
+        "bill_depth_mm": tf.io.FixedLenFeature([1], tf.float32, default_value=[17.0]),
+    }
+    label_spec = {"species": tf.io.FixedLenFeature([1], tf.string, default_value=[""])}
+
+    def features(examples):
+        parsed = tf.io.parse_example(examples, spec)
+        return tf.concat(
+            [(parsed["bill_length_mm"] - 44.0) / 5.5, (parsed["bill_depth_mm"] - 17.0) / 2.0], 1
+        )
+
+    def label(examples):
+        species = tf.io.parse_example(examples, label_spec)["species"]
+        return tf.cast(tf.equal(species, b"Adelie"), tf.int64)
+
+    files = tf.io.gfile.glob(os.path.join(examples_dir, "Split-train", "*.gz"))
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(32)
+    train = records.map(lambda e: (features(e), tf.cast(label(e), tf.float32)))
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.1), loss="binary_crossentropy")
+    model.fit(train, epochs=10, verbose=0)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve(examples):
+        return {"probability": model(features(examples))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(examples):
+        return {"is_adelie": label(examples)}
+
+    tf.saved_model.save(
+        model,
+        model_dir,
+        signatures={"serving_default": serve, "transform_features": transform_features},
+    )
+
+
+def test_binary_classification_gives_confusion_matrix_and_roc(tmp_path, ingested):
+    model_dir = str(tmp_path / "binary_model")
+    _train_binary_model(ingested.examples, model_dir)
+    config = {
+        "model_specs": [
+            {"label_key": "is_adelie", "preprocessing_function_names": ["transform_features"]}
+        ],
+        "metrics_specs": [
+            {
+                "metrics": [
+                    {"class_name": "BinaryAccuracy"},
+                    {
+                        "class_name": "AUC",
+                        "threshold": {"value_threshold": {"lower_bound": 0.9}},
+                    },
+                ]
+            }
+        ],
+    }
+    report = _run(tmp_path, model_dir, ingested, config)
+    assert report["blessed"] is True, report["failures"]
+    classification = report["classification"]
+    assert classification["categories"] == ["0", "1"]  # no vocabulary asset: class ids
+    [[tn, fp], [fn, tp]] = classification["matrix"]
+    assert tn + fp + fn + tp == ingested.counts["eval"]
+    assert (tn + tp) / ingested.counts["eval"] == pytest.approx(
+        report["metrics"]["binary_accuracy"], abs=1e-6
+    )
+    roc = classification["roc"]
+    assert len(roc["fpr"]) == len(roc["tpr"]) == len(roc["thresholds"]) > 10
+    assert all(0.0 <= v <= 1.0 for v in roc["fpr"] + roc["tpr"])
+    # the area under the logged curve is the AUC TFMA computed
+    points = sorted(zip(roc["fpr"], roc["tpr"], strict=True))
+    area = sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in itertools.pairwise(points))
+    assert area == pytest.approx(report["metrics"]["auc"], abs=0.05)
