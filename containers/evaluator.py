@@ -128,6 +128,12 @@ def _check_model(config, model_dir: str, schema, what: str) -> dict[str, Any]:
             raise InputError(
                 f"eval_config: signature {name!r} is not in the {what} (has {sorted(signatures)})"
             )
+    outputs = signatures[spec.signature_name or "serving_default"].outputs
+    if spec.prediction_key and spec.prediction_key not in outputs:
+        raise InputError(
+            f"eval_config: prediction_key {spec.prediction_key!r} is not an output of the {what}'s "
+            f"{spec.signature_name or 'serving_default'} signature (has {sorted(outputs)})"
+        )
     if spec.label_key:
         known = {f.name for f in schema.feature} if schema is not None else set()
         for name in spec.preprocessing_function_names:
@@ -279,7 +285,14 @@ def _validation(output_path: str) -> tuple[bool, list[dict[str, Any]]]:
     result = tfma.load_validation_result(output_path)
     failures = []
     for slice_result in result.metric_validations_per_slice:
-        slice_name = _slice_name(slice_result.slice_key)
+        if slice_result.HasField("cross_slice_key"):
+            cross = slice_result.cross_slice_key
+            slice_name = (
+                f"{_slice_name(cross.baseline_slice_key)} vs "
+                f"{_slice_name(cross.comparison_slice_key)}"
+            )
+        else:
+            slice_name = _slice_name(slice_result.slice_key)
         for failure in slice_result.failures:
             failures.append(
                 {

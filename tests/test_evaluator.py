@@ -218,6 +218,18 @@ def test_push_destination_without_complete_version_is_no_baseline(tmp_path, trai
         ),
         ({"model_specs": [{"label_key": "species", "signature_name": "nope"}]}, "signature 'nope'"),
         (
+            {
+                "model_specs": [
+                    {
+                        "label_key": "species",
+                        "preprocessing_function_names": ["transform_features"],
+                        "prediction_key": "probs",
+                    }
+                ]
+            },
+            "prediction_key 'probs' is not an output",
+        ),
+        (
             {"metrics_specs": [{"metrics": [{"class_name": "ExampleCount"}]}, {"metrics": [{}]}]},
             r"metrics_specs\[1\].metrics\[0\].class_name: expected a metric class name",
         ),
