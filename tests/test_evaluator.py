@@ -88,16 +88,17 @@ def test_blessed_without_baseline_skips_change_thresholds(tmp_path, trained, ing
 
 
 def test_not_blessed_names_the_failing_metric(tmp_path, trained, ingested):
-    report = _run(tmp_path, trained.model, ingested, json.dumps(_config(0.999999)))
+    # accuracy never reaches 1.01
+    report = _run(tmp_path, trained.model, ingested, json.dumps(_config(1.01)))
     assert report["blessed"] is False
     assert os.path.exists(tmp_path / "blessing" / "NOT_BLESSED")
     [failure] = report["failures"]
     assert failure["metric"] == "sparse_categorical_accuracy" and failure["slice"] == "Overall"
     assert failure["value"] == pytest.approx(report["metrics"]["sparse_categorical_accuracy"])
-    assert failure["threshold"] == {"valueThreshold": {"lowerBound": 0.999999}}
+    assert failure["threshold"] == {"valueThreshold": {"lowerBound": 1.01}}
     md = (tmp_path / "report.md").read_text()
     assert md.startswith("# Evaluation: NOT BLESSED")
-    assert "| Overall | sparse_categorical_accuracy |" in md and "≥ 0.999999" in md
+    assert "| Overall | sparse_categorical_accuracy |" in md and "≥ 1.01" in md
 
 
 def test_no_thresholds_is_blessed_and_says_why(tmp_path, trained, ingested):
