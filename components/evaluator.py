@@ -1,7 +1,16 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import (
+    Artifact,
+    ClassificationMetrics,
+    Dataset,
+    Input,
+    Markdown,
+    Metrics,
+    Model,
+    Output,
+)
 from tfkfp.components.images import CPU_IMAGE
 
 
@@ -13,19 +22,29 @@ def evaluator(
     evaluation: Output[Artifact],
     blessing: Output[Artifact],
     metrics: Output[Metrics],
+    classification_metrics: Output[ClassificationMetrics],
+    report: Output[Markdown],
     schema: Input[Artifact] | None = None,
+    baseline_model: Input[Model] | None = None,
+    baseline_from: str = "",
     beam_pipeline_args: list = [],
 ) -> NamedTuple("Outputs", [("blessed", bool)]):
-    """TFMA on the raw eval split; value thresholds decide the blessing.
+    """TFMA on the raw eval split, candidate against baseline; thresholds decide the blessing.
 
     Args:
         model: Candidate SavedModel.
         examples: Raw examples from ingest (eval split).
-        eval_config: TFMA EvalConfig in config_pb2 JSON form.
-        evaluation: TFMA results (tfma.load_eval_result).
+        eval_config: TFMA EvalConfig in config_pb2 JSON form (one model spec: the candidate).
+        evaluation: Raw TFMA output, for notebooks (tfma.load_eval_result).
         blessing: BLESSED or NOT_BLESSED marker and blessing.json.
-        metrics: Overall metrics, shown in the KFP UI.
+        metrics: Overall candidate metrics, shown in the KFP UI.
+        classification_metrics: Confusion matrix (and ROC for binary labels) when the eval
+            config names a classification metric.
+        report: Markdown: verdict, thresholds with pass/fail, per-slice metrics, baseline diff.
         schema: Raw schema, for typed parsing and label key checks.
+        baseline_model: Baseline SavedModel; wins over baseline_from.
+        baseline_from: Push destination (folder or gs://) whose newest complete version is the
+            baseline; none there means no baseline, said in the report.
         beam_pipeline_args: Beam options; DirectRunner by default.
 
     Returns:
@@ -36,18 +55,30 @@ def evaluator(
     from tfkfp.containers import evaluator as stage
     from tfkfp.containers.runtime import entrypoint
 
-    report = entrypoint(
+    result = entrypoint(
         stage.run,
         model_dir=model.path,
         examples_dir=examples.path,
         eval_config=eval_config,
         evaluation_dir=evaluation.path,
         blessing_dir=blessing.path,
+        report_path=report.path,
         schema_dir=schema.path if schema else None,
+        baseline_model_dir=baseline_model.path if baseline_model else None,
+        baseline_from=baseline_from,
         beam_pipeline_args=beam_pipeline_args,
     )
-    for name, value in report["metrics"].items():
+    for name, value in result["metrics"].items():
         metrics.log_metric(name, value)
-    blessing.metadata["blessed"] = report["blessed"]
-    blessing.metadata["failures"] = report["failures"]
-    return namedtuple("Outputs", ["blessed"])(report["blessed"])
+    classification = result["classification"]
+    if classification:
+        classification_metrics.log_confusion_matrix(
+            classification["categories"], classification["matrix"]
+        )
+        if classification["roc"]:
+            roc = classification["roc"]
+            classification_metrics.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+    evaluation.metadata["load_with"] = "tensorflow_model_analysis.load_eval_result"
+    for key in ("blessed", "reason", "candidate", "baseline", "failures"):
+        blessing.metadata[key] = result[key]
+    return namedtuple("Outputs", ["blessed"])(result["blessed"])

@@ -127,3 +127,69 @@ def normalized_yaml(text: str) -> str:
         for line in text.splitlines()
         if not line.startswith("sdkVersion:") and not line.startswith("#")
     )
+
+
+# --- evaluator ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def weak_trained(tmp_path_factory, ingested, transformed) -> Trained:
+    """A real penguin model trained for one step: a baseline a trained model beats."""
+    from tfkfp.containers import trainer
+
+    out = tmp_path_factory.mktemp("weak_trainer")
+    info = trainer.run(
+        examples_dir=transformed.examples,
+        schema_dir=ingested.schema,
+        module_file=PENGUINS_MODULE,
+        model_dir=str(out / "model"),
+        model_run_dir=str(out / "model_run"),
+        transform_graph_dir=transformed.graph,
+        train_steps=1,
+        eval_steps=1,
+    )
+    return Trained(str(out / "model"), str(out / "model_run"), info)
+
+
+@pytest.fixture(scope="session")
+def gcs_server():
+    """A real GCS-compatible server (gcp-storage-emulator) with the bucket `tfkfp-test`.
+
+    Yields its URL; clients reach it through STORAGE_EMULATOR_HOST, set for the session.
+    """
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gcp-storage-emulator"),
+            "start",
+            "--port",
+            str(port),
+            "--in-memory",
+            "--default-bucket",
+            "tfkfp-test",
+            "-q",
+        ]
+    )
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    previous = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = url
+    try:
+        yield url
+    finally:
+        if previous is None:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = previous
+        server.terminate()
+        server.wait(timeout=30)

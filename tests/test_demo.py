@@ -22,6 +22,8 @@ def test_demo_pushes_a_blessed_model_and_compiles_yaml(demo_runs):
     cwd, first, _ = demo_runs
     assert first.returncode == 0, first.stderr[-3000:]
     assert "blessed:       True" in first.stdout
+    assert "baseline:      none (no complete version" in first.stdout  # nothing pushed yet
+    assert "eval report:   " in first.stdout
     assert "sparse_categorical_accuracy" in first.stdout
     versions = sorted((cwd / "serving" / "penguins").iterdir())
     assert versions and (versions[-1] / "saved_model.pb").is_file()
@@ -30,11 +32,13 @@ def test_demo_pushes_a_blessed_model_and_compiles_yaml(demo_runs):
 
 
 def test_second_demo_succeeds(demo_runs):
-    _, _, second = demo_runs
+    cwd, _, second = demo_runs
     assert second.returncode == 0, second.stderr[-3000:]
     assert (
         "pushed model:  " in second.stdout and "none" not in second.stdout.split("pushed model:")[1]
     )
+    # the second run's baseline is the version the first run pushed
+    assert f"baseline:      {cwd / 'serving' / 'penguins'}/" in second.stdout
 
 
 def test_pushed_model_serves_raw_examples_in_a_fresh_process(demo_runs, penguins_csv):

@@ -1,48 +1,207 @@
 import copy
+import itertools
 import json
 import os
+import shutil
 
 import pytest
-from tfkfp.containers import evaluator
+from conftest import run_cli
+from tfkfp.containers import evaluator, pusher
 from tfkfp.containers.runtime import InputError
 from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
 
+SPECIES = ["Adelie", "Gentoo", "Chinstrap"]
+HIGHER = "HIGHER_IS_BETTER"
 
-def _config(lower_bound: float) -> dict:
+
+def _config(lower_bound: float, change: float | None = None) -> dict:
+    """The penguin config with its accuracy threshold's bounds replaced (change None: none)."""
     config = copy.deepcopy(EVAL_CONFIG)
     metric = config["metrics_specs"][0]["metrics"][1]
-    metric["per_slice_thresholds"][0]["threshold"]["value_threshold"]["lower_bound"] = lower_bound
+    threshold = metric["per_slice_thresholds"][0]["threshold"]
+    threshold["value_threshold"]["lower_bound"] = lower_bound
+    threshold.pop("change_threshold", None)
+    if change is not None:
+        threshold["change_threshold"] = {"direction": HIGHER, "absolute": change}
     return config
 
 
-def _run(tmp_path, trained, ingested, config, **kw):
+def _run(tmp_path, model, ingested, config, **kw):
     return evaluator.run(
-        model_dir=trained.model,
+        model_dir=model,
         examples_dir=ingested.examples,
         eval_config=config,
         evaluation_dir=str(tmp_path / "evaluation"),
         blessing_dir=str(tmp_path / "blessing"),
+        report_path=str(tmp_path / "report.md"),
         schema_dir=ingested.schema,
         **kw,
     )
 
 
-def test_blessed(tmp_path, trained, ingested):
-    report = _run(tmp_path, trained, ingested, _config(0.5))
+def _blessing(tmp_path) -> dict:
+    return json.loads((tmp_path / "blessing" / "blessing.json").read_text())
+
+
+def _push(model: str, destination: str) -> str:
+    blessing = os.path.join(os.path.dirname(model), "blessed")
+    os.makedirs(blessing, exist_ok=True)
+    open(os.path.join(blessing, "BLESSED"), "w").close()
+    return pusher.run(model, blessing, destination)["pushed_uri"]
+
+
+def test_blessed_without_baseline_skips_change_thresholds(tmp_path, trained, ingested):
+    report = _run(tmp_path, trained.model, ingested, _config(0.5, change=0.0), baseline_from="")
     assert report["blessed"] is True
+    assert report["baseline"] is None and "no baseline given" in report["baseline_note"]
     assert report["metrics"]["sparse_categorical_accuracy"] > 0.8
     assert report["metrics"]["example_count"] == ingested.counts["eval"]
     assert os.path.exists(tmp_path / "blessing" / "BLESSED")
-    saved = json.loads((tmp_path / "blessing" / "blessing.json").read_text())
+    saved = _blessing(tmp_path)
     assert saved["blessed"] is True and saved["failures"] == []
+    results = {row["kind"]: row["result"] for row in saved["thresholds"]}
+    assert results == {"value": "pass", "change": "skipped (no baseline)"}
+    # per-slice metrics: overall first, then one row per island
+    assert list(report["slices"])[0] == "Overall"
+    assert sum(1 for s in report["slices"] if s.startswith("island=")) == 3
+    # confusion matrix of the multi-class task, class names from the label's vocabulary
+    classification = report["classification"]
+    assert sorted(classification["categories"]) == sorted(SPECIES)
+    matrix = classification["matrix"]
+    assert len(matrix) == 3 and all(len(row) == 3 for row in matrix)
+    assert sum(map(sum, matrix)) == ingested.counts["eval"]
+    assert sum(matrix[i][i] for i in range(3)) / ingested.counts["eval"] == pytest.approx(
+        report["metrics"]["sparse_categorical_accuracy"], abs=1e-6
+    )
+    assert classification["roc"] is None  # three classes: no ROC
+    md = (tmp_path / "report.md").read_text()
+    assert md.startswith("# Evaluation: BLESSED")
+    assert "Baseline: none (no baseline given" in md and "change thresholds skipped" in md
+    assert "| sparse_categorical_accuracy | Overall | value: ≥ 0.5 | pass |" in md
+    assert "| sparse_categorical_accuracy | Overall | change: diff ≥ +0 | skipped" in md
+    assert "| Overall | " in md and "| island=" in md
+    assert "## Confusion matrix" in md and "| **Adelie** |" in md
+    # the raw TFMA output is kept and loads in a notebook
+    import tensorflow_model_analysis as tfma
+
+    assert tfma.load_eval_result(str(tmp_path / "evaluation")).slicing_metrics
 
 
 def test_not_blessed_names_the_failing_metric(tmp_path, trained, ingested):
-    report = _run(tmp_path, trained, ingested, json.dumps(_config(1.01)))
+    # accuracy never reaches 1.01
+    report = _run(tmp_path, trained.model, ingested, json.dumps(_config(1.01)))
     assert report["blessed"] is False
     assert os.path.exists(tmp_path / "blessing" / "NOT_BLESSED")
     [failure] = report["failures"]
     assert failure["metric"] == "sparse_categorical_accuracy" and failure["slice"] == "Overall"
+    assert failure["value"] == pytest.approx(report["metrics"]["sparse_categorical_accuracy"])
+    assert failure["threshold"] == {"valueThreshold": {"lowerBound": 1.01}}
+    md = (tmp_path / "report.md").read_text()
+    assert md.startswith("# Evaluation: NOT BLESSED")
+    assert "| Overall | sparse_categorical_accuracy |" in md and "≥ 1.01" in md
+
+
+def test_no_thresholds_is_blessed_and_says_why(tmp_path, trained, ingested):
+    config = copy.deepcopy(EVAL_CONFIG)
+    config["metrics_specs"] = [{"metrics": [{"class_name": "ExampleCount"}]}]
+    report = _run(tmp_path, trained.model, ingested, config)
+    assert report["blessed"] is True and report["thresholds"] == []
+    assert "no thresholds" in report["reason"]
+    assert report["classification"] is None  # no classification metric named: no plots
+    md = (tmp_path / "report.md").read_text()
+    assert "No thresholds in the eval config." in md and "Confusion matrix" not in md
+
+
+def test_slice_fails_while_overall_passes(tmp_path, trained, weak_trained, ingested):
+    config = copy.deepcopy(EVAL_CONFIG)
+    # A spec-wide threshold applies to every slice: the smallest island has fewer examples.
+    config["metrics_specs"] = [
+        {
+            "metrics": [
+                {
+                    "class_name": "ExampleCount",
+                    "threshold": {"value_threshold": {"lower_bound": 20}},
+                }
+            ]
+        }
+    ]
+    # the baseline comes in as a model artifact here
+    report = _run(tmp_path, trained.model, ingested, config, baseline_model_dir=weak_trained.model)
+    assert report["blessed"] is False
+    assert report["baseline"] == weak_trained.model
+    counts = {s: m["example_count"]["candidate"] for s, m in report["slices"].items()}
+    assert counts["Overall"] == ingested.counts["eval"] >= 20
+    small = sorted(s for s, n in counts.items() if n < 20)
+    assert small and all(s.startswith("island=") for s in small)
+    assert sorted(f["slice"] for f in report["failures"]) == small
+    assert all(f["metric"] == "example_count" and not f["is_diff"] for f in report["failures"])
+    [row] = report["thresholds"]
+    assert row["slices"] == "every slice" and row["result"] == f"fail: {', '.join(small)}"
+    md = (tmp_path / "report.md").read_text()
+    assert f"Baseline: `{weak_trained.model}` (baseline model artifact)" in md
+    assert "Each cell: candidate (baseline, diff)." in md
+
+
+def test_change_threshold_candidate_beats_baseline_pushed_to_gcs(
+    tmp_path, trained, weak_trained, ingested, gcs_server
+):
+    destination = "gs://tfkfp-test/serving/penguins"
+    pushed = _push(weak_trained.model, destination)
+    assert pushed.startswith(destination + "/")
+    report = _run(
+        tmp_path, trained.model, ingested, _config(0.5, change=0.0), baseline_from=destination
+    )
+    assert report["blessed"] is True, report["failures"]
+    assert report["baseline"] == pushed and "newest complete version" in report["baseline_note"]
+    overall = report["slices"]["Overall"]["sparse_categorical_accuracy"]
+    assert overall["candidate"] > overall["baseline"]
+    assert overall["diff"] == pytest.approx(overall["candidate"] - overall["baseline"])
+    assert report["baseline_metrics"]["sparse_categorical_accuracy"] == overall["baseline"]
+    assert [row["result"] for row in report["thresholds"]] == ["pass", "pass"]
+    assert f"Baseline: `{pushed}`" in (tmp_path / "report.md").read_text()
+
+
+def test_change_threshold_candidate_does_not_beat_pushed_baseline(
+    tmp_path, trained, weak_trained, ingested
+):
+    destination = str(tmp_path / "serving")
+    pushed = _push(trained.model, destination)
+    # the weak model passes the value threshold but loses against the pushed one
+    report = _run(
+        tmp_path,
+        weak_trained.model,
+        ingested,
+        _config(0.0, change=-0.01),
+        baseline_from=destination,
+    )
+    assert report["blessed"] is False
+    assert report["baseline"] == pushed
+    [failure] = report["failures"]
+    assert failure["is_diff"] is True and failure["slice"] == "Overall"
+    assert failure["metric"] == "sparse_categorical_accuracy" and failure["value"] < -0.01
+    assert failure["threshold"] == {"changeThreshold": {"direction": HIGHER, "absolute": -0.01}}
+    results = {row["kind"]: row["result"] for row in report["thresholds"]}
+    assert results == {"value": "pass", "change": "fail: Overall"}
+    md = (tmp_path / "report.md").read_text()
+    assert "sparse_categorical_accuracy (diff vs baseline)" in md
+
+
+def test_push_destination_without_complete_version_is_no_baseline(tmp_path, trained, ingested):
+    destination = tmp_path / "serving"
+    # an interrupted push: the version folder has the model but not the PUSHED.json marker
+    shutil.copytree(trained.model, destination / "1700000000")
+    report = _run(
+        tmp_path,
+        trained.model,
+        ingested,
+        _config(0.5, change=0.01),
+        baseline_from=str(destination),
+    )
+    assert report["baseline"] is None and report["blessed"] is True
+    assert "no complete version" in report["baseline_note"]
+    md = (tmp_path / "report.md").read_text()
+    assert f"no complete version (a version folder with PUSHED.json) under {destination}" in md
+    assert "skipped (no baseline)" in md
 
 
 @pytest.mark.parametrize(
@@ -59,9 +218,164 @@ def test_not_blessed_names_the_failing_metric(tmp_path, trained, ingested):
             "label_key 'speciez'",
         ),
         ({"model_specs": [{"label_key": "species", "signature_name": "nope"}]}, "signature 'nope'"),
+        (
+            {
+                "model_specs": [
+                    {
+                        "label_key": "species",
+                        "preprocessing_function_names": ["transform_features"],
+                        "prediction_key": "probs",
+                    }
+                ]
+            },
+            "prediction_key 'probs' is not an output",
+        ),
+        (
+            {"metrics_specs": [{"metrics": [{"class_name": "ExampleCount"}]}, {"metrics": [{}]}]},
+            r"metrics_specs\[1\].metrics\[0\].class_name: expected a metric class name",
+        ),
+        (
+            {"metrics_specs": [{"metrics": [{"class_name": "Accuracyy"}]}]},
+            r"metrics_specs\[0\].metrics\[0\].class_name: cannot make metric 'Accuracyy'",
+        ),
+        (
+            {"metrics_specs": [{"metrics": [{"class_name": "Accuracy", "module": "no.such"}]}]},
+            "in module 'no.such'",
+        ),
     ],
 )
 def test_bad_eval_config(tmp_path, trained, ingested, config, message):
     with pytest.raises(InputError, match=message):
-        _run(tmp_path, trained, ingested, config)
+        _run(tmp_path, trained.model, ingested, config)
+    assert not (tmp_path / "blessing").exists() and not (tmp_path / "report.md").exists()
+
+
+def test_bad_baseline_and_beam_args(tmp_path, trained, ingested):
+    with pytest.raises(InputError, match="baseline model: no SavedModel"):
+        _run(tmp_path, trained.model, ingested, EVAL_CONFIG, baseline_model_dir=str(tmp_path))
+    with pytest.raises(InputError, match="beam_pipeline_args: runner 'NoSuchRunner'"):
+        _run(
+            tmp_path,
+            trained.model,
+            ingested,
+            EVAL_CONFIG,
+            beam_pipeline_args=["--runner=NoSuchRunner"],
+        )
     assert not (tmp_path / "blessing").exists()
+
+
+def test_pipeline_skips_the_pusher_when_not_blessed(tmp_path, penguins_csv):
+    root, serving = tmp_path / "root", tmp_path / "serving"
+    proc = run_cli(
+        "run",
+        "penguins",
+        "--local",
+        "--param",
+        f"data_uri={penguins_csv}",
+        "--param",
+        f"push_destination={serving}",
+        "--param",
+        f"eval_config={json.dumps(_config(1.01))}",  # no model reaches accuracy 1.01
+        "--param",
+        "train_steps=30",
+        "--pipeline-root",
+        str(root),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [run_dir] = list(root.iterdir())
+    assert not (run_dir / "pusher").exists() and not serving.exists()
+    assert (run_dir / "evaluator" / "blessing" / "NOT_BLESSED").is_file()
+    executor = json.loads((run_dir / "evaluator" / "executor_output.json").read_text())
+    assert executor["parameterValues"]["blessed"] is False
+    artifacts = {k: v["artifacts"][0] for k, v in executor["artifacts"].items()}
+    # What the KFP UI shows: scalar metrics, the confusion matrix and the Markdown report.
+    assert set(artifacts["metrics"]["metadata"]) == {"example_count", "sparse_categorical_accuracy"}
+    matrix = artifacts["classification_metrics"]["metadata"]["confusionMatrix"]
+    assert sorted(a["displayName"] for a in matrix["annotationSpecs"]) == sorted(SPECIES)
+    cells = [row["row"] for row in matrix["rows"]]
+    assert sum(map(sum, cells)) == artifacts["metrics"]["metadata"]["example_count"]
+    report = open(artifacts["report"]["uri"]).read()
+    assert report.startswith("# Evaluation: NOT BLESSED") and "≥ 1.01 | fail: Overall" in report
+    assert "Baseline: none (no complete version" in report  # nothing was ever pushed
+    blessing = artifacts["blessing"]["metadata"]
+    assert blessing["blessed"] is False and blessing["failures"][0]["slice"] == "Overall"
+    assert (run_dir / "evaluator" / "evaluation" / "eval_config.json").is_file()
+
+
+def _train_binary_model(examples_dir: str, model_dir: str) -> None:
+    """Trains a real logistic regression (is the penguin an Adelie?) on raw tf.Examples."""
+    import tensorflow as tf
+
+    spec = {
+        "bill_length_mm": tf.io.FixedLenFeature([1], tf.float32, default_value=[44.0]),
+        "bill_depth_mm": tf.io.FixedLenFeature([1], tf.float32, default_value=[17.0]),
+    }
+    label_spec = {"species": tf.io.FixedLenFeature([1], tf.string, default_value=[""])}
+
+    def features(examples):
+        parsed = tf.io.parse_example(examples, spec)
+        return tf.concat(
+            [(parsed["bill_length_mm"] - 44.0) / 5.5, (parsed["bill_depth_mm"] - 17.0) / 2.0], 1
+        )
+
+    def label(examples):
+        species = tf.io.parse_example(examples, label_spec)["species"]
+        return tf.cast(tf.equal(species, b"Adelie"), tf.int64)
+
+    files = tf.io.gfile.glob(os.path.join(examples_dir, "Split-train", "*.gz"))
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(32)
+    train = records.map(lambda e: (features(e), tf.cast(label(e), tf.float32)))
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.1), loss="binary_crossentropy")
+    model.fit(train, epochs=10, verbose=0)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve(examples):
+        return {"probability": model(features(examples))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(examples):
+        return {"is_adelie": label(examples)}
+
+    tf.saved_model.save(
+        model,
+        model_dir,
+        signatures={"serving_default": serve, "transform_features": transform_features},
+    )
+
+
+def test_binary_classification_gives_confusion_matrix_and_roc(tmp_path, ingested):
+    model_dir = str(tmp_path / "binary_model")
+    _train_binary_model(ingested.examples, model_dir)
+    config = {
+        "model_specs": [
+            {"label_key": "is_adelie", "preprocessing_function_names": ["transform_features"]}
+        ],
+        "metrics_specs": [
+            {
+                "metrics": [
+                    {"class_name": "BinaryAccuracy"},
+                    {
+                        "class_name": "AUC",
+                        "threshold": {"value_threshold": {"lower_bound": 0.9}},
+                    },
+                ]
+            }
+        ],
+    }
+    report = _run(tmp_path, model_dir, ingested, config)
+    assert report["blessed"] is True, report["failures"]
+    classification = report["classification"]
+    assert classification["categories"] == ["0", "1"]  # no vocabulary asset: class ids
+    [[tn, fp], [fn, tp]] = classification["matrix"]
+    assert tn + fp + fn + tp == ingested.counts["eval"]
+    assert (tn + tp) / ingested.counts["eval"] == pytest.approx(
+        report["metrics"]["binary_accuracy"], abs=1e-6
+    )
+    roc = classification["roc"]
+    assert len(roc["fpr"]) == len(roc["tpr"]) == len(roc["thresholds"]) > 10
+    assert all(0.0 <= v <= 1.0 for v in roc["fpr"] + roc["tpr"])
+    # the area under the logged curve is the AUC TFMA computed
+    points = sorted(zip(roc["fpr"], roc["tpr"], strict=True))
+    area = sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in itertools.pairwise(points))
+    assert area == pytest.approx(report["metrics"]["auc"], abs=0.05)

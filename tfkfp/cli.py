@@ -160,7 +160,13 @@ def demo(serving_root: str = "serving/penguins", yaml_path: str = "build/penguin
     print(f"pipeline run:  {elapsed:.0f} s with kfp.local (SubprocessRunner)")
     for name, value in sorted(report.get("metrics", {}).items()):
         print(f"eval metric:   {name} = {value:.4f}")
-    print(f"blessed:       {report.get('blessed')}")
+    print(
+        f"baseline:      {report.get('baseline') or 'none (' + report.get('baseline_note', '') + ')'}"
+    )
+    print(f"blessed:       {report.get('blessed')} ({report.get('reason', '')})")
+    markdown = _newest_output("evaluator", "report", "")
+    if markdown:
+        print(f"eval report:   {markdown.resolve()} (Markdown, as the KFP UI shows it)")
     if report.get("blessed") and latest is not None:
         state = "new version" if latest.number not in before else "same model as before"
         print(f"pushed model:  {os.path.join(destination, str(latest.number))} ({state})")

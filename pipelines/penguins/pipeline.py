@@ -6,6 +6,8 @@ from tfkfp.components import evaluator, ingest, pusher, trainer, transform
 # TFMA EvalConfig (config_pb2 JSON). The label is computed by preprocessing_fn, so TFMA gets it
 # from the model's transform_features signature. The threshold gates the overall slice only:
 # per-island slices are reported, not gated (a spec-wide threshold would apply to every slice).
+# The change threshold compares with the newest model pushed before (`baseline_from`): a
+# retrained model may not lose more than 5 points of accuracy; on a first run it is skipped.
 EVAL_CONFIG = {
     "model_specs": [
         {
@@ -24,7 +26,13 @@ EVAL_CONFIG = {
                     "per_slice_thresholds": [
                         {
                             "slicing_specs": [{}],
-                            "threshold": {"value_threshold": {"lower_bound": 0.8}},
+                            "threshold": {
+                                "value_threshold": {"lower_bound": 0.8},
+                                "change_threshold": {
+                                    "direction": "HIGHER_IS_BETTER",
+                                    "absolute": -0.05,
+                                },
+                            },
                         }
                     ],
                 },
@@ -81,6 +89,7 @@ def penguins(
         examples=examples.outputs["examples"],
         schema=examples.outputs["schema"],
         eval_config=eval_config,
+        baseline_from=push_destination,
         beam_pipeline_args=beam_pipeline_args,
     )
     with dsl.If(evaluated.outputs["blessed"] == True):  # noqa: E712 (compiles to a CEL condition)
