@@ -45,11 +45,20 @@ def load_pipeline(ref: str):
             raise UsageError(f"pipeline: no such file {str(path)!r}")
         spec = importlib.util.spec_from_file_location(f"tfkfp_pipeline_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:
         try:
-            module = importlib.import_module(f"tfkfp.pipelines.{target}.pipeline")
-        except ModuleNotFoundError:
+            spec.loader.exec_module(module)
+        except Exception as err:  # a user's file may raise anything; report it in one line
+            raise UsageError(
+                f"pipeline: {path} does not import: {type(err).__name__}: {err}"
+            ) from None
+    else:
+        name = f"tfkfp.pipelines.{target}.pipeline"
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if not name.startswith(f"{err.name}.") and err.name != name:
+                # the pipeline exists but imports something missing
+                raise UsageError(f"pipeline: {name} does not import: {err}") from None
             raise UsageError(
                 f"pipeline: {ref!r} is neither a pipeline file/folder nor a tfkfp pipeline name"
             ) from None
@@ -65,6 +74,16 @@ def load_pipeline(ref: str):
             f"pipeline: {ref} defines {len(found)} pipelines {sorted(found)}; name one"
         )
     return next(iter(found.values()))
+
+
+def local_arguments(pipeline) -> dict[str, Any]:
+    """Arguments for a local run from the pipeline module's `local_arguments()`, if it has one.
+
+    They fill in what only makes sense on this machine (the bundled data, a serving folder),
+    so `tfkfp run taxi --local` works as is while the compiled YAML holds no local path.
+    """
+    make = pipeline.pipeline_func.__globals__.get("local_arguments")
+    return dict(make()) if callable(make) else {}
 
 
 _PARAM_TYPES = {
@@ -191,8 +210,6 @@ def load_package(ref: str, workdir: str, enable_caching: bool | None = None) -> 
                 f"pipeline file: {ref} is not a compiled KFP pipeline ({type(err).__name__}: "
                 f"{str(err).splitlines()[0] if str(err) else ''})"
             ) from None
-        if not component.pipeline_spec.root.HasField("dag"):
-            raise UsageError(f"pipeline file: {ref} is a component, not a pipeline")
         path = ref
         if enable_caching is not None:
             path = os.path.join(workdir, os.path.basename(ref))
@@ -445,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(path)
         elif args.command == "run":
             pipeline = load_pipeline(args.pipeline)
-            arguments = parse_params(pipeline, args.param)
+            arguments = {**local_arguments(pipeline), **parse_params(pipeline, args.param)}
             check_required(pipeline, arguments)
             local.run(pipeline, arguments, args.docker, args.pipeline_root, args.enable_caching)
         elif args.command in ("upload", "submit"):

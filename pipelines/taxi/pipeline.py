@@ -1,5 +1,7 @@
 """Chicago taxi pipeline: the advanced example, with the trainer on a GPU when asked."""
 
+import os
+
 from kfp import dsl
 from tfkfp.components import evaluator, ingest, pusher, trainer, transform
 from tfkfp.components.images import GPU_IMAGE
@@ -112,3 +114,11 @@ def taxi(
             blessing=evaluated.outputs["blessing"],
             destination=push_destination,
         )
+
+
+def local_arguments() -> dict:
+    """What `tfkfp run taxi --local` uses unless told otherwise: the bundled CSV, ./serving/taxi."""
+    from importlib import resources
+
+    data = resources.files("tfkfp.pipelines.taxi") / "data" / "chicago_taxi.csv"
+    return {"data_uri": str(data), "push_destination": os.path.abspath("serving/taxi")}
