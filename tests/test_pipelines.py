@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO, normalized_yaml, run_cli
+from conftest import REPO, normalized_yaml, run_cli, write_module
 
 PIPELINES = sorted(p.parent.name for p in (REPO / "pipelines").glob("*/pipeline.py"))
 
@@ -137,3 +137,35 @@ def test_compiled_yaml_loads_as_a_pipeline(compiled, tmp_path):
         path = tmp_path / f"{name}.yaml"
         path.write_text(text)
         assert components.load_component_from_file(str(path)).name == name
+
+
+@pytest.mark.parametrize(
+    ("source", "ref", "message"),
+    [
+        ("raise RuntimeError('boom')\n", "bad.py", "bad.py does not import: RuntimeError: boom"),
+        ("import nothing_here_at_all\n", "bad.py", "No module named 'nothing_here_at_all'"),
+        ("x = 1\n", "bad.py", "defines 0 pipelines"),
+        (
+            "from tfkfp.pipelines.taxi.pipeline import taxi\n",
+            "bad.py:penguins",
+            "no pipeline function 'penguins'",
+        ),
+        ("", "nope.py", "no such file"),
+    ],
+)
+def test_bad_pipeline_reference_is_one_line_exit_2(tmp_path, source, ref, message):
+    write_module(tmp_path / "bad.py", source)
+    proc = run_cli("compile", str(tmp_path / ref), "-o", str(tmp_path / "x.yaml"))
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.yaml").exists()
+
+
+def test_run_refuses_missing_required_parameter(tmp_path):
+    source = (REPO / "pipelines" / "taxi" / "pipeline.py").read_text()
+    # the same pipeline without local defaults
+    write_module(tmp_path / "p.py", source.split("\ndef local_arguments")[0])
+    proc = run_cli("run", str(tmp_path / "p.py"), "--local", "--param", "train_steps=1")
+    assert proc.returncode == 2
+    assert "taxi needs data_uri, push_destination" in proc.stderr
