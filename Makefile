@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tfkfp-installed
 
-.PHONY: demo test lint format components bench lock clean
+.PHONY: demo test lint format components golden bench lock clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,3 +42,8 @@ lock:
 
 clean:
 	rm -rf build serving local_outputs
+
+# Golden compiled YAML of every pipeline (tests/golden/); review the diff before committing.
+golden: $(STAMP)
+	@for p in pipelines/*/pipeline.py; do name=$$(basename $$(dirname $$p)); \
+	  env -u TFKFP_IMAGE -u TFKFP_GPU_IMAGE $(BIN)/tfkfp compile $$name -o tests/golden/$$name.yaml || exit 1; done

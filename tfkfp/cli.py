@@ -1,4 +1,4 @@
-"""`tfkfp`: compile pipelines and components, run them locally with kfp.local, run the demo.
+"""`tfkfp`: compile, run locally, upload and submit pipelines; compile components; run the demo.
 
 Exit codes: 0 ok, 2 bad usage or input, 1 failure.
 """
@@ -12,7 +12,9 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +45,20 @@ def load_pipeline(ref: str):
             raise UsageError(f"pipeline: no such file {str(path)!r}")
         spec = importlib.util.spec_from_file_location(f"tfkfp_pipeline_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:
         try:
-            module = importlib.import_module(f"tfkfp.pipelines.{target}.pipeline")
-        except ModuleNotFoundError:
+            spec.loader.exec_module(module)
+        except Exception as err:  # a user's file may raise anything; report it in one line
+            raise UsageError(
+                f"pipeline: {path} does not import: {type(err).__name__}: {err}"
+            ) from None
+    else:
+        name = f"tfkfp.pipelines.{target}.pipeline"
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if not name.startswith(f"{err.name}.") and err.name != name:
+                # the pipeline exists but imports something missing
+                raise UsageError(f"pipeline: {name} does not import: {err}") from None
             raise UsageError(
                 f"pipeline: {ref!r} is neither a pipeline file/folder nor a tfkfp pipeline name"
             ) from None
@@ -63,6 +74,16 @@ def load_pipeline(ref: str):
             f"pipeline: {ref} defines {len(found)} pipelines {sorted(found)}; name one"
         )
     return next(iter(found.values()))
+
+
+def local_arguments(pipeline) -> dict[str, Any]:
+    """Arguments for a local run from the pipeline module's `local_arguments()`, if it has one.
+
+    They fill in what only makes sense on this machine (the bundled data, a serving folder),
+    so `tfkfp run taxi --local` works as is while the compiled YAML holds no local path.
+    """
+    make = pipeline.pipeline_func.__globals__.get("local_arguments")
+    return dict(make()) if callable(make) else {}
 
 
 _PARAM_TYPES = {
@@ -110,12 +131,46 @@ def parse_params(pipeline, pairs: list[str]) -> dict[str, Any]:
     return args
 
 
-def compile_pipeline(pipeline, output: str) -> str:
+def check_required(pipeline, args: dict[str, Any]) -> None:
+    """Fails naming the pipeline's parameters that have no default and were not given."""
+    declared = pipeline.pipeline_spec.root.input_definitions.parameters
+    missing = sorted(k for k, spec in declared.items() if not spec.is_optional and k not in args)
+    if missing:
+        raise UsageError(
+            f"--param: {pipeline.name} needs {', '.join(missing)} (e.g. --param {missing[0]}=...)"
+        )
+
+
+def compile_pipeline(pipeline, output: str, enable_caching: bool | None = None) -> str:
+    """Writes the pipeline's YAML; `enable_caching` overrides every task's caching option."""
     from kfp import compiler
 
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     compiler.Compiler().compile(pipeline, output)
+    if enable_caching is not None:
+        set_caching(output, enable_caching)
     return output
+
+
+def set_caching(path: str, enable: bool) -> None:
+    """Sets `cachingOptions` of every task in a compiled pipeline YAML, nested DAGs included.
+
+    KFP decides caching per task from the spec before a run starts, so it cannot be a runtime
+    parameter. kfp.Client's own `enable_caching` override only reaches top-level tasks, not
+    those inside `dsl.If` branches (the trainer and pusher here), hence this rewrite.
+    """
+    import yaml
+
+    with open(path) as fh:
+        docs = list(yaml.safe_load_all(fh))
+    spec = docs[0]
+    dags = [spec["root"].get("dag", {})]
+    dags += [c["dag"] for c in spec.get("components", {}).values() if "dag" in c]
+    for dag in dags:
+        for task in dag.get("tasks", {}).values():
+            task["cachingOptions"] = {"enableCache": True} if enable else {}
+    with open(path, "w") as fh:
+        yaml.safe_dump_all(docs, fh, sort_keys=True)
 
 
 # --- components ------------------------------------------------------------------------------
@@ -133,6 +188,145 @@ def compile_components(out_dir: Path = COMPONENTS_DIR) -> list[Path]:
         compiler.Compiler().compile(component, str(path))
         written.append(path)
     return written
+
+
+# --- cluster (kfp.Client) --------------------------------------------------------------------
+
+
+def load_package(ref: str, workdir: str, enable_caching: bool | None = None) -> tuple[str, Any]:
+    """A compiled pipeline YAML, or a pipeline ref compiled into `workdir`: (path, component).
+
+    A caching override is applied to a copy, so the user's file is never rewritten.
+    """
+    from kfp import components
+
+    if ref.endswith((".yaml", ".yml")):
+        if not os.path.isfile(ref):
+            raise UsageError(f"pipeline file: no such file {ref!r}")
+        try:
+            component = components.load_component_from_file(ref)
+        except Exception as err:  # kfp raises several types for a file that is no pipeline
+            raise UsageError(
+                f"pipeline file: {ref} is not a compiled KFP pipeline ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''})"
+            ) from None
+        path = ref
+        if enable_caching is not None:
+            path = os.path.join(workdir, os.path.basename(ref))
+            with open(ref) as src, open(path, "w") as dst:
+                dst.write(src.read())
+            set_caching(path, enable_caching)
+        return path, component
+    pipeline = load_pipeline(ref)
+    path = compile_pipeline(pipeline, os.path.join(workdir, "pipeline.yaml"), enable_caching)
+    return path, pipeline
+
+
+def _probe(host: str, timeout: float = 10.0) -> None:
+    """Fails fast with one line when nothing answers at `host` (kfp itself retries ~30 s)."""
+    import urllib.error
+    import urllib.request
+
+    url = host.rstrip("/") + "/apis/v2beta1/healthz"
+    try:
+        urllib.request.urlopen(url, timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # something answered (auth proxies answer 401/403 before login): reachable
+    except OSError as err:  # URLError, timeouts and refused connections are all OSError
+        reason = getattr(err, "reason", err)
+        raise UsageError(
+            f"--host: cannot reach Kubeflow Pipelines at {host} ({reason}); expected the KFP "
+            "API endpoint, e.g. http://localhost:8080 after `kubectl port-forward -n kubeflow "
+            "svc/ml-pipeline-ui 8080:80`"
+        ) from None
+
+
+def connect(host: str | None, namespace: str | None, existing_token: str | None):
+    """A kfp.Client; host and auth come from the flags or, as kfp does, from the environment.
+
+    kfp reads KF_PIPELINES_ENDPOINT when no host is given, and in a cluster pod finds the
+    in-cluster service; token flags and KF_PIPELINES_IAP_OAUTH2_CLIENT_ID etc. work as in kfp.
+    """
+    host = host or os.environ.get("KF_PIPELINES_ENDPOINT")
+    if host:
+        if not host.startswith(("http://", "https://")):
+            raise UsageError(f"--host: expected an http:// or https:// URL, got {host!r}")
+        _probe(host)
+    elif not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        raise UsageError(
+            "--host: not given and KF_PIPELINES_ENDPOINT is unset; expected the KFP API URL"
+        )
+    import kfp
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module="kfp")
+    kwargs: dict[str, Any] = {"host": host, "existing_token": existing_token}
+    if namespace:
+        kwargs["namespace"] = namespace
+    try:
+        return kfp.Client(**kwargs)
+    except TimeoutError as err:
+        raise UsageError(f"--host: Kubeflow Pipelines did not answer healthz ({err})") from None
+
+
+def _api_error(err) -> str:
+    """One line from a kfp_server_api.ApiException: status, reason and the server's message."""
+    message = ""
+    try:
+        message = json.loads(err.body or "{}").get("message", "")
+    except (ValueError, AttributeError):
+        message = str(err.body or "")[:200]
+    return f"KFP API {err.status} {err.reason}" + (f": {message}" if message else "")
+
+
+def upload(
+    client, path: str, name: str | None = None, version: str | None = None
+) -> dict[str, str]:
+    """Uploads a pipeline, or a new version of it when a pipeline of that name exists.
+
+    A new pipeline's first version is named after the pipeline (as KFP does); with `version`
+    a version of that name is added to it too.
+    """
+    from kfp.client.client import _extract_pipeline_yaml
+
+    name = name or _extract_pipeline_yaml(path).pipeline_spec.pipeline_info.name
+    if not name.strip():
+        raise UsageError("--name: expected a non-empty pipeline name")
+    pipeline_id = client.get_pipeline_id(name)
+    result = {"pipeline_name": name}
+    if pipeline_id is None:
+        pipeline_id = client.upload_pipeline(path, pipeline_name=name).pipeline_id
+        log.info("uploaded new pipeline %s (%s)", name, pipeline_id)
+        if version is None:
+            return {**result, "pipeline_id": pipeline_id}
+    version = version or f"{name} {time.strftime('%Y-%m-%d %H-%M-%S')}"
+    uploaded = client.upload_pipeline_version(path, version, pipeline_id=pipeline_id)
+    log.info("uploaded version %r of pipeline %s", version, name)
+    return {
+        **result,
+        "pipeline_id": pipeline_id,
+        "version": version,
+        "version_id": uploaded.pipeline_version_id,
+    }
+
+
+def submit(
+    client,
+    path: str,
+    arguments: dict[str, Any],
+    experiment: str | None = None,
+    run_name: str | None = None,
+    pipeline_root: str | None = None,
+) -> dict[str, str]:
+    """Starts a run of a compiled pipeline; returns its id and where the KFP UI shows it."""
+    result = client.create_run_from_pipeline_package(
+        path,
+        arguments=arguments,
+        run_name=run_name,
+        experiment_name=experiment,
+        pipeline_root=pipeline_root,
+    )
+    url = f"{client._get_url_prefix()}/#/runs/details/{result.run_id}"
+    return {"run_id": result.run_id, "url": url}
 
 
 # --- demo ------------------------------------------------------------------------------------
@@ -198,6 +392,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("pipeline", help="name (penguins), folder, file.py or file.py:function")
     p.add_argument("-o", "--output", required=True, help="YAML file to write")
     p.add_argument("--image", help="image for every component (default: tfkfp:<version>)")
+    p.add_argument(
+        "--enable-caching",
+        action=argparse.BooleanOptionalAction,
+        help="set every task's KFP caching option (default: as compiled, i.e. on)",
+    )
 
     p = sub.add_parser("compile-components", help="regenerate components/*.yaml")
     p.add_argument("--out-dir", default=str(COMPONENTS_DIR))
@@ -208,6 +407,46 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--docker", action="store_true", help="run each task in its image")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--pipeline-root", default="build/local_outputs")
+    p.add_argument(
+        "--enable-caching",
+        action="store_true",
+        help="reuse outputs of identical earlier local tasks (kfp.local's cache; off by default)",
+    )
+
+    cluster = argparse.ArgumentParser(add_help=False)
+    cluster.add_argument(
+        "--host", help="KFP API URL (default: $KF_PIPELINES_ENDPOINT, or in-cluster as kfp does)"
+    )
+    cluster.add_argument("--namespace", help="Kubernetes namespace (multi-user KFP)")
+    cluster.add_argument("--existing-token", help="bearer token for the KFP API")
+
+    p = sub.add_parser(
+        "upload",
+        parents=[cluster],
+        help="upload a compiled pipeline (or a new version of it) to KFP",
+        description="Uploads FILE as a new pipeline, or as a new version when a pipeline of "
+        "that name exists.",
+    )
+    p.add_argument("file", help="compiled pipeline YAML (or a pipeline name/file to compile)")
+    p.add_argument("--name", help="pipeline name (default: the name in the YAML)")
+    p.add_argument("--version", help="version name (default: <name> <timestamp>)")
+
+    p = sub.add_parser(
+        "submit",
+        parents=[cluster],
+        help="start a run of a compiled pipeline on KFP",
+        description="Starts a run of FILE in an experiment and prints the run's UI link.",
+    )
+    p.add_argument("file", help="compiled pipeline YAML (or a pipeline name/file to compile)")
+    p.add_argument("--experiment", help="experiment name (default: kfp's, 'Default')")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--run-name", help="run name (default: file name and time)")
+    p.add_argument("--pipeline-root", help="where the cluster writes artifacts (gs://...)")
+    p.add_argument(
+        "--enable-caching",
+        action=argparse.BooleanOptionalAction,
+        help="override every task's caching option for this run (default: as compiled)",
+    )
 
     sub.add_parser("demo", help="run the penguin demo end to end locally")
     return parser
@@ -222,13 +461,18 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["TFKFP_IMAGE"] = args.image
     try:
         if args.command == "compile":
-            print(compile_pipeline(load_pipeline(args.pipeline), args.output))
+            pipeline = load_pipeline(args.pipeline)
+            print(compile_pipeline(pipeline, args.output, args.enable_caching))
         elif args.command == "compile-components":
             for path in compile_components(Path(args.out_dir)):
                 print(path)
         elif args.command == "run":
             pipeline = load_pipeline(args.pipeline)
-            local.run(pipeline, parse_params(pipeline, args.param), args.docker, args.pipeline_root)
+            arguments = {**local_arguments(pipeline), **parse_params(pipeline, args.param)}
+            check_required(pipeline, arguments)
+            local.run(pipeline, arguments, args.docker, args.pipeline_root, args.enable_caching)
+        elif args.command in ("upload", "submit"):
+            return _cluster_command(args)
         elif args.command == "demo":
             return demo()
     except (UsageError, InputError) as err:
@@ -238,6 +482,38 @@ def main(argv: list[str] | None = None) -> int:
         # kfp.local raises RuntimeError when a task fails; the task's log above says why.
         print(f"tfkfp: error: {err}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cluster_command(args: argparse.Namespace) -> int:
+    import kfp_server_api
+    import urllib3
+
+    with tempfile.TemporaryDirectory(prefix="tfkfp-") as workdir:
+        caching = getattr(args, "enable_caching", None)
+        path, pipeline = load_package(args.file, workdir, caching)
+        arguments = {}
+        if args.command == "submit":
+            arguments = parse_params(pipeline, args.param)
+            check_required(pipeline, arguments)
+        client = connect(args.host, args.namespace, args.existing_token)
+        try:
+            if args.command == "upload":
+                result = upload(client, path, args.name, args.version)
+            else:
+                result = submit(
+                    client, path, arguments, args.experiment, args.run_name, args.pipeline_root
+                )
+        except kfp_server_api.ApiException as err:
+            print(f"tfkfp: error: {_api_error(err)}", file=sys.stderr)
+            return 1
+        except urllib3.exceptions.HTTPError as err:
+            print(
+                f"tfkfp: error: KFP API unreachable during {args.command}: {err}", file=sys.stderr
+            )
+            return 1
+    for key, value in result.items():
+        print(f"{key}: {value}")
     return 0
 
 

@@ -1,5 +1,7 @@
 """Penguin species pipeline: the five tfkfp stages, the pusher gated on the blessing."""
 
+import os
+
 from kfp import dsl
 from tfkfp.components import evaluator, ingest, pusher, trainer, transform
 
@@ -98,3 +100,11 @@ def penguins(
             blessing=evaluated.outputs["blessing"],
             destination=push_destination,
         )
+
+
+def local_arguments() -> dict:
+    """What `tfkfp run penguins --local` uses unless told otherwise: the bundled CSV, ./serving."""
+    from importlib import resources
+
+    data = resources.files("tfkfp.pipelines.penguins") / "data" / "penguins.csv"
+    return {"data_uri": str(data), "push_destination": os.path.abspath("serving/penguins")}

@@ -1,0 +1,348 @@
+"""`tfkfp upload` / `submit` against a local HTTP server speaking KFP's v2beta1 REST routes.
+
+There is no KFP cluster here. The server below answers the routes kfp.Client 2.17 calls
+(healthz, pipelines list/upload/upload_version, experiments list/create, runs create) the way
+the KFP API server does, and records what arrives, so the tests check the bytes and values
+a real cluster would receive.
+"""
+
+import json
+import socket
+import threading
+import time
+import uuid
+from email.parser import BytesParser
+from email.policy import default as email_policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+import yaml
+from conftest import REPO, run_cli
+
+API = "/apis/v2beta1"
+
+
+class FakeKfp:
+    """State of the fake KFP API server: pipelines, versions, experiments, runs, requests."""
+
+    def __init__(self):
+        self.pipelines: dict[str, dict] = {}
+        self.versions: list[dict] = []
+        self.experiments: dict[str, dict] = {}
+        self.runs: list[dict] = []
+        self.requests: list[tuple[str, str]] = []
+        self.fail_runs = ""  # when set, creating a run answers 500 with this message
+
+
+def _name_filter(query: dict) -> str | None:
+    raw = query.get("filter", [""])[0]
+    if not raw:
+        return None
+    for predicate in json.loads(raw).get("predicates", []):
+        if predicate.get("key") == "display_name":
+            return predicate.get("string_value", predicate.get("stringValue"))
+    return None
+
+
+def _upload(handler) -> tuple[str, bytes]:
+    """The multipart `uploadfile` part: (filename, bytes)."""
+    length = int(handler.headers["Content-Length"])
+    body = handler.rfile.read(length)
+    head = f"Content-Type: {handler.headers['Content-Type']}\r\n\r\n".encode()
+    message = BytesParser(policy=email_policy).parsebytes(head + body)
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "uploadfile":
+            return part.get_filename(), part.get_payload(decode=True)
+    raise ValueError("no uploadfile part")
+
+
+def _handler(state: FakeKfp):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # keep pytest output clean
+            pass
+
+        def _reply(self, status: int, payload: dict) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _not_found(self):
+            self._reply(404, {"code": 5, "message": f"no route {self.command} {self.path}"})
+
+        def do_GET(self):
+            url = urlparse(self.path)
+            query = parse_qs(url.query)
+            state.requests.append(("GET", url.path))
+            if url.path == f"{API}/healthz":
+                return self._reply(200, {"multi_user": False})
+            if url.path == f"{API}/pipelines":
+                name = _name_filter(query)
+                found = [p for p in state.pipelines.values() if name in (None, p["display_name"])]
+                return self._reply(
+                    200, {"pipelines": found, "total_size": len(found)} if found else {}
+                )
+            if url.path == f"{API}/experiments":
+                name = _name_filter(query)
+                found = [e for e in state.experiments.values() if name in (None, e["display_name"])]
+                return self._reply(
+                    200, {"experiments": found, "total_size": len(found)} if found else {}
+                )
+            return self._not_found()
+
+        def do_POST(self):
+            url = urlparse(self.path)
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            state.requests.append(("POST", url.path))
+            if url.path == f"{API}/pipelines/upload":
+                filename, data = _upload(self)
+                name = query.get("name") or query.get("display_name")
+                if any(p["display_name"] == name for p in state.pipelines.values()):
+                    return self._reply(
+                        409, {"code": 6, "message": f"pipeline {name} already exists"}
+                    )
+                pipeline = {
+                    "pipeline_id": str(uuid.uuid4()),
+                    "display_name": name,
+                    "description": query.get("description", ""),
+                    "created_at": "2026-01-01T00:00:00Z",
+                }
+                state.pipelines[pipeline["pipeline_id"]] = pipeline
+                state.versions.append(
+                    {
+                        "pipeline_id": pipeline["pipeline_id"],
+                        "name": name,
+                        "file": filename,
+                        "yaml": data,
+                    }
+                )
+                return self._reply(200, pipeline)
+            if url.path == f"{API}/pipelines/upload_version":
+                filename, data = _upload(self)
+                if query.get("pipelineid") not in state.pipelines:
+                    return self._reply(404, {"code": 5, "message": "pipeline not found"})
+                version = {
+                    "pipeline_id": query["pipelineid"],
+                    "pipeline_version_id": str(uuid.uuid4()),
+                    "display_name": query.get("name"),
+                }
+                state.versions.append(
+                    {**version, "name": query.get("name"), "file": filename, "yaml": data}
+                )
+                return self._reply(200, version)
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+            if url.path == f"{API}/experiments":
+                experiment = {**body, "experiment_id": str(uuid.uuid4())}
+                state.experiments[experiment["experiment_id"]] = experiment
+                return self._reply(200, experiment)
+            if url.path == f"{API}/runs" and state.fail_runs:
+                return self._reply(500, {"code": 13, "message": state.fail_runs})
+            if url.path == f"{API}/runs":
+                if body.get("experiment_id") not in state.experiments:
+                    return self._reply(400, {"code": 3, "message": "unknown experiment"})
+                run = {**body, "run_id": str(uuid.uuid4()), "state": "PENDING"}
+                state.runs.append(run)
+                return self._reply(200, run)
+            return self._not_found()
+
+    return Handler
+
+
+@pytest.fixture
+def kfp_server():
+    state = FakeKfp()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.host = f"http://127.0.0.1:{server.server_address[1]}"
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def taxi_yaml(tmp_path_factory):
+    path = tmp_path_factory.mktemp("yaml") / "taxi.yaml"
+    proc = run_cli("compile", "taxi", "-o", str(path))
+    assert proc.returncode == 0, proc.stderr
+    return path
+
+
+def _lines(proc) -> dict[str, str]:
+    return dict(line.split(": ", 1) for line in proc.stdout.splitlines() if ": " in line)
+
+
+def _cli(*args, home):
+    # a fresh HOME: kfp.Client reads and writes ~/.config/kfp/context.json
+    return run_cli(*args, env={"HOME": str(home), "KF_PIPELINES_ENDPOINT": ""})
+
+
+def test_upload_sends_the_yaml_byte_for_byte_then_adds_versions(kfp_server, taxi_yaml, tmp_path):
+    first = _cli("upload", str(taxi_yaml), "--host", kfp_server.host, home=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert _lines(first)["pipeline_name"] == "taxi"
+    assert len(kfp_server.pipelines) == 1
+    uploaded = kfp_server.versions[0]
+    assert uploaded["yaml"] == taxi_yaml.read_bytes()
+    assert uploaded["name"] == "taxi"
+
+    second = _cli(
+        "upload", str(taxi_yaml), "--host", kfp_server.host, "--version", "v2", home=tmp_path
+    )
+    assert second.returncode == 0, second.stderr
+    assert _lines(second)["version"] == "v2"
+    assert len(kfp_server.pipelines) == 1  # same pipeline, a new version
+    assert [v["name"] for v in kfp_server.versions] == ["taxi", "v2"]
+    assert kfp_server.versions[1]["yaml"] == taxi_yaml.read_bytes()
+    assert kfp_server.versions[1]["pipeline_id"] == next(iter(kfp_server.pipelines))
+
+
+def test_upload_under_another_name_with_version(kfp_server, taxi_yaml, tmp_path):
+    proc = _cli(
+        "upload", str(taxi_yaml), "--host", kfp_server.host, "--name", "taxi-prod",
+        "--version", "2026.1", home=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert [p["display_name"] for p in kfp_server.pipelines.values()] == ["taxi-prod"]
+    assert [v["name"] for v in kfp_server.versions] == ["taxi-prod", "2026.1"]
+
+
+def test_submit_sends_spec_and_typed_parameters(kfp_server, taxi_yaml, tmp_path):
+    proc = _cli(
+        "submit", str(taxi_yaml), "--host", kfp_server.host, "--experiment", "taxi-dev",
+        "--param", "data_uri=gs://bucket/taxi.csv", "--param", "push_destination=gs://bucket/serving",
+        "--param", "train_steps=50", "--param", "use_gpu=true",
+        "--param", 'beam_pipeline_args=["--direct_num_workers=2"]',
+        "--run-name", "nightly", "--pipeline-root", "gs://bucket/root", home=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (run,) = kfp_server.runs
+    assert run["display_name"] == "nightly"
+    assert kfp_server.experiments[run["experiment_id"]]["display_name"] == "taxi-dev"
+    assert run["runtime_config"]["parameters"] == {
+        "data_uri": "gs://bucket/taxi.csv",
+        "push_destination": "gs://bucket/serving",
+        "train_steps": 50,
+        "use_gpu": True,
+        "beam_pipeline_args": ["--direct_num_workers=2"],
+    }
+    assert run["runtime_config"]["pipeline_root"] == "gs://bucket/root"
+    assert run["pipeline_spec"] == yaml.safe_load(taxi_yaml.read_text())
+    out = _lines(proc)
+    assert out["url"] == f"{kfp_server.host}/#/runs/details/{run['run_id']}"
+
+
+def test_submit_without_caching_turns_it_off_in_every_task(kfp_server, taxi_yaml, tmp_path):
+    proc = _cli(
+        "submit", str(taxi_yaml), "--host", kfp_server.host, "--no-enable-caching",
+        "--param", "data_uri=gs://b/t.csv", "--param", "push_destination=gs://b/s", home=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    spec = kfp_server.runs[0]["pipeline_spec"]
+    dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
+    tasks = {name: t for dag in dags for name, t in dag["tasks"].items()}
+    assert {"ingest", "transform", "trainer", "trainer-2", "evaluator", "pusher"} <= set(tasks)
+    assert all(not t.get("cachingOptions", {}).get("enableCache") for t in tasks.values())
+    # the user's file is untouched
+    assert "enableCache: true" in taxi_yaml.read_text()
+
+
+def test_submit_compiles_a_pipeline_reference(kfp_server, tmp_path):
+    proc = _cli(
+        "submit", "penguins", "--host", kfp_server.host,
+        "--param", "data_uri=gs://b/p.csv", "--param", "push_destination=gs://b/s", home=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert kfp_server.runs[0]["pipeline_spec"]["pipelineInfo"]["name"] == "penguins"
+    assert kfp_server.experiments  # kfp's "Default" experiment was created
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["submit", "{yaml}", "--param", "colour=red"], "has no parameter 'colour'"),
+        (["submit", "{yaml}", "--param", "train_steps=lots"], "expected int, got 'lots'"),
+        (["submit", "{yaml}", "--param", "use_gpu=maybe"], "expected bool, got 'maybe'"),
+        (["submit", "{yaml}", "--param", "data_uri=x"], "taxi needs push_destination"),
+        (["upload", "missing.yaml"], "no such file 'missing.yaml'"),
+        (["upload", "nope"], "pipeline: 'nope' is neither"),
+        (["upload", "{tmp}/notes.yaml"], "notes.yaml is not a compiled KFP pipeline"),
+        (["upload", "{repo}/.ci/run.yaml"], "no such file"),
+        (["upload", "pipelines/taxi/pipeline.py:nope"], "no pipeline function 'nope'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(kfp_server, taxi_yaml, tmp_path, args, message):
+    (tmp_path / "notes.yaml").write_text("shopping: [eggs, milk]\n")
+    args = [a.format(yaml=taxi_yaml, repo=REPO, tmp=tmp_path) for a in args]
+    proc = _cli(*args, "--host", kfp_server.host, home=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not kfp_server.runs and not kfp_server.versions
+
+
+def test_unreachable_host_is_one_line_exit_2_and_fast(taxi_yaml, tmp_path):
+    host = f"http://127.0.0.1:{_free_port()}"
+    started = time.monotonic()
+    proc = _cli("upload", str(taxi_yaml), "--host", host, home=tmp_path)
+    assert proc.returncode == 2
+    assert f"--host: cannot reach Kubeflow Pipelines at {host}" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert time.monotonic() - started < 60  # kfp alone retries healthz for ~30 s
+
+
+def test_missing_host_is_one_line_exit_2(taxi_yaml, tmp_path):
+    proc = _cli(
+        "submit",
+        str(taxi_yaml),
+        "--param",
+        "data_uri=a",
+        "--param",
+        "push_destination=b",
+        home=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert "KF_PIPELINES_ENDPOINT is unset" in proc.stderr
+
+
+def test_host_from_environment_as_kfp_reads_it(kfp_server, taxi_yaml, tmp_path):
+    proc = run_cli(
+        "upload", str(taxi_yaml),
+        env={"HOME": str(tmp_path), "KF_PIPELINES_ENDPOINT": kfp_server.host},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert kfp_server.versions
+
+
+def test_server_error_is_one_line_exit_1(kfp_server, taxi_yaml, tmp_path):
+    kfp_server.fail_runs = "run quota exceeded"
+    proc = _cli(
+        "submit", str(taxi_yaml), "--host", kfp_server.host,
+        "--param", "data_uri=gs://b/t.csv", "--param", "push_destination=gs://b/s", home=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    (error,) = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert error == "tfkfp: error: KFP API 500 Internal Server Error: run quota exceeded"
+
+
+def test_empty_name_is_bad_usage(kfp_server, taxi_yaml, tmp_path):
+    proc = _cli("upload", str(taxi_yaml), "--host", kfp_server.host, "--name", " ", home=tmp_path)
+    assert proc.returncode == 2 and "--name: expected a non-empty" in proc.stderr
+    assert not kfp_server.versions
+
+
+@pytest.mark.parametrize("command", ["compile", "run", "upload", "submit"])
+def test_help(command):
+    proc = run_cli(command, "--help")
+    assert proc.returncode == 0
+    assert "usage: tfkfp " + command in proc.stdout

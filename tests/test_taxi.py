@@ -1,0 +1,94 @@
+"""The advanced example end to end: `tfkfp run pipelines/taxi --local` trains, evaluates, pushes."""
+
+import csv
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_cli
+
+TAXI_CSV = REPO / "pipelines" / "taxi" / "data" / "chicago_taxi.csv"
+
+
+@pytest.fixture(scope="module")
+def taxi_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("taxi")
+    proc = run_cli("run", str(REPO / "pipelines" / "taxi"), "--local", cwd=cwd, timeout=900)
+    return cwd, proc
+
+
+def _output(cwd: Path, task: str, name: str) -> Path:
+    (run,) = (cwd / "build" / "local_outputs").glob("taxi-*")
+    return run / task / name
+
+
+def test_taxi_runs_locally_and_pushes_a_blessed_model(taxi_run):
+    cwd, proc = taxi_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    versions = sorted((cwd / "serving" / "taxi").iterdir())
+    assert len(versions) == 1
+    assert (versions[0] / "saved_model.pb").is_file()
+    assert (versions[0] / "PUSHED.json").is_file()
+    report = json.loads((_output(cwd, "evaluator", "blessing") / "blessing.json").read_text())
+    assert report["blessed"] is True
+    assert report["metrics"]["auc"] > 0.85
+    assert report["metrics"]["example_count"] > 3000
+
+
+def test_evaluation_is_sliced_by_hour_and_payment_type(taxi_run):
+    cwd, proc = taxi_run
+    assert proc.returncode == 0
+    import tensorflow_model_analysis as tfma
+
+    slices = set()
+    for metrics in tfma.load_metrics(str(_output(cwd, "evaluator", "evaluation"))):
+        slices.update(k.column for k in metrics.slice_key.single_slice_keys)
+    assert slices == {"trip_start_hour", "payment_type"}
+
+
+def test_pushed_model_serves_raw_csv_rows_without_the_tips(taxi_run):
+    cwd, proc = taxi_run
+    assert proc.returncode == 0
+    model = sorted((cwd / "serving" / "taxi").iterdir())[-1]
+    with open(TAXI_CSV) as fh:
+        header = next(csv.reader(fh))
+    script = textwrap.dedent(
+        f"""
+        import csv, json
+        import tensorflow as tf
+        floats = {{"fare", "trip_miles", "pickup_latitude", "pickup_longitude",
+                   "dropoff_latitude", "dropoff_longitude", "tips"}}
+        strings = {{"payment_type", "company"}}
+        def example(row):
+            feats = {{}}
+            for k, v in row.items():
+                if v == "" or k == "tips":
+                    continue
+                if k in floats:
+                    f = tf.train.Feature(float_list=tf.train.FloatList(value=[float(v)]))
+                elif k in strings:
+                    f = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()]))
+                else:
+                    f = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
+                feats[k] = f
+            return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+        rows = list(csv.DictReader(open({str(TAXI_CSV)!r})))[:2000]
+        m = tf.saved_model.load({str(model)!r})
+        p = m.signatures["serving_default"](examples=tf.constant([example(r) for r in rows]))
+        p = p["probabilities"].numpy().ravel()
+        truth = [float(r["tips"]) > 0.2 * float(r["fare"]) for r in rows]
+        acc = sum((q > 0.5) == t for q, t in zip(p, truth)) / len(rows)
+        print(json.dumps({{"n": len(rows), "in_range": bool(((p >= 0) & (p <= 1)).all()),
+                          "accuracy": float(acc)}}))
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "tips" in header and result["n"] == 2000 and result["in_range"]
+    assert result["accuracy"] > 0.8  # missing lat/long, company, community areas included
