@@ -13,6 +13,7 @@ from typing import Any
 
 from tfkfp.containers.runtime import (
     InputError,
+    beam_options,
     load_schema,
     log,
     publishing,
@@ -145,23 +146,6 @@ def _check_model(config, model_dir: str, schema, what: str) -> dict[str, Any]:
                 f"(known: {sorted(known)})"
             )
     return signatures
-
-
-def _check_beam_args(beam_pipeline_args: list[str]):
-    """Beam options, with the runner checked so a typo fails before any work."""
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-    from apache_beam.runners.runner import create_runner
-
-    options = PipelineOptions(list(beam_pipeline_args))
-    runner = options.view_as(StandardOptions).runner
-    if runner:
-        try:
-            create_runner(runner)
-        except (ValueError, ImportError) as err:
-            raise InputError(
-                f"beam_pipeline_args: runner {runner!r} is not usable ({err})"
-            ) from None
-    return options
 
 
 # --- baseline ------------------------------------------------------------------------------
@@ -610,7 +594,7 @@ def run(
     config = parse_eval_config(eval_config)
     data_location = require_split(examples_dir, "eval", "examples")
     schema = load_schema(schema_dir) if schema_dir else None
-    options = _check_beam_args(beam_pipeline_args or [])
+    options = beam_options(beam_pipeline_args)
     names = check_metrics(config)
     signatures = _check_model(config, model_dir, schema, "candidate model")
     thresholds = _thresholds(config, names)

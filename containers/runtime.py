@@ -146,3 +146,26 @@ def load_schema(schema_dir: str, what: str = "schema"):
         raise InputError(f"{what}: no schema.pbtxt at {path}") from None
     except text_format.ParseError as err:
         raise InputError(f"{what}: {path} is not a Schema in text format ({err})") from None
+
+
+# Beam 2.77's DirectRunner first tries the Prism runner, which it downloads from GitHub: seconds
+# lost per stage offline, and a different runner than the one tested where it succeeds. Naming
+# the in-process runner it falls back to keeps --direct_num_workers/--direct_running_mode working.
+IN_PROCESS_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+
+
+def beam_options(beam_pipeline_args: list[str] | None):
+    """Beam PipelineOptions from user args; an unusable runner fails before any work."""
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    from apache_beam.runners.runner import create_runner
+
+    args = list(beam_pipeline_args or [])
+    options = PipelineOptions(args)
+    runner = options.view_as(StandardOptions).runner
+    if not runner or runner == "DirectRunner":
+        return PipelineOptions([*args, f"--runner={IN_PROCESS_RUNNER}"])
+    try:
+        create_runner(runner)
+    except (ValueError, ImportError) as err:
+        raise InputError(f"beam_pipeline_args: runner {runner!r} is not usable ({err})") from None
+    return options

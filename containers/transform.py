@@ -12,6 +12,7 @@ import tempfile
 
 from tfkfp.containers import user_module
 from tfkfp.containers.runtime import (
+    beam_options,
     load_schema,
     log,
     publishing,
@@ -61,7 +62,6 @@ def run(
     import apache_beam as beam
     import tensorflow_transform.beam as tft_beam
     from apache_beam.io.filesystem import CompressionTypes
-    from apache_beam.options.pipeline_options import PipelineOptions
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
     from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
     from tfx_bsl.public import tfxio
@@ -81,7 +81,7 @@ def run(
         publishing(transformed_examples_dir) as examples_tmp,
         publishing(transform_graph_dir) as graph_tmp,
     ):
-        pipeline = beam.Pipeline(options=PipelineOptions(beam_pipeline_args))
+        pipeline = beam.Pipeline(options=beam_options(beam_pipeline_args))
         with pipeline, tft_beam.Context(temp_dir=temp_dir):
             sources = {
                 s: tfxio.TFExampleRecord(file_pattern=patterns[s], schema=schema) for s in SPLITS

@@ -76,3 +76,18 @@ def test_missing_split(tmp_path, ingested):
             str(tmp_path / "g"),
             str(tmp_path / "e"),
         )
+
+
+def test_beam_runs_in_process_unless_a_runner_is_named():
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    from tfkfp.containers.runtime import IN_PROCESS_RUNNER, beam_options
+
+    # No runner (or DirectRunner): the in-process runner, not Beam 2.77's Prism download.
+    for args in ([], ["--runner=DirectRunner"]):
+        assert beam_options(args).view_as(StandardOptions).runner == IN_PROCESS_RUNNER
+    options = beam_options(["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
+    assert options.view_as(DirectOptions).direct_num_workers == 2
+    assert beam_options(["--runner=FlinkRunner"]).view_as(StandardOptions).runner == "FlinkRunner"
+    with pytest.raises(InputError, match="beam_pipeline_args: runner 'NoSuchRunner'"):
+        beam_options(["--runner=NoSuchRunner"])
