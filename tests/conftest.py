@@ -127,3 +127,70 @@ def normalized_yaml(text: str) -> str:
         for line in text.splitlines()
         if not line.startswith("sdkVersion:") and not line.startswith("#")
     )
+
+
+# --- pusher: a real GCS-compatible server (gcp-storage-emulator) ---------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory) -> str:
+    """Starts gcp-storage-emulator in its own process; yields its URL for STORAGE_EMULATOR_HOST."""
+    import time
+    import urllib.request
+
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("gcs") / "emulator.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
+         "--port", str(port), "--in-memory", "-q"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/", timeout=1).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gcp-storage-emulator did not start, see {log.name}") from None
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@dataclass
+class Gcs:
+    url: str
+    bucket: str
+    client: object
+
+    def names(self, prefix: str = "") -> list[str]:
+        return sorted(b.name for b in self.client.list_blobs(self.bucket, prefix=prefix))
+
+
+@pytest.fixture
+def gcs(gcs_server, monkeypatch, request) -> Gcs:
+    """A fresh bucket on the emulator, with STORAGE_EMULATOR_HOST set for this test."""
+    import re
+    import uuid
+
+    from google.cloud import storage
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server)
+    client = storage.Client()
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
+    name = f"{name}-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(name)
+    return Gcs(gcs_server, name, client)
