@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import signal
@@ -273,24 +274,32 @@ class FaultyProxy:
             except OSError:
                 return
             upstream = socket.create_connection(self.target)
-            threading.Thread(target=self._up, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._down, args=(upstream, client), daemon=True).start()
+            dropped = threading.Event()
+            for pump, args in ((self._up, (client, upstream)), (self._down, (upstream, client))):
+                threading.Thread(target=pump, args=(*args, dropped), daemon=True).start()
 
     @staticmethod
-    def _reset(*socks: socket.socket) -> None:
+    def _reset(dropped: threading.Event, *socks: socket.socket) -> None:
+        dropped.set()
         for sock in socks:
-            # SO_LINGER 0: close() sends RST, as a dropped connection does
+            # SO_LINGER 0 makes close() send RST, as a dropped connection does. shutdown(SHUT_RD)
+            # first wakes the other pump's recv(), which would otherwise keep the socket alive.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RD)
             sock.close()
 
-    def _down(self, upstream: socket.socket, client: socket.socket) -> None:
+    @staticmethod
+    def _down(upstream: socket.socket, client: socket.socket, dropped: threading.Event) -> None:
         try:
             while data := upstream.recv(65536):
                 client.sendall(data)
+            if not dropped.is_set():
+                client.shutdown(socket.SHUT_WR)  # the server closed: so does the proxy
         except OSError:
             pass
 
-    def _up(self, client: socket.socket, upstream: socket.socket) -> None:
+    def _up(self, client: socket.socket, upstream: socket.socket, dropped: threading.Event) -> None:
         tail, fault, budget = b"", None, 0
         try:
             while data := client.recv(65536):
@@ -315,12 +324,13 @@ class FaultyProxy:
                 if fault == "cut":
                     with self.lock:
                         self.cuts += 1
-                    self._reset(client, upstream)
+                    self._reset(dropped, upstream, client)
                     return
                 self.held.set()
                 self.release.wait()
-                self._reset(client, upstream)
+                self._reset(dropped, upstream, client)
                 return
+            upstream.shutdown(socket.SHUT_WR)
         except OSError:
             pass
 
@@ -410,3 +420,29 @@ def test_gcs_pusher_killed_mid_push_leaves_no_complete_version(tmp_path, trained
     assert gcs.names("m/") == sorted(
         f"m/{result['version']}/{f}" for f in [*(f for f, _ in uploads), pusher.MARKER]
     )
+
+
+def test_kfp_local_pipeline_pushes_to_the_emulator_bucket(tmp_path, gcs, penguins_csv):
+    from conftest import run_cli
+
+    dest = f"gs://{gcs.bucket}/penguins"
+    root = tmp_path / "root"
+    proc = run_cli(
+        "run", "penguins", "--local", "--pipeline-root", str(root),
+        "--param", f"data_uri={penguins_csv}", "--param", f"push_destination={dest}",
+        "--param", "train_steps=100",
+        env={"STORAGE_EMULATOR_HOST": gcs.url},  # the task processes inherit it
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (version,) = pusher.iter_versions(dest)
+    assert version.complete and pusher.latest_complete(dest) == f"{dest}/{version.number}"
+    assert f"penguins/{version.number}/saved_model.pb" in gcs.names("penguins/")
+    # what KFP recorded for the pusher task: the output artifact is the pushed version
+    (output,) = root.glob("*/pusher/executor_output.json")
+    (artifact,) = json.loads(output.read_text())["artifacts"]["pushed_model"]["artifacts"]
+    assert artifact["uri"] == f"{dest}/{version.number}"
+    meta = artifact["metadata"]
+    assert meta["pushed"] is True and meta["destination"] == dest
+    assert int(meta["version"]) == version.number and meta["content_hash"] == version.content_hash
+    params = json.loads(output.read_text())["parameterValues"]
+    assert params == {"pushed": True, "pushed_uri": f"{dest}/{version.number}"}
