@@ -326,8 +326,8 @@ def iter_versions(destination: str) -> Iterator[Version]:
 def output_uri(result: dict, artifact_uri: str) -> str:
     """Where the `pushed_model` output artifact should point once the pusher has run.
 
-    The pushed version when there is one: kfp.local and Vertex AI record the URI a component
-    sets. The KFP backend's launcher (pods carry KFP_POD_NAME) also takes it, but fails the
+    The pushed version when there is one: kfp.local records the URI a component sets (KFP's
+    executor writes it to executor_output.json). The KFP backend's launcher (pods carry KFP_POD_NAME) also takes it, but fails the
     task when a gs:// URI lies outside the pipeline root, so there a gs:// push keeps the
     artifact's own URI and the location travels in its metadata (`pushed_uri`).
     """
