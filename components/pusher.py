@@ -19,7 +19,8 @@ def pusher(
         model: SavedModel from the trainer.
         blessing: Blessing from the evaluator; an unblessed model is recorded, not pushed.
         destination: Serving folder or gs://bucket/path (TF Serving layout).
-        pushed_model: Records pushed, destination, version, content_hash, pushed_uri.
+        pushed_model: Points at the pushed version (see `output_uri` for the KFP backend);
+            metadata pushed, destination, version, content_hash, pushed_uri.
         version: Version number; 0 picks a Unix timestamp above every existing version.
 
     Returns:
@@ -38,4 +39,5 @@ def pusher(
         version=version,
     )
     pushed_model.metadata.update(result)
+    pushed_model.uri = stage.output_uri(result, pushed_model.uri)
     return namedtuple("Outputs", ["pushed", "pushed_uri"])(result["pushed"], result["pushed_uri"])

@@ -151,45 +151,68 @@ def weak_trained(tmp_path_factory, ingested, transformed) -> Trained:
     return Trained(str(out / "model"), str(out / "model_run"), info)
 
 
-@pytest.fixture(scope="session")
-def gcs_server():
-    """A real GCS-compatible server (gcp-storage-emulator) with the bucket `tfkfp-test`.
+# --- pusher: a real GCS-compatible server (gcp-storage-emulator) ---------------------------------
 
-    Yields its URL; clients reach it through STORAGE_EMULATOR_HOST, set for the session.
-    """
+
+def free_port() -> int:
     import socket
-    import time
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gcp-storage-emulator"),
-            "start",
-            "--port",
-            str(port),
-            "--in-memory",
-            "--default-bucket",
-            "tfkfp-test",
-            "-q",
-        ]
-    )
-    for _ in range(200):
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory) -> str:
+    """Starts gcp-storage-emulator in its own process; yields its URL for STORAGE_EMULATOR_HOST."""
+    import time
+    import urllib.request
+
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("gcs") / "emulator.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
+         "--port", str(port), "--in-memory", "-q"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
         try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            urllib.request.urlopen(url + "/", timeout=1).read()
             break
         except OSError:
-            time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
-    previous = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = url
-    try:
-        yield url
-    finally:
-        if previous is None:
-            os.environ.pop("STORAGE_EMULATOR_HOST", None)
-        else:
-            os.environ["STORAGE_EMULATOR_HOST"] = previous
-        server.terminate()
-        server.wait(timeout=30)
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gcp-storage-emulator did not start, see {log.name}") from None
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@dataclass
+class Gcs:
+    url: str
+    bucket: str
+    client: object
+
+    def names(self, prefix: str = "") -> list[str]:
+        return sorted(b.name for b in self.client.list_blobs(self.bucket, prefix=prefix))
+
+
+@pytest.fixture
+def gcs(gcs_server, monkeypatch, request) -> Gcs:
+    """A fresh bucket on the emulator, with STORAGE_EMULATOR_HOST set for this test."""
+    import re
+    import uuid
+
+    from google.cloud import storage
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server)
+    client = storage.Client()
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
+    name = f"{name}-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(name)
+    return Gcs(gcs_server, name, client)

@@ -143,9 +143,9 @@ def test_slice_fails_while_overall_passes(tmp_path, trained, weak_trained, inges
 
 
 def test_change_threshold_candidate_beats_baseline_pushed_to_gcs(
-    tmp_path, trained, weak_trained, ingested, gcs_server
+    tmp_path, trained, weak_trained, ingested, gcs
 ):
-    destination = "gs://tfkfp-test/serving/penguins"
+    destination = f"gs://{gcs.bucket}/serving/penguins"
     pushed = _push(weak_trained.model, destination)
     assert pushed.startswith(destination + "/")
     report = _run(

@@ -92,3 +92,15 @@ def test_pushed_model_serves_raw_csv_rows_without_the_tips(taxi_run):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert "tips" in header and result["n"] == 2000 and result["in_range"]
     assert result["accuracy"] > 0.8  # missing lat/long, company, community areas included
+
+
+def test_kfp_ui_gets_roc_and_confusion_matrix_for_the_binary_label(taxi_run):
+    cwd, proc = taxi_run
+    assert proc.returncode == 0
+    (run,) = (cwd / "build" / "local_outputs").glob("taxi-*")
+    executor = json.loads((run / "evaluator" / "executor_output.json").read_text())
+    metadata = executor["artifacts"]["classification_metrics"]["artifacts"][0]["metadata"]
+    roc = metadata["confidenceMetrics"]
+    assert len(roc) > 10
+    assert all(0 <= p["falsePositiveRate"] <= 1 and 0 <= p["recall"] <= 1 for p in roc)
+    assert len(metadata["confusionMatrix"]["rows"]) == 2
