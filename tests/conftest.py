@@ -82,11 +82,10 @@ class Trained:
     info: dict
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory, ingested, transformed) -> Trained:
+def train_penguins(out: Path, ingested: Ingested, transformed: Transformed, steps: int) -> Trained:
+    """Trains the demo module on the transformed penguins with the real trainer stage."""
     from tfkfp.containers import trainer
 
-    out = tmp_path_factory.mktemp("trainer")
     info = trainer.run(
         examples_dir=transformed.examples,
         schema_dir=ingested.schema,
@@ -94,10 +93,15 @@ def trained(tmp_path_factory, ingested, transformed) -> Trained:
         model_dir=str(out / "model"),
         model_run_dir=str(out / "model_run"),
         transform_graph_dir=transformed.graph,
-        train_steps=150,
-        eval_steps=5,
+        train_steps=steps,
+        eval_steps=min(steps, 5),
     )
     return Trained(str(out / "model"), str(out / "model_run"), info)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, ingested, transformed) -> Trained:
+    return train_penguins(tmp_path_factory.mktemp("trainer"), ingested, transformed, 150)
 
 
 def write_module(path: Path, source: str) -> str:
@@ -135,20 +139,7 @@ def normalized_yaml(text: str) -> str:
 @pytest.fixture(scope="session")
 def weak_trained(tmp_path_factory, ingested, transformed) -> Trained:
     """A real penguin model trained for one step: a baseline a trained model beats."""
-    from tfkfp.containers import trainer
-
-    out = tmp_path_factory.mktemp("weak_trainer")
-    info = trainer.run(
-        examples_dir=transformed.examples,
-        schema_dir=ingested.schema,
-        module_file=PENGUINS_MODULE,
-        model_dir=str(out / "model"),
-        model_run_dir=str(out / "model_run"),
-        transform_graph_dir=transformed.graph,
-        train_steps=1,
-        eval_steps=1,
-    )
-    return Trained(str(out / "model"), str(out / "model_run"), info)
+    return train_penguins(tmp_path_factory.mktemp("weak_trainer"), ingested, transformed, 1)
 
 
 # --- pusher: a real GCS-compatible server (gcp-storage-emulator) ---------------------------------
