@@ -61,8 +61,16 @@ def load(module_ref: str) -> ModuleType:
     try:
         return importlib.import_module(module_ref)
     except ModuleNotFoundError as err:
+        # Only "the module itself is missing" means the name was wrong; a module that exists but
+        # imports a missing package falls through to "does not import" with its traceback.
+        if err.name and (module_ref == err.name or module_ref.startswith(f"{err.name}.")):
+            raise InputError(
+                f"module_file: {module_ref!r} is neither a file (no such path) nor an importable "
+                f"Python module ({err})"
+            ) from err
+        log.error("importing %s failed:\n%s", module_ref, traceback.format_exc())
         raise InputError(
-            f"module_file: {module_ref!r} is neither a file nor an importable module ({err})"
+            f"module_file: {module_ref} does not import: {type(err).__name__}: {err}"
         ) from err
     except Exception as err:
         log.error("importing %s failed:\n%s", module_ref, traceback.format_exc())
