@@ -62,7 +62,9 @@ def _build_model(tft_output, hidden_units):
     sizes.update({k: tft_output.vocabulary_size_by_name(k) + OOV for k in VOCAB})
     for key, size in sizes.items():
         inputs[key] = keras.Input(shape=(1,), name=key, dtype=tf.int64)
-        encoded.append(keras.layers.CategoryEncoding(num_tokens=size, output_mode="one_hot")(inputs[key]))
+        encoded.append(
+            keras.layers.CategoryEncoding(num_tokens=size, output_mode="one_hot")(inputs[key])
+        )
     x = keras.layers.Concatenate()(encoded)
     for units in hidden_units:
         x = keras.layers.Dense(units, activation="relu")(x)

@@ -33,9 +33,8 @@ def _as_patterns(file_pattern: str | list[str]) -> list[str]:
 
 def _tfxio(file_pattern: str | list[str], schema):
     import tensorflow as tf
-    from tfx_bsl.public import tfxio
-
     from tfkfp.containers.runtime import InputError
+    from tfx_bsl.public import tfxio
 
     patterns = _as_patterns(file_pattern)
     if not patterns:

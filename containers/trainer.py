@@ -61,7 +61,9 @@ def _cluster() -> tuple[int, bool, str]:
     workers = sum(len(m) for m in members.values())
     has_chief = bool(members["chief"] or members["master"])
     # Without a chief task, worker 0 is the chief (TensorFlow's multi-worker convention).
-    is_chief = task_type in ("chief", "master") or (task_type == "worker" and index == 0 and not has_chief)
+    is_chief = task_type in ("chief", "master") or (
+        task_type == "worker" and index == 0 and not has_chief
+    )
     return workers, is_chief, f"{task_type}:{index}"
 
 
@@ -104,7 +106,10 @@ def _make_strategy(choice: str, cpu_replicas: int, workers: int):
         strategy = tf.distribute.MirroredStrategy(devices=devices)
     else:
         strategy = tf.distribute.get_strategy()
-    devices = list(getattr(strategy.extended, "worker_devices", ()) or ["default device"])
+    try:
+        devices = list(strategy.extended.worker_devices)
+    except RuntimeError:  # the default strategy has none to report
+        devices = [d.name for d in tf.config.list_logical_devices()[:1]]
     log.info(
         "trainer: strategy %s, %d replica(s) in sync, devices on this worker: %s; GPUs visible: %s",
         type(strategy).__name__,
@@ -206,7 +211,9 @@ def run(
     if strategy not in STRATEGIES:
         raise InputError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
     if cpu_replicas < 0:
-        raise InputError(f"cpu_replicas: expected 0 or more logical CPU devices, got {cpu_replicas}")
+        raise InputError(
+            f"cpu_replicas: expected 0 or more logical CPU devices, got {cpu_replicas}"
+        )
     train_steps = _steps("train_steps", train_steps)
     eval_steps = _steps("eval_steps", eval_steps)
     train_files = [require_split(examples_dir, "train", "examples")]

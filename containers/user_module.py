@@ -15,15 +15,22 @@ from tfkfp.containers.runtime import InputError, log
 
 
 def _download_gcs(uri: str) -> str:
+    from google.api_core import exceptions
     from google.cloud import storage
 
     bucket_name, _, blob_name = uri[len("gs://") :].partition("/")
+    if not bucket_name or not blob_name or blob_name.endswith("/"):
+        raise InputError(f"module_file: expected gs://bucket/path/to/module.py, got {uri!r}")
     local = os.path.join(tempfile.mkdtemp(prefix="tfkfp-module-"), os.path.basename(blob_name))
+    log.info("downloading module file %s", uri)
     try:
         storage.Client().bucket(bucket_name).blob(blob_name).download_to_filename(local)
+    except exceptions.NotFound:
+        raise InputError(f"module_file: {uri} does not exist (no such bucket or object)") from None
     except Exception as err:  # the client raises many types; all mean "could not fetch it"
+        reason = str(err).splitlines()[0] if str(err) else ""
         raise InputError(
-            f"module_file: cannot download {uri}: {type(err).__name__}: {err}"
+            f"module_file: cannot download {uri}: {type(err).__name__}: {reason}"
         ) from err
     return local
 

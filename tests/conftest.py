@@ -127,3 +127,53 @@ def normalized_yaml(text: str) -> str:
         for line in text.splitlines()
         if not line.startswith("sdkVersion:") and not line.startswith("#")
     )
+
+
+# --- trainer: module files for trainer tests, free ports, a real local GCS server ---
+
+TRAINER_MODULES = REPO / "tests" / "modules"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for TF_CONFIG and servers)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """Runs gcp-storage-emulator in memory; yields its URL for STORAGE_EMULATOR_HOST."""
+    import socket
+    import time
+
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("gcp-storage-emulator")),
+            "start",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--in-memory",
+            "--quiet",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(f"gcp-storage-emulator did not start on port {port}") from None
+            time.sleep(0.2)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -52,4 +52,6 @@ def run_fn(fn_args):
         return
     dtype = tf.float32 if config.get("export") == "float_input" else tf.string
     model = _Model(dtype)
-    tf.saved_model.save(model, fn_args.serving_model_dir, signatures={"serving_default": model.serve})
+    tf.saved_model.save(
+        model, fn_args.serving_model_dir, signatures={"serving_default": model.serve}
+    )
