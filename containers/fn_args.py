@@ -8,6 +8,7 @@ build an `FnArgs` by hand keep working too.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -32,6 +33,7 @@ def _as_patterns(file_pattern: str | list[str]) -> list[str]:
 
 
 def _tfxio(file_pattern: str | list[str], schema):
+    """A TFXIO over the patterns and how many files they match."""
     import tensorflow as tf
     from tfkfp.containers.runtime import InputError
     from tfx_bsl.public import tfxio
@@ -39,16 +41,22 @@ def _tfxio(file_pattern: str | list[str], schema):
     patterns = _as_patterns(file_pattern)
     if not patterns:
         raise InputError("file_pattern: expected one or more file patterns, got none")
+    n_files = 0
     for pattern in patterns:
+        matched = len(tf.io.gfile.glob(pattern))
         # TFXIO would fail later with a message that does not name the pattern.
-        if not tf.io.gfile.glob(pattern):
+        if not matched:
             raise InputError(f"file_pattern: {pattern!r} matches no files")
-    return tfxio.TFExampleRecord(
+        n_files += matched
+    io = tfxio.TFExampleRecord(
         file_pattern=patterns, schema=schema, telemetry_descriptors=["tfkfp", "trainer"]
     )
+    return io, n_files
 
 
-def tf_dataset_factory(file_pattern: str | list[str], dataset_options, schema=None):
+def tf_dataset_factory(
+    file_pattern: str | list[str], dataset_options, schema=None, *, num_workers: int = 1
+):
     """A tf.data.Dataset of batches from gzip TFRecords of tf.Example (TFX semantics).
 
     Args:
@@ -57,19 +65,38 @@ def tf_dataset_factory(file_pattern: str | list[str], dataset_options, schema=No
             label_key, ...), interpreted by tfx_bsl exactly as in TFX.
         schema: The tensorflow_metadata Schema of the examples (the transformed one after
             Transform); TFXIO needs it to build tensors.
+        num_workers: Workers of a multi-worker job. With fewer files than workers, tf.distribute's
+            default (shard by file) fails, so the dataset is sharded by data instead.
     """
-    return _tfxio(file_pattern, schema).TensorFlowDataset(dataset_options)
+    io, n_files = _tfxio(file_pattern, schema)
+    dataset = io.TensorFlowDataset(dataset_options)
+    if num_workers > 1 and n_files < num_workers:
+        import tensorflow as tf
+        from tfkfp.containers.runtime import log
+
+        log.info(
+            "data_accessor: %d file(s) for %d workers: sharding by data, not by file",
+            n_files,
+            num_workers,
+        )
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA
+        )
+        dataset = dataset.with_options(options)
+    return dataset
 
 
 def record_batch_factory(file_pattern: str | list[str], options, schema=None):
     """Arrow RecordBatches from gzip TFRecords of tf.Example (TFX semantics)."""
-    return _tfxio(file_pattern, schema).RecordBatches(options)
+    return _tfxio(file_pattern, schema)[0].RecordBatches(options)
 
 
-def make_data_accessor() -> DataAccessor:
-    """The DataAccessor the trainer hands to `run_fn`."""
+def make_data_accessor(num_workers: int = 1) -> DataAccessor:
+    """The DataAccessor the trainer hands to `run_fn` (`num_workers` of a multi-worker job)."""
     return DataAccessor(
-        tf_dataset_factory=tf_dataset_factory, record_batch_factory=record_batch_factory
+        tf_dataset_factory=functools.partial(tf_dataset_factory, num_workers=num_workers),
+        record_batch_factory=record_batch_factory,
     )
 
 

@@ -83,7 +83,7 @@ def _split_cpu(tf, cpu_replicas: int) -> None:
 
 
 def _make_strategy(choice: str, cpu_replicas: int, workers: int):
-    """Creates the tf.distribute strategy; must run before any other TensorFlow op."""
+    """Creates the tf.distribute strategy (and its public name) before any other TF op."""
     import tensorflow as tf
 
     if cpu_replicas > 1:
@@ -99,25 +99,28 @@ def _make_strategy(choice: str, cpu_replicas: int, workers: int):
             choice = "default"
     if choice == "multi_worker":
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        name = "MultiWorkerMirroredStrategy"  # its class is CollectiveAllReduceStrategy
     elif choice == "mirrored":
         devices = [d.name for d in tf.config.list_logical_devices("GPU")]
         if not devices:
             devices = [d.name for d in tf.config.list_logical_devices("CPU")]
         strategy = tf.distribute.MirroredStrategy(devices=devices)
+        name = "MirroredStrategy"
     else:
         strategy = tf.distribute.get_strategy()
+        name = "default"
     try:
         devices = list(strategy.extended.worker_devices)
     except RuntimeError:  # the default strategy has none to report
         devices = [d.name for d in tf.config.list_logical_devices()[:1]]
     log.info(
         "trainer: strategy %s, %d replica(s) in sync, devices on this worker: %s; GPUs visible: %s",
-        type(strategy).__name__,
+        name,
         strategy.num_replicas_in_sync,
         ", ".join(devices),
         ", ".join(g.name for g in gpus) or "none",
     )
-    return strategy
+    return strategy, name
 
 
 def _base_model_path(base_model_dir: str) -> str:
@@ -227,7 +230,7 @@ def run(
 
     # Before the user module: MultiWorkerMirroredStrategy and logical devices must be set up
     # before any other TensorFlow op, and a module may run ops when it is imported.
-    dist = _make_strategy(strategy, cpu_replicas, workers)
+    dist, strategy_name = _make_strategy(strategy, cpu_replicas, workers)
     run_fn = user_module.load_function(module_file, "run_fn")
     scratch = tempfile.mkdtemp(prefix="tfkfp-trainer-")
 
@@ -240,7 +243,7 @@ def run(
             eval_steps=eval_steps,
             schema_path=schema_file(schema_dir),
             transform_graph_path=transform_graph_dir,
-            data_accessor=make_data_accessor(),
+            data_accessor=make_data_accessor(workers),
             serving_model_dir=serving_dir,
             eval_model_dir=os.path.join(scratch, "eval_model"),
             model_run_dir=run_dir,
@@ -271,7 +274,7 @@ def run(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return {
-        "strategy": type(dist).__name__,
+        "strategy": strategy_name,
         "replicas": int(dist.num_replicas_in_sync),
         "workers": workers,
         "task": task,

@@ -74,7 +74,7 @@ def _finish(proc, timeout=600) -> tuple[int, dict | None, str]:
 
 def test_trained_model_and_logs(trained):
     assert os.path.isfile(os.path.join(trained.model, "saved_model.pb"))
-    assert trained.info["strategy"] == "_DefaultDistributionStrategy"
+    assert trained.info["strategy"] == "default"
     assert trained.info["is_chief"] is True
     # TensorBoard event files land in the model_run artifact
     events = [f for _, _, fs in os.walk(trained.model_run) for f in fs if "tfevents" in f]
@@ -131,7 +131,8 @@ def test_fn_args_given_to_run_fn(tmp_path, ingested, transformed):
     assert seen["custom_config"] == {"export": "good", "nested": {"a": 1}}
     assert seen["base_model"] is None
     # run_fn runs inside the strategy's scope, with GPU memory growth set before TF started
-    assert seen["strategy"] == seen["strategy_in_scope"] == info["strategy"]
+    assert seen["strategy"] == seen["strategy_in_scope"] == "_DefaultDistributionStrategy"
+    assert info["strategy"] == "default" and info["replicas"] == 1
     assert seen["gpu_allow_growth"] == "true"
     # outputs were staged, then published; scratch folders are gone
     assert seen["serving_model_dir"] != str(tmp_path / "model")
