@@ -174,7 +174,6 @@ def _examples_per_second(dataset) -> tuple[float, int]:
 
 
 def bench_throughput(paths: dict[str, str], reps: int, epochs: int, batch_size: int) -> dict:
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tensorflow as tf
     import tensorflow_transform as tft
     from tfkfp.containers.fn_args import make_data_accessor
@@ -242,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     if not TAXI_CSV.is_file():
         print(f"error: taxi data not found at {TAXI_CSV} (set TFKFP_TAXI_CSV)", file=sys.stderr)
         return 2
+    from tfkfp.containers.runtime import select_keras
+
+    select_keras("tf_keras")  # this process runs ingest, transform and (b); all tf_keras
     paths = prepare(args.fresh)
     results: dict = {"data": str(TAXI_CSV), "reps": args.reps, "cpus": os.cpu_count()}
     if args.only in (None, "throughput"):

@@ -54,6 +54,47 @@ def _tfxio(file_pattern: str | list[str], schema):
     return io, n_files
 
 
+def _parallel_tensorflow_dataset(io, patterns: list[str], options):
+    """`io.TensorFlowDataset(options)`, rebuilt from the same tfx_bsl parts with parallel parsing.
+
+    tfx_bsl 1.21 parses on one thread and renames features in a sequential map, which makes the
+    input pipeline about 0.6x as fast as a hand-tuned reader here (bench/trainer.py). Same
+    reader, same order (deterministic), same tensors; only `num_parallel_calls` differs. Falls
+    back to tfx_bsl's own method if its internals change.
+    """
+    import tensorflow as tf
+    from tfx_bsl.tfxio import dataset_util
+
+    needed = ("_GetTfExampleParserConfig", "_PopLabelFeatureFromDataset")
+    if not all(hasattr(io, name) for name in needed) or not hasattr(
+        dataset_util, "make_tf_record_dataset"
+    ):
+        return io.TensorFlowDataset(options)
+    parser_config, tensor_names = io._GetTfExampleParserConfig()
+    dataset = dataset_util.make_tf_record_dataset(
+        patterns,
+        batch_size=options.batch_size,
+        num_epochs=options.num_epochs,
+        shuffle=options.shuffle,
+        shuffle_buffer_size=options.shuffle_buffer_size,
+        shuffle_seed=options.shuffle_seed,
+        reader_num_threads=options.reader_num_threads,
+        drop_final_batch=options.drop_final_batch,
+    )
+    dataset = dataset.apply(
+        tf.data.experimental.parse_example_dataset(
+            parser_config, num_parallel_calls=tf.data.AUTOTUNE
+        )
+    )
+    dataset = dataset.map(
+        lambda parsed: {tensor_names[name]: value for name, value in parsed.items()},
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    if options.label_key is not None:
+        dataset = io._PopLabelFeatureFromDataset(dataset, options.label_key)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
 def tf_dataset_factory(
     file_pattern: str | list[str], dataset_options, schema=None, *, num_workers: int = 1
 ):
@@ -69,7 +110,7 @@ def tf_dataset_factory(
             default (shard by file) fails, so the dataset is sharded by data instead.
     """
     io, n_files = _tfxio(file_pattern, schema)
-    dataset = io.TensorFlowDataset(dataset_options)
+    dataset = _parallel_tensorflow_dataset(io, _as_patterns(file_pattern), dataset_options)
     if num_workers > 1 and n_files < num_workers:
         import tensorflow as tf
         from tfkfp.containers.runtime import log
