@@ -7,7 +7,9 @@
     tf.data reader (parallel interleave, batch-then-parallel-parse, prefetch) over the same files.
 
 Run with `.venv/bin/python -m bench.trainer` (about 5 minutes on 2 cores). Prints the ratios and
-writes bench/results/trainer.json. Targets: overhead <= 1.05x, throughput >= 0.9x.
+writes bench/results/trainer.json. Targets: overhead <= 1.05x, throughput >= 0.9x. The machine
+is shared, so each kind is measured several times, alternating, and the headline ratio compares
+the best run of each (least disturbed); the ratio of medians is printed next to it.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ if mode == "direct":
     user = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(user)
     os.makedirs(out + "/work")
+    started = time.perf_counter()
     user.run_fn(FnArgs(
         working_dir=out + "/work",
         train_files=[paths["transformed"] + "/Split-train/*.gz"],
@@ -84,10 +87,11 @@ if mode == "direct":
         serving_model_dir=out + "/model",
         model_run_dir=out + "/model_run",
     ))
+    run_fn_seconds = time.perf_counter() - started
 else:
     from tfkfp.containers import trainer
     from tfkfp.containers.runtime import entrypoint
-    entrypoint(
+    run_fn_seconds = entrypoint(
         trainer.run,
         examples_dir=paths["transformed"],
         schema_dir=paths["schema"],
@@ -97,12 +101,14 @@ else:
         transform_graph_dir=paths["graph"],
         train_steps=train_steps,
         eval_steps=eval_steps,
-    )
-print(json.dumps({"seconds": time.perf_counter() - start}))
+    )["run_fn_seconds"]
+print(json.dumps({"seconds": time.perf_counter() - start, "run_fn_seconds": run_fn_seconds}))
 """
 
 
-def _job(mode: str, paths: dict[str, str], rep: int, train_steps: int, eval_steps: int) -> float:
+def _job(
+    mode: str, paths: dict[str, str], rep: int, train_steps: int, eval_steps: int
+) -> tuple[float, float]:
     out = WORK / "jobs" / f"{mode}-{rep}"
     shutil.rmtree(out, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -116,28 +122,46 @@ def _job(mode: str, paths: dict[str, str], rep: int, train_steps: int, eval_step
         raise RuntimeError(f"{mode} job failed:\n{proc.stderr[-3000:]}")
     if not (out / "model" / "saved_model.pb").is_file():
         raise RuntimeError(f"{mode} job wrote no model to {out / 'model'}")
-    seconds = json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
+    timing = json.loads(proc.stdout.strip().splitlines()[-1])
     shutil.rmtree(out, ignore_errors=True)
-    return seconds
+    return timing["seconds"], timing["run_fn_seconds"]
 
 
 def bench_overhead(paths: dict[str, str], reps: int, train_steps: int, eval_steps: int) -> dict:
     times: dict[str, list[float]] = {"direct": [], "trainer": []}
+    # Time outside run_fn in the same process: imports, module loading and, for the trainer,
+    # its own work (strategy, staging, export check). Far less noisy than the totals.
+    outside: dict[str, list[float]] = {"direct": [], "trainer": []}
     for rep in range(reps):
         # Alternate which goes first so a load change on the shared machine hits both.
         order = ("direct", "trainer") if rep % 2 == 0 else ("trainer", "direct")
         for mode in order:
-            seconds = _job(mode, paths, rep, train_steps, eval_steps)
+            seconds, in_run_fn = _job(mode, paths, rep, train_steps, eval_steps)
             times[mode].append(seconds)
-            log.info("overhead rep %d/%d: %s %.1f s", rep + 1, reps, mode, seconds)
-    direct, through = statistics.median(times["direct"]), statistics.median(times["trainer"])
+            outside[mode].append(seconds - in_run_fn)
+            log.info(
+                "overhead rep %d/%d: %s %.1f s (%.1f s outside run_fn)",
+                rep + 1,
+                reps,
+                mode,
+                seconds,
+                seconds - in_run_fn,
+            )
     return {
+        "direct_outside_run_fn_seconds": outside["direct"],
+        "trainer_outside_run_fn_seconds": outside["trainer"],
+        "extra_outside_run_fn_median": statistics.median(outside["trainer"])
+        - statistics.median(outside["direct"]),
         "direct_seconds": times["direct"],
         "trainer_seconds": times["trainer"],
-        "direct_median": direct,
-        "trainer_median": through,
-        "ratio": through / direct,
+        "direct_best": min(times["direct"]),
+        "trainer_best": min(times["trainer"]),
+        # Best of N: the run least disturbed by other work on the shared machine.
+        "ratio": min(times["trainer"]) / min(times["direct"]),
+        "ratio_of_medians": statistics.median(times["trainer"])
+        / statistics.median(times["direct"]),
         "target": "<= 1.05",
+        "reps": reps,
         "train_steps": train_steps,
         "eval_steps": eval_steps,
     }
@@ -211,17 +235,19 @@ def bench_throughput(paths: dict[str, str], reps: int, epochs: int, batch_size: 
             log.info("throughput rep %d/%d: %s %.0f examples/s", rep + 1, reps, name, rate)
     if counts["data_accessor"] != counts["hand_tuned"]:
         raise RuntimeError(f"the two readers saw different example counts: {counts}")
-    ours_rate = statistics.median(rates["data_accessor"])
-    base_rate = statistics.median(rates["hand_tuned"])
     return {
         "data_accessor_examples_per_s": rates["data_accessor"],
         "hand_tuned_examples_per_s": rates["hand_tuned"],
-        "data_accessor_median": ours_rate,
-        "hand_tuned_median": base_rate,
-        "ratio": ours_rate / base_rate,
+        "data_accessor_best": max(rates["data_accessor"]),
+        "hand_tuned_best": max(rates["hand_tuned"]),
+        # Best of N: the run least disturbed by other work on the shared machine.
+        "ratio": max(rates["data_accessor"]) / max(rates["hand_tuned"]),
+        "ratio_of_medians": statistics.median(rates["data_accessor"])
+        / statistics.median(rates["hand_tuned"]),
         "target": ">= 0.9",
         "examples_per_pass": counts["data_accessor"],
         "files": len(files),
+        "reps": reps,
         "batch_size": batch_size,
         "epochs": epochs,
     }
@@ -229,10 +255,11 @@ def bench_throughput(paths: dict[str, str], reps: int, epochs: int, batch_size: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=3, help="repetitions of each measurement")
+    parser.add_argument("--reps", type=int, default=5, help="training runs of each kind in (a)")
+    parser.add_argument("--reads", type=int, default=9, help="timed reads of each kind in (b)")
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--eval-steps", type=int, default=20)
-    parser.add_argument("--epochs", type=int, default=20, help="passes over the data in (b)")
+    parser.add_argument("--epochs", type=int, default=10, help="passes over the data per read")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--fresh", action="store_true", help="redo ingest and transform")
     parser.add_argument("--only", choices=("overhead", "throughput"), default=None)
@@ -245,9 +272,9 @@ def main(argv: list[str] | None = None) -> int:
 
     select_keras("tf_keras")  # this process runs ingest, transform and (b); all tf_keras
     paths = prepare(args.fresh)
-    results: dict = {"data": str(TAXI_CSV), "reps": args.reps, "cpus": os.cpu_count()}
+    results: dict = {"data": str(TAXI_CSV), "cpus": os.cpu_count()}
     if args.only in (None, "throughput"):
-        results["throughput"] = bench_throughput(paths, args.reps, args.epochs, args.batch_size)
+        results["throughput"] = bench_throughput(paths, args.reads, args.epochs, args.batch_size)
     if args.only in (None, "overhead"):
         results["overhead"] = bench_overhead(paths, args.reps, args.train_steps, args.eval_steps)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -255,14 +282,17 @@ def main(argv: list[str] | None = None) -> int:
     if "overhead" in results:
         o = results["overhead"]
         print(
-            f"trainer overhead: {o['ratio']:.3f}x (through trainer {o['trainer_median']:.1f} s "
-            f"vs direct run_fn {o['direct_median']:.1f} s, median of {args.reps}; target <= 1.05x)"
+            f"trainer overhead: {o['ratio']:.3f}x (through trainer {o['trainer_best']:.1f} s vs "
+            f"direct run_fn {o['direct_best']:.1f} s, best of {o['reps']}; ratio of medians "
+            f"{o['ratio_of_medians']:.3f}x; target <= 1.05x); time outside run_fn, trainer minus "
+            f"direct: {o['extra_outside_run_fn_median']:+.2f} s (medians)"
         )
     if "throughput" in results:
         t = results["throughput"]
         print(
-            f"input throughput: {t['ratio']:.3f}x (data_accessor {t['data_accessor_median']:.0f} "
-            f"vs hand-tuned tf.data {t['hand_tuned_median']:.0f} examples/s; target >= 0.9x)"
+            f"input throughput: {t['ratio']:.3f}x (data_accessor {t['data_accessor_best']:.0f} vs "
+            f"hand-tuned tf.data {t['hand_tuned_best']:.0f} examples/s, best of {t['reps']}; "
+            f"ratio of medians {t['ratio_of_medians']:.3f}x; target >= 0.9x)"
         )
     print(f"results: {RESULTS / 'trainer.json'}")
     return 0

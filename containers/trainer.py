@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from typing import Any
 
 from tfkfp.containers import user_module
@@ -233,6 +234,7 @@ def run(
     dist, strategy_name = _make_strategy(strategy, cpu_replicas, workers)
     run_fn = user_module.load_function(module_file, "run_fn")
     scratch = tempfile.mkdtemp(prefix="tfkfp-trainer-")
+    timings: dict[str, float] = {}
 
     def call_run_fn(serving_dir: str, run_dir: str) -> None:
         fn_args = FnArgs(
@@ -259,8 +261,10 @@ def run(
             task,
             "" if is_chief else " (not the chief: its export goes to a scratch folder)",
         )
+        started = time.perf_counter()
         with dist.scope():
             run_fn(fn_args)
+        timings["run_fn_seconds"] = round(time.perf_counter() - started, 3)
 
     try:
         if is_chief:
@@ -281,4 +285,5 @@ def run(
         "is_chief": is_chief,
         "keras": keras,
         "tensorflow": tf.__version__,
+        **timings,
     }

@@ -240,15 +240,21 @@ def test_data_accessor_splits_label_and_batches(ingested):
     assert label.numpy().tolist() == parsed["species"].numpy().tolist()
 
 
-def test_data_accessor_gives_exactly_what_tfxio_gives(ingested):
+@pytest.mark.parametrize(
+    "reading",
+    [
+        {"shuffle": False, "num_epochs": 1},
+        {"shuffle": True, "shuffle_seed": 7, "shuffle_buffer_size": 50, "num_epochs": 2},
+    ],
+    ids=["in-order", "seeded-shuffle"],
+)
+def test_data_accessor_gives_exactly_what_tfxio_gives(ingested, reading):
     """Our parallel-parsing dataset vs tfx_bsl's own TensorFlowDataset: same batches, same order."""
     import tensorflow as tf
     from tfkfp.containers.runtime import load_schema
     from tfx_bsl.public import tfxio
 
-    options = tfxio.TensorFlowDatasetOptions(
-        batch_size=10, label_key="species", shuffle=False, num_epochs=1
-    )
+    options = tfxio.TensorFlowDatasetOptions(batch_size=10, label_key="species", **reading)
     pattern = [split_pattern(ingested.examples, "train")]
     schema = load_schema(ingested.schema)
     ours = make_data_accessor().tf_dataset_factory(pattern, options, schema)
@@ -263,7 +269,7 @@ def test_data_accessor_gives_exactly_what_tfxio_gives(ingested):
                 a, b = tf.sparse.to_dense(a), tf.sparse.to_dense(b)
             tf.debugging.assert_equal(a, b)
         n += int(l1.shape[0])
-    assert n == ingested.counts["train"]
+    assert n == ingested.counts["train"] * reading["num_epochs"]
 
 
 def test_data_accessor_epochs_and_final_batch(ingested):
@@ -296,6 +302,11 @@ def test_data_accessor_record_batches(ingested):
     )
     assert sum(b.num_rows for b in batches) == ingested.counts["train"]
     assert "species" in batches[0].schema.names
+
+
+def test_data_accessor_unknown_label_key(ingested):
+    with pytest.raises(InputError, match="label_key: 'kind' is not a feature of the schema"):
+        _raw_dataset(ingested, batch_size=4, label_key="kind")
 
 
 def test_data_accessor_pattern_matching_nothing(tmp_path, ingested):
