@@ -123,13 +123,20 @@ def tf_dataset_factory(
     Args:
         file_pattern: One pattern or a list of them (`fn_args.train_files`).
         dataset_options: `tfxio.TensorFlowDatasetOptions` (batch_size, shuffle, num_epochs,
-            label_key, ...), interpreted by tfx_bsl exactly as in TFX.
+            label_key, ...), with the meaning tfx_bsl's TFXIO gives them in TFX.
         schema: The tensorflow_metadata Schema of the examples (the transformed one after
             Transform); TFXIO needs it to build tensors.
         num_workers: Workers of a multi-worker job. With fewer files than workers, tf.distribute's
             default (shard by file) fails, so the dataset is sharded by data instead.
     """
     io, files = _tfxio(file_pattern, schema)
+    if schema is None:  # TFXIO cannot build tensors without one (TFX fails too, less clearly)
+        from tfkfp.containers.runtime import InputError
+
+        raise InputError(
+            "schema: tf_dataset_factory needs the examples' Schema (e.g. "
+            "tft_output.transformed_metadata.schema), got None"
+        )
     dataset = _parallel_tensorflow_dataset(io, _as_patterns(file_pattern), files, dataset_options)
     n_files = len(files)
     if num_workers > 1 and n_files < num_workers:

@@ -318,6 +318,12 @@ def test_data_accessor_pattern_matching_nothing(tmp_path, ingested):
             [pattern], tfxio.TensorFlowDatasetOptions(batch_size=1), None
         )
     assert pattern in str(err.value)
+    with pytest.raises(InputError, match="schema: tf_dataset_factory needs the examples' Schema"):
+        make_data_accessor().tf_dataset_factory(
+            [split_pattern(ingested.examples, "train")],
+            tfxio.TensorFlowDatasetOptions(batch_size=1),
+            None,
+        )
 
 
 # --- module loading ---
