@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5, help="training runs of each kind in (a)")
     parser.add_argument("--reads", type=int, default=9, help="timed reads of each kind in (b)")
-    parser.add_argument("--train-steps", type=int, default=300)
+    parser.add_argument("--train-steps", type=int, default=1000)
     parser.add_argument("--eval-steps", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=10, help="passes over the data per read")
     parser.add_argument("--batch-size", type=int, default=256)

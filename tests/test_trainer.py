@@ -410,6 +410,12 @@ def test_examples_without_split_files(tmp_path, ingested, transformed):
         )
 
 
+def test_transform_graph_without_transform_fn(tmp_path, ingested, transformed):
+    (tmp_path / "graph").mkdir()
+    with pytest.raises(InputError, match="transform_graph: no transform_fn/"):
+        _run(tmp_path, ingested, transformed, PROBE, transform_graph_dir=str(tmp_path / "graph"))
+
+
 def test_base_model_without_saved_model(tmp_path, ingested, transformed):
     (tmp_path / "base").mkdir()
     with pytest.raises(InputError, match="base_model: no SavedModel"):
