@@ -20,8 +20,7 @@ def _run(tmp_path, ingested, transformed, module, **kw):
         module_file=module,
         model_dir=str(tmp_path / "model"),
         model_run_dir=str(tmp_path / "model_run"),
-        transform_graph_dir=transformed.graph,
-        **{"train_steps": 2, "eval_steps": 1, **kw},
+        **{"transform_graph_dir": transformed.graph, "train_steps": 2, "eval_steps": 1, **kw},
     )
 
 
