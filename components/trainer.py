@@ -30,12 +30,13 @@ def trainer(
         model_run: TensorBoard logs (fn_args.model_run_dir).
         transform_graph: Transform graph (fn_args.transform_graph_path).
         base_model: Model to warm-start from (fn_args.base_model).
-        train_steps: fn_args.train_steps.
-        eval_steps: fn_args.eval_steps.
-        hyperparameters: fn_args.hyperparameters.
-        custom_config: fn_args.custom_config.
+        train_steps: fn_args.train_steps (0: None, until the data ends, as in TFX).
+        eval_steps: fn_args.eval_steps (0: None, as in TFX).
+        hyperparameters: fn_args.hyperparameters (None when empty, as in TFX).
+        custom_config: fn_args.custom_config (None when empty, as in TFX).
         keras: tf_keras (default) or keras3.
-        strategy: auto, mirrored, multi_worker or default.
+        strategy: auto (TF_CONFIG with several workers: multi_worker; GPUs: mirrored over all;
+            else default), mirrored, multi_worker or default. Only the chief publishes outputs.
         cpu_replicas: Logical CPU devices to mirror over (testing without GPUs).
     """
     from tfkfp.containers import trainer as stage

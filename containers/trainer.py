@@ -1,7 +1,13 @@
 """trainer: calls the user's TFX-style `run_fn(fn_args)` under a strategy the trainer picks.
 
-`auto` picks MultiWorkerMirroredStrategy when TF_CONFIG lists several workers, MirroredStrategy
-when GPUs (or logical CPU replicas, for tests) are visible, else the default strategy.
+`auto` picks MultiWorkerMirroredStrategy when TF_CONFIG lists several workers (as Kubeflow's
+Training Operator sets it), MirroredStrategy over every GPU (or over `cpu_replicas` logical CPUs,
+for tests) when there is more than one device, else the default strategy.
+
+In a multi-worker job only the chief publishes `model` and `model_run`. Every other worker runs
+the same `run_fn` (collective ops need all of them) with `serving_model_dir` and `model_run_dir`
+in a scratch folder that is deleted at the end, and leaves its own output paths untouched, so a
+path shared with the chief is never overwritten.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from typing import Any
 
 from tfkfp.containers import user_module
@@ -24,63 +31,106 @@ from tfkfp.containers.runtime import (
 )
 
 STRATEGIES = ("auto", "mirrored", "multi_worker", "default")
+# TF_CONFIG task types that train; "master" is the legacy name of the chief (as in TFX).
+_TRAINING_TASKS = ("chief", "master", "worker")
 
 
-def _cluster() -> tuple[int, bool]:
-    """Number of workers in TF_CONFIG and whether this task is the chief."""
+def _cluster() -> tuple[int, bool, str]:
+    """Training workers in TF_CONFIG, whether this task is the chief, and its `type:index`."""
     raw = os.environ.get("TF_CONFIG", "").strip()
     if not raw:
-        return 1, True
+        return 1, True, "local"
     try:
         config = json.loads(raw)
-        cluster = config.get("cluster", {})
-        task = config.get("task", {})
-        workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
-        task_type, index = task["type"], int(task["index"])
+        cluster = config.get("cluster") or {}
+        task = config.get("task") or {}
+        members = {kind: list(cluster.get(kind, [])) for kind in _TRAINING_TASKS}
+        task_type, index = str(task["type"]), int(task["index"])
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise InputError(
-            f"TF_CONFIG: expected JSON with cluster and task.type/task.index, got {raw[:80]!r} ({err})"
+            "TF_CONFIG: expected JSON with cluster (lists of host:port) and task.type/task.index, "
+            f"got {raw[:80]!r} ({type(err).__name__}: {err})"
         ) from None
-    if task_type not in cluster or index >= len(cluster[task_type]):
+    if "ps" in cluster:
+        raise InputError(
+            "TF_CONFIG: parameter servers (ps) are not supported; use chief/worker replicas"
+        )
+    if task_type not in _TRAINING_TASKS:
+        raise InputError(f"TF_CONFIG: task type {task_type!r} is not one of chief, master, worker")
+    if index < 0 or index >= len(members[task_type]):
         raise InputError(f"TF_CONFIG: task {task_type}:{index} is not in the cluster spec")
-    is_chief = task_type == "chief" or (
-        task_type == "worker" and index == 0 and "chief" not in cluster
+    workers = sum(len(m) for m in members.values())
+    has_chief = bool(members["chief"] or members["master"])
+    # Without a chief task, worker 0 is the chief (TensorFlow's multi-worker convention).
+    is_chief = task_type in ("chief", "master") or (
+        task_type == "worker" and index == 0 and not has_chief
     )
-    return workers, is_chief
+    return workers, is_chief, f"{task_type}:{index}"
 
 
-def _make_strategy(choice: str, cpu_replicas: int, workers: int):
-    import tensorflow as tf
-
-    if cpu_replicas > 1:
-        cpu = tf.config.list_physical_devices("CPU")[0]
+def _split_cpu(tf, cpu_replicas: int) -> None:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(cpu_replicas)]
         )
+    except RuntimeError as err:  # TF refuses once its runtime is initialised
+        current = len(tf.config.list_logical_devices("CPU"))
+        if current != cpu_replicas:
+            raise InputError(
+                f"cpu_replicas: cannot split the CPU into {cpu_replicas} devices after TensorFlow "
+                f"initialised ({current} now); run the trainer in a fresh process ({err})"
+            ) from None
+
+
+def _make_strategy(choice: str, cpu_replicas: int, workers: int):
+    """Creates the tf.distribute strategy (and its public name) before any other TF op."""
+    import tensorflow as tf
+
+    if cpu_replicas > 1:
+        _split_cpu(tf, cpu_replicas)
     gpus = tf.config.list_physical_devices("GPU")
     if choice == "auto":
         if workers > 1:
             choice = "multi_worker"
         elif gpus or cpu_replicas > 1:
+            # Over every GPU; with one it costs nothing and keeps a single code path.
             choice = "mirrored"
         else:
             choice = "default"
     if choice == "multi_worker":
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        name = "MultiWorkerMirroredStrategy"  # its class is CollectiveAllReduceStrategy
     elif choice == "mirrored":
         devices = [d.name for d in tf.config.list_logical_devices("GPU")]
         if not devices:
             devices = [d.name for d in tf.config.list_logical_devices("CPU")]
         strategy = tf.distribute.MirroredStrategy(devices=devices)
+        name = "MirroredStrategy"
     else:
         strategy = tf.distribute.get_strategy()
+        name = "default"
+    try:
+        devices = list(strategy.extended.worker_devices)
+    except RuntimeError:  # the default strategy has none to report
+        devices = [d.name for d in tf.config.list_logical_devices()[:1]]
     log.info(
-        "trainer: strategy %s, %d replica(s), GPUs visible: %s",
-        type(strategy).__name__,
+        "trainer: strategy %s, %d replica(s) in sync, devices on this worker: %s; GPUs visible: %s",
+        name,
         strategy.num_replicas_in_sync,
-        [g.name for g in gpus] or "none",
+        ", ".join(devices),
+        ", ".join(g.name for g in gpus) or "none",
     )
-    return strategy
+    return strategy, name
+
+
+def _base_model_path(base_model_dir: str) -> str:
+    """The SavedModel folder in a model artifact: ours, or TFX's `Format-Serving` layout."""
+    tfx_layout = os.path.join(base_model_dir, "Format-Serving")
+    path = tfx_layout if os.path.isdir(tfx_layout) else base_model_dir
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise InputError(f"base_model: no SavedModel (saved_model.pb) in {base_model_dir}")
+    return path
 
 
 def check_saved_model(model_dir: str) -> None:
@@ -91,18 +141,35 @@ def check_saved_model(model_dir: str) -> None:
     path = os.path.join(model_dir, "saved_model.pb")
     if not os.path.isfile(path):
         raise InputError(f"run_fn: wrote no SavedModel to fn_args.serving_model_dir ({model_dir})")
-    saved = saved_model_pb2.SavedModel.FromString(open(path, "rb").read())
+    with open(path, "rb") as fh:
+        saved = saved_model_pb2.SavedModel.FromString(fh.read())
     signatures = saved.meta_graphs[0].signature_def if saved.meta_graphs else {}
     if "serving_default" not in signatures:
         raise InputError(
             f"run_fn: the SavedModel has no serving_default signature (has {sorted(signatures)})"
         )
     inputs = signatures["serving_default"].inputs
-    if len(inputs) != 1 or next(iter(inputs.values())).dtype != types_pb2.DT_STRING:
+    described = ", ".join(
+        f"{name}: {types_pb2.DataType.Name(info.dtype)}" for name, info in sorted(inputs.items())
+    )
+    tensor = next(iter(inputs.values())) if len(inputs) == 1 else None
+    rank_ok = tensor is not None and (
+        tensor.tensor_shape.unknown_rank or len(tensor.tensor_shape.dim) == 1
+    )
+    if tensor is None or tensor.dtype != types_pb2.DT_STRING or not rank_ok:
         raise InputError(
-            "run_fn: serving_default must take one string tensor of serialized tf.Example, "
-            f"takes {sorted(inputs)}"
+            "run_fn: serving_default must take one 1-D string tensor of serialized tf.Example, "
+            f"takes ({described})"
         )
+
+
+def _steps(name: str, value: int | None) -> int | None:
+    if value is None:
+        return None
+    if value < 0:
+        raise InputError(f"{name}: expected a non-negative number of steps, got {value}")
+    # TFX passes 0 as None ("until the data ends"); Keras rejects steps_per_epoch=0.
+    return value or None
 
 
 def run(
@@ -112,8 +179,8 @@ def run(
     model_dir: str,
     model_run_dir: str,
     transform_graph_dir: str | None = None,
-    train_steps: int = 1000,
-    eval_steps: int = 100,
+    train_steps: int | None = 1000,
+    eval_steps: int | None = 100,
     hyperparameters: dict[str, Any] | None = None,
     custom_config: dict[str, Any] | None = None,
     base_model_dir: str | None = None,
@@ -130,10 +197,10 @@ def run(
         model_dir: Output: the serving SavedModel.
         model_run_dir: Output: TensorBoard logs and whatever run_fn writes to model_run_dir.
         transform_graph_dir: Transform graph artifact (`fn_args.transform_graph_path`).
-        train_steps: `fn_args.train_steps`.
-        eval_steps: `fn_args.eval_steps`.
-        hyperparameters: `fn_args.hyperparameters`.
-        custom_config: `fn_args.custom_config`.
+        train_steps: `fn_args.train_steps`; 0 means None, as in TFX.
+        eval_steps: `fn_args.eval_steps`; 0 means None, as in TFX.
+        hyperparameters: `fn_args.hyperparameters` (None when empty, as in TFX).
+        custom_config: `fn_args.custom_config` (None when empty, as in TFX).
         base_model_dir: Optional model to warm-start from (`fn_args.base_model`).
         keras: `tf_keras` (Keras 2, what tf.Transform uses) or `keras3`.
         strategy: `auto`, `mirrored`, `multi_worker` or `default`.
@@ -143,55 +210,80 @@ def run(
         What the component records as model metadata.
     """
     select_keras(keras)  # before anything (the user module included) imports TensorFlow
+    # TF reads this when it first initialises the GPUs; an explicit user setting wins.
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     if strategy not in STRATEGIES:
         raise InputError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
-    for name, value in (("train_steps", train_steps), ("eval_steps", eval_steps)):
-        if value is not None and value < 0:
-            raise InputError(f"{name}: expected a non-negative number of steps, got {value}")
+    if cpu_replicas < 0:
+        raise InputError(
+            f"cpu_replicas: expected 0 or more logical CPU devices, got {cpu_replicas}"
+        )
+    train_steps = _steps("train_steps", train_steps)
+    eval_steps = _steps("eval_steps", eval_steps)
     train_files = [require_split(examples_dir, "train", "examples")]
     eval_files = [require_split(examples_dir, "eval", "examples")]
-    run_fn = user_module.load_function(module_file, "run_fn")
-    workers, is_chief = _cluster()
+    if transform_graph_dir and not os.path.isdir(os.path.join(transform_graph_dir, "transform_fn")):
+        raise InputError(f"transform_graph: no transform_fn/ in {transform_graph_dir}")
+    base_model = _base_model_path(base_model_dir) if base_model_dir else None
+    workers, is_chief, task = _cluster()
 
-    # Must be in the environment before TensorFlow initialises the GPUs.
-    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     import tensorflow as tf
 
-    dist = _make_strategy(strategy, cpu_replicas, workers)
+    # Before the user module: MultiWorkerMirroredStrategy and logical devices must be set up
+    # before any other TensorFlow op, and a module may run ops when it is imported.
+    dist, strategy_name = _make_strategy(strategy, cpu_replicas, workers)
+    run_fn = user_module.load_function(module_file, "run_fn")
     scratch = tempfile.mkdtemp(prefix="tfkfp-trainer-")
+    timings: dict[str, float] = {}
+
+    def call_run_fn(serving_dir: str, run_dir: str) -> None:
+        fn_args = FnArgs(
+            working_dir=scratch,
+            train_files=train_files,
+            eval_files=eval_files,
+            train_steps=train_steps,
+            eval_steps=eval_steps,
+            schema_path=schema_file(schema_dir),
+            transform_graph_path=transform_graph_dir,
+            data_accessor=make_data_accessor(workers),
+            serving_model_dir=serving_dir,
+            eval_model_dir=os.path.join(scratch, "eval_model"),
+            model_run_dir=run_dir,
+            base_model=base_model,
+            hyperparameters=dict(hyperparameters) if hyperparameters else None,
+            custom_config=dict(custom_config) if custom_config else None,
+            strategy=dist,
+        )
+        log.info(
+            "trainer: run_fn(train_steps=%s, eval_steps=%s) as %s%s",
+            train_steps,
+            eval_steps,
+            task,
+            "" if is_chief else " (not the chief: its export goes to a scratch folder)",
+        )
+        started = time.perf_counter()
+        with dist.scope():
+            run_fn(fn_args)
+        timings["run_fn_seconds"] = round(time.perf_counter() - started, 3)
+
     try:
-        with publishing(model_dir) as model_tmp, publishing(model_run_dir) as run_tmp:
-            # Non-chief workers export too (collectives need every worker) but into scratch.
-            serving_dir = model_tmp if is_chief else os.path.join(scratch, "serving")
-            fn_args = FnArgs(
-                working_dir=scratch,
-                train_files=train_files,
-                eval_files=eval_files,
-                train_steps=train_steps,
-                eval_steps=eval_steps,
-                schema_path=schema_file(schema_dir),
-                transform_graph_path=transform_graph_dir,
-                data_accessor=make_data_accessor(),
-                serving_model_dir=serving_dir,
-                eval_model_dir=os.path.join(scratch, "eval_model"),
-                model_run_dir=run_tmp if is_chief else os.path.join(scratch, "model_run"),
-                base_model=base_model_dir,
-                hyperparameters=dict(hyperparameters or {}),
-                custom_config=dict(custom_config or {}),
-                strategy=dist,
-            )
-            log.info("trainer: run_fn(train_steps=%s, eval_steps=%s)", train_steps, eval_steps)
-            with dist.scope():
-                run_fn(fn_args)
-            if is_chief:
+        if is_chief:
+            with publishing(model_dir) as model_tmp, publishing(model_run_dir) as run_tmp:
+                call_run_fn(model_tmp, run_tmp)
                 check_saved_model(model_tmp)
+            log.info("trainer: exported SavedModel to %s", model_dir)
+        else:
+            call_run_fn(os.path.join(scratch, "serving"), os.path.join(scratch, "model_run"))
+            log.info("trainer: %s done; %s left to the chief", task, model_dir)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    log.info("trainer: exported SavedModel to %s", model_dir)
     return {
-        "strategy": type(dist).__name__,
+        "strategy": strategy_name,
         "replicas": int(dist.num_replicas_in_sync),
-        "keras": keras,
+        "workers": workers,
+        "task": task,
         "is_chief": is_chief,
+        "keras": keras,
         "tensorflow": tf.__version__,
+        **timings,
     }

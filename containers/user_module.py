@@ -15,15 +15,22 @@ from tfkfp.containers.runtime import InputError, log
 
 
 def _download_gcs(uri: str) -> str:
+    from google.api_core import exceptions
     from google.cloud import storage
 
     bucket_name, _, blob_name = uri[len("gs://") :].partition("/")
+    if not bucket_name or not blob_name or blob_name.endswith("/"):
+        raise InputError(f"module_file: expected gs://bucket/path/to/module.py, got {uri!r}")
     local = os.path.join(tempfile.mkdtemp(prefix="tfkfp-module-"), os.path.basename(blob_name))
+    log.info("downloading module file %s", uri)
     try:
         storage.Client().bucket(bucket_name).blob(blob_name).download_to_filename(local)
+    except exceptions.NotFound:
+        raise InputError(f"module_file: {uri} does not exist (no such bucket or object)") from None
     except Exception as err:  # the client raises many types; all mean "could not fetch it"
+        reason = str(err).splitlines()[0] if str(err) else ""
         raise InputError(
-            f"module_file: cannot download {uri}: {type(err).__name__}: {err}"
+            f"module_file: cannot download {uri}: {type(err).__name__}: {reason}"
         ) from err
     return local
 
@@ -61,8 +68,16 @@ def load(module_ref: str) -> ModuleType:
     try:
         return importlib.import_module(module_ref)
     except ModuleNotFoundError as err:
+        # Only "the module itself is missing" means the name was wrong; a module that exists but
+        # imports a missing package falls through to "does not import" with its traceback.
+        if err.name and (module_ref == err.name or module_ref.startswith(f"{err.name}.")):
+            raise InputError(
+                f"module_file: {module_ref!r} is neither a file (no such path) nor an importable "
+                f"Python module ({err})"
+            ) from err
+        log.error("importing %s failed:\n%s", module_ref, traceback.format_exc())
         raise InputError(
-            f"module_file: {module_ref!r} is neither a file nor an importable module ({err})"
+            f"module_file: {module_ref} does not import: {type(err).__name__}: {err}"
         ) from err
     except Exception as err:
         log.error("importing %s failed:\n%s", module_ref, traceback.format_exc())

@@ -142,10 +142,16 @@ def weak_trained(tmp_path_factory, ingested, transformed) -> Trained:
     return train_penguins(tmp_path_factory.mktemp("weak_trainer"), ingested, transformed, 1)
 
 
+# --- trainer ------------------------------------------------------------------------------
+
+TRAINER_MODULES = REPO / "tests" / "modules"
+
+
 # --- pusher: a real GCS-compatible server (gcp-storage-emulator) ---------------------------------
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for TF_CONFIG and servers)."""
     import socket
 
     with socket.socket() as sock:

@@ -114,6 +114,14 @@ def run_fn(fn_args):
     model = _build_model(
         tft_output, hp.get("hidden_units", [16, 8]), float(hp.get("learning_rate", 0.01))
     )
+    if fn_args.base_model:
+        # Warm start from the weights only: the base model's optimizer state (its learning
+        # rate included) must not override this run's hyperparameters.
+        base = tf.saved_model.load(fn_args.base_model).trainable_variables
+        if [v.shape for v in base] != [v.shape for v in model.trainable_variables]:
+            raise ValueError(f"base_model {fn_args.base_model} has another architecture")
+        for variable, value in zip(model.trainable_variables, base, strict=True):
+            variable.assign(value)
     model.fit(
         train,
         steps_per_epoch=fn_args.train_steps,
