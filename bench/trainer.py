@@ -1,6 +1,6 @@
 """Trainer benchmarks on the Chicago taxi sample, each against a baseline measured in the same run.
 
-(a) overhead: the same `run_fn` (bench/taxi_module.py) called directly with a hand-built FnArgs,
+(a) overhead: the same `run_fn` (pipelines/taxi/module.py) called directly with a hand-built FnArgs,
     vs through `trainer.run` (module loading, strategy, staging, export check). Each run is a
     fresh process, as a KFP task is; the two kinds alternate so machine load hits both alike.
 (b) input throughput: examples/s of `fn_args.data_accessor.tf_dataset_factory` vs a hand-tuned
@@ -27,8 +27,12 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-TAXI_CSV = Path(os.environ.get("TFKFP_TAXI_CSV", "/work/shared/data/chicago_taxi.csv"))
-TAXI_MODULE = BENCH / "taxi_module.py"
+TAXI_CSV = Path(
+    os.environ.get(
+        "TFKFP_TAXI_CSV", BENCH.parent / "pipelines" / "taxi" / "data" / "chicago_taxi.csv"
+    )
+)
+TAXI_MODULE = BENCH.parent / "pipelines" / "taxi" / "module.py"
 RESULTS = BENCH / "results"
 WORK = RESULTS / "tmp" / "trainer"
 LABEL = "big_tipper"
