@@ -106,22 +106,31 @@ def check(cpu: bool) -> None:
     print(f"install_deps: {len(installed)} distributions, every requirement met", flush=True)
 
 
+def _tree_bytes(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
+
+
 def strip(prefix: str) -> None:
-    """Removes test suites shipped inside packages: never imported at run time."""
-    removed = 0
+    """Removes what no stage needs at run time: packaged test suites and TF's C++ headers."""
     site = os.path.join(
         prefix, "lib", f"python{sys.version_info.major}.{sys.version_info.minor}", "site-packages"
     )
+    doomed = []
     for root, dirs, _ in os.walk(site):
-        for name in list(dirs):
-            if name == "tests":
-                path = os.path.join(root, name)
-                removed += sum(
-                    os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs
-                )
-                shutil.rmtree(path)
-                dirs.remove(name)
-    print(f"install_deps: removed {removed / 1e6:.0f} MB of test suites", flush=True)
+        if "tests" in dirs:
+            doomed.append(os.path.join(root, "tests"))
+            dirs.remove("tests")
+    # Headers for compiling custom ops against TensorFlow (tf.sysconfig.get_include): 0.3 GB.
+    doomed.append(os.path.join(site, "tensorflow", "include"))
+    removed = 0
+    for path in doomed:
+        if os.path.isdir(path):
+            removed += _tree_bytes(path)
+            shutil.rmtree(path)
+    print(
+        f"install_deps: removed {removed / 1e6:.0f} MB (test suites, TensorFlow headers)",
+        flush=True,
+    )
 
 
 def main(argv: list[str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,9 @@ GET_DOCKER = (
     "install Docker Engine (https://docs.docker.com/engine/install/; on Debian: "
     "apt-get install docker.io) and start it, or set DOCKER_HOST to a running engine"
 )
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class BuildError(RuntimeError):
@@ -113,7 +117,8 @@ def _stream(chunks: Any, what: str) -> str | None:
         pending += chunk.get("stream", "")
         *lines, pending = pending.split("\n")
         for raw in lines:
-            line = raw.rstrip("\r").split("\r")[-1].rstrip()  # keep a progress bar's last state
+            # The last state of a progress bar, without the colour codes the builder adds.
+            line = _ANSI.sub("", raw.rstrip("\r").split("\r")[-1]).rstrip()
             if not line:
                 continue
             if line.startswith("Step "):
