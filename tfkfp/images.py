@@ -123,7 +123,7 @@ def _stream(chunks: Any, what: str) -> str | None:
                 continue
             if line.startswith("Step "):
                 step, recent = line, []
-            else:
+            elif not line.startswith((" ---> ", "Removing intermediate container")):
                 recent.append(line)
             log.info("build: %s", line)
     return image_id
