@@ -2,15 +2,17 @@
 
 Run by Dockerfile.cpu / Dockerfile.gpu (stdlib only until the install is done):
 
-    python install_deps.py {cpu,gpu} DIR    # DIR holds constraints.txt and setup.cfg
+    python install_deps.py {cpu,gpu} DIR    # DIR: constraints.txt, setup.cfg, constraints-gpu.txt
 
 gpu: a normal resolve of setup.cfg's install_requires plus `tensorflow[and-cuda]`, pinned by
-constraints.txt. cpu: tensorflow-transform, tfx-bsl, tf_keras, TFMA and tensorflow-serving-api
-all require `tensorflow`, which pip cannot satisfy with `tensorflow-cpu` (a different name for
-the same code without CUDA kernels). So the set is resolved with `tensorflow` (metadata only,
-nothing installed), `tensorflow` is swapped for `tensorflow-cpu` at the same version, and the
-exact list is installed with --no-deps. The check then holds every installed distribution's
-requirements against what is installed, counting tensorflow-cpu as tensorflow.
+constraints.txt and, for the CUDA wheels, constraints-gpu.txt.
+
+cpu: tensorflow-transform, tfx-bsl, tf_keras, TFMA and tensorflow-serving-api all require
+`tensorflow`, which pip cannot satisfy with `tensorflow-cpu` (a different name for the same code
+without CUDA kernels). So the set is resolved with `tensorflow` (metadata only, nothing
+installed), `tensorflow` is swapped for `tensorflow-cpu` at the same version, and the exact list
+is installed with --no-deps. The check then holds every installed distribution's requirements
+against what is installed, counting tensorflow-cpu as tensorflow.
 """
 
 from __future__ import annotations
@@ -75,7 +77,16 @@ def install_cpu(constraints: str, requirements: list[str], tf_version: str) -> N
 
 
 def install_gpu(constraints: str, requirements: list[str], tf_version: str) -> None:
-    _pip("install", "-c", constraints, *requirements, f"tensorflow[and-cuda]=={tf_version}")
+    cuda_pins = os.path.join(os.path.dirname(constraints), "constraints-gpu.txt")
+    _pip(
+        "install",
+        "-c",
+        constraints,
+        "-c",
+        cuda_pins,
+        *requirements,
+        f"tensorflow[and-cuda]=={tf_version}",
+    )
 
 
 def check(cpu: bool) -> None:
