@@ -116,7 +116,6 @@ def test_penguins_pipeline_runs_in_cpu_image(cpu_image, tmp_path, penguins_csv):
     root = Path(_shared_dir(tmp_path / "root"))
     shutil.copy(penguins_csv, root / "penguins.csv")
     destination = _shared_dir(root / "serving")
-    _shared_dir(root)
     local.run(
         penguins,
         {
@@ -133,6 +132,8 @@ def test_penguins_pipeline_runs_in_cpu_image(cpu_image, tmp_path, penguins_csv):
     version_dir = Path(destination) / str(versions[0].number)
     assert json.loads((version_dir / "PUSHED.json").read_text())["content_hash"]
     assert (version_dir / "saved_model.pb").is_file()
+    # Written inside the image, by its non-root user, not by this process.
+    assert (version_dir / "saved_model.pb").stat().st_uid == 1000
 
 
 @pytest.mark.slow
