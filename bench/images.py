@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import docker
 
-    client = images.connect()
+    client = images.connect(timeout=3600)
     tags = [args.cpu_tag] + ([] if args.no_gpu else [args.gpu_tag])
     present = []
     for tag in tags:

@@ -54,8 +54,12 @@ def default_tag(gpu: bool = False) -> str:
     return GPU_IMAGE if gpu else CPU_IMAGE
 
 
-def connect() -> docker.DockerClient:
+def connect(timeout: int = 600) -> docker.DockerClient:
     """A client of a running Docker engine.
+
+    Args:
+        timeout: Seconds an API call may stay silent (the engine prepares a `docker save` of a
+            multi-GB image for minutes before sending a byte).
 
     Raises:
         InputError: the docker SDK is missing or no engine answers (one line saying what to do).
@@ -67,7 +71,7 @@ def connect() -> docker.DockerClient:
             f"Docker: the docker Python package is missing (pip install docker); then {GET_DOCKER}"
         ) from None
     try:
-        client = docker.from_env()
+        client = docker.from_env(timeout=timeout)
         client.ping()
     except docker.errors.DockerException as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
