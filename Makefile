@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tfkfp-installed
 
-.PHONY: demo test lint format components golden bench lock clean
+.PHONY: demo test lint format components golden bench images lock clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ components: $(STAMP)
 # bench/results/ (JSON, results.md, results.png).
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The CPU image tfkfp:<version> (Dockerfile.cpu); `tfkfp images build --gpu` for tfkfp-gpu.
+images: $(STAMP)
+	$(BIN)/tfkfp images build
 
 # Re-resolve constraints.txt from setup.cfg (run after changing dependencies).
 lock:

@@ -213,3 +213,22 @@ def gcs(gcs_server, monkeypatch, request) -> Gcs:
     name = f"{name}-{uuid.uuid4().hex[:8]}"
     client.create_bucket(name)
     return Gcs(gcs_server, name, client)
+
+
+# --- Docker (tests/test_images.py) -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A running Docker engine; started here (apt-get install docker.io) when none answers."""
+    from tests import docker_env
+
+    return docker_env.engine()
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client) -> str:
+    """A local Debian bookworm + Python 3.11 image (no registry is reachable on these machines)."""
+    from tests import docker_env
+
+    return docker_env.base_image(docker_client)

@@ -449,6 +449,14 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("demo", help="run the penguin demo end to end locally")
+
+    p = sub.add_parser("images", help="build the tfkfp container images")
+    images_sub = p.add_subparsers(dest="images_command", required=True)
+    p = images_sub.add_parser("build", help="build Dockerfile.cpu (or .gpu) with the docker SDK")
+    p.add_argument("--gpu", action="store_true", help="build the GPU image (tensorflow[and-cuda])")
+    p.add_argument("--tag", help="image tag (default: the tag the components use, tfkfp:<version>)")
+    p.add_argument("--push", action="store_true", help="push the tag after building")
+    p.add_argument("--base-image", help="BASE_IMAGE build argument (default: python:3.11-slim)")
     return parser
 
 
@@ -475,6 +483,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cluster_command(args)
         elif args.command == "demo":
             return demo()
+        elif args.command == "images":
+            from tfkfp import images
+
+            print(images.build(args.gpu, args.tag, args.base_image, args.push).tag)
     except (UsageError, InputError) as err:
         print(f"tfkfp: error: {err}", file=sys.stderr)
         return 2

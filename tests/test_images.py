@@ -1,0 +1,169 @@
+"""The tfkfp images, built for real (Dockerfile.cpu / .gpu) and the pipeline run inside them.
+
+The engine and the local Debian base image come from tests/docker_env.py (conftest fixtures):
+no registry is reachable here, so `--base-image` is always the debootstrapped one.
+"""
+
+import io
+import json
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PENGUINS_MODULE, REPO, run_cli
+
+CPU_LIMIT_BYTES = 2.5e9
+BUILD_TIMEOUT_S = 3600
+
+
+def _shared_dir(path: Path) -> str:
+    """Makes `path` writable by the images' non-root user (uid 1000) and returns it."""
+    path.mkdir(parents=True, exist_ok=True)
+    for root, _dirs, files in os.walk(path):
+        os.chmod(root, 0o777)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666)
+    return str(path)
+
+
+def _build(base_image: str, *flags: str) -> str:
+    proc = run_cli("images", "build", "--base-image", base_image, *flags, timeout=BUILD_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "build: Step 1/" in proc.stderr  # progress is streamed, step by step
+    return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def cpu_image(base_image) -> str:
+    return _build(base_image)
+
+
+@pytest.fixture(scope="module")
+def gpu_image(base_image) -> str:
+    return _build(base_image, "--gpu")
+
+
+def test_images_build_without_docker_says_how_to_get_it():
+    proc = run_cli("images", "build", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("tfkfp: error: Docker is not available")
+    assert "install Docker Engine" in lines[0]
+
+
+@pytest.mark.slow
+def test_images_build_unknown_base_image(docker_client):
+    proc = run_cli("images", "build", "--base-image", "tfkfp-no-such-base:0", "--tag", "tfkfp-x:0")
+    assert proc.returncode == 2, proc.stderr
+    assert "base image 'tfkfp-no-such-base:0' is not available locally" in proc.stderr
+    assert "--base-image" in proc.stderr
+
+
+@pytest.mark.slow
+def test_images_build_failure_names_the_step(docker_client, tmp_path):
+    # An empty root filesystem: FROM works, the first RUN cannot find /bin/sh.
+    empty = "tfkfp-test-empty:0"
+    blob = io.BytesIO()
+    tarfile.open(fileobj=blob, mode="w").close()
+    docker_client.api.import_image_from_data(blob.getvalue(), *empty.split(":"))
+    proc = run_cli("images", "build", "--base-image", empty, "--tag", "tfkfp-test-broken:0")
+    assert proc.returncode == 1, proc.stderr
+    assert "build of tfkfp-test-broken:0 failed at Step" in proc.stderr
+    assert "RUN useradd" in proc.stderr
+
+
+@pytest.mark.slow
+def test_cpu_image_is_slim_checked_and_non_root(docker_client, cpu_image):
+    from tfkfp.images import default_tag
+
+    assert cpu_image == default_tag()  # what the components reference
+    size = docker_client.images.get(cpu_image).attrs["Size"]
+    assert size <= CPU_LIMIT_BYTES, f"{size / 1e9:.2f} GB"
+    # The build-time dependency check, re-run against the finished image.
+    probe = (
+        "import sys, os, importlib.metadata as m; sys.path.insert(0, '/mnt/deps'); "
+        "import install_deps; install_deps.check(cpu=True); "
+        "import tfkfp; print('uid', os.getuid()); print('tfkfp at', tfkfp.__file__); "
+        "print('direct_url', m.distribution('tfkfp').read_text('direct_url.json')); "
+        "print('tf-cpu', m.version('tensorflow-cpu'))"
+    )
+    out = docker_client.containers.run(
+        cpu_image,
+        ["python", "-c", probe],
+        volumes={str(REPO / "docker"): {"bind": "/mnt/deps", "mode": "ro"}},
+        remove=True,
+    ).decode()
+    assert "every requirement met" in out
+    assert "uid 1000" in out
+    # A regular install into the venv, not an editable link to a source tree.
+    assert "tfkfp at /opt/venv/lib/python3.11/site-packages/tfkfp/__init__.py" in out
+    assert '"editable": true' not in out
+    assert "tf-cpu 2." in out
+
+
+@pytest.mark.slow
+def test_penguins_pipeline_runs_in_cpu_image(cpu_image, tmp_path, penguins_csv):
+    from tfkfp.containers import pusher
+    from tfkfp.pipelines.penguins.pipeline import penguins
+
+    from tfkfp import local
+
+    # DockerRunner mounts only the pipeline root, so data and destination live inside it.
+    root = Path(_shared_dir(tmp_path / "root"))
+    shutil.copy(penguins_csv, root / "penguins.csv")
+    destination = _shared_dir(root / "serving")
+    local.run(
+        penguins,
+        {
+            "data_uri": str(root / "penguins.csv"),
+            "push_destination": destination,
+            "train_steps": 150,
+            "eval_steps": 5,
+        },
+        docker=True,
+        pipeline_root=str(root),
+    )
+    versions = [v for v in pusher.iter_versions(destination) if v.complete]
+    assert len(versions) == 1
+    version_dir = Path(destination) / str(versions[0].number)
+    assert json.loads((version_dir / "PUSHED.json").read_text())["content_hash"]
+    assert (version_dir / "saved_model.pb").is_file()
+    # Written inside the image, by its non-root user, not by this process.
+    assert (version_dir / "saved_model.pb").stat().st_uid == 1000
+
+
+@pytest.mark.slow
+def test_gpu_image_trains_on_cpu(docker_client, gpu_image, ingested, transformed, tmp_path):
+    from tfkfp.images import run_stage
+
+    assert "tfkfp-gpu" in gpu_image
+    work = tmp_path / "work"
+    shutil.copytree(Path(ingested.schema), work / "schema")
+    shutil.copytree(Path(transformed.examples), work / "examples")
+    shutil.copytree(Path(transformed.graph), work / "graph")
+    _shared_dir(work)
+    result = run_stage(
+        docker_client,
+        gpu_image,
+        "trainer",
+        {
+            "examples_dir": str(work / "examples"),
+            "schema_dir": str(work / "schema"),
+            "module_file": PENGUINS_MODULE,
+            "model_dir": str(work / "model"),
+            "model_run_dir": str(work / "model_run"),
+            "transform_graph_dir": str(work / "graph"),
+            "train_steps": 20,
+            "eval_steps": 2,
+        },
+        mounts=[str(work)],
+    )
+    assert result.exit_code == 0, result.logs[-4000:]
+    assert result.env.get("TF_FORCE_GPU_ALLOW_GROWTH") == "true"
+    assert "trainer: strategy " in result.logs
+    assert "GPUs visible: none" in result.logs
+    assert (work / "model" / "saved_model.pb").is_file()
