@@ -69,9 +69,18 @@ def table(results: dict) -> str:
         )
     images = results.get("images")
     if images:
-        for key, value in images.items() if isinstance(images, dict) else []:
-            if isinstance(value, (int, float)):
-                rows.append(f"| images {key} | {value} | |")
+        for size in images["sizes"]:
+            target = "≤ 2.5 GB" if size["image"].startswith("tfkfp:") else "(TFX: 12.3 GB)"
+            rows.append(
+                f"| image {size['image']} | {size['uncompressed_bytes'] / 1e9:.2f} GB "
+                f"({size['compressed_bytes'] / 1e9:.2f} GB gzip) | {target} |"
+            )
+        for cold in images["cold_starts"]:
+            target = "≤ 3 s" if cold["stage"] == "pusher" else ""
+            rows.append(
+                f"| cold start {cold['stage']} in {cold['image']} | "
+                f"{cold['cold_start_s']:.2f} s | {target} |"
+            )
     return "\n".join(rows) + "\n"
 
 
