@@ -12,6 +12,7 @@ processes is compared with one.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import subprocess
@@ -138,7 +139,7 @@ def _linearity(rows: list[int], seconds: list[float]) -> dict:
     The fixed cost (start-up, imports, graph building) cancels out of each difference.
     """
     points = list(zip(rows, seconds, strict=True))
-    per_row = [(t2 - t1) / (n2 - n1) * 1e6 for (n1, t1), (n2, t2) in zip(points, points[1:])]
+    per_row = [(t2 - t1) / (n2 - n1) * 1e6 for (n1, t1), (n2, t2) in itertools.pairwise(points)]
     fixed = seconds[0] - rows[0] * per_row[0] / 1e6 if per_row else 0.0
     spread = max(per_row) / min(per_row) if per_row and min(per_row) > 0 else float("nan")
     return {
