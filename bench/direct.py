@@ -13,6 +13,10 @@ import sys
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
+# The same in-process runner tfkfp names, so the comparison measures tfkfp's overhead and not
+# Beam 2.77's Prism download attempt (which a default DirectRunner makes first).
+IN_PROCESS = "--runner=apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+
 
 def transform(examples: str, schema_dir: str, module: str, out: str, beam_args: list[str]) -> None:
     """AnalyzeAndTransformDataset on train, TransformDataset on eval, both written as TFRecords."""
@@ -76,5 +80,5 @@ def evaluate(model: str, examples: str, config_json: str, out: str, beam_args: l
 
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    fixed, beam_args = args[:4], args[4:]
+    fixed, beam_args = args[:4], [IN_PROCESS, *args[4:]]
     {"transform": transform, "evaluate": evaluate}[command](*fixed, beam_args)
