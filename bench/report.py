@@ -8,6 +8,7 @@ import platform
 from pathlib import Path
 
 from bench import RESULTS, write_json
+from bench.e2e import STAGES
 
 
 def _load(name: str):
@@ -95,10 +96,12 @@ def chart(results: dict, path: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     ax = axes[0]
+    colours = dict(zip(STAGES, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
     for i, run in enumerate(e2e):
         bottom = 0.0
         for s in run["stages"]:
-            ax.bar(i, s["seconds"], bottom=bottom, label=s["stage"] if i == 0 else None)
+            label = s["stage"] if i == 0 else None
+            ax.bar(i, s["seconds"], bottom=bottom, color=colours[s["stage"]], label=label)
             bottom += s["seconds"]
     ax.set_xticks(range(len(e2e)), [r["pipeline"] for r in e2e])
     ax.set_ylabel("seconds")
