@@ -51,7 +51,9 @@ def table(results: dict) -> str:
                 )
             lin = scale[f"{stage}_linearity"]
             rows.append(
-                f"| {stage} cost per row spread across sizes | {lin['spread']:.2f}× | ≤ 1.20× |"
+                f"| {stage} marginal cost per row between sizes "
+                f"({' / '.join(f'{x:.0f}' for x in lin['marginal_us_per_row'])} µs) | "
+                f"spread {lin['spread']:.2f}× | ≤ 1.20× |"
             )
         mp = scale["beam_multi_process"]
         rows.append(
