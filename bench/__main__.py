@@ -2,19 +2,50 @@
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 
-from bench import e2e, report, scale
+from tfkfp.containers.runtime import InputError
+
+from bench import RESULTS, e2e, images, report, scale, trainer, write_json
+from tfkfp import images as tfkfp_images
+
+SIZES = [15_000, 150_000, 1_500_000]
+
+
+def preflight() -> None:
+    """Fails in seconds, not after 25 minutes, when the image benchmark cannot run."""
+    client = tfkfp_images.connect()
+    tag = tfkfp_images.default_tag(gpu=False)
+    if not client.images.list(name=tag):
+        raise InputError(f"image {tag}: not built; run `make images` before `make bench`")
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    e2e.main(["penguins", "taxi"])
-    scale.main([15_000, 150_000, 1_500_000])
-    for module in ("bench.trainer", "bench.images"):
-        try:
-            __import__(module, fromlist=["main"]).main()
-        except ImportError as err:
-            print(f"skipped {module}: {err}", file=sys.stderr)
+    try:
+        preflight()
+    except InputError as err:
+        sys.exit(f"make bench: {err}")
+    sections: dict[str, float] = {}
+    started = time.perf_counter()
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("end to end", lambda: e2e.main(["penguins", "taxi"])),
+        ("scale", lambda: scale.main(SIZES)),
+        ("trainer", lambda: trainer.main([])),
+        ("images", lambda: images.main([])),
+    ]
+    for name, step in steps:
+        began = time.perf_counter()
+        outcome = step()
+        if isinstance(outcome, int) and outcome != 0:  # the command-style ones return a code
+            sys.exit(f"make bench: the {name} benchmark failed (exit {outcome})")
+        sections[name] = round(time.perf_counter() - began, 1)
+        logging.info("bench: %s took %.0f s", name, sections[name])
+    write_json(
+        RESULTS / "run.json",
+        {"sections_s": sections, "total_s": round(time.perf_counter() - started, 1)},
+    )
     report.main()
 
 

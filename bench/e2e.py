@@ -9,6 +9,7 @@ same way the task imports it, minus a bare interpreter's start.
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 import sys
@@ -56,8 +57,12 @@ def parse_log(text: str) -> dict[str, dict[str, float]]:
     return marks
 
 
+@functools.cache
 def import_seconds(code: str, repeat: int = 2) -> float:
-    """Best-of-`repeat` cold import time of `code` beyond a bare interpreter's start."""
+    """Best-of-`repeat` cold import time of `code` beyond a bare interpreter's start.
+
+    Cached: every pipeline's tasks import the same things.
+    """
 
     def best(snippet: str) -> float:
         times = []

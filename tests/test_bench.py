@@ -1,0 +1,30 @@
+"""The benchmark helpers whose arithmetic the README's figures rest on."""
+
+import gzip
+import os
+from importlib import resources
+
+from bench import images, scale
+
+
+def test_parallel_gzip_size_matches_one_gzip_stream():
+    csv = (resources.files("tfkfp.pipelines.taxi") / "data" / "chicago_taxi.csv").read_bytes()
+    # Compressible text and incompressible bytes, over several blocks, in uneven chunks.
+    data = csv * 3 + os.urandom(images.BLOCK + 12345)
+    chunks = [data[i : i + 700_001] for i in range(0, len(data), 700_001)]
+
+    size = images.gzip_size(chunks, workers=2)
+
+    expected = len(gzip.compress(data, compresslevel=6))
+    assert len(data) > 2 * images.BLOCK
+    assert abs(size - expected) / expected < 1e-3
+
+
+def test_linearity_cancels_the_fixed_cost():
+    # 2 s fixed plus 10 us per row: equal marginal costs, spread 1.0.
+    rows = [15_000, 150_000, 1_500_000]
+    lin = scale._linearity(rows, [2 + n * 10e-6 for n in rows])
+
+    assert lin["marginal_us_per_row"] == [10.0, 10.0]
+    assert lin["spread"] == 1.0
+    assert lin["fixed_s"] == 2.0
