@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import tarfile
 from importlib import resources
 
 from bench import images, scale
@@ -28,3 +29,20 @@ def test_linearity_cancels_the_fixed_cost():
     assert lin["marginal_us_per_row"] == [10.0, 10.0]
     assert lin["spread"] == 1.0
     assert lin["fixed_s"] == 2.0
+
+
+def test_layer_gzip_size_matches_tar_czf(tmp_path):
+    layer = tmp_path / "layer"
+    (layer / "usr" / "lib").mkdir(parents=True)
+    (layer / "usr" / "lib" / "text").write_bytes(b"tfkfp layer " * 200_000)
+    (layer / "usr" / "lib" / "noise").write_bytes(os.urandom(images.BLOCK))
+    (layer / "usr" / "lib" / "link").symlink_to("text")
+    archive = tmp_path / "layer.tar.gz"
+    with tarfile.open(archive, "w:gz", compresslevel=6, format=tarfile.PAX_FORMAT) as tar:
+        for entry in sorted(os.listdir(layer)):
+            tar.add(layer / entry, arcname=entry)
+
+    size = images.layer_gzip_size(layer)
+
+    expected = archive.stat().st_size
+    assert abs(size - expected) / expected < 1e-3
