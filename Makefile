@@ -27,8 +27,8 @@ format: $(STAMP)
 components: $(STAMP)
 	$(BIN)/tfkfp compile-components
 
-# Benchmarks (about 20-30 min): ratios against baselines measured in the same run, written to
-# bench/results/ (JSON, results.md, results.png).
+# Benchmarks (27 min here; needs the images): ratios against baselines measured in the same
+# run, written to bench/results/ (JSON, results.md, results.png).
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
