@@ -24,7 +24,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from bench import RESULTS, synth, write_json
+from bench import RESULTS, alternating, synth, write_json
 
 TAXI_MODULE = "tfkfp.pipelines.taxi.module"
 MULTI_PROCESS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
@@ -158,11 +158,10 @@ def best_pair(
     stage: Callable[[], float], direct: Callable[[], float], reps: int
 ) -> tuple[float, float]:
     """Best-of-`reps` seconds of each side, alternating which runs first."""
+    runs = {"stage": stage, "direct": direct}
     times: dict[str, list[float]] = {"stage": [], "direct": []}
-    order = [("stage", stage), ("direct", direct)]
-    for rep in range(reps):
-        for name, run in order if rep % 2 == 0 else order[::-1]:
-            times[name].append(run())
+    for _, side in alternating("stage", "direct", reps):
+        times[side].append(runs[side]())
     return min(times["stage"]), min(times["direct"])
 
 

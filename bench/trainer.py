@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench import alternating
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 TAXI_CSV = Path(
@@ -136,21 +138,18 @@ def bench_overhead(paths: dict[str, str], reps: int, train_steps: int, eval_step
     # Time outside run_fn in the same process: imports, module loading and, for the trainer,
     # its own work (strategy, staging, export check). Far less noisy than the totals.
     outside: dict[str, list[float]] = {"direct": [], "trainer": []}
-    for rep in range(reps):
-        # Alternate which goes first so a load change on the shared machine hits both.
-        order = ("direct", "trainer") if rep % 2 == 0 else ("trainer", "direct")
-        for mode in order:
-            seconds, in_run_fn = _job(mode, paths, rep, train_steps, eval_steps)
-            times[mode].append(seconds)
-            outside[mode].append(seconds - in_run_fn)
-            log.info(
-                "overhead rep %d/%d: %s %.1f s (%.1f s outside run_fn)",
-                rep + 1,
-                reps,
-                mode,
-                seconds,
-                seconds - in_run_fn,
-            )
+    for rep, mode in alternating("direct", "trainer", reps):
+        seconds, in_run_fn = _job(mode, paths, rep, train_steps, eval_steps)
+        times[mode].append(seconds)
+        outside[mode].append(seconds - in_run_fn)
+        log.info(
+            "overhead rep %d/%d: %s %.1f s (%.1f s outside run_fn)",
+            rep + 1,
+            reps,
+            mode,
+            seconds,
+            seconds - in_run_fn,
+        )
     return {
         "direct_outside_run_fn_seconds": outside["direct"],
         "trainer_outside_run_fn_seconds": outside["trainer"],
@@ -231,12 +230,11 @@ def bench_throughput(paths: dict[str, str], reps: int, epochs: int, batch_size: 
     counts = {}
     for make in (ours, baseline):
         _examples_per_second(make().take(20))  # warm-up: graph tracing, file cache
-    for rep in range(reps):
-        pairs = [("data_accessor", ours), ("hand_tuned", baseline)]
-        for name, make in pairs if rep % 2 == 0 else pairs[::-1]:
-            rate, counts[name] = _examples_per_second(make())
-            rates[name].append(rate)
-            log.info("throughput rep %d/%d: %s %.0f examples/s", rep + 1, reps, name, rate)
+    readers = {"data_accessor": ours, "hand_tuned": baseline}
+    for rep, name in alternating("data_accessor", "hand_tuned", reps):
+        rate, counts[name] = _examples_per_second(readers[name]())
+        rates[name].append(rate)
+        log.info("throughput rep %d/%d: %s %.0f examples/s", rep + 1, reps, name, rate)
     if counts["data_accessor"] != counts["hand_tuned"]:
         raise RuntimeError(f"the two readers saw different example counts: {counts}")
     return {

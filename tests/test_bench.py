@@ -5,7 +5,7 @@ import os
 import tarfile
 from importlib import resources
 
-from bench import images, scale
+from bench import alternating, images, scale
 
 
 def test_parallel_gzip_size_matches_one_gzip_stream():
@@ -46,3 +46,9 @@ def test_layer_gzip_size_matches_tar_czf(tmp_path):
 
     expected = archive.stat().st_size
     assert abs(size - expected) / expected < 1e-3
+
+
+def test_alternating_flips_which_side_goes_first():
+    order = list(alternating("a", "b", 3))
+
+    assert order == [(0, "a"), (0, "b"), (1, "b"), (1, "a"), (2, "a"), (2, "b")]
