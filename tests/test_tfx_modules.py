@@ -212,6 +212,48 @@ def test_own_strategy_under_mirrored_two_cpus(tmp_path, ingested, transformed, m
     trainer.check_saved_model(str(tmp_path / "model"))
 
 
+OWN_ARGUMENTS = """
+import tensorflow as tf
+
+
+class Model(tf.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = tf.Variable(2.0)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve(self, examples):
+        return {"n": tf.cast(tf.size(examples), tf.float32) * self.scale}
+
+
+def run_fn(fn_args):
+    strategy = tf.distribute.MirroredStrategy(devices=["/cpu:0"])
+    with strategy.scope():
+        model = Model()
+    tf.saved_model.save(model, fn_args.serving_model_dir, signatures={"serving_default": model.serve})
+"""
+
+
+def test_own_strategy_with_arguments_needs_strategy_default(tmp_path, ingested, transformed):
+    """The README's one flag case: a strategy of run_fn's own making, with its own devices."""
+    module = write_module(tmp_path / "own.py", OWN_ARGUMENTS)
+    code, info, stderr = _finish(
+        _trainer_process(
+            tmp_path / "mirrored", ingested, transformed, module_file=module, cpu_replicas=2
+        )
+    )
+    assert code == 2 and info is None
+    assert stderr.strip().splitlines()[-1] == (
+        "error: run_fn: enters a tf.distribute strategy of its own inside the trainer's "
+        "MirroredStrategy; create it without arguments (tf.distribute.MirroredStrategy()) to get "
+        "the trainer's, or run the trainer with strategy=default"
+    )
+    assert not (tmp_path / "mirrored" / "model").exists()
+    # with strategy=default the trainer enters no scope: run_fn's strategy is used as written
+    info = _run(tmp_path / "default", ingested, transformed, module, strategy="default")
+    assert info["built_in"] == ["MirroredStrategy (1 replica(s), run_fn's own)"]
+
+
 def test_own_strategy_in_a_two_worker_job(tmp_path, ingested, transformed):
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
