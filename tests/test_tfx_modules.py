@@ -77,6 +77,27 @@ def test_tfx_module_with_own_strategy_and_tuned_hyperparameters(tmp_path, ingest
     assert {"serving_default", "transform_features"} <= set(signatures)
 
 
+def test_numbers_from_kfp_and_a_hyperparameters_object(tmp_path, ingested, transformed):
+    """KFP hands dict numbers over as floats; whole ones reach run_fn as ints again."""
+    import keras_tuner
+
+    hp = keras_tuner.HyperParameters()
+    hp.Int("units", 8, 32, step=8, default=16)
+    _run(
+        tmp_path,
+        ingested,
+        transformed,
+        str(TRAINER_MODULES / "probe.py"),
+        hyperparameters=hp,
+        custom_config={"epochs": 3.0, "rate": 0.5, "nested": {"sizes": [1.0, 2.5]}},
+    )
+    seen = json.loads((tmp_path / "model_run" / "fn_args.json").read_text())
+    assert seen["hyperparameters"] == hp.get_config()
+    assert seen["custom_config"] == {"epochs": 3, "rate": 0.5, "nested": {"sizes": [1, 2.5]}}
+    assert type(seen["custom_config"]["epochs"]) is int
+    assert type(seen["custom_config"]["nested"]["sizes"][0]) is int
+
+
 def test_custom_training_loop_under_default(tmp_path, ingested, transformed):
     info = _run(tmp_path, ingested, transformed, CUSTOM_LOOP, train_steps=30)
     seen = _seen(tmp_path)
