@@ -3,8 +3,8 @@
 A TFX module file only changes `from tfx.components.trainer.fn_args_utils import FnArgs,
 DataAccessor` to `from tfkfp.containers.fn_args import FnArgs, DataAccessor`, or
 `from tfx import v1 as tfx` to `from tfkfp.tfx import v1 as tfx` (`tfx.components.FnArgs`,
-`.DataAccessor`, `.TunerFnResult`), or imports nothing and duck-types it. Field order, defaults and the deprecated aliases are TFX's, so unit tests that
-build an `FnArgs` by hand keep working too.
+`.DataAccessor`, `.TunerFnResult`), or imports nothing and duck-types it. Field order, defaults
+and the deprecated aliases are TFX's, so unit tests that build an `FnArgs` by hand keep working.
 """
 
 from __future__ import annotations

@@ -161,6 +161,13 @@ def test_helper_next_to_module_file_and_name_clashes(tmp_path):
     assert first.helpers.VALUE == 1
 
 
+def test_helper_shadowed_by_an_imported_module_is_logged(tmp_path, caplog):
+    write_module(tmp_path / "json.py", "MINE = True\n")
+    module = write_module(tmp_path / "m.py", "import json\nFROM_STDLIB = hasattr(json, 'dumps')\n")
+    assert user_module.load(module).FROM_STDLIB
+    assert "json.py next to it is shadowed by the module json already imported" in caplog.text
+
+
 def test_helper_that_does_not_import(tmp_path, caplog):
     write_module(tmp_path / "helpers.py", "import no_such_dependency_abc\n")
     module = write_module(tmp_path / "m.py", "import helpers\n")
