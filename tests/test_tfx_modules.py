@@ -106,7 +106,7 @@ def test_custom_training_loop_under_default(tmp_path, ingested, transformed):
     assert info["built_in"][0].startswith("MirroredStrategy (1 replica(s)")
 
 
-def test_tfx_v1_namespace_and_tuner_fn(ingested, transformed):
+def test_tfx_v1_namespace_and_tuner_fn(tmp_path, ingested, transformed):
     from tfkfp.containers.fn_args import FnArgs, TunerFnResult, make_data_accessor
     from tfkfp.containers.runtime import split_pattern
 
@@ -114,7 +114,7 @@ def test_tfx_v1_namespace_and_tuner_fn(ingested, transformed):
     assert module.tuner_fn.__annotations__["return"] is TunerFnResult
     result = module.tuner_fn(
         FnArgs(
-            working_dir="/tmp/unused-tuner-dir",
+            working_dir=str(tmp_path),
             train_files=[split_pattern(transformed.examples, "train")],
             eval_files=[split_pattern(transformed.examples, "eval")],
             train_steps=2,
