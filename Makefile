@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tfkfp-installed
 
-.PHONY: demo test lint format components golden bench images lock clean
+.PHONY: demo test test-fast lint format components golden bench images lock clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The inner loop: no Docker, no fresh environments, no full pipeline runs (pytest markers).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not pipeline"
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
