@@ -173,6 +173,17 @@ def test_author_install_says_how_to_get_the_runtime(author_venv, tmp_path, comma
     assert not (tmp_path / "build").exists()  # refused before anything ran
 
 
+@pytest.mark.slow
+def test_author_install_images_build_needs_a_source_checkout(author_venv, tmp_path):
+    env = _user_env(author_venv)
+    proc = _run(author_venv / "bin" / "python", "-c", "import docker", env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr  # the SDK the image builds use is installed
+    # the Dockerfiles build from the source tree; a wheel holds none (checked before Docker)
+    proc = _run(author_venv / "bin" / "tfkfp", "images", "build", env=env, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "no Dockerfile.cpu in " in proc.stderr and "source checkout" in proc.stderr
+
+
 # --- the demo on the other supported Pythons --------------------------------------------------
 
 
