@@ -85,6 +85,7 @@ def author_venv(tmp_path_factory, wheel) -> Path:
     return venv
 
 
+@pytest.mark.slow
 def test_wheel_holds_the_component_specs_and_the_bundled_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for yaml_name in COMPONENT_YAMLS:
