@@ -29,6 +29,23 @@ class UsageError(Exception):
     """Bad command-line input: printed as one line, exit code 2."""
 
 
+# What the stages import when they run in this process (kfp.local's SubprocessRunner).
+RUNTIME_MODULES = ("tensorflow", "tensorflow_transform", "tensorflow_model_analysis", "apache_beam")
+
+
+def require_runtime(command: str) -> None:
+    """Fails in one line when the TensorFlow stack (the `runtime` extra) is not installed.
+
+    Only looks the modules up (no import): TensorFlow alone takes seconds to import.
+    """
+    missing = [m for m in RUNTIME_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(
+            f"{command}: runs the stages in this environment, which lacks {', '.join(missing)}; "
+            "install them with: pip install 'tfkfp[runtime]'"
+        )
+
+
 # --- pipelines -------------------------------------------------------------------------------
 
 
@@ -475,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
             for path in compile_components(Path(args.out_dir)):
                 print(path)
         elif args.command == "run":
+            if not args.docker:  # with --docker every task runs in its image
+                require_runtime("run --local")
             pipeline = load_pipeline(args.pipeline)
             arguments = {**local_arguments(pipeline), **parse_params(pipeline, args.param)}
             check_required(pipeline, arguments)
@@ -482,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command in ("upload", "submit"):
             return _cluster_command(args)
         elif args.command == "demo":
+            require_runtime("demo")
             return demo()
         elif args.command == "images":
             from tfkfp import images
