@@ -329,10 +329,11 @@ def _row_text(lists) -> object:
 
     value_type = lists.type.value_type
     if pa.types.is_large_binary(value_type):
-        strings = lists
+        joined = pc.binary_join(lists, pa.scalar(b"\x1e", pa.large_binary()))
     else:
         strings = lists.cast(pa.large_list(pa.large_string()))
-    return pc.binary_join(strings, "\x1e").fill_null("").cast(pa.large_binary())
+        joined = pc.binary_join(strings, pa.scalar("\x1e", pa.large_string()))
+    return joined.cast(pa.large_binary()).fill_null(b"")
 
 
 def _parquet_examples(files: list[storage.Stat], progress: _Progress) -> tuple[object, Chunks]:
@@ -373,7 +374,9 @@ def _parquet_examples(files: list[storage.Stat], progress: _Progress) -> tuple[o
 
     def keys(start: int, n: int) -> list[bytes]:
         texts = [_row_text(arr.slice(start, n)) for arr in lists]
-        return pc.binary_join_element_wise(*texts, b"\x1f").to_pylist()
+        return pc.binary_join_element_wise(
+            *texts, pa.scalar(b"\x1f", pa.large_binary())
+        ).to_pylist()
 
     return _schema(col for col, _ in typed), _encoded(table.column_names, lists, keys)
 
