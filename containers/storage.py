@@ -282,7 +282,12 @@ def _check_aws_credentials(loc: Location, what: str) -> None:
 
 
 @lru_cache(maxsize=16)
-def _make_fs(scheme: str, endpoint: str, region: str, retry: float):
+def _make_fs(scheme: str, endpoint: str, region: str, retry: float, identity: tuple = ()):
+    """A filesystem per store, endpoint, region, retry budget and credential identity.
+
+    The AWS SDK reads credentials when the filesystem is made: `identity` (the variables that
+    name them) keeps a process that changes them from reusing the old ones.
+    """
     import pyarrow.fs as pafs
 
     if scheme == "gs":
@@ -324,7 +329,10 @@ def _fs_for(loc: Location, what: str):
     _check_aws_credentials(loc, what)
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL", "")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "")
-    return _make_fs("s3", endpoint, region, retry)
+    identity = tuple(
+        os.environ.get(k, "") for k in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_SESSION_TOKEN")
+    )
+    return _make_fs("s3", endpoint, region, retry, identity)
 
 
 def filesystem(uri: str, what: str):
