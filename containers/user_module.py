@@ -45,7 +45,63 @@ def _download(loc) -> str:
     return os.path.join(local_dir, os.path.basename(loc.key))
 
 
+# Folders of module files imported in this process (on sys.path, newest first).
+_HELPER_FOLDERS: list[str] = []
+
+
+def _helper_names(folder: str) -> set[str]:
+    """Top-level names a module file can import from its folder: `x.py` files and packages."""
+    names = set()
+    for entry in os.listdir(folder):
+        full = os.path.join(folder, entry)
+        if entry.endswith(".py"):
+            names.add(entry[: -len(".py")])
+        elif os.path.isfile(os.path.join(full, "__init__.py")):
+            names.add(entry)
+    return names
+
+
+def _inside(path: str | None, folder: str) -> bool:
+    return bool(path) and os.path.abspath(path).startswith(folder + os.sep)
+
+
+def import_folder(folder: str) -> None:
+    """Makes the helper modules next to a module file importable (`import my_utils`).
+
+    The folder goes first on sys.path and stays there for the rest of the process (a stage's
+    process): run_fn and preprocessing_fn may import helpers lazily. A helper of the same name
+    imported earlier from another module file's folder (several module files in one process) is
+    dropped from sys.modules so this folder's one is imported; a helper shadowed by a module
+    imported from elsewhere is logged, since `import` would give that one.
+    """
+    folder = os.path.abspath(folder)
+    names = _helper_names(folder)
+    for name, module in list(sys.modules.items()):
+        top = name.partition(".")[0]
+        origin = getattr(module, "__file__", None)
+        if top not in names or _inside(origin, folder):
+            continue
+        if any(_inside(origin, other) for other in _HELPER_FOLDERS):
+            del sys.modules[name]
+        elif name == top:
+            log.warning(
+                "module_file: %s.py next to it is shadowed by the module %s already imported "
+                "from %s; rename the helper to import it",
+                top,
+                top,
+                origin or "(built in)",
+            )
+    if folder in sys.path:
+        sys.path.remove(folder)
+    sys.path.insert(0, folder)
+    if folder in _HELPER_FOLDERS:
+        _HELPER_FOLDERS.remove(folder)
+    _HELPER_FOLDERS.insert(0, folder)
+
+
 def _import_path(path: str, label: str) -> ModuleType:
+    """Imports the module file at `path` (its folder importable); `label` names it in errors."""
+    import_folder(os.path.dirname(os.path.abspath(path)))
     # A unique name per file content keeps two module files from shadowing each other.
     digest = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:10]
     name = f"tfkfp_user_module_{digest}"
