@@ -45,7 +45,8 @@ def evaluator(
         baseline_model: Baseline SavedModel; wins over baseline_from.
         baseline_from: Push destination (folder or gs://) whose newest complete version is the
             baseline; none there means no baseline, said in the report.
-        beam_pipeline_args: Beam options; DirectRunner by default.
+        beam_pipeline_args: Beam options; DirectRunner by default. A remote runner's workers
+            get the artifacts' URIs (gs:// or a shared filesystem).
 
     Returns:
         blessed: whether every threshold passed (gate the pusher on it with dsl.If).
@@ -67,6 +68,10 @@ def evaluator(
         baseline_model_dir=baseline_model.path if baseline_model else None,
         baseline_from=baseline_from,
         beam_pipeline_args=beam_pipeline_args,
+        model_uri=model.uri,
+        examples_uri=examples.uri,
+        evaluation_uri=evaluation.uri,
+        baseline_model_uri=baseline_model.uri if baseline_model else "",
     )
     for name, value in result["metrics"].items():
         metrics.log_metric(name, value)
