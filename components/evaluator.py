@@ -51,6 +51,7 @@ def evaluator(
     Returns:
         blessed: whether every threshold passed (gate the pusher on it with dsl.If).
     """
+    import json
     from collections import namedtuple
 
     from tfkfp.containers import evaluator as stage
@@ -83,6 +84,14 @@ def evaluator(
         if classification["roc"]:
             roc = classification["roc"]
             classification_metrics.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+    # The UI reads these two from metadata; the files are for kfp.local's cache, which takes
+    # an output artifact without a file for a lost one and reruns the task (and the pusher).
+    for artifact, content in (
+        (metrics, result["metrics"]),
+        (classification_metrics, classification),
+    ):
+        with open(artifact.path, "w") as fh:
+            json.dump(content, fh)
     evaluation.metadata["load_with"] = "tensorflow_model_analysis.load_eval_result"
     for key in ("blessed", "reason", "candidate", "baseline", "failures"):
         blessing.metadata[key] = result[key]
