@@ -12,9 +12,12 @@ import shutil
 
 import pytest
 from conftest import PENGUINS_MODULE
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 from tfkfp.containers import evaluator, transform
 from tfkfp.containers.runtime import InputError
 from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
+
+from tfkfp import components
 
 
 def _records(pattern: str) -> list[bytes]:
@@ -62,21 +65,31 @@ def bucket(tmp_path_factory, ingested):
     return shared, pod
 
 
+def _in_pod(cls, uri, path):
+    """A KFP artifact as a pod sees it: `uri` names the store, `path` is the pod's own copy."""
+
+    class InPod(cls):
+        @property
+        def path(self) -> str:
+            return str(path)
+
+    return InPod(uri=str(uri))
+
+
 @pytest.fixture(scope="module")
 def remote_transformed(bucket, ingested, beam_portable):
+    """The transform component's body, on the portable runner."""
     shared, pod = bucket
-    counts = transform.run(
-        examples_dir=str(pod / "examples"),
-        schema_dir=ingested.schema,
+    examples = _in_pod(Dataset, shared / "transformed", pod / "transformed")
+    components.transform.python_func(
+        examples=_in_pod(Dataset, shared / "examples", pod / "examples"),
+        schema=_in_pod(Artifact, ingested.schema, ingested.schema),
         module_file=PENGUINS_MODULE,
-        transform_graph_dir=str(pod / "graph"),
-        transformed_examples_dir=str(pod / "transformed"),
+        transform_graph=_in_pod(Artifact, shared / "graph", pod / "graph"),
+        transformed_examples=examples,
         beam_pipeline_args=beam_portable,
-        examples_uri=str(shared / "examples"),
-        transform_graph_uri=str(shared / "graph"),
-        transformed_examples_uri=str(shared / "transformed"),
     )
-    return shared, pod, counts
+    return shared, pod, examples.metadata["rows"]
 
 
 def test_transform_on_the_portable_runner_reads_and_writes_the_uris(
@@ -101,41 +114,44 @@ def test_transform_on_the_portable_runner_reads_and_writes_the_uris(
 def test_evaluator_on_the_portable_runner_loads_the_model_by_uri(
     bucket, ingested, trained, weak_trained, beam_portable, tmp_path
 ):
+    """The evaluator component's body, on the portable runner, against the in-process run()."""
     shared, pod = bucket
     shutil.copytree(trained.model, shared / "model")
     # The pod-local "model" is a different, one-step model: only the URI gives the real metrics.
     pod_model = tmp_path / "pod_model"
     shutil.copytree(weak_trained.model, pod_model)
-    common = dict(
-        eval_config=EVAL_CONFIG,
-        schema_dir=ingested.schema,
-    )
     local = evaluator.run(
         model_dir=trained.model,
         examples_dir=ingested.examples,
+        eval_config=EVAL_CONFIG,
         evaluation_dir=str(tmp_path / "local" / "evaluation"),
         blessing_dir=str(tmp_path / "local" / "blessing"),
-        **common,
+        schema_dir=ingested.schema,
     )
-    remote = evaluator.run(
-        model_dir=str(pod_model),
-        examples_dir=str(pod / "examples"),
-        evaluation_dir=str(tmp_path / "pod" / "evaluation"),
-        blessing_dir=str(tmp_path / "pod" / "blessing"),
+    out = tmp_path / "pod"
+    out.mkdir()
+    metrics = _in_pod(Metrics, out / "metrics", out / "metrics")
+    blessing = _in_pod(Artifact, out / "blessing", out / "blessing")
+    outputs = components.evaluator.python_func(
+        model=_in_pod(Model, shared / "model", pod_model),
+        examples=_in_pod(Dataset, shared / "examples", pod / "examples"),
+        eval_config=EVAL_CONFIG,
+        evaluation=_in_pod(Artifact, shared / "evaluation", out / "evaluation"),
+        blessing=blessing,
+        metrics=metrics,
+        classification_metrics=_in_pod(ClassificationMetrics, out / "cm", out / "cm"),
+        report=_in_pod(Markdown, out / "report.md", out / "report.md"),
+        schema=_in_pod(Artifact, ingested.schema, ingested.schema),
         beam_pipeline_args=beam_portable,
-        model_uri=str(shared / "model"),
-        examples_uri=str(shared / "examples"),
-        evaluation_uri=str(shared / "evaluation"),
-        **common,
     )
-    assert remote["metrics"]["example_count"] == ingested.counts["eval"]
-    assert remote["blessed"] == local["blessed"] is True
-    assert remote["metrics"] == pytest.approx(local["metrics"], abs=1e-6)
-    assert remote["slices"].keys() == local["slices"].keys()
-    # TFMA wrote its results where the URI points; the blessing is the pod's own output.
+    assert outputs.blessed is local["blessed"] is True
+    assert metrics.metadata["example_count"] == ingested.counts["eval"]
+    assert metrics.metadata == pytest.approx(local["metrics"], abs=1e-6)
+    # TFMA wrote its results where the URI points; blessing and report are the pod's own.
     assert glob.glob(str(shared / "evaluation" / "metrics*"))
-    assert not (tmp_path / "pod" / "evaluation").exists()
-    assert (tmp_path / "pod" / "blessing" / "BLESSED").is_file()
+    assert not (out / "evaluation").exists()
+    assert (out / "blessing" / "BLESSED").is_file() and (out / "report.md").is_file()
+    assert blessing.metadata["candidate"] == str(pod_model)
 
 
 REMOTE = ["--runner=PortableRunner", "--job_endpoint=localhost:1"]
