@@ -56,7 +56,7 @@ def _rows(graph_dir: str, examples_dir: str, split: str) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def bucket(tmp_path_factory, ingested):
+def shared_and_pod(tmp_path_factory, ingested):
     """The folder standing in for the bucket, holding the real examples; and the pod's folder."""
     root = tmp_path_factory.mktemp("remote")
     shared, pod = root / "bucket", root / "pod"
@@ -77,9 +77,9 @@ def _in_pod(cls, uri, path):
 
 
 @pytest.fixture(scope="module")
-def remote_transformed(bucket, ingested, beam_portable):
+def remote_transformed(shared_and_pod, ingested, beam_portable):
     """The transform component's body, on the portable runner."""
-    shared, pod = bucket
+    shared, pod = shared_and_pod
     examples = _in_pod(Dataset, shared / "transformed", pod / "transformed")
     components.transform.python_func(
         examples=_in_pod(Dataset, shared / "examples", pod / "examples"),
@@ -112,10 +112,10 @@ def test_transform_on_the_portable_runner_reads_and_writes_the_uris(
 
 
 def test_evaluator_on_the_portable_runner_loads_the_model_by_uri(
-    bucket, ingested, trained, weak_trained, beam_portable, tmp_path
+    shared_and_pod, ingested, trained, weak_trained, beam_portable, tmp_path
 ):
     """The evaluator component's body, on the portable runner, against the in-process run()."""
-    shared, pod = bucket
+    shared, pod = shared_and_pod
     shutil.copytree(trained.model, shared / "model")
     # The pod-local "model" is a different, one-step model: only the URI gives the real metrics.
     pod_model = tmp_path / "pod_model"

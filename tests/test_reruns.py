@@ -30,15 +30,19 @@ def test_fingerprint_follows_names_sizes_and_versions(tmp_path, penguins_csv):
     assert fingerprint.run(str(data)) != touched  # a new file
 
 
-def test_fingerprint_uses_the_gcs_generation(gcs, penguins_csv):
-    bucket = gcs.client.bucket(gcs.bucket)
-    bucket.blob("data/penguins.csv").upload_from_filename(str(penguins_csv))
-    uri = f"gs://{gcs.bucket}/data"
+def test_fingerprint_uses_the_generation_or_etag(bucket, penguins_csv):
+    """GCS emulator and S3 server: the version stamp, not only the size, tells new data."""
+    data = penguins_csv.read_bytes()
+    bucket.put("data/penguins.csv", data)
+    uri = f"{bucket.uri}/data"
     first = fingerprint.run(uri)
     assert fingerprint.run(uri) == first
-    # The same bytes uploaded again are a new generation: the data was rewritten.
-    bucket.blob("data/penguins.csv").upload_from_filename(str(penguins_csv))
-    assert fingerprint.run(uri) != first
+    bucket.put("data/penguins.csv", data)  # rewritten with the same bytes
+    again = fingerprint.run(uri)
+    # GCS: a new generation; S3: the ETag is the content's MD5, so unchanged.
+    assert (again != first) if bucket.scheme == "gs" else (again == first)
+    bucket.put("data/penguins.csv", data.replace(b"Adelie", b"Adelia"))  # same size
+    assert fingerprint.run(uri) not in (first, again)
 
 
 def test_fingerprint_of_nothing_is_one_line(tmp_path):
