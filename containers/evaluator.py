@@ -6,7 +6,6 @@ under a push destination (the pusher's layout). Candidate and baseline go throug
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import tempfile
@@ -23,6 +22,7 @@ from tfkfp.containers.runtime import (
     runs_remotely,
     select_keras,
     split_pattern,
+    writing_at,
 )
 
 CANDIDATE = "candidate"
@@ -572,8 +572,8 @@ def run(
         beam_pipeline_args: Passed to Beam unchanged (DirectRunner unless a runner is named).
         model_uri: The candidate's URI; loaded by a remote runner's workers.
         examples_uri: The examples' URI; read by a remote runner's workers.
-        evaluation_uri: The evaluation's URI; written by a remote runner's workers, without
-            the staging folder.
+        evaluation_uri: The evaluation's URI; written by a remote runner's workers (cleared
+            first), without the staging folder.
         baseline_model_uri: The baseline model artifact's URI; loaded by a remote runner's
             workers (a baseline found under `baseline_from` is used by its URI).
 
@@ -596,8 +596,8 @@ def run(
         # The workers are elsewhere: they read and write the artifacts' URIs, not pod paths.
         model_at = beam_location(model_dir, model_uri, "model")
         data_location = split_pattern(beam_location(examples_dir, examples_uri, "examples"), "eval")
-        evaluation_out = contextlib.nullcontext(
-            beam_location(evaluation_dir, evaluation_uri, "evaluation")
+        evaluation_out = writing_at(
+            beam_location(evaluation_dir, evaluation_uri, "evaluation"), "evaluation"
         )
     else:
         evaluation_out = publishing(evaluation_dir)

@@ -113,6 +113,26 @@ def publishing(final_path: str) -> Iterator[str]:
     os.rename(staging, final_path)
 
 
+@contextlib.contextmanager
+def writing_at(uri: str, what: str) -> Iterator[str]:
+    """Yields an output URI that remote Beam workers write to directly, cleared beforehand.
+
+    Object stores cannot rename a folder, so there is no staging copy as in `publishing`:
+    instead an earlier attempt's files are deleted first, and this attempt's if the block fails.
+    """
+    from tfkfp.containers import storage
+
+    storage.delete_tree(uri, what)
+    try:
+        yield uri
+    except BaseException:
+        try:
+            storage.delete_tree(uri, what)
+        except Exception as err:  # the original failure matters more than the cleanup's
+            log.warning("%s: could not remove the partial output at %s: %s", what, uri, err)
+        raise
+
+
 def split_pattern(examples_dir: str, split: str) -> str:
     """Glob of one split's gzip TFRecord files in an examples artifact (TFX layout)."""
     return os.path.join(examples_dir, f"Split-{split}", "*.gz")

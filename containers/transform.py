@@ -7,7 +7,6 @@ which `WriteTransformFn` does not write) and `transformed_examples/Split-<split>
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 
@@ -22,6 +21,7 @@ from tfkfp.containers.runtime import (
     runs_remotely,
     select_keras,
     split_pattern,
+    writing_at,
 )
 
 SPLITS = ("train", "eval")
@@ -59,7 +59,8 @@ def run(
         examples_uri: The examples artifact's URI; read by a remote runner's workers.
         transform_graph_uri: The transform graph's URI; written by a remote runner's workers.
         transformed_examples_uri: The transformed examples' URI; written by a remote runner's
-            workers. A remote runner writes straight to the URIs, without the staging folder.
+            workers. A remote runner writes straight to the URIs (cleared first), without
+            the staging folder.
 
     Returns:
         Transformed row counts per split.
@@ -74,13 +75,15 @@ def run(
         # The workers are elsewhere: they read and write the artifacts' URIs, not pod paths.
         examples_at = beam_location(examples_dir, examples_uri, "examples")
         patterns = {s: split_pattern(examples_at, s) for s in SPLITS}
-        graph_out = contextlib.nullcontext(
-            beam_location(transform_graph_dir, transform_graph_uri, "transform_graph")
+        graph_out = writing_at(
+            beam_location(transform_graph_dir, transform_graph_uri, "transform_graph"),
+            "transform_graph",
         )
-        examples_out = contextlib.nullcontext(
+        examples_out = writing_at(
             beam_location(
                 transformed_examples_dir, transformed_examples_uri, "transformed_examples"
-            )
+            ),
+            "transformed_examples",
         )
     else:
         graph_out = publishing(transform_graph_dir)

@@ -80,6 +80,11 @@ def _in_pod(cls, uri, path):
 def remote_transformed(shared_and_pod, ingested, beam_portable):
     """The transform component's body, on the portable runner."""
     shared, pod = shared_and_pod
+    # An earlier attempt's leftovers at the output URIs: cleared before the workers write.
+    (shared / "transformed" / "Split-train").mkdir(parents=True)
+    (shared / "transformed" / "Split-train" / "stale-00000-of-00001.gz").write_bytes(b"junk")
+    (shared / "graph").mkdir()
+    (shared / "graph" / "stale").write_text("junk")
     examples = _in_pod(Dataset, shared / "transformed", pod / "transformed")
     components.transform.python_func(
         examples=_in_pod(Dataset, shared / "examples", pod / "examples"),
@@ -99,6 +104,8 @@ def test_transform_on_the_portable_runner_reads_and_writes_the_uris(
     # The URI held every row; the pod-local copy only 5 per split.
     assert counts == ingested.counts
     assert not (pod / "graph").exists() and not (pod / "transformed").exists()
+    assert not (shared / "graph" / "stale").exists()
+    assert not (shared / "transformed" / "Split-train" / "stale-00000-of-00001.gz").exists()
     for split in ("train", "eval"):
         remote = _rows(str(shared / "graph"), str(shared / "transformed"), split)
         local = _rows(transformed.graph, transformed.examples, split)
@@ -130,6 +137,8 @@ def test_evaluator_on_the_portable_runner_loads_the_model_by_uri(
     )
     out = tmp_path / "pod"
     out.mkdir()
+    (shared / "evaluation").mkdir()
+    (shared / "evaluation" / "stale-metrics").write_text("an earlier attempt's")
     metrics = _in_pod(Metrics, out / "metrics", out / "metrics")
     blessing = _in_pod(Artifact, out / "blessing", out / "blessing")
     outputs = components.evaluator.python_func(
@@ -149,6 +158,7 @@ def test_evaluator_on_the_portable_runner_loads_the_model_by_uri(
     assert metrics.metadata == pytest.approx(local["metrics"], abs=1e-6)
     # TFMA wrote its results where the URI points; blessing and report are the pod's own.
     assert glob.glob(str(shared / "evaluation" / "metrics*"))
+    assert not (shared / "evaluation" / "stale-metrics").exists()
     assert not (out / "evaluation").exists()
     assert (out / "blessing" / "BLESSED").is_file() and (out / "report.md").is_file()
     assert blessing.metadata["candidate"] == str(pod_model)
