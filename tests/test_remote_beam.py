@@ -210,3 +210,17 @@ def test_evaluator_remote_runner_needs_the_model_uri(tmp_path, ingested, trained
             evaluation_uri="gs://bucket/evaluation",
         )
     assert not (tmp_path / "evaluation").exists() and not (tmp_path / "blessing").exists()
+
+
+def test_writing_at_clears_before_and_after_a_failure(tmp_path):
+    from tfkfp.containers.runtime import writing_at
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old").write_text("an earlier attempt's")
+    with pytest.raises(RuntimeError, match="worker died"):
+        with writing_at(str(out), "evaluation") as uri:
+            assert uri == str(out) and not (out / "old").exists()
+            (out / "part").write_text("half")
+            raise RuntimeError("worker died")
+    assert not out.exists() or not any(out.iterdir())
