@@ -221,6 +221,7 @@ def test_writing_at_clears_before_and_after_a_failure(tmp_path):
     with pytest.raises(RuntimeError, match="worker died"):
         with writing_at(str(out), "evaluation") as uri:
             assert uri == str(out) and not (out / "old").exists()
+            out.mkdir(exist_ok=True)  # as the workers' file sinks do
             (out / "part").write_text("half")
             raise RuntimeError("worker died")
     assert not out.exists() or not any(out.iterdir())
