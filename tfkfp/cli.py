@@ -193,8 +193,13 @@ def set_caching(path: str, enable: bool) -> None:
     KFP decides caching per task from the spec before a run starts, so it cannot be a runtime
     parameter. kfp.Client's own `enable_caching` override only reaches top-level tasks, not
     those inside `dsl.If` branches (the trainer and pusher here), hence this rewrite.
+    The fingerprint step stays uncached: caching it would hide new data from every rerun.
     """
     import yaml
+
+    from tfkfp.components import fingerprint
+
+    never_cached = f"comp-{fingerprint.name}"
 
     with open(path) as fh:
         docs = list(yaml.safe_load_all(fh))
@@ -203,7 +208,9 @@ def set_caching(path: str, enable: bool) -> None:
     dags += [c["dag"] for c in spec.get("components", {}).values() if "dag" in c]
     for dag in dags:
         for task in dag.get("tasks", {}).values():
-            task["cachingOptions"] = {"enableCache": True} if enable else {}
+            ref = task.get("componentRef", {}).get("name", "")
+            cached = enable and not (ref == never_cached or ref.startswith(f"{never_cached}-"))
+            task["cachingOptions"] = {"enableCache": True} if cached else {}
     with open(path, "w") as fh:
         yaml.safe_dump_all(docs, fh, sort_keys=True)
 

@@ -3,7 +3,7 @@
 import os
 
 from kfp import dsl
-from tfkfp.components import evaluator, ingest, pusher, trainer, transform
+from tfkfp.components import evaluator, fingerprint, ingest, pusher, trainer, transform
 from tfkfp.components.images import GPU_IMAGE
 
 # TFMA EvalConfig (config_pb2 JSON). The label is computed by preprocessing_fn, so TFMA gets it
@@ -74,7 +74,9 @@ def taxi(
         beam_pipeline_args: Beam options for transform and evaluator.
         use_gpu: Train in the GPU image with one nvidia.com/gpu (cluster only).
     """
-    examples = ingest(data_uri=data_uri)
+    # Never cached: new data at the same data_uri must rerun ingest and everything after it.
+    data = fingerprint(data_uri=data_uri).set_caching_options(False)
+    examples = ingest(data_uri=data_uri, data_fingerprint=data.output)
     transformed = transform(
         examples=examples.outputs["examples"],
         schema=examples.outputs["schema"],
