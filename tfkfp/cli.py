@@ -374,7 +374,11 @@ def submit(
 # --- demo ------------------------------------------------------------------------------------
 
 
-def demo(serving_root: str = "serving/penguins", yaml_path: str = "build/penguins.yaml") -> int:
+def demo(
+    serving_root: str = "serving/penguins",
+    yaml_path: str = "build/penguins.yaml",
+    verbose: bool = False,
+) -> int:
     """Runs the penguin pipeline locally, pushes the model, compiles the YAML, prints a summary."""
     from importlib import resources
 
@@ -385,7 +389,7 @@ def demo(serving_root: str = "serving/penguins", yaml_path: str = "build/penguin
     destination = os.path.abspath(serving_root)
     before = {v.number for v in pusher.iter_versions(destination) if v.complete}
     started = time.time()
-    local.run(pipeline, {"data_uri": data, "push_destination": destination})
+    local.run(pipeline, {"data_uri": data, "push_destination": destination}, verbose=verbose)
     elapsed = time.time() - started
     compile_pipeline(pipeline, yaml_path)
     blessing = _newest_output("evaluator", "blessing", "blessing.json")
@@ -426,6 +430,12 @@ def _newest_output(
 # --- entrypoint ------------------------------------------------------------------------------
 
 
+VERBOSE_HELP = (
+    "stream every task's output (TensorFlow's start-up messages, kfp's executor input) as it "
+    "comes; by default one line per stage, the full output in the run folder's logs/"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfkfp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -454,6 +464,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="reuse outputs of identical earlier local tasks (kfp.local's cache; off by default)",
     )
+    p.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
 
     cluster = argparse.ArgumentParser(add_help=False)
     cluster.add_argument(
@@ -490,7 +501,8 @@ def _parser() -> argparse.ArgumentParser:
         help="override every task's caching option for this run (default: as compiled)",
     )
 
-    sub.add_parser("demo", help="run the penguin demo end to end locally")
+    p = sub.add_parser("demo", help="run the penguin demo end to end locally")
+    p.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
 
     p = sub.add_parser("images", help="build the tfkfp container images")
     images_sub = p.add_subparsers(dest="images_command", required=True)
@@ -522,12 +534,19 @@ def main(argv: list[str] | None = None) -> int:
             pipeline = load_pipeline(args.pipeline)
             arguments = {**local_arguments(pipeline), **parse_params(pipeline, args.param)}
             check_required(pipeline, arguments)
-            local.run(pipeline, arguments, args.docker, args.pipeline_root, args.enable_caching)
+            local.run(
+                pipeline,
+                arguments,
+                args.docker,
+                args.pipeline_root,
+                args.enable_caching,
+                verbose=args.verbose,
+            )
         elif args.command in ("upload", "submit"):
             return _cluster_command(args)
         elif args.command == "demo":
             require_runtime("demo")
-            return demo()
+            return demo(verbose=args.verbose)
         elif args.command == "images":
             from tfkfp import images
 
@@ -537,9 +556,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except RuntimeError as err:
         # kfp.local raises RuntimeError when a task fails; the task's log above says why.
-        print(f"tfkfp: error: {err}", file=sys.stderr)
+        print(f"tfkfp: error: {_plain(str(err))}", file=sys.stderr)
         return 1
     return 0
+
+
+def _plain(text: str) -> str:
+    """Text without the terminal colour codes kfp.local puts around task names."""
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
 def _cluster_command(args: argparse.Namespace) -> int:
