@@ -201,9 +201,13 @@ def _shown(display: Display) -> Iterator[None]:
 
     task_dispatcher.run_single_task_implementation = run_single_task
     logging_utils.indented_print = captured_print
+    root = logging.getLogger()
+    root_handlers = root.handlers[:]
     if not display.verbose:
         logging_utils.local_logger_context = quiet_logger
         logging_utils.print_horizontal_line = lambda: None
+        # What kfp logs outside that context too ("Cleaned up workspace: ...").
+        root.handlers[:] = [_DisplayHandler(display)]
     try:
         with warnings.catch_warnings():
             if not display.verbose:
@@ -216,6 +220,7 @@ def _shown(display: Display) -> Iterator[None]:
     finally:
         for (module, name), value in saved.items():
             setattr(module, name, value)
+        root.handlers[:] = root_handlers
 
 
 class _DisplayHandler(logging.Handler):

@@ -9,7 +9,6 @@ Progress and key figures are read from the stages' own log lines (`ingest: read 
 from __future__ import annotations
 
 import collections
-import os
 import re
 import sys
 import time
@@ -27,7 +26,7 @@ PROGRESS = (
     (
         "",
         re.compile(r"(\w+): epoch (\d+)/(\d+)(?:, step (\d+))?(?:: (.*))?$"),
-        lambda m: (float(m[2]), float(m[3]), f"epoch {m[2]}/{m[3]}" + _short(m[5])),
+        lambda m: (float(m[2]), float(m[3]), f"epoch {m[2]}/{m[3]}" + _short(_figures(m[5]))),
     ),
     (
         "",
@@ -60,7 +59,7 @@ KEY_FIGURES = {
     "transform": (re.compile(r"transform: wrote (.+)$"), "rows {0}"),
     "trainer": (re.compile(r"trainer: epoch \d+/\d+(?:, step \d+)?: (.+)$"), "{0}"),
     "tuner": (re.compile(r"tuner: (best .+)$"), "{0}"),
-    "evaluator": (re.compile(r"evaluator: ((?:NOT_)?BLESSED); overall (.+)$"), "{0} {1}"),
+    "evaluator": (re.compile(r"evaluator: ((?:NOT_)?BLESSED); overall (.+)$"), "{0}, {1}"),
     "pusher": (
         re.compile(
             r"pusher: (pushed version \d+|model is NOT_BLESSED, nothing pushed|same model"
@@ -72,6 +71,16 @@ KEY_FIGURES = {
 
 # Lines kept to show under a failed stage.
 TAIL = 15
+
+
+def _figures(text: str | None) -> str:
+    """`{'accuracy': 0.98809, 'n': 84.0}` or `accuracy=0.98809` -> `accuracy 0.988, n 84`."""
+    if not text:
+        return ""
+    pairs = re.findall(r"'?([\w/.-]+)'?\s*[:=]\s*(-?[\d.]+(?:e-?\d+)?)", text)
+    if not pairs:
+        return text
+    return ", ".join(f"{k} {float(v):.3g}" for k, v in pairs)
 
 
 def _short(metrics: str | None) -> str:
@@ -209,7 +218,7 @@ class Display:
         if key:
             m = key[0].search(line)
             if m:
-                task.key = key[1].format(*m.groups())
+                task.key = key[1].format(*(_figures(g) for g in m.groups()))
         if self._progress is None or task.progress_id is None:
             return
         for only, pattern, read in PROGRESS:
@@ -248,11 +257,3 @@ class Display:
             self.current = None
         if self._progress is not None and self._progress.live.is_started:
             self._progress.stop()
-
-
-def relative(path: Path) -> str:
-    """A path as short as it reads well: relative below the working folder."""
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
