@@ -1,5 +1,5 @@
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Model, Output
 from tfkfp.components.images import CPU_IMAGE
 
 
@@ -10,6 +10,7 @@ def trainer(
     module_file: str,
     model: Output[Model],
     model_run: Output[Artifact],
+    curves: Output[HTML],
     transform_graph: Input[Artifact] | None = None,
     base_model: Input[Model] | None = None,
     train_steps: int = 1000,
@@ -28,6 +29,8 @@ def trainer(
         module_file: Path, gs:// URI or dotted module name defining run_fn(fn_args).
         model: The serving SavedModel (fn_args.serving_model_dir).
         model_run: TensorBoard logs (fn_args.model_run_dir).
+        curves: Loss and each compiled metric per epoch, train and validation, drawn from the
+            TensorBoard logs in model_run (a page saying none were logged otherwise).
         transform_graph: Transform graph (fn_args.transform_graph_path).
         base_model: Model to warm-start from (fn_args.base_model).
         train_steps: fn_args.train_steps (0: None, until the data ends, as in TFX).
@@ -49,6 +52,7 @@ def trainer(
         module_file=module_file,
         model_dir=model.path,
         model_run_dir=model_run.path,
+        curves=curves.path,
         transform_graph_dir=transform_graph.path if transform_graph else None,
         base_model_dir=base_model.path if base_model else None,
         train_steps=train_steps,

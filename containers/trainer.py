@@ -350,6 +350,7 @@ def run(
     keras: str = "tf_keras",
     strategy: str = "auto",
     cpu_replicas: int = 0,
+    curves: str | None = None,
 ) -> dict[str, Any]:
     """Builds FnArgs, runs `run_fn` under the chosen strategy, checks the export.
 
@@ -370,6 +371,7 @@ def run(
         keras: `tf_keras` (Keras 2, what tf.Transform uses) or `keras3`.
         strategy: `auto`, `mirrored`, `multi_worker` or `default`.
         cpu_replicas: Splits the CPU into this many logical devices (tests of MirroredStrategy).
+        curves: Output: an HTML page of the TensorBoard curves run_fn logged (chief only).
 
     Returns:
         What the component records as model metadata.
@@ -426,6 +428,10 @@ def run(
     log.info(
         "trainer: run_fn created its variables under %s", "; then ".join(built_in) or "nothing"
     )
+    if curves and is_chief:
+        from tfkfp.containers import charts
+
+        charts.write(curves, charts.training_curves(model_run_dir))
     return {
         "strategy": strategy_name,
         "replicas": int(dist.num_replicas_in_sync),

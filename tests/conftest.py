@@ -80,6 +80,7 @@ class Trained:
     model: str
     model_run: str
     info: dict
+    curves: str = ""
 
 
 def train_penguins(out: Path, ingested: Ingested, transformed: Transformed, steps: int) -> Trained:
@@ -95,8 +96,9 @@ def train_penguins(out: Path, ingested: Ingested, transformed: Transformed, step
         transform_graph_dir=transformed.graph,
         train_steps=steps,
         eval_steps=min(steps, 5),
+        curves=str(out / "curves.html"),
     )
-    return Trained(str(out / "model"), str(out / "model_run"), info)
+    return Trained(str(out / "model"), str(out / "model_run"), info, str(out / "curves.html"))
 
 
 @pytest.fixture(scope="session")

@@ -81,6 +81,35 @@ def test_trained_model_and_logs(trained):
     trainer.check_saved_model(trained.model)
 
 
+def test_curves_page_from_tensorboard_logs(trained):
+    page = open(trained.curves).read()
+    assert page.count("<svg") == 2  # loss and the compiled metric
+    for name in ("loss", "sparse_categorical_accuracy", "train", "validation", "epoch"):
+        assert name in page
+    assert "<script src" not in page and "No training curves" not in page
+
+
+def test_progress_lines_and_no_curves_page(tmp_path, ingested, transformed, caplog):
+    """A run_fn that logs no TensorBoard scalars still trains; its page says why it is empty."""
+    caplog.set_level("INFO", logger="tfkfp")
+    _run(
+        tmp_path,
+        ingested,
+        transformed,
+        str(TRAINER_MODULES / "custom_loop.py"),
+        curves=str(tmp_path / "curves.html"),
+    )
+    page = (tmp_path / "curves.html").read_text()
+    assert "No training curves were logged" in page and "<svg" not in page
+    # the custom loop calls no Model.fit: no epoch lines; the penguin module's fit does
+    assert not any("trainer: epoch" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    _run(tmp_path / "fit", ingested, transformed, PENGUINS_MODULE)
+    assert any(r.getMessage().startswith("trainer: epoch 1/1: loss=") for r in caplog.records), [
+        r.getMessage() for r in caplog.records
+    ]
+
+
 def test_fn_args_fields_order_and_aliases():
     # TFX's attribute order, so positional construction (as in TFX users' unit tests) works
     args = FnArgs("w", ["t*"], ["e*"], 10, 2, "schema.pbtxt", None, "graph")
