@@ -104,7 +104,7 @@ def bar_chart(
     series: dict[str, Sequence[float | None]],
     lines: dict[str, float] | None = None,
 ) -> str:
-    """An SVG bar chart, bars grouped by label; `lines` are drawn as dashed red guides."""
+    """An SVG bar chart, bars grouped by label; `lines` are dashed red guides, named below it."""
     import pygal
 
     lines = lines or {}
@@ -123,7 +123,10 @@ def bar_chart(
     chart.x_labels = list(x_labels)
     for name, vs in series.items():
         chart.add(name, list(vs))
-    return chart.render(is_unicode=True)
+    svg = chart.render(is_unicode=True)
+    if lines:
+        svg += f"\n<p>Dashed red line: {html.escape('; '.join(lines))}.</p>"
+    return svg
 
 
 def page(title: str, sections: Iterable[tuple[str, str]], note: str = "") -> str:
@@ -253,8 +256,6 @@ def slice_charts(report: dict[str, Any]) -> str:
                 f"{row.get('result', '')}"
             )
         chart = bar_chart(metric, names, series, lines)
-        if lines:
-            chart += f"\n<p>Dashed red line: {html.escape('; '.join(lines))}.</p>"
         listing = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
         sections.append((metric, chart + (f"\n<ul>{listing}</ul>" if listing else "")))
     verdict = report.get("reason") or ("Blessed" if report.get("blessed") else "Not blessed")

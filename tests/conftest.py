@@ -10,6 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -504,3 +505,58 @@ def beam_portable(tmp_path_factory) -> list[str]:
     for proc in procs:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# --- a real browser for the HTML artifacts -----------------------------------------------------
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    # Nothing may come from the network at view time: every request goes nowhere.
+    "--proxy-server=127.0.0.1:9",
+)
+
+
+@dataclass
+class Chromium:
+    """Debian's headless Chromium: screenshots and the DOM after scripts ran."""
+
+    exe: str
+    workdir: Path
+
+    def _run(self, page: str, *flags: str) -> subprocess.CompletedProcess:
+        profile = Path(tempfile.mkdtemp(prefix="profile-", dir=self.workdir))  # fresh each time
+        return subprocess.run(
+            [self.exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *flags, Path(page).as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def screenshot(self, page: str, png: Path, size: str = "1000,2400") -> Path:
+        proc = self._run(page, f"--screenshot={png}", f"--window-size={size}")
+        assert png.is_file(), proc.stderr[-2000:]
+        return png
+
+    def dump_dom(self, page: str) -> str:
+        proc = self._run(page, "--dump-dom")
+        assert proc.returncode == 0 and proc.stdout, proc.stderr[-2000:]
+        return proc.stdout
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory) -> Chromium:
+    """Debian's `chromium`, installed with apt-get when missing (as tests/docker_env.py does)."""
+    exe = shutil.which("chromium")
+    if exe is None:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env)
+        exe = shutil.which("chromium")
+    assert exe, "chromium: not installed and apt-get did not install it"
+    return Chromium(exe, tmp_path_factory.mktemp("chromium"))
