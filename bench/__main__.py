@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from tfkfp.containers.runtime import InputError
 
-from bench import RESULTS, e2e, images, report, scale, storage, trainer, write_json
+from bench import RESULTS, e2e, images, progress, report, scale, storage, trainer, write_json
 from tfkfp import images as tfkfp_images
 
 SIZES = [15_000, 150_000, 1_500_000]
@@ -36,6 +36,8 @@ def main() -> None:
         # One run per source (about 3 x 45 s): the 1.3x target has a wide margin here.
         ("storage", lambda: storage.main(SIZES[-1], reps=1)),
         ("images", lambda: images.main([])),
+        # Two demos of each kind (about 2.5 min): with and without the progress display.
+        ("progress display", lambda: progress.main([])),
     ]
     for name, step in steps:
         began = time.perf_counter()
