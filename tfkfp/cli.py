@@ -407,6 +407,9 @@ def demo(
     markdown = _newest_output("evaluator", "report", "")
     if markdown:
         print(f"eval report:   {markdown.resolve()} (Markdown, as the KFP UI shows it)")
+    pages = _pages(yaml_path)
+    if pages:
+        print(f"pictures:      {', '.join(pages)} (HTML, as the KFP UI shows them)")
     if report.get("blessed") and latest is not None:
         state = "new version" if latest.number not in before else "same model as before"
         print(f"pushed model:  {os.path.join(destination, str(latest.number))} ({state})")
@@ -414,6 +417,24 @@ def demo(
         print("pushed model:  none (not blessed)")
     print(f"pipeline YAML: {os.path.abspath(yaml_path)}")
     return 0
+
+
+# The demo's HTML artifacts: (task, output) -> file name beside the compiled YAML.
+PAGES = {("trainer", "curves"): "trainer_curves.html", ("evaluator", "slice_chart"): "slices.html"}
+
+
+def _pages(yaml_path: str) -> list[str]:
+    """Copies the newest run's HTML pages next to the YAML as .html files a browser opens."""
+    import shutil
+
+    copied = []
+    for (task, output), name in PAGES.items():
+        page = _newest_output(task, output, "")
+        if page:
+            target = os.path.join(os.path.dirname(os.path.abspath(yaml_path)), name)
+            shutil.copyfile(page, target)
+            copied.append(os.path.relpath(target))
+    return copied
 
 
 def _newest_output(
