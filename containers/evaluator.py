@@ -24,6 +24,7 @@ from tfkfp.containers.runtime import (
     split_pattern,
     writing_at,
 )
+from tfkfp.containers.slices import SliceNames
 
 CANDIDATE = "candidate"
 BASELINE = "baseline"
@@ -191,12 +192,8 @@ def resolve_baseline(
 
 
 def _slice_name(slice_key) -> str:
-    parts = []
-    for key in slice_key.single_slice_keys:
-        kind = key.WhichOneof("kind")
-        value = getattr(key, kind) if kind else ""
-        parts.append(f"{key.column}={value.decode() if isinstance(value, bytes) else value}")
-    return "; ".join(parts) or "Overall"
+    """A slice key as `column=value; ...` (vocabulary ids as they are: see SliceNames)."""
+    return SliceNames("", ())(slice_key)
 
 
 def _spec_name(slicing_spec) -> str:
@@ -220,7 +217,20 @@ def _metric_label(key) -> str:
     return key.name
 
 
-def _slice_metrics(output_path: str, candidate_name: str) -> dict[str, dict[str, dict]]:
+def _slice_names(config, model_dir: str, schema) -> SliceNames:
+    """Slice names with the ids of string features mapped back through the model's vocabularies."""
+    columns = [k for spec in config.slicing_specs for k in spec.feature_keys]
+    strings = None
+    if schema is not None:
+        from tensorflow_metadata.proto.v0 import schema_pb2
+
+        strings = [f.name for f in schema.feature if f.type == schema_pb2.BYTES]
+    return SliceNames(model_dir, columns, strings)
+
+
+def _slice_metrics(
+    output_path: str, candidate_name: str, slice_name=_slice_name
+) -> dict[str, dict[str, dict]]:
     """{slice: {metric: {"candidate": v, "baseline": v, "diff": v}}} for scalar metrics."""
     import tensorflow_model_analysis as tfma
 
@@ -228,7 +238,7 @@ def _slice_metrics(output_path: str, candidate_name: str) -> dict[str, dict[str,
     for slice_metrics in tfma.load_metrics(output_path):
         if slice_metrics.HasField("cross_slice_key"):
             continue
-        table = slices.setdefault(_slice_name(slice_metrics.slice_key), {})
+        table = slices.setdefault(slice_name(slice_metrics.slice_key), {})
         for kv in slice_metrics.metric_keys_and_values:
             if not kv.value.HasField("double_value"):
                 continue
@@ -242,7 +252,7 @@ def _slice_metrics(output_path: str, candidate_name: str) -> dict[str, dict[str,
     return dict(sorted(slices.items(), key=lambda item: (item[0] != "Overall", item[0])))
 
 
-def _validation(output_path: str) -> tuple[bool, list[dict[str, Any]]]:
+def _validation(output_path: str, slice_name=_slice_name) -> tuple[bool, list[dict[str, Any]]]:
     import tensorflow_model_analysis as tfma
     from google.protobuf import json_format
 
@@ -251,16 +261,16 @@ def _validation(output_path: str) -> tuple[bool, list[dict[str, Any]]]:
     for slice_result in result.metric_validations_per_slice:
         if slice_result.HasField("cross_slice_key"):
             cross = slice_result.cross_slice_key
-            slice_name = (
-                f"{_slice_name(cross.baseline_slice_key)} vs "
-                f"{_slice_name(cross.comparison_slice_key)}"
+            where = (
+                f"{slice_name(cross.baseline_slice_key)} vs "
+                f"{slice_name(cross.comparison_slice_key)}"
             )
         else:
-            slice_name = _slice_name(slice_result.slice_key)
+            where = slice_name(slice_result.slice_key)
         for failure in slice_result.failures:
             failures.append(
                 {
-                    "slice": slice_name,
+                    "slice": where,
                     "metric": _metric_label(failure.metric_key),
                     "is_diff": failure.metric_key.is_diff,
                     "value": (
@@ -475,6 +485,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"{report['reason']}",
         "",
+        *([report["slice_note"], ""] if report.get("slice_note") else []),
         f"- Candidate: `{report['candidate']}`",
         f"- Baseline: `{report['baseline']}` ({report['baseline_note']})"
         if has_baseline
@@ -546,6 +557,7 @@ def run(
     evaluation_dir: str,
     blessing_dir: str,
     report_path: str | None = None,
+    slice_chart: str | None = None,
     schema_dir: str | None = None,
     baseline_model_dir: str | None = None,
     baseline_from: str = "",
@@ -564,6 +576,8 @@ def run(
         evaluation_dir: Output: TFMA's results (load with `tfma.load_eval_result`).
         blessing_dir: Output: a `BLESSED` or `NOT_BLESSED` marker plus `blessing.json`.
         report_path: Output: a Markdown report (verdict, thresholds, per-slice metrics).
+        slice_chart: Output: an HTML page, each metric per slice, candidate against baseline,
+            thresholds drawn.
         schema_dir: Optional raw schema (typed parsing, label key check).
         baseline_model_dir: Baseline SavedModel; wins over `baseline_from`.
         baseline_from: Push destination (folder, KFP mount, gs:// or s3://); its newest complete
@@ -662,8 +676,9 @@ def run(
                 schema=schema,
             )
             log.info("evaluator: TFMA done, reading results")
-            slices = _slice_metrics(eval_tmp, candidate_name)
-            validation_ok, failures = _validation(eval_tmp)
+            slice_name = _slice_names(config, model_dir, schema)
+            slices = _slice_metrics(eval_tmp, candidate_name, slice_name)
+            validation_ok, failures = _validation(eval_tmp, slice_name)
             _judge_thresholds(thresholds, failures, has_baseline)
             judged = [t for t in thresholds if not t["result"].startswith("skipped")]
             if not judged:
@@ -692,6 +707,7 @@ def run(
                     k: v["baseline"] for k, v in overall.items() if "baseline" in v
                 },
                 "slices": slices,
+                "slice_note": slice_name.note(),
                 "thresholds": thresholds,
                 "failures": failures,
                 "classification": (
@@ -706,6 +722,10 @@ def run(
                 json.dump(report, fh, indent=2)
             if report_path:
                 _write_atomically(report_path, render_markdown(report))
+            if slice_chart:
+                from tfkfp.containers import charts
+
+                charts.write(slice_chart, charts.slice_charts(report))
     log.info(
         "evaluator: %s; overall %s", "BLESSED" if blessed else "NOT_BLESSED", report["metrics"]
     )
