@@ -382,6 +382,24 @@ def test_saved_model_without_serving_default(tmp_path, ingested, transformed):
     assert not (tmp_path / "model").exists()
 
 
+def test_saved_model_pb_not_a_protobuf(tmp_path, ingested, transformed):
+    module = write_module(
+        tmp_path / "m.py",
+        "import os\n"
+        "def run_fn(fn_args):\n"
+        "    os.makedirs(fn_args.serving_model_dir, exist_ok=True)\n"
+        "    with open(os.path.join(fn_args.serving_model_dir, 'saved_model.pb'), 'wb') as fh:\n"
+        "        fh.write(b'this is not a protobuf \\xff\\xff\\xff')\n",
+    )
+    proc = _trainer_process(tmp_path, ingested, transformed, module_file=module)
+    code, info, stderr = _finish(proc)
+    assert code == 2 and info is None
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: run_fn: ") and "is not a SavedModel protobuf" in last
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "model").exists() and not (tmp_path / "model_run").exists()
+
+
 def test_module_without_run_fn(tmp_path, ingested, transformed):
     module = write_module(tmp_path / "m.py", "def preprocessing_fn(inputs):\n    return inputs\n")
     with pytest.raises(InputError, match="defines no function run_fn"):
