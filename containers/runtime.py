@@ -119,12 +119,16 @@ def split_pattern(examples_dir: str, split: str) -> str:
 
 
 def require_split(examples_dir: str, split: str, what: str) -> str:
-    """Returns the split's file pattern, or fails naming the input when it has no files."""
+    """Returns the split's file pattern, or fails naming the input when it has no files or
+    they do not match the examples manifest ingest or transform wrote (truncated, changed)."""
     import glob
+
+    from tfkfp.containers import manifest
 
     pattern = split_pattern(examples_dir, split)
     if not glob.glob(pattern):
         raise InputError(f"{what}: no '{split}' split files matching {pattern}")
+    manifest.verify(examples_dir, [split], what)
     return pattern
 
 
