@@ -5,7 +5,7 @@ import os
 import shutil
 
 import pytest
-from conftest import run_cli
+from conftest import damage_examples, run_cli
 from tfkfp.containers import evaluator, pusher
 from tfkfp.containers.runtime import InputError
 from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
@@ -248,6 +248,24 @@ def test_bad_eval_config(tmp_path, trained, ingested, config, message):
     with pytest.raises(InputError, match=message):
         _run(tmp_path, trained.model, ingested, config)
     assert not (tmp_path / "blessing").exists() and not (tmp_path / "report.md").exists()
+
+
+@pytest.mark.parametrize("how", ["boundary", "mid_record"])
+def test_damaged_eval_split_is_refused(tmp_path, trained, ingested, how):
+    # Cut on a record boundary, the evaluator BLESSED the model on 35 of 84 eval rows.
+    path = damage_examples(ingested.examples, tmp_path / "examples", "eval", how)
+    with pytest.raises(InputError, match=f"examples: {path} is damaged"):
+        evaluator.run(
+            model_dir=trained.model,
+            examples_dir=str(tmp_path / "examples"),
+            eval_config=EVAL_CONFIG,
+            evaluation_dir=str(tmp_path / "evaluation"),
+            blessing_dir=str(tmp_path / "blessing"),
+            report_path=str(tmp_path / "report.md"),
+            schema_dir=ingested.schema,
+        )
+    assert not (tmp_path / "blessing").exists() and not (tmp_path / "evaluation").exists()
+    assert not (tmp_path / "report.md").exists()
 
 
 def test_bad_baseline_and_beam_args(tmp_path, trained, ingested):
