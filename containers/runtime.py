@@ -51,7 +51,8 @@ def entrypoint(stage: Callable[..., T], /, **kwargs: Any) -> T:
     try:
         result = stage(**kwargs)
     except InputError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
+        one_line = " ".join(str(err).splitlines())  # a library's message may span lines
+        print(f"error: {one_line}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     if os.environ.get("_KFP_RUNTIME") == "true" and sys.argv[0].endswith("executor_main.py"):
         atexit.register(_exit_without_teardown)
