@@ -202,9 +202,11 @@ def sample_features(pattern: str, what: str = "examples") -> set[str]:
     left = SAMPLE_RECORDS
     for path in sorted(glob.glob(pattern)):
         try:
-            for record in tf.data.TFRecordDataset(path, compression_type="GZIP").take(left):
-                names.update(tf.train.Example.FromString(record.numpy()).features.feature)
-                left -= 1
+            dataset = tf.data.TFRecordDataset(path, compression_type="GZIP").take(left)
+            for batch in dataset.batch(left):  # one batch: eager steps cost ~0.2 ms each
+                for record in batch.numpy():
+                    names.update(tf.train.Example.FromString(record).features.feature)
+                    left -= 1
         except (tf.errors.OpError, ValueError) as err:
             detail = str(getattr(err, "message", err)).splitlines()[0]
             raise InputError(
