@@ -53,7 +53,7 @@ def table(results: dict) -> str:
                 if "verify_share" in e:
                     rows.append(
                         f"| {stage} {e['rows']:,} rows: examples manifest check | "
-                        f"{e['verify_s']:.3f} s, {e['verify_share']:.2%} of the stage | ≤ 3% |"
+                        f"{e['verify_s'] * 1000:.1f} ms, {e['verify_share']:.3%} of the stage | ≤ 3% |"
                     )
             lin = scale[f"{stage}_linearity"]
             rows.append(

@@ -231,8 +231,8 @@ def main(sizes: list[int]) -> dict:
                 ("evaluator", e_stage, e_direct),
             ):
                 entry = {
-                    "verify_s": round(verify[name], 3),
-                    "verify_share": round(verify[name] / stage, 4),
+                    "verify_s": round(verify[name], 4),
+                    "verify_share": round(verify[name] / stage, 6),
                     "rows": rows,
                     "best_of": reps,
                     "stage_s": round(stage, 2),
@@ -244,7 +244,7 @@ def main(sizes: list[int]) -> dict:
                 print(
                     f"{name:9s} {rows:>9,} rows: tfkfp {stage:6.1f} s, direct {direct:6.1f} s, "
                     f"overhead {stage / direct:.3f}x (target <= 1.10), {rows / stage:,.0f} rows/s, "
-                    f"manifest check {verify[name]:.3f} s = {verify[name] / stage:.2%} "
+                    f"manifest check {verify[name]:.3f} s = {verify[name] / stage:.3%} "
                     "(target <= 3%)"
                 )
         for name in ("transform", "evaluator"):
