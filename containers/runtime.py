@@ -120,8 +120,10 @@ def split_pattern(examples_dir: str, split: str) -> str:
 
 
 def require_split(examples_dir: str, split: str, what: str) -> str:
-    """Returns the split's file pattern, or fails naming the input when it has no files or
-    they do not match the examples manifest ingest or transform wrote (truncated, changed)."""
+    """The split's file pattern; fails naming the input when it has no files or damaged ones.
+
+    Damaged: not as the examples manifest ingest or transform wrote says (containers/manifest.py).
+    """
     import glob
 
     from tfkfp.containers import manifest
