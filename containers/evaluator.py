@@ -190,15 +190,17 @@ def _slicing_fields(config):
 
 
 SAMPLE_RECORDS = 1000
+PROBE_RECORDS = 16
 
 
-def sample_features(pattern: str, what: str = "examples") -> set[str]:
-    """Feature names in the first SAMPLE_RECORDS tf.Examples of a split (gzip TFRecords)."""
+def sample_features(pattern: str, what: str = "examples") -> tuple[set[str], list[bytes]]:
+    """Feature names in the first SAMPLE_RECORDS tf.Examples of a split, and a few records."""
     import glob
 
     import tensorflow as tf
 
     names: set[str] = set()
+    records: list[bytes] = []
     left = SAMPLE_RECORDS
     for path in sorted(glob.glob(pattern)):
         try:
@@ -206,6 +208,8 @@ def sample_features(pattern: str, what: str = "examples") -> set[str]:
             for batch in dataset.batch(left):  # one batch: eager steps cost ~0.2 ms each
                 for record in batch.numpy():
                     names.update(tf.train.Example.FromString(record).features.feature)
+                    if len(records) < PROBE_RECORDS:
+                        records.append(record)
                     left -= 1
         except (tf.errors.OpError, ValueError) as err:
             detail = str(getattr(err, "message", err)).splitlines()[0]
@@ -214,14 +218,47 @@ def sample_features(pattern: str, what: str = "examples") -> set[str]:
             ) from None
         if left <= 0:
             break
-    return names
+    return names, records
 
 
-def check_data(config, signatures: dict[str, Any], schema, features: set[str]) -> None:
+def _check_preprocessing(model_dir: str, names: list[str], records: list[bytes]) -> None:
+    """Runs the model's preprocessing signatures on a few eval records, as TFMA will.
+
+    TFMA would otherwise fail deep inside Beam, with hundreds of lines of traceback.
+    """
+    import tensorflow as tf
+
+    model = tf.saved_model.load(model_dir)
+    for name in names:
+        function = model.signatures[name]
+        [arg] = function.structured_input_signature[1]
+        try:
+            function(**{arg: tf.constant(records)})
+        except (tf.errors.InvalidArgumentError, ValueError) as err:
+            lines = [line.strip() for line in str(getattr(err, "message", err)).splitlines()]
+            # TF's message opens with "Graph execution error:" and a node's stack trace.
+            useful = [line for line in lines if "required" in line or "Feature" in line]
+            detail = (useful or [line for line in lines if line] or [type(err).__name__])[0]
+            raise InputError(
+                f"examples: the eval split does not fit the model's {name} signature, which "
+                f"makes the label ({detail})"
+            ) from None
+
+
+def check_data(
+    config,
+    signatures: dict[str, Any],
+    schema,
+    features: set[str],
+    model_dir: str,
+    records: list[bytes],
+) -> None:
     """Fails up front when the label or a slicing key is nowhere in the eval data.
 
     Args:
         features: Feature names seen in the eval split (a sample of it).
+        model_dir: The candidate model, whose preprocessing may make the label.
+        records: A few serialized eval examples.
     """
     spec = config.model_specs[0]
     transformed: set[str] = set()
@@ -235,6 +272,22 @@ def check_data(config, signatures: dict[str, Any], schema, features: set[str]) -
             f"examples: the eval split has no feature {label!r} (eval_config label_key) in its "
             f"first {SAMPLE_RECORDS} records (has {', '.join(sorted(features))})"
         )
+    if schema is not None and spec.preprocessing_function_names:
+        # tf.Transform's signatures parse every always-present raw feature as required.
+        required = sorted(
+            f.name
+            for f in schema.feature
+            if f.presence.min_fraction == 1.0 and f.HasField("shape") and f.name not in features
+        )
+        if required:
+            raise InputError(
+                f"examples: the eval split has no feature {', '.join(map(repr, required))}, which "
+                f"the schema requires in every example (first {SAMPLE_RECORDS} records checked)"
+            )
+    elif label and label not in features and records:
+        # No schema to tell which raw features make the label: try the model on a few records
+        # (a model load, paid only in this case).
+        _check_preprocessing(model_dir, list(spec.preprocessing_function_names), records)
     known = raw | transformed
     for field, slicing in _slicing_fields(config):
         for key in [*slicing.feature_keys, *slicing.feature_values]:
@@ -748,7 +801,8 @@ def run(
     names = check_metrics(config)
     check_thresholds(config)
     signatures = _check_model(config, model_dir, schema, "candidate model")
-    check_data(config, signatures, schema, sample_features(data_location))
+    features, records = sample_features(data_location)
+    check_data(config, signatures, schema, features, model_dir, records)
     thresholds = _thresholds(config, names)
 
     import tensorflow_model_analysis as tfma

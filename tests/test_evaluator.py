@@ -350,6 +350,34 @@ def test_label_missing_from_eval_split_is_one_line_exit_2(tmp_path, trained, ing
     assert not (tmp_path / "report.md").exists()
 
 
+def test_required_feature_missing_from_eval_split_is_refused(tmp_path, trained, ingested):
+    examples = _examples_without(ingested.examples, tmp_path / "examples", "eval", "island")
+    with pytest.raises(InputError, match="examples: the eval split has no feature 'island'"):
+        _run(
+            tmp_path, trained.model, ingested.__class__(examples, ingested.schema, {}), EVAL_CONFIG
+        )
+    assert not (tmp_path / "blessing").exists()
+
+
+def test_label_missing_without_schema_is_found_by_the_model(tmp_path, trained, ingested):
+    # No schema: the label comes from transform_features, which cannot parse these examples.
+    examples = _examples_without(ingested.examples, tmp_path / "examples", "eval", "species")
+    with pytest.raises(InputError) as raised:
+        evaluator.run(
+            model_dir=trained.model,
+            examples_dir=examples,
+            eval_config=EVAL_CONFIG,
+            evaluation_dir=str(tmp_path / "evaluation"),
+            blessing_dir=str(tmp_path / "blessing"),
+        )
+    message = str(raised.value)
+    assert message.startswith(
+        "examples: the eval split does not fit the model's transform_features"
+    )
+    assert "species" in message and "\n" not in message
+    assert not (tmp_path / "blessing").exists() and not (tmp_path / "evaluation").exists()
+
+
 def test_corrupt_baseline_in_push_destination_is_one_line(tmp_path, trained, ingested):
     destination = str(tmp_path / "serving")
     pushed = _push(trained.model, destination)
