@@ -545,68 +545,56 @@ class _Remote:
         return number
 
 
-# --- temporary object-store access, to be replaced by tfkfp.containers.storage -------------
+class _Objects:
+    """The object-store calls the pusher makes, relative to its destination, via storage."""
 
+    def __init__(self, uri: str):
+        from tfkfp.containers import storage
 
-class _GcsObjects:
-    """gs:// through google-cloud-storage (STORAGE_EMULATOR_HOST is honoured)."""
-
-    atomic_create = True
-
-    def __init__(self, uri: str, retry_timeout: float = RETRY_TIMEOUT):
-        self.bucket_name, _, prefix = uri[len("gs://") :].partition("/")
-        self.prefix = prefix.strip("/")
-        self.retry_timeout = retry_timeout
-        self.client = None
-
-    def connect(self) -> None:
-        import google.auth.exceptions
-        from google.cloud import storage
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
-        self.retry = DEFAULT_RETRY.with_timeout(self.retry_timeout)
-        try:
-            self.client = storage.Client()
-        except (google.auth.exceptions.GoogleAuthError, OSError) as err:
-            raise InputError(
-                f"destination: no Google Cloud credentials for gs://{self.bucket_name} "
-                f"({type(err).__name__}; set GOOGLE_APPLICATION_CREDENTIALS, run with a service "
-                "account, or set STORAGE_EMULATOR_HOST for an emulator)"
-            ) from None
-        self.bucket = self.client.bucket(self.bucket_name)
-
-    def _key(self, rel: str) -> str:
-        return f"{self.prefix}/{rel}" if self.prefix else rel
+        self.storage = storage
+        self.root = storage.parse(uri, "destination")
+        self.atomic_create = self.root.scheme == "gs"
 
     def uri(self, rel: str | None = None) -> str:
-        return f"gs://{self.bucket_name}/{self._key(rel or '')}".rstrip("/")
+        return self.storage.join(self.root.uri, rel) if rel else self.root.uri
+
+    def connect(self) -> None:
+        self.fs, self.path = self.storage.filesystem(self.root.uri, "destination")
 
     def check(self) -> None:
-        with _gcs_errors(self, "list"):
-            base = self._key("")
-            blobs = self.client.list_blobs(
-                self.bucket_name, prefix=base and base + "/", max_results=1, retry=self.retry
-            )
-            next(iter(blobs), None)
+        self.list("")  # fails in one line on a missing bucket, no access or no endpoint
 
-    def list(self, rel_prefix: str, limit: int | None = None) -> dict[str, _Entry]:
-        base = self.prefix + "/" if self.prefix else ""
-        with _gcs_errors(self, "list"):
-            return {
-                b.name[len(base) :]: _Entry(b.size, b.updated.timestamp())
-                for b in self.client.list_blobs(
-                    self.bucket_name, prefix=base + rel_prefix, max_results=limit, retry=self.retry
-                )
-            }
+    def list(self, rel_folder: str, limit: int | None = None) -> dict[str, _Entry]:
+        """Every object under a folder (recursive), by its path relative to the destination."""
+        import pyarrow.fs as pafs
+
+        base = self.path.rstrip("/")
+        folder = f"{base}/{rel_folder}".rstrip("/") if rel_folder else base
+        with self.storage.errors("destination", self.uri(rel_folder), "list"):
+            infos = self.fs.get_file_info(
+                pafs.FileSelector(folder, recursive=True, allow_not_found=True)
+            )
+            if not infos and "/" not in base:
+                self.fs.get_file_info(pafs.FileSelector(base, allow_not_found=False))
+        found = {
+            i.path[len(base) + 1 :]: _Entry(i.size, i.mtime.timestamp() if i.mtime else 0.0)
+            for i in infos
+            if i.type == pafs.FileType.File
+        }
+        return dict(list(found.items())[:limit]) if limit else found
 
     def read(self, rel: str) -> bytes:
-        from google.api_core.exceptions import NotFound
-
-        with _gcs_errors(self, "read"):
+        """An object's bytes; FileNotFoundError when it is not there."""
+        with self.storage.errors("destination", self.uri(rel)):
             try:
-                return self.bucket.blob(self._key(rel)).download_as_bytes(retry=self.retry)
-            except NotFound:
-                raise FileNotFoundError(self.uri(rel)) from None
+                with self.fs.open_input_stream(f"{self.path}/{rel}") as fh:
+                    return fh.read()
+            except FileNotFoundError:
+                raise
+            except OSError as err:
+                if "NOT_FOUND" in str(err) or "does not exist" in str(err):
+                    raise FileNotFoundError(self.uri(rel)) from None
+                raise
 
     def read_many(self, rels: list[str]) -> list[bytes]:
         from concurrent.futures import ThreadPoolExecutor
@@ -615,76 +603,34 @@ class _GcsObjects:
             return list(pool.map(self.read, rels))
 
     def chunks(self, rel: str) -> Iterator[bytes]:
-        with _gcs_errors(self, "read"), self.bucket.blob(self._key(rel)).open("rb") as fh:
+        with self.storage.open_input(self.uri(rel), "destination") as fh:
             yield from iter(lambda: fh.read(1 << 20), b"")
 
     def write(self, rel: str, data: bytes) -> None:
-        with _gcs_errors(self, "write"):
-            self.bucket.blob(self._key(rel)).upload_from_string(data, retry=self.retry)
+        self.storage.write_bytes(self.uri(rel), data, "destination")
 
     def create(self, rel: str, data: bytes) -> bool:
-        from google.api_core.exceptions import PreconditionFailed
-
-        with _gcs_errors(self, "write"):
-            try:
-                self.bucket.blob(self._key(rel)).upload_from_string(
-                    data, if_generation_match=0, retry=self.retry
-                )
-                return True
-            except PreconditionFailed:
-                return False
+        return self.storage.create_exclusive(self.uri(rel), data, "destination")
 
     def upload(self, rel: str, path: str) -> None:
-        with _gcs_errors(self, "write"):
-            self.bucket.blob(self._key(rel)).upload_from_filename(path, retry=self.retry)
+        self.storage.upload(path, self.uri(rel), "destination")
 
     def delete(self, rel: str) -> None:
-        from google.api_core.exceptions import NotFound
-
-        with _gcs_errors(self, "clean"), contextlib.suppress(NotFound):
-            self.bucket.blob(self._key(rel)).delete(retry=self.retry)
+        self.storage.delete(self.uri(rel), "destination")
 
 
-@contextlib.contextmanager
-def _gcs_errors(store: _GcsObjects, action: str) -> Iterator[None]:
-    """Reports the GCS failures a user can fix as one-line input errors; others propagate."""
-    from google.api_core import exceptions
-
-    where = f"gs://{store.bucket_name}"
-    try:
-        yield
-    except exceptions.NotFound as err:
-        if "bucket" in str(err).lower() or action == "list":
-            raise InputError(f"destination: bucket {where} does not exist") from None
-        raise
-    except (exceptions.Forbidden, exceptions.Unauthorized) as err:
-        raise InputError(
-            f"destination: no permission to {action} {store.uri()} (HTTP {err.code})"
-        ) from None
-    except exceptions.RetryError as err:
-        if action != "list":
-            raise  # mid-push: a real failure, the next attempt cleans up
-        endpoint = os.environ.get("STORAGE_EMULATOR_HOST", "storage.googleapis.com")
-        raise InputError(
-            f"destination: cannot reach {endpoint} for {where} within "
-            f"{store.retry_timeout:g} s ({type(err.cause).__name__})"
-        ) from None
-
-
-def storage_for(destination: str, retry_timeout: float = RETRY_TIMEOUT) -> _Local | _Remote:
+def storage_for(destination: str) -> _Local | _Remote:
     """The destination's backend; object stores are not connected yet (see `connect`)."""
-    if not destination:
-        raise InputError("destination: expected a folder, gs://bucket/path or s3://bucket/path")
-    if destination.startswith("gs://"):
-        objects = _GcsObjects(destination, retry_timeout)
-        if not objects.bucket_name:
-            raise InputError(f"destination: expected gs://bucket/path, got {destination!r}")
-        return _Remote(objects)
-    return _Local(destination)
+    from tfkfp.containers import storage
+
+    location = storage.parse(destination, "destination")
+    if location.scheme == "file":
+        return _Local(location.key)
+    return _Remote(_Objects(location.uri))
 
 
-def _connected(destination: str, retry_timeout: float = RETRY_TIMEOUT) -> _Local | _Remote:
-    store = storage_for(destination, retry_timeout)
+def _connected(destination: str) -> _Local | _Remote:
+    store = storage_for(destination)
     store.connect()
     return store
 
@@ -739,7 +685,7 @@ def run(
     Returns:
         `pushed`, `destination`, `version`, `pushed_uri`, `content_hash`.
     """
-    store = storage_for(destination, retry_timeout)
+    store = storage_for(destination)
     result = {
         "pushed": False,
         "destination": store.uri(),
@@ -752,6 +698,15 @@ def run(
         return result
     if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
         raise InputError(f"model: no SavedModel (saved_model.pb) in {model_dir!r}")
+    from tfkfp.containers import storage
+
+    with storage.retry_seconds(retry_timeout):
+        return _push(store, model_dir, version, lease, result)
+
+
+def _push(
+    store: _Local | _Remote, model_dir: str, version: int, lease: float, result: dict
+) -> dict:
     store.connect()
     store.check()
     files = _model_files(model_dir)
@@ -772,7 +727,7 @@ def run(
     newest = max((v.number for v in existing), default=0)
     if version and version <= newest:
         raise InputError(
-            f"version: {version} is not above the newest version {newest} in {destination}"
+            f"version: {version} is not above the newest version {newest} in {store.uri()}"
         )
 
     def numbers(taken: int) -> int:
