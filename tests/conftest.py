@@ -215,6 +215,91 @@ def gcs(gcs_server, monkeypatch, request) -> Gcs:
     return Gcs(gcs_server, name, client)
 
 
+# --- an S3-compatible server (moto in server mode) ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> str:
+    """Starts moto's S3 server in its own process; yields its URL for AWS_ENDPOINT_URL."""
+    import time
+    import urllib.request
+
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("s3") / "moto.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"moto did not start, see {log.name}") from None
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
+
+
+@dataclass
+class S3:
+    url: str
+    bucket: str
+
+    def fs(self):
+        import pyarrow.fs as pafs
+
+        return pafs.S3FileSystem(
+            endpoint_override=self.url,
+            force_virtual_addressing=False,
+            region="us-east-1",
+            allow_bucket_creation=True,
+        )
+
+    def names(self, prefix: str = "") -> list[str]:
+        """Object keys under a prefix (pyarrow's folder markers, keys ending in '/', aside)."""
+        import pyarrow.fs as pafs
+
+        base = f"{self.bucket}/{prefix}".rstrip("/")
+        infos = self.fs().get_file_info(
+            pafs.FileSelector(base, recursive=True, allow_not_found=True)
+        )
+        return sorted(i.path[len(self.bucket) + 1 :] for i in infos if i.type == pafs.FileType.File)
+
+    def put(self, key: str, data: bytes) -> None:
+        with self.fs().open_output_stream(f"{self.bucket}/{key}") as fh:
+            fh.write(data)
+
+    def get(self, key: str) -> bytes:
+        with self.fs().open_input_stream(f"{self.bucket}/{key}") as fh:
+            return fh.read()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch, request) -> S3:
+    """A fresh bucket on the S3 server, with endpoint and dummy credentials set for this test."""
+    import re
+    import uuid
+
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**S3_ENV, "AWS_ENDPOINT_URL": s3_server}.items():
+        monkeypatch.setenv(name, value)
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
+    s3 = S3(s3_server, f"{name}-{uuid.uuid4().hex[:8]}")
+    s3.fs().create_dir(s3.bucket)
+    return s3
+
+
 # --- Docker (tests/test_images.py) -------------------------------------------------------------
 
 
