@@ -613,7 +613,34 @@ class _Objects:
         return self.storage.create_exclusive(self.uri(rel), data, "destination")
 
     def upload(self, rel: str, path: str) -> None:
-        self.storage.upload(path, self.uri(rel), "destination")
+        """Uploads a file; a failed upload starts over, within the push's retry time.
+
+        The client's own retries resume an upload where it broke; starting over also gets past
+        a server that answers the resume wrongly (gcp-storage-emulator does).
+        """
+        import pyarrow as pa
+
+        deadline = time.monotonic() + self.storage._retry.get()
+        for attempt in range(1, 100):
+            try:
+                # open_output closes the stream itself, so a failed upload raises (pyarrow's
+                # copy_files only logs an S3 upload that failed at close).
+                with (
+                    self.storage.open_output(self.uri(rel), "destination") as out,
+                    open(path, "rb") as fh,
+                ):
+                    while chunk := fh.read(8 << 20):
+                        out.write(chunk)
+                return
+            except (OSError, pa.ArrowException) as err:
+                if time.monotonic() + attempt > deadline:
+                    raise
+                log.warning(
+                    "pusher: upload of %s failed, starting it over (%s)",
+                    self.uri(rel),
+                    str(err).splitlines()[0][:200],
+                )
+                time.sleep(attempt)
 
     def delete(self, rel: str) -> None:
         self.storage.delete(self.uri(rel), "destination")

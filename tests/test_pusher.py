@@ -396,6 +396,19 @@ def _named(name: str) -> Callable[[bytes], bool]:
     )
 
 
+def _once(matches: Callable[[bytes], bool], decision: tuple) -> Callable[[int, bytes], tuple]:
+    """A proxy policy applying `decision` to the first request that matches, once."""
+    done = []
+
+    def policy(n: int, line: bytes) -> tuple | None:
+        if done or not matches(line):
+            return None
+        done.append(n)
+        return decision
+
+    return policy
+
+
 def _serving_version(names: list[str]) -> int | None:
     """TF Serving's choice: the highest numbered folder holding a saved_model.pb."""
     parts = [n.split("/") for n in names if n.endswith("/saved_model.pb")]
@@ -414,8 +427,7 @@ def test_gcs_connection_dropped_mid_upload_is_retried(
 ):
     uploads = _uploads(trained.model)
     name, size = max(uploads, key=lambda u: u[1])
-    is_largest = _named(name)
-    gcs_proxy.policy = lambda n, line: ("cut", size // 2) if is_largest(line) else None
+    gcs_proxy.policy = _once(_named(name), ("cut", size // 2))
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_proxy.url)
     dest = f"gs://{gcs.bucket}/m"
     result = pusher.run(trained.model, _blessing(tmp_path, True), dest)
@@ -578,11 +590,7 @@ def test_s3_unreachable_endpoint_fails_with_one_line(tmp_path, trained, s3, monk
 def test_s3_connection_dropped_mid_upload_is_retried(tmp_path, trained, s3, s3_proxy, monkeypatch):
     uploads = _uploads(trained.model)
     name, size = max(uploads, key=lambda u: u[1])
-    is_largest = _named(name)
-    cut = []
-    s3_proxy.policy = lambda n, line: (
-        ("cut", size // 2) if is_largest(line) and not cut and not cut.append(n) else None
-    )
+    s3_proxy.policy = _once(_named(name), ("cut", size // 2))
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_proxy.url)
     dest = f"s3://{s3.bucket}/m"
     result = pusher.run(trained.model, _blessing(tmp_path, True), dest)
