@@ -1,0 +1,190 @@
+"""Pushers racing on one destination, in separate processes, on every kind of store."""
+
+import json
+import os
+import selectors
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from tfkfp.containers import pusher, storage
+from tfkfp.containers.pusher import CLAIMS, MARKER
+
+ROUNDS = 20
+
+# One racer: pushes its own variant of the model each time the test says "go" (a round number
+# on stdin), and answers with one JSON line. An InputError is what the entrypoint would print as
+# its one line (exit 2); anything else is reported with its traceback, and fails the test.
+RACER = textwrap.dedent(
+    """
+    import json, sys, traceback
+    from pathlib import Path
+    from tfkfp.containers import pusher
+    from tfkfp.containers.runtime import InputError
+
+    model, blessing, dest, me, lease = sys.argv[1:6]
+    for line in sys.stdin:
+        r = int(line)
+        Path(model, "assets.extra", "who.txt").write_text(f"{r}-{me}")
+        answer = {"round": r, "me": me, "version": None, "error": None, "crash": None}
+        try:
+            answer["version"] = pusher.run(model, blessing, dest, lease=float(lease))["version"]
+        except InputError as err:
+            answer["error"] = f"error: {err}"
+        except BaseException:
+            answer["crash"] = traceback.format_exc()
+        print(json.dumps(answer), flush=True)
+    """
+)
+
+
+def _race(dest: str, model: str, blessing: str, tmp_path: Path, racers: int, lease: float):
+    """Runs ROUNDS rounds of `racers` simultaneous pushes; returns every racer's answers."""
+    procs = []
+    for me in range(racers):
+        own = tmp_path / f"model-{me}"
+        shutil.copytree(model, own)
+        (own / "assets.extra").mkdir(exist_ok=True)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", RACER, str(own), blessing, dest, str(me), str(lease)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=open(tmp_path / f"racer-{me}.log", "w"),
+                text=True,
+            )
+        )
+    answers = []
+    try:
+        for r in range(ROUNDS):
+            for proc in procs:
+                proc.stdin.write(f"{r}\n")
+            for proc in procs:  # as close together as the pipes allow
+                proc.stdin.flush()
+            selector = selectors.DefaultSelector()
+            for proc in procs:
+                selector.register(proc.stdout, selectors.EVENT_READ)
+            waiting, deadline = len(procs), time.monotonic() + 300
+            while waiting:
+                ready = selector.select(timeout=max(0.0, deadline - time.monotonic()))
+                assert ready, f"round {r}: a racer did not answer, see {tmp_path}/racer-*.log"
+                for key, _ in ready:
+                    line = key.fileobj.readline()
+                    assert line, f"round {r}: a racer died, see {tmp_path}/racer-*.log"
+                    answers.append(json.loads(line))
+                    selector.unregister(key.fileobj)
+                    waiting -= 1
+            selector.close()
+    finally:
+        for proc in procs:
+            proc.stdin.close()
+        for proc in procs:
+            proc.wait(timeout=60)
+    return answers
+
+
+def _check(dest: str, answers: list[dict], tmp_path: Path) -> list[int]:
+    """Every marked version is complete, is what its pusher pushed, and nothing was lost."""
+    crashes = [a["crash"] for a in answers if a["crash"]]
+    assert not crashes, crashes[0]
+    for a in answers:  # a loser fails in one line
+        assert a["version"] is not None or (a["error"] and "\n" not in a["error"]), a
+    pushed = [a for a in answers if a["version"] is not None]
+    assert len({a["version"] for a in pushed}) == len(pushed), "two pushes got one version"
+    complete = {v.number: v for v in pusher.iter_versions(dest) if v.complete}
+    assert sorted(complete) == sorted(a["version"] for a in pushed)
+    for a in pushed:
+        version = complete[a["version"]]
+        local = tmp_path / "check" / str(version.number)
+        storage.download(storage.join(dest, str(version.number)), str(local), "check")
+        marker = json.loads((local / MARKER).read_text())
+        (local / MARKER).unlink()
+        got = {f: os.path.getsize(local / f) for f in pusher._model_files(str(local))}
+        assert got == marker["files"], f"version {version.number}: files differ from its marker"
+        assert pusher.content_hash(str(local)) == marker["content_hash"] == version.content_hash
+        assert (local / "assets.extra" / "who.txt").read_text() == f"{a['round']}-{a['me']}"
+    return sorted(complete)
+
+
+def _load(dest: str, number: int, tmp_path: Path) -> None:
+    """TF Serving's view: the newest version loads as a SavedModel."""
+    import tensorflow as tf
+
+    local = tmp_path / "load"
+    storage.download(storage.join(dest, str(number)), str(local), "check")
+    loaded = tf.saved_model.load(str(local))
+    assert "serving_default" in loaded.signatures
+
+
+def _plant_leftovers(kind: str, dest: str, put) -> None:
+    """A dead push's leftovers (to be cleaned while the race runs) and a live push's (kept)."""
+    if kind == "local":
+        dead = Path(dest) / f"{pusher.STAGING_PREFIX}dead0000-1s"
+        (dead / "variables").mkdir(parents=True)
+        os.utime(dead, (time.time() - 10, time.time() - 10))
+        (Path(dest) / f"{pusher.STAGING_PREFIX}live0000-3600s").mkdir()
+        return
+    for number, lease in ((5, 1), (7, 3600)):
+        claim = f"{CLAIMS}/{number}" if kind == "gcs" else f"{CLAIMS}/{number}.p{number}"
+        put(claim, json.dumps({"push_id": f"p{number}", "lease": lease}).encode())
+        put(f"{number}/variables/variables.index", b"partial")
+
+
+def _leftovers(kind: str, dest: str, names) -> set[str]:
+    if kind == "local":
+        return {p.name for p in Path(dest).iterdir() if not p.name.isdigit()}
+    return {n for n in names() if not n.split("/")[1].isdigit() or n.split("/")[1] in ("5", "7")}
+
+
+@pytest.mark.parametrize("racers", [2, 4])
+@pytest.mark.parametrize("kind", ["local", "gcs", "s3"])
+def test_racing_pushers_publish_only_complete_versions(tmp_path, trained, kind, racers, request):
+    blessing = tmp_path / "blessing"
+    blessing.mkdir()
+    (blessing / "BLESSED").touch()
+    if kind == "local":
+        dest = str(tmp_path / "serving")
+        os.makedirs(dest)
+        put, names, lease = None, None, 2.0
+    elif kind == "gcs":
+        gcs = request.getfixturevalue("gcs")
+        dest = f"gs://{gcs.bucket}/m"
+        bucket = gcs.client.bucket(gcs.bucket)
+
+        def put(rel, data):
+            bucket.blob(f"m/{rel}").upload_from_string(data)
+
+        def names():
+            return gcs.names("m/")
+
+        lease = 6.0
+    else:
+        s3 = request.getfixturevalue("s3")
+        dest = f"s3://{s3.bucket}/m"
+
+        def put(rel, data):
+            s3.put(f"m/{rel}", data)
+
+        def names():
+            return s3.names("m/")
+
+        lease = 6.0
+    _plant_leftovers(kind, dest, put)
+    started = time.monotonic()
+    answers = _race(dest, trained.model, str(blessing), tmp_path, racers, lease)
+    elapsed = time.monotonic() - started
+    numbers = _check(dest, answers, tmp_path)
+    wins = sum(a["version"] is not None for a in answers)
+    print(f"{kind}, {racers} racers: {wins}/{len(answers)} pushes published in {elapsed:.1f} s")
+    assert wins >= ROUNDS  # at least one push per round
+    _load(dest, numbers[-1], tmp_path)
+    left = _leftovers(kind, dest, names)
+    if kind == "local":
+        assert left == {f"{pusher.STAGING_PREFIX}live0000-3600s"}  # the dead one is gone
+    elif elapsed > 3:  # the dead push's lease (1 s) ran out during the race: removed
+        live = f"{CLAIMS}/7" if kind == "gcs" else f"{CLAIMS}/7.p7"
+        assert left == {f"m/{live}", "m/7/variables/variables.index"}
