@@ -9,14 +9,16 @@ Concurrent pushes (two runs of a pipeline, a KFP retry beside a slow first attem
 - Locally a push assembles its version in its own staging folder (`.staging-<id>-<lease>s`),
   verifies it, adds the marker and renames it to `<version>`: rename(2) fails rather than
   replace a non-empty folder, so a number taken meanwhile makes the push try the next one.
-- On object stores a push first claims its number with `.tfkfp-claims/<version>...`, then
-  uploads into `<version>/` (saved_model.pb last, then the marker), then drops the claim. On GCS
-  the claim is created with `if_generation_match=0`, a real compare-and-set. S3 has no
-  conditional put reachable without botocore (pyarrow cannot send If-None-Match), so a push
-  writes its own claim `<version>.<push id>` and lists: it goes ahead only when its claim is the
-  only one and `<version>/` is empty. With S3's strong read-after-write and list consistency
-  two pushes can never both go ahead (the later writer's listing sees the earlier claim);
-  both may step back, and retry on a higher number after a random pause.
+- On object stores a push first claims its number: it writes its own claim
+  `.tfkfp-claims/<version>.<push id>`, lists the claims, and goes ahead only when its claim is
+  the only one on that number and `<version>/` is empty; then it uploads (saved_model.pb last),
+  verifies, writes the marker and drops the claim. With the strong read-after-write and list
+  consistency of GCS and S3, two pushes can never both go ahead (the later writer's listing
+  sees the earlier claim); pushes that see each other step back, all but the first in name
+  order at once, and try a higher number. No compare-and-set is needed: S3's conditional put
+  (If-None-Match) is out of pyarrow's reach, and gcp-storage-emulator ignores GCS
+  preconditions, so a CAS claim could not be tested here. On GCS the marker is still created
+  with `if_generation_match=0`, as a guard that holds on the real service.
 - A running push renews its lease (the staging folder's mtime, the claim object) every quarter
   lease. Leftovers (a staging folder, or a claimed markerless version) are removed only once
   their lease ran out, judged by the store's own clock; a push that could not renew in time
@@ -412,30 +414,28 @@ class _Remote:
 
     # claims ---------------------------------------------------------------------------
 
-    def _claim_key(self, number: int, push_id: str) -> str:
-        if self.objects.atomic_create:
-            return f"{CLAIMS}/{number}"
-        return f"{CLAIMS}/{number}.{push_id}"
-
     def _claim(self, number: int, push_id: str, lease: float) -> str | None:
-        """Claims a version number for this push; None when another push has it."""
-        key = self._claim_key(number, push_id)
+        """Claims a version number for this push; None when another push has it.
+
+        Write a claim of one's own, then list: go ahead only when it is the only claim on the
+        number and the version folder is empty. Of pushes that see each other, all but the
+        first in name order step back at once; the first waits a moment for them to.
+        """
+        key = f"{CLAIMS}/{number}.{push_id}"
         body = json.dumps(
             {"push_id": push_id, "lease": lease, "host": socket.gethostname(), "pid": os.getpid()}
         ).encode()
-        if self.objects.atomic_create:
-            if not self.objects.create(key, body):
-                return None
-        else:
-            self.objects.write(key, body)
-            others = [
-                rel
-                for rel in self.objects.list(f"{CLAIMS}/{number}.")
-                if rel != key and rel.startswith(f"{CLAIMS}/{number}.")
-            ]
-            if others:
+        self.objects.write(key, body)
+        for pause in (0.05, 0.1, 0.2, 0.4, None):
+            others = {
+                rel for rel in self.objects.list(CLAIMS) if rel.startswith(f"{CLAIMS}/{number}.")
+            } - {key}
+            if not others:
+                break
+            if pause is None or key > min(others):
                 self.objects.delete(key)
                 return None
+            time.sleep(pause)
         if self.objects.list(f"{number}/", limit=1):
             # a version folder without a claim: a finished push, or one being cleaned up
             self.objects.delete(key)
@@ -531,12 +531,20 @@ class _Remote:
                 self.uri(number),
             )
             keeper.check()
-            self.objects.write(f"{number}/{MARKER}", json.dumps(marker).encode())
+            text = json.dumps(marker).encode()
+            if self.objects.root.scheme == "gs":
+                # belt and braces where the store offers compare-and-set: never replace a marker
+                if not self.objects.create(f"{number}/{MARKER}", text):
+                    raise RuntimeError(f"pusher: {self.uri(number)} got a marker meanwhile")
+            else:
+                self.objects.write(f"{number}/{MARKER}", text)
         except BaseException:
             keeper.stop()
             with contextlib.suppress(Exception):  # best effort; else the lease runs out
-                for rel in self.objects.list(f"{number}/"):
-                    self.objects.delete(rel)
+                written = self.objects.list(f"{number}/")
+                if f"{number}/{MARKER}" not in written:  # never take files from under a marker
+                    for rel in written:
+                        self.objects.delete(rel)
                 self.objects.delete(key)
             raise
         keeper.stop()
@@ -553,7 +561,6 @@ class _Objects:
 
         self.storage = storage
         self.root = storage.parse(uri, "destination")
-        self.atomic_create = self.root.scheme == "gs"
 
     def uri(self, rel: str | None = None) -> str:
         return self.storage.join(self.root.uri, rel) if rel else self.root.uri
