@@ -591,17 +591,24 @@ class _Objects:
         return dict(list(found.items())[:limit]) if limit else found
 
     def read(self, rel: str) -> bytes:
-        """An object's bytes; FileNotFoundError when it is not there."""
-        with self.storage.errors("destination", self.uri(rel)):
+        """An object's bytes; FileNotFoundError when it is not there (or went meanwhile)."""
+        uri = self.uri(rel)
+        for attempt in (1, 2):
             try:
                 with self.fs.open_input_stream(f"{self.path}/{rel}") as fh:
                     return fh.read()
-            except FileNotFoundError:
-                raise
             except OSError as err:
-                if "NOT_FOUND" in str(err) or "does not exist" in str(err):
-                    raise FileNotFoundError(self.uri(rel)) from None
-                raise
+                # pyarrow reads an object in two requests; one deleted or replaced in between
+                # (another push's claim) fails with a generic error: look again.
+                if (
+                    isinstance(err, FileNotFoundError)
+                    or self.storage.stat(uri, "destination") is None
+                ):
+                    raise FileNotFoundError(uri) from None
+                if attempt == 2:
+                    with self.storage.errors("destination", uri):
+                        raise
+        raise AssertionError("unreachable")
 
     def read_many(self, rels: list[str]) -> list[bytes]:
         from concurrent.futures import ThreadPoolExecutor

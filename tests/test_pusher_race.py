@@ -90,7 +90,7 @@ def _race(dest: str, model: str, blessing: str, tmp_path: Path, racers: int, lea
 def _check(dest: str, answers: list[dict], tmp_path: Path) -> list[int]:
     """Every marked version is complete, is what its pusher pushed, and nothing was lost."""
     crashes = [a["crash"] for a in answers if a["crash"]]
-    assert not crashes, crashes[0]
+    assert not crashes, "\n".join(crashes)
     for a in answers:  # a loser fails in one line
         assert a["version"] is not None or (a["error"] and "\n" not in a["error"]), a
     pushed = [a for a in answers if a["version"] is not None]
