@@ -581,8 +581,9 @@ class _Objects:
             infos = self.fs.get_file_info(
                 pafs.FileSelector(folder, recursive=True, allow_not_found=True)
             )
-            if not infos and "/" not in base:
-                self.fs.get_file_info(pafs.FileSelector(base, allow_not_found=False))
+            gone = not infos and not rel_folder
+            if gone and self.fs.get_file_info(self.root.bucket).type == pafs.FileType.NotFound:
+                raise InputError(f"destination: bucket {self.root.bucket_uri} does not exist")
         found = {
             i.path[len(base) + 1 :]: _Entry(i.size, i.mtime.timestamp() if i.mtime else 0.0)
             for i in infos

@@ -42,7 +42,10 @@ API (URIs are strings; a local path is a URI too):
         a file, a folder (recursive) or a glob (*, ?, [..] in the last parts); raises
         InputError when nothing matches. version=True adds each object's generation (GCS),
         ETag (S3) or mtime_ns (local): one metadata request per object, 8 at a time.
-    list_dir(uri, what) -> (folders, files)  one level: sub-folder names, Stat of files
+    list_dir(uri, what) -> (folders, files)  one level: sub-folder names, Stat of files; on
+        object stores a folder is a prefix with at least one file under it
+    delete() on S3: pyarrow then writes an empty `parent/` marker object when the folder
+        became empty (it keeps "directories" alive); list_dir and list_files ignore those.
     open_input(uri, what, seekable=False)    a pyarrow NativeFile (stream, or random access)
     read_bytes(uri, what) / read_text(uri, what)
     open_output(uri, what) -> context manager yielding a writable stream
@@ -82,6 +85,7 @@ _SCHEMES = {"gs": "gs", "s3": "s3", "minio": "s3"}
 _URI_LIKE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):(/|(?=.))")
 _KNOWN_NAMES = {"gs", "gcs", "s3", "s3a", "s3n", "minio", "hdfs", "http", "https", "file", "az"}
 _GLOB_CHARS = re.compile(r"[*?\[]")
+_CHUNK = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -234,13 +238,56 @@ def _aws_credentials_configured() -> bool:
 
 
 def _s3_attempts(seconds: float) -> int:
-    # The AWS SDK's standard strategy backs off exponentially up to 20 s per wait; about
-    # one attempt per 4 s of budget keeps the total near `seconds` for short budgets.
-    return max(2, min(30, round(seconds / 4) + 1))
+    """Attempts whose waits fit in `seconds`: the AWS SDK's standard strategy waits about
+    0.5 s, 1 s, 2 s, ... (capped at 20 s) between attempts (measured here with pyarrow 25)."""
+    attempts, total = 1, 0.0
+    while attempts < 30:
+        wait = min(20.0, 0.5 * 2 ** (attempts - 1))
+        if total + wait > seconds:
+            break
+        total += wait
+        attempts += 1
+    return attempts
+
+
+@lru_cache(maxsize=1)
+def _instance_metadata_answers() -> bool:
+    """Whether an EC2-style instance metadata service (instance-role credentials) answers."""
+    import socket
+    import urllib.parse
+
+    if os.environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
+        return False
+    url = os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://169.254.169.254")
+    parsed = urllib.parse.urlsplit(url)
+    try:
+        socket.create_connection((parsed.hostname, parsed.port or 80), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _check_aws_credentials(loc: Location, what: str) -> None:
+    """Fails in one line, at once, when the AWS SDK would find no credentials at all.
+
+    Without any, the SDK sends unsigned requests, which S3 refuses and some S3-compatible
+    servers answer with retried 5xx errors: minutes before a misleading message.
+    """
+    if not _aws_credentials_configured() and not _instance_metadata_answers():
+        raise InputError(
+            f"{what}: no AWS credentials for {loc.bucket_uri} (set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a web identity; for KFP's MinIO see the "
+            "README's 'Running on a cluster')"
+        )
 
 
 @lru_cache(maxsize=16)
-def _make_fs(scheme: str, endpoint: str, region: str, retry: float):
+def _make_fs(scheme: str, endpoint: str, region: str, retry: float, identity: tuple = ()):
+    """A filesystem per store, endpoint, region, retry budget and credential identity.
+
+    The AWS SDK reads credentials when the filesystem is made: `identity` (the variables that
+    name them) keeps a process that changes them from reusing the old ones.
+    """
     import pyarrow.fs as pafs
 
     if scheme == "gs":
@@ -279,9 +326,13 @@ def _fs_for(loc: Location, what: str):
         if not emulator:
             _check_google_credentials(loc, what)
         return _make_fs("gs", emulator, "", retry)
+    _check_aws_credentials(loc, what)
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL", "")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "")
-    return _make_fs("s3", endpoint, region, retry)
+    identity = tuple(
+        os.environ.get(k, "") for k in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_SESSION_TOKEN")
+    )
+    return _make_fs("s3", endpoint, region, retry, identity)
 
 
 def filesystem(uri: str, what: str):
@@ -454,11 +505,17 @@ def stat(uri: str, what: str, version: bool = False) -> Stat | None:
 
 
 def exists(uri: str, what: str) -> bool:
-    """Whether a file or a folder (a prefix with objects under it) is there."""
+    """Whether a file or a folder (a prefix with objects under it) is there.
+
+    A missing bucket is an InputError, not False: nothing can be there, or be written there.
+    """
     import pyarrow.fs as pafs
 
     with errors(what, uri) as loc:
         info = _fs_for(loc, what).get_file_info(loc.path)
+    if info.type == pafs.FileType.NotFound and loc.scheme != "file":
+        if _bucket_exists(loc, what) is False:
+            raise InputError(f"{what}: bucket {loc.bucket_uri} does not exist")
     return info.type != pafs.FileType.NotFound
 
 
@@ -543,13 +600,16 @@ def list_dir(uri: str, what: str) -> tuple[list[str], list[Stat]]:
             if loc.scheme != "file" and _bucket_exists(loc, what) is False:
                 raise InputError(f"{what}: bucket {loc.bucket_uri} does not exist")
             return [], []
-        # pyarrow's GCS listing reports no folders when not recursive: derive them.
-        infos = fs.get_file_info(pafs.FileSelector(loc.path, recursive=loc.scheme == "gs"))
+        # Object stores: folders are derived from the files under them (pyarrow's GCS listing
+        # reports none when not recursive, and its S3 deletes leave empty `a/` markers).
+        infos = fs.get_file_info(pafs.FileSelector(loc.path, recursive=loc.scheme != "file"))
     base = loc.path.rstrip("/")
     folders, files = set(), []
     for i in infos:
         rel = i.path[len(base) :].strip("/").split("/")
-        if len(rel) > 1 or i.type == pafs.FileType.Directory:
+        if (len(rel) > 1 and i.type == pafs.FileType.File) or (
+            loc.scheme == "file" and i.type == pafs.FileType.Directory
+        ):
             folders.add(rel[0])
         elif i.type == pafs.FileType.File:
             files.append(_stat_of(loc, i))
@@ -615,13 +675,27 @@ def delete(uri: str, what: str, missing_ok: bool = True) -> None:
 
 
 def delete_tree(uri: str, what: str) -> None:
-    """Deletes everything under a folder/prefix; nothing there is fine."""
+    """Deletes everything under a folder/prefix; nothing there is fine.
+
+    On GCS object by object (pyarrow's GCS delete_dir fails without a folder-marker object).
+    """
     import pyarrow.fs as pafs
 
     with errors(what, uri, "delete") as loc:
         fs = _fs_for(loc, what)
-        if fs.get_file_info(loc.path).type == pafs.FileType.Directory:
-            fs.delete_dir(loc.path)
+        if fs.get_file_info(loc.path).type != pafs.FileType.Directory:
+            return
+        if loc.scheme in ("file", "s3"):
+            fs.delete_dir(loc.path)  # on S3: batched DeleteObjects under the prefix
+            return
+        infos = fs.get_file_info(pafs.FileSelector(loc.path, recursive=True))
+
+        def _delete(path: str) -> None:
+            with contextlib.suppress(FileNotFoundError):
+                fs.delete_file(path)
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(_delete, [i.path for i in infos if i.type == pafs.FileType.File]))
 
 
 def download(uri: str, local_dir: str, what: str) -> str:
@@ -650,14 +724,23 @@ def download(uri: str, local_dir: str, what: str) -> str:
 
 
 def upload(local: str, uri: str, what: str) -> None:
-    """Copies a local file or folder tree to a location."""
-    import pyarrow.fs as pafs
+    """Copies a local file or folder tree to a location, file by file.
 
-    with errors(what, uri, "write") as loc:
-        fs = _fs_for(loc, what)
-        if loc.scheme == "file" and os.path.isdir(local):
-            os.makedirs(loc.key, exist_ok=True)
-        pafs.copy_files(os.path.abspath(local), loc.path, pafs.LocalFileSystem(), fs)
+    (pyarrow's copy_files would also write folder-marker objects, `a/`, on object stores.)
+    """
+    local = os.path.abspath(local)
+    if os.path.isdir(local):
+        pairs = [
+            (os.path.join(root, name), join(uri, os.path.relpath(os.path.join(root, name), local)))
+            for root, _, names in os.walk(local)
+            for name in names
+        ]
+    else:
+        pairs = [(local, uri)]
+    for src, dst in sorted(pairs):
+        with open(src, "rb") as fh, open_output(dst, what) as out:
+            while chunk := fh.read(_CHUNK):
+                out.write(chunk)
 
 
 def create_exclusive(uri: str, data: bytes, what: str) -> bool:
