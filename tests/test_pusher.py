@@ -173,14 +173,14 @@ def test_gcs_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, gcs):
         str(p.relative_to(trained.model)) for p in Path(trained.model).rglob("*") if p.is_file()
     )
     prefix = f"models/penguins/{first['version']}/"
-    assert gcs.names(prefix) == sorted(prefix + f for f in [*files, pusher.MARKER])
+    assert _files(gcs, prefix) == sorted(prefix + f for f in [*files, pusher.MARKER])
     for rel in files:
         blob = gcs.client.bucket(gcs.bucket).blob(prefix + rel)
         assert blob.download_as_bytes() == (Path(trained.model) / rel).read_bytes()
     assert pusher.latest_complete(dest) == first["pushed_uri"]
 
     again = pusher.run(trained.model, blessing, dest)  # same content: no second version
-    assert again["version"] == first["version"] and len(gcs.names("models/")) == len(files) + 1
+    assert again["version"] == first["version"] and len(_files(gcs, "models/")) == len(files) + 1
 
     changed = copy_tree(trained.model, "changed")
     (Path(changed) / "assets.extra").mkdir(exist_ok=True)
@@ -193,14 +193,20 @@ def test_gcs_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, gcs):
 
 def test_gcs_not_blessed_writes_nothing(tmp_path, trained, gcs):
     result = pusher.run(trained.model, _blessing(tmp_path, False), f"gs://{gcs.bucket}/m")
-    assert result["pushed"] is False and gcs.names() == []
+    assert (
+        result["pushed"] is False
+        and _files(
+            gcs,
+        )
+        == []
+    )
 
 
 def test_gcs_foreign_incomplete_version_is_left_alone(tmp_path, trained, gcs):
     # e.g. a folder copied by hand: no marker, not tagged by tfkfp
     gcs.client.bucket(gcs.bucket).blob("m/5/saved_model.pb").upload_from_string(b"x")
     result = pusher.run(trained.model, _blessing(tmp_path, True), f"gs://{gcs.bucket}/m")
-    assert "m/5/saved_model.pb" in gcs.names("m/5/")
+    assert "m/5/saved_model.pb" in _files(gcs, "m/5/")
     assert result["version"] > 5
     assert [(v.number, v.complete) for v in pusher.iter_versions(f"gs://{gcs.bucket}/m")] == [
         (5, False),
@@ -396,6 +402,15 @@ def _named(name: str) -> Callable[[bytes], bool]:
     )
 
 
+def _s3_get(s3, key: str) -> bytes:
+    return s3.client.get_object(Bucket=s3.name, Key=key)["Body"].read()
+
+
+def _files(store, prefix: str = "") -> list[str]:
+    """Object names under a prefix, without pyarrow's folder markers (names ending in '/')."""
+    return [n for n in _files(store, prefix) if not n.endswith("/")]
+
+
 def _once(matches: Callable[[bytes], bool], decision: tuple) -> Callable[[int, bytes], tuple]:
     """A proxy policy applying `decision` to the first request that matches, once."""
     done = []
@@ -449,7 +464,7 @@ def _failing_push_then_retry(tmp_path, trained, store, proxy, monkeypatch, env: 
         pusher.run(trained.model, blessing, dest, retry_timeout=3)
     assert proxy.faults >= 2
     monkeypatch.setenv(env, store.url)
-    names = store.names("m/")
+    names = _files(store, "m/")
     assert _serving_version(names) is None  # TF Serving sees no version
     assert [v for v in pusher.iter_versions(dest) if v.complete] == []
     assert pusher.latest_complete(dest) is None
@@ -459,7 +474,7 @@ def _failing_push_then_retry(tmp_path, trained, store, proxy, monkeypatch, env: 
         (result["version"], True)
     ]
     files = [f for f, _ in _uploads(trained.model)]
-    assert store.names("m/") == sorted(f"m/{result['version']}/{f}" for f in [*files, MARKER])
+    assert _files(store, "m/") == sorted(f"m/{result['version']}/{f}" for f in [*files, MARKER])
 
 
 def test_gcs_server_failing_mid_push_leaves_no_complete_version(
@@ -498,7 +513,7 @@ def _killed_push_then_retry(tmp_path, trained, store, proxy, env: str, dest: str
         proxy.release.set()
     killed_at = time.monotonic()
     assert proc.returncode == -signal.SIGKILL
-    names = store.names("m/")
+    names = _files(store, "m/")
     (partial,) = {n.split("/")[1] for n in names if n.split("/")[1].isdigit()}
     assert sorted(n for n in names if n.startswith(f"m/{partial}/")) == sorted(
         f"m/{partial}/{f}" for f, _ in uploads[:-1]
@@ -513,10 +528,10 @@ def _killed_push_then_retry(tmp_path, trained, store, proxy, env: str, dest: str
     assert [(v.number, v.complete) for v in pusher.iter_versions(dest)] == [
         (result["version"], True)
     ]
-    assert store.names("m/") == sorted(
+    assert _files(store, "m/") == sorted(
         f"m/{result['version']}/{f}" for f in [*(f for f, _ in uploads), MARKER]
     )
-    assert _serving_version(store.names("m/")) == result["version"]
+    assert _serving_version(_files(store, "m/")) == result["version"]
 
 
 def test_gcs_pusher_killed_mid_push_leaves_no_complete_version(tmp_path, trained, gcs, gcs_proxy):
@@ -529,22 +544,22 @@ def test_gcs_pusher_killed_mid_push_leaves_no_complete_version(tmp_path, trained
 
 
 def test_s3_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, s3):
-    dest = f"s3://{s3.bucket}/models/penguins"
+    dest = f"s3://{s3.name}/models/penguins"
     blessing = _blessing(tmp_path, True)
     first = pusher.run(trained.model, blessing, dest)
     assert first["pushed"] and first["pushed_uri"] == f"{dest}/{first['version']}"
     files = [f for f, _ in _uploads(trained.model)]
     prefix = f"models/penguins/{first['version']}/"
-    assert s3.names("models/") == sorted(prefix + f for f in [*files, MARKER])  # no claim left
+    assert _files(s3, "models/") == sorted(prefix + f for f in [*files, MARKER])  # no claim left
     for rel in files:
-        assert s3.get(prefix + rel) == (Path(trained.model) / rel).read_bytes()
-    marker = json.loads(s3.get(prefix + MARKER))
+        assert _s3_get(s3, prefix + rel) == (Path(trained.model) / rel).read_bytes()
+    marker = json.loads(_s3_get(s3, prefix + MARKER))
     assert marker["content_hash"] == first["content_hash"]
     assert marker["files"] == {f: s for f, s in _uploads(trained.model)}
     assert pusher.latest_complete(dest) == first["pushed_uri"]
 
     again = pusher.run(trained.model, blessing, dest)  # same content: no second version
-    assert again["version"] == first["version"] and len(s3.names("models/")) == len(files) + 1
+    assert again["version"] == first["version"] and len(_files(s3, "models/")) == len(files) + 1
 
     changed = copy_tree(trained.model, "changed")
     (Path(changed) / "assets.extra").mkdir(exist_ok=True)
@@ -556,15 +571,21 @@ def test_s3_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, s3):
 
 
 def test_s3_not_blessed_writes_nothing(tmp_path, trained, s3):
-    result = pusher.run(trained.model, _blessing(tmp_path, False), f"s3://{s3.bucket}/m")
-    assert result["pushed"] is False and s3.names() == []
+    result = pusher.run(trained.model, _blessing(tmp_path, False), f"s3://{s3.name}/m")
+    assert (
+        result["pushed"] is False
+        and _files(
+            s3,
+        )
+        == []
+    )
 
 
 def test_s3_foreign_incomplete_version_is_left_alone(tmp_path, trained, s3):
     s3.put("m/5/saved_model.pb", b"x")  # e.g. a folder copied by hand: no marker, no claim
-    result = pusher.run(trained.model, _blessing(tmp_path, True), f"s3://{s3.bucket}/m")
-    assert "m/5/saved_model.pb" in s3.names("m/5/") and result["version"] > 5
-    assert [(v.number, v.complete) for v in pusher.iter_versions(f"s3://{s3.bucket}/m")] == [
+    result = pusher.run(trained.model, _blessing(tmp_path, True), f"s3://{s3.name}/m")
+    assert "m/5/saved_model.pb" in _files(s3, "m/5/") and result["version"] > 5
+    assert [(v.number, v.complete) for v in pusher.iter_versions(f"s3://{s3.name}/m")] == [
         (5, False),
         (result["version"], True),
     ]
@@ -592,38 +613,40 @@ def test_s3_connection_dropped_mid_upload_is_retried(tmp_path, trained, s3, s3_p
     name, size = max(uploads, key=lambda u: u[1])
     s3_proxy.policy = _once(_named(name), ("cut", size // 2))
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_proxy.url)
-    dest = f"s3://{s3.bucket}/m"
+    dest = f"s3://{s3.name}/m"
     result = pusher.run(trained.model, _blessing(tmp_path, True), dest)
     assert s3_proxy.faults == 1
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3.url)
     for rel, _ in uploads:
-        assert s3.get(f"m/{result['version']}/{rel}") == (Path(trained.model) / rel).read_bytes()
+        assert (
+            _s3_get(s3, f"m/{result['version']}/{rel}") == (Path(trained.model) / rel).read_bytes()
+        )
     assert pusher.latest_complete(dest) == result["pushed_uri"]
 
 
 def test_s3_server_errors_are_retried(tmp_path, trained, s3, s3_proxy, monkeypatch):
     s3_proxy.policy = lambda n, line: ("fail", 503) if n in (1, 3, 4) else None
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_proxy.url)
-    dest = f"s3://{s3.bucket}/m"
+    dest = f"s3://{s3.name}/m"
     result = pusher.run(trained.model, _blessing(tmp_path, True), dest)
     assert s3_proxy.faults == 3
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3.url)
     version = f"m/{result['version']}/"
     for rel, _ in _uploads(trained.model):
-        assert s3.get(version + rel) == (Path(trained.model) / rel).read_bytes()
+        assert _s3_get(s3, version + rel) == (Path(trained.model) / rel).read_bytes()
     assert pusher.latest_complete(dest) == result["pushed_uri"]
 
 
 def test_s3_server_failing_mid_push_leaves_no_complete_version(
     tmp_path, trained, s3, s3_proxy, monkeypatch
 ):
-    dest = f"s3://{s3.bucket}/m"
+    dest = f"s3://{s3.name}/m"
     _failing_push_then_retry(tmp_path, trained, s3, s3_proxy, monkeypatch, "AWS_ENDPOINT_URL", dest)
 
 
 def test_s3_pusher_killed_mid_push_leaves_no_complete_version(tmp_path, trained, s3, s3_proxy):
     _killed_push_then_retry(
-        tmp_path, trained, s3, s3_proxy, "AWS_ENDPOINT_URL", f"s3://{s3.bucket}/m"
+        tmp_path, trained, s3, s3_proxy, "AWS_ENDPOINT_URL", f"s3://{s3.name}/m"
     )
 
 
@@ -690,7 +713,7 @@ def test_kfp_local_pipeline_pushes_to_the_emulator_bucket(tmp_path, gcs, penguin
     assert proc.returncode == 0, proc.stderr[-3000:]
     (version,) = pusher.iter_versions(dest)
     assert version.complete and pusher.latest_complete(dest) == f"{dest}/{version.number}"
-    assert f"penguins/{version.number}/saved_model.pb" in gcs.names("penguins/")
+    assert f"penguins/{version.number}/saved_model.pb" in _files(gcs, "penguins/")
     # what KFP recorded for the pusher task: the output artifact is the pushed version
     (output,) = root.glob("*/pusher/executor_output.json")
     (artifact,) = json.loads(output.read_text())["artifacts"]["pushed_model"]["artifacts"]

@@ -166,13 +166,13 @@ def test_racing_pushers_publish_only_complete_versions(tmp_path, trained, kind, 
         lease = 30.0
     else:
         s3 = request.getfixturevalue("s3")
-        dest = f"s3://{s3.bucket}/m"
+        dest = f"s3://{s3.name}/m"
 
         def put(rel, data):
             s3.put(f"m/{rel}", data)
 
         def names():
-            return s3.names("m/")
+            return [n for n in s3.names("m/") if not n.endswith("/")]
 
         lease = 30.0
     _plant_leftovers(kind, dest, put)
