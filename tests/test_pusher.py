@@ -408,7 +408,7 @@ def _s3_get(s3, key: str) -> bytes:
 
 def _files(store, prefix: str = "") -> list[str]:
     """Object names under a prefix, without pyarrow's folder markers (names ending in '/')."""
-    return [n for n in _files(store, prefix) if not n.endswith("/")]
+    return [n for n in store.names(prefix) if not n.endswith("/")]
 
 
 def _once(matches: Callable[[bytes], bool], decision: tuple) -> Callable[[int, bytes], tuple]:
