@@ -669,7 +669,7 @@ def _destination(kind: str, tmp_path, request) -> tuple[str, Callable[[str, byte
         return f"gs://{store.bucket}/m", lambda rel, data: bucket.blob(
             f"m/{rel}"
         ).upload_from_string(data)
-    return f"s3://{store.bucket}/m", lambda rel, data: store.put(f"m/{rel}", data)
+    return f"s3://{store.name}/m", lambda rel, data: store.put(f"m/{rel}", data)
 
 
 @pytest.mark.parametrize("kind", ["local", "gcs", "s3"])
