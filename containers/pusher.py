@@ -696,11 +696,11 @@ def output_uri(result: dict, artifact_uri: str) -> str:
 
     The pushed version when there is one: kfp.local records the URI a component sets (KFP's
     executor writes it to executor_output.json). The KFP backend's launcher (pods carry KFP_POD_NAME) also takes it, but fails the
-    task when a gs:// URI lies outside the pipeline root, so there a gs:// push keeps the
-    artifact's own URI and the location travels in its metadata (`pushed_uri`).
+    task when a gs:// URI lies outside the pipeline root, so there an object-store push keeps
+    the artifact's own URI and the location travels in its metadata (`pushed_uri`).
     """
     uri = result.get("pushed_uri") or ""
-    if not uri or (uri.startswith("gs://") and os.environ.get("KFP_POD_NAME")):
+    if not uri or (uri.startswith(("gs://", "s3://")) and os.environ.get("KFP_POD_NAME")):
         return artifact_uri
     return uri
 

@@ -87,6 +87,8 @@ def test_output_uri_points_at_the_pushed_version(monkeypatch):
     # the KFP backend's launcher fails a task whose output URI leaves the pipeline root
     monkeypatch.setenv("KFP_POD_NAME", "pusher-pod")
     assert pusher.output_uri(pushed, "gs://root/run/pushed_model") == "gs://root/run/pushed_model"
+    s3 = {"pushed_uri": "s3://b/serving/7"}
+    assert pusher.output_uri(s3, "s3://root/run/pushed_model") == "s3://root/run/pushed_model"
     assert pusher.output_uri({"pushed_uri": "/mnt/serving/7"}, "gs://root/x") == "/mnt/serving/7"
 
 
