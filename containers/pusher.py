@@ -470,6 +470,9 @@ class _Remote:
                 lease = LEASE
             if now - entry.mtime <= lease + 1:  # +1: S3 stamps whole seconds
                 continue
+            fresh = self.objects.storage.stat(self.uri(f"{CLAIMS}/{name}"), "destination")
+            if fresh is None or (fresh.mtime or 0) > entry.mtime:
+                continue  # renewed or released since the listing: not stale after all
             files = listing.get(number, {})
             if files and MARKER not in files:
                 log.info(
