@@ -1,9 +1,10 @@
 """`FnArgs` and `DataAccessor`: the argument a TFX `run_fn(fn_args)` receives, field for field.
 
-A TFX module file only changes `from tfx.components.trainer.fn_args_utils import FnArgs` (or
-`tfx.v1.components.FnArgs`) to `from tfkfp.containers.fn_args import FnArgs`, or imports nothing
-and duck-types it. Field order, defaults and the deprecated aliases are TFX's, so unit tests that
-build an `FnArgs` by hand keep working too.
+A TFX module file only changes `from tfx.components.trainer.fn_args_utils import FnArgs,
+DataAccessor` to `from tfkfp.containers.fn_args import FnArgs, DataAccessor`, or
+`from tfx import v1 as tfx` to `from tfkfp.tfx import v1 as tfx` (`tfx.components.FnArgs`,
+`.DataAccessor`, `.TunerFnResult`), or imports nothing and duck-types it. Field order, defaults
+and the deprecated aliases are TFX's, so unit tests that build an `FnArgs` by hand keep working.
 """
 
 from __future__ import annotations
@@ -26,6 +27,18 @@ class DataAccessor(NamedTuple):
     tf_dataset_factory: Callable[..., Any]
     record_batch_factory: Callable[..., Any]
     data_view_decode_fn: Callable[..., Any] | None = None
+
+
+class TunerFnResult(NamedTuple):
+    """What a TFX `tuner_fn(fn_args)` returns, field for field.
+
+    Attributes:
+        tuner: A KerasTuner tuner (e.g. `keras_tuner.RandomSearch`) whose search is run.
+        fit_kwargs: Arguments for `tuner.search(**fit_kwargs)` (x, validation_data, steps...).
+    """
+
+    tuner: Any
+    fit_kwargs: dict[str, Any]
 
 
 def _as_patterns(file_pattern: str | list[str]) -> list[str]:

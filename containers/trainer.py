@@ -2,7 +2,10 @@
 
 `auto` picks MultiWorkerMirroredStrategy when TF_CONFIG lists several workers (as Kubeflow's
 Training Operator sets it), MirroredStrategy over every GPU (or over `cpu_replicas` logical CPUs,
-for tests) when there is more than one device, else the default strategy.
+for tests) when there is more than one device, else the default strategy. `run_fn` gets it as
+`fn_args.strategy` and runs in its scope; a TFX module's own `tf.distribute.MirroredStrategy()`
+is that same strategy (see `_strategy_for_run_fn`), so both kinds of module train on every
+device without a flag.
 
 In a multi-worker job only the chief publishes `model` and `model_run`. Every other worker runs
 the same `run_fn` (collective ops need all of them) with `serving_model_dir` and `model_run_dir`
@@ -12,6 +15,7 @@ path shared with the chief is never overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -124,6 +128,110 @@ def _make_strategy(choice: str, cpu_replicas: int, workers: int):
     return strategy, name
 
 
+# What a TFX module file calls to get "every GPU of this machine" (or every worker's).
+_ADOPTED = (
+    ("MirroredStrategy",),
+    ("MultiWorkerMirroredStrategy",),
+    ("experimental", "MultiWorkerMirroredStrategy"),
+)
+
+
+def _describe(tf, strategy, dist, dist_name: str) -> str:
+    if strategy is dist:
+        return f"{dist_name} ({strategy.num_replicas_in_sync} replica(s), the trainer's)"
+    if not tf.distribute.has_strategy():
+        return "default (no tf.distribute strategy)"
+    return f"{type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s), run_fn's own)"
+
+
+@contextlib.contextmanager
+def _strategy_for_run_fn(tf, dist, dist_name: str):
+    """The trainer's strategy in scope for the module and run_fn, whichever kind it is.
+
+    A run_fn that builds its model plainly trains under the trainer's strategy (its scope is
+    entered). TFX's module files instead create `tf.distribute.MirroredStrategy()` and enter its
+    scope; TensorFlow refuses a second strategy inside another's scope ("Mixing different
+    tf.distribute.Strategy objects"), so while the module loads and run_fn runs, that call (and
+    `MultiWorkerMirroredStrategy()`), made without arguments, returns the trainer's strategy:
+    the one TFX's user asked for, all GPUs here, every worker in a multi-worker job. The default
+    strategy needs no scope; then nothing is replaced and run_fn's own strategy is used as is.
+
+    Yields:
+        The strategies variables were created in, in order (the model's, its optimizer's, ...).
+    """
+    built: list[str] = []
+
+    def record(next_creator, **kwargs):
+        where = _describe(tf, tf.distribute.get_strategy(), dist, dist_name)
+        if where not in built:
+            built.append(where)
+        return next_creator(**kwargs)
+
+    default = dist is tf.distribute.get_strategy()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(tf.variable_creator_scope(record))
+        if not default:
+            for path in _ADOPTED:
+                stack.enter_context(_returning(tf.distribute, path, dist, dist_name))
+            stack.enter_context(dist.scope())
+        try:
+            yield built
+        except RuntimeError as err:
+            if "Mixing different tf.distribute.Strategy" not in str(err):
+                raise
+            raise InputError(
+                f"run_fn: enters a tf.distribute strategy of its own inside the trainer's "
+                f"{dist_name}; create it without arguments (tf.distribute.MirroredStrategy()) "
+                "to get the trainer's, or run the trainer with strategy=default"
+            ) from err
+
+
+@contextlib.contextmanager
+def _returning(namespace, path: tuple[str, ...], dist, dist_name: str):
+    """Makes `namespace.<path>()` without arguments return `dist`; other calls are untouched.
+
+    The stand-in is a subclass whose metaclass answers isinstance/issubclass as the original
+    class does, so module code that checks `isinstance(s, tf.distribute.MirroredStrategy)`
+    keeps working.
+    """
+    *parents, attr = path
+    for parent in parents:
+        namespace = getattr(namespace, parent)
+    original = getattr(namespace, attr)
+
+    class _Adopting(type(original)):
+        def __call__(cls, *args, **kwargs):
+            if cls is not stand_in:  # a module's own subclass
+                return super().__call__(*args, **kwargs)
+            if args or kwargs:
+                return original(*args, **kwargs)
+            log.info(
+                "trainer: run_fn's tf.distribute.%s() is the trainer's %s",
+                ".".join(path),
+                dist_name,
+            )
+            return dist
+
+        def __instancecheck__(cls, obj):
+            if cls is stand_in:
+                return isinstance(obj, original)
+            return type.__instancecheck__(cls, obj)
+
+        def __subclasscheck__(cls, sub):
+            if cls is stand_in:
+                return issubclass(sub, original)
+            return type.__subclasscheck__(cls, sub)
+
+    stand_in = _Adopting(original.__name__, (original,), {"__doc__": original.__doc__})
+    stand_in.__module__ = original.__module__
+    stand_in.__qualname__ = original.__qualname__
+    setattr(namespace, attr, stand_in)
+    try:
+        yield
+    finally:
+        setattr(namespace, attr, original)
+
+
 def _base_model_path(base_model_dir: str) -> str:
     """The SavedModel folder in a model artifact: ours, or TFX's `Format-Serving` layout."""
     tfx_layout = os.path.join(base_model_dir, "Format-Serving")
@@ -163,6 +271,61 @@ def check_saved_model(model_dir: str) -> None:
         )
 
 
+def _whole_numbers(value: Any) -> Any:
+    """`value` with floats that hold whole numbers as int, in nested dicts and lists.
+
+    KFP carries dict parameters as JSON numbers and hands every one over as a float (8 arrives
+    as 8.0), where Keras layers, range() and KerasTuner's Int want an int.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    return value
+
+
+def _hyperparameters(value: Any) -> dict[str, Any] | None:
+    """`fn_args.hyperparameters`: a dict (a KerasTuner config is one), or None when empty."""
+    if value is not None and not isinstance(value, dict) and hasattr(value, "get_config"):
+        value = value.get_config()  # a keras_tuner.HyperParameters object
+    if value is not None and not isinstance(value, dict):
+        raise InputError(
+            "hyperparameters: expected a dict, e.g. a KerasTuner HyperParameters.get_config(), "
+            f"got {type(value).__name__} {str(value)[:60]!r}"
+        )
+    return _whole_numbers(dict(value)) if value else None
+
+
+def _check_keras_tuner_config(config: dict[str, Any]) -> None:
+    """Fails unless KerasTuner reads the config back, as run_fn's from_config() will."""
+    import keras_tuner
+
+    try:
+        keras_tuner.HyperParameters.from_config(config)
+    except Exception as err:  # KerasTuner raises many types for a config it cannot read
+        raise InputError(
+            "hyperparameters: has the keys of a KerasTuner config (space, values) but "
+            f"HyperParameters.from_config() rejects it: {type(err).__name__}: {err}"
+        ) from None
+
+
+def _load_run_fn(module_file: str):
+    """The module's run_fn; an Estimator-era module (trainer_fn only) is told what to write."""
+    module = user_module.load(module_file)
+    run_fn = getattr(module, "run_fn", None)
+    if callable(run_fn):
+        return run_fn
+    if callable(getattr(module, "trainer_fn", None)):
+        raise InputError(
+            f"module_file: {module_file} defines trainer_fn() (TFX's Estimator trainer) but no "
+            "run_fn(fn_args); TensorFlow >= 2.16 ships no Estimator: write a Keras run_fn, see "
+            "README 'Coming from TFX'"
+        )
+    raise InputError(f"module_file: {module_file} defines no function run_fn()")
+
+
 def _steps(name: str, value: int | None) -> int | None:
     if value is None:
         return None
@@ -188,7 +351,7 @@ def run(
     strategy: str = "auto",
     cpu_replicas: int = 0,
 ) -> dict[str, Any]:
-    """Builds FnArgs, runs `run_fn` inside the chosen strategy's scope, checks the export.
+    """Builds FnArgs, runs `run_fn` under the chosen strategy, checks the export.
 
     Args:
         examples_dir: Examples to train on (transformed ones when a transform graph is given).
@@ -199,8 +362,10 @@ def run(
         transform_graph_dir: Transform graph artifact (`fn_args.transform_graph_path`).
         train_steps: `fn_args.train_steps`; 0 means None, as in TFX.
         eval_steps: `fn_args.eval_steps`; 0 means None, as in TFX.
-        hyperparameters: `fn_args.hyperparameters` (None when empty, as in TFX).
-        custom_config: `fn_args.custom_config` (None when empty, as in TFX).
+        hyperparameters: `fn_args.hyperparameters` (None when empty, as in TFX): a dict, such
+            as a KerasTuner `HyperParameters.get_config()`. Whole-number floats become int
+            (KFP delivers every number of a dict parameter as a float).
+        custom_config: `fn_args.custom_config` (None when empty, as in TFX); numbers as above.
         base_model_dir: Optional model to warm-start from (`fn_args.base_model`).
         keras: `tf_keras` (Keras 2, what tf.Transform uses) or `keras3`.
         strategy: `auto`, `mirrored`, `multi_worker` or `default`.
@@ -225,6 +390,8 @@ def run(
     if transform_graph_dir and not os.path.isdir(os.path.join(transform_graph_dir, "transform_fn")):
         raise InputError(f"transform_graph: no transform_fn/ in {transform_graph_dir}")
     base_model = _base_model_path(base_model_dir) if base_model_dir else None
+    hyperparameters = _hyperparameters(hyperparameters)
+    custom_config = _whole_numbers(dict(custom_config)) if custom_config else None
     workers, is_chief, task = _cluster()
 
     import tensorflow as tf
@@ -232,38 +399,65 @@ def run(
     # Before the user module: MultiWorkerMirroredStrategy and logical devices must be set up
     # before any other TensorFlow op, and a module may run ops when it is imported.
     dist, strategy_name = _make_strategy(strategy, cpu_replicas, workers)
-    run_fn = user_module.load_function(module_file, "run_fn")
+    if hyperparameters and {"space", "values"} <= hyperparameters.keys():
+        _check_keras_tuner_config(hyperparameters)
+    with _strategy_for_run_fn(tf, dist, strategy_name) as built_in:
+        run_fn = _load_run_fn(module_file)
+        timings = _train(
+            run_fn,
+            is_chief,
+            task,
+            model_dir,
+            model_run_dir,
+            FnArgs(
+                train_files=train_files,
+                eval_files=eval_files,
+                train_steps=train_steps,
+                eval_steps=eval_steps,
+                schema_path=schema_file(schema_dir),
+                transform_graph_path=transform_graph_dir,
+                data_accessor=make_data_accessor(workers),
+                base_model=base_model,
+                hyperparameters=hyperparameters,
+                custom_config=custom_config,
+                strategy=dist,
+            ),
+        )
+    log.info(
+        "trainer: run_fn created its variables under %s", "; then ".join(built_in) or "nothing"
+    )
+    return {
+        "strategy": strategy_name,
+        "replicas": int(dist.num_replicas_in_sync),
+        "built_in": built_in,
+        "workers": workers,
+        "task": task,
+        "is_chief": is_chief,
+        "keras": keras,
+        "tensorflow": tf.__version__,
+        **timings,
+    }
+
+
+def _train(run_fn, is_chief, task, model_dir, model_run_dir, fn_args) -> dict[str, float]:
+    """Runs run_fn with scratch and staged output folders; only the chief publishes."""
     scratch = tempfile.mkdtemp(prefix="tfkfp-trainer-")
     timings: dict[str, float] = {}
 
     def call_run_fn(serving_dir: str, run_dir: str) -> None:
-        fn_args = FnArgs(
-            working_dir=scratch,
-            train_files=train_files,
-            eval_files=eval_files,
-            train_steps=train_steps,
-            eval_steps=eval_steps,
-            schema_path=schema_file(schema_dir),
-            transform_graph_path=transform_graph_dir,
-            data_accessor=make_data_accessor(workers),
-            serving_model_dir=serving_dir,
-            eval_model_dir=os.path.join(scratch, "eval_model"),
-            model_run_dir=run_dir,
-            base_model=base_model,
-            hyperparameters=dict(hyperparameters) if hyperparameters else None,
-            custom_config=dict(custom_config) if custom_config else None,
-            strategy=dist,
-        )
+        fn_args.working_dir = scratch
+        fn_args.serving_model_dir = serving_dir
+        fn_args.eval_model_dir = os.path.join(scratch, "eval_model")
+        fn_args.model_run_dir = run_dir
         log.info(
             "trainer: run_fn(train_steps=%s, eval_steps=%s) as %s%s",
-            train_steps,
-            eval_steps,
+            fn_args.train_steps,
+            fn_args.eval_steps,
             task,
             "" if is_chief else " (not the chief: its export goes to a scratch folder)",
         )
         started = time.perf_counter()
-        with dist.scope():
-            run_fn(fn_args)
+        run_fn(fn_args)
         timings["run_fn_seconds"] = round(time.perf_counter() - started, 3)
 
     try:
@@ -277,13 +471,4 @@ def run(
             log.info("trainer: %s done; %s left to the chief", task, model_dir)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return {
-        "strategy": strategy_name,
-        "replicas": int(dist.num_replicas_in_sync),
-        "workers": workers,
-        "task": task,
-        "is_chief": is_chief,
-        "keras": keras,
-        "tensorflow": tf.__version__,
-        **timings,
-    }
+    return timings

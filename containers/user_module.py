@@ -15,10 +15,11 @@ from tfkfp.containers.runtime import InputError, log
 
 
 def _download(loc) -> str:
-    """Copies a gs:// or s3:// module file and the .py files beside it into a temp folder.
+    """Copies a gs:// or s3:// module file and its helpers into a temp folder; returns its path.
 
-    The siblings come along so that `import helpers` next to the module works as it does for
-    a local file; the folder goes on sys.path.
+    The helpers are what a local module file could import from its folder: the `.py` files and
+    the packages (sub-folders with `__init__.py`) beside it. The import then goes as for a
+    local file.
     """
     from tfkfp.containers import storage
 
@@ -30,22 +31,78 @@ def _download(loc) -> str:
         storage.read_bytes(loc.uri, "module_file")  # names the missing bucket or object
         raise InputError(f"module_file: no such file {loc.uri}")
     folder = loc.uri.rsplit("/", 1)[0]
-    _, files = storage.list_dir(folder, "module_file")
+    folders, files = storage.list_dir(folder, "module_file")
     local_dir = tempfile.mkdtemp(prefix="tfkfp-module-")
     for f in files:
         if f.uri == loc.uri or f.uri.endswith(".py"):
             storage.download(f.uri, local_dir, "module_file")
+    for name in folders:
+        package = storage.join(folder, name)
+        if storage.stat(storage.join(package, "__init__.py"), "module_file") is not None:
+            storage.download(package, os.path.join(local_dir, name), "module_file")
     log.info(
-        "downloaded module file %s (%d file(s) from its folder)",
-        loc.uri,
-        len(os.listdir(local_dir)),
+        "downloaded module file %s with its helpers: %s", loc.uri, sorted(os.listdir(local_dir))
     )
-    if local_dir not in sys.path:
-        sys.path.insert(0, local_dir)
     return os.path.join(local_dir, os.path.basename(loc.key))
 
 
+# Folders of module files imported in this process (on sys.path, newest first).
+_HELPER_FOLDERS: list[str] = []
+
+
+def _helper_names(folder: str) -> set[str]:
+    """Top-level names a module file can import from its folder: `x.py` files and packages."""
+    names = set()
+    for entry in os.listdir(folder):
+        full = os.path.join(folder, entry)
+        if entry.endswith(".py"):
+            names.add(entry[: -len(".py")])
+        elif os.path.isfile(os.path.join(full, "__init__.py")):
+            names.add(entry)
+    return names
+
+
+def _inside(path: str | None, folder: str) -> bool:
+    return bool(path) and os.path.abspath(path).startswith(folder + os.sep)
+
+
+def import_folder(folder: str) -> None:
+    """Makes the helper modules next to a module file importable (`import my_utils`).
+
+    The folder goes first on sys.path and stays there for the rest of the process (a stage's
+    process): run_fn and preprocessing_fn may import helpers lazily. A helper of the same name
+    imported earlier from another module file's folder (several module files in one process) is
+    dropped from sys.modules so this folder's one is imported; a helper shadowed by a module
+    imported from elsewhere is logged, since `import` would give that one.
+    """
+    folder = os.path.abspath(folder)
+    names = _helper_names(folder)
+    for name, module in list(sys.modules.items()):
+        top = name.partition(".")[0]
+        origin = getattr(module, "__file__", None)
+        if top not in names or _inside(origin, folder):
+            continue
+        if any(_inside(origin, other) for other in _HELPER_FOLDERS):
+            del sys.modules[name]
+        elif name == top:
+            log.warning(
+                "module_file: %s.py next to it is shadowed by the module %s already imported "
+                "from %s; rename the helper to import it",
+                top,
+                top,
+                origin or "(built in)",
+            )
+    if folder in sys.path:
+        sys.path.remove(folder)
+    sys.path.insert(0, folder)
+    if folder in _HELPER_FOLDERS:
+        _HELPER_FOLDERS.remove(folder)
+    _HELPER_FOLDERS.insert(0, folder)
+
+
 def _import_path(path: str, label: str) -> ModuleType:
+    """Imports the module file at `path` (its folder importable); `label` names it in errors."""
+    import_folder(os.path.dirname(os.path.abspath(path)))
     # A unique name per file content keeps two module files from shadowing each other.
     digest = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:10]
     name = f"tfkfp_user_module_{digest}"

@@ -20,14 +20,17 @@ def test_module_file_with_a_sibling_helper(bucket):
     helper = f"tfkfp_helper_{bucket.scheme}_{bucket.name[-8:]}"
     bucket.put(f"code/{helper}.py", "VALUE = 41\n")
     bucket.put("code/notes.txt", "not code: not downloaded")
+    bucket.put(f"code/{helper}_pkg/__init__.py", "FROM_PACKAGE = 1\n")
+    bucket.put("code/data/big.bin", "not a package: not downloaded")
     uri = bucket.put(
         "code/module.py",
-        f"import {helper}\n\ndef run_fn(fn_args):\n    return {helper}.VALUE + 1\n",
+        f"import {helper}\nimport {helper}_pkg\n\n\ndef run_fn(fn_args):\n"
+        f"    return {helper}.VALUE + {helper}_pkg.FROM_PACKAGE\n",
     )
     run_fn = user_module.load_function(uri, "run_fn")
     assert run_fn(None) == 42
     folder = os.path.dirname(run_fn.__code__.co_filename)
-    assert sorted(os.listdir(folder)) == sorted([f"{helper}.py", "module.py"])
+    assert sorted(os.listdir(folder)) == sorted([f"{helper}.py", f"{helper}_pkg", "module.py"])
 
 
 def test_module_file_bad_locations(bucket):
