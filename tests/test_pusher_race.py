@@ -26,13 +26,15 @@ RACER = textwrap.dedent(
     from tfkfp.containers import pusher
     from tfkfp.containers.runtime import InputError
 
-    model, blessing, dest, me, lease = sys.argv[1:6]
+    model, blessing, dest, me, lease, fixed = sys.argv[1:7]
     for line in sys.stdin:
         r = int(line)
         Path(model, "assets.extra", "who.txt").write_text(f"{r}-{me}")
         answer = {"round": r, "me": me, "version": None, "error": None, "crash": None}
         try:
-            answer["version"] = pusher.run(model, blessing, dest, lease=float(lease))["version"]
+            version = 1000 + r if fixed == "1" else 0
+            pushed = pusher.run(model, blessing, dest, version=version, lease=float(lease))
+            answer["version"] = pushed["version"]
         except InputError as err:
             answer["error"] = f"error: {err}"
         except BaseException:
@@ -42,7 +44,15 @@ RACER = textwrap.dedent(
 )
 
 
-def _race(dest: str, model: str, blessing: str, tmp_path: Path, racers: int, lease: float):
+def _race(
+    dest: str,
+    model: str,
+    blessing: str,
+    tmp_path: Path,
+    racers: int,
+    lease: float,
+    fixed: bool = False,
+):
     """Runs ROUNDS rounds of `racers` simultaneous pushes; returns every racer's answers."""
     procs = []
     for me in range(racers):
@@ -51,7 +61,8 @@ def _race(dest: str, model: str, blessing: str, tmp_path: Path, racers: int, lea
         (own / "assets.extra").mkdir(exist_ok=True)
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-c", RACER, str(own), blessing, dest, str(me), str(lease)],
+                [sys.executable, "-c", RACER, str(own), blessing, dest, str(me), str(lease)]
+                + [str(int(fixed))],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=open(tmp_path / f"racer-{me}.log", "w"),
@@ -142,42 +153,44 @@ def _leftovers(kind: str, dest: str, names) -> set[str]:
     return {n for n in names() if not n.split("/")[1].isdigit() or n.split("/")[1] in ("5", "7")}
 
 
-@pytest.mark.parametrize("racers", [2, 4])
-@pytest.mark.parametrize("kind", ["local", "gcs", "s3"])
-def test_racing_pushers_publish_only_complete_versions(tmp_path, trained, kind, racers, request):
-    blessing = tmp_path / "blessing"
-    blessing.mkdir()
-    (blessing / "BLESSED").touch()
+def _destination(kind: str, tmp_path: Path, request):
+    """(destination, put(rel, data), names()) for a fresh destination of a kind."""
     if kind == "local":
         dest = str(tmp_path / "serving")
         os.makedirs(dest)
-        put, names, lease = None, None, 2.0
-    elif kind == "gcs":
+        return dest, None, None
+    if kind == "gcs":
         gcs = request.getfixturevalue("gcs")
-        dest = f"gs://{gcs.bucket}/m"
         bucket = gcs.client.bucket(gcs.bucket)
 
         def put(rel, data):
             bucket.blob(f"m/{rel}").upload_from_string(data)
 
-        def names():
-            return gcs.names("m/")
+        return f"gs://{gcs.bucket}/m", put, lambda: gcs.names("m/")
+    s3 = request.getfixturevalue("s3")
 
-        lease = 30.0
-    else:
-        s3 = request.getfixturevalue("s3")
-        dest = f"s3://{s3.name}/m"
+    def put(rel, data):
+        s3.put(f"m/{rel}", data)
 
-        def put(rel, data):
-            s3.put(f"m/{rel}", data)
+    return f"s3://{s3.name}/m", put, lambda: [n for n in s3.names("m/") if not n.endswith("/")]
 
-        def names():
-            return [n for n in s3.names("m/") if not n.endswith("/")]
 
-        lease = 30.0
+def _blessing(tmp_path: Path) -> str:
+    blessing = tmp_path / "blessing"
+    blessing.mkdir()
+    (blessing / "BLESSED").touch()
+    return str(blessing)
+
+
+@pytest.mark.parametrize("racers", [2, 4])
+@pytest.mark.parametrize("kind", ["local", "gcs", "s3"])
+def test_racing_pushers_publish_only_complete_versions(tmp_path, trained, kind, racers, request):
+    blessing = _blessing(tmp_path)
+    dest, put, names = _destination(kind, tmp_path, request)
+    lease = 2.0 if kind == "local" else 30.0
     _plant_leftovers(kind, dest, put)
     started = time.monotonic()
-    answers = _race(dest, trained.model, str(blessing), tmp_path, racers, lease)
+    answers = _race(dest, trained.model, blessing, tmp_path, racers, lease)
     elapsed = time.monotonic() - started
     numbers = _check(dest, answers, tmp_path)
     wins = sum(a["version"] is not None for a in answers)
@@ -189,3 +202,15 @@ def test_racing_pushers_publish_only_complete_versions(tmp_path, trained, kind, 
         assert left == {f"{pusher.STAGING_PREFIX}live0000-3600s"}  # the dead one is gone
     elif elapsed > 3:  # the dead push's lease (1 s) ran out during the race: removed
         assert left == {f"m/{CLAIMS}/7.p7", "m/7/variables/variables.index"}
+
+
+@pytest.mark.parametrize("kind", ["local", "gcs", "s3"])
+def test_racing_pushers_on_one_version_number_one_wins_the_others_fail_in_one_line(
+    tmp_path, trained, kind, request
+):
+    dest, _, _ = _destination(kind, tmp_path, request)
+    answers = _race(dest, trained.model, _blessing(tmp_path), tmp_path, 4, 30.0, fixed=True)
+    numbers = _check(dest, answers, tmp_path)
+    assert numbers == [1000 + r for r in range(ROUNDS)]  # one winner per round
+    for a in answers:
+        assert a["version"] == 1000 + a["round"] or a["error"].startswith("error: version: "), a
