@@ -47,6 +47,7 @@ def test_failed_stage_prints_its_last_lines_and_log_path(tmp_path):
     out = proc.stdout
     assert re.search(r"^  trainer +FAILED", out, re.M), out
     assert "| ValueError: trainer gave up on purpose" in out
+    assert '| "executorInput"' not in out and "| }" not in out  # kfp's input JSON: log only
     log_path = re.search(r"full log: (\S+trainer\.log)$", out, re.M)[1]
     assert "Traceback" in Path(log_path).read_text()
     assert "tfkfp: error: " in proc.stderr and "\x1b[" not in proc.stderr

@@ -87,6 +87,20 @@ def _short(metrics: str | None) -> str:
     return f"  {metrics}" if metrics else ""
 
 
+def _executor_input(task: Task, line: str) -> bool:
+    """Whether a line belongs to the executor input JSON kfp's executor prints (kept in logs)."""
+    if "Got executor_input:" in line:
+        task.json_depth = 0
+        return True
+    if task.json_depth < 0:
+        return False
+    structure = re.sub(r'"(?:\\.|[^"\\])*"', "", line)  # brackets inside strings do not count
+    task.json_depth += sum(structure.count(c) for c in "{[") - sum(structure.count(c) for c in "}]")
+    if task.json_depth <= 0:
+        task.json_depth = -1
+    return True
+
+
 def stage_of(task: str) -> str:
     """`trainer-2` -> `trainer`: kfp.local numbers a component used more than once."""
     return re.sub(r"-\d+$", "", task)
@@ -101,6 +115,7 @@ class Task:
     key: str = ""
     tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL))
     progress_id: int | None = None
+    json_depth: int = -1  # inside the JSON kfp's executor prints at task start: its nesting
 
 
 class Display:
@@ -190,6 +205,8 @@ class Display:
             line = line.strip()
             if not line:
                 continue
+            if _executor_input(task, line):
+                continue  # the failure's last lines should be the stage's, not kfp's input
             task.tail.append(line)
             self._parse(task, line)
 
