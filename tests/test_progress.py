@@ -107,3 +107,15 @@ def test_display_parses_key_figures_and_progress(tmp_path):
     display.end("pusher-2", ok=True)
     assert display.tasks["pusher-2"].key == "pushed version 3"
     assert (tmp_path / "logs" / "pusher-2.log").read_text().endswith("pushed version 3\n")
+
+
+def test_tuner_lines(tmp_path):
+    display = Display(stream=open(os.devnull, "w"), live=False)
+    display.start("tuner", tmp_path)
+    display.output(
+        "INFO tfkfp: tuner: trial 2/3 COMPLETED: val_accuracy 0.91 in 3.0 s (best so far 0.93)\n"
+        'INFO tfkfp: tuner: best val_accuracy 0.93 with {"units": 8}; 3 of 3 trial(s) '
+        "completed; written to /tmp/x\n"
+    )
+    display.end("tuner", ok=True)
+    assert display.tasks["tuner"].key == "best val_accuracy 0.93, 3 of 3 trial(s) completed"

@@ -39,8 +39,12 @@ PROGRESS = (
     ),
     (
         "",
-        re.compile(r"(\w+): trial (\d+)/(\d+)(?:: (.*))?$"),
-        lambda m: (float(m[2]), float(m[3]), f"trial {m[2]}/{m[3]}" + _short(m[4])),
+        re.compile(r"(\w+): trial (\d+)/(\d+|\?)(?: \w+)?(?:: (.*))?$"),
+        lambda m: (
+            float(m[2]),
+            None if m[3] == "?" else float(m[3]),
+            f"trial {m[2]}/{m[3]}" + _short(m[4]),
+        ),
     ),
     (
         "",
@@ -58,7 +62,10 @@ KEY_FIGURES = {
     "ingest": (re.compile(r"ingest: wrote (.+)$"), "rows {0}"),
     "transform": (re.compile(r"transform: wrote (.+)$"), "rows {0}"),
     "trainer": (re.compile(r"trainer: epoch \d+/\d+(?:, step \d+)?: (.+)$"), "{0}"),
-    "tuner": (re.compile(r"tuner: (best .+)$"), "{0}"),
+    "tuner": (
+        re.compile(r"tuner: best (\S+) (\S+) with .*; (\d+ of \d+ trial\(s\) completed)"),
+        "best {0} {1}, {2}",
+    ),
     "evaluator": (re.compile(r"evaluator: ((?:NOT_)?BLESSED); overall (.+)$"), "{0}, {1}"),
     "pusher": (
         re.compile(
