@@ -497,6 +497,8 @@ def _progress_lines():
             log.info("trainer: epoch %d/%d: %s", epoch + 1, self.epochs, figures)
 
     def fit(self, *args, callbacks=None, **kwargs):
+        if len(args) >= 6:  # callbacks given by position (x, y, batch_size, epochs, verbose, ...)
+            return original(self, *args, **kwargs)
         return original(self, *args, callbacks=[*(callbacks or []), ProgressLines()], **kwargs)
 
     keras.Model.fit = fit
