@@ -48,8 +48,8 @@ PROGRESS = (
     ),
     (
         "",
-        re.compile(r"(\w+): (\d+) rows (?:read|written|processed)"),
-        lambda m: (None, None, f"{int(m[2]):,} rows"),
+        re.compile(r"(\w+): (\d+)(?:/(\d+))? rows (read|written|processed|transformed)"),
+        lambda m: (float(m[2]), float(m[3]) if m[3] else None, f"{int(m[2]):,} rows {m[4]}"),
     ),
 )
 
