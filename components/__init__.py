@@ -5,7 +5,8 @@ from tfkfp.components.ingest import ingest
 from tfkfp.components.pusher import pusher
 from tfkfp.components.trainer import trainer
 from tfkfp.components.transform import transform
+from tfkfp.components.tuner import tuner
 
-STAGES = (ingest, transform, trainer, evaluator, pusher)
+STAGES = (ingest, transform, tuner, trainer, evaluator, pusher)
 
-__all__ = ["STAGES", "evaluator", "ingest", "pusher", "trainer", "transform"]
+__all__ = ["STAGES", "evaluator", "ingest", "pusher", "trainer", "transform", "tuner"]

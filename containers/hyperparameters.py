@@ -103,3 +103,42 @@ def write(folder: str, config: dict[str, Any]) -> str:
     with open(path, "w") as fh:
         json.dump(config, fh)
     return path
+
+
+def keras_tuner():
+    """Imports KerasTuner on the Keras flavour this process chose (`runtime.select_keras`).
+
+    KerasTuner 1.4 binds to whichever `keras` it finds at import: Keras 3 when it is installed,
+    and then rejects tf_keras models ("Expected ... a valid Keras Model instance"). TFX module
+    files build `tf.keras` models, which are tf_keras under TF_USE_LEGACY_KERAS=1; with `keras`
+    pointing at tf_keras during the import, KerasTuner uses `tf.keras` as it did with Keras 2.
+    """
+    import sys
+
+    legacy = os.environ.get("TF_USE_LEGACY_KERAS") == "1"
+    if "keras_tuner" in sys.modules:
+        import keras_tuner
+        from keras_tuner.src.backend import config
+
+        if bool(config.multi_backend()) == legacy:
+            raise RuntimeError(
+                "keras_tuner was imported on the other Keras flavour in this process; run the "
+                "tuner in a fresh process"
+            )
+        return keras_tuner
+    if not legacy:
+        import keras_tuner
+
+        return keras_tuner
+    import tf_keras
+
+    saved = sys.modules.get("keras")
+    sys.modules["keras"] = tf_keras
+    try:
+        import keras_tuner
+    finally:
+        if saved is not None:
+            sys.modules["keras"] = saved
+        else:
+            sys.modules.pop("keras", None)
+    return keras_tuner
