@@ -106,7 +106,7 @@ def _progress(tuner, started: dict[str, float], seconds: dict[str, float]) -> No
         took = time.perf_counter() - started.get(trial.trial_id, time.perf_counter())
         seconds[trial.trial_id] = round(took, 2)
         done = oracle.trials.get(trial.trial_id, trial)
-        best = oracle.get_best_trials(1)
+        best = _best(oracle)
         log.info(
             "tuner: trial %d/%s %s: %s %s in %.1f s (best so far %s), %s",
             len(oracle.trials),
@@ -115,13 +115,19 @@ def _progress(tuner, started: dict[str, float], seconds: dict[str, float]) -> No
             name,
             _fmt(done.score),
             took,
-            _fmt(best[0].score) if best else "none",
+            _fmt(best.score) if best else "none",
             json.dumps(done.hyperparameters.values, default=str),
         )
         return result
 
     tuner.on_trial_begin = on_trial_begin
     tuner.on_trial_end = on_trial_end
+
+
+def _best(oracle):
+    """The best completed trial, or None (KerasTuner also ranks failed trials, without a score)."""
+    ranked = oracle.get_best_trials(len(oracle.trials) or 1)
+    return next((t for t in ranked if t.status == "COMPLETED" and t.score is not None), None)
 
 
 def _fmt(score) -> str:
@@ -186,11 +192,11 @@ def _search(tuner, fit_kwargs: dict[str, Any], seconds: dict[str, float]) -> flo
         tuner.search(**fit_kwargs)
     except RuntimeError as err:
         # KerasTuner's "Number of consecutive failures exceeded the limit"; others propagate.
-        if "consecutive failures" not in str(err) or tuner.oracle.get_best_trials(1):
+        if "consecutive failures" not in str(err) or _best(tuner.oracle):
             raise
         log.error("tuner: the last failed trial:\n%s", str(err))
     took = time.perf_counter() - started
-    if not tuner.oracle.get_best_trials(1):
+    if _best(tuner.oracle) is None:
         failed = [t for t in tuner.oracle.trials.values() if t.status != "COMPLETED"]
         reason = ""
         if failed and failed[-1].message:
@@ -266,8 +272,8 @@ def run(
             tuner, fit_kwargs = _checked_result(tuner_fn(fn_args))
             search_seconds = _search(tuner, fit_kwargs, seconds)
         oracle = tuner.oracle
-        best_trial = oracle.get_best_trials(1)[0]
-        config = tuner.get_best_hyperparameters(1)[0].get_config()
+        best_trial = _best(oracle)
+        config = best_trial.hyperparameters.get_config()  # what TFX writes
         objective, direction = _objective(oracle)
         result = TunerResult(
             objective=objective,

@@ -180,14 +180,17 @@ from tfkfp.tfx import v1 as tfx
 
 
 def _build(hp):
-    raise ValueError("this model never builds: " + str(hp.Int("units", 4, 8)))
+    model = tf.keras.Sequential([tf.keras.layers.Dense(hp.Int("units", 4, 8, step=4))])
+    model.compile(loss="mse")
+    return model
 
 
 def tuner_fn(fn_args):
     tuner = keras_tuner.RandomSearch(
         _build, objective="val_loss", max_trials=2, directory=fn_args.working_dir
     )
-    return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={"x": [0.0], "y": [0.0]})
+    # every trial's fit fails: x is no data
+    return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={"x": "no data here"})
 """
 
 
