@@ -236,3 +236,44 @@ def test_tuner_refuses_multi_worker_and_bad_strategy(tmp_path, ingested, transfo
             str(tmp_path / "t.md"),
         )
     assert not (tmp_path / "hp").exists()
+
+
+# --- the penguins_tuned pipeline through kfp.local ---
+
+
+def _local_run(cwd, *params):
+    from conftest import run_cli
+
+    args = ["run", "penguins_tuned", "--local"]
+    for param in params:
+        args += ["--param", param]
+    proc = run_cli(*args, cwd=cwd, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc.stdout + proc.stderr
+
+
+def test_penguins_tuned_pipeline_tunes_then_reuses(tmp_path, gcs):
+    """transform -> tuner (2 trials) -> trainer; then a run reusing the tuned values from gs://."""
+    small = ["tuning_train_steps=4", "tuning_eval_steps=2", "train_steps=6", "eval_steps=2"]
+    output = _local_run(tmp_path / "tune", 'custom_config={"max_trials": 2}', *small)
+    assert output.count("tuner: trial ") == 2
+    (tuned,) = (tmp_path / "tune").glob("build/local_outputs/*/tuner/best_hyperparameters")
+    assert "trainer: hyperparameters from " + str(tuned) in output
+    text = (tuned / "best_hyperparameters.txt").read_text()
+    values = json.loads(text)["values"]
+    assert set(values) == {"learning_rate", "units"}
+    table = (tuned.parent / "trials").read_text()
+    assert table.startswith("# Tuning: val_sparse_categorical_accuracy (max)")
+    executor = json.loads((tuned.parent / "executor_output.json").read_text())
+    (metrics,) = executor["artifacts"]["metrics"]["artifacts"]
+    assert metrics["metadata"]["trials_completed"] == 2
+    assert 0 <= metrics["metadata"]["val_sparse_categorical_accuracy"] <= 1
+    (model,) = (tmp_path / "tune").glob("build/local_outputs/*/trainer/model/saved_model.pb")
+
+    # tune once, train often: the values from a bucket, no tuner task
+    gcs.client.bucket(gcs.bucket).blob("tuning/best_hyperparameters.txt").upload_from_string(text)
+    output = _local_run(tmp_path / "reuse", f"hyperparameters_uri=gs://{gcs.bucket}/tuning", *small)
+    assert "tuner: trial" not in output
+    assert f"trainer: hyperparameters from /gcs/{gcs.bucket}/tuning" in output
+    assert not list((tmp_path / "reuse").glob("build/local_outputs/*/tuner"))
+    (model,) = (tmp_path / "reuse").glob("build/local_outputs/*/trainer/model/saved_model.pb")
