@@ -244,6 +244,7 @@ def test_tuner_refuses_multi_worker_and_bad_strategy(tmp_path, ingested, transfo
 def _local_run(cwd, *params):
     from conftest import run_cli
 
+    cwd.mkdir(parents=True, exist_ok=True)
     args = ["run", "penguins_tuned", "--local"]
     for param in params:
         args += ["--param", param]
