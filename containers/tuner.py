@@ -210,6 +210,7 @@ def _search(tuner, fit_kwargs: dict[str, Any], seconds: dict[str, float]) -> flo
 
 def _write_file(path: str, text: str) -> str:
     staging = f"{path}.staging-{os.getpid()}"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(staging, "w") as fh:
         fh.write(text)
     return staging
