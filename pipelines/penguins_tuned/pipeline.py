@@ -5,7 +5,7 @@ from tfkfp.components import ingest, trainer, transform, tuner
 
 
 @dsl.pipeline(
-    name="penguins-tuned",
+    name="penguins_tuned",
     description="Penguin species: tf.Transform, KerasTuner search (TFX's Tuner), Keras training.",
 )
 def penguins_tuned(
