@@ -8,7 +8,6 @@ model with them.
 
 import keras_tuner
 import tensorflow_transform as tft
-
 from tfkfp.pipelines.penguins import module as penguins
 
 preprocessing_fn = penguins.preprocessing_fn
