@@ -278,3 +278,17 @@ def test_penguins_tuned_pipeline_tunes_then_reuses(tmp_path, gcs):
     assert f"trainer: hyperparameters from /gcs/{gcs.bucket}/tuning" in output
     assert not list((tmp_path / "reuse").glob("build/local_outputs/*/tuner"))
     (model,) = (tmp_path / "reuse").glob("build/local_outputs/*/trainer/model/saved_model.pb")
+
+
+def test_reuse_location_with_a_bad_scheme_fails_before_any_work(tmp_path):
+    from conftest import run_cli
+
+    proc = run_cli(
+        "run", "penguins_tuned", "--local", "--param", "hyperparameters_uri=hdfs://x/hp",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "tfkfp: error: --param hyperparameters_uri: unsupported location 'hdfs://x/hp'"
+    )
+    assert not (tmp_path / "build").exists()
