@@ -288,7 +288,9 @@ def test_reuse_location_with_a_bad_scheme_fails_before_any_work(tmp_path):
         cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith(
-        "tfkfp: error: --param hyperparameters_uri: unsupported location 'hdfs://x/hp'"
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith("tfkfp: error: --param hyperparameters_uri: unsupported location 'hdfs://x/hp'")
     )
     assert not (tmp_path / "build").exists()
