@@ -1,12 +1,22 @@
 """The tfkfp KFP components: each stage's typed signature, declared once."""
 
 from tfkfp.components.evaluator import evaluator
+from tfkfp.components.fingerprint import fingerprint
 from tfkfp.components.ingest import ingest
 from tfkfp.components.pusher import pusher
 from tfkfp.components.trainer import trainer
 from tfkfp.components.transform import transform
 from tfkfp.components.tuner import tuner
 
-STAGES = (ingest, transform, tuner, trainer, evaluator, pusher)
+STAGES = (fingerprint, ingest, transform, tuner, trainer, evaluator, pusher)
 
-__all__ = ["STAGES", "evaluator", "ingest", "pusher", "trainer", "transform", "tuner"]
+__all__ = [
+    "STAGES",
+    "evaluator",
+    "fingerprint",
+    "ingest",
+    "pusher",
+    "trainer",
+    "transform",
+    "tuner",
+]

@@ -45,11 +45,13 @@ def evaluator(
         baseline_model: Baseline SavedModel; wins over baseline_from.
         baseline_from: Push destination (folder or gs://) whose newest complete version is the
             baseline; none there means no baseline, said in the report.
-        beam_pipeline_args: Beam options; DirectRunner by default.
+        beam_pipeline_args: Beam options; DirectRunner by default. A remote runner's workers
+            get the artifacts' URIs (gs:// or a shared filesystem).
 
     Returns:
         blessed: whether every threshold passed (gate the pusher on it with dsl.If).
     """
+    import json
     from collections import namedtuple
 
     from tfkfp.containers import evaluator as stage
@@ -67,6 +69,10 @@ def evaluator(
         baseline_model_dir=baseline_model.path if baseline_model else None,
         baseline_from=baseline_from,
         beam_pipeline_args=beam_pipeline_args,
+        model_uri=model.uri,
+        examples_uri=examples.uri,
+        evaluation_uri=evaluation.uri,
+        baseline_model_uri=baseline_model.uri if baseline_model else "",
     )
     for name, value in result["metrics"].items():
         metrics.log_metric(name, value)
@@ -78,6 +84,14 @@ def evaluator(
         if classification["roc"]:
             roc = classification["roc"]
             classification_metrics.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+    # The UI reads these two from metadata; the files are for kfp.local's cache, which takes
+    # an output artifact without a file for a lost one and reruns the task (and the pusher).
+    for artifact, content in (
+        (metrics, result["metrics"]),
+        (classification_metrics, classification),
+    ):
+        with open(artifact.path, "w") as fh:
+            json.dump(content, fh)
     evaluation.metadata["load_with"] = "tensorflow_model_analysis.load_eval_result"
     for key in ("blessed", "reason", "candidate", "baseline", "failures"):
         blessing.metadata[key] = result[key]

@@ -21,6 +21,7 @@ def transform(
         transform_graph: TFTransformOutput folder (transform_fn, transformed_metadata, metadata).
         transformed_examples: Transformed gzip TFRecord splits.
         beam_pipeline_args: Beam options, e.g. --runner=DataflowRunner; DirectRunner by default.
+            A remote runner's workers get the artifacts' URIs (gs:// or a shared filesystem).
     """
     from tfkfp.containers import transform as stage
     from tfkfp.containers.runtime import entrypoint
@@ -33,5 +34,8 @@ def transform(
         transform_graph_dir=transform_graph.path,
         transformed_examples_dir=transformed_examples.path,
         beam_pipeline_args=beam_pipeline_args,
+        examples_uri=examples.uri,
+        transform_graph_uri=transform_graph.uri,
+        transformed_examples_uri=transformed_examples.uri,
     )
     transformed_examples.metadata["rows"] = counts

@@ -13,12 +13,16 @@ from typing import Any
 
 from tfkfp.containers.runtime import (
     InputError,
+    beam_location,
     beam_options,
     load_schema,
     log,
     publishing,
     require_split,
+    runs_remotely,
     select_keras,
+    split_pattern,
+    writing_at,
 )
 
 CANDIDATE = "candidate"
@@ -546,6 +550,10 @@ def run(
     baseline_model_dir: str | None = None,
     baseline_from: str = "",
     beam_pipeline_args: list[str] | None = None,
+    model_uri: str = "",
+    examples_uri: str = "",
+    evaluation_uri: str = "",
+    baseline_model_uri: str = "",
 ) -> dict[str, Any]:
     """Evaluates candidate (and baseline) on the raw `eval` split; writes results and a blessing.
 
@@ -562,6 +570,12 @@ def run(
             version is the baseline. None there: evaluated without a baseline, which the report
             says. A missing bucket is an error.
         beam_pipeline_args: Passed to Beam unchanged (DirectRunner unless a runner is named).
+        model_uri: The candidate's URI; loaded by a remote runner's workers.
+        examples_uri: The examples' URI; read by a remote runner's workers.
+        evaluation_uri: The evaluation's URI; written by a remote runner's workers (cleared
+            first), without the staging folder.
+        baseline_model_uri: The baseline model artifact's URI; loaded by a remote runner's
+            workers (a baseline found under `baseline_from` is used by its URI).
 
     Returns:
         The report: `blessed`, `reason`, `candidate`, `baseline`, overall `metrics`,
@@ -576,6 +590,17 @@ def run(
     data_location = require_split(examples_dir, "eval", "examples")
     schema = load_schema(schema_dir) if schema_dir else None
     options = beam_options(beam_pipeline_args)
+    remote = runs_remotely(options)
+    model_at = model_dir
+    if remote:
+        # The workers are elsewhere: they read and write the artifacts' URIs, not pod paths.
+        model_at = beam_location(model_dir, model_uri, "model")
+        data_location = split_pattern(beam_location(examples_dir, examples_uri, "examples"), "eval")
+        evaluation_out = writing_at(
+            beam_location(evaluation_dir, evaluation_uri, "evaluation"), "evaluation"
+        )
+    else:
+        evaluation_out = publishing(evaluation_dir)
     names = check_metrics(config)
     signatures = _check_model(config, model_dir, schema, "candidate model")
     thresholds = _thresholds(config, names)
@@ -587,8 +612,14 @@ def run(
         baseline_dir, baseline_uri, baseline_note = resolve_baseline(
             baseline_model_dir, baseline_from, workdir
         )
+        baseline_at = baseline_dir
         if baseline_dir:
             _check_model(config, baseline_dir, schema, "baseline model")
+            if remote and baseline_model_dir:
+                baseline_at = beam_location(baseline_dir, baseline_model_uri, "baseline_model")
+            elif remote:
+                # A location the user named: usable unless it is a pod-only path.
+                baseline_at = beam_location("", baseline_uri, "baseline_from")
         has_baseline = baseline_dir is not None
         label_key = config.model_specs[0].label_key
         # No baseline: TFMA's rubber stamp, change thresholds dropped (the report lists them).
@@ -603,7 +634,7 @@ def run(
             _add_plots(config, [candidate_name], binary, n_outputs == 2)
         models = [
             tfma.default_eval_shared_model(
-                eval_saved_model_path=model_dir,
+                eval_saved_model_path=model_at,
                 eval_config=config,
                 model_name=candidate_name,
                 rubber_stamp=not has_baseline,
@@ -612,7 +643,7 @@ def run(
         if has_baseline:
             models.append(
                 tfma.default_eval_shared_model(
-                    eval_saved_model_path=baseline_dir, eval_config=config, model_name=BASELINE
+                    eval_saved_model_path=baseline_at, eval_config=config, model_name=BASELINE
                 )
             )
         log.info(
@@ -621,7 +652,7 @@ def run(
             model_dir,
             baseline_uri or f"none ({baseline_note})",
         )
-        with publishing(evaluation_dir) as eval_tmp, publishing(blessing_dir) as blessing_tmp:
+        with evaluation_out as eval_tmp, publishing(blessing_dir) as blessing_tmp:
             tfma.run_model_analysis(
                 eval_shared_model=models if has_baseline else models[0],
                 eval_config=config,

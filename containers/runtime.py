@@ -113,6 +113,26 @@ def publishing(final_path: str) -> Iterator[str]:
     os.rename(staging, final_path)
 
 
+@contextlib.contextmanager
+def writing_at(uri: str, what: str) -> Iterator[str]:
+    """Yields an output URI that remote Beam workers write to directly, cleared beforehand.
+
+    Object stores cannot rename a folder, so there is no staging copy as in `publishing`:
+    instead an earlier attempt's files are deleted first, and this attempt's if the block fails.
+    """
+    from tfkfp.containers import storage
+
+    storage.delete_tree(uri, what)
+    try:
+        yield uri
+    except BaseException:
+        try:
+            storage.delete_tree(uri, what)
+        except Exception as err:  # the original failure matters more than the cleanup's
+            log.warning("%s: could not remove the partial output at %s: %s", what, uri, err)
+        raise
+
+
 def split_pattern(examples_dir: str, split: str) -> str:
     """Glob of one split's gzip TFRecord files in an examples artifact (TFX layout)."""
     return os.path.join(examples_dir, f"Split-{split}", "*.gz")
@@ -169,3 +189,52 @@ def beam_options(beam_pipeline_args: list[str] | None):
     except (ValueError, ImportError) as err:
         raise InputError(f"beam_pipeline_args: runner {runner!r} is not usable ({err})") from None
     return options
+
+
+# Runners whose workers are this process or its children on this machine: they read the pod's
+# local paths. Any other runner (Dataflow, Flink, Spark, the portable runner) has workers
+# elsewhere, which only see what the artifacts' URIs name.
+LOCAL_RUNNERS = frozenset(
+    {None, "", "DirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"}
+)
+KFP_MOUNTS = ("/gcs/", "/minio/", "/s3/")
+
+
+def runs_remotely(options) -> bool:
+    """Whether the Beam options name a runner whose workers cannot read this pod's files."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    runner = options.view_as(StandardOptions).runner
+    return runner not in LOCAL_RUNNERS and runner != IN_PROCESS_RUNNER
+
+
+def beam_location(path: str, uri: str | None, what: str) -> str:
+    """The location remote Beam workers use for an artifact: its URI, checked.
+
+    A KFP pod sees artifacts at local paths (`/gcs/...`, `/minio/...`, downloaded or mounted);
+    remote workers see only the store the URI names. TensorFlow on the workers (tf.Transform,
+    TFMA) reads `gs://` and shared filesystems, but TensorFlow 2.21 has no `s3://` filesystem.
+
+    Args:
+        path: The artifact's pod-local path.
+        uri: The artifact's URI (`artifact.uri`), empty when unknown.
+        what: Input name for the error message.
+
+    Raises:
+        InputError: when the artifact has only a pod-local path, or a store the workers' TensorFlow
+            cannot read.
+    """
+    if not uri or uri.rstrip("/") == path.rstrip("/") or uri.startswith(KFP_MOUNTS):
+        raise InputError(
+            f"{what}: a remote Beam runner's workers cannot read the pod-local path "
+            f"{uri or path}; expected the artifact at a gs:// URI (a pipeline root on GCS) "
+            "or on a filesystem shared with the workers"
+        )
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    if scheme and scheme != "gs":
+        raise InputError(
+            f"{what}: {uri}: TensorFlow on the Beam workers reads gs:// and shared filesystems "
+            f"only (TensorFlow 2.21 has no {scheme}:// filesystem); use a gs:// pipeline root "
+            "or the in-process runner"
+        )
+    return uri

@@ -38,8 +38,9 @@ API (URIs are strings; a local path is a URI too):
     stat(uri, what, version=False) -> Stat | None      a file's size, mtime (and version)
     object_metadata(uri, what) -> dict       the store's metadata: generation, md5Hash, ETag
     exists(uri, what) -> bool                a file or a non-empty folder
-    list_files(uri, what, version=False, suffixes=None) -> list[Stat]
-        a file, a folder (recursive) or a glob (*, ?, [..] in the last parts); raises
+    list_files(uri, what, version=False, suffixes=None, hidden=False) -> list[Stat]
+        a file, a folder (recursive; names starting with . or _ skipped unless hidden) or a
+        glob (*, ?, [..] in the last parts); raises
         InputError when nothing matches. version=True adds each object's generation (GCS),
         ETag (S3) or mtime_ns (local): one metadata request per object, 8 at a time.
     list_dir(uri, what) -> (folders, files)  one level: sub-folder names, Stat of files; on
@@ -282,7 +283,12 @@ def _check_aws_credentials(loc: Location, what: str) -> None:
 
 
 @lru_cache(maxsize=16)
-def _make_fs(scheme: str, endpoint: str, region: str, retry: float):
+def _make_fs(scheme: str, endpoint: str, region: str, retry: float, identity: tuple = ()):
+    """A filesystem per store, endpoint, region, retry budget and credential identity.
+
+    The AWS SDK reads credentials when the filesystem is made: `identity` (the variables that
+    name them) keeps a process that changes them from reusing the old ones.
+    """
     import pyarrow.fs as pafs
 
     if scheme == "gs":
@@ -324,7 +330,10 @@ def _fs_for(loc: Location, what: str):
     _check_aws_credentials(loc, what)
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL", "")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "")
-    return _make_fs("s3", endpoint, region, retry)
+    identity = tuple(
+        os.environ.get(k, "") for k in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_SESSION_TOKEN")
+    )
+    return _make_fs("s3", endpoint, region, retry, identity)
 
 
 def filesystem(uri: str, what: str):
@@ -519,11 +528,16 @@ def _glob_base(loc: Location) -> tuple[str, str]:
 
 
 def list_files(
-    uri: str, what: str, version: bool = False, suffixes: tuple[str, ...] | None = None
+    uri: str,
+    what: str,
+    version: bool = False,
+    suffixes: tuple[str, ...] | None = None,
+    hidden: bool = False,
 ) -> list[Stat]:
     """Files at a location: the file itself, every file under a folder, or a glob's matches.
 
-    Hidden names (starting with '.' or '_', as Hadoop/Beam write) under a folder are skipped.
+    Under a folder, hidden names (starting with '.' or '_', as Hadoop/Beam write `_SUCCESS`)
+    are skipped unless `hidden`.
     Sorted by URI. Raises InputError naming `what` when nothing is there.
     """
     import pyarrow.fs as pafs
@@ -552,7 +566,7 @@ def list_files(
                 infos = [
                     i
                     for i in infos
-                    if not any(p.startswith((".", "_")) for p in _rel(loc.path, i.path))
+                    if hidden or not any(p.startswith((".", "_")) for p in _rel(loc.path, i.path))
                 ]
             else:
                 if loc.scheme != "file" and _bucket_exists(loc, what) is False:
@@ -703,7 +717,7 @@ def download(uri: str, local_dir: str, what: str) -> str:
             target = os.path.join(local_dir, os.path.basename(loc.path))
             pafs.copy_files(loc.path, target, fs, pafs.LocalFileSystem())
             return target
-    files = list_files(loc.uri, what)
+    files = list_files(loc.uri, what, hidden=True)
     with errors(what, loc):
         for s in files:
             src = parse(s.uri, what)

@@ -12,12 +12,16 @@ import tempfile
 
 from tfkfp.containers import user_module
 from tfkfp.containers.runtime import (
+    beam_location,
     beam_options,
     load_schema,
     log,
     publishing,
     require_split,
+    runs_remotely,
     select_keras,
+    split_pattern,
+    writing_at,
 )
 
 SPLITS = ("train", "eval")
@@ -39,6 +43,9 @@ def run(
     transform_graph_dir: str,
     transformed_examples_dir: str,
     beam_pipeline_args: list[str] | None = None,
+    examples_uri: str = "",
+    transform_graph_uri: str = "",
+    transformed_examples_uri: str = "",
 ) -> dict[str, int]:
     """Analyzes `train` with tf.Transform, transforms every split, writes graph and examples.
 
@@ -49,6 +56,11 @@ def run(
         transform_graph_dir: Output folder for the transform graph (TFTransformOutput layout).
         transformed_examples_dir: Output folder for transformed gzip TFRecord splits.
         beam_pipeline_args: Passed to Beam unchanged (DirectRunner when no runner is given).
+        examples_uri: The examples artifact's URI; read by a remote runner's workers.
+        transform_graph_uri: The transform graph's URI; written by a remote runner's workers.
+        transformed_examples_uri: The transformed examples' URI; written by a remote runner's
+            workers. A remote runner writes straight to the URIs (cleared first), without
+            the staging folder.
 
     Returns:
         Transformed row counts per split.
@@ -57,6 +69,25 @@ def run(
     beam_pipeline_args = list(beam_pipeline_args or [])
     patterns = {s: require_split(examples_dir, s, "examples") for s in SPLITS}
     schema = load_schema(schema_dir)
+    options = beam_options(beam_pipeline_args)
+    remote = runs_remotely(options)
+    if remote:
+        # The workers are elsewhere: they read and write the artifacts' URIs, not pod paths.
+        examples_at = beam_location(examples_dir, examples_uri, "examples")
+        patterns = {s: split_pattern(examples_at, s) for s in SPLITS}
+        graph_out = writing_at(
+            beam_location(transform_graph_dir, transform_graph_uri, "transform_graph"),
+            "transform_graph",
+        )
+        examples_out = writing_at(
+            beam_location(
+                transformed_examples_dir, transformed_examples_uri, "transformed_examples"
+            ),
+            "transformed_examples",
+        )
+    else:
+        graph_out = publishing(transform_graph_dir)
+        examples_out = publishing(transformed_examples_dir)
     preprocessing_fn = user_module.load_function(module_file, "preprocessing_fn")
 
     import apache_beam as beam
@@ -76,12 +107,14 @@ def run(
         counters[split].inc(batch.num_rows)
         return RecordBatchToExamplesEncoder().encode(batch)
 
-    temp_dir = _temp_location(beam_pipeline_args) or tempfile.mkdtemp(prefix="tfkfp-tft-")
-    with (
-        publishing(transformed_examples_dir) as examples_tmp,
-        publishing(transform_graph_dir) as graph_tmp,
-    ):
-        pipeline = beam.Pipeline(options=beam_options(beam_pipeline_args))
+    with examples_out as examples_tmp, graph_out as graph_tmp:
+        # Analyzers write temporary files the workers share; TFX's default place for them.
+        temp_dir = _temp_location(beam_pipeline_args) or (
+            os.path.join(graph_tmp, ".temp_path")
+            if remote
+            else tempfile.mkdtemp(prefix="tfkfp-tft-")
+        )
+        pipeline = beam.Pipeline(options=options)
         with pipeline, tft_beam.Context(temp_dir=temp_dir):
             sources = {
                 s: tfxio.TFExampleRecord(file_pattern=patterns[s], schema=schema) for s in SPLITS

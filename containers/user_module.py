@@ -15,10 +15,11 @@ from tfkfp.containers.runtime import InputError, log
 
 
 def _download(loc) -> str:
-    """Copies a gs:// or s3:// module file and the .py files beside it into a temp folder.
+    """Copies a gs:// or s3:// module file and its helpers into a temp folder; returns its path.
 
-    The siblings come along so that `import helpers` next to the module works as it does for
-    a local file; the folder goes on sys.path.
+    The helpers are what a local module file could import from its folder: the `.py` files and
+    the packages (sub-folders with `__init__.py`) beside it. The import then goes as for a
+    local file.
     """
     from tfkfp.containers import storage
 
@@ -30,18 +31,18 @@ def _download(loc) -> str:
         storage.read_bytes(loc.uri, "module_file")  # names the missing bucket or object
         raise InputError(f"module_file: no such file {loc.uri}")
     folder = loc.uri.rsplit("/", 1)[0]
-    _, files = storage.list_dir(folder, "module_file")
+    folders, files = storage.list_dir(folder, "module_file")
     local_dir = tempfile.mkdtemp(prefix="tfkfp-module-")
     for f in files:
         if f.uri == loc.uri or f.uri.endswith(".py"):
             storage.download(f.uri, local_dir, "module_file")
+    for name in folders:
+        package = storage.join(folder, name)
+        if storage.stat(storage.join(package, "__init__.py"), "module_file") is not None:
+            storage.download(package, os.path.join(local_dir, name), "module_file")
     log.info(
-        "downloaded module file %s (%d file(s) from its folder)",
-        loc.uri,
-        len(os.listdir(local_dir)),
+        "downloaded module file %s with its helpers: %s", loc.uri, sorted(os.listdir(local_dir))
     )
-    if local_dir not in sys.path:
-        sys.path.insert(0, local_dir)
     return os.path.join(local_dir, os.path.basename(loc.key))
 
 

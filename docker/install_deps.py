@@ -4,8 +4,10 @@ Run by Dockerfile.cpu / Dockerfile.gpu (stdlib only until the install is done):
 
     python install_deps.py {cpu,gpu} DIR    # DIR: constraints.txt, setup.cfg, constraints-gpu.txt
 
-gpu: a normal resolve of setup.cfg's install_requires plus `tensorflow[and-cuda]`, pinned by
-constraints.txt and, for the CUDA wheels, constraints-gpu.txt.
+What gets installed: setup.cfg's install_requires plus its `runtime` extra (the TensorFlow stack).
+
+gpu: a normal resolve of those plus `tensorflow[and-cuda]`, pinned by constraints.txt and, for
+the CUDA wheels, constraints-gpu.txt.
 
 cpu: tensorflow-transform, tfx-bsl, tf_keras, TFMA and tensorflow-serving-api all require
 `tensorflow`, which pip cannot satisfy with `tensorflow-cpu` (a different name for the same code
@@ -36,10 +38,11 @@ def _canonical(name: str) -> str:
 
 
 def install_requires(setup_cfg: str) -> list[str]:
-    """The `install_requires` list of setup.cfg, comments dropped."""
+    """setup.cfg's `install_requires` plus its `runtime` extra, comments dropped."""
     cfg = configparser.ConfigParser()
     cfg.read(setup_cfg)
     lines = cfg["options"]["install_requires"].splitlines()
+    lines += cfg["options.extras_require"]["runtime"].splitlines()
     return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
 
 

@@ -450,3 +450,55 @@ def base_image(docker_client) -> str:
     from tests import docker_env
 
     return docker_env.base_image(docker_client)
+
+
+# --- Beam's portable runner: a job service and an external worker pool, as a cluster's ------------
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{proc.args[2]} did not start, see {log_path}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def beam_portable(tmp_path_factory) -> list[str]:
+    """Starts Beam's Python job service and an external worker pool in their own processes.
+
+    Yields the beam_pipeline_args that send a pipeline there. The pool starts each SDK worker
+    as `python` from PATH, hence this venv's bin first.
+    """
+    logs = tmp_path_factory.mktemp("beam")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    job_port, pool_port = free_port(), free_port()
+    procs = []
+    for module, flag, port in (
+        ("apache_beam.runners.portability.local_job_service_main", "-p", job_port),
+        ("apache_beam.runners.worker.worker_pool_main", "--service_port", pool_port),
+    ):
+        log_path = logs / f"{module.rsplit('.', 1)[1]}.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, flag, str(port)],
+            stdout=open(log_path, "w"),
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        procs.append(proc)
+        _wait_for_port(port, proc, log_path)
+    yield [
+        "--runner=PortableRunner",
+        f"--job_endpoint=localhost:{job_port}",
+        "--environment_type=EXTERNAL",
+        f"--environment_config=localhost:{pool_port}",
+    ]
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -18,6 +18,7 @@ def demo_runs(tmp_path_factory):
     return cwd, first, second
 
 
+@pytest.mark.pipeline
 def test_demo_pushes_a_blessed_model_and_compiles_yaml(demo_runs):
     cwd, first, _ = demo_runs
     assert first.returncode == 0, first.stderr[-3000:]
@@ -31,6 +32,7 @@ def test_demo_pushes_a_blessed_model_and_compiles_yaml(demo_runs):
     assert (cwd / "build" / "penguins.yaml").is_file()
 
 
+@pytest.mark.pipeline
 def test_second_demo_succeeds(demo_runs):
     cwd, _, second = demo_runs
     assert second.returncode == 0, second.stderr[-3000:]
@@ -41,6 +43,7 @@ def test_second_demo_succeeds(demo_runs):
     assert f"baseline:      {cwd / 'serving' / 'penguins'}/" in second.stdout
 
 
+@pytest.mark.pipeline
 def test_pushed_model_serves_raw_examples_in_a_fresh_process(demo_runs, penguins_csv):
     cwd, _, _ = demo_runs
     model = sorted((cwd / "serving" / "penguins").iterdir())[-1]
@@ -94,7 +97,8 @@ def test_bad_data_path_fails_the_run_with_one_line(tmp_path):
     )
     assert proc.returncode == 1
     output = proc.stdout + proc.stderr  # kfp.local streams task logs to stdout
-    assert output.count("error: data_uri: no such file, folder or matching files") == 1
+    # The fingerprint step, the run's first task, says it; nothing after it runs.
+    assert output.count(f"error: data_uri: no such file or folder {tmp_path / 'nope.csv'}") == 1
     assert not (tmp_path / "serving").exists()
 
 

@@ -264,6 +264,7 @@ def test_bad_baseline_and_beam_args(tmp_path, trained, ingested):
     assert not (tmp_path / "blessing").exists()
 
 
+@pytest.mark.pipeline
 def test_pipeline_skips_the_pusher_when_not_blessed(tmp_path, penguins_csv):
     root, serving = tmp_path / "root", tmp_path / "serving"
     proc = run_cli(

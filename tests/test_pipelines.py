@@ -172,3 +172,22 @@ def test_run_refuses_missing_required_parameter(tmp_path):
     proc = run_cli("run", str(tmp_path / "p.py"), "--local", "--param", "train_steps=1")
     assert proc.returncode == 2
     assert "taxi needs data_uri, push_destination" in proc.stderr
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_uncached_fingerprint_feeds_ingest_even_when_caching_is_forced_on(compiled, name, tmp_path):
+    from tfkfp import cli
+
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(compiled[name])
+    for forced in (None, True):
+        if forced is not None:
+            cli.set_caching(str(path), forced)
+        tasks = yaml.safe_load(path.read_text())["root"]["dag"]["tasks"]
+        assert tasks["fingerprint"]["cachingOptions"] == {}, forced
+        assert tasks["ingest"]["cachingOptions"] == {"enableCache": True}, forced
+        fed = tasks["ingest"]["inputs"]["parameters"]["data_fingerprint"]
+        assert fed["taskOutputParameter"] == {
+            "producerTask": "fingerprint",
+            "outputParameterKey": "Output",
+        }

@@ -425,6 +425,7 @@ def test_gcs_pusher_killed_mid_push_leaves_no_complete_version(tmp_path, trained
     )
 
 
+@pytest.mark.pipeline
 def test_kfp_local_pipeline_pushes_to_the_emulator_bucket(tmp_path, gcs, penguins_csv):
     from conftest import run_cli
 

@@ -20,14 +20,17 @@ def test_module_file_with_a_sibling_helper(bucket):
     helper = f"tfkfp_helper_{bucket.scheme}_{bucket.name[-8:]}"
     bucket.put(f"code/{helper}.py", "VALUE = 41\n")
     bucket.put("code/notes.txt", "not code: not downloaded")
+    bucket.put(f"code/{helper}_pkg/__init__.py", "FROM_PACKAGE = 1\n")
+    bucket.put("code/data/big.bin", "not a package: not downloaded")
     uri = bucket.put(
         "code/module.py",
-        f"import {helper}\n\ndef run_fn(fn_args):\n    return {helper}.VALUE + 1\n",
+        f"import {helper}\nimport {helper}_pkg\n\n\ndef run_fn(fn_args):\n"
+        f"    return {helper}.VALUE + {helper}_pkg.FROM_PACKAGE\n",
     )
     run_fn = user_module.load_function(uri, "run_fn")
     assert run_fn(None) == 42
     folder = os.path.dirname(run_fn.__code__.co_filename)
-    assert sorted(os.listdir(folder)) == sorted([f"{helper}.py", "module.py"])
+    assert sorted(os.listdir(folder)) == sorted([f"{helper}.py", f"{helper}_pkg", "module.py"])
 
 
 def test_module_file_bad_locations(bucket):
@@ -176,3 +179,60 @@ def test_kfp_local_pipeline_with_every_location_on_the_s3_server(
     tmp_path, s3, weak_trained, penguins_csv
 ):
     _pipeline_on(s3, tmp_path, weak_trained, penguins_csv)
+
+
+# --- stage-level: denied access and no credentials end the stage in one line -----------------
+
+
+def test_ingest_denied_access_on_s3_publishes_nothing(locked_s3, monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", locked_s3.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", locked_s3.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", locked_s3.secret_access_key)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    uri = f"s3://{locked_s3.bucket}/{locked_s3.key}"
+    with pytest.raises(InputError, match=rf"^data_uri: no permission to list {uri} \("):
+        from tfkfp.containers import ingest
+
+        ingest.run(uri, str(tmp_path / "e"), str(tmp_path / "s"))
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("scheme", ["gs", "s3"])
+def test_stages_without_credentials_exit_2_in_one_line(scheme, tmp_path, s3_server):
+    from conftest import free_port
+
+    closed = f"127.0.0.1:{free_port()}"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("STORAGE_EMULATOR", "GOOGLE_", "CLOUDSDK_", "AWS_"))
+    }
+    env.update(
+        HOME=str(tmp_path),
+        CLOUDSDK_CONFIG=str(tmp_path / "gcloud"),
+        GCE_METADATA_HOST=closed,
+        GCE_METADATA_IP=closed,
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_ENDPOINT_URL=s3_server,
+    )
+    calls = {
+        "data_uri": "from tfkfp.containers import ingest as m\n"
+        f"runtime.entrypoint(m.run, data_uri='{scheme}://b/d.csv', examples_dir='e', "
+        "schema_dir='s')",
+        "module_file": "from tfkfp.containers import user_module as m\n"
+        f"runtime.entrypoint(m.load, module_ref='{scheme}://b/m.py')",
+        "baseline_from": "from tfkfp.containers import evaluator as m\n"
+        f"runtime.entrypoint(m.resolve_baseline, baseline_model_dir=None, "
+        f"baseline_from='{scheme}://b/serving', workdir='w')",
+    }
+    cloud = "Google Cloud" if scheme == "gs" else "AWS"
+    for what, call in calls.items():
+        proc = subprocess.run(
+            [sys.executable, "-c", "from tfkfp.containers import runtime\n" + call],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert errors == [proc.stderr.strip().splitlines()[-1]] and "Traceback" not in proc.stderr
+        assert errors[0].startswith(f"error: {what}: no {cloud} credentials for {scheme}://b (")
+    assert not {"e", "s", "w"} & set(os.listdir(tmp_path))  # nothing published

@@ -197,3 +197,15 @@ def test_no_credentials_fail_fast_in_one_line(scheme, tmp_path, s3_server):
         line for line in proc.stderr.strip().splitlines() if line.startswith("error:")
     ]
     assert proc.stderr.startswith(f"error: data_uri: no {cloud} credentials for {scheme}://b (")
+
+
+def test_a_mounted_kfp_path_is_read_locally(tmp_path, monkeypatch):
+    # Stands in for /gcs/<bucket> as Vertex AI mounts it (the real root is not writable here).
+    mount = tmp_path / "gcs"
+    (mount / "bkt" / "data").mkdir(parents=True)
+    (mount / "bkt" / "data" / "a.csv").write_text("a\n1\n")
+    monkeypatch.setattr(storage, "_MOUNTS", {f"{mount}/": "gs"})
+    loc = storage.parse(f"{mount}/bkt/data/a.csv", "data_uri")
+    assert loc.scheme == "file" and loc.uri == f"{mount}/bkt/data/a.csv"
+    assert storage.read_text(loc.uri, "data_uri") == "a\n1\n"
+    assert storage.parse(f"{mount}/other-bkt/x.csv", "data_uri").uri == "gs://other-bkt/x.csv"

@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_cli
 
+# Every test here reads one full local run of the taxi pipeline.
+pytestmark = pytest.mark.pipeline
+
 TAXI_CSV = REPO / "pipelines" / "taxi" / "data" / "chicago_taxi.csv"
 
 

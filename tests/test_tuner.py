@@ -253,6 +253,7 @@ def _local_run(cwd, *params):
     return proc.stdout + proc.stderr
 
 
+@pytest.mark.pipeline
 def test_penguins_tuned_pipeline_tunes_then_reuses(tmp_path, gcs):
     """transform -> tuner (2 trials) -> trainer; then a run reusing the tuned values from gs://."""
     small = ["tuning_train_steps=4", "tuning_eval_steps=2", "train_steps=6", "eval_steps=2"]

@@ -29,6 +29,23 @@ class UsageError(Exception):
     """Bad command-line input: printed as one line, exit code 2."""
 
 
+# What the stages import when they run in this process (kfp.local's SubprocessRunner).
+RUNTIME_MODULES = ("tensorflow", "tensorflow_transform", "tensorflow_model_analysis", "apache_beam")
+
+
+def require_runtime(command: str) -> None:
+    """Fails in one line when the TensorFlow stack (the `runtime` extra) is not installed.
+
+    Only looks the modules up (no import): TensorFlow alone takes seconds to import.
+    """
+    missing = [m for m in RUNTIME_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(
+            f"{command}: runs the stages in this environment, which lacks {', '.join(missing)}; "
+            "install them with: pip install 'tfkfp[runtime]'"
+        )
+
+
 # --- pipelines -------------------------------------------------------------------------------
 
 
@@ -182,8 +199,13 @@ def set_caching(path: str, enable: bool) -> None:
     KFP decides caching per task from the spec before a run starts, so it cannot be a runtime
     parameter. kfp.Client's own `enable_caching` override only reaches top-level tasks, not
     those inside `dsl.If` branches (the trainer and pusher here), hence this rewrite.
+    The fingerprint step stays uncached: caching it would hide new data from every rerun.
     """
     import yaml
+
+    from tfkfp.components import fingerprint
+
+    never_cached = f"comp-{fingerprint.name}"
 
     with open(path) as fh:
         docs = list(yaml.safe_load_all(fh))
@@ -192,7 +214,9 @@ def set_caching(path: str, enable: bool) -> None:
     dags += [c["dag"] for c in spec.get("components", {}).values() if "dag" in c]
     for dag in dags:
         for task in dag.get("tasks", {}).values():
-            task["cachingOptions"] = {"enableCache": True} if enable else {}
+            ref = task.get("componentRef", {}).get("name", "")
+            cached = enable and not (ref == never_cached or ref.startswith(f"{never_cached}-"))
+            task["cachingOptions"] = {"enableCache": True} if cached else {}
     with open(path, "w") as fh:
         yaml.safe_dump_all(docs, fh, sort_keys=True)
 
@@ -499,6 +523,8 @@ def main(argv: list[str] | None = None) -> int:
             for path in compile_components(Path(args.out_dir)):
                 print(path)
         elif args.command == "run":
+            if not args.docker:  # with --docker every task runs in its image
+                require_runtime("run --local")
             pipeline = load_pipeline(args.pipeline)
             arguments = {**local_arguments(pipeline), **parse_params(pipeline, args.param)}
             check_required(pipeline, arguments)
@@ -506,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command in ("upload", "submit"):
             return _cluster_command(args)
         elif args.command == "demo":
+            require_runtime("demo")
             return demo()
         elif args.command == "images":
             from tfkfp import images

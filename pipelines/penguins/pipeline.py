@@ -3,7 +3,7 @@
 import os
 
 from kfp import dsl
-from tfkfp.components import evaluator, ingest, pusher, trainer, transform
+from tfkfp.components import evaluator, fingerprint, ingest, pusher, trainer, transform
 
 # TFMA EvalConfig (config_pb2 JSON). The label is computed by preprocessing_fn, so TFMA gets it
 # from the model's transform_features signature. The threshold gates the overall slice only:
@@ -61,16 +61,19 @@ def penguins(
     """Trains, evaluates and (when blessed) pushes a penguin species model.
 
     Args:
-        data_uri: CSV file or folder (a gs:// or /gcs/ path on a cluster).
-        push_destination: Serving folder or gs://bucket/path; versions go below it.
-        module_file: Path, gs:// URI or dotted module name with preprocessing_fn and run_fn.
+        data_uri: CSV file or folder (a gs://, s3:// or /gcs/ path on a cluster).
+        push_destination: Serving folder, gs:// or s3://bucket/path; versions go below it.
+        module_file: Path, gs:// or s3:// URI or dotted module name with preprocessing_fn and
+            run_fn.
         train_steps: Training steps.
         eval_steps: Validation steps during training.
         eval_config: TFMA EvalConfig (config_pb2 JSON form).
         beam_pipeline_args: Beam options for transform and evaluator.
         keras: tf_keras or keras3.
     """
-    examples = ingest(data_uri=data_uri)
+    # Never cached: new data at the same data_uri must rerun ingest and everything after it.
+    data = fingerprint(data_uri=data_uri).set_caching_options(False)
+    examples = ingest(data_uri=data_uri, data_fingerprint=data.output)
     transformed = transform(
         examples=examples.outputs["examples"],
         schema=examples.outputs["schema"],

@@ -1,7 +1,7 @@
 """Penguins with tuning: transform -> tuner (KerasTuner) -> trainer, or reuse earlier values."""
 
 from kfp import dsl
-from tfkfp.components import ingest, trainer, transform, tuner
+from tfkfp.components import fingerprint, ingest, trainer, transform, tuner
 
 
 @dsl.pipeline(
@@ -37,7 +37,9 @@ def penguins_tuned(
         beam_pipeline_args: Beam options for transform.
         keras: tf_keras or keras3 (tuner and trainer).
     """
-    examples = ingest(data_uri=data_uri)
+    # Never cached: new data at the same data_uri must rerun ingest and everything after it.
+    data = fingerprint(data_uri=data_uri).set_caching_options(False)
+    examples = ingest(data_uri=data_uri, data_fingerprint=data.output)
     transformed = transform(
         examples=examples.outputs["examples"],
         schema=examples.outputs["schema"],
