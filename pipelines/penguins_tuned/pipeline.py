@@ -76,7 +76,8 @@ def penguins_tuned(
 
 
 def local_arguments() -> dict:
-    """What `tfkfp run penguins_tuned --local` uses unless told otherwise: the bundled CSV."""
+    """What `tfkfp run penguins_tuned --local` uses unless told otherwise: its bundled CSV."""
     from importlib import resources
 
-    return {"data_uri": str(resources.files("tfkfp.pipelines.penguins") / "data" / "penguins.csv")}
+    data = resources.files("tfkfp.pipelines.penguins_tuned") / "data" / "penguins.csv"
+    return {"data_uri": str(data)}
