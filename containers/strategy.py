@@ -138,7 +138,9 @@ def _describe(tf, strategy, dist, dist_name: str, stage: str, fn: str) -> str:
 
 
 @contextlib.contextmanager
-def adopted(tf, dist, dist_name: str, stage: str = "trainer", fn: str = "run_fn"):
+def adopted(
+    tf, dist, dist_name: str, stage: str = "trainer", fn: str = "run_fn", scope: bool = True
+):
     """The stage's strategy in scope for the module and its function, whichever kind it is.
 
     A function that builds its model plainly runs under the stage's strategy (its scope is
@@ -155,6 +157,10 @@ def adopted(tf, dist, dist_name: str, stage: str = "trainer", fn: str = "run_fn"
         dist_name: Its public name.
         stage: The stage's name in log lines and errors (trainer, tuner).
         fn: The user function's name in log lines and errors (run_fn, tuner_fn).
+        scope: Enter the strategy's scope (and record variable creation). Without it only the
+            module's strategy calls are answered, for code that enters the scope itself
+            (KerasTuner builds each trial's model in its `distribution_strategy`, and its
+            `clear_session()` between trials empties TensorFlow's scope stack).
 
     Yields:
         The strategies variables were created in, in order (the model's, its optimizer's, ...).
@@ -169,11 +175,13 @@ def adopted(tf, dist, dist_name: str, stage: str = "trainer", fn: str = "run_fn"
 
     default = dist is tf.distribute.get_strategy()
     with contextlib.ExitStack() as stack:
-        stack.enter_context(tf.variable_creator_scope(record))
+        if scope:
+            stack.enter_context(tf.variable_creator_scope(record))
         if not default:
             for path in _ADOPTED:
                 stack.enter_context(_returning(tf.distribute, path, dist, dist_name, stage, fn))
-            stack.enter_context(dist.scope())
+            if scope:
+                stack.enter_context(dist.scope())
         try:
             yield built
         except RuntimeError as err:

@@ -86,6 +86,17 @@ def test_tfx_style_tuner_fn_and_its_outputs(tuned):
     assert not list(out.glob("*.staging-*"))
 
 
+def test_search_under_mirrored_on_two_logical_cpus(tmp_path, ingested, transformed):
+    """The trainer's strategy rules: the trials' models are built in the tuner's strategy."""
+    code, result, stderr = _tuner_process(
+        tmp_path, ingested, transformed, cpu_replicas=2, custom_config={"max_trials": 1}
+    )
+    assert code == 0, stderr[-3000:]
+    assert result["strategy"] == "MirroredStrategy" and result["replicas"] == 2
+    assert "tuner: strategy MirroredStrategy, 2 replica(s) in sync" in stderr
+    assert len(result["trials"]) == 1 and result["trials"][0]["status"] == "COMPLETED"
+
+
 def test_best_values_reach_run_fn_and_win_over_the_dict(tmp_path, tuned, ingested, transformed):
     out, result, _ = tuned
     trainer.run(
