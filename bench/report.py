@@ -49,6 +49,12 @@ def table(results: dict) -> str:
                     f"| {stage} {e['rows']:,} rows: overhead vs direct | "
                     f"{e['overhead']:.3f}× ({e['rows_per_s']:,} rows/s) | ≤ 1.10× |"
                 )
+            for e in scale[stage]:
+                if "verify_share" in e:
+                    rows.append(
+                        f"| {stage} {e['rows']:,} rows: examples manifest check | "
+                        f"{e['verify_s'] * 1000:.1f} ms, {e['verify_share']:.3%} of the stage | ≤ 3% |"
+                    )
             lin = scale[f"{stage}_linearity"]
             rows.append(
                 f"| {stage} marginal cost per row between sizes "

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from tfkfp.containers import storage
+from tfkfp.containers import manifest, storage
 from tfkfp.containers.runtime import InputError, log, publishing
 
 MISSING = ("", "NA")
@@ -532,6 +532,7 @@ def run(
                     f"train_fraction: {train_fraction} leaves the '{split}' split empty "
                     f"({sum(counts.values())} rows)"
                 )
+        manifest.write(ex_tmp, counts)
         with open(os.path.join(schema_tmp, "schema.pbtxt"), "w") as fh:
             fh.write(text_format.MessageToString(schema))
     log.info("ingest: wrote %s", ", ".join(f"{k}={v}" for k, v in counts.items()))

@@ -51,7 +51,8 @@ def entrypoint(stage: Callable[..., T], /, **kwargs: Any) -> T:
     try:
         result = stage(**kwargs)
     except InputError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
+        one_line = " ".join(str(err).splitlines())  # a library's message may span lines
+        print(f"error: {one_line}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     if os.environ.get("_KFP_RUNTIME") == "true" and sys.argv[0].endswith("executor_main.py"):
         atexit.register(_exit_without_teardown)
@@ -139,12 +140,18 @@ def split_pattern(examples_dir: str, split: str) -> str:
 
 
 def require_split(examples_dir: str, split: str, what: str) -> str:
-    """Returns the split's file pattern, or fails naming the input when it has no files."""
+    """The split's file pattern; fails naming the input when it has no files or damaged ones.
+
+    Damaged: not as the examples manifest ingest or transform wrote says (containers/manifest.py).
+    """
     import glob
+
+    from tfkfp.containers import manifest
 
     pattern = split_pattern(examples_dir, split)
     if not glob.glob(pattern):
         raise InputError(f"{what}: no '{split}' split files matching {pattern}")
+    manifest.verify(examples_dir, [split], what)
     return pattern
 
 

@@ -41,8 +41,16 @@ def check_saved_model(model_dir: str) -> None:
     path = os.path.join(model_dir, "saved_model.pb")
     if not os.path.isfile(path):
         raise InputError(f"run_fn: wrote no SavedModel to fn_args.serving_model_dir ({model_dir})")
+    from google.protobuf.message import DecodeError
+
     with open(path, "rb") as fh:
-        saved = saved_model_pb2.SavedModel.FromString(fh.read())
+        data = fh.read()
+    try:
+        saved = saved_model_pb2.SavedModel.FromString(data)
+    except DecodeError as err:
+        raise InputError(
+            f"run_fn: {path} is not a SavedModel protobuf ({len(data)} bytes; {err})"
+        ) from None
     signatures = saved.meta_graphs[0].signature_def if saved.meta_graphs else {}
     if "serving_default" not in signatures:
         raise InputError(

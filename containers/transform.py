@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-from tfkfp.containers import user_module
+from tfkfp.containers import manifest, user_module
 from tfkfp.containers.runtime import (
     beam_location,
     beam_options,
@@ -147,9 +147,10 @@ def run(
         metadata_io.write_metadata(
             dataset_metadata.DatasetMetadata(schema), os.path.join(graph_tmp, "metadata")
         )
-    counts = {}
-    for split in SPLITS:
-        found = result.metrics().query(beam.metrics.MetricsFilter().with_name(f"{split}_rows"))
-        counts[split] = int(sum(c.committed or 0 for c in found["counters"]))
+        counts = {}
+        for split in SPLITS:
+            found = result.metrics().query(beam.metrics.MetricsFilter().with_name(f"{split}_rows"))
+            counts[split] = int(sum(c.committed or 0 for c in found["counters"]))
+        manifest.write(examples_tmp, counts)
     log.info("transform: wrote %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
     return counts

@@ -110,6 +110,38 @@ def write_module(path: Path, source: str) -> str:
     return str(path)
 
 
+def damage_examples(src: str, dst: Path, split: str, how: str) -> str:
+    """Copies an examples artifact and damages its `split` file; returns that file's path.
+
+    `boundary`: a valid gzip TFRecord of the first half of the records (a copy cut short on a
+    record boundary); `mid_record`: the records' bytes cut inside a record, gzipped again;
+    `flipped`: one byte of the compressed file changed.
+    """
+    import glob
+    import gzip
+
+    from tfkfp.containers import ingest
+
+    shutil.copytree(src, dst)
+    [path] = glob.glob(os.path.join(dst, f"Split-{split}", "*.gz"))
+    if how == "boundary":
+        records = list(ingest._read_tfrecords(path))
+        writer = ingest._TFRecordWriter(path)
+        for record in records[: len(records) // 2]:
+            writer.write(record)
+        writer.close()
+    elif how == "mid_record":
+        with gzip.open(path, "rb") as fh:
+            data = fh.read()
+        with gzip.open(path, "wb") as fh:
+            fh.write(data[: len(data) // 2 + 7])
+    else:
+        data = bytearray(Path(path).read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        Path(path).write_bytes(bytes(data))
+    return path
+
+
 @pytest.fixture
 def copy_tree(tmp_path):
     def _copy(src: str, name: str) -> str:

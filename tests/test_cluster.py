@@ -300,6 +300,54 @@ def test_unreachable_host_is_one_line_exit_2_and_fast(taxi_yaml, tmp_path):
     assert time.monotonic() - started < 60  # kfp alone retries healthz for ~30 s
 
 
+@pytest.fixture
+def plain_http_server(tmp_path):
+    """A plain HTTP server (not KFP) on loopback: serves a folder, 404 elsewhere."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler
+
+    site = tmp_path / "site"
+    (site / "apis" / "v2beta1").mkdir(parents=True)
+    requests = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            requests.append(self.path)
+            super().do_GET()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(site)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", site, requests
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("page", [None, "<html>It works!</html>"])
+def test_host_that_is_not_kfp_is_one_line_exit_2_and_fast(
+    plain_http_server, taxi_yaml, tmp_path, page
+):
+    host, site, requests = plain_http_server
+    if page is not None:  # an HTML page where KFP's healthz would answer
+        (site / "apis" / "v2beta1" / "healthz").write_text(page)
+    started = time.monotonic()
+    proc = _cli(
+        "submit", str(taxi_yaml), "--host", host,
+        "--param", "data_uri=gs://b/t.csv", "--param", "push_destination=gs://b/s", home=tmp_path,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 2, proc.stderr
+    assert f"--host: {host} is not a Kubeflow Pipelines API" in proc.stderr
+    assert ("404" if page is None else "not KFP's JSON healthz") in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    # one probe, no kfp.Client retries (which took 26 s and five tracebacks)
+    assert len(requests) == 1, requests
+    assert elapsed < 5, f"took {elapsed:.1f} s"  # the promise: one line within 5 s
+
+
 def test_missing_host_is_one_line_exit_2(taxi_yaml, tmp_path):
     proc = _cli(
         "submit",

@@ -3,9 +3,11 @@ import itertools
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
-from conftest import run_cli
+from conftest import damage_examples, run_cli
 from tfkfp.containers import evaluator, pusher
 from tfkfp.containers.runtime import InputError
 from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
@@ -23,6 +25,13 @@ def _config(lower_bound: float, change: float | None = None) -> dict:
     threshold.pop("change_threshold", None)
     if change is not None:
         threshold["change_threshold"] = {"direction": HIGHER, "absolute": change}
+    return config
+
+
+def _with_threshold(threshold: dict) -> dict:
+    """The penguin config with its accuracy threshold replaced."""
+    config = copy.deepcopy(EVAL_CONFIG)
+    config["metrics_specs"][0]["metrics"][1]["per_slice_thresholds"][0]["threshold"] = threshold
     return config
 
 
@@ -242,11 +251,143 @@ def test_push_destination_without_complete_version_is_no_baseline(tmp_path, trai
             {"metrics_specs": [{"metrics": [{"class_name": "Accuracy", "module": "no.such"}]}]},
             "in module 'no.such'",
         ),
+        (
+            _with_threshold({"change_threshold": {"absolute": -0.05}}),
+            r"metrics\[1\].per_slice_thresholds\[0\].threshold.change_threshold: expected a "
+            "direction, HIGHER_IS_BETTER or LOWER_IS_BETTER",
+        ),
+        (
+            _with_threshold({"change_threshold": {"direction": HIGHER}}),
+            "change_threshold: expected absolute or relative",
+        ),
+        (
+            _with_threshold({"value_threshold": {}}),
+            "value_threshold: expected lower_bound or upper_bound",
+        ),
+        (
+            {**EVAL_CONFIG, "slicing_specs": [{}, {"feature_keys": ["islnd"]}]},
+            r"eval_config: slicing_specs\[1\] slices on 'islnd', which is neither a feature",
+        ),
+        (
+            {**EVAL_CONFIG, "slicing_specs": [{"feature_values": {"colour": "red"}}]},
+            r"slicing_specs\[0\] slices on 'colour'",
+        ),
     ],
 )
 def test_bad_eval_config(tmp_path, trained, ingested, config, message):
-    with pytest.raises(InputError, match=message):
+    with pytest.raises(InputError, match=message) as raised:
         _run(tmp_path, trained.model, ingested, config)
+    assert "\n" not in str(raised.value)  # one line (protobuf's field list came on a second)
+    assert not (tmp_path / "blessing").exists() and not (tmp_path / "report.md").exists()
+
+
+@pytest.mark.parametrize("how", ["boundary", "mid_record"])
+def test_damaged_eval_split_is_refused(tmp_path, trained, ingested, how):
+    # Cut on a record boundary, the evaluator BLESSED the model on 35 of 84 eval rows.
+    path = damage_examples(ingested.examples, tmp_path / "examples", "eval", how)
+    with pytest.raises(InputError, match=f"examples: {path} is damaged"):
+        evaluator.run(
+            model_dir=trained.model,
+            examples_dir=str(tmp_path / "examples"),
+            eval_config=EVAL_CONFIG,
+            evaluation_dir=str(tmp_path / "evaluation"),
+            blessing_dir=str(tmp_path / "blessing"),
+            report_path=str(tmp_path / "report.md"),
+            schema_dir=ingested.schema,
+        )
+    assert not (tmp_path / "blessing").exists() and not (tmp_path / "evaluation").exists()
+    assert not (tmp_path / "report.md").exists()
+
+
+def _examples_without(src: str, dst, split: str, feature: str) -> str:
+    """A copy of an examples artifact whose `split` lacks `feature`, manifest rewritten."""
+    import glob
+
+    import tensorflow as tf
+    from tfkfp.containers import ingest, manifest
+
+    shutil.copytree(src, dst)
+    [path] = glob.glob(os.path.join(dst, f"Split-{split}", "*.gz"))
+    records = list(ingest._read_tfrecords(path))
+    writer = ingest._TFRecordWriter(path)
+    for record in records:
+        example = tf.train.Example.FromString(record)
+        del example.features.feature[feature]
+        writer.write(example.SerializeToString())
+    writer.close()
+    counts = {s: e["records"] for s, e in manifest.read(str(dst))["splits"].items()}
+    manifest.write(str(dst), counts)
+    return str(dst)
+
+
+def test_label_missing_from_eval_split_is_one_line_exit_2(tmp_path, trained, ingested):
+    # It gave 600-800 lines of Beam traceback from inside TFMA.
+    examples = _examples_without(ingested.examples, tmp_path / "examples", "eval", "species")
+    args = {
+        "model_dir": trained.model,
+        "examples_dir": examples,
+        "eval_config": EVAL_CONFIG,
+        "evaluation_dir": str(tmp_path / "evaluation"),
+        "blessing_dir": str(tmp_path / "blessing"),
+        "report_path": str(tmp_path / "report.md"),
+        "schema_dir": ingested.schema,
+    }
+    code = (
+        "from tfkfp.containers import evaluator\n"
+        "from tfkfp.containers.runtime import entrypoint\n"
+        f"entrypoint(evaluator.run, **{args!r})\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [proc.stderr.strip().splitlines()[-1]]
+    assert errors[0].startswith("error: examples: the eval split has no feature 'species'")
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "blessing").exists() and not (tmp_path / "evaluation").exists()
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_required_feature_missing_from_eval_split_is_refused(tmp_path, trained, ingested):
+    examples = _examples_without(ingested.examples, tmp_path / "examples", "eval", "island")
+    with pytest.raises(InputError, match="examples: the eval split has no feature 'island'"):
+        _run(
+            tmp_path, trained.model, ingested.__class__(examples, ingested.schema, {}), EVAL_CONFIG
+        )
+    assert not (tmp_path / "blessing").exists()
+
+
+def test_label_missing_without_schema_is_found_by_the_model(tmp_path, trained, ingested):
+    # No schema: the label comes from transform_features, which cannot parse these examples.
+    examples = _examples_without(ingested.examples, tmp_path / "examples", "eval", "species")
+    with pytest.raises(InputError) as raised:
+        evaluator.run(
+            model_dir=trained.model,
+            examples_dir=examples,
+            eval_config=EVAL_CONFIG,
+            evaluation_dir=str(tmp_path / "evaluation"),
+            blessing_dir=str(tmp_path / "blessing"),
+        )
+    message = str(raised.value)
+    assert message.startswith(
+        "examples: the eval split does not fit the model's transform_features"
+    )
+    assert "species" in message and "\n" not in message
+    assert not (tmp_path / "blessing").exists() and not (tmp_path / "evaluation").exists()
+
+
+def test_corrupt_baseline_in_push_destination_is_one_line(tmp_path, trained, ingested):
+    destination = str(tmp_path / "serving")
+    pushed = _push(trained.model, destination)
+    with open(os.path.join(pushed, "saved_model.pb"), "wb") as fh:
+        fh.write(b"\xff\xff not a protobuf")
+    with pytest.raises(InputError) as raised:
+        _run(tmp_path, trained.model, ingested, EVAL_CONFIG, baseline_from=destination)
+    message = str(raised.value)
+    assert message.startswith(f"baseline_from: {pushed}: ") and "\n" not in message
+    assert "saved_model.pb is not a SavedModel protobuf" in message
     assert not (tmp_path / "blessing").exists() and not (tmp_path / "report.md").exists()
 
 

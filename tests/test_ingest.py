@@ -264,3 +264,76 @@ def test_object_store_bad_inputs_publish_nothing(bucket, tmp_path):
         with pytest.raises(InputError, match=f"^{message}"):
             ingest.run(uri, str(tmp_path / "e"), str(tmp_path / "s"))
         assert os.listdir(tmp_path) == []
+
+
+def test_manifest_lists_each_split_file_with_size_checksum_and_records(ingested):
+    import json
+
+    from tfkfp.containers import manifest
+
+    written = json.loads(open(os.path.join(ingested.examples, manifest.MANIFEST)).read())
+    assert written["format"] == manifest.FORMAT and written["version"] == manifest.VERSION
+    for split, n in ingested.counts.items():
+        entry = written["splits"][split]
+        assert entry["records"] == n
+        [(name, info)] = entry["files"].items()
+        path = os.path.join(ingested.examples, f"Split-{split}", name)
+        assert info["bytes"] == os.path.getsize(path) and len(info["crc32c"]) == 8
+    assert manifest.verify(ingested.examples, ["train", "eval"]) is True
+
+
+def test_examples_without_manifest_are_read_unverified(tmp_path, ingested, caplog):
+    """TFX's layout (or hand-made examples) has no manifest: read as is, and the log says so."""
+    import logging
+    import shutil
+
+    from tfkfp.containers import manifest
+    from tfkfp.containers.runtime import require_split, split_pattern
+
+    examples = tmp_path / "examples"
+    shutil.copytree(ingested.examples, examples)
+    (examples / manifest.MANIFEST).unlink()
+    with caplog.at_level(logging.INFO, logger="tfkfp"):
+        assert require_split(str(examples), "eval", "examples") == split_pattern(
+            str(examples), "eval"
+        )
+    assert f"no {manifest.MANIFEST}" in caplog.text and "unverified" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("{not json", "not a readable examples manifest"), ('{"format": "x"}', "expected format")],
+)
+def test_unreadable_manifest_is_refused(tmp_path, ingested, content, message):
+    import shutil
+
+    from tfkfp.containers import manifest
+    from tfkfp.containers.runtime import require_split
+
+    examples = tmp_path / "examples"
+    shutil.copytree(ingested.examples, examples)
+    (examples / manifest.MANIFEST).write_text(content)
+    with pytest.raises(InputError, match=f"examples: .*{manifest.MANIFEST} .*{message}"):
+        require_split(str(examples), "train", "examples")
+
+
+@pytest.mark.parametrize("how", ["boundary", "mid_record", "flipped"])
+def test_damaged_split_file_is_refused_naming_it(tmp_path, ingested, how):
+    import shutil
+
+    from conftest import damage_examples
+    from tfkfp.containers.runtime import require_split
+
+    path = damage_examples(ingested.examples, tmp_path / "examples", "train", how)
+    with pytest.raises(InputError, match=f"examples: {path} is damaged"):
+        require_split(str(tmp_path / "examples"), "train", "examples")
+    # the other split is intact
+    require_split(str(tmp_path / "examples"), "eval", "examples")
+    # a file added to the split, or one removed, is refused too
+    shutil.copy(path, path + ".extra.gz")
+    with pytest.raises(InputError, match=r"\.extra\.gz is not in tfkfp_manifest\.json"):
+        require_split(str(tmp_path / "examples"), "train", "examples")
+    os.remove(path + ".extra.gz")
+    os.remove(path)
+    with pytest.raises(InputError, match="no 'train' split files"):
+        require_split(str(tmp_path / "examples"), "train", "examples")

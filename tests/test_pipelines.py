@@ -191,3 +191,20 @@ def test_uncached_fingerprint_feeds_ingest_even_when_caching_is_forced_on(compil
             "producerTask": "fingerprint",
             "outputParameterKey": "Output",
         }
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("/proc/tfkfp.yaml", "--output: cannot write /proc/tfkfp.yaml"),
+        ("{tmp}/a_file/x.yaml", "a_file is a file, not a folder"),
+        ("{tmp}", "is a folder; expected a YAML file path"),
+    ],
+)
+def test_compile_to_unwritable_output_is_one_line_exit_2(tmp_path, output, message):
+    (tmp_path / "a_file").write_text("not a folder\n")
+    proc = run_cli("compile", "penguins", "-o", output.format(tmp=tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]

@@ -5,7 +5,14 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PENGUINS_MODULE, REPO, TRAINER_MODULES, free_port, write_module
+from conftest import (
+    PENGUINS_MODULE,
+    REPO,
+    TRAINER_MODULES,
+    damage_examples,
+    free_port,
+    write_module,
+)
 from tfkfp.containers import strategy, trainer, user_module
 from tfkfp.containers.fn_args import FnArgs, make_data_accessor
 from tfkfp.containers.runtime import InputError, split_pattern
@@ -379,6 +386,52 @@ def test_saved_model_without_serving_default(tmp_path, ingested, transformed):
     )
     with pytest.raises(InputError, match="no serving_default signature"):
         _run(tmp_path, ingested, transformed, module)
+    assert not (tmp_path / "model").exists()
+
+
+def test_saved_model_pb_not_a_protobuf(tmp_path, ingested, transformed):
+    module = write_module(
+        tmp_path / "m.py",
+        "import os\n"
+        "def run_fn(fn_args):\n"
+        "    os.makedirs(fn_args.serving_model_dir, exist_ok=True)\n"
+        "    with open(os.path.join(fn_args.serving_model_dir, 'saved_model.pb'), 'wb') as fh:\n"
+        "        fh.write(b'this is not a protobuf \\xff\\xff\\xff')\n",
+    )
+    proc = _trainer_process(tmp_path, ingested, transformed, module_file=module)
+    code, info, stderr = _finish(proc)
+    assert code == 2 and info is None
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: run_fn: ") and "is not a SavedModel protobuf" in last
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "model").exists() and not (tmp_path / "model_run").exists()
+
+
+def test_damaged_examples_are_one_line_exit_2(tmp_path, ingested, transformed):
+    # Cut mid-record, the trainer gave a DataLossError traceback (exit 1) from inside run_fn.
+    path = damage_examples(transformed.examples, tmp_path / "examples", "train", "mid_record")
+    proc = _trainer_process(
+        tmp_path, ingested, transformed, module_file=PENGUINS_MODULE,
+        examples_dir=str(tmp_path / "examples"),
+    )  # fmt: skip
+    code, info, stderr = _finish(proc)
+    assert code == 2 and info is None
+    assert stderr.strip().splitlines()[-1].startswith(f"error: examples: {path} is damaged")
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "model").exists() and not (tmp_path / "model_run").exists()
+
+
+def test_examples_cut_on_a_record_boundary_are_refused(tmp_path, ingested, transformed):
+    path = damage_examples(transformed.examples, tmp_path / "examples", "eval", "boundary")
+    with pytest.raises(InputError, match=f"examples: {path} is damaged: .* bytes, .* written"):
+        trainer.run(
+            examples_dir=str(tmp_path / "examples"),
+            schema_dir=ingested.schema,
+            module_file=PROBE,
+            model_dir=str(tmp_path / "model"),
+            model_run_dir=str(tmp_path / "model_run"),
+            transform_graph_dir=transformed.graph,
+        )
     assert not (tmp_path / "model").exists()
 
 

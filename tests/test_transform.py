@@ -1,7 +1,7 @@
 import os
 
 import pytest
-from conftest import PENGUINS_MODULE, write_module
+from conftest import PENGUINS_MODULE, damage_examples, write_module
 from tfkfp.containers import transform
 from tfkfp.containers.runtime import InputError
 
@@ -26,6 +26,12 @@ def test_transform_outputs(ingested, transformed):
     assert output.vocabulary_size_by_name("species") == 3
     for split in ("train", "eval"):
         assert os.listdir(os.path.join(transformed.examples, f"Split-{split}"))
+    # transform records what it wrote, for the trainer to verify
+    from tfkfp.containers import manifest
+
+    written = manifest.read(transformed.examples)
+    assert {s: e["records"] for s, e in written["splits"].items()} == transformed.counts
+    assert manifest.verify(transformed.examples, ["train", "eval"]) is True
 
 
 def test_z_scores_and_label_ids(transformed):
@@ -90,3 +96,19 @@ def test_beam_runs_in_process_unless_a_runner_is_named():
     assert beam_options(["--runner=FlinkRunner"]).view_as(StandardOptions).runner == "FlinkRunner"
     with pytest.raises(InputError, match="beam_pipeline_args: runner 'NoSuchRunner'"):
         beam_options(["--runner=NoSuchRunner"])
+
+
+@pytest.mark.parametrize(("split", "how"), [("train", "boundary"), ("eval", "mid_record")])
+def test_damaged_examples_are_refused(tmp_path, ingested, split, how):
+    # A split cut on a record boundary read without error before (120 of 260 rows written).
+    path = damage_examples(ingested.examples, tmp_path / "examples", split, how)
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=f"examples: {path} is damaged"):
+        transform.run(
+            str(tmp_path / "examples"),
+            ingested.schema,
+            PENGUINS_MODULE,
+            str(out / "graph"),
+            str(out / "examples"),
+        )
+    assert not out.exists()

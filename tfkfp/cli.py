@@ -182,12 +182,36 @@ def check_required(pipeline, args: dict[str, Any]) -> None:
         )
 
 
+def check_output(output: str) -> None:
+    """Fails in one line unless a file can be written at `output` (checked before compiling)."""
+    if os.path.isdir(output):
+        raise UsageError(f"--output: {output} is a folder; expected a YAML file path")
+    folder = os.path.dirname(os.path.abspath(output))
+    parent = folder
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UsageError(f"--output: cannot write {output} ({parent} is a file, not a folder)")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        # A real write: os.access says yes to root on read-only mounts and /proc.
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tfkfp-write-check-"):
+            pass
+    except OSError as err:
+        raise UsageError(
+            f"--output: cannot write {output} ({err.strerror or err}); expected a writable path"
+        ) from None
+
+
 def compile_pipeline(pipeline, output: str, enable_caching: bool | None = None) -> str:
     """Writes the pipeline's YAML; `enable_caching` overrides every task's caching option."""
     from kfp import compiler
 
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    compiler.Compiler().compile(pipeline, output)
+    check_output(output)
+    try:
+        compiler.Compiler().compile(pipeline, output)
+    except OSError as err:
+        raise UsageError(f"--output: cannot write {output} ({err.strerror or err})") from None
     if enable_caching is not None:
         set_caching(output, enable_caching)
     return output
@@ -270,23 +294,48 @@ def load_package(ref: str, workdir: str, enable_caching: bool | None = None) -> 
     return path, pipeline
 
 
-def _probe(host: str, timeout: float = 10.0) -> None:
-    """Fails fast with one line when nothing answers at `host` (kfp itself retries ~30 s)."""
+def _probe(host: str, timeout: float = 5.0) -> None:
+    """Fails fast with one line unless the KFP API answers at `host` (kfp itself retries ~30 s).
+
+    KFP's healthz answers a JSON object. An auth proxy in front of it answers 401/403 or
+    redirects to a login page: that counts as reachable, kfp then sends the token. Anything else
+    (a 404, an HTML page at the healthz route, a server error) is not a usable KFP API.
+    """
     import urllib.error
     import urllib.request
 
     url = host.rstrip("/") + "/apis/v2beta1/healthz"
+    expected = (
+        "expected the KFP API endpoint, e.g. http://localhost:8080 after `kubectl port-forward "
+        "-n kubeflow svc/ml-pipeline-ui 8080:80`"
+    )
     try:
-        urllib.request.urlopen(url, timeout=timeout).close()
-    except urllib.error.HTTPError:
-        return  # something answered (auth proxies answer 401/403 before login): reachable
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            redirected = response.geturl() != url
+            body = response.read(65536)
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 403):
+            return  # an auth proxy answered before login: reachable
+        raise UsageError(
+            f"--host: {host} is not a Kubeflow Pipelines API (GET {url} answered "
+            f"{err.code} {err.reason}); {expected}"
+        ) from None
     except OSError as err:  # URLError, timeouts and refused connections are all OSError
         reason = getattr(err, "reason", err)
         raise UsageError(
-            f"--host: cannot reach Kubeflow Pipelines at {host} ({reason}); expected the KFP "
-            "API endpoint, e.g. http://localhost:8080 after `kubectl port-forward -n kubeflow "
-            "svc/ml-pipeline-ui 8080:80`"
+            f"--host: cannot reach Kubeflow Pipelines at {host} ({reason}); {expected}"
         ) from None
+    if redirected:
+        return  # a login page an auth proxy redirected to: reachable
+    try:
+        is_kfp = isinstance(json.loads(body), dict)
+    except ValueError:
+        is_kfp = False
+    if not is_kfp:
+        raise UsageError(
+            f"--host: {host} is not a Kubeflow Pipelines API (GET {url} answered "
+            f"{body[:40]!r}, not KFP's JSON healthz); {expected}"
+        )
 
 
 def connect(host: str | None, namespace: str | None, existing_token: str | None):
@@ -517,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["TFKFP_IMAGE"] = args.image
     try:
         if args.command == "compile":
+            check_output(args.output)  # before the pipeline's imports and compile
             pipeline = load_pipeline(args.pipeline)
             print(compile_pipeline(pipeline, args.output, args.enable_caching))
         elif args.command == "compile-components":
