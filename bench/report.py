@@ -76,6 +76,13 @@ def table(results: dict) -> str:
             f"| data_accessor vs hand-tuned tf.data reader | {t['ratio']:.3f}× "
             f"(medians {t['ratio_of_medians']:.3f}×) | {t['target']}× |"
         )
+    tuner = results.get("tuner")
+    if tuner:
+        rows.append(
+            f"| tuner overhead vs tuner_fn + search called directly (penguins, "
+            f"{tuner['trials']} trials) | {tuner['ratio']:.3f}× (medians "
+            f"{tuner['ratio_of_medians']:.3f}×) | {tuner['target']}× |"
+        )
     storage = results.get("storage")
     if storage:
         for side, name in (("s3", "S3 server (moto)"), ("gs", "GCS emulator")):
@@ -159,7 +166,7 @@ def chart(results: dict, path: Path) -> Path | None:
 
 def main() -> dict:
     results = {"machine": machine()}
-    for name in ("e2e", "scale", "trainer", "storage", "images", "run"):
+    for name in ("e2e", "scale", "trainer", "tuner", "storage", "images", "run"):
         results[name] = _load(name)
     write_json(RESULTS / "results.json", results)
     (RESULTS / "results.md").write_text(table(results))

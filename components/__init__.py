@@ -6,7 +6,17 @@ from tfkfp.components.ingest import ingest
 from tfkfp.components.pusher import pusher
 from tfkfp.components.trainer import trainer
 from tfkfp.components.transform import transform
+from tfkfp.components.tuner import tuner
 
-STAGES = (fingerprint, ingest, transform, trainer, evaluator, pusher)
+STAGES = (fingerprint, ingest, transform, tuner, trainer, evaluator, pusher)
 
-__all__ = ["STAGES", "evaluator", "fingerprint", "ingest", "pusher", "trainer", "transform"]
+__all__ = [
+    "STAGES",
+    "evaluator",
+    "fingerprint",
+    "ingest",
+    "pusher",
+    "trainer",
+    "transform",
+    "tuner",
+]

@@ -150,7 +150,13 @@ def parse_params(pipeline, pairs: list[str]) -> dict[str, Any]:
 
 
 # Pipeline parameters that name a storage location (module_file may also be a module name).
-LOCATION_PARAMS = ("data_uri", "push_destination", "baseline_from", "module_file")
+LOCATION_PARAMS = (
+    "data_uri",
+    "push_destination",
+    "baseline_from",
+    "module_file",
+    "hyperparameters_uri",
+)
 
 
 def check_locations(args: dict[str, Any]) -> None:
