@@ -70,6 +70,14 @@ def table(results: dict) -> str:
             f"| data_accessor vs hand-tuned tf.data reader | {t['ratio']:.3f}× "
             f"(medians {t['ratio_of_medians']:.3f}×) | {t['target']}× |"
         )
+    storage = results.get("storage")
+    if storage:
+        for side, name in (("s3", "S3 server (moto)"), ("gs", "GCS emulator")):
+            rows.append(
+                f"| ingest {storage['rows']:,} rows from the {name} vs a local file | "
+                f"{storage[side + '_ratio']:.2f}× ({storage[side + '_s']:.1f} s vs "
+                f"{storage['local_s']:.1f} s) | ≤ 1.30× |"
+            )
     images = results.get("images")
     if images:
         for size in images["sizes"]:
@@ -145,7 +153,7 @@ def chart(results: dict, path: Path) -> Path | None:
 
 def main() -> dict:
     results = {"machine": machine()}
-    for name in ("e2e", "scale", "trainer", "images", "run"):
+    for name in ("e2e", "scale", "trainer", "storage", "images", "run"):
         results[name] = _load(name)
     write_json(RESULTS / "results.json", results)
     (RESULTS / "results.md").write_text(table(results))

@@ -11,14 +11,15 @@ def ingest(
     train_fraction: float = 0.75,
     input_format: str = "auto",
 ):
-    """CSV or TFRecord of tf.Example -> gzip TFRecord splits train/eval and schema.pbtxt.
+    """CSV, TFRecord of tf.Example or Parquet -> gzip TFRecord splits train/eval and schema.pbtxt.
 
     Args:
-        data_uri: A file, folder or glob of CSV (header row) or TFRecord files.
+        data_uri: A file, folder or glob of CSV (header row), TFRecord or Parquet files: a local
+            or KFP-mounted path, gs:// or s3://.
         examples: `Split-train/` and `Split-eval/` of gzip TFRecords of tf.Example.
         schema: `schema.pbtxt` (tensorflow_metadata), inferred TFX-style.
         train_fraction: Share of rows hashed into train.
-        input_format: auto, csv or tfrecord.
+        input_format: auto (by file suffix), csv, tfrecord or parquet.
     """
     import json
 

@@ -151,25 +151,6 @@ def _check_model(config, model_dir: str, schema, what: str) -> dict[str, Any]:
 # --- baseline ------------------------------------------------------------------------------
 
 
-def _download_gcs(uri: str, local_dir: str) -> None:
-    """Copies every object under a gs:// folder into `local_dir`."""
-    from google.cloud import storage
-
-    bucket, _, prefix = uri[len("gs://") :].partition("/")
-    prefix = prefix.strip("/") + "/"
-    client = storage.Client()
-    count = 0
-    for blob in client.list_blobs(bucket, prefix=prefix):
-        rel = blob.name[len(prefix) :]
-        if not rel or rel.endswith("/"):
-            continue
-        path = os.path.join(local_dir, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        blob.download_to_filename(path)
-        count += 1
-    log.info("evaluator: downloaded baseline %s (%d files)", uri, count)
-
-
 def resolve_baseline(
     baseline_model_dir: str | None, baseline_from: str, workdir: str
 ) -> tuple[str | None, str | None, str]:
@@ -182,29 +163,24 @@ def resolve_baseline(
         return baseline_model_dir, baseline_model_dir, "baseline model artifact"
     if not baseline_from:
         return None, None, "no baseline given (neither baseline_model nor baseline_from)"
+    from tfkfp.containers import storage
     from tfkfp.containers.pusher import MARKER, latest_complete
 
+    storage.check(baseline_from, "baseline_from")
     try:
         uri = latest_complete(baseline_from)
     except InputError as err:
         raise InputError(f"baseline_from: {str(err).removeprefix('destination: ')}") from None
-    except Exception as err:
-        from google.api_core import exceptions
-
-        if not isinstance(err, exceptions.NotFound):
-            raise InputError(f"baseline_from: cannot list {baseline_from} ({err})") from None
-        uri = None  # no such bucket: nothing was ever pushed there
     if uri is None:
         return (
             None,
             None,
             f"no complete version (a version folder with {MARKER}) under {baseline_from}",
         )
-    if uri.startswith("gs://"):
-        local = os.path.join(workdir, "baseline")
-        _download_gcs(uri, local)
-        return local, uri, f"newest complete version under {baseline_from}"
-    return uri, uri, f"newest complete version under {baseline_from}"
+    local = storage.local_path(uri)
+    if local is None:
+        local = storage.download(uri, os.path.join(workdir, "baseline"), "baseline_from")
+    return local, uri, f"newest complete version under {baseline_from}"
 
 
 # --- reading TFMA's output -----------------------------------------------------------------
@@ -582,8 +558,9 @@ def run(
         report_path: Output: a Markdown report (verdict, thresholds, per-slice metrics).
         schema_dir: Optional raw schema (typed parsing, label key check).
         baseline_model_dir: Baseline SavedModel; wins over `baseline_from`.
-        baseline_from: Push destination (folder or gs://); its newest complete version is the
-            baseline. None there: evaluated without a baseline, which the report says.
+        baseline_from: Push destination (folder, KFP mount, gs:// or s3://); its newest complete
+            version is the baseline. None there: evaluated without a baseline, which the report
+            says. A missing bucket is an error.
         beam_pipeline_args: Passed to Beam unchanged (DirectRunner unless a runner is named).
 
     Returns:
@@ -591,6 +568,10 @@ def run(
         `baseline_metrics`, `slices`, `thresholds`, `failures`, `classification`.
     """
     select_keras("tf_keras")
+    if baseline_from and not baseline_model_dir:
+        from tfkfp.containers import storage
+
+        storage.check(baseline_from, "baseline_from")  # a bad scheme fails before any work
     config = parse_eval_config(eval_config)
     data_location = require_split(examples_dir, "eval", "examples")
     schema = load_schema(schema_dir) if schema_dir else None

@@ -313,10 +313,14 @@ def _connected(destination: str, retry_timeout: float = RETRY_TIMEOUT) -> _Local
 
 
 def latest_complete(destination: str) -> str | None:
-    """URI of the newest complete version under a push destination, or None."""
-    store = _connected(destination)
-    complete = [v for v in store.versions() if v.complete]
-    return store.uri(complete[-1].number) if complete else None
+    """URI of the newest complete version under a push destination (any scheme), or None."""
+    from tfkfp.containers import storage
+
+    folders, _ = storage.list_dir(destination, "destination")
+    for name in sorted((f for f in folders if f.isdigit()), key=int, reverse=True):
+        if storage.stat(storage.join(destination, name, MARKER), "destination") is not None:
+            return storage.join(destination, name)
+    return None
 
 
 def iter_versions(destination: str) -> Iterator[Version]:

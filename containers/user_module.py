@@ -1,4 +1,4 @@
-"""Loads the user's module file: a local path, a gs:// URI or a dotted Python module name."""
+"""Loads the user's module file: a local path, a gs:// or s3:// URI, or a dotted module name."""
 
 from __future__ import annotations
 
@@ -14,25 +14,36 @@ from types import ModuleType
 from tfkfp.containers.runtime import InputError, log
 
 
-def _download_gcs(uri: str) -> str:
-    from google.api_core import exceptions
-    from google.cloud import storage
+def _download(loc) -> str:
+    """Copies a gs:// or s3:// module file and its helpers into a temp folder; returns its path.
 
-    bucket_name, _, blob_name = uri[len("gs://") :].partition("/")
-    if not bucket_name or not blob_name or blob_name.endswith("/"):
-        raise InputError(f"module_file: expected gs://bucket/path/to/module.py, got {uri!r}")
-    local = os.path.join(tempfile.mkdtemp(prefix="tfkfp-module-"), os.path.basename(blob_name))
-    log.info("downloading module file %s", uri)
-    try:
-        storage.Client().bucket(bucket_name).blob(blob_name).download_to_filename(local)
-    except exceptions.NotFound:
-        raise InputError(f"module_file: {uri} does not exist (no such bucket or object)") from None
-    except Exception as err:  # the client raises many types; all mean "could not fetch it"
-        reason = str(err).splitlines()[0] if str(err) else ""
+    The helpers are what a local module file could import from its folder: the `.py` files and
+    the packages (sub-folders with `__init__.py`) beside it. The import then goes as for a
+    local file.
+    """
+    from tfkfp.containers import storage
+
+    if not loc.key or loc.key.endswith("/"):
         raise InputError(
-            f"module_file: cannot download {uri}: {type(err).__name__}: {reason}"
-        ) from err
-    return local
+            f"module_file: expected {loc.scheme}://bucket/path/to/module.py, got {loc.uri!r}"
+        )
+    if storage.stat(loc.uri, "module_file") is None:
+        storage.read_bytes(loc.uri, "module_file")  # names the missing bucket or object
+        raise InputError(f"module_file: no such file {loc.uri}")
+    folder = loc.uri.rsplit("/", 1)[0]
+    folders, files = storage.list_dir(folder, "module_file")
+    local_dir = tempfile.mkdtemp(prefix="tfkfp-module-")
+    for f in files:
+        if f.uri == loc.uri or f.uri.endswith(".py"):
+            storage.download(f.uri, local_dir, "module_file")
+    for name in folders:
+        package = storage.join(folder, name)
+        if storage.stat(storage.join(package, "__init__.py"), "module_file") is not None:
+            storage.download(package, os.path.join(local_dir, name), "module_file")
+    log.info(
+        "downloaded module file %s with its helpers: %s", loc.uri, sorted(os.listdir(local_dir))
+    )
+    return os.path.join(local_dir, os.path.basename(loc.key))
 
 
 # Folders of module files imported in this process (on sys.path, newest first).
@@ -112,11 +123,17 @@ def _import_path(path: str, label: str) -> ModuleType:
 
 
 def load(module_ref: str) -> ModuleType:
-    """Imports a module from a path, gs:// URI or dotted name; errors name what was tried."""
+    """Imports a module from a path, gs:// or s3:// URI or dotted name; errors name it."""
     if not module_ref:
-        raise InputError("module_file: expected a path, gs:// URI or dotted module name, got ''")
-    if module_ref.startswith("gs://"):
-        return _import_path(_download_gcs(module_ref), module_ref)
+        raise InputError(
+            "module_file: expected a path, gs:// or s3:// URI or dotted module name, got ''"
+        )
+    if module_ref.endswith(".py") or "/" in module_ref or ":" in module_ref:
+        from tfkfp.containers import storage
+
+        loc = storage.parse(module_ref, "module_file")  # a bad scheme fails here
+        if loc.scheme != "file":
+            return _import_path(_download(loc), module_ref)
     if module_ref.endswith(".py") or os.sep in module_ref:
         if not os.path.isfile(module_ref):
             raise InputError(f"module_file: no such file {module_ref!r}")

@@ -215,6 +215,224 @@ def gcs(gcs_server, monkeypatch, request) -> Gcs:
     return Gcs(gcs_server, name, client)
 
 
+# --- S3: a real S3-compatible server (moto in server mode) -----------------------------------
+
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+    # No instance-metadata lookups on a machine that is not an EC2 instance.
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def _start_server(args: list[str], log_path: Path, url: str, env: dict | None = None):
+    import time
+    import urllib.error
+    import urllib.request
+
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/", timeout=1).read()
+            break
+        except urllib.error.HTTPError:
+            break  # it answers
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{args[2]} did not start, see {log.name}") from None
+            time.sleep(0.1)
+    return proc, log
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> str:
+    """Starts moto's S3 server in its own process; yields its URL for AWS_ENDPOINT_URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc, log = _start_server(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        tmp_path_factory.mktemp("s3") / "moto.log",
+        url,
+    )
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@dataclass
+class Bucket:
+    """A fresh bucket on one of the test servers: `uri` is gs://name or s3://name."""
+
+    uri: str
+    name: str
+    url: str
+    client: object
+
+    @property
+    def scheme(self) -> str:
+        return self.uri.split(":")[0]
+
+    def put(self, key: str, data: bytes | str) -> str:
+        data = data.encode() if isinstance(data, str) else data
+        if self.scheme == "gs":
+            self.client.bucket(self.name).blob(key).upload_from_string(data)
+        else:
+            self.client.put_object(Bucket=self.name, Key=key, Body=data)
+        return f"{self.uri}/{key}"
+
+    def names(self, prefix: str = "") -> list[str]:
+        if self.scheme == "gs":
+            return sorted(b.name for b in self.client.list_blobs(self.name, prefix=prefix))
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.name, Prefix=prefix
+        )
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+def _bucket_name(request) -> str:
+    import re
+    import uuid
+
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch, request) -> Bucket:
+    """A fresh bucket on the S3 server, with AWS_ENDPOINT_URL and dummy credentials set.
+
+    They are set in os.environ, so stage processes started by the test (kfp.local tasks,
+    subprocesses) inherit them.
+    """
+    import boto3
+
+    for key in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in {**S3_CREDENTIALS, "AWS_ENDPOINT_URL": s3_server}.items():
+        monkeypatch.setenv(key, value)
+    client = boto3.client("s3", endpoint_url=s3_server)
+    name = _bucket_name(request)
+    client.create_bucket(Bucket=name)
+    return Bucket(f"s3://{name}", name, s3_server, client)
+
+
+@pytest.fixture(params=["gs", "s3"])
+def bucket(request) -> Bucket:
+    """A fresh bucket on the GCS emulator, then (second run) on the S3 server."""
+    if request.param == "gs":
+        gcs = request.getfixturevalue("gcs")
+        return Bucket(f"gs://{gcs.bucket}", gcs.bucket, gcs.url, gcs.client)
+    return request.getfixturevalue("s3")
+
+
+@dataclass
+class LockedS3:
+    """An S3 server that checks credentials: `bucket` holds `key`; the user may do nothing."""
+
+    url: str
+    bucket: str
+    key: str
+    access_key_id: str
+    secret_access_key: str
+
+
+@pytest.fixture(scope="session")
+def locked_s3(tmp_path_factory) -> LockedS3:
+    """moto's S3 server with IAM checks on: a bucket and a user without any permission.
+
+    moto lets the first INITIAL_NO_AUTH_ACTION_COUNT requests through unchecked: they create
+    the bucket, its object, the user and the user's key; the rest are spent before use.
+    """
+    import boto3
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc, log = _start_server(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        tmp_path_factory.mktemp("s3locked") / "moto.log",
+        url,
+        env={"INITIAL_NO_AUTH_ACTION_COUNT": "10"},
+    )
+    setup = {
+        "endpoint_url": url,
+        "aws_access_key_id": "AKIAIOSFODNN7EXAMPLE",
+        "aws_secret_access_key": "setup",
+        "region_name": "us-east-1",
+    }
+    boto3.client("s3", **setup).create_bucket(Bucket="locked")
+    boto3.client("s3", **setup).put_object(Bucket="locked", Key="data/a.csv", Body=b"a\n1\n")
+    iam = boto3.client("iam", **setup)
+    iam.create_user(UserName="nobody")
+    key = iam.create_access_key(UserName="nobody")["AccessKey"]
+    # Spend what is left of the unchecked requests: from here on every request is checked.
+    import botocore.exceptions
+
+    for _ in range(10):
+        try:
+            boto3.client("s3", **setup).list_buckets()
+        except botocore.exceptions.ClientError:
+            break
+    else:
+        raise RuntimeError("moto's S3 server does not check credentials")
+    yield LockedS3(url, "locked", "data/a.csv", key["AccessKeyId"], key["SecretAccessKey"])
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def denying_gcs() -> str:
+    """A loopback HTTP server answering every request as GCS does when IAM denies it (403).
+
+    The emulator has no access control, and Google's IAM cannot run here: this stands in for
+    the one response under test, through the real client.
+    """
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = json.dumps(
+        {
+            "error": {
+                "code": 403,
+                "message": "caller does not have storage.objects.get access",
+                "errors": [{"reason": "forbidden", "domain": "global"}],
+            }
+        }
+    ).encode()
+
+    class Deny(BaseHTTPRequestHandler):
+        def _deny(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            self.send_response(403)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _deny
+
+        def do_HEAD(self):
+            self.send_response(403)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Deny)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
 # --- Docker (tests/test_images.py) -------------------------------------------------------------
 
 

@@ -97,7 +97,7 @@ def test_bad_data_path_fails_the_run_with_one_line(tmp_path):
     )
     assert proc.returncode == 1
     output = proc.stdout + proc.stderr  # kfp.local streams task logs to stdout
-    assert output.count("error: data_uri: no such file, folder or matching files") == 1
+    assert output.count(f"error: data_uri: no such file or folder {tmp_path / 'nope.csv'}") == 1
     assert not (tmp_path / "serving").exists()
 
 

@@ -116,3 +116,151 @@ def test_ingest_imports_no_tensorflow(tmp_path, penguins_csv):
 def test_bad_train_fraction(tmp_path, penguins_csv):
     with pytest.raises(InputError, match="train_fraction"):
         ingest.run(str(penguins_csv), str(tmp_path / "e"), str(tmp_path / "s"), train_fraction=1.5)
+
+
+# --- locations, formats, progress (issue 13) and large or BOM-marked CSV (issue 14) -----------
+
+
+def _schema_types(schema_dir: str) -> dict:
+    return {f.name: (f.type, f.HasField("shape")) for f in load_schema(schema_dir).feature}
+
+
+def test_utf8_bom_is_not_part_of_the_first_column(tmp_path):
+    csv = tmp_path / "bom.csv"
+    csv.write_bytes("\ufeffspecies,mass\nAdelie,1\nGentoo,2\nChinstrap,3\nAdelie,4\n".encode())
+    ingest.run(str(csv), str(tmp_path / "e"), str(tmp_path / "s"), train_fraction=0.5)
+    assert _schema_types(str(tmp_path / "s")) == {"species": (1, True), "mass": (2, True)}
+
+
+@pytest.mark.parametrize("field_mib", [1.5, 20])
+def test_csv_with_a_field_larger_than_pyarrows_block(tmp_path, caplog, field_mib):
+    # 1.5 MiB: over pyarrow's default 1 MiB block; 20 MiB: over ingest's own first block too,
+    # so the block grows and the file is read again.
+    big = "x" * int(field_mib * (1 << 20))
+    csv = tmp_path / "big.csv"
+    short = "".join(f'{i},"row {i}"\n' for i in range(2, 22))
+    csv.write_text(f"id,text\n1,{big}\n{short}")
+    with caplog.at_level("INFO", logger="tfkfp"):
+        counts = ingest.run(str(csv), str(tmp_path / "e"), str(tmp_path / "s"), 0.5)
+    assert sum(counts.values()) == 21
+    grew = "is larger than the block" in caplog.text
+    assert grew == (field_mib * (1 << 20) > ingest.CSV_BLOCK_SIZE)
+
+
+def _penguins_parquet(penguins_csv, path) -> str:
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    table = pcsv.read_csv(
+        penguins_csv,
+        convert_options=pcsv.ConvertOptions(null_values=["NA", ""], strings_can_be_null=True),
+    )
+    pq.write_table(table, path)
+    return str(path)
+
+
+def test_parquet_keeps_its_types_and_nulls_are_missing(tmp_path, penguins_csv, ingested):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = _penguins_parquet(penguins_csv, tmp_path / "penguins.parquet")
+    counts = ingest.run(src, str(tmp_path / "e"), str(tmp_path / "s"))
+    assert sum(counts.values()) == 344
+    # The same features, types and fixed/VarLen shapes as the CSV ingest of the same data.
+    assert _schema_types(str(tmp_path / "s")) == _schema_types(ingested.schema)
+    lists = pa.table({"tags": pa.array([[1, 2], None, [], [3]]), "ok": [True, False, True, None]})
+    pq.write_table(lists, tmp_path / "lists.pq")
+    ingest.run(str(tmp_path / "lists.pq"), str(tmp_path / "e2"), str(tmp_path / "s2"), 0.5)
+    features = {f.name: f for f in load_schema(str(tmp_path / "s2")).feature}
+    assert features["tags"].type == 2 and not features["tags"].HasField("shape")
+    assert (features["tags"].value_count.min, features["tags"].value_count.max) == (0, 2)
+    assert features["ok"].type == 2 and not features["ok"].HasField("shape")
+
+
+def test_parquet_with_unsupported_type(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"s": pa.array([{"a": 1}, {"a": 2}])}), tmp_path / "x.parquet")
+    with pytest.raises(InputError, match="column 's' has Parquet type struct"):
+        ingest.run(str(tmp_path / "x.parquet"), str(tmp_path / "e"), str(tmp_path / "s"))
+    assert not (tmp_path / "e").exists()
+
+
+def test_progress_lines_name_files_bytes_and_rows(tmp_path, penguins_csv, monkeypatch, caplog):
+    monkeypatch.setattr(ingest, "PROGRESS_EVERY", 0.0)
+    with caplog.at_level("INFO", logger="tfkfp"):
+        ingest.run(str(penguins_csv), str(tmp_path / "e"), str(tmp_path / "s"))
+    size = os.path.getsize(penguins_csv) / 1e6
+    assert f"ingest: read 1/1 files, {size:.1f}/{size:.1f} MB, 344 rows" in caplog.text
+
+
+@pytest.fixture
+def penguin_files(tmp_path, penguins_csv, ingested) -> dict:
+    """The penguins as CSV (two files), TFRecord (ingest's own splits) and Parquet."""
+    lines = open(penguins_csv).read().splitlines(keepends=True)
+    half = len(lines) // 2
+    files = {
+        "csv": [("a.csv", "".join(lines[:half]).encode()),
+                ("b.csv", "".join(lines[:1] + lines[half:]).encode())],
+        "tfrecord": [
+            (f"{split}.tfrecord.gz",
+             open(next(iter(glob_split(ingested.examples, split))), "rb").read())
+            for split in ("train", "eval")
+        ],
+        "parquet": [("p.parquet",
+                     open(_penguins_parquet(penguins_csv, tmp_path / "p.parquet"), "rb").read())],
+    }  # fmt: skip
+    return files
+
+
+def glob_split(examples: str, split: str) -> list[str]:
+    import glob
+
+    return sorted(glob.glob(os.path.join(examples, f"Split-{split}", "*.gz")))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tfrecord", "parquet"])
+def test_object_store_file_folder_and_glob(bucket, penguin_files, fmt, tmp_path):
+    for name, data in penguin_files[fmt]:
+        bucket.put(f"in/{fmt}/{name}", data)
+    bucket.put(f"in/{fmt}/_SUCCESS", b"")  # a marker file in the folder is not data
+    suffix = {"csv": "*.csv", "tfrecord": "*.gz", "parquet": "*.parquet"}[fmt]
+    first = penguin_files[fmt][0][0]
+    expected = {"csv": 344, "tfrecord": 344, "parquet": 344}[fmt]
+    for i, (uri, rows) in enumerate(
+        [
+            (f"{bucket.uri}/in/{fmt}", expected),
+            (f"{bucket.uri}/in/{fmt}/{suffix}", expected),
+            (f"{bucket.uri}/in/{fmt}/{first}", None),
+        ]
+    ):
+        counts = ingest.run(uri, str(tmp_path / f"e{i}"), str(tmp_path / f"s{i}"))
+        if rows is not None:
+            assert sum(counts.values()) == rows, uri
+        assert load_schema(str(tmp_path / f"s{i}")).feature
+
+
+def test_object_store_csv_matches_the_local_ingest(bucket, penguins_csv, ingested, tmp_path):
+    uri = bucket.put("penguins.csv", open(penguins_csv, "rb").read())
+    counts = ingest.run(uri, str(tmp_path / "e"), str(tmp_path / "s"))
+    assert counts == ingested.counts
+    assert (
+        open(tmp_path / "s" / "schema.pbtxt").read()
+        == open(os.path.join(ingested.schema, "schema.pbtxt")).read()
+    )
+
+
+def test_object_store_bad_inputs_publish_nothing(bucket, tmp_path):
+    bucket.put("data/a.csv", "a,b\n1,2\n")
+    missing_bucket = f"{bucket.scheme}://no-such-bucket-{bucket.name[-8:]}"
+    cases = {
+        f"{missing_bucket}/x.csv": f"data_uri: bucket {missing_bucket} does not exist",
+        f"{bucket.uri}/nothing/": "data_uri: no such file or folder",
+        f"{bucket.uri}/data/*.parquet": "data_uri: no files match",
+        f"{bucket.scheme}:/{bucket.name}/data/a.csv": "data_uri: unsupported location",
+    }
+    for uri, message in cases.items():
+        with pytest.raises(InputError, match=f"^{message}"):
+            ingest.run(uri, str(tmp_path / "e"), str(tmp_path / "s"))
+        assert os.listdir(tmp_path) == []

@@ -333,9 +333,9 @@ def test_module_from_gcs_emulator(tmp_path, ingested, transformed, gcs):
     _run(tmp_path, ingested, transformed, f"gs://{gcs.bucket}/team/probe.py")
     assert os.path.isfile(tmp_path / "model" / "saved_model.pb")
     assert _seen(tmp_path)["strategy"] == "_DefaultDistributionStrategy"
-    with pytest.raises(InputError, match=rf"gs://{gcs.bucket}/team/missing.py does not exist"):
+    with pytest.raises(InputError, match=rf"no such file or folder gs://{gcs.bucket}/team/missing"):
         user_module.load(f"gs://{gcs.bucket}/team/missing.py")
-    with pytest.raises(InputError, match="does not exist"):
+    with pytest.raises(InputError, match="bucket gs://no-such-bucket does not exist"):
         user_module.load("gs://no-such-bucket/probe.py")
 
 

@@ -145,7 +145,25 @@ def parse_params(pipeline, pairs: list[str]) -> dict[str, Any]:
         except ValueError:
             raise UsageError(f"--param {key}: expected {kind.__name__}, got {raw!r}") from None
         args[key] = value
+    check_locations(args)
     return args
+
+
+# Pipeline parameters that name a storage location (module_file may also be a module name).
+LOCATION_PARAMS = ("data_uri", "push_destination", "baseline_from", "module_file")
+
+
+def check_locations(args: dict[str, Any]) -> None:
+    """Fails in one line on a location parameter with an unsupported scheme, before any work."""
+    from tfkfp.containers import storage
+
+    for key in LOCATION_PARAMS:
+        value = args.get(key)
+        if not isinstance(value, str) or not value:
+            continue
+        if key == "module_file" and not (value.endswith(".py") or "/" in value or ":" in value):
+            continue  # a dotted module name
+        storage.check(value, f"--param {key}")
 
 
 def check_required(pipeline, args: dict[str, Any]) -> None:

@@ -64,9 +64,10 @@ def taxi(
     """Trains, evaluates (sliced by hour and payment type) and, when blessed, pushes a model.
 
     Args:
-        data_uri: CSV file or folder (a gs:// or /gcs/ path on a cluster).
-        push_destination: Serving folder or gs://bucket/path; versions go below it.
-        module_file: Path, gs:// URI or dotted module name with preprocessing_fn and run_fn.
+        data_uri: CSV file or folder (a gs://, s3:// or /gcs/ path on a cluster).
+        push_destination: Serving folder, gs:// or s3://bucket/path; versions go below it.
+        module_file: Path, gs:// or s3:// URI or dotted module name with preprocessing_fn and
+            run_fn.
         train_steps: Training steps.
         eval_steps: Validation steps during training.
         eval_config: TFMA EvalConfig (config_pb2 JSON form).
