@@ -3,9 +3,20 @@
 from tfkfp.components.evaluator import evaluator
 from tfkfp.components.ingest import ingest
 from tfkfp.components.pusher import pusher
+from tfkfp.components.statistics import statistics
 from tfkfp.components.trainer import trainer
 from tfkfp.components.transform import transform
+from tfkfp.components.validate import validate
 
-STAGES = (ingest, transform, trainer, evaluator, pusher)
+STAGES = (ingest, statistics, validate, transform, trainer, evaluator, pusher)
 
-__all__ = ["STAGES", "evaluator", "ingest", "pusher", "trainer", "transform"]
+__all__ = [
+    "STAGES",
+    "evaluator",
+    "ingest",
+    "pusher",
+    "statistics",
+    "trainer",
+    "transform",
+    "validate",
+]

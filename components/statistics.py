@@ -20,6 +20,8 @@ def statistics(
     from tfkfp.containers import statistics as stage
     from tfkfp.containers.runtime import entrypoint
 
-    result = entrypoint(stage.run, examples=examples.path, statistics=statistics.path, view=view.path)
+    result = entrypoint(
+        stage.run, examples=examples.path, statistics=statistics.path, view=view.path
+    )
     statistics.metadata["split_names"] = list(result.rows)
     statistics.metadata["rows"] = result.rows

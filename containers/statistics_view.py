@@ -83,7 +83,9 @@ def _rows(by_split: dict) -> tuple[list[dict], list[dict]]:
                 numeric.append(row)
             else:
                 s = feat.string_stats
-                top.setdefault(name, {})[split] = {b.label: b.sample_count for b in s.rank_histogram.buckets[:10]}
+                top.setdefault(name, {})[split] = {
+                    b.label: b.sample_count for b in s.rank_histogram.buckets[:10]
+                }
                 row.update(
                     unique=s.unique,
                     top=html.escape(s.top_values[0].value) if s.top_values else "-",
@@ -100,7 +102,9 @@ def _rows(by_split: dict) -> tuple[list[dict], list[dict]]:
         if row["split"] == next(iter(by_split)):
             per_split = top.get(row["feature"], {})
             labels = list(dict.fromkeys(label for d in per_split.values() for label in d))[:10]
-            series = {sp: _fractions([d.get(lb, 0) for lb in labels]) for sp, d in per_split.items()}
+            series = {
+                sp: _fractions([d.get(lb, 0) for lb in labels]) for sp, d in per_split.items()
+            }
             row["top values"] = _svg_bars(series, labels)
         else:
             row["top values"] = ""
