@@ -10,6 +10,7 @@ def ingest(
     schema: Output[Artifact],
     train_fraction: float = 0.75,
     input_format: str = "auto",
+    schema_uri: str = "",
 ):
     """CSV, TFRecord of tf.Example or Parquet -> gzip TFRecord splits train/eval and schema.pbtxt.
 
@@ -20,6 +21,8 @@ def ingest(
         schema: `schema.pbtxt` (tensorflow_metadata), inferred TFX-style.
         train_fraction: Share of rows hashed into train.
         input_format: auto (by file suffix), csv, tfrecord or parquet.
+        schema_uri: A curated schema.pbtxt (local, KFP mount, gs://, s3://) that the data must
+            match; it becomes the schema output. Empty: inferred.
     """
     import json
 
@@ -33,6 +36,7 @@ def ingest(
         schema_dir=schema.path,
         train_fraction=train_fraction,
         input_format=input_format,
+        schema_uri=schema_uri,
     )
     examples.metadata["split_names"] = json.dumps(list(counts))
     examples.metadata["rows"] = counts
