@@ -51,13 +51,17 @@ def _records(data: bytes) -> list[bytes]:
     return records
 
 
+def _split_files(examples: str, split: str) -> list:
+    folder = storage.join(examples, split_folder(split))
+    if not storage.exists(folder, "examples"):
+        raise InputError(f"examples: no '{split}' split at {folder}")
+    return storage.list_files(folder, "examples", suffixes=(".gz",))
+
+
 def _split_records(examples: str, split: str):
     """Yields batches of serialized tf.Examples of one split, BATCH_ROWS at a time."""
-    folder = storage.join(examples, split_folder(split))
+    files = _split_files(examples, split)
     what = "examples"
-    if not storage.exists(folder, what):
-        raise InputError(f"examples: no '{split}' split at {folder}")
-    files = storage.list_files(folder, what, suffixes=(".gz",))
     for f in files:
         with storage.open_input(f.uri, what) as fh:
             try:
@@ -240,6 +244,8 @@ def run(examples: str, statistics: str, view: str) -> StatisticsResult:
     """
     from tfkfp.containers.statistics_view import render
 
+    for split in SPLITS:  # fail before any work
+        _split_files(examples, split)
     result = StatisticsResult()
     by_split = {}
     for split in SPLITS:
