@@ -177,6 +177,20 @@ def _string(values, common, stats_pb2):
     return stats
 
 
+def rebucket(buckets, edges):
+    """Mass of `buckets` on the common `edges`, spread uniformly inside each bucket."""
+    import numpy as np
+
+    mass = np.zeros(len(edges) - 1)
+    for low, high, count in buckets:
+        if high <= low:  # a constant feature: one point
+            mass[min(max(np.searchsorted(edges, low, side="right") - 1, 0), len(mass) - 1)] += count
+            continue
+        overlap = np.clip(np.minimum(edges[1:], high) - np.maximum(edges[:-1], low), 0, None)
+        mass += count * overlap / (high - low)
+    return mass
+
+
 def split_statistics(batches, split: str):
     """A DatasetFeatureStatisticsList of one split from batches of serialized tf.Examples."""
     import numpy as np

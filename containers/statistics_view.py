@@ -70,8 +70,8 @@ def _rows(by_split: dict) -> tuple[list[dict], list[dict]]:
             if which == "num_stats":
                 s = feat.num_stats
                 standard = next((h for h in s.histograms if h.type == 0), None)
-                counts = [b.sample_count for b in standard.buckets] if standard else []
-                histograms.setdefault(name, {})[split] = _fractions(counts)
+                buckets = [(b.low_value, b.high_value, b.sample_count) for b in standard.buckets]
+                histograms.setdefault(name, {})[split] = buckets
                 row.update(
                     mean=f"{s.mean:.4g}",
                     std_dev=f"{s.std_dev:.4g}",
@@ -89,13 +89,13 @@ def _rows(by_split: dict) -> tuple[list[dict], list[dict]]:
                 row.update(
                     unique=s.unique,
                     top=html.escape(s.top_values[0].value) if s.top_values else "-",
-                    freq_top=s.top_values[0].frequency if s.top_values else 0,
+                    freq_top=int(s.top_values[0].frequency) if s.top_values else 0,
                     avg_length=f"{s.avg_length:.3g}",
                 )
                 strings.append(row)
     for row in numeric:
         if row["split"] == next(iter(by_split)):
-            row["histogram"] = _svg_bars(histograms.get(row["feature"], {}))
+            row["histogram"] = _svg_bars(_common_buckets(histograms.get(row["feature"], {})))
         else:
             row["histogram"] = ""
     for row in strings:
@@ -108,7 +108,24 @@ def _rows(by_split: dict) -> tuple[list[dict], list[dict]]:
             row["top values"] = _svg_bars(series, labels)
         else:
             row["top values"] = ""
+    order = {split: i for i, split in enumerate(by_split)}
+    numeric.sort(key=lambda r: (r["feature"], order[r["split"]]))
+    strings.sort(key=lambda r: (r["feature"], order[r["split"]]))
     return numeric, strings
+
+
+def _common_buckets(per_split: dict[str, list[tuple]]) -> dict[str, list[float]]:
+    """Each split's histogram as fractions on the same 10 buckets (the splits' joint range)."""
+    import numpy as np
+    from tfkfp.containers.statistics import HISTOGRAM_BUCKETS, rebucket
+
+    bounds = [x for buckets in per_split.values() for b in buckets for x in b[:2]]
+    if not bounds:
+        return {}
+    edges = np.linspace(min(bounds), max(bounds), HISTOGRAM_BUCKETS + 1)
+    if edges[-1] <= edges[0]:
+        return {split: [1.0] for split in per_split}
+    return {split: _fractions(rebucket(b, edges).tolist()) for split, b in per_split.items()}
 
 
 def render(by_split: dict) -> str:

@@ -179,20 +179,6 @@ def _histogram(stat):
     return []
 
 
-def _rebucket(buckets, edges):
-    """Mass of `buckets` on the common `edges`, spread uniformly inside each bucket."""
-    import numpy as np
-
-    mass = np.zeros(len(edges) - 1)
-    for low, high, count in buckets:
-        if high <= low:  # a constant feature: one point
-            mass[min(max(np.searchsorted(edges, low, side="right") - 1, 0), len(mass) - 1)] += count
-            continue
-        overlap = np.clip(np.minimum(edges[1:], high) - np.maximum(edges[:-1], low), 0, None)
-        mass += count * overlap / (high - low)
-    return mass
-
-
 def jensen_shannon(a, b) -> float:
     """Jensen-Shannon divergence (log base 2) of two numeric features' histograms."""
     import numpy as np
@@ -203,7 +189,7 @@ def jensen_shannon(a, b) -> float:
     edges = np.unique([x for low, high, _ in ha + hb for x in (low, high)])
     if len(edges) < 2:
         return 0.0
-    p, q = _rebucket(ha, edges), _rebucket(hb, edges)
+    p, q = stats_io.rebucket(ha, edges), stats_io.rebucket(hb, edges)
     p, q = p / (p.sum() or 1.0), q / (q.sum() or 1.0)
     m = (p + q) / 2
 

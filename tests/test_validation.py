@@ -10,13 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
-
 from tfkfp.containers import ingest, statistics, validate
 from tfkfp.containers.runtime import InputError, entrypoint
-
-from conftest import run_cli
 
 
 def _rows(penguins_csv: Path) -> list[dict]:
