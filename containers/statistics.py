@@ -84,6 +84,9 @@ class _Feature:
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        if pa.types.is_null(array.type):  # no example of the batch has a value for it
+            self.missing(len(array))
+            return
         self.lengths.append(pc.list_value_length(array).fill_null(0).to_numpy())
         value_type = array.type.value_type
         if pa.types.is_null(value_type):

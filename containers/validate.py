@@ -90,7 +90,7 @@ def _check_feature(found: _Found, schema, feature, stat, num_examples: int) -> N
     name = feature.name
     want = _STATS_TYPES.get(schema_pb2.FeatureType.Name(feature.type))
     got = statistics_pb2.FeatureNameStatistics.Type.Name(stat.type)
-    if want and got != want:
+    if want and got != want and _common(stat).num_non_missing:  # no values: no type to check
         found.add(name, "UNEXPECTED_DATA_TYPE", "Unexpected data type",
                   f"Expected {want} values, got {got}.")  # fmt: skip
         return
@@ -102,9 +102,6 @@ def _check_feature(found: _Found, schema, feature, stat, num_examples: int) -> N
             found.add(name, "FEATURE_TYPE_LOW_FRACTION_PRESENT", "Column missing in examples",
                       f"Present in {fraction:.2%} of examples, the schema asks for at least "
                       f"{feature.presence.min_fraction:.2%}.")  # fmt: skip
-    if present < feature.presence.min_count:
-        found.add(name, "FEATURE_TYPE_LOW_NUMBER_PRESENT", "Column rarely present",
-                  f"Present in {present} examples, at least {feature.presence.min_count} expected.")  # fmt: skip
     if feature.HasField("value_count"):
         low, high = feature.value_count.min, feature.value_count.max
     elif feature.shape.dim:
@@ -144,17 +141,26 @@ def _check_feature(found: _Found, schema, feature, stat, num_examples: int) -> N
                           f"Maximum {num.max:g} is above the schema's maximum {domain.max:g}.")  # fmt: skip
 
 
-def check_schema(schema, dataset, found: _Found) -> None:
-    """Adds the anomalies of one split's statistics against the schema to `found`."""
+def check_schema(schema, dataset, found: _Found, present: dict[str, int]) -> None:
+    """Adds the anomalies of one split's statistics against the schema to `found`.
+
+    `present` counts each feature's examples over all splits: `presence.min_count` is checked
+    against that, not per split (unlike TFDV), because an inferred schema's `min_count: 1`
+    describes the whole data, and a feature as rare as the taxi sample's pickup_census_tract
+    (1 row in 15,002) is absent from one split of a perfectly normal run.
+    """
     stats = _by_name(dataset)
     for feature in schema.feature:
         stat = stats.get(feature.name)
-        if stat is None or _common(stat).num_non_missing == 0:
-            if feature.presence.min_count or feature.presence.min_fraction:
-                found.add(feature.name, "SCHEMA_MISSING_COLUMN", "Column dropped",
-                          "The feature is in the schema but absent from the data.")  # fmt: skip
+        if stat is None:  # no example has the feature, not even empty: the column is gone
+            found.add(feature.name, "SCHEMA_MISSING_COLUMN", "Column dropped",
+                      "The feature is in the schema but absent from the data.")  # fmt: skip
             continue
         _check_feature(found, schema, feature, stat, dataset.num_examples)
+        if present.get(feature.name, 0) < feature.presence.min_count:
+            found.add(feature.name, "FEATURE_TYPE_LOW_NUMBER_PRESENT", "Column rarely present",
+                      f"Present in {present.get(feature.name, 0)} examples, at least "
+                      f"{feature.presence.min_count} expected.")  # fmt: skip
     for name in sorted(set(stats) - {f.name for f in schema.feature}):
         found.add(name, "SCHEMA_NEW_COLUMN", "New column",
                   "The feature is in the data but not in the schema.")  # fmt: skip
@@ -288,8 +294,12 @@ def run(
         previous = stats_io.load(previous_statistics_uri, "train", "previous_statistics_uri")
         previous = previous.datasets[0]
     found = {split: _Found(the_schema) for split in SPLITS}
+    present: dict[str, int] = {}
+    for dataset in current.values():
+        for name, stat in _by_name(dataset).items():
+            present[name] = present.get(name, 0) + _common(stat).num_non_missing
     for split in SPLITS:
-        check_schema(the_schema, current[split], found[split])
+        check_schema(the_schema, current[split], found[split], present)
     compare(the_schema, current["train"], current["eval"], "skew_comparator", found["eval"], "skew")
     if previous is not None:
         compare(the_schema, previous, current["train"], "drift_comparator", found["train"], "drift")

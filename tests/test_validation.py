@@ -112,6 +112,26 @@ def test_statistics_match_numpy_on_the_same_data(clean, penguins_csv):
     assert merged == island
 
 
+def test_statistics_of_the_taxi_sample_count_every_value(tmp_path):
+    """Taxi columns empty in whole batches (null-typed by the decoder) count as missing."""
+    from importlib import resources
+
+    data = resources.files("tfkfp.pipelines.taxi") / "data" / "chicago_taxi.csv"
+    rows = list(csv.DictReader(open(data, newline="")))
+    run = _pipeline(tmp_path, Path(str(data)))
+    assert _validate(run, str(run / "schema")).valid
+    for name in ("trip_miles", "company", "dropoff_census_tract"):
+        present = sum(1 for r in rows if r[name].strip() not in ("", "NA"))
+        total = 0
+        for split in ("train", "eval"):
+            stats = statistics.load(str(run / "statistics"), split).datasets[0]
+            feat = next(f for f in stats.features if f.path.step[0] == name)
+            common = getattr(feat, feat.WhichOneof("stats")).common_stats
+            assert common.num_non_missing + common.num_missing == stats.num_examples
+            total += common.num_non_missing
+        assert total == present
+
+
 def test_statistics_and_validate_do_not_import_tensorflow(clean, tmp_path):
     code = (
         "import sys, time; t = time.time();"
