@@ -51,6 +51,11 @@ class _Found:
         self.proto.baseline.CopyFrom(schema)
 
     def add(self, feature: str, kind: str, short: str, description: str) -> None:
+        kind_id = self.pb2.AnomalyInfo.Type.Value(kind)
+        if feature in self.proto.anomaly_info and any(
+            r.type == kind_id for r in self.proto.anomaly_info[feature].reason
+        ):
+            return  # found twice (against the schema and against the previous run)
         info = self.proto.anomaly_info[feature]
         info.path.step[:] = [feature]
         info.severity = self.pb2.AnomalyInfo.ERROR
@@ -241,6 +246,21 @@ def compare(schema, control, treatment, which: str, found: _Found, label: str) -
                           f"(threshold {limit:g}).")  # fmt: skip
 
 
+def feature_set_changes(previous, current, found: _Found) -> None:
+    """Features gone or new since the previous statistics (a renamed column is both).
+
+    Not a TFDV check: with a schema inferred on every run, a renamed column is in the schema
+    under its new name, so only the previous run's statistics can tell that it changed.
+    """
+    before, after = _by_name(previous), _by_name(current)
+    for name in sorted(set(before) - set(after)):
+        found.add(name, "SCHEMA_MISSING_COLUMN", "Column gone since the previous run",
+                  "The feature is in the previous statistics but absent from the data.")  # fmt: skip
+    for name in sorted(set(after) - set(before)):
+        found.add(name, "SCHEMA_NEW_COLUMN", "New since the previous run",
+                  "The feature is in the data but not in the previous statistics.")  # fmt: skip
+
+
 def markdown(result: ValidateResult) -> str:
     """The report for the KFP UI: the verdict and one table row per anomaly."""
     lines = ["# Data validation", ""]
@@ -303,6 +323,7 @@ def run(
     compare(the_schema, current["train"], current["eval"], "skew_comparator", found["eval"], "skew")
     if previous is not None:
         compare(the_schema, previous, current["train"], "drift_comparator", found["train"], "drift")
+        feature_set_changes(previous, current["train"], found["train"])
     elif any(f.HasField("drift_comparator") for f in the_schema.feature):
         log.info("validate: drift comparators set but no previous statistics given: no drift check")
     result = ValidateResult(
