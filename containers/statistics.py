@@ -167,9 +167,9 @@ def _string(values, common, stats_pb2):
         return stats
     counts = pc.value_counts(values)
     order = pc.array_sort_indices(counts.field("counts"), order="descending")
-    counts = counts.take(order)
-    top_values = counts.field("values").to_pylist()[:RANK_BUCKETS]
-    top_counts = counts.field("counts").to_pylist()[:RANK_BUCKETS]
+    top = counts.take(order[:RANK_BUCKETS])  # only the ranked values become Python objects
+    top_values = top.field("values").to_pylist()
+    top_counts = top.field("counts").to_pylist()
     stats.unique = len(counts)
     stats.avg_length = float(pc.mean(pc.binary_length(values)).as_py())
     for rank, (value, n) in enumerate(zip(top_values, top_counts, strict=True)):
