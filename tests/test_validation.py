@@ -351,13 +351,12 @@ def test_schema_command_writes_ingests_schema(penguins_csv, tmp_path, clean):
     assert out.read_text() == (clean / "schema" / "schema.pbtxt").read_text()
 
 
-def test_curated_schema_becomes_the_schema_output(clean, penguins_csv, gcs, tmp_path):
+def test_curated_schema_becomes_the_schema_output(clean, penguins_csv, bucket, tmp_path):
     def domain(features, schema):
         features["island"].string_domain.value.extend(["Biscoe", "Dream", "Torgersen"])
 
     curated = Path(_schema(clean, domain))
-    gcs.client.bucket(gcs.bucket).blob("schemas/penguins.pbtxt").upload_from_filename(curated)
-    uri = f"gs://{gcs.bucket}/schemas/penguins.pbtxt"
+    uri = bucket.put("schemas/penguins.pbtxt", curated.read_text())
     ingest.run(str(penguins_csv), str(tmp_path / "ex"), str(tmp_path / "schema"), schema_uri=uri)
     assert (tmp_path / "schema" / "schema.pbtxt").read_text() == curated.read_text()
 
