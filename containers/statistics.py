@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from tfkfp.containers import storage
@@ -35,20 +36,34 @@ class StatisticsResult:
     features: dict[str, int] = field(default_factory=dict)
 
 
-def _records(data: bytes) -> list[bytes]:
-    """Records of an uncompressed TFRecord stream (gzip and its CRC-32 vouch for the bytes)."""
-    records, pos, size, unpack = [], 0, len(data), struct.Struct("<Q").unpack_from
-    view = memoryview(data)
-    while pos < size:
-        if pos + 12 > size:
-            raise ValueError("truncated record header")
-        (length,) = unpack(data, pos)
-        end = pos + 12 + length
-        if end + 4 > size:
-            raise ValueError("truncated record")
-        records.append(bytes(view[pos + 12 : end]))
-        pos = end + 4
-    return records
+READ_BYTES = 16 << 20  # decompressed bytes parsed at a time: memory stays bounded
+
+
+def _records(stream) -> Iterator[list[bytes]]:
+    """Batches of BATCH_ROWS records of an uncompressed TFRecord stream, read piecewise.
+
+    Only the framing is walked here (gzip's CRC-32 vouches for the bytes).
+    """
+    unpack = struct.Struct("<Q").unpack_from
+    batch: list[bytes] = []
+    data, pos = b"", 0
+    while chunk := stream.read(READ_BYTES):
+        data, pos = data[pos:] + chunk, 0
+        size = len(data)
+        while pos + 12 <= size:
+            (length,) = unpack(data, pos)
+            end = pos + 12 + length
+            if end + 4 > size:
+                break  # the record continues in the next chunk
+            batch.append(data[pos + 12 : end])
+            pos = end + 4
+            if len(batch) == BATCH_ROWS:
+                yield batch
+                batch = []
+    if pos != len(data):
+        raise ValueError("truncated record")
+    if batch:
+        yield batch
 
 
 def _split_files(examples: str, split: str) -> list:
@@ -63,13 +78,11 @@ def _split_records(examples: str, split: str):
     files = _split_files(examples, split)
     what = "examples"
     for f in files:
-        with storage.open_input(f.uri, what) as fh:
+        with storage.open_input(f.uri, what) as fh, gzip.GzipFile(fileobj=fh) as stream:
             try:
-                records = _records(gzip.decompress(fh.read()))
+                yield from _records(stream)
             except (OSError, ValueError, EOFError) as err:
                 raise InputError(f"examples: {f.uri} is not a gzip TFRecord file ({err})") from None
-        for start in range(0, len(records), BATCH_ROWS):
-            yield records[start : start + BATCH_ROWS]
 
 
 class _Feature:
@@ -205,7 +218,10 @@ def split_statistics(batches, split: str):
     features: dict[str, _Feature] = {}
     rows = 0
     for records in batches:
-        batch = decoder.DecodeBatch(records)
+        try:
+            batch = decoder.DecodeBatch(records)
+        except Exception as err:  # the C++ decoder raises a bare RuntimeError/ValueError
+            raise InputError(f"examples: {split} records are not tf.Examples ({err})") from None
         for name in set(features) - set(batch.schema.names):
             features[name].missing(batch.num_rows)
         for name, array in zip(batch.schema.names, batch.columns, strict=True):

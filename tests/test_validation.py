@@ -164,6 +164,28 @@ def test_statistics_without_a_split_is_one_line(clean, tmp_path, capsys):
     assert not (tmp_path / "s").exists() and not (tmp_path / "v.html").exists()
 
 
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"not gzip at all", r"^examples: .*data.gz is not a gzip TFRecord file"),
+        ("truncated", r"^examples: .*data.gz is not a gzip TFRecord file \(truncated record\)"),
+    ],
+)
+def test_statistics_of_unreadable_examples_is_one_line(clean, tmp_path, content, message):
+    import gzip
+
+    examples = tmp_path / "examples"
+    shutil.copytree(clean / "examples", examples)
+    (target,) = (examples / "Split-eval").glob("*.gz")
+    if content == "truncated":
+        content = gzip.compress(gzip.decompress(target.read_bytes())[:-7])
+    target.unlink()
+    (examples / "Split-eval" / "data.gz").write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        statistics.run(str(examples), str(tmp_path / "s"), str(tmp_path / "v.html"))
+    assert not (tmp_path / "s").exists() and not (tmp_path / "v.html").exists()
+
+
 # --- validate ------------------------------------------------------------------------------
 
 
