@@ -4,11 +4,13 @@ from tfkfp.components.evaluator import evaluator
 from tfkfp.components.fingerprint import fingerprint
 from tfkfp.components.ingest import ingest
 from tfkfp.components.pusher import pusher
+from tfkfp.components.statistics import statistics
 from tfkfp.components.trainer import trainer
 from tfkfp.components.transform import transform
 from tfkfp.components.tuner import tuner
+from tfkfp.components.validate import validate
 
-STAGES = (fingerprint, ingest, transform, tuner, trainer, evaluator, pusher)
+STAGES = (fingerprint, ingest, statistics, validate, transform, tuner, trainer, evaluator, pusher)
 
 __all__ = [
     "STAGES",
@@ -16,7 +18,9 @@ __all__ = [
     "fingerprint",
     "ingest",
     "pusher",
+    "statistics",
     "trainer",
     "transform",
     "tuner",
+    "validate",
 ]

@@ -98,7 +98,7 @@ def test_taxi_yaml_trains_on_a_gpu_only_when_asked(compiled):
     }
     expected = {
         "data_uri", "push_destination", "module_file", "train_steps", "eval_steps",
-        "eval_config", "beam_pipeline_args", "use_gpu",
+        "eval_config", "beam_pipeline_args", "use_gpu", "schema_uri", "previous_statistics_uri",
     }  # fmt: skip
     assert set(params) == expected
     executors = spec["deploymentSpec"]["executors"]
@@ -119,6 +119,19 @@ def test_taxi_yaml_trains_on_a_gpu_only_when_asked(compiled):
         if "triggerPolicy" in t
     ]
     assert "inputs.parameter_values['pipelinechannel--use_gpu'] == false" in conditions
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_training_is_gated_on_valid_data(compiled, name):
+    spec = yaml.safe_load(compiled[name])
+    root = spec["root"]["dag"]["tasks"]
+    assert {"ingest", "statistics", "validate"} <= set(root)
+    assert "transform" not in root and "trainer" not in root  # inside the condition
+    gate = [t for t in root.values() if "triggerPolicy" in t]
+    assert len(gate) == 1
+    assert gate[0]["triggerPolicy"]["condition"] == (
+        "inputs.parameter_values['pipelinechannel--validate-valid'] == true"
+    )
 
 
 def test_compile_without_caching_turns_it_off_in_nested_tasks(tmp_path):
