@@ -13,6 +13,7 @@ def trainer(
     curves: Output[HTML],
     transform_graph: Input[Artifact] | None = None,
     base_model: Input[Model] | None = None,
+    best_hyperparameters: Input[Artifact] | None = None,
     train_steps: int = 1000,
     eval_steps: int = 100,
     hyperparameters: dict = {},
@@ -33,9 +34,13 @@ def trainer(
             TensorBoard logs in model_run (a page saying none were logged otherwise).
         transform_graph: Transform graph (fn_args.transform_graph_path).
         base_model: Model to warm-start from (fn_args.base_model).
+        best_hyperparameters: A tuner's best_hyperparameters (TFX's layout), or one imported
+            from a location to reuse tuned values; its config becomes fn_args.hyperparameters
+            and wins over the hyperparameters dict.
         train_steps: fn_args.train_steps (0: None, until the data ends, as in TFX).
         eval_steps: fn_args.eval_steps (0: None, as in TFX).
-        hyperparameters: fn_args.hyperparameters (None when empty, as in TFX).
+        hyperparameters: fn_args.hyperparameters (None when empty, as in TFX), unless
+            best_hyperparameters is given.
         custom_config: fn_args.custom_config (None when empty, as in TFX).
         keras: tf_keras (default) or keras3.
         strategy: auto (TF_CONFIG with several workers: multi_worker; GPUs: mirrored over all;
@@ -62,5 +67,6 @@ def trainer(
         keras=keras,
         strategy=strategy,
         cpu_replicas=cpu_replicas,
+        best_hyperparameters=best_hyperparameters.path if best_hyperparameters else None,
     )
     model.metadata.update(info)

@@ -388,8 +388,11 @@ def test_label_missing_without_schema_is_found_by_the_model(tmp_path, trained, i
 def test_corrupt_baseline_in_push_destination_is_one_line(tmp_path, trained, ingested):
     destination = str(tmp_path / "serving")
     pushed = _push(trained.model, destination)
-    with open(os.path.join(pushed, "saved_model.pb"), "wb") as fh:
-        fh.write(b"\xff\xff not a protobuf")
+    path = os.path.join(pushed, "saved_model.pb")
+    # Same size: the marker's file sizes still match, so the model itself must be read.
+    size = os.path.getsize(path)
+    with open(path, "wb") as fh:
+        fh.write((b"\xff\xff not a protobuf" * size)[:size])
     with pytest.raises(InputError) as raised:
         _run(tmp_path, trained.model, ingested, EVAL_CONFIG, baseline_from=destination)
     message = str(raised.value)
