@@ -229,6 +229,7 @@ def run(
     keras: str = "tf_keras",
     strategy: str = "auto",
     cpu_replicas: int = 0,
+    trials_chart: str | None = None,
 ) -> TunerResult:
     """Calls tuner_fn, runs the search, publishes the best hyperparameters and the trials table.
 
@@ -238,6 +239,7 @@ def run(
         module_file: Path, gs:// or s3:// URI or dotted module name defining `tuner_fn(fn_args)`.
         best_hyperparameters: Output folder: `best_hyperparameters.txt` (TFX's layout).
         trials: Output file: the Markdown trials table.
+        trials_chart: Output file: an HTML page of each trial's score, the best marked.
         transform_graph: Transform graph artifact (`fn_args.transform_graph_path`).
         train_steps: `fn_args.train_steps` per trial; 0 means None, as in TFX.
         eval_steps: `fn_args.eval_steps` per trial; 0 means None, as in TFX.
@@ -299,6 +301,13 @@ def run(
             with publishing(best_hyperparameters) as staging:
                 hp_layout.write(staging, config)
             os.replace(table, trials)
+            if trials_chart:
+                from dataclasses import asdict
+
+                from tfkfp.containers import charts
+
+                page = charts.tuner_trials([asdict(t) for t in result.trials], objective, direction)
+                charts.write(trials_chart, page)
         finally:
             if os.path.exists(table):
                 os.remove(table)

@@ -22,6 +22,7 @@ def _tuner_process(out, ingested, transformed, **kw):
         "module_file": TUNED_MODULE,
         "best_hyperparameters": str(out / "best_hyperparameters"),
         "trials": str(out / "trials.md"),
+        "trials_chart": str(out / "trials.html"),
         "transform_graph": transformed.graph,
         "train_steps": 3,
         "eval_steps": 2,
@@ -84,6 +85,21 @@ def test_tfx_style_tuner_fn_and_its_outputs(tuned):
         assert f" {trial['values']['units']} " in row
         assert f"{trial['score']:.4g}" in row
     assert not list(out.glob("*.staging-*"))
+
+
+def test_trials_chart_in_a_browser(tuned, chromium, tmp_path):
+    out, result, _ = tuned
+    page = out / "trials.html"
+    dom = chromium.dump_dom(str(page))
+    assert "<svg" in dom and "val_sparse_categorical_accuracy per trial" in dom
+    for trial in result["trials"]:
+        assert f"trial {trial['trial_id']}" in dom
+    assert f"best {result['best_score']:g}" in dom
+    png = chromium.screenshot(str(page), tmp_path / "trials.png")
+    from PIL import Image
+
+    blue = sum(1 for r, _, b in Image.open(png).convert("RGB").getdata() if b - r > 60)
+    assert blue > 500, blue  # the bars were painted
 
 
 def test_search_under_mirrored_on_two_logical_cpus(tmp_path, ingested, transformed):
