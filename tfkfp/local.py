@@ -135,13 +135,14 @@ def _shown(display: Display) -> Iterator[None]:
     from kfp.local import executor_input_utils, logging_utils, status, task_dispatcher
 
     saved = {
-        (task_dispatcher, "run_single_task_implementation"): None,
-        (logging_utils, "indented_print"): None,
-        (logging_utils, "local_logger_context"): None,
-        (logging_utils, "print_horizontal_line"): None,
+        (module, name): getattr(module, name)
+        for module, name in (
+            (task_dispatcher, "run_single_task_implementation"),
+            (logging_utils, "indented_print"),
+            (logging_utils, "local_logger_context"),
+            (logging_utils, "print_horizontal_line"),
+        )
     }
-    for module, name in saved:
-        saved[(module, name)] = getattr(module, name)
     run_task = task_dispatcher.run_single_task_implementation
     indented_print = logging_utils.indented_print
 
