@@ -8,6 +8,7 @@ was chosen over matplotlib, plotly and bokeh (32-74 MB) to keep the CPU image un
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 import os
@@ -227,12 +228,15 @@ def _bound(threshold: dict[str, Any]) -> dict[str, float]:
     return bounds
 
 
-def slice_charts(report: dict[str, Any]) -> str:
+def slice_charts(report: Any) -> str:
     """The evaluator's page: each metric per slice, candidate against baseline, thresholds drawn.
 
     Args:
-        report: The evaluator's report (`slices`, `thresholds`, `blessed`, `reason`, ...).
+        report: The evaluator's report (`slices`, `thresholds`, `blessed`, `reason`, ...), as a
+            dict or a dataclass.
     """
+    if dataclasses.is_dataclass(report):
+        report = dataclasses.asdict(report)
     slices: dict[str, dict[str, dict[str, float]]] = report.get("slices") or {}
     names = list(slices)
     metrics = sorted({m for table in slices.values() for m in table})

@@ -420,17 +420,6 @@ def _metric_label(key) -> str:
     return key.name
 
 
-def _slice_names(config, model_dir: str, schema) -> SliceNames:
-    """Slice names with the ids of string features mapped back through the model's vocabularies."""
-    columns = [k for spec in config.slicing_specs for k in spec.feature_keys]
-    strings = None
-    if schema is not None:
-        from tensorflow_metadata.proto.v0 import schema_pb2
-
-        strings = [f.name for f in schema.feature if f.type == schema_pb2.BYTES]
-    return SliceNames(model_dir, columns, strings)
-
-
 def _slice_metrics(
     output_path: str, candidate_name: str, slice_name=_slice_name
 ) -> dict[str, dict[str, dict]]:
@@ -887,7 +876,7 @@ def run(
                 schema=schema,
             )
             log.info("evaluator: TFMA done, reading results")
-            slice_name = _slice_names(config, model_dir, schema)
+            slice_name = SliceNames.for_config(config, model_dir, schema)
             slices = _slice_metrics(eval_tmp, candidate_name, slice_name)
             validation_ok, failures = _validation(eval_tmp, slice_name)
             _judge_thresholds(thresholds, failures, has_baseline)

@@ -40,6 +40,17 @@ class SliceNames:
         self.string_columns = None if string_columns is None else set(string_columns)
         self.unmapped: set[str] = set()
 
+    @classmethod
+    def for_config(cls, config, model_dir: str, schema=None) -> SliceNames:
+        """For an EvalConfig's slicing specs; `schema` (raw) tells which features are strings."""
+        columns = [k for spec in config.slicing_specs for k in spec.feature_keys]
+        strings = None
+        if schema is not None:
+            from tensorflow_metadata.proto.v0 import schema_pb2
+
+            strings = [f.name for f in schema.feature if f.type == schema_pb2.BYTES]
+        return cls(model_dir, columns, strings)
+
     def value(self, column: str, value) -> str:
         """One slice value as text: a vocabulary id becomes its word."""
         if isinstance(value, bytes):
