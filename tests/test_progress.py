@@ -119,3 +119,16 @@ def test_tuner_lines(tmp_path):
     )
     display.end("tuner", ok=True)
     assert display.tasks["tuner"].key == "best val_accuracy 0.93, 3 of 3 trial(s) completed"
+
+
+def test_key_figures_of_the_data_stages(tmp_path):
+    display = Display(stream=open(os.devnull, "w"), live=False)
+    for task, line, key in (
+        ("statistics", "statistics: train=260 rows, eval=84 rows", "rows train 260, eval 84"),
+        ("validate", "validate: NOT valid (3 anomalies)", "NOT valid, 3 anomalies"),
+        ("pusher", "pusher: pushed version 7 to /srv/m/7", "pushed version 7"),
+    ):
+        display.start(task, tmp_path)
+        display.output(f"2026 INFO tfkfp: {line}\n")
+        display.end(task, ok=True)
+        assert display.tasks[task].key == key

@@ -70,10 +70,12 @@ KEY_FIGURES = {
     "pusher": (
         re.compile(
             r"pusher: (pushed version \d+|model is NOT_BLESSED, nothing pushed|same model"
-            r" already pushed as .+)$"
+            r" already pushed as \S+)"
         ),
         "{0}",
     ),
+    "statistics": (re.compile(r"statistics: (\w+=\d+ rows(?:, \w+=\d+ rows)*)$"), "rows {0}"),
+    "validate": (re.compile(r"validate: (valid|NOT valid) \((\d+ anomal\w+)\)"), "{0}, {1}"),
 }
 
 # Lines kept to show under a failed stage.
