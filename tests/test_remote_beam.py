@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 from conftest import PENGUINS_MODULE
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 from tfkfp.containers import evaluator, transform
 from tfkfp.containers.runtime import InputError
 from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
@@ -150,6 +150,7 @@ def test_evaluator_on_the_portable_runner_loads_the_model_by_uri(
         metrics=metrics,
         classification_metrics=_in_pod(ClassificationMetrics, out / "cm", out / "cm"),
         report=_in_pod(Markdown, out / "report.md", out / "report.md"),
+        slice_chart=_in_pod(HTML, out / "slices.html", out / "slices.html"),
         schema=_in_pod(Artifact, ingested.schema, ingested.schema),
         beam_pipeline_args=beam_portable,
     )
