@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO, TRAINER_MODULES, write_module
@@ -276,8 +277,10 @@ def _local_run(cwd, *params):
     for param in params:
         args += ["--param", param]
     proc = run_cli(*args, cwd=cwd, timeout=1200)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    # the stages' own lines are in each task's log file (the screen has one line per stage)
+    logs = Path(proc.stdout.split("task logs: ")[1].split()[0])
+    return "".join(p.read_text() for p in sorted(logs.glob("*.log"))) + proc.stderr
 
 
 @pytest.mark.pipeline
