@@ -28,11 +28,11 @@ def transform(
 
     counts = entrypoint(
         stage.run,
-        examples_dir=examples.path,
-        schema_dir=schema.path,
+        examples=examples.path,
+        schema=schema.path,
         module_file=module_file,
-        transform_graph_dir=transform_graph.path,
-        transformed_examples_dir=transformed_examples.path,
+        transform_graph=transform_graph.path,
+        transformed_examples=transformed_examples.path,
         beam_pipeline_args=beam_pipeline_args,
         examples_uri=examples.uri,
         transform_graph_uri=transform_graph.uri,

@@ -470,19 +470,15 @@ def _is_train(key: bytes, train_fraction: float) -> bool:
 
 def run(
     data_uri: str,
-    examples_dir: str,
-    schema_dir: str,
+    examples: str,
+    schema: str,
     train_fraction: float = 0.75,
     input_format: str = "auto",
 ) -> dict[str, int]:
     """Reads CSV, TFRecord or Parquet data; writes hash-split gzip TFRecords and a schema.
 
-    Args:
-        data_uri: A file, a folder of files, or a glob: local, a KFP mount, gs:// or s3://.
-        examples_dir: Output folder; receives `Split-train/` and `Split-eval/`.
-        schema_dir: Output folder; receives `schema.pbtxt`.
-        train_fraction: Share of rows hashed into `train` (0 < f < 1).
-        input_format: `auto` (by file suffix), `csv`, `tfrecord` or `parquet`.
+    Parameters are the component's (documented in tfkfp.components.ingest); artifacts
+    arrive as local paths.
 
     Returns:
         Row counts per split.
@@ -504,12 +500,12 @@ def run(
     )
     progress = _Progress(files)
     read = {"csv": _csv_examples, "tfrecord": _tfrecord_examples, "parquet": _parquet_examples}
-    schema, chunks = read[fmt](files, progress)
+    inferred, chunks = read[fmt](files, progress)
 
     from google.protobuf import text_format
 
     counts = dict.fromkeys(SPLITS, 0)
-    with publishing(examples_dir) as ex_tmp, publishing(schema_dir) as schema_tmp:
+    with publishing(examples) as ex_tmp, publishing(schema) as schema_tmp:
         writers = {}
         for split in SPLITS:
             os.makedirs(os.path.join(ex_tmp, f"Split-{split}"))
@@ -534,6 +530,6 @@ def run(
                 )
         manifest.write(ex_tmp, counts)
         with open(os.path.join(schema_tmp, "schema.pbtxt"), "w") as fh:
-            fh.write(text_format.MessageToString(schema))
+            fh.write(text_format.MessageToString(inferred))
     log.info("ingest: wrote %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
     return counts

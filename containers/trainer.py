@@ -344,40 +344,26 @@ def _steps(name: str, value: int | None) -> int | None:
 
 
 def run(
-    examples_dir: str,
-    schema_dir: str,
+    examples: str,
+    schema: str,
     module_file: str,
-    model_dir: str,
-    model_run_dir: str,
-    transform_graph_dir: str | None = None,
-    train_steps: int | None = 1000,
-    eval_steps: int | None = 100,
+    model: str,
+    model_run: str,
+    transform_graph: str | None = None,
+    base_model: str | None = None,
+    train_steps: int = 1000,
+    eval_steps: int = 100,
     hyperparameters: dict[str, Any] | None = None,
     custom_config: dict[str, Any] | None = None,
-    base_model_dir: str | None = None,
     keras: str = "tf_keras",
     strategy: str = "auto",
     cpu_replicas: int = 0,
 ) -> dict[str, Any]:
     """Builds FnArgs, runs `run_fn` under the chosen strategy, checks the export.
 
-    Args:
-        examples_dir: Examples to train on (transformed ones when a transform graph is given).
-        schema_dir: Raw schema artifact (`fn_args.schema_path`).
-        module_file: Path, gs:// URI or dotted module name defining `run_fn(fn_args)`.
-        model_dir: Output: the serving SavedModel.
-        model_run_dir: Output: TensorBoard logs and whatever run_fn writes to model_run_dir.
-        transform_graph_dir: Transform graph artifact (`fn_args.transform_graph_path`).
-        train_steps: `fn_args.train_steps`; 0 means None, as in TFX.
-        eval_steps: `fn_args.eval_steps`; 0 means None, as in TFX.
-        hyperparameters: `fn_args.hyperparameters` (None when empty, as in TFX): a dict, such
-            as a KerasTuner `HyperParameters.get_config()`. Whole-number floats become int
-            (KFP delivers every number of a dict parameter as a float).
-        custom_config: `fn_args.custom_config` (None when empty, as in TFX); numbers as above.
-        base_model_dir: Optional model to warm-start from (`fn_args.base_model`).
-        keras: `tf_keras` (Keras 2, what tf.Transform uses) or `keras3`.
-        strategy: `auto`, `mirrored`, `multi_worker` or `default`.
-        cpu_replicas: Splits the CPU into this many logical devices (tests of MirroredStrategy).
+    Parameters are the component's (documented in tfkfp.components.trainer); artifacts
+    arrive as local paths. hyperparameters and custom_config: whole-number floats become int
+    (KFP delivers every number of a dict parameter as a float).
 
     Returns:
         What the component records as model metadata.
@@ -393,11 +379,11 @@ def run(
         )
     train_steps = _steps("train_steps", train_steps)
     eval_steps = _steps("eval_steps", eval_steps)
-    train_files = [require_split(examples_dir, "train", "examples")]
-    eval_files = [require_split(examples_dir, "eval", "examples")]
-    if transform_graph_dir and not os.path.isdir(os.path.join(transform_graph_dir, "transform_fn")):
-        raise InputError(f"transform_graph: no transform_fn/ in {transform_graph_dir}")
-    base_model = _base_model_path(base_model_dir) if base_model_dir else None
+    train_files = [require_split(examples, "train", "examples")]
+    eval_files = [require_split(examples, "eval", "examples")]
+    if transform_graph and not os.path.isdir(os.path.join(transform_graph, "transform_fn")):
+        raise InputError(f"transform_graph: no transform_fn/ in {transform_graph}")
+    base_model_path = _base_model_path(base_model) if base_model else None
     hyperparameters = _hyperparameters(hyperparameters)
     custom_config = _whole_numbers(dict(custom_config)) if custom_config else None
     workers, is_chief, task = _cluster()
@@ -415,17 +401,17 @@ def run(
             run_fn,
             is_chief,
             task,
-            model_dir,
-            model_run_dir,
+            model,
+            model_run,
             FnArgs(
                 train_files=train_files,
                 eval_files=eval_files,
                 train_steps=train_steps,
                 eval_steps=eval_steps,
-                schema_path=schema_file(schema_dir),
-                transform_graph_path=transform_graph_dir,
+                schema_path=schema_file(schema),
+                transform_graph_path=transform_graph,
                 data_accessor=make_data_accessor(workers),
-                base_model=base_model,
+                base_model=base_model_path,
                 hyperparameters=hyperparameters,
                 custom_config=custom_config,
                 strategy=dist,

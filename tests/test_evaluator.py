@@ -37,13 +37,13 @@ def _with_threshold(threshold: dict) -> dict:
 
 def _run(tmp_path, model, ingested, config, **kw):
     return evaluator.run(
-        model_dir=model,
-        examples_dir=ingested.examples,
+        model=model,
+        examples=ingested.examples,
         eval_config=config,
-        evaluation_dir=str(tmp_path / "evaluation"),
-        blessing_dir=str(tmp_path / "blessing"),
-        report_path=str(tmp_path / "report.md"),
-        schema_dir=ingested.schema,
+        evaluation=str(tmp_path / "evaluation"),
+        blessing=str(tmp_path / "blessing"),
+        report=str(tmp_path / "report.md"),
+        schema=ingested.schema,
         **kw,
     )
 
@@ -135,7 +135,7 @@ def test_slice_fails_while_overall_passes(tmp_path, trained, weak_trained, inges
         }
     ]
     # the baseline comes in as a model artifact here
-    report = _run(tmp_path, trained.model, ingested, config, baseline_model_dir=weak_trained.model)
+    report = _run(tmp_path, trained.model, ingested, config, baseline_model=weak_trained.model)
     assert report["blessed"] is False
     assert report["baseline"] == weak_trained.model
     counts = {s: m["example_count"]["candidate"] for s, m in report["slices"].items()}
@@ -287,13 +287,13 @@ def test_damaged_eval_split_is_refused(tmp_path, trained, ingested, how):
     path = damage_examples(ingested.examples, tmp_path / "examples", "eval", how)
     with pytest.raises(InputError, match=f"examples: {path} is damaged"):
         evaluator.run(
-            model_dir=trained.model,
-            examples_dir=str(tmp_path / "examples"),
+            model=trained.model,
+            examples=str(tmp_path / "examples"),
             eval_config=EVAL_CONFIG,
-            evaluation_dir=str(tmp_path / "evaluation"),
-            blessing_dir=str(tmp_path / "blessing"),
-            report_path=str(tmp_path / "report.md"),
-            schema_dir=ingested.schema,
+            evaluation=str(tmp_path / "evaluation"),
+            blessing=str(tmp_path / "blessing"),
+            report=str(tmp_path / "report.md"),
+            schema=ingested.schema,
         )
     assert not (tmp_path / "blessing").exists() and not (tmp_path / "evaluation").exists()
     assert not (tmp_path / "report.md").exists()
@@ -324,13 +324,13 @@ def test_label_missing_from_eval_split_is_one_line_exit_2(tmp_path, trained, ing
     # It gave 600-800 lines of Beam traceback from inside TFMA.
     examples = _examples_without(ingested.examples, tmp_path / "examples", "eval", "species")
     args = {
-        "model_dir": trained.model,
-        "examples_dir": examples,
+        "model": trained.model,
+        "examples": examples,
         "eval_config": EVAL_CONFIG,
-        "evaluation_dir": str(tmp_path / "evaluation"),
-        "blessing_dir": str(tmp_path / "blessing"),
-        "report_path": str(tmp_path / "report.md"),
-        "schema_dir": ingested.schema,
+        "evaluation": str(tmp_path / "evaluation"),
+        "blessing": str(tmp_path / "blessing"),
+        "report": str(tmp_path / "report.md"),
+        "schema": ingested.schema,
     }
     code = (
         "from tfkfp.containers import evaluator\n"
@@ -364,11 +364,11 @@ def test_label_missing_without_schema_is_found_by_the_model(tmp_path, trained, i
     examples = _examples_without(ingested.examples, tmp_path / "examples", "eval", "species")
     with pytest.raises(InputError) as raised:
         evaluator.run(
-            model_dir=trained.model,
-            examples_dir=examples,
+            model=trained.model,
+            examples=examples,
             eval_config=EVAL_CONFIG,
-            evaluation_dir=str(tmp_path / "evaluation"),
-            blessing_dir=str(tmp_path / "blessing"),
+            evaluation=str(tmp_path / "evaluation"),
+            blessing=str(tmp_path / "blessing"),
         )
     message = str(raised.value)
     assert message.startswith(
@@ -393,7 +393,7 @@ def test_corrupt_baseline_in_push_destination_is_one_line(tmp_path, trained, ing
 
 def test_bad_baseline_and_beam_args(tmp_path, trained, ingested):
     with pytest.raises(InputError, match="baseline model: no SavedModel"):
-        _run(tmp_path, trained.model, ingested, EVAL_CONFIG, baseline_model_dir=str(tmp_path))
+        _run(tmp_path, trained.model, ingested, EVAL_CONFIG, baseline_model=str(tmp_path))
     with pytest.raises(InputError, match="beam_pipeline_args: runner 'NoSuchRunner'"):
         _run(
             tmp_path,

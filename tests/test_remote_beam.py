@@ -128,12 +128,12 @@ def test_evaluator_on_the_portable_runner_loads_the_model_by_uri(
     pod_model = tmp_path / "pod_model"
     shutil.copytree(weak_trained.model, pod_model)
     local = evaluator.run(
-        model_dir=trained.model,
-        examples_dir=ingested.examples,
+        model=trained.model,
+        examples=ingested.examples,
         eval_config=EVAL_CONFIG,
-        evaluation_dir=str(tmp_path / "local" / "evaluation"),
-        blessing_dir=str(tmp_path / "local" / "blessing"),
-        schema_dir=ingested.schema,
+        evaluation=str(tmp_path / "local" / "evaluation"),
+        blessing=str(tmp_path / "local" / "blessing"),
+        schema=ingested.schema,
     )
     out = tmp_path / "pod"
     out.mkdir()
@@ -182,11 +182,11 @@ def test_remote_runner_without_a_usable_uri_is_one_line(tmp_path, ingested, uri,
     out = tmp_path / "out"
     with pytest.raises(InputError, match=message) as err:
         transform.run(
-            examples_dir=ingested.examples,
-            schema_dir=ingested.schema,
+            examples=ingested.examples,
+            schema=ingested.schema,
             module_file=PENGUINS_MODULE,
-            transform_graph_dir=str(out / "graph"),
-            transformed_examples_dir=str(out / "examples"),
+            transform_graph=str(out / "graph"),
+            transformed_examples=str(out / "examples"),
             beam_pipeline_args=REMOTE,
             examples_uri=ingested.examples if uri is None else uri,
             transform_graph_uri="gs://bucket/graph",
@@ -199,11 +199,11 @@ def test_remote_runner_without_a_usable_uri_is_one_line(tmp_path, ingested, uri,
 def test_evaluator_remote_runner_needs_the_model_uri(tmp_path, ingested, trained):
     with pytest.raises(InputError, match="^model: a remote Beam runner's workers cannot read"):
         evaluator.run(
-            model_dir=trained.model,
-            examples_dir=ingested.examples,
+            model=trained.model,
+            examples=ingested.examples,
             eval_config=EVAL_CONFIG,
-            evaluation_dir=str(tmp_path / "evaluation"),
-            blessing_dir=str(tmp_path / "blessing"),
+            evaluation=str(tmp_path / "evaluation"),
+            blessing=str(tmp_path / "blessing"),
             beam_pipeline_args=REMOTE,
             model_uri=trained.model,
             examples_uri="gs://bucket/examples",

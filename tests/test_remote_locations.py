@@ -76,12 +76,12 @@ def test_baseline_from_an_object_store(tmp_path, bucket, trained, weak_trained, 
     _place_version(trained.model, destination, 200, complete=False)  # cut short: not a baseline
     assert pusher.latest_complete(destination) == baseline
     report = evaluator.run(
-        model_dir=trained.model,
-        examples_dir=ingested.examples,
+        model=trained.model,
+        examples=ingested.examples,
         eval_config=_config(0.0),
-        evaluation_dir=str(tmp_path / "evaluation"),
-        blessing_dir=str(tmp_path / "blessing"),
-        schema_dir=ingested.schema,
+        evaluation=str(tmp_path / "evaluation"),
+        blessing=str(tmp_path / "blessing"),
+        schema=ingested.schema,
         baseline_from=destination,
     )
     assert report["baseline"] == baseline and "newest complete version" in report["baseline_note"]
@@ -101,8 +101,8 @@ def test_baseline_from_an_empty_prefix_is_no_baseline_and_a_missing_bucket_an_er
 def test_evaluator_refuses_a_bad_baseline_scheme_before_any_work(tmp_path):
     code = (
         "from tfkfp.containers import evaluator, runtime\n"
-        "runtime.entrypoint(evaluator.run, model_dir='/nonexistent', examples_dir='/nonexistent',"
-        " eval_config={}, evaluation_dir='e', blessing_dir='b', baseline_from='gcs://b/serving')"
+        "runtime.entrypoint(evaluator.run, model='/nonexistent', examples='/nonexistent',"
+        " eval_config={}, evaluation='e', blessing='b', baseline_from='gcs://b/serving')"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120
@@ -217,12 +217,12 @@ def test_stages_without_credentials_exit_2_in_one_line(scheme, tmp_path, s3_serv
     )
     calls = {
         "data_uri": "from tfkfp.containers import ingest as m\n"
-        f"runtime.entrypoint(m.run, data_uri='{scheme}://b/d.csv', examples_dir='e', "
-        "schema_dir='s')",
+        f"runtime.entrypoint(m.run, data_uri='{scheme}://b/d.csv', examples='e', "
+        "schema='s')",
         "module_file": "from tfkfp.containers import user_module as m\n"
         f"runtime.entrypoint(m.load, module_ref='{scheme}://b/m.py')",
         "baseline_from": "from tfkfp.containers import evaluator as m\n"
-        f"runtime.entrypoint(m.resolve_baseline, baseline_model_dir=None, "
+        f"runtime.entrypoint(m.resolve_baseline, baseline_model=None, "
         f"baseline_from='{scheme}://b/serving', workdir='w')",
     }
     cloud = "Google Cloud" if scheme == "gs" else "AWS"
