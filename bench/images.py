@@ -181,6 +181,7 @@ def _stage_args(work: Path, data: str) -> dict[str, dict[str, Any]]:
             "eval_config": EVAL_CONFIG,
             "evaluation": f"{w}/evaluation",
             "blessing": f"{w}/blessing",
+            "report": f"{w}/report.md",
             "schema": f"{w}/schema",
         },
         "pusher": {

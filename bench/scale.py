@@ -137,6 +137,7 @@ def evaluator_stage(model: str, data: dict, work: Path) -> float:
                 eval_config=EVAL_CONFIG,
                 evaluation=str(out / "evaluation"),
                 blessing=str(out / "blessing"),
+                report=str(out / "report.md"),
                 schema=data["schema"],
             )
         )

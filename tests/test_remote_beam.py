@@ -133,6 +133,7 @@ def test_evaluator_on_the_portable_runner_loads_the_model_by_uri(
         eval_config=EVAL_CONFIG,
         evaluation=str(tmp_path / "local" / "evaluation"),
         blessing=str(tmp_path / "local" / "blessing"),
+        report=str(tmp_path / "local" / "report.md"),
         schema=ingested.schema,
     )
     out = tmp_path / "pod"
@@ -153,7 +154,7 @@ def test_evaluator_on_the_portable_runner_loads_the_model_by_uri(
         schema=_in_pod(Artifact, ingested.schema, ingested.schema),
         beam_pipeline_args=beam_portable,
     )
-    assert outputs.blessed is local["blessed"] is True
+    assert outputs.blessed is local.blessed is True
     assert metrics.metadata["example_count"] == ingested.counts["eval"]
     assert metrics.metadata == pytest.approx(local["metrics"], abs=1e-6)
     # TFMA wrote its results where the URI points; blessing and report are the pod's own.
@@ -204,6 +205,7 @@ def test_evaluator_remote_runner_needs_the_model_uri(tmp_path, ingested, trained
             eval_config=EVAL_CONFIG,
             evaluation=str(tmp_path / "evaluation"),
             blessing=str(tmp_path / "blessing"),
+            report=str(tmp_path / "report.md"),
             beam_pipeline_args=REMOTE,
             model_uri=trained.model,
             examples_uri="gs://bucket/examples",

@@ -81,12 +81,13 @@ def test_baseline_from_an_object_store(tmp_path, bucket, trained, weak_trained, 
         eval_config=_config(0.0),
         evaluation=str(tmp_path / "evaluation"),
         blessing=str(tmp_path / "blessing"),
+        report=str(tmp_path / "report.md"),
         schema=ingested.schema,
         baseline_from=destination,
     )
-    assert report["baseline"] == baseline and "newest complete version" in report["baseline_note"]
-    overall = report["slices"]["Overall"]["sparse_categorical_accuracy"]
-    assert overall["candidate"] > overall["baseline"] and report["blessed"] is True
+    assert report.baseline == baseline and "newest complete version" in report.baseline_note
+    overall = report.slices["Overall"]["sparse_categorical_accuracy"]
+    assert overall["candidate"] > overall["baseline"] and report.blessed is True
 
 
 def test_baseline_from_an_empty_prefix_is_no_baseline_and_a_missing_bucket_an_error(
@@ -102,7 +103,7 @@ def test_evaluator_refuses_a_bad_baseline_scheme_before_any_work(tmp_path):
     code = (
         "from tfkfp.containers import evaluator, runtime\n"
         "runtime.entrypoint(evaluator.run, model='/nonexistent', examples='/nonexistent',"
-        " eval_config={}, evaluation='e', blessing='b', baseline_from='gcs://b/serving')"
+        " eval_config={}, evaluation='e', blessing='b', report='r', baseline_from='gcs://b/serving')"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120
