@@ -13,12 +13,12 @@ def pusher(
     pushed_model: Output[Model],
     version: int = 0,
 ) -> NamedTuple("Outputs", [("pushed", bool), ("pushed_uri", str)]):
-    """Copies a blessed SavedModel to <destination>/<version>/ (local folder or gs://).
+    """Copies a blessed SavedModel to <destination>/<version>/ (folder, gs:// or s3://).
 
     Args:
         model: SavedModel from the trainer.
         blessing: Blessing from the evaluator; an unblessed model is recorded, not pushed.
-        destination: Serving folder or gs://bucket/path (TF Serving layout).
+        destination: Serving folder, gs://bucket/path or s3://bucket/path (TF Serving layout).
         pushed_model: Points at the pushed version (see `output_uri` for the KFP backend);
             metadata pushed, destination, version, content_hash, pushed_uri.
         version: Version number; 0 picks a Unix timestamp above every existing version.

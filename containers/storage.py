@@ -747,3 +747,56 @@ def upload(local: str, uri: str, what: str) -> None:
         with open(src, "rb") as fh, open_output(dst, what) as out:
             while chunk := fh.read(_CHUNK):
                 out.write(chunk)
+
+
+def create_exclusive(uri: str, data: bytes, what: str) -> bool:
+    """Creates a small object only if nothing is there: True if created, False if taken.
+
+    A real compare-and-set: O_EXCL locally, `if_generation_match=0` on GCS (through
+    google-cloud-storage, as pyarrow's GCS filesystem sends no preconditions). S3 raises
+    NotImplementedError: its conditional put (If-None-Match) is out of pyarrow's reach.
+    """
+    loc = parse(uri, what)
+    if loc.scheme == "file":
+        with errors(what, loc, "write"):
+            os.makedirs(os.path.dirname(loc.key) or ".", exist_ok=True)
+            try:
+                fd = os.open(loc.key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        return True
+    if loc.scheme != "gs":
+        raise NotImplementedError(f"no create-if-absent for {loc.scheme}:// through pyarrow")
+    from google.api_core import exceptions
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    if not os.environ.get("STORAGE_EMULATOR_HOST"):
+        _check_google_credentials(loc, what)
+    try:
+        client = _gcs_client(os.environ.get("STORAGE_EMULATOR_HOST", ""))
+        blob = client.bucket(loc.bucket).blob(loc.key)
+        blob.upload_from_string(
+            data, if_generation_match=0, retry=DEFAULT_RETRY.with_timeout(_retry.get())
+        )
+        return True
+    except exceptions.PreconditionFailed:
+        return False
+    except exceptions.NotFound:
+        raise InputError(f"{what}: bucket {loc.bucket_uri} does not exist") from None
+    except (exceptions.Forbidden, exceptions.Unauthorized) as err:
+        raise InputError(f"{what}: no permission to write {loc.uri} (HTTP {err.code})") from None
+    except exceptions.RetryError as err:
+        raise InputError(
+            f"{what}: cannot reach {_endpoint('gs')} for {loc.bucket_uri} within "
+            f"{_retry.get():g} s ({type(err.cause).__name__})"
+        ) from None
+
+
+@lru_cache(maxsize=4)
+def _gcs_client(emulator: str):
+    """A google-cloud-storage client (per emulator endpoint, which the client reads at start)."""
+    from google.cloud import storage as gcs
+
+    return gcs.Client()

@@ -1,6 +1,7 @@
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -8,11 +9,14 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
+import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from google.api_core.exceptions import RetryError
 from tfkfp.containers import pusher
+from tfkfp.containers.pusher import MARKER
 from tfkfp.containers.runtime import InputError
 
 
@@ -83,6 +87,8 @@ def test_output_uri_points_at_the_pushed_version(monkeypatch):
     # the KFP backend's launcher fails a task whose output URI leaves the pipeline root
     monkeypatch.setenv("KFP_POD_NAME", "pusher-pod")
     assert pusher.output_uri(pushed, "gs://root/run/pushed_model") == "gs://root/run/pushed_model"
+    s3 = {"pushed_uri": "s3://b/serving/7"}
+    assert pusher.output_uri(s3, "s3://root/run/pushed_model") == "s3://root/run/pushed_model"
     assert pusher.output_uri({"pushed_uri": "/mnt/serving/7"}, "gs://root/x") == "/mnt/serving/7"
 
 
@@ -132,8 +138,10 @@ def test_local_push_killed_mid_copy_leaves_no_version_and_a_retry_completes(
         model_dir=model,
         blessing_dir=blessing,
         destination=str(dest),
+        lease=1.0,
     )
     _, stderr = proc.communicate(timeout=120)
+    killed_at = time.monotonic()
     assert proc.returncode == -signal.SIGXFSZ, stderr[-2000:]
     left = [p.name for p in dest.iterdir()]
     assert len(left) == 1 and left[0].startswith(pusher.STAGING_PREFIX)  # hidden, not a version
@@ -142,8 +150,14 @@ def test_local_push_killed_mid_copy_leaves_no_version_and_a_retry_completes(
     assert not (staged / "saved_model.pb").exists()
     assert pusher.latest_complete(str(dest)) is None
 
-    result = pusher.run(model, blessing, str(dest))  # the KFP retry
-    assert [p.name for p in dest.iterdir()] == [str(result["version"])]
+    # a push while the dead one's lease runs leaves its staging alone: it could be alive
+    live = pusher.run(trained.model, blessing, str(dest))
+    assert staged.is_dir()
+    time.sleep(max(0.0, 1.5 - (time.monotonic() - killed_at)))
+    result = pusher.run(model, blessing, str(dest))  # once the lease ran out
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        [str(live["version"]), str(result["version"])]
+    )
     version_dir = dest / str(result["version"])
     assert _same_files(model, version_dir)
     assert pusher.latest_complete(str(dest)) == str(version_dir)
@@ -161,14 +175,14 @@ def test_gcs_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, gcs):
         str(p.relative_to(trained.model)) for p in Path(trained.model).rglob("*") if p.is_file()
     )
     prefix = f"models/penguins/{first['version']}/"
-    assert gcs.names(prefix) == sorted(prefix + f for f in [*files, pusher.MARKER])
+    assert _files(gcs, prefix) == sorted(prefix + f for f in [*files, pusher.MARKER])
     for rel in files:
         blob = gcs.client.bucket(gcs.bucket).blob(prefix + rel)
         assert blob.download_as_bytes() == (Path(trained.model) / rel).read_bytes()
     assert pusher.latest_complete(dest) == first["pushed_uri"]
 
     again = pusher.run(trained.model, blessing, dest)  # same content: no second version
-    assert again["version"] == first["version"] and len(gcs.names("models/")) == len(files) + 1
+    assert again["version"] == first["version"] and len(_files(gcs, "models/")) == len(files) + 1
 
     changed = copy_tree(trained.model, "changed")
     (Path(changed) / "assets.extra").mkdir(exist_ok=True)
@@ -181,14 +195,20 @@ def test_gcs_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, gcs):
 
 def test_gcs_not_blessed_writes_nothing(tmp_path, trained, gcs):
     result = pusher.run(trained.model, _blessing(tmp_path, False), f"gs://{gcs.bucket}/m")
-    assert result["pushed"] is False and gcs.names() == []
+    assert (
+        result["pushed"] is False
+        and _files(
+            gcs,
+        )
+        == []
+    )
 
 
 def test_gcs_foreign_incomplete_version_is_left_alone(tmp_path, trained, gcs):
     # e.g. a folder copied by hand: no marker, not tagged by tfkfp
     gcs.client.bucket(gcs.bucket).blob("m/5/saved_model.pb").upload_from_string(b"x")
     result = pusher.run(trained.model, _blessing(tmp_path, True), f"gs://{gcs.bucket}/m")
-    assert "m/5/saved_model.pb" in gcs.names("m/5/")
+    assert "m/5/saved_model.pb" in _files(gcs, "m/5/")
     assert result["version"] > 5
     assert [(v.number, v.complete) for v in pusher.iter_versions(f"gs://{gcs.bucket}/m")] == [
         (5, False),
@@ -241,23 +261,24 @@ def test_gcs_without_credentials_fails_fast_with_one_line(tmp_path, trained):
 
 
 class FaultyProxy:
-    """A loopback TCP proxy in front of the emulator that cuts or holds chosen uploads.
+    """A loopback TCP proxy in front of a storage server that cuts, holds or fails requests.
 
-    Uploads are numbered by their request line as they pass. `policy(n)` returns None to let
-    upload n through, `("cut", k)` to forward k bytes of it then reset both connections, or
-    `("hold", k)` to forward k bytes then stall, the client waiting on a half-sent request.
+    Requests whose request line matches `pattern` (the ones carrying a file's bytes) are
+    numbered as they pass. `policy(n, line)` returns None to let request n through,
+    `("cut", k)` to forward k bytes of it then reset both connections, `("hold", k)` to forward
+    k bytes then stall, the client waiting on a half-sent request, or `("fail", status)` to
+    answer it with that HTTP status itself, as an overloaded server does.
     """
 
-    UPLOAD = b"POST /upload/storage/v1/"
-
-    def __init__(self, target_url: str):
+    def __init__(self, target_url: str, pattern: bytes):
         host, port = target_url.removeprefix("http://").split(":")
         self.target = (host, int(port))
+        self.pattern = re.compile(pattern + rb"[^ ]*")
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.policy = lambda n: None
-        self.uploads = 0
-        self.cuts = 0
+        self.policy = lambda n, line: None
+        self.requests = 0
+        self.faults = 0
         self.held = threading.Event()
         self.release = threading.Event()
         self.lock = threading.Lock()
@@ -299,35 +320,56 @@ class FaultyProxy:
         except OSError:
             pass
 
+    @staticmethod
+    def _answer(client: socket.socket, pending: bytes, status: int) -> None:
+        """Reads the rest of a request (headers, Content-Length body), answers it, closes."""
+        while b"\r\n\r\n" not in pending and (data := client.recv(65536)):
+            pending += data
+        head, _, body = pending.partition(b"\r\n\r\n")
+        length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+        remaining = int(length.group(1)) - len(body) if length else 0
+        while remaining > 0 and (data := client.recv(min(65536, remaining))):
+            remaining -= len(data)
+        text = b"<Error><Code>ServiceUnavailable</Code><Message>injected</Message></Error>"
+        client.sendall(
+            b"HTTP/1.1 %d Injected\r\nContent-Type: application/xml\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (status, len(text), text)
+        )
+
     def _up(self, client: socket.socket, upstream: socket.socket, dropped: threading.Event) -> None:
-        tail, fault, budget = b"", None, 0
+        tail, received, scanned, fault, budget = b"", 0, 0, None, 0
         try:
             while data := client.recv(65536):
-                window = tail + data
-                start = window.find(self.UPLOAD)
-                while fault is None and start != -1:
+                window, window_start = tail + data, received - len(tail)
+                for match in self.pattern.finditer(window):
+                    at = window_start + match.start()
+                    if fault is not None or at < scanned:
+                        continue
+                    scanned = at + 1
                     with self.lock:
-                        self.uploads += 1
-                        decision = self.policy(self.uploads)
+                        self.requests += 1
+                        decision = self.policy(self.requests, match.group())
                     if decision:
                         fault, size = decision
-                        budget = size + max(0, start - len(tail))  # bytes of `data` to pass
-                    start = window.find(self.UPLOAD, start + 1)
-                tail = window[-(len(self.UPLOAD) - 1) :]
+                        budget = max(0, at - received) + (0 if fault == "fail" else size)
+                tail, received = window[-4096:], received + len(data)
                 if fault is None:
                     upstream.sendall(data)
                     continue
                 upstream.sendall(data[:budget])
-                budget -= min(budget, len(data))
-                if budget:
+                if fault != "fail" and budget >= len(data):
+                    budget -= len(data)
                     continue
-                if fault == "cut":
-                    with self.lock:
-                        self.cuts += 1
-                    self._reset(dropped, upstream, client)
+                with self.lock:
+                    self.faults += 1
+                if fault == "fail":
+                    upstream.close()
+                    self._answer(client, data[budget:], size)
+                    self._reset(dropped, client)
                     return
-                self.held.set()
-                self.release.wait()
+                if fault == "hold":
+                    self.held.set()
+                    self.release.wait()
                 self._reset(dropped, upstream, client)
                 return
             upstream.shutdown(socket.SHUT_WR)
@@ -335,11 +377,59 @@ class FaultyProxy:
             pass
 
 
+# Requests carrying file bytes: GCS resumable-upload chunks, S3 multipart-upload parts.
+GCS_DATA = rb"PUT /upload/storage/v1/"
+S3_DATA = rb"PUT /[^ ?]*\?partNumber="
+
+
 @pytest.fixture
-def proxy(gcs):
-    proxy = FaultyProxy(gcs.url)
+def gcs_proxy(gcs):
+    proxy = FaultyProxy(gcs.url, GCS_DATA)
     yield proxy
     proxy.close()
+
+
+@pytest.fixture
+def s3_proxy(s3):
+    proxy = FaultyProxy(s3.url, S3_DATA)
+    yield proxy
+    proxy.close()
+
+
+def _named(name: str) -> Callable[[bytes], bool]:
+    """Whether a data request line is for a file of that name (GCS quotes it in `name=`)."""
+    quoted = urllib.parse.quote(name, safe="").encode()
+    return lambda line: (
+        line.split(b"?")[0].endswith(b"/" + name.encode()) or (b"%2F" + quoted + b"&" in line)
+    )
+
+
+def _s3_get(s3, key: str) -> bytes:
+    return s3.client.get_object(Bucket=s3.name, Key=key)["Body"].read()
+
+
+def _files(store, prefix: str = "") -> list[str]:
+    """Object names under a prefix, without pyarrow's folder markers (names ending in '/')."""
+    return [n for n in store.names(prefix) if not n.endswith("/")]
+
+
+def _once(matches: Callable[[bytes], bool], decision: tuple) -> Callable[[int, bytes], tuple]:
+    """A proxy policy applying `decision` to the first request that matches, once."""
+    done = []
+
+    def policy(n: int, line: bytes) -> tuple | None:
+        if done or not matches(line):
+            return None
+        done.append(n)
+        return decision
+
+    return policy
+
+
+def _serving_version(names: list[str]) -> int | None:
+    """TF Serving's choice: the highest numbered folder holding a saved_model.pb."""
+    parts = [n.split("/") for n in names if n.endswith("/saved_model.pb")]
+    return max((int(p[-2]) for p in parts if p[-2].isdigit()), default=None)
 
 
 def _uploads(model_dir: str) -> list[tuple[str, int]]:
@@ -349,14 +439,17 @@ def _uploads(model_dir: str) -> list[tuple[str, int]]:
     ]
 
 
-def test_gcs_connection_dropped_mid_upload_is_retried(tmp_path, trained, gcs, proxy, monkeypatch):
+def test_gcs_connection_dropped_mid_upload_is_retried(
+    tmp_path, trained, gcs, gcs_proxy, monkeypatch
+):
     uploads = _uploads(trained.model)
-    largest = max(range(len(uploads)), key=lambda i: uploads[i][1])
-    proxy.policy = lambda n: ("cut", uploads[largest][1] // 2) if n == largest + 1 else None
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+    name, size = max(uploads, key=lambda u: u[1])
+    gcs_proxy.policy = _once(_named(name), ("cut", size // 2))
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_proxy.url)
     dest = f"gs://{gcs.bucket}/m"
     result = pusher.run(trained.model, _blessing(tmp_path, True), dest)
-    assert proxy.cuts == 1 and proxy.uploads == len(uploads) + 2  # one retry, then the marker
+    assert gcs_proxy.faults >= 1
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.url)
     bucket = gcs.client.bucket(gcs.bucket)
     for rel, _ in uploads:
         blob = bucket.blob(f"m/{result['version']}/{rel}")
@@ -364,65 +457,248 @@ def test_gcs_connection_dropped_mid_upload_is_retried(tmp_path, trained, gcs, pr
     assert pusher.latest_complete(dest) == result["pushed_uri"]
 
 
-def test_gcs_server_failing_mid_push_leaves_no_complete_version(
-    tmp_path, trained, gcs, proxy, monkeypatch
-):
-    uploads = _uploads(trained.model)
-    proxy.policy = lambda n: ("cut", 100) if n >= 2 else None  # every upload after the first
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
-    dest = f"gs://{gcs.bucket}/m"
+def _failing_push_then_retry(tmp_path, trained, store, proxy, monkeypatch, env: str, dest: str):
+    """Every data upload after the first fails: nothing visible; the next push publishes."""
+    proxy.policy = lambda n, line: ("cut", 100) if n >= 2 else None
+    monkeypatch.setenv(env, proxy.url)
     blessing = _blessing(tmp_path, True)
-    with pytest.raises(RetryError):
+    with pytest.raises((InputError, OSError)):
         pusher.run(trained.model, blessing, dest, retry_timeout=3)
-    assert proxy.cuts >= 2
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.url)
-    (partial,) = {name.split("/")[1] for name in gcs.names("m/")}
-    assert gcs.names(f"m/{partial}/") == [f"m/{partial}/{uploads[0][0]}"]  # one file, no marker
-    assert [v.complete for v in pusher.iter_versions(dest)] == [False]
+    assert proxy.faults >= 2
+    monkeypatch.setenv(env, store.url)
+    names = _files(store, "m/")
+    assert _serving_version(names) is None  # TF Serving sees no version
+    assert [v for v in pusher.iter_versions(dest) if v.complete] == []
     assert pusher.latest_complete(dest) is None
 
     result = pusher.run(trained.model, blessing, dest)  # the server is back: the retry
-    assert gcs.names(f"m/{partial}/") == [] and result["version"] > int(partial)
     assert [(v.number, v.complete) for v in pusher.iter_versions(dest)] == [
         (result["version"], True)
     ]
-    assert len(gcs.names("m/")) == len(uploads) + 1
+    files = [f for f, _ in _uploads(trained.model)]
+    assert _files(store, "m/") == sorted(f"m/{result['version']}/{f}" for f in [*files, MARKER])
 
 
-def test_gcs_pusher_killed_mid_push_leaves_no_complete_version(tmp_path, trained, gcs, proxy):
+def test_gcs_server_failing_mid_push_leaves_no_complete_version(
+    tmp_path, trained, gcs, gcs_proxy, monkeypatch
+):
+    dest = f"gs://{gcs.bucket}/m"
+    _failing_push_then_retry(
+        tmp_path, trained, gcs, gcs_proxy, monkeypatch, "STORAGE_EMULATOR_HOST", dest
+    )
+
+
+def _killed_push_then_retry(tmp_path, trained, store, proxy, env: str, dest: str):
+    """A pusher SIGKILLed while saved_model.pb is half uploaded: nothing visible to
+    latest_complete or TF Serving; once its lease ran out, the next push removes it."""
     uploads = _uploads(trained.model)
     assert uploads[-1][0] == "saved_model.pb"
-    # hold the upload of saved_model.pb halfway: every other file is in the bucket by then
-    proxy.policy = lambda n: ("hold", uploads[-1][1] // 2) if n == len(uploads) else None
-    dest = f"gs://{gcs.bucket}/m"
+    is_graph = _named("saved_model.pb")
+    # hold the upload of saved_model.pb halfway: every other file is stored by then
+    proxy.policy = lambda n, line: ("hold", uploads[-1][1] // 2) if is_graph(line) else None
     blessing = _blessing(tmp_path, True)
+    lease = 2.0
     proc = _run_in_process(
-        env={"STORAGE_EMULATOR_HOST": proxy.url},
+        env={env: proxy.url},
         model_dir=trained.model,
         blessing_dir=blessing,
         destination=dest,
+        lease=lease,
     )
     try:
         assert proxy.held.wait(timeout=120), "the pusher never reached saved_model.pb"
     finally:
         proc.kill()
         proc.communicate()
-        # the dead client's half-sent request goes away with its connection (the emulator
-        # serves one connection at a time, so it matters here)
+        # the dead client's half-sent request goes away with its connection (the GCS emulator
+        # serves one connection at a time, so it matters there)
         proxy.release.set()
+    killed_at = time.monotonic()
     assert proc.returncode == -signal.SIGKILL
-    (partial,) = {name.split("/")[1] for name in gcs.names("m/")}
-    assert gcs.names(f"m/{partial}/") == sorted(f"m/{partial}/{f}" for f, _ in uploads[:-1])
+    names = _files(store, "m/")
+    (partial,) = {n.split("/")[1] for n in names if n.split("/")[1].isdigit()}
+    assert sorted(n for n in names if n.startswith(f"m/{partial}/")) == sorted(
+        f"m/{partial}/{f}" for f, _ in uploads[:-1]
+    )
+    assert _serving_version(names) is None
     assert [v.complete for v in pusher.iter_versions(dest)] == [False]
     assert pusher.latest_complete(dest) is None
 
-    result = pusher.run(trained.model, blessing, dest)  # the KFP retry, in a new process
+    # a push within the dead push's lease leaves its files alone (it could be a live push)
+    time.sleep(max(0.0, lease + 1.5 - (time.monotonic() - killed_at)))
+    result = pusher.run(trained.model, blessing, dest)  # the retry, in a new process
     assert [(v.number, v.complete) for v in pusher.iter_versions(dest)] == [
         (result["version"], True)
     ]
-    assert gcs.names("m/") == sorted(
-        f"m/{result['version']}/{f}" for f in [*(f for f, _ in uploads), pusher.MARKER]
+    assert _files(store, "m/") == sorted(
+        f"m/{result['version']}/{f}" for f in [*(f for f, _ in uploads), MARKER]
     )
+    assert _serving_version(_files(store, "m/")) == result["version"]
+
+
+def test_gcs_pusher_killed_mid_push_leaves_no_complete_version(tmp_path, trained, gcs, gcs_proxy):
+    _killed_push_then_retry(
+        tmp_path, trained, gcs, gcs_proxy, "STORAGE_EMULATOR_HOST", f"gs://{gcs.bucket}/m"
+    )
+
+
+# --- s3:// destinations, against moto's S3 server -----------------------------------------------
+
+
+def test_s3_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, s3):
+    dest = f"s3://{s3.name}/models/penguins"
+    blessing = _blessing(tmp_path, True)
+    first = pusher.run(trained.model, blessing, dest)
+    assert first["pushed"] and first["pushed_uri"] == f"{dest}/{first['version']}"
+    files = [f for f, _ in _uploads(trained.model)]
+    prefix = f"models/penguins/{first['version']}/"
+    assert _files(s3, "models/") == sorted(prefix + f for f in [*files, MARKER])  # no claim left
+    for rel in files:
+        assert _s3_get(s3, prefix + rel) == (Path(trained.model) / rel).read_bytes()
+    marker = json.loads(_s3_get(s3, prefix + MARKER))
+    assert marker["content_hash"] == first["content_hash"]
+    assert marker["files"] == {f: s for f, s in _uploads(trained.model)}
+    assert pusher.latest_complete(dest) == first["pushed_uri"]
+
+    again = pusher.run(trained.model, blessing, dest)  # same content: no second version
+    assert again["version"] == first["version"] and len(_files(s3, "models/")) == len(files) + 1
+
+    changed = copy_tree(trained.model, "changed")
+    (Path(changed) / "assets.extra").mkdir(exist_ok=True)
+    (Path(changed) / "assets.extra" / "note.txt").write_text("retrained")
+    second = pusher.run(changed, blessing, dest)
+    assert second["version"] > first["version"]
+    assert [v.number for v in pusher.iter_versions(dest)] == [first["version"], second["version"]]
+    assert pusher.latest_complete(dest) == second["pushed_uri"]
+
+
+def test_s3_not_blessed_writes_nothing(tmp_path, trained, s3):
+    result = pusher.run(trained.model, _blessing(tmp_path, False), f"s3://{s3.name}/m")
+    assert (
+        result["pushed"] is False
+        and _files(
+            s3,
+        )
+        == []
+    )
+
+
+def test_s3_foreign_incomplete_version_is_left_alone(tmp_path, trained, s3):
+    s3.put("m/5/saved_model.pb", b"x")  # e.g. a folder copied by hand: no marker, no claim
+    result = pusher.run(trained.model, _blessing(tmp_path, True), f"s3://{s3.name}/m")
+    assert "m/5/saved_model.pb" in _files(s3, "m/5/") and result["version"] > 5
+    assert [(v.number, v.complete) for v in pusher.iter_versions(f"s3://{s3.name}/m")] == [
+        (5, False),
+        (result["version"], True),
+    ]
+
+
+def test_s3_missing_bucket(tmp_path, trained, s3):
+    with pytest.raises(InputError, match="bucket s3://no-such-bucket-x does not exist"):
+        pusher.run(trained.model, _blessing(tmp_path, True), "s3://no-such-bucket-x/m")
+
+
+def test_s3_unreachable_endpoint_fails_with_one_line(tmp_path, trained, s3, monkeypatch):
+    from conftest import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    started = time.monotonic()
+    with pytest.raises(
+        InputError, match=r"destination: cannot reach http://127.0.0.1:\d+ for s3://b"
+    ):
+        pusher.run(trained.model, _blessing(tmp_path, True), "s3://b/m", retry_timeout=2)
+    assert time.monotonic() - started < 60  # bounded
+
+
+def test_s3_connection_dropped_mid_upload_is_retried(tmp_path, trained, s3, s3_proxy, monkeypatch):
+    uploads = _uploads(trained.model)
+    name, size = max(uploads, key=lambda u: u[1])
+    s3_proxy.policy = _once(_named(name), ("cut", size // 2))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_proxy.url)
+    dest = f"s3://{s3.name}/m"
+    result = pusher.run(trained.model, _blessing(tmp_path, True), dest)
+    assert s3_proxy.faults == 1
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.url)
+    for rel, _ in uploads:
+        assert (
+            _s3_get(s3, f"m/{result['version']}/{rel}") == (Path(trained.model) / rel).read_bytes()
+        )
+    assert pusher.latest_complete(dest) == result["pushed_uri"]
+
+
+def test_s3_server_errors_are_retried(tmp_path, trained, s3, s3_proxy, monkeypatch):
+    s3_proxy.policy = lambda n, line: ("fail", 503) if n in (1, 3, 4) else None
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_proxy.url)
+    dest = f"s3://{s3.name}/m"
+    result = pusher.run(trained.model, _blessing(tmp_path, True), dest)
+    assert s3_proxy.faults == 3
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.url)
+    version = f"m/{result['version']}/"
+    for rel, _ in _uploads(trained.model):
+        assert _s3_get(s3, version + rel) == (Path(trained.model) / rel).read_bytes()
+    assert pusher.latest_complete(dest) == result["pushed_uri"]
+
+
+def test_s3_server_failing_mid_push_leaves_no_complete_version(
+    tmp_path, trained, s3, s3_proxy, monkeypatch
+):
+    dest = f"s3://{s3.name}/m"
+    _failing_push_then_retry(tmp_path, trained, s3, s3_proxy, monkeypatch, "AWS_ENDPOINT_URL", dest)
+
+
+def test_s3_pusher_killed_mid_push_leaves_no_complete_version(tmp_path, trained, s3, s3_proxy):
+    _killed_push_then_retry(
+        tmp_path, trained, s3, s3_proxy, "AWS_ENDPOINT_URL", f"s3://{s3.name}/m"
+    )
+
+
+# --- damaged markers ------------------------------------------------------------------------
+
+
+def _destination(kind: str, tmp_path, request) -> tuple[str, Callable[[str, bytes], None]]:
+    """A fresh destination of a kind and a function writing a file into it."""
+    if kind == "local":
+        root = tmp_path / "serving"
+
+        def put(rel: str, data: bytes) -> None:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(data)
+
+        return str(root), put
+    store = request.getfixturevalue(kind)
+    if kind == "gcs":
+        bucket = store.client.bucket(store.bucket)
+        return f"gs://{store.bucket}/m", lambda rel, data: bucket.blob(
+            f"m/{rel}"
+        ).upload_from_string(data)
+    return f"s3://{store.name}/m", lambda rel, data: store.put(f"m/{rel}", data)
+
+
+@pytest.mark.parametrize("kind", ["local", "gcs", "s3"])
+@pytest.mark.parametrize(
+    "damage",
+    [b"{not json", b'["a list"]', b'{"content_hash": "abc", "files": {"saved_model.pb": 99}}'],
+    ids=["not-json", "not-a-marker", "files-missing"],
+)
+def test_damaged_marker_fails_in_one_line_and_publishes_nothing(
+    tmp_path, trained, kind, damage, request
+):
+    dest, put = _destination(kind, tmp_path, request)
+    put(f"7/{MARKER}", damage)
+    put("7/variables/variables.index", b"x")
+    where = f"{dest.rstrip('/')}/7"
+    with pytest.raises(InputError, match=rf"^destination: {re.escape(where)}.*") as err:
+        pusher.latest_complete(dest)  # the evaluator's baseline lookup
+    assert "\n" not in str(err.value)
+    proc = _run_in_process(
+        model_dir=trained.model, blessing_dir=_blessing(tmp_path, True), destination=dest
+    )
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2, stderr[-2000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in stderr and len(errors) == 1 and where in errors[0], stderr
+    with pytest.raises(InputError):
+        list(pusher.iter_versions(dest))  # still only the damaged version: nothing published
 
 
 @pytest.mark.pipeline
@@ -440,7 +716,7 @@ def test_kfp_local_pipeline_pushes_to_the_emulator_bucket(tmp_path, gcs, penguin
     assert proc.returncode == 0, proc.stderr[-3000:]
     (version,) = pusher.iter_versions(dest)
     assert version.complete and pusher.latest_complete(dest) == f"{dest}/{version.number}"
-    assert f"penguins/{version.number}/saved_model.pb" in gcs.names("penguins/")
+    assert f"penguins/{version.number}/saved_model.pb" in _files(gcs, "penguins/")
     # what KFP recorded for the pusher task: the output artifact is the pushed version
     (output,) = root.glob("*/pusher/executor_output.json")
     (artifact,) = json.loads(output.read_text())["artifacts"]["pushed_model"]["artifacts"]

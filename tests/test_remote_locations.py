@@ -171,11 +171,6 @@ def test_kfp_local_pipeline_with_every_location_on_the_gcs_emulator(
     _pipeline_on(bucket, tmp_path, weak_trained, penguins_csv)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="awaits the pusher's S3 port (branch i14pusher): today's pusher takes s3:// for a "
-    "local folder. Remove this mark when that branch is merged.",
-)
 def test_kfp_local_pipeline_with_every_location_on_the_s3_server(
     tmp_path, s3, weak_trained, penguins_csv
 ):
