@@ -14,7 +14,7 @@ from typing import Any
 
 from tfkfp.containers import eval_checks, eval_report
 from tfkfp.containers.eval_report import BASELINE, CANDIDATE, Evaluation
-from tfkfp.containers.layout import BLESSING_FILE, blessing_marker, split_pattern
+from tfkfp.containers.layout import BLESSING_FILE, PUSHED, blessing_marker, split_pattern
 from tfkfp.containers.runtime import (
     InputError,
     beam_location,
@@ -72,7 +72,7 @@ def resolve_baseline(
     if not baseline_from:
         return None, None, "no baseline given (neither baseline_model nor baseline_from)"
     from tfkfp.containers import storage
-    from tfkfp.containers.pusher import MARKER, latest_complete
+    from tfkfp.containers.versions import latest_complete
 
     storage.check(baseline_from, "baseline_from")
     try:
@@ -83,7 +83,7 @@ def resolve_baseline(
         return (
             None,
             None,
-            f"no complete version (a version folder with {MARKER}) under {baseline_from}",
+            f"no complete version (a version folder with {PUSHED}) under {baseline_from}",
         )
     local = storage.local_path(uri)
     if local is None:

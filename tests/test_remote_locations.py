@@ -9,7 +9,7 @@ from importlib import resources
 
 import pytest
 from conftest import run_cli
-from tfkfp.containers import evaluator, pusher, storage, user_module
+from tfkfp.containers import evaluator, layout, storage, user_module, versions
 from tfkfp.containers.runtime import InputError
 from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
 
@@ -65,8 +65,8 @@ def _place_version(model_dir: str, destination: str, number: int, complete: bool
     uri = storage.join(destination, str(number))
     storage.upload(model_dir, uri, "test")
     if complete:
-        marker = {"content_hash": pusher.content_hash(model_dir), "pushed_at": 0, "source": "t"}
-        storage.write_text(storage.join(uri, pusher.MARKER), json.dumps(marker), "test")
+        marker = {"content_hash": versions.content_hash(model_dir), "pushed_at": 0, "source": "t"}
+        storage.write_text(storage.join(uri, layout.PUSHED), json.dumps(marker), "test")
     return uri
 
 
@@ -74,7 +74,7 @@ def test_baseline_from_an_object_store(tmp_path, bucket, trained, weak_trained, 
     destination = f"{bucket.uri}/serving/penguins"
     baseline = _place_version(weak_trained.model, destination, 100)
     _place_version(trained.model, destination, 200, complete=False)  # cut short: not a baseline
-    assert pusher.latest_complete(destination) == baseline
+    assert versions.latest_complete(destination) == baseline
     report = evaluator.run(
         model=trained.model,
         examples=ingested.examples,
@@ -153,11 +153,11 @@ def _pipeline_on(bucket, tmp_path, weak_trained, penguins_csv):
     (blessing,) = root.glob("*/evaluator/blessing/blessing.json")
     report = json.loads(blessing.read_text())
     assert report["baseline"] == baseline and report["blessed"] is True
-    pushed = pusher.latest_complete(destination)
+    pushed = versions.latest_complete(destination)
     assert pushed != baseline and pushed.startswith(destination + "/")
     number = pushed.rsplit("/", 1)[1]
     assert f"serving/penguins/{number}/saved_model.pb" in bucket.names("serving/")
-    assert f"serving/penguins/{number}/{pusher.MARKER}" in bucket.names("serving/")
+    assert f"serving/penguins/{number}/{layout.PUSHED}" in bucket.names("serving/")
     # Nothing landed in a local folder named after the URI.
     assert not any(p.name.endswith(":") for p in tmp_path.iterdir())
 
