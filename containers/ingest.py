@@ -26,10 +26,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from tfkfp.containers import manifest, storage
+from tfkfp.containers.layout import SCHEMA_FILE, SPLITS, split_folder
 from tfkfp.containers.runtime import InputError, log, publishing
 
 MISSING = ("", "NA")
-SPLITS = ("train", "eval")
 INT_PATTERN = r"^[+-]?\d+$"
 CHUNK_ROWS = 50_000
 FORMATS = ("auto", "csv", "tfrecord", "parquet")
@@ -508,9 +508,9 @@ def run(
     with publishing(examples) as ex_tmp, publishing(schema) as schema_tmp:
         writers = {}
         for split in SPLITS:
-            os.makedirs(os.path.join(ex_tmp, f"Split-{split}"))
+            os.makedirs(split_folder(ex_tmp, split))
             writers[split] = _TFRecordWriter(
-                os.path.join(ex_tmp, f"Split-{split}", "data_tfrecord-00000-of-00001.gz")
+                os.path.join(split_folder(ex_tmp, split), "data_tfrecord-00000-of-00001.gz")
             )
         try:
             for keys, records in chunks:
@@ -529,7 +529,7 @@ def run(
                     f"({sum(counts.values())} rows)"
                 )
         manifest.write(ex_tmp, counts)
-        with open(os.path.join(schema_tmp, "schema.pbtxt"), "w") as fh:
+        with open(os.path.join(schema_tmp, SCHEMA_FILE), "w") as fh:
             fh.write(text_format.MessageToString(inferred))
     log.info("ingest: wrote %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
     return counts

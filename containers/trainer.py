@@ -25,12 +25,12 @@ from typing import Any
 
 from tfkfp.containers import user_module
 from tfkfp.containers.fn_args import FnArgs, make_data_accessor
+from tfkfp.containers.layout import TFX_SERVING, schema_file
 from tfkfp.containers.runtime import (
     InputError,
     log,
     publishing,
     require_split,
-    schema_file,
     select_keras,
 )
 
@@ -234,7 +234,7 @@ def _returning(namespace, path: tuple[str, ...], dist, dist_name: str):
 
 def _base_model_path(base_model_dir: str) -> str:
     """The SavedModel folder in a model artifact: ours, or TFX's `Format-Serving` layout."""
-    tfx_layout = os.path.join(base_model_dir, "Format-Serving")
+    tfx_layout = os.path.join(base_model_dir, TFX_SERVING)
     path = tfx_layout if os.path.isdir(tfx_layout) else base_model_dir
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):
         raise InputError(f"base_model: no SavedModel (saved_model.pb) in {base_model_dir}")

@@ -11,6 +11,7 @@ import os
 import tempfile
 
 from tfkfp.containers import manifest, user_module
+from tfkfp.containers.layout import SPLITS, split_folder, split_pattern
 from tfkfp.containers.runtime import (
     beam_location,
     beam_options,
@@ -20,11 +21,8 @@ from tfkfp.containers.runtime import (
     require_split,
     runs_remotely,
     select_keras,
-    split_pattern,
     writing_at,
 )
-
-SPLITS = ("train", "eval")
 
 
 def _temp_location(beam_pipeline_args: list[str]) -> str | None:
@@ -126,7 +124,7 @@ def run(
                     | f"Encode{split}" >> beam.FlatMap(encode, split)
                     | f"Write{split}"
                     >> beam.io.WriteToTFRecord(
-                        os.path.join(examples_tmp, f"Split-{split}", "transformed_examples"),
+                        os.path.join(split_folder(examples_tmp, split), "transformed_examples"),
                         file_name_suffix=".gz",
                         compression_type=CompressionTypes.GZIP,
                     )

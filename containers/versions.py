@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from tfkfp.containers.layout import PUSHED as MARKER
+from tfkfp.containers.layout import is_version
 from tfkfp.containers.runtime import InputError, log
 
 STAGING_PREFIX = ".staging-"
@@ -229,7 +230,7 @@ class _Local:
         found = []
         for name in os.listdir(self.root):
             folder = os.path.join(self.root, name)
-            if not name.isdigit() or not os.path.isdir(folder):
+            if not is_version(name) or not os.path.isdir(folder):
                 continue
             marker_path = os.path.join(folder, MARKER)
             try:
@@ -379,7 +380,7 @@ class _Remote:
         claims: dict[str, _Entry] = {}
         for rel, entry in self.objects.list("").items():
             head, _, rest = rel.partition("/")
-            if head.isdigit() and rest:
+            if is_version(head) and rest:
                 versions.setdefault(int(head), {})[rest] = entry
             elif head == CLAIMS and rest:
                 claims[rest] = entry
@@ -452,7 +453,7 @@ class _Remote:
         """Removes what pushes whose lease ran out left: markerless versions, then claims."""
         for name, entry in claims.items():
             number_text = name.split(".", 1)[0]
-            if not number_text.isdigit():
+            if not is_version(number_text):
                 continue
             number = int(number_text)
             try:
