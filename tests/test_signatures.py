@@ -74,7 +74,7 @@ def test_component_and_run_share_names_defaults_and_optionality(component):
         assert params[name].default == "" and hints[name] is str, name
     for name in run_only:
         assert params[name].default is not inspect.Parameter.empty, name
-    for name, output in outputs.items():
+    for name in outputs:
         assert params[name].default is inspect.Parameter.empty, f"{name}: an output is required"
         assert not _accepts_none(hints[name]), f"{name}: an output is never None"
     for name, given in inputs.items():
