@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from tfkfp.containers import manifest, storage
-from tfkfp.containers.layout import SCHEMA_FILE, SPLITS, split_folder
+from tfkfp.containers.layout import SCHEMA_FILE, SPLITS, split_dir
 from tfkfp.containers.runtime import InputError, log, publishing
 
 MISSING = ("", "NA")
@@ -508,9 +508,9 @@ def run(
     with publishing(examples) as ex_tmp, publishing(schema) as schema_tmp:
         writers = {}
         for split in SPLITS:
-            os.makedirs(split_folder(ex_tmp, split))
+            os.makedirs(split_dir(ex_tmp, split))
             writers[split] = _TFRecordWriter(
-                os.path.join(split_folder(ex_tmp, split), "data_tfrecord-00000-of-00001.gz")
+                os.path.join(split_dir(ex_tmp, split), "data_tfrecord-00000-of-00001.gz")
             )
         try:
             for keys, records in chunks:

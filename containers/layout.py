@@ -4,7 +4,8 @@ Examples artifact (ingest, transform; TFX's layout)::
 
     Split-train/*.gz  Split-eval/*.gz  tfkfp_manifest.json
 
-Schema artifact: `schema.pbtxt`. Blessing artifact: `BLESSED` or `NOT_BLESSED` and
+Schema artifact: `schema.pbtxt`. Statistics and anomalies: `Split-<split>/FeatureStats.pb`,
+`Split-<split>/SchemaDiff.pb`. Blessing artifact: `BLESSED` or `NOT_BLESSED` and
 `blessing.json`. Push destination: one folder per integer version, complete once it holds
 `PUSHED.json` (written last). A TFX model artifact keeps its SavedModel in `Format-Serving/`.
 """
@@ -15,6 +16,8 @@ import os
 
 SPLITS = ("train", "eval")
 SCHEMA_FILE = "schema.pbtxt"
+STATS_FILE = "FeatureStats.pb"  # DatasetFeatureStatisticsList, one per split (StatisticsGen)
+ANOMALIES_FILE = "SchemaDiff.pb"  # Anomalies, one per split (ExampleValidator)
 MANIFEST = "tfkfp_manifest.json"
 BLESSED = "BLESSED"
 NOT_BLESSED = "NOT_BLESSED"
@@ -23,14 +26,19 @@ PUSHED = "PUSHED.json"
 TFX_SERVING = "Format-Serving"
 
 
-def split_folder(examples: str, split: str) -> str:
-    """One split's folder in an examples artifact."""
-    return os.path.join(examples, f"Split-{split}")
+def split_folder(split: str) -> str:
+    """The folder of one split inside an artifact: `Split-<split>`."""
+    return f"Split-{split}"
+
+
+def split_dir(artifact: str, split: str) -> str:
+    """One split's folder in an artifact (a local path or a URI)."""
+    return os.path.join(artifact, split_folder(split))
 
 
 def split_pattern(examples: str, split: str) -> str:
     """Glob of one split's gzip TFRecord files in an examples artifact."""
-    return os.path.join(split_folder(examples, split), "*.gz")
+    return os.path.join(split_dir(examples, split), "*.gz")
 
 
 def schema_file(schema: str) -> str:

@@ -26,7 +26,7 @@ import json
 from typing import Any
 
 from tfkfp.containers import storage
-from tfkfp.containers.layout import MANIFEST, split_folder
+from tfkfp.containers.layout import MANIFEST, split_dir
 from tfkfp.containers.runtime import InputError, log
 
 FORMAT = "tfkfp-examples-manifest"
@@ -46,7 +46,7 @@ def _crc32c(uri: str, what: str) -> str:
 
 def _split_files(examples: str, split: str, what: str) -> dict[str, int]:
     """{file name: bytes} of a split folder's visible files (none when it is missing)."""
-    _, files = storage.list_dir(split_folder(examples, split), what)
+    _, files = storage.list_dir(split_dir(examples, split), what)
     sizes = {}
     for stat in files:
         name = stat.uri.rstrip("/").rsplit("/", 1)[-1]
@@ -63,7 +63,7 @@ def write(examples: str, records: dict[str, int], what: str = "examples") -> dic
     """
     splits = {}
     for split, count in records.items():
-        folder = split_folder(examples, split)
+        folder = split_dir(examples, split)
         splits[split] = {
             "records": int(count),
             "files": {
@@ -111,7 +111,7 @@ def verify(examples: str, splits: tuple[str, ...] | list[str], what: str = "exam
         entry = manifest["splits"].get(split)
         if entry is None:
             raise InputError(f"{what}: {storage.join(examples, MANIFEST)} lists no '{split}' split")
-        folder = split_folder(examples, split)
+        folder = split_dir(examples, split)
         listed = entry.get("files", {})
         found = _split_files(examples, split, what)
         missing = sorted(set(listed) - set(found))

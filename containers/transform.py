@@ -11,7 +11,7 @@ import os
 import tempfile
 
 from tfkfp.containers import manifest, user_module
-from tfkfp.containers.layout import SPLITS, split_folder, split_pattern
+from tfkfp.containers.layout import SPLITS, split_dir, split_pattern
 from tfkfp.containers.runtime import (
     beam_location,
     beam_options,
@@ -124,7 +124,7 @@ def run(
                     | f"Encode{split}" >> beam.FlatMap(encode, split)
                     | f"Write{split}"
                     >> beam.io.WriteToTFRecord(
-                        os.path.join(split_folder(examples_tmp, split), "transformed_examples"),
+                        os.path.join(split_dir(examples_tmp, split), "transformed_examples"),
                         file_name_suffix=".gz",
                         compression_type=CompressionTypes.GZIP,
                     )
