@@ -650,7 +650,7 @@ def open_output(uri: str, what: str) -> Iterator[object]:
         fs = _fs_for(loc, what)
         if loc.scheme == "file":
             os.makedirs(os.path.dirname(loc.key) or ".", exist_ok=True)
-        fh = fs.open_output_stream(loc.path)
+        fh = fs.open_output_stream(loc.path, compression=None)  # bytes as given, .gz too
         try:
             yield fh
         except BaseException:

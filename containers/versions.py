@@ -593,7 +593,7 @@ class _Objects:
         uri = self.uri(rel)
         for attempt in (1, 2):
             try:
-                with self.fs.open_input_stream(f"{self.path}/{rel}") as fh:
+                with self.fs.open_input_stream(f"{self.path}/{rel}", compression=None) as fh:
                     return fh.read()
             except OSError as err:
                 # pyarrow reads an object in two requests; one deleted or replaced in between
