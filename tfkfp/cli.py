@@ -1,6 +1,9 @@
 """`tfkfp`: compile, run locally, upload and submit pipelines; compile components; run the demo.
 
 Exit codes: 0 ok, 2 bad usage or input, 1 failure.
+
+Over ~400 lines: one argparse front end; its sections (pipelines, components, cluster, demo,
+entrypoint) are short and each command's code sits beside its arguments.
 """
 
 from __future__ import annotations
