@@ -430,6 +430,7 @@ def demo(serving_root: str = "serving/penguins", yaml_path: str = "build/penguin
     """Runs the penguin pipeline locally, pushes the model, compiles the YAML, prints a summary."""
     from importlib import resources
 
+    from tfkfp.containers.layout import BLESSING_FILE
     from tfkfp.containers.versions import iter_versions
 
     pipeline = load_pipeline("penguins")
@@ -440,7 +441,7 @@ def demo(serving_root: str = "serving/penguins", yaml_path: str = "build/penguin
     local.run(pipeline, {"data_uri": data, "push_destination": destination})
     elapsed = time.time() - started
     compile_pipeline(pipeline, yaml_path)
-    blessing = _newest_output("evaluator", "blessing", "blessing.json")
+    blessing = _newest_output("evaluator", "blessing", BLESSING_FILE)
     report = json.loads(blessing.read_text()) if blessing else {}
     versions = [v for v in iter_versions(destination) if v.complete]
     latest = versions[-1] if versions else None
