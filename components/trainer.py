@@ -32,9 +32,11 @@ def trainer(
         base_model: Model to warm-start from (fn_args.base_model).
         train_steps: fn_args.train_steps (0: None, until the data ends, as in TFX).
         eval_steps: fn_args.eval_steps (0: None, as in TFX).
-        hyperparameters: fn_args.hyperparameters (None when empty, as in TFX).
-        custom_config: fn_args.custom_config (None when empty, as in TFX).
-        keras: tf_keras (default) or keras3.
+        hyperparameters: fn_args.hyperparameters (None when empty, as in TFX), e.g. a
+            KerasTuner `HyperParameters.get_config()`; whole-number floats become int (KFP
+            delivers every number in a dict as a float).
+        custom_config: fn_args.custom_config (None when empty, as in TFX); numbers as above.
+        keras: tf_keras (default; Keras 2, what tf.Transform uses) or keras3.
         strategy: auto (TF_CONFIG with several workers: multi_worker; GPUs: mirrored over all;
             else default), mirrored, multi_worker or default. Only the chief publishes outputs.
         cpu_replicas: Logical CPU devices to mirror over (testing without GPUs).

@@ -21,7 +21,8 @@ def transform(
         transform_graph: TFTransformOutput folder (transform_fn, transformed_metadata, metadata).
         transformed_examples: Transformed gzip TFRecord splits.
         beam_pipeline_args: Beam options, e.g. --runner=DataflowRunner; DirectRunner by default.
-            A remote runner's workers get the artifacts' URIs (gs:// or a shared filesystem).
+            A remote runner's workers get the artifacts' URIs (gs:// or a shared filesystem)
+            and write the outputs straight there (cleared first).
     """
     from tfkfp.containers import transform as stage
     from tfkfp.containers.runtime import entrypoint

@@ -364,8 +364,7 @@ def run(
     """Builds FnArgs, runs `run_fn` under the chosen strategy, checks the export.
 
     Parameters are the component's (documented in tfkfp.components.trainer); artifacts
-    arrive as local paths. hyperparameters and custom_config: whole-number floats become int
-    (KFP delivers every number of a dict parameter as a float).
+    arrive as local paths.
 
     Returns:
         What the component records as model metadata.
