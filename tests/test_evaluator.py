@@ -382,13 +382,24 @@ def test_label_missing_without_schema_is_found_by_the_model(tmp_path, trained, i
 def test_corrupt_baseline_in_push_destination_is_one_line(tmp_path, trained, ingested):
     destination = str(tmp_path / "serving")
     pushed = _push(trained.model, destination)
-    with open(os.path.join(pushed, "saved_model.pb"), "wb") as fh:
-        fh.write(b"\xff\xff not a protobuf")
+    path = os.path.join(pushed, "saved_model.pb")
+    # Same size as pushed (the marker's size check passes): the evaluator's own check speaks.
+    size = os.path.getsize(path)
+    with open(path, "wb") as fh:
+        fh.write((b"\xff\xff not a protobuf" * size)[:size])
     with pytest.raises(InputError) as raised:
         _run(tmp_path, trained.model, ingested, EVAL_CONFIG, baseline_from=destination)
     message = str(raised.value)
     assert message.startswith(f"baseline_from: {pushed}: ") and "\n" not in message
     assert "saved_model.pb is not a SavedModel protobuf" in message
+    # Cut short: the push destination's marker check refuses the version.
+    with open(path, "wb") as fh:
+        fh.write(b"\xff\xff not a protobuf")
+    with pytest.raises(InputError) as raised:
+        _run(tmp_path, trained.model, ingested, EVAL_CONFIG, baseline_from=destination)
+    message = str(raised.value)
+    assert message.startswith(f"baseline_from: {pushed} is marked complete but saved_model.pb")
+    assert "\n" not in message
     assert not (tmp_path / "blessing").exists() and not (tmp_path / "report.md").exists()
 
 
