@@ -156,7 +156,7 @@ def test_evaluator_on_the_portable_runner_loads_the_model_by_uri(
     )
     assert outputs.blessed is local.blessed is True
     assert metrics.metadata["example_count"] == ingested.counts["eval"]
-    assert metrics.metadata == pytest.approx(local["metrics"], abs=1e-6)
+    assert metrics.metadata == pytest.approx(local.metrics, abs=1e-6)
     # TFMA wrote its results where the URI points; blessing and report are the pod's own.
     assert glob.glob(str(shared / "evaluation" / "metrics*"))
     assert not (shared / "evaluation" / "stale-metrics").exists()
