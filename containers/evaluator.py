@@ -91,6 +91,36 @@ def resolve_baseline(
     return local, uri, f"newest complete version under {baseline_from}"
 
 
+def _baseline(
+    config,
+    raw_schema,
+    baseline_model: str | None,
+    baseline_from: str,
+    baseline_model_uri: str,
+    remote: bool,
+    workdir: str,
+) -> tuple[str | None, str | None, str]:
+    """The checked baseline: (where TFMA loads it, its URI for the report, a note).
+
+    Without a baseline: (None, None, the reason).
+    """
+    local, uri, note = resolve_baseline(baseline_model, baseline_from, workdir)
+    if not local:
+        return None, None, note
+    try:
+        eval_checks.check_model(config, local, raw_schema, "baseline model")
+    except InputError as err:
+        if baseline_model:
+            raise
+        raise InputError(f"baseline_from: {uri}: {err}") from None
+    if remote and baseline_model:
+        return beam_location(local, baseline_model_uri, "baseline_model"), uri, note
+    if remote:
+        # A location the user named: usable unless it is a pod-only path.
+        return beam_location("", uri, "baseline_from"), uri, note
+    return local, uri, note
+
+
 # --- the plots the KFP UI draws -------------------------------------------------------------------
 
 
@@ -129,6 +159,9 @@ def _add_plots(config, model_names: list[str], binary: bool, two_outputs: bool) 
         spec.metrics.add(class_name="MultiClassConfusionMatrixPlot")
 
 
+# --- the verdict ---------------------------------------------------------------------------
+
+
 def bless(
     thresholds: list[dict[str, Any]], validation_ok: bool, failures: list
 ) -> tuple[bool, str]:
@@ -143,6 +176,15 @@ def bless(
     if validation_ok and not failures:
         return True, f"Blessed: all {len(judged)} thresholds pass on every slice."
     return False, f"Not blessed: {len(failures)} threshold check(s) failed."
+
+
+def _publish(result: Evaluation, blessing: str, report: str) -> None:
+    """The blessing's marker and JSON (in the staged artifact) and the Markdown report."""
+    with open(os.path.join(blessing, blessing_marker(result.blessed)), "w"):
+        pass
+    with open(os.path.join(blessing, BLESSING_FILE), "w") as fh:
+        fh.write(result.to_json())
+    _write_atomically(report, eval_report.render_markdown(result))
 
 
 def _write_atomically(path: str, text: str) -> None:
@@ -212,23 +254,10 @@ def run(
     from tensorflow_model_analysis.utils import config_util
 
     with tempfile.TemporaryDirectory(prefix="tfkfp-evaluator-") as workdir:
-        baseline_dir, baseline_uri, baseline_note = resolve_baseline(
-            baseline_model, baseline_from, workdir
+        baseline_at, baseline_uri, baseline_note = _baseline(
+            config, raw_schema, baseline_model, baseline_from, baseline_model_uri, remote, workdir
         )
-        baseline_at = baseline_dir
-        if baseline_dir:
-            try:
-                eval_checks.check_model(config, baseline_dir, raw_schema, "baseline model")
-            except InputError as err:
-                if baseline_model:
-                    raise
-                raise InputError(f"baseline_from: {baseline_uri}: {err}") from None
-            if remote and baseline_model:
-                baseline_at = beam_location(baseline_dir, baseline_model_uri, "baseline_model")
-            elif remote:
-                # A location the user named: usable unless it is a pod-only path.
-                baseline_at = beam_location("", baseline_uri, "baseline_from")
-        has_baseline = baseline_dir is not None
+        has_baseline = baseline_at is not None
         label_key = config.model_specs[0].label_key
         # No baseline: TFMA's rubber stamp, change thresholds dropped (the report lists them).
         config = config_util.update_eval_config_with_defaults(
@@ -293,11 +322,7 @@ def run(
                     else None
                 ),
             )
-            with open(os.path.join(blessing_tmp, blessing_marker(blessed)), "w"):
-                pass
-            with open(os.path.join(blessing_tmp, BLESSING_FILE), "w") as fh:
-                fh.write(result.to_json())
-            _write_atomically(report, eval_report.render_markdown(result))
+            _publish(result, blessing_tmp, report)
     log.info("evaluator: %s; overall %s", blessing_marker(blessed), result.metrics)
     for failure in failures:
         log.info("evaluator: failed %s", failure)
