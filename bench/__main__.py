@@ -7,7 +7,18 @@ from collections.abc import Callable
 
 from tfkfp.containers.runtime import InputError
 
-from bench import RESULTS, e2e, images, report, scale, storage, trainer, write_json
+from bench import (
+    RESULTS,
+    e2e,
+    images,
+    report,
+    scale,
+    statistics,
+    storage,
+    trainer,
+    tuner,
+    write_json,
+)
 from tfkfp import images as tfkfp_images
 
 SIZES = [15_000, 150_000, 1_500_000]
@@ -33,6 +44,8 @@ def main() -> None:
         ("end to end", lambda: e2e.main(["penguins", "taxi"])),
         ("scale", lambda: scale.main(SIZES)),
         ("trainer", lambda: trainer.main([])),
+        ("tuner", lambda: tuner.main([])),
+        ("statistics", lambda: statistics.main(SIZES)),
         # One run per source (about 3 x 45 s): the 1.3x target has a wide margin here.
         ("storage", lambda: storage.main(SIZES[-1], reps=1)),
         ("images", lambda: images.main([])),

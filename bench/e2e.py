@@ -20,10 +20,13 @@ from pathlib import Path
 from bench import RESULTS, write_json
 
 REPO = Path(__file__).resolve().parent.parent
-STAGES = ("ingest", "transform", "trainer", "evaluator", "pusher")
+STAGES = ("ingest", "statistics", "validate", "transform", "trainer", "evaluator", "pusher")
 # What each task imports before its work: kfp's executor, the stage, the libraries it loads.
 STAGE_IMPORTS = {
     "ingest": "import pyarrow.csv, pyarrow.compute; from tfx_bsl.coders import example_coder",
+    "statistics": "import numpy, pandas, pyarrow.compute; from tfx_bsl.coders import example_coder; "
+    "from tensorflow_metadata.proto.v0 import statistics_pb2",
+    "validate": "import numpy; from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2",
     "transform": "import os; os.environ['TF_USE_LEGACY_KERAS']='1'; "
     "import apache_beam, tensorflow_transform.beam; from tfx_bsl.public import tfxio",
     "trainer": "import os; os.environ['TF_USE_LEGACY_KERAS']='1'; "

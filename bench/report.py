@@ -76,6 +76,13 @@ def table(results: dict) -> str:
             f"| data_accessor vs hand-tuned tf.data reader | {t['ratio']:.3f}× "
             f"(medians {t['ratio_of_medians']:.3f}×) | {t['target']}× |"
         )
+    tuner = results.get("tuner")
+    if tuner:
+        rows.append(
+            f"| tuner overhead vs tuner_fn + search called directly (penguins, "
+            f"{tuner['trials']} trials) | {tuner['ratio']:.3f}× (medians "
+            f"{tuner['ratio_of_medians']:.3f}×) | {tuner['target']}× |"
+        )
     storage = results.get("storage")
     if storage:
         for side, name in (("s3", "S3 server (moto)"), ("gs", "GCS emulator")):
@@ -84,6 +91,20 @@ def table(results: dict) -> str:
                 f"{storage[side + '_ratio']:.2f}× ({storage[side + '_s']:.1f} s vs "
                 f"{storage['local_s']:.1f} s) | ≤ 1.30× |"
             )
+    stats = results.get("statistics")
+    if stats:
+        for e in stats["sizes"]:
+            rows.append(
+                f"| statistics {e['rows']:,} rows vs ingest of the same data | {e['ratio']:.2f}× "
+                f"({e['statistics_s']:.1f} s vs {e['ingest_s']:.1f} s; validate "
+                f"{e['validate_s']:.1f} s) | ≤ 0.5× |"
+            )
+        lin = stats["linearity"]
+        rows.append(
+            "| statistics marginal cost per row between sizes "
+            f"({' / '.join(f'{x:.2f}' for x in lin['marginal_us_per_row'])} µs) | "
+            f"spread {lin['spread']:.2f}× | ≤ 1.20× |"
+        )
     images = results.get("images")
     if images:
         for size in images["sizes"]:
@@ -159,7 +180,7 @@ def chart(results: dict, path: Path) -> Path | None:
 
 def main() -> dict:
     results = {"machine": machine()}
-    for name in ("e2e", "scale", "trainer", "storage", "images", "run"):
+    for name in ("e2e", "scale", "trainer", "tuner", "statistics", "storage", "images", "run"):
         results[name] = _load(name)
     write_json(RESULTS / "results.json", results)
     (RESULTS / "results.md").write_text(table(results))

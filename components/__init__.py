@@ -4,9 +4,23 @@ from tfkfp.components.evaluator import evaluator
 from tfkfp.components.fingerprint import fingerprint
 from tfkfp.components.ingest import ingest
 from tfkfp.components.pusher import pusher
+from tfkfp.components.statistics import statistics
 from tfkfp.components.trainer import trainer
 from tfkfp.components.transform import transform
+from tfkfp.components.tuner import tuner
+from tfkfp.components.validate import validate
 
-STAGES = (fingerprint, ingest, transform, trainer, evaluator, pusher)
+STAGES = (fingerprint, ingest, statistics, validate, transform, tuner, trainer, evaluator, pusher)
 
-__all__ = ["STAGES", "evaluator", "fingerprint", "ingest", "pusher", "trainer", "transform"]
+__all__ = [
+    "STAGES",
+    "evaluator",
+    "fingerprint",
+    "ingest",
+    "pusher",
+    "statistics",
+    "trainer",
+    "transform",
+    "tuner",
+    "validate",
+]

@@ -11,6 +11,7 @@ def ingest(
     train_fraction: float = 0.75,
     input_format: str = "auto",
     data_fingerprint: str = "",
+    schema_uri: str = "",
 ):
     """CSV, TFRecord of tf.Example or Parquet -> gzip TFRecord splits train/eval and schema.pbtxt.
 
@@ -23,6 +24,8 @@ def ingest(
         input_format: auto (by file suffix), csv, tfrecord or parquet.
         data_fingerprint: The fingerprint step's hash of the files at data_uri. Not read: as
             an input it makes new data at the same data_uri a new cache key for this task.
+        schema_uri: A curated schema.pbtxt (local, KFP mount, gs://, s3://) that the data must
+            match; it becomes the schema output. Empty: inferred.
     """
     import json
 
@@ -36,6 +39,7 @@ def ingest(
         schema=schema.path,
         train_fraction=train_fraction,
         input_format=input_format,
+        schema_uri=schema_uri,
     )
     examples.metadata["split_names"] = json.dumps(list(counts))
     examples.metadata["rows"] = counts

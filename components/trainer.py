@@ -12,6 +12,7 @@ def trainer(
     model_run: Output[Artifact],
     transform_graph: Input[Artifact] | None = None,
     base_model: Input[Model] | None = None,
+    best_hyperparameters: Input[Artifact] | None = None,
     train_steps: int = 1000,
     eval_steps: int = 100,
     hyperparameters: dict = {},
@@ -30,11 +31,15 @@ def trainer(
         model_run: TensorBoard logs (fn_args.model_run_dir).
         transform_graph: Transform graph (fn_args.transform_graph_path).
         base_model: Model to warm-start from (fn_args.base_model).
+        best_hyperparameters: A tuner's best_hyperparameters (TFX's layout), or one imported
+            from a location to reuse tuned values; its config becomes fn_args.hyperparameters
+            and wins over the hyperparameters dict.
         train_steps: fn_args.train_steps (0: None, until the data ends, as in TFX).
         eval_steps: fn_args.eval_steps (0: None, as in TFX).
-        hyperparameters: fn_args.hyperparameters (None when empty, as in TFX), e.g. a
-            KerasTuner `HyperParameters.get_config()`; whole-number floats become int (KFP
-            delivers every number in a dict as a float).
+        hyperparameters: fn_args.hyperparameters (None when empty, as in TFX), unless
+            best_hyperparameters is given.
+            KerasTuner's `HyperParameters.get_config()` works; whole-number floats become int
+            (KFP delivers every number in a dict as a float).
         custom_config: fn_args.custom_config (None when empty, as in TFX); numbers as above.
         keras: tf_keras (default; Keras 2, what tf.Transform uses) or keras3.
         strategy: auto (TF_CONFIG with several workers: multi_worker; GPUs: mirrored over all;
@@ -60,5 +65,6 @@ def trainer(
         keras=keras,
         strategy=strategy,
         cpu_replicas=cpu_replicas,
+        best_hyperparameters=best_hyperparameters.path if best_hyperparameters else None,
     )
     model.metadata.update(info)

@@ -263,3 +263,57 @@ class FnArgs:
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
         return f"FnArgs({fields})"
+
+
+def _steps(name: str, value: int | None) -> int | None:
+    from tfkfp.containers.runtime import InputError
+
+    if value is None:
+        return None
+    if value < 0:
+        raise InputError(f"{name}: expected a non-negative number of steps, got {value}")
+    # TFX passes 0 as None ("until the data ends"); Keras rejects steps_per_epoch=0.
+    return value or None
+
+
+def common_fn_args(
+    examples: str,
+    schema: str,
+    transform_graph: str | None,
+    train_steps: int | None,
+    eval_steps: int | None,
+    custom_config: dict[str, Any] | None,
+    num_workers: int = 1,
+) -> FnArgs:
+    """The FnArgs fields the trainer and the tuner share (TFX's `get_common_fn_args`), checked.
+
+    Args:
+        examples: Examples artifact folder with `Split-train` and `Split-eval`.
+        schema: Raw schema artifact folder (or the schema.pbtxt itself).
+        transform_graph: Transform graph artifact folder, or None.
+        train_steps: 0 means None, as in TFX.
+        eval_steps: 0 means None, as in TFX.
+        custom_config: Whole-number floats become int (KFP delivers dict numbers as floats).
+        num_workers: Workers of a multi-worker job (for the data accessor's sharding).
+    """
+    import os
+
+    from tfkfp.containers.hyperparameters import whole_numbers
+    from tfkfp.containers.runtime import InputError, require_split, schema_file
+
+    train_steps = _steps("train_steps", train_steps)
+    eval_steps = _steps("eval_steps", eval_steps)
+    train_files = [require_split(examples, "train", "examples")]
+    eval_files = [require_split(examples, "eval", "examples")]
+    if transform_graph and not os.path.isdir(os.path.join(transform_graph, "transform_fn")):
+        raise InputError(f"transform_graph: no transform_fn/ in {transform_graph}")
+    return FnArgs(
+        train_files=train_files,
+        eval_files=eval_files,
+        train_steps=train_steps,
+        eval_steps=eval_steps,
+        schema_path=schema_file(schema),
+        transform_graph_path=transform_graph,
+        data_accessor=make_data_accessor(num_workers),
+        custom_config=whole_numbers(dict(custom_config)) if custom_config else None,
+    )

@@ -471,23 +471,8 @@ def _is_train(key: bytes, train_fraction: float) -> bool:
     return bucket < train_fraction * 10_000
 
 
-def run(
-    data_uri: str,
-    examples: str,
-    schema: str,
-    train_fraction: float = 0.75,
-    input_format: str = "auto",
-) -> dict[str, int]:
-    """Reads CSV, TFRecord or Parquet data; writes hash-split gzip TFRecords and a schema.
-
-    Parameters are the component's (documented in tfkfp.components.ingest); artifacts
-    arrive as local paths.
-
-    Returns:
-        Row counts per split.
-    """
-    if not 0.0 < train_fraction < 1.0:
-        raise InputError(f"train_fraction: expected a number between 0 and 1, got {train_fraction}")
+def _read(data_uri: str, input_format: str) -> tuple[object, Chunks]:
+    """The data's inferred schema and its examples (lazily, CHUNK_ROWS at a time)."""
     if input_format not in FORMATS:
         raise InputError(
             f"input_format: expected one of {', '.join(FORMATS)}, got {input_format!r}"
@@ -503,7 +488,75 @@ def run(
     )
     progress = _Progress(files)
     read = {"csv": _csv_examples, "tfrecord": _tfrecord_examples, "parquet": _parquet_examples}
-    inferred, chunks = read[fmt](files, progress)
+    return read[fmt](files, progress)
+
+
+def infer_schema(data_uri: str, input_format: str = "auto"):
+    """The schema ingest infers for the data (`tfkfp schema` writes it for review)."""
+    return _read(data_uri, input_format)[0]
+
+
+def read_schema(uri: str, what: str):
+    """A tensorflow_metadata Schema in text format from a file, KFP mount, gs:// or s3://."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    text = storage.read_text(uri, what)
+    try:
+        schema = text_format.Parse(text, schema_pb2.Schema())
+    except text_format.ParseError as err:
+        raise InputError(f"{what}: {uri} is not a Schema in text format ({err})") from None
+    if not schema.feature:
+        raise InputError(f"{what}: {uri} is a Schema without features")
+    return schema
+
+
+def check_columns(curated, inferred, uri: str) -> None:
+    """Fails in one line when the data's columns or types differ from the curated schema."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    want = {f.name: schema_pb2.FeatureType.Name(f.type) for f in curated.feature}
+    have = {f.name: schema_pb2.FeatureType.Name(f.type) for f in inferred.feature}
+    missing = sorted(set(want) - set(have))
+    extra = sorted(set(have) - set(want))
+    if missing:
+        raise InputError(
+            f"schema_uri: the data has no column {', '.join(missing)} ({uri} lists it)"
+        )
+    if extra:
+        raise InputError(f"schema_uri: the data's column {', '.join(extra)} is not in {uri}")
+    for name, kind in want.items():
+        if have[name] != kind:
+            raise InputError(
+                f"schema_uri: column {name!r} should hold {kind} values per {uri}, "
+                f"the data has {have[name]}"
+            )
+
+
+def run(
+    data_uri: str,
+    examples: str,
+    schema: str,
+    train_fraction: float = 0.75,
+    input_format: str = "auto",
+    schema_uri: str = "",
+) -> dict[str, int]:
+    """Reads CSV, TFRecord or Parquet data; writes hash-split gzip TFRecords and a schema.
+
+    Parameters are the component's (documented in tfkfp.components.ingest); artifacts
+    arrive as local paths. `schema_uri` is a parameter (a curated schema's location), not the
+    schema artifact's URI.
+
+    Returns:
+        Row counts per split.
+    """
+    if not 0.0 < train_fraction < 1.0:
+        raise InputError(f"train_fraction: expected a number between 0 and 1, got {train_fraction}")
+    curated = read_schema(schema_uri, "schema_uri") if schema_uri else None
+    inferred, chunks = _read(data_uri, input_format)
+    if curated is not None:
+        check_columns(curated, inferred, schema_uri)
+    written = curated if curated is not None else inferred
 
     from google.protobuf import text_format
 
@@ -533,6 +586,6 @@ def run(
                 )
         manifest.write(ex_tmp, counts)
         with open(os.path.join(schema_tmp, SCHEMA_FILE), "w") as fh:
-            fh.write(text_format.MessageToString(inferred))
+            fh.write(text_format.MessageToString(written))
     log.info("ingest: wrote %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
     return counts

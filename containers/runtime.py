@@ -237,3 +237,14 @@ def beam_location(path: str, uri: str | None, what: str) -> str:
             "or the in-process runner"
         )
     return uri
+
+
+def publish_file(final_path: str, text: str) -> None:
+    """Writes a text file whole or not at all (a temp file renamed into place)."""
+    parent = os.path.dirname(final_path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    staging = f"{final_path}.staging-{os.getpid()}"
+    with open(staging, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(staging, final_path)

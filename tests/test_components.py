@@ -45,6 +45,8 @@ def test_pipeline_compile_load_compile_is_stable(tmp_path):
     )
     assert normalized_yaml((tmp_path / "b.yaml").read_text()) == normalized_yaml(first.read_text())
     spec = yaml.safe_load(first.read_text())
-    # the pusher runs only when the evaluator blesses the model
+    # training runs only on valid data, the pusher only when the evaluator blesses the model
     condition = spec["root"]["dag"]["tasks"]["condition-1"]["triggerPolicy"]["condition"]
-    assert "evaluator-blessed" in condition and "true" in condition
+    assert "validate-valid" in condition and "true" in condition
+    inner = spec["components"]["comp-condition-1"]["dag"]["tasks"]["condition-2"]
+    assert "evaluator-blessed" in inner["triggerPolicy"]["condition"]

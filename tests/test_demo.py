@@ -23,6 +23,7 @@ def test_demo_pushes_a_blessed_model_and_compiles_yaml(demo_runs):
     cwd, first, _ = demo_runs
     assert first.returncode == 0, first.stderr[-3000:]
     assert "blessed:       True" in first.stdout
+    assert "data:          Valid: no anomalies in train, eval." in first.stdout
     assert "baseline:      none (no complete version" in first.stdout  # nothing pushed yet
     assert "eval report:   " in first.stdout
     assert "sparse_categorical_accuracy" in first.stdout

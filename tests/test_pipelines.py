@@ -57,9 +57,11 @@ def test_yaml_uses_only_what_oss_kfp_runs(compiled, name):
     types = {v["schemaTitle"] for k, v in _walk(spec) if k == "artifactType"}
     assert types and all(t.startswith("system.") for t in types), types
     executors = spec["deploymentSpec"]["executors"]
-    assert all(set(e) == {"container"} for e in executors.values()), "importer/resolver node"
-    assert not any(k in ("importer", "resolver") for k, _ in _walk(spec))
-    images = {e["container"]["image"] for e in executors.values()}
+    # OSS KFP's launcher runs importers (backend/src/v2/component/importer_launcher.go), a URI
+    # from a runtime parameter included; resolver nodes are Vertex AI only.
+    assert all(set(e) in ({"container"}, {"importer"}) for e in executors.values()), executors
+    assert not any(k == "resolver" for k, _ in _walk(spec))
+    images = {e["container"]["image"] for e in executors.values() if "container" in e}
     assert images <= {"tfkfp:0.1.0", "tfkfp-gpu:0.1.0"}, images
 
 
@@ -96,7 +98,7 @@ def test_taxi_yaml_trains_on_a_gpu_only_when_asked(compiled):
     }
     expected = {
         "data_uri", "push_destination", "module_file", "train_steps", "eval_steps",
-        "eval_config", "beam_pipeline_args", "use_gpu",
+        "eval_config", "beam_pipeline_args", "use_gpu", "schema_uri", "previous_statistics_uri",
     }  # fmt: skip
     assert set(params) == expected
     executors = spec["deploymentSpec"]["executors"]
@@ -119,6 +121,20 @@ def test_taxi_yaml_trains_on_a_gpu_only_when_asked(compiled):
     assert "inputs.parameter_values['pipelinechannel--use_gpu'] == false" in conditions
 
 
+# The two example pipelines validate their data; penguins_tuned shows tuning only.
+@pytest.mark.parametrize("name", ["penguins", "taxi"])
+def test_training_is_gated_on_valid_data(compiled, name):
+    spec = yaml.safe_load(compiled[name])
+    root = spec["root"]["dag"]["tasks"]
+    assert {"ingest", "statistics", "validate"} <= set(root)
+    assert "transform" not in root and "trainer" not in root  # inside the condition
+    gate = [t for t in root.values() if "triggerPolicy" in t]
+    assert len(gate) == 1
+    assert gate[0]["triggerPolicy"]["condition"] == (
+        "inputs.parameter_values['pipelinechannel--validate-valid'] == true"
+    )
+
+
 def test_compile_without_caching_turns_it_off_in_nested_tasks(tmp_path):
     path = tmp_path / "taxi.yaml"
     proc = run_cli("compile", "taxi", "-o", str(path), "--no-enable-caching")
@@ -136,7 +152,8 @@ def test_compiled_yaml_loads_as_a_pipeline(compiled, tmp_path):
     for name, text in compiled.items():
         path = tmp_path / f"{name}.yaml"
         path.write_text(text)
-        assert components.load_component_from_file(str(path)).name == name
+        # KFP writes the pipeline name with hyphens (penguins_tuned -> penguins-tuned)
+        assert components.load_component_from_file(str(path)).name == name.replace("_", "-")
 
 
 @pytest.mark.parametrize(

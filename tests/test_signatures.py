@@ -5,7 +5,9 @@ The rule, stage by stage (components.STAGES):
   name (an artifact arrives as its local path), except the few the component body handles
   itself (COMPONENT_ONLY);
 - `run()` may add `<artifact>_uri` (str, default ""): the artifact's URI for a remote Beam
-  runner's workers, for artifacts of that component only; and RUN_ONLY knobs for tests;
+  runner's workers, for artifacts of that component only (unless the component has a
+  parameter of that name: a location given instead of the artifact, such as validate's
+  previous_statistics_uri); and RUN_ONLY knobs for tests;
 - defaults agree (a component's `[]`/`{}` is `run()`'s None: no mutable defaults there);
 - `run()` accepts None exactly where the component's input is an optional artifact or an
   empty list/dict; artifact outputs are required;
@@ -29,6 +31,7 @@ COMPONENT_ONLY = {
     # filled by the component from run()'s result (KFP UI metadata)
     "evaluator": {"metrics", "classification_metrics"},
     "pusher": {"pushed_model"},
+    "tuner": {"metrics"},
 }
 # run() parameters only tests set (with a default the component relies on).
 RUN_ONLY = {"pusher": {"retry_timeout", "lease"}}
@@ -65,7 +68,8 @@ def test_component_and_run_share_names_defaults_and_optionality(component):
     }
     artifacts = {n for n, i in inputs.items() if not type_utils.is_parameter_type(i.type)}
     artifacts |= set(outputs)
-    uris = {f"{n}_uri" for n in artifacts} & set(params)
+    # A component parameter of that name (ingest's schema_uri) is an ordinary parameter.
+    uris = {f"{n}_uri" for n in artifacts} & set(params) - set(inputs)
     run_only = RUN_ONLY.get(component.name, set())
     assert set(params) - uris - run_only == set(inputs) | set(outputs), (
         f"{component.name}: run() parameters differ from the component's"

@@ -107,3 +107,32 @@ def test_kfp_ui_gets_roc_and_confusion_matrix_for_the_binary_label(taxi_run):
     assert len(roc) > 10
     assert all(0 <= p["falsePositiveRate"] <= 1 and 0 <= p["recall"] <= 1 for p in roc)
     assert len(metadata["confusionMatrix"]["rows"]) == 2
+
+
+@pytest.mark.pipeline
+def test_a_renamed_column_stops_the_run_before_training(tmp_path):
+    """Against the previous run's statistics the renamed column is gone; training is skipped."""
+    from tfkfp.containers import ingest, statistics
+
+    ingest.run(str(TAXI_CSV), str(tmp_path / "ex"), str(tmp_path / "schema"))
+    statistics.run(str(tmp_path / "ex"), str(tmp_path / "previous"), str(tmp_path / "v.html"))
+    with open(TAXI_CSV, newline="") as fh:
+        rows = list(csv.reader(fh))
+    rows[0] = ["fare_usd" if c == "fare" else c for c in rows[0]]
+    renamed = tmp_path / "renamed.csv"
+    with open(renamed, "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    proc = run_cli(
+        "run", str(REPO / "pipelines" / "taxi"), "--local",
+        "--param", f"data_uri={renamed}",
+        "--param", f"previous_statistics_uri={tmp_path / 'previous'}",
+        cwd=tmp_path, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = (tmp_path / "build" / "local_outputs").glob("taxi-*")
+    report = (run / "validate" / "report").read_text()
+    assert "Not valid" in report
+    assert "| train | `fare` | The feature is in the previous statistics" in report
+    assert "`fare_usd`" in report
+    assert not (run / "transform").exists() and not (run / "trainer").exists()
+    assert not (tmp_path / "serving").exists()

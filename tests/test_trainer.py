@@ -13,7 +13,7 @@ from conftest import (
     free_port,
     write_module,
 )
-from tfkfp.containers import trainer, user_module
+from tfkfp.containers import strategy, trainer, user_module
 from tfkfp.containers.fn_args import FnArgs, make_data_accessor
 from tfkfp.containers.runtime import InputError, split_pattern
 
@@ -498,7 +498,7 @@ def test_malformed_tf_config(tmp_path, ingested, transformed, monkeypatch, tf_co
 def test_chief_detection(monkeypatch):
     def cluster(config):
         monkeypatch.setenv("TF_CONFIG", json.dumps(config))
-        return trainer._cluster()
+        return strategy.cluster()
 
     workers = {"worker": ["h:1", "h:2"]}
     assert cluster({"cluster": workers, "task": {"type": "worker", "index": 0}})[:2] == (2, True)

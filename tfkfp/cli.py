@@ -153,7 +153,13 @@ def parse_params(pipeline, pairs: list[str]) -> dict[str, Any]:
 
 
 # Pipeline parameters that name a storage location (module_file may also be a module name).
-LOCATION_PARAMS = ("data_uri", "push_destination", "baseline_from", "module_file")
+LOCATION_PARAMS = (
+    "data_uri",
+    "push_destination",
+    "baseline_from",
+    "module_file",
+    "hyperparameters_uri",
+)
 
 
 def check_locations(args: dict[str, Any]) -> None:
@@ -452,6 +458,12 @@ def demo(serving_root: str = "serving/penguins", yaml_path: str = "build/penguin
     print(
         f"baseline:      {report.get('baseline') or 'none (' + report.get('baseline_note', '') + ')'}"
     )
+    validation = _newest_output("validate", "report", "")
+    if validation:
+        verdict = next(
+            (ln for ln in validation.read_text().splitlines() if ln.startswith("**")), ""
+        )
+        print(f"data:          {verdict.replace('**', '')} ({validation.resolve()})")
     print(f"blessed:       {report.get('blessed')} ({report.get('reason', '')})")
     markdown = _newest_output("evaluator", "report", "")
     if markdown:
@@ -463,6 +475,18 @@ def demo(serving_root: str = "serving/penguins", yaml_path: str = "build/penguin
         print("pushed model:  none (not blessed)")
     print(f"pipeline YAML: {os.path.abspath(yaml_path)}")
     return 0
+
+
+def write_schema(data: str, output: str, input_format: str = "auto") -> str:
+    """Writes the schema ingest infers for `data` to `output` (text format); returns the path."""
+    from google.protobuf import text_format
+
+    from tfkfp.containers import ingest
+
+    schema = ingest.infer_schema(data, input_format)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    Path(output).write_text(text_format.MessageToString(schema))
+    return os.path.abspath(output)
 
 
 def _newest_output(
@@ -545,6 +569,16 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", help="run the penguin demo end to end locally")
 
+    p = sub.add_parser(
+        "schema",
+        help="write the schema ingest infers for DATA, to review and commit",
+        description="Infers DATA's schema as ingest does (no TensorFlow) and writes it in text "
+        "format; pass the reviewed file to ingest's schema_uri.",
+    )
+    p.add_argument("data", help="a CSV/TFRecord/Parquet file, folder or glob (local, gs://, s3://)")
+    p.add_argument("-o", "--output", required=True, help="schema.pbtxt to write")
+    p.add_argument("--input-format", default="auto", help="auto, csv, tfrecord or parquet")
+
     p = sub.add_parser("images", help="build the tfkfp container images")
     images_sub = p.add_subparsers(dest="images_command", required=True)
     p = images_sub.add_parser("build", help="build Dockerfile.cpu (or .gpu) with the docker SDK")
@@ -582,6 +616,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "demo":
             require_runtime("demo")
             return demo()
+        elif args.command == "schema":
+            require_runtime("schema")
+            print(write_schema(args.data, args.output, args.input_format))
         elif args.command == "images":
             from tfkfp import images
 

@@ -3,7 +3,16 @@
 import os
 
 from kfp import dsl
-from tfkfp.components import evaluator, fingerprint, ingest, pusher, trainer, transform
+from tfkfp.components import (
+    evaluator,
+    fingerprint,
+    ingest,
+    pusher,
+    statistics,
+    trainer,
+    transform,
+    validate,
+)
 
 # TFMA EvalConfig (config_pb2 JSON). The label is computed by preprocessing_fn, so TFMA gets it
 # from the model's transform_features signature. The threshold gates the overall slice only:
@@ -56,6 +65,8 @@ def penguins(
     eval_steps: int = 10,
     eval_config: dict = EVAL_CONFIG,
     beam_pipeline_args: list = [],
+    schema_uri: str = "",
+    previous_statistics_uri: str = "",
     keras: str = "tf_keras",
 ):
     """Trains, evaluates and (when blessed) pushes a penguin species model.
@@ -69,40 +80,50 @@ def penguins(
         eval_steps: Validation steps during training.
         eval_config: TFMA EvalConfig (config_pb2 JSON form).
         beam_pipeline_args: Beam options for transform and evaluator.
+        schema_uri: A curated schema.pbtxt the data must match (empty: inferred).
+        previous_statistics_uri: Statistics of an earlier run, for drift (empty: none).
         keras: tf_keras or keras3.
     """
     # Never cached: new data at the same data_uri must rerun ingest and everything after it.
     data = fingerprint(data_uri=data_uri).set_caching_options(False)
-    examples = ingest(data_uri=data_uri, data_fingerprint=data.output)
-    transformed = transform(
-        examples=examples.outputs["examples"],
+    examples = ingest(data_uri=data_uri, data_fingerprint=data.output, schema_uri=schema_uri)
+    stats = statistics(examples=examples.outputs["examples"])
+    checked = validate(
+        statistics=stats.outputs["statistics"],
         schema=examples.outputs["schema"],
-        module_file=module_file,
-        beam_pipeline_args=beam_pipeline_args,
+        previous_statistics_uri=previous_statistics_uri,
     )
-    trained = trainer(
-        examples=transformed.outputs["transformed_examples"],
-        schema=examples.outputs["schema"],
-        transform_graph=transformed.outputs["transform_graph"],
-        module_file=module_file,
-        train_steps=train_steps,
-        eval_steps=eval_steps,
-        keras=keras,
-    )
-    evaluated = evaluator(
-        model=trained.outputs["model"],
-        examples=examples.outputs["examples"],
-        schema=examples.outputs["schema"],
-        eval_config=eval_config,
-        baseline_from=push_destination,
-        beam_pipeline_args=beam_pipeline_args,
-    )
-    with dsl.If(evaluated.outputs["blessed"] == True):  # noqa: E712 (compiles to a CEL condition)
-        pusher(
-            model=trained.outputs["model"],
-            blessing=evaluated.outputs["blessing"],
-            destination=push_destination,
+    # Anomalies stop the run before any training; the Markdown report says why.
+    with dsl.If(checked.outputs["valid"] == True):  # noqa: E712 (compiles to a CEL condition)
+        transformed = transform(
+            examples=examples.outputs["examples"],
+            schema=examples.outputs["schema"],
+            module_file=module_file,
+            beam_pipeline_args=beam_pipeline_args,
         )
+        trained = trainer(
+            examples=transformed.outputs["transformed_examples"],
+            schema=examples.outputs["schema"],
+            transform_graph=transformed.outputs["transform_graph"],
+            module_file=module_file,
+            train_steps=train_steps,
+            eval_steps=eval_steps,
+            keras=keras,
+        )
+        evaluated = evaluator(
+            model=trained.outputs["model"],
+            examples=examples.outputs["examples"],
+            schema=examples.outputs["schema"],
+            eval_config=eval_config,
+            baseline_from=push_destination,
+            beam_pipeline_args=beam_pipeline_args,
+        )
+        with dsl.If(evaluated.outputs["blessed"] == True):  # noqa: E712 (compiles to a CEL condition)
+            pusher(
+                model=trained.outputs["model"],
+                blessing=evaluated.outputs["blessing"],
+                destination=push_destination,
+            )
 
 
 def local_arguments() -> dict:

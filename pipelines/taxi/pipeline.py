@@ -3,7 +3,16 @@
 import os
 
 from kfp import dsl
-from tfkfp.components import evaluator, fingerprint, ingest, pusher, trainer, transform
+from tfkfp.components import (
+    evaluator,
+    fingerprint,
+    ingest,
+    pusher,
+    statistics,
+    trainer,
+    transform,
+    validate,
+)
 from tfkfp.components.images import GPU_IMAGE
 
 # TFMA EvalConfig (config_pb2 JSON). The label is computed by preprocessing_fn, so TFMA gets it
@@ -59,6 +68,8 @@ def taxi(
     eval_steps: int = 20,
     eval_config: dict = EVAL_CONFIG,
     beam_pipeline_args: list = [],
+    schema_uri: str = "",
+    previous_statistics_uri: str = "",
     use_gpu: bool = False,
 ):
     """Trains, evaluates (sliced by hour and payment type) and, when blessed, pushes a model.
@@ -72,51 +83,61 @@ def taxi(
         eval_steps: Validation steps during training.
         eval_config: TFMA EvalConfig (config_pb2 JSON form).
         beam_pipeline_args: Beam options for transform and evaluator.
+        schema_uri: A curated schema.pbtxt the data must match (empty: inferred).
+        previous_statistics_uri: Statistics of an earlier run, for drift (empty: none).
         use_gpu: Train in the GPU image with one nvidia.com/gpu (cluster only).
     """
     # Never cached: new data at the same data_uri must rerun ingest and everything after it.
     data = fingerprint(data_uri=data_uri).set_caching_options(False)
-    examples = ingest(data_uri=data_uri, data_fingerprint=data.output)
-    transformed = transform(
-        examples=examples.outputs["examples"],
+    examples = ingest(data_uri=data_uri, data_fingerprint=data.output, schema_uri=schema_uri)
+    stats = statistics(examples=examples.outputs["examples"])
+    checked = validate(
+        statistics=stats.outputs["statistics"],
         schema=examples.outputs["schema"],
-        module_file=module_file,
-        beam_pipeline_args=beam_pipeline_args,
+        previous_statistics_uri=previous_statistics_uri,
     )
-    training = dict(
-        examples=transformed.outputs["transformed_examples"],
-        schema=examples.outputs["schema"],
-        transform_graph=transformed.outputs["transform_graph"],
-        module_file=module_file,
-        train_steps=train_steps,
-        eval_steps=eval_steps,
-    )
-    # KFP fixes a task's image and resources before it runs, so the choice is two trainer
-    # tasks under a condition; dsl.OneOf hands on the model of whichever one ran.
-    with dsl.If(use_gpu == False):  # noqa: E712 (compiles to a CEL condition)
-        on_cpu = trainer(**training)
-    with dsl.Else():
-        on_gpu = (
-            trainer(**training)
-            .set_display_name("trainer (GPU)")
-            .set_container_image(GPU_IMAGE)
-            .set_accelerator_type("nvidia.com/gpu")
-            .set_accelerator_limit(1)
+    # Anomalies stop the run before any training; the Markdown report says why.
+    with dsl.If(checked.outputs["valid"] == True):  # noqa: E712 (compiles to a CEL condition)
+        transformed = transform(
+            examples=examples.outputs["examples"],
+            schema=examples.outputs["schema"],
+            module_file=module_file,
+            beam_pipeline_args=beam_pipeline_args,
         )
-    model = dsl.OneOf(on_cpu.outputs["model"], on_gpu.outputs["model"])
-    evaluated = evaluator(
-        model=model,
-        examples=examples.outputs["examples"],
-        schema=examples.outputs["schema"],
-        eval_config=eval_config,
-        beam_pipeline_args=beam_pipeline_args,
-    )
-    with dsl.If(evaluated.outputs["blessed"] == True):  # noqa: E712
-        pusher(
+        training = dict(
+            examples=transformed.outputs["transformed_examples"],
+            schema=examples.outputs["schema"],
+            transform_graph=transformed.outputs["transform_graph"],
+            module_file=module_file,
+            train_steps=train_steps,
+            eval_steps=eval_steps,
+        )
+        # KFP fixes a task's image and resources before it runs, so the choice is two trainer
+        # tasks under a condition; dsl.OneOf hands on the model of whichever one ran.
+        with dsl.If(use_gpu == False):  # noqa: E712 (compiles to a CEL condition)
+            on_cpu = trainer(**training)
+        with dsl.Else():
+            on_gpu = (
+                trainer(**training)
+                .set_display_name("trainer (GPU)")
+                .set_container_image(GPU_IMAGE)
+                .set_accelerator_type("nvidia.com/gpu")
+                .set_accelerator_limit(1)
+            )
+        model = dsl.OneOf(on_cpu.outputs["model"], on_gpu.outputs["model"])
+        evaluated = evaluator(
             model=model,
-            blessing=evaluated.outputs["blessing"],
-            destination=push_destination,
+            examples=examples.outputs["examples"],
+            schema=examples.outputs["schema"],
+            eval_config=eval_config,
+            beam_pipeline_args=beam_pipeline_args,
         )
+        with dsl.If(evaluated.outputs["blessed"] == True):  # noqa: E712
+            pusher(
+                model=model,
+                blessing=evaluated.outputs["blessing"],
+                destination=push_destination,
+            )
 
 
 def local_arguments() -> dict:

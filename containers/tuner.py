@@ -1,0 +1,316 @@
+"""tuner: runs a TFX module's `tuner_fn(fn_args)` and the KerasTuner search it returns.
+
+As TFX's Tuner: `tuner_fn` gets an FnArgs like the trainer's (train/eval files, schema,
+transform graph, steps, custom_config) plus `working_dir` for the trials (a scratch folder
+here, deleted after the search), returns `TunerFnResult(tuner, fit_kwargs)`, and
+`tuner.search(**fit_kwargs)` runs under the trainer's strategy rules (`strategy`; the tuner runs
+on one machine, so multi_worker is not offered). The best trial's
+`HyperParameters.get_config()` is published in TFX's layout (`hyperparameters`), with a
+Markdown table of the trials for the KFP UI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tfkfp.containers import hyperparameters as hp_layout
+from tfkfp.containers import strategy as strategies
+from tfkfp.containers import user_module
+from tfkfp.containers.fn_args import common_fn_args
+from tfkfp.containers.runtime import InputError, log, publishing, select_keras
+
+STRATEGIES = ("auto", "mirrored", "default")
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One KerasTuner trial as the trials table shows it."""
+
+    trial_id: str
+    status: str
+    values: dict[str, Any]
+    score: float | None
+    seconds: float | None
+
+
+@dataclass
+class TunerResult:
+    """What the tuner stage found; the component records it as metadata and Metrics."""
+
+    objective: str
+    direction: str
+    best_score: float
+    best_values: dict[str, Any]
+    trials: list[Trial] = field(default_factory=list)
+    max_trials: int | None = None
+    strategy: str = "default"
+    replicas: int = 1
+    search_seconds: float = 0.0
+
+    @property
+    def completed(self) -> int:
+        return sum(t.status == "COMPLETED" for t in self.trials)
+
+
+def _load_tuner_fn(module_file: str):
+    module = user_module.load(module_file)
+    tuner_fn = getattr(module, "tuner_fn", None)
+    if not callable(tuner_fn):
+        has = "run_fn()" if callable(getattr(module, "run_fn", None)) else "neither"
+        raise InputError(
+            f"module_file: {module_file} defines no function tuner_fn(fn_args) (has {has}); "
+            "the tuner needs TFX's tuner_fn returning TunerFnResult(tuner, fit_kwargs)"
+        )
+    return tuner_fn
+
+
+def _checked_result(result: Any):
+    """(tuner, fit_kwargs) from what tuner_fn returned, or an InputError saying what it was."""
+    tuner = getattr(result, "tuner", None)
+    fit_kwargs = getattr(result, "fit_kwargs", None)
+    if (
+        not callable(getattr(tuner, "search", None))
+        or getattr(tuner, "oracle", None) is None
+        or not isinstance(fit_kwargs, dict)
+    ):
+        raise InputError(
+            f"tuner_fn: returned {type(result).__name__} {str(result)[:80]!r}; expected "
+            "TunerFnResult(tuner=<a KerasTuner tuner>, fit_kwargs=<dict for tuner.search>)"
+        )
+    return tuner, fit_kwargs
+
+
+def _objective(oracle) -> tuple[str, str]:
+    objective = oracle.objective
+    return str(getattr(objective, "name", objective)), str(getattr(objective, "direction", ""))
+
+
+def _progress(tuner, started: dict[str, float], seconds: dict[str, float]) -> None:
+    """A log line at the end of every trial: its number, score, best so far, values, time."""
+    oracle = tuner.oracle
+    name, _ = _objective(oracle)
+    begin, end = tuner.on_trial_begin, tuner.on_trial_end
+
+    def on_trial_begin(trial):
+        started[trial.trial_id] = time.perf_counter()
+        return begin(trial)
+
+    def on_trial_end(trial):
+        result = end(trial)
+        took = time.perf_counter() - started.get(trial.trial_id, time.perf_counter())
+        seconds[trial.trial_id] = round(took, 2)
+        done = oracle.trials.get(trial.trial_id, trial)
+        best = _best(oracle)
+        log.info(
+            "tuner: trial %d/%s %s: %s %s in %.1f s (best so far %s), %s",
+            len(oracle.trials),
+            getattr(oracle, "max_trials", None) or "?",
+            done.status,
+            name,
+            _fmt(done.score),
+            took,
+            _fmt(best.score) if best else "none",
+            json.dumps(done.hyperparameters.values, default=str),
+        )
+        return result
+
+    tuner.on_trial_begin = on_trial_begin
+    tuner.on_trial_end = on_trial_end
+
+
+def _best(oracle):
+    """The best completed trial, or None (KerasTuner also ranks failed trials, without a score)."""
+    ranked = oracle.get_best_trials(len(oracle.trials) or 1)
+    return next((t for t in ranked if t.status == "COMPLETED" and t.score is not None), None)
+
+
+def _fmt(score) -> str:
+    return "-" if score is None else f"{float(score):.4g}"
+
+
+def _trials(oracle, seconds: dict[str, float]) -> list[Trial]:
+    return [
+        Trial(
+            trial_id=str(trial_id),
+            status=str(trial.status),
+            values=dict(trial.hyperparameters.values),
+            score=None if trial.score is None else float(trial.score),
+            seconds=seconds.get(trial_id),
+        )
+        for trial_id, trial in oracle.trials.items()
+    ]
+
+
+def render_markdown(result: TunerResult) -> str:
+    """The trials table (best first marked) for the KFP UI's Markdown viewer."""
+    names = sorted({name for trial in result.trials for name in trial.values})
+    lines = [
+        f"# Tuning: {result.objective} ({result.direction or 'objective'})",
+        "",
+        f"Best {result.objective}: **{_fmt(result.best_score)}** with "
+        f"`{json.dumps(result.best_values, default=str)}`; {result.completed} of "
+        f"{len(result.trials)} trials completed (max_trials {result.max_trials or '-'}), "
+        f"{result.search_seconds:.0f} s under {result.strategy} "
+        f"({result.replicas} replica(s)).",
+        "",
+        "| trial | status | " + " | ".join(names) + f" | {result.objective} | seconds |",
+        "|---|---|" + "---|" * len(names) + "---|---|",
+    ]
+    best = next(
+        (t.trial_id for t in result.trials if t.score == result.best_score and t.score is not None),
+        None,
+    )
+    for trial in result.trials:
+        mark = " (best)" if trial.trial_id == best else ""
+        cells = [str(trial.values.get(name, "")) for name in names]
+        seconds = "-" if trial.seconds is None else f"{trial.seconds:.1f}"
+        lines.append(
+            f"| {trial.trial_id}{mark} | {trial.status} | "
+            + " | ".join(cells)
+            + f" | {_fmt(trial.score)} | {seconds} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _search(tuner, fit_kwargs: dict[str, Any], seconds: dict[str, float]) -> float:
+    """Runs the search; a search with no completed trial is the module's error, in one line."""
+    _progress(tuner, {}, seconds)
+    log.info(
+        "tuner: search with %s (max_trials %s), objective %s",
+        type(tuner).__name__,
+        getattr(tuner.oracle, "max_trials", None),
+        _objective(tuner.oracle)[0],
+    )
+    started = time.perf_counter()
+    try:
+        tuner.search(**fit_kwargs)
+    except RuntimeError as err:
+        # KerasTuner's "Number of consecutive failures exceeded the limit"; others propagate.
+        if "consecutive failures" not in str(err) or _best(tuner.oracle):
+            raise
+        log.error("tuner: the last failed trial:\n%s", str(err))
+    took = time.perf_counter() - started
+    if _best(tuner.oracle) is None:
+        failed = [t for t in tuner.oracle.trials.values() if t.status != "COMPLETED"]
+        reason = ""
+        if failed and failed[-1].message:
+            reason = "; last error: " + failed[-1].message.strip().splitlines()[-1][:160]
+        raise InputError(
+            f"tuner_fn: the search completed no trial ({len(tuner.oracle.trials)} ran, "
+            f"{len(failed)} failed{reason})"
+        )
+    return took
+
+
+def _write_file(path: str, text: str) -> str:
+    staging = f"{path}.staging-{os.getpid()}"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(staging, "w") as fh:
+        fh.write(text)
+    return staging
+
+
+def run(
+    examples: str,
+    schema: str,
+    module_file: str,
+    best_hyperparameters: str,
+    trials: str,
+    transform_graph: str | None = None,
+    train_steps: int = 1000,
+    eval_steps: int = 100,
+    custom_config: dict[str, Any] | None = None,
+    keras: str = "tf_keras",
+    strategy: str = "auto",
+    cpu_replicas: int = 0,
+) -> TunerResult:
+    """Calls tuner_fn, runs the search, publishes the best hyperparameters and the trials table.
+
+    Args:
+        examples: Examples to tune on (transformed ones when a transform graph is given).
+        schema: Raw schema artifact (`fn_args.schema_path`).
+        module_file: Path, gs:// or s3:// URI or dotted module name defining `tuner_fn(fn_args)`.
+        best_hyperparameters: Output folder: `best_hyperparameters.txt` (TFX's layout).
+        trials: Output file: the Markdown trials table.
+        transform_graph: Transform graph artifact (`fn_args.transform_graph_path`).
+        train_steps: `fn_args.train_steps` per trial; 0 means None, as in TFX.
+        eval_steps: `fn_args.eval_steps` per trial; 0 means None, as in TFX.
+        custom_config: `fn_args.custom_config` (None when empty, as in TFX).
+        keras: `tf_keras` (Keras 2, TFX's `tf.keras`) or `keras3`; KerasTuner uses the same.
+        strategy: `auto` (MirroredStrategy over several GPUs, else default), `mirrored` or
+            `default`; a module's own `tf.distribute.MirroredStrategy()` is this one.
+        cpu_replicas: Splits the CPU into this many logical devices (tests of MirroredStrategy).
+    """
+    select_keras(keras)  # before anything (the user module included) imports TensorFlow
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    strategies.check(strategy, cpu_replicas, STRATEGIES)
+    workers, _, task = strategies.cluster()
+    if workers > 1:
+        raise InputError(
+            f"TF_CONFIG: lists {workers} workers; the tuner runs its trials on one machine "
+            "(run it as a single task; multi-worker training is the trainer's)"
+        )
+    fn_args = common_fn_args(
+        examples, schema, transform_graph, train_steps, eval_steps, custom_config
+    )
+
+    import tensorflow as tf
+
+    dist, strategy_name = strategies.make(strategy, cpu_replicas, 1, stage="tuner")
+    hp_layout.keras_tuner()  # before the module: its `import keras_tuner` gets this one
+    fn_args.strategy = dist
+    fn_args.working_dir = tempfile.mkdtemp(prefix="tfkfp-tuner-")
+    seconds: dict[str, float] = {}
+    try:
+        adopting = {"stage": "tuner", "fn": "tuner_fn"}
+        with strategies.adopted(tf, dist, strategy_name, **adopting):
+            tuner_fn = _load_tuner_fn(module_file)
+            tuner, fit_kwargs = _checked_result(tuner_fn(fn_args))
+        # KerasTuner builds each trial's model in its own distribution_strategy scope (and
+        # clears the Keras session between trials, which would drop an outer scope).
+        default = dist is tf.distribute.get_strategy()
+        if not default and getattr(tuner, "distribution_strategy", False) is None:
+            tuner.distribution_strategy = dist
+        with strategies.adopted(tf, dist, strategy_name, scope=False, **adopting):
+            search_seconds = _search(tuner, fit_kwargs, seconds)
+        oracle = tuner.oracle
+        best_trial = _best(oracle)
+        config = best_trial.hyperparameters.get_config()  # what TFX writes
+        objective, direction = _objective(oracle)
+        result = TunerResult(
+            objective=objective,
+            direction=direction,
+            best_score=float(best_trial.score),
+            best_values=dict(best_trial.hyperparameters.values),
+            trials=_trials(oracle, seconds),
+            max_trials=getattr(oracle, "max_trials", None),
+            strategy=strategy_name,
+            replicas=int(dist.num_replicas_in_sync),
+            search_seconds=round(search_seconds, 2),
+        )
+        table = _write_file(trials, render_markdown(result))
+        try:
+            with publishing(best_hyperparameters) as staging:
+                hp_layout.write(staging, config)
+            os.replace(table, trials)
+        finally:
+            if os.path.exists(table):
+                os.remove(table)
+    finally:
+        shutil.rmtree(fn_args.working_dir, ignore_errors=True)
+    log.info(
+        "tuner: best %s %s with %s; %d of %d trial(s) completed; written to %s",
+        objective,
+        _fmt(result.best_score),
+        json.dumps(result.best_values, default=str),
+        result.completed,
+        len(result.trials),
+        best_hyperparameters,
+    )
+    return result

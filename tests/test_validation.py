@@ -1,0 +1,489 @@
+"""statistics, validate and the curated schema, on the real penguin data and variants of it."""
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
+from tfkfp.containers import ingest, statistics, validate
+from tfkfp.containers.runtime import InputError, entrypoint
+
+
+def _rows(penguins_csv: Path) -> list[dict]:
+    with open(penguins_csv, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _write(rows: list[dict], path: Path) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _pipeline(tmp: Path, data: Path, name: str = "run") -> Path:
+    """ingest (inferred schema) + statistics of `data`; returns the run's folder."""
+    out = tmp / name
+    ingest.run(str(data), str(out / "examples"), str(out / "schema"))
+    statistics.run(str(out / "examples"), str(out / "statistics"), str(out / "view.html"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory, penguins_csv) -> Path:
+    return _pipeline(tmp_path_factory.mktemp("clean"), penguins_csv)
+
+
+def _schema(clean: Path, edit=None, path: Path | None = None) -> str:
+    schema = text_format.Parse((clean / "schema" / "schema.pbtxt").read_text(), schema_pb2.Schema())
+    if edit:
+        edit({f.name: f for f in schema.feature}, schema)
+    path = path or clean.parent / f"schema-{os.urandom(4).hex()}.pbtxt"
+    path.write_text(text_format.MessageToString(schema))
+    return str(path)
+
+
+def _validate(run: Path, schema: str, **kwargs) -> validate.ValidateResult:
+    return validate.run(
+        str(run / "statistics"), schema, str(run / "anomalies"), str(run / "report.md"), **kwargs
+    )
+
+
+def _kinds(run: Path, split: str) -> dict[str, list[str]]:
+    data = (run / "anomalies" / f"Split-{split}" / "SchemaDiff.pb").read_bytes()
+    proto = anomalies_pb2.Anomalies.FromString(data)
+    return {
+        name: [anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in info.reason]
+        for name, info in proto.anomaly_info.items()
+    }
+
+
+# --- statistics ----------------------------------------------------------------------------
+
+
+def test_statistics_match_numpy_on_the_same_data(clean, penguins_csv):
+    rows = _rows(penguins_csv)
+    split = {
+        s: statistics.load(str(clean / "statistics"), s).datasets[0] for s in ("train", "eval")
+    }
+    assert sum(d.num_examples for d in split.values()) == len(rows)
+    feats = {s: {f.path.step[0]: f for f in d.features} for s, d in split.items()}
+
+    for name in ("bill_length_mm", "body_mass_g"):
+        values = np.array([float(r[name]) for r in rows if r[name] not in ("", "NA")])
+        parts = [feats[s][name].num_stats for s in split]
+        counts = [p.common_stats.num_non_missing for p in parts]
+        assert sum(counts) == len(values)
+        assert sum(p.common_stats.num_missing for p in parts) == len(rows) - len(values)
+        assert min(p.min for p in parts) == pytest.approx(values.min(), rel=1e-6)
+        assert max(p.max for p in parts) == pytest.approx(values.max(), rel=1e-6)
+        mean = sum(p.mean * n for p, n in zip(parts, counts, strict=True)) / sum(counts)
+        assert mean == pytest.approx(values.mean(), rel=1e-5)
+        # pooled variance of the two splits = the variance of all values
+        second = sum((p.std_dev**2 + p.mean**2) * n for p, n in zip(parts, counts, strict=True))
+        assert np.sqrt(second / sum(counts) - mean**2) == pytest.approx(values.std(), rel=1e-4)
+        for p, n in zip(parts, counts, strict=True):
+            standard = [h for h in p.histograms if h.type == h.STANDARD][0]
+            assert sum(b.sample_count for b in standard.buckets) == n
+            assert p.min <= p.median <= p.max
+
+    # The train split's histogram, recomputed with numpy from the train values' own range.
+    train = feats["train"]["flipper_length_mm"].num_stats
+    standard = [h for h in train.histograms if h.type == h.STANDARD][0]
+    assert standard.buckets[0].low_value == train.min
+    assert standard.buckets[-1].high_value == train.max
+
+    island = Counter(r["island"] for r in rows)
+    merged = Counter()
+    for s in split:
+        ss = feats[s]["island"].string_stats
+        merged.update({b.label: b.sample_count for b in ss.rank_histogram.buckets})
+        assert ss.unique == len({b.label for b in ss.rank_histogram.buckets})
+        assert ss.top_values[0].frequency == max(b.sample_count for b in ss.rank_histogram.buckets)
+    assert merged == island
+
+
+def test_statistics_of_the_taxi_sample_count_every_value(tmp_path):
+    """Taxi columns empty in whole batches (null-typed by the decoder) count as missing."""
+    from importlib import resources
+
+    data = resources.files("tfkfp.pipelines.taxi") / "data" / "chicago_taxi.csv"
+    rows = list(csv.DictReader(open(data, newline="")))
+    run = _pipeline(tmp_path, Path(str(data)))
+    assert _validate(run, str(run / "schema")).valid
+    for name in ("trip_miles", "company", "dropoff_census_tract"):
+        present = sum(1 for r in rows if r[name].strip() not in ("", "NA"))
+        total = 0
+        for split in ("train", "eval"):
+            stats = statistics.load(str(run / "statistics"), split).datasets[0]
+            feat = next(f for f in stats.features if f.path.step[0] == name)
+            common = getattr(feat, feat.WhichOneof("stats")).common_stats
+            assert common.num_non_missing + common.num_missing == stats.num_examples
+            total += common.num_non_missing
+        assert total == present
+
+
+def test_statistics_and_validate_do_not_import_tensorflow(clean, tmp_path):
+    code = (
+        "import sys, time; t = time.time();"
+        "from tfkfp.containers import statistics, validate;"
+        f"statistics.run({str(clean / 'examples')!r}, {str(tmp_path / 's')!r}, "
+        f"{str(tmp_path / 'v.html')!r});"
+        f"r = validate.run({str(tmp_path / 's')!r}, {str(clean / 'schema')!r}, "
+        f"{str(tmp_path / 'a')!r}, {str(tmp_path / 'r.md')!r});"
+        "print(r.valid, 'tensorflow' in sys.modules, round(time.time() - t, 2))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    valid, tf_imported, _seconds = out.stdout.split()
+    assert (valid, tf_imported) == ("True", "False")
+
+
+def test_statistics_without_a_split_is_one_line(clean, tmp_path, capsys):
+    examples = tmp_path / "examples"
+    shutil.copytree(clean / "examples", examples)
+    shutil.rmtree(examples / "Split-eval")
+    with pytest.raises(SystemExit) as exit_:
+        entrypoint(
+            statistics.run,
+            examples=str(examples),
+            statistics=str(tmp_path / "s"),
+            view=str(tmp_path / "v.html"),
+        )
+    assert exit_.value.code == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
+    assert err == [f"error: examples: no 'eval' split at {examples / 'Split-eval'}"]
+    assert not (tmp_path / "s").exists() and not (tmp_path / "v.html").exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"not gzip at all", r"^examples: .*data.gz is not a gzip TFRecord file"),
+        ("truncated", r"^examples: .*data.gz is not a gzip TFRecord file \(truncated record\)"),
+    ],
+)
+def test_statistics_of_unreadable_examples_is_one_line(clean, tmp_path, content, message):
+    import gzip
+
+    examples = tmp_path / "examples"
+    shutil.copytree(clean / "examples", examples)
+    (target,) = (examples / "Split-eval").glob("*.gz")
+    if content == "truncated":
+        content = gzip.compress(gzip.decompress(target.read_bytes())[:-7])
+    target.unlink()
+    (examples / "Split-eval" / "data.gz").write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        statistics.run(str(examples), str(tmp_path / "s"), str(tmp_path / "v.html"))
+    assert not (tmp_path / "s").exists() and not (tmp_path / "v.html").exists()
+
+
+# --- validate ------------------------------------------------------------------------------
+
+
+def test_clean_data_is_valid(clean):
+    result = _validate(clean, str(clean / "schema"))
+    assert result.valid
+    assert result.anomalies == {"train": {}, "eval": {}}
+    assert "**Valid**" in (clean / "report.md").read_text()
+    assert _kinds(clean, "train") == {} and _kinds(clean, "eval") == {}
+
+
+def test_dropped_column_is_not_valid(clean, penguins_csv, tmp_path):
+    rows = [{k: v for k, v in r.items() if k != "island"} for r in _rows(penguins_csv)]
+    run = _pipeline(tmp_path, _write(rows, tmp_path / "dropped.csv"))
+    result = _validate(run, str(clean / "schema"))
+    assert not result.valid
+    assert _kinds(run, "train")["island"] == ["SCHEMA_MISSING_COLUMN"]
+    assert "| train | `island` |" in (run / "report.md").read_text()
+
+
+def test_renamed_column_is_missing_and_new(clean, penguins_csv, tmp_path):
+    rows = [{("mass_g" if k == "body_mass_g" else k): v for k, v in r.items()} for r in _rows(penguins_csv)]  # fmt: skip
+    run = _pipeline(tmp_path, _write(rows, tmp_path / "renamed.csv"))
+    result = _validate(run, str(clean / "schema"))
+    assert not result.valid
+    kinds = _kinds(run, "eval")
+    assert kinds["body_mass_g"] == ["SCHEMA_MISSING_COLUMN"]
+    assert kinds["mass_g"] == ["SCHEMA_NEW_COLUMN"]
+    report = (run / "report.md").read_text()
+    assert "`body_mass_g`" in report and "Not valid" in report
+
+
+def test_type_change_is_not_valid(clean, penguins_csv, tmp_path):
+    rows = _rows(penguins_csv)
+    for r in rows[::7]:
+        r["body_mass_g"] = f"{r['body_mass_g']} g"
+    run = _pipeline(tmp_path, _write(rows, tmp_path / "typed.csv"))
+    assert not _validate(run, str(clean / "schema")).valid
+    assert _kinds(run, "train")["body_mass_g"] == ["UNEXPECTED_DATA_TYPE"]
+
+
+def test_out_of_domain_string_is_not_valid(clean, penguins_csv, tmp_path):
+    def domain(features, schema):
+        features["island"].string_domain.value.extend(["Biscoe", "Dream", "Torgersen"])
+
+    schema = _schema(clean, domain)
+    assert _validate(clean, schema).valid  # the real data keeps to the domain
+    rows = _rows(penguins_csv)
+    for r in rows[::3]:
+        r["island"] = "Atlantis"
+    run = _pipeline(tmp_path, _write(rows, tmp_path / "atlantis.csv"))
+    result = _validate(run, schema)
+    assert not result.valid
+    assert _kinds(run, "train")["island"] == ["ENUM_TYPE_UNEXPECTED_STRING_VALUES"]
+    assert "'Atlantis'" in result.anomalies["train"]["island"]
+
+
+def test_range_violation_is_not_valid(clean):
+    def ranges(features, schema):
+        features["bill_length_mm"].float_domain.max = 50.0
+        features["body_mass_g"].int_domain.min = 3000
+
+    _validate(clean, _schema(clean, ranges))
+    kinds = _kinds(clean, "train")
+    assert kinds["bill_length_mm"] == ["FLOAT_TYPE_BIG_FLOAT"]
+    assert kinds["body_mass_g"] == ["INT_TYPE_SMALL_INT"]
+
+
+def test_drift_above_threshold_is_not_valid(clean, penguins_csv, tmp_path):
+    def comparators(features, schema):
+        features["body_mass_g"].drift_comparator.jensen_shannon_divergence.threshold = 0.1
+        features["island"].drift_comparator.infinity_norm.threshold = 0.2
+
+    schema = _schema(clean, comparators)
+    previous = str(clean / "statistics")
+    assert _validate(clean, schema, previous_statistics=previous).valid  # itself: no drift
+    rows = _rows(penguins_csv)
+    for r in rows:
+        if r["body_mass_g"] != "NA":
+            r["body_mass_g"] = str(int(r["body_mass_g"]) + 1500)
+        r["island"] = "Biscoe"
+    run = _pipeline(tmp_path, _write(rows, tmp_path / "drifted.csv"))
+    result = _validate(run, schema, previous_statistics=previous)
+    assert not result.valid
+    kinds = _kinds(run, "train")
+    assert kinds["body_mass_g"] == ["COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH"]
+    assert kinds["island"] == ["COMPARATOR_L_INFTY_HIGH"]
+
+
+def test_distances_as_tfdv_defines_them(clean):
+    train = {f.path.step[0]: f for f in statistics.load(str(clean / "statistics"), "train").datasets[0].features}  # fmt: skip
+    island = train["island"]
+    assert validate.l_infinity(island, island) == 0.0
+    assert validate.jensen_shannon(train["body_mass_g"], train["body_mass_g"]) == pytest.approx(0)
+    # Disjoint histograms diverge fully (1 with log base 2).
+    assert validate.jensen_shannon(train["body_mass_g"], train["year"]) == pytest.approx(1.0)
+
+
+def test_skew_between_train_and_eval(clean):
+    def skew(features, schema):
+        features["island"].skew_comparator.infinity_norm.threshold = 0.0001
+        features["bill_depth_mm"].skew_comparator.jensen_shannon_divergence.threshold = 0.9
+
+    result = _validate(clean, _schema(clean, skew))
+    assert not result.valid
+    assert _kinds(clean, "eval") == {"island": ["COMPARATOR_L_INFTY_HIGH"]}
+
+
+def test_previous_statistics_from_a_bucket(clean, gcs, tmp_path):
+    bucket = gcs.client.bucket(gcs.bucket)
+    for split in ("train", "eval"):
+        path = clean / "statistics" / f"Split-{split}" / "FeatureStats.pb"
+        bucket.blob(f"runs/1/statistics/Split-{split}/FeatureStats.pb").upload_from_filename(path)
+
+    def comparators(features, schema):
+        features["body_mass_g"].drift_comparator.jensen_shannon_divergence.threshold = 0.1
+
+    uri = f"gs://{gcs.bucket}/runs/1/statistics"
+    assert _validate(clean, _schema(clean, comparators), previous_statistics_uri=uri).valid
+    with pytest.raises(InputError, match=r"^previous_statistics_uri: no 'train' split"):
+        _validate(clean, str(clean / "schema"), previous_statistics_uri=f"gs://{gcs.bucket}/x")
+
+
+def test_fail_on_anomalies_fails_in_one_line(clean, capsys):
+    def ranges(features, schema):
+        features["bill_length_mm"].float_domain.max = 50.0
+
+    schema = _schema(clean, ranges)
+    with pytest.raises(SystemExit) as exit_:
+        entrypoint(
+            validate.run,
+            statistics=str(clean / "statistics"),
+            schema=schema,
+            anomalies=str(clean / "anomalies"),
+            report=str(clean / "report.md"),
+            fail_on_anomalies=True,
+        )
+    assert exit_.value.code == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
+    assert len(err) == 1 and err[0].startswith("error: statistics: ")
+    assert "'bill_length_mm'" in err[0]
+    assert "bill_length_mm" in (clean / "report.md").read_text()  # the report is there to read
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("no_schema", r"^schema: no schema.pbtxt at "),
+        ("not_a_schema", r"^schema: .* is not a Schema in text format"),
+        ("no_split", r"^statistics: no 'eval' split statistics at "),
+        ("comparator_on_absent", r"^schema: drift_comparator on feature 'nope', which is absent"),
+    ],
+)
+def test_validate_bad_input(clean, tmp_path, case, message):
+    stats, schema, previous = str(clean / "statistics"), str(clean / "schema"), None
+    if case == "no_schema":
+        schema = str(tmp_path / "missing.pbtxt")
+    elif case == "not_a_schema":
+        schema = str(tmp_path / "bad.pbtxt")
+        Path(schema).write_text("this is { not a schema")
+    elif case == "no_split":
+        shutil.copytree(clean / "statistics", tmp_path / "s")
+        shutil.rmtree(tmp_path / "s" / "Split-eval")
+        stats = str(tmp_path / "s")
+    else:
+
+        def absent(features, schema_):
+            schema_.feature.add(name="nope", type=schema_pb2.FLOAT)
+            schema_.feature[-1].drift_comparator.jensen_shannon_divergence.threshold = 0.1
+
+        schema, previous = _schema(clean, absent), stats
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=message):
+        validate.run(stats, schema, str(out / "a"), str(out / "r.md"), previous_statistics=previous)
+    assert not out.exists()
+
+
+# --- curated schema ------------------------------------------------------------------------
+
+
+def test_schema_command_writes_ingests_schema(penguins_csv, tmp_path, clean):
+    out = tmp_path / "curated" / "schema.pbtxt"
+    proc = run_cli("schema", str(penguins_csv), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text() == (clean / "schema" / "schema.pbtxt").read_text()
+
+
+def test_curated_schema_becomes_the_schema_output(clean, penguins_csv, bucket, tmp_path):
+    def domain(features, schema):
+        features["island"].string_domain.value.extend(["Biscoe", "Dream", "Torgersen"])
+
+    curated = Path(_schema(clean, domain))
+    uri = bucket.put("schemas/penguins.pbtxt", curated.read_text())
+    ingest.run(str(penguins_csv), str(tmp_path / "ex"), str(tmp_path / "schema"), schema_uri=uri)
+    assert (tmp_path / "schema" / "schema.pbtxt").read_text() == curated.read_text()
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("dropped", "error: schema_uri: the data has no column island ({schema} lists it)"),
+        ("added", "error: schema_uri: the data's column colour is not in {schema}"),
+        (
+            "retyped",
+            "error: schema_uri: column 'body_mass_g' should hold INT values per {schema}, "
+            "the data has BYTES",
+        ),
+        ("missing", "error: schema_uri: no such file or folder {schema}"),
+        ("not_a_schema", "error: schema_uri: {schema} is not a Schema in text format"),
+    ],
+)
+def test_curated_schema_the_data_breaks_fails_ingest_in_one_line(
+    clean, penguins_csv, tmp_path, capsys, case, message
+):
+    rows = _rows(penguins_csv)
+    schema = _schema(clean, path=tmp_path / "schema.pbtxt")
+    if case == "dropped":
+        rows = [{k: v for k, v in r.items() if k != "island"} for r in rows]
+    elif case == "added":
+        rows = [{**r, "colour": "grey"} for r in rows]
+    elif case == "retyped":
+        rows[5]["body_mass_g"] = "heavy"
+    elif case == "missing":
+        schema = str(tmp_path / "nowhere.pbtxt")
+    else:
+        Path(schema).write_text('feature { name: "x" type: NOPE }')
+    data = _write(rows, tmp_path / "data.csv")
+    with pytest.raises(SystemExit) as exit_:
+        entrypoint(
+            ingest.run,
+            data_uri=str(data),
+            examples=str(tmp_path / "ex"),
+            schema=str(tmp_path / "sc"),
+            schema_uri=schema,
+        )
+    assert exit_.value.code == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
+    assert len(err) == 1
+    assert err[0].startswith(message.format(schema=schema))
+    assert not (tmp_path / "ex").exists() and not (tmp_path / "sc").exists()
+
+
+# --- the HTML view in a real browser -------------------------------------------------------
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        from tests.docker_env import _apt_install
+
+        _apt_install("chromium")
+        path = shutil.which("chromium")
+    assert path, "Debian's chromium did not install"
+    return path
+
+
+def test_view_renders_the_feature_table_in_headless_chromium(clean, tmp_path):
+    chromium = _chromium()
+    page = clean / "view.html"
+    flags = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
+    for name in ("bill_length_mm", "body_mass_g", "island", "species"):
+        assert f"<td>{name}</td>" in dom
+    assert dom.count("<svg") >= 6 and "<rect" in dom
+    shot = tmp_path / "view.png"
+    subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1200,900", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
+    import zlib
+
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # Decode the PNG's pixels (stdlib zlib) and require text and bars: many distinct rows.
+    chunks, pos = [], 8
+    while pos < len(png):
+        length = int.from_bytes(png[pos : pos + 4], "big")
+        kind = png[pos + 4 : pos + 8]
+        if kind == b"IHDR":
+            width = int.from_bytes(png[pos + 8 : pos + 12], "big")
+            channels = {2: 3, 6: 4}[png[pos + 17]]
+        if kind == b"IDAT":
+            chunks.append(png[pos + 8 : pos + 8 + length])
+        pos += 12 + length
+    raw = zlib.decompress(b"".join(chunks))
+    stride = 1 + width * channels
+    rows = [raw[i * stride + 1 : (i + 1) * stride] for i in range(len(raw) // stride)]
+    assert len({r for r in rows}) > 50, "the screenshot is blank"
