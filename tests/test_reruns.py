@@ -9,7 +9,16 @@ from conftest import run_cli
 from tfkfp.containers import fingerprint
 from tfkfp.containers.runtime import InputError
 
-ALL_TASKS = {"fingerprint", "ingest", "transform", "trainer", "evaluator", "pusher"}
+ALL_TASKS = {
+    "fingerprint",
+    "ingest",
+    "statistics",
+    "validate",
+    "transform",
+    "trainer",
+    "evaluator",
+    "pusher",
+}
 
 
 def test_fingerprint_follows_names_sizes_and_versions(tmp_path, penguins_csv):

@@ -100,12 +100,12 @@ def test_search_under_mirrored_on_two_logical_cpus(tmp_path, ingested, transform
 def test_best_values_reach_run_fn_and_win_over_the_dict(tmp_path, tuned, ingested, transformed):
     out, result, _ = tuned
     trainer.run(
-        examples_dir=transformed.examples,
-        schema_dir=ingested.schema,
+        examples=transformed.examples,
+        schema=ingested.schema,
         module_file=TUNED_MODULE,
-        model_dir=str(tmp_path / "model"),
-        model_run_dir=str(tmp_path / "model_run"),
-        transform_graph_dir=transformed.graph,
+        model=str(tmp_path / "model"),
+        model_run=str(tmp_path / "model_run"),
+        transform_graph=transformed.graph,
         train_steps=3,
         eval_steps=1,
         hyperparameters={"learning_rate": 0.5},
@@ -117,12 +117,12 @@ def test_best_values_reach_run_fn_and_win_over_the_dict(tmp_path, tuned, ingeste
 
 def _train_with(tmp_path, ingested, transformed, location):
     trainer.run(
-        examples_dir=transformed.examples,
-        schema_dir=ingested.schema,
+        examples=transformed.examples,
+        schema=ingested.schema,
         module_file=TUNED_MODULE,
-        model_dir=str(tmp_path / "model"),
-        model_run_dir=str(tmp_path / "model_run"),
-        transform_graph_dir=transformed.graph,
+        model=str(tmp_path / "model"),
+        model_run=str(tmp_path / "model_run"),
+        transform_graph=transformed.graph,
         train_steps=2,
         eval_steps=1,
         best_hyperparameters=location,
