@@ -157,35 +157,38 @@ def _stage_args(work: Path, data: str) -> dict[str, dict[str, Any]]:
     w = str(work)
     module = "tfkfp.pipelines.penguins.module"
     return {
-        "ingest": {"data_uri": data, "examples_dir": f"{w}/examples", "schema_dir": f"{w}/schema"},
+        "ingest": {"data_uri": data, "examples": f"{w}/examples", "schema": f"{w}/schema"},
         "transform": {
-            "examples_dir": f"{w}/examples",
-            "schema_dir": f"{w}/schema",
+            "examples": f"{w}/examples",
+            "schema": f"{w}/schema",
             "module_file": module,
-            "transform_graph_dir": f"{w}/graph",
-            "transformed_examples_dir": f"{w}/transformed",
+            "transform_graph": f"{w}/graph",
+            "transformed_examples": f"{w}/transformed",
         },
         "trainer": {
-            "examples_dir": f"{w}/transformed",
-            "schema_dir": f"{w}/schema",
+            "examples": f"{w}/transformed",
+            "schema": f"{w}/schema",
             "module_file": module,
-            "model_dir": f"{w}/model",
-            "model_run_dir": f"{w}/model_run",
-            "transform_graph_dir": f"{w}/graph",
+            "model": f"{w}/model",
+            "model_run": f"{w}/model_run",
+            "curves": f"{w}/curves.html",
+            "transform_graph": f"{w}/graph",
             "train_steps": 200,
             "eval_steps": 10,
         },
         "evaluator": {
-            "model_dir": f"{w}/model",
-            "examples_dir": f"{w}/examples",
+            "model": f"{w}/model",
+            "examples": f"{w}/examples",
             "eval_config": EVAL_CONFIG,
-            "evaluation_dir": f"{w}/evaluation",
-            "blessing_dir": f"{w}/blessing",
-            "schema_dir": f"{w}/schema",
+            "evaluation": f"{w}/evaluation",
+            "blessing": f"{w}/blessing",
+            "report": f"{w}/report.md",
+            "slice_chart": f"{w}/slices.html",
+            "schema": f"{w}/schema",
         },
         "pusher": {
-            "model_dir": f"{w}/model",
-            "blessing_dir": f"{w}/blessing",
+            "model": f"{w}/model",
+            "blessing": f"{w}/blessing",
             "destination": f"{w}/serving",
         },
     }
@@ -204,7 +207,7 @@ def cold_starts(client: Any, cpu_tag: str, gpu_tag: str | None) -> list[dict[str
         )
         plan = [(cpu_tag, stage, kwargs) for stage, kwargs in _stage_args(work, str(data)).items()]
         if gpu_tag:
-            gpu_args = dict(_stage_args(work, str(data))["trainer"], model_dir=f"{work}/model_gpu")
+            gpu_args = dict(_stage_args(work, str(data))["trainer"], model=f"{work}/model_gpu")
             plan.append((gpu_tag, "trainer", gpu_args))
         for tag, stage, kwargs in plan:
             log.info("bench: %s in %s", stage, tag)

@@ -70,11 +70,11 @@ def transform_stage(data: dict, work: Path, beam_args: list[str]) -> float:
         return _timed(
             _stage(
                 "transform",
-                examples_dir=data["examples"],
-                schema_dir=data["schema"],
+                examples=data["examples"],
+                schema=data["schema"],
                 module_file=TAXI_MODULE,
-                transform_graph_dir=str(out / "graph"),
-                transformed_examples_dir=str(out / "examples"),
+                transform_graph=str(out / "graph"),
+                transformed_examples=str(out / "examples"),
                 beam_pipeline_args=beam_args,
             )
         )
@@ -100,22 +100,23 @@ def train_model(data: dict, work: Path) -> str:
     _timed(
         _stage(
             "transform",
-            examples_dir=data["examples"],
-            schema_dir=data["schema"],
+            examples=data["examples"],
+            schema=data["schema"],
             module_file=TAXI_MODULE,
-            transform_graph_dir=str(graph),
-            transformed_examples_dir=str(examples),
+            transform_graph=str(graph),
+            transformed_examples=str(examples),
         )
     )
     _timed(
         _stage(
             "trainer",
-            examples_dir=str(examples),
-            schema_dir=data["schema"],
+            examples=str(examples),
+            schema=data["schema"],
             module_file=TAXI_MODULE,
-            model_dir=str(out),
-            model_run_dir=str(work / "model_run"),
-            transform_graph_dir=str(graph),
+            model=str(out),
+            model_run=str(work / "model_run"),
+            curves=str(work / "curves.html"),
+            transform_graph=str(graph),
             train_steps=200,
             eval_steps=10,
         )
@@ -132,12 +133,14 @@ def evaluator_stage(model: str, data: dict, work: Path) -> float:
         return _timed(
             _stage(
                 "evaluator",
-                model_dir=model,
-                examples_dir=data["examples"],
+                model=model,
+                examples=data["examples"],
                 eval_config=EVAL_CONFIG,
-                evaluation_dir=str(out / "evaluation"),
-                blessing_dir=str(out / "blessing"),
-                schema_dir=data["schema"],
+                evaluation=str(out / "evaluation"),
+                blessing=str(out / "blessing"),
+                report=str(out / "report.md"),
+                slice_chart=str(out / "slices.html"),
+                schema=data["schema"],
             )
         )
     finally:

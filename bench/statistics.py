@@ -48,8 +48,8 @@ def measure(rows: int, work: Path) -> dict:
         reps,
         "ingest",
         data_uri=str(csv),
-        examples_dir=str(out / "examples"),
-        schema_dir=str(out / "schema"),
+        examples=str(out / "examples"),
+        schema=str(out / "schema"),
     )
     statistics_s = _best(
         reps,

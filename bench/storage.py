@@ -71,8 +71,8 @@ def _ingest(uri: str, out: Path, env: dict) -> float:
     shutil.rmtree(out, ignore_errors=True)
     code = (
         "from tfkfp.containers import ingest; from tfkfp.containers.runtime import entrypoint;"
-        f"entrypoint(ingest.run, data_uri={uri!r}, examples_dir={str(out / 'ex')!r}, "
-        f"schema_dir={str(out / 'schema')!r})"
+        f"entrypoint(ingest.run, data_uri={uri!r}, examples={str(out / 'ex')!r}, "
+        f"schema={str(out / 'schema')!r})"
     )
     started = time.perf_counter()
     proc = subprocess.run(

@@ -99,12 +99,13 @@ else:
     from tfkfp.containers.runtime import entrypoint
     run_fn_seconds = entrypoint(
         trainer.run,
-        examples_dir=paths["transformed"],
-        schema_dir=paths["schema"],
+        examples=paths["transformed"],
+        schema=paths["schema"],
         module_file=module,
-        model_dir=out + "/model",
-        model_run_dir=out + "/model_run",
-        transform_graph_dir=paths["graph"],
+        model=out + "/model",
+        model_run=out + "/model_run",
+        curves=out + "/curves.html",
+        transform_graph=paths["graph"],
         train_steps=train_steps,
         eval_steps=eval_steps,
     )["run_fn_seconds"]

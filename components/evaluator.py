@@ -64,15 +64,15 @@ def evaluator(
 
     result = entrypoint(
         stage.run,
-        model_dir=model.path,
-        examples_dir=examples.path,
+        model=model.path,
+        examples=examples.path,
         eval_config=eval_config,
-        evaluation_dir=evaluation.path,
-        blessing_dir=blessing.path,
-        report_path=report.path,
+        evaluation=evaluation.path,
+        blessing=blessing.path,
+        report=report.path,
         slice_chart=slice_chart.path,
-        schema_dir=schema.path if schema else None,
-        baseline_model_dir=baseline_model.path if baseline_model else None,
+        schema=schema.path if schema else None,
+        baseline_model=baseline_model.path if baseline_model else None,
         baseline_from=baseline_from,
         beam_pipeline_args=beam_pipeline_args,
         model_uri=model.uri,
@@ -80,9 +80,9 @@ def evaluator(
         evaluation_uri=evaluation.uri,
         baseline_model_uri=baseline_model.uri if baseline_model else "",
     )
-    for name, value in result["metrics"].items():
+    for name, value in result.metrics.items():
         metrics.log_metric(name, value)
-    classification = result["classification"]
+    classification = result.classification
     if classification:
         classification_metrics.log_confusion_matrix(
             classification["categories"], classification["matrix"]
@@ -93,12 +93,12 @@ def evaluator(
     # The UI reads these two from metadata; the files are for kfp.local's cache, which takes
     # an output artifact without a file for a lost one and reruns the task (and the pusher).
     for artifact, content in (
-        (metrics, result["metrics"]),
+        (metrics, result.metrics),
         (classification_metrics, classification),
     ):
         with open(artifact.path, "w") as fh:
             json.dump(content, fh)
     evaluation.metadata["load_with"] = "tensorflow_model_analysis.load_eval_result"
     for key in ("blessed", "reason", "candidate", "baseline", "failures"):
-        blessing.metadata[key] = result[key]
-    return namedtuple("Outputs", ["blessed"])(result["blessed"])
+        blessing.metadata[key] = getattr(result, key)
+    return namedtuple("Outputs", ["blessed"])(result.blessed)

@@ -35,8 +35,8 @@ def ingest(
     counts = entrypoint(
         stage.run,
         data_uri=data_uri,
-        examples_dir=examples.path,
-        schema_dir=schema.path,
+        examples=examples.path,
+        schema=schema.path,
         train_fraction=train_fraction,
         input_format=input_format,
         schema_uri=schema_uri,

@@ -33,8 +33,8 @@ def pusher(
 
     result = entrypoint(
         stage.run,
-        model_dir=model.path,
-        blessing_dir=blessing.path,
+        model=model.path,
+        blessing=blessing.path,
         destination=destination,
         version=version,
     )

@@ -41,8 +41,10 @@ def trainer(
         eval_steps: fn_args.eval_steps (0: None, as in TFX).
         hyperparameters: fn_args.hyperparameters (None when empty, as in TFX), unless
             best_hyperparameters is given.
-        custom_config: fn_args.custom_config (None when empty, as in TFX).
-        keras: tf_keras (default) or keras3.
+            KerasTuner's `HyperParameters.get_config()` works; whole-number floats become int
+            (KFP delivers every number in a dict as a float).
+        custom_config: fn_args.custom_config (None when empty, as in TFX); numbers as above.
+        keras: tf_keras (default; Keras 2, what tf.Transform uses) or keras3.
         strategy: auto (TF_CONFIG with several workers: multi_worker; GPUs: mirrored over all;
             else default), mirrored, multi_worker or default. Only the chief publishes outputs.
         cpu_replicas: Logical CPU devices to mirror over (testing without GPUs).
@@ -52,14 +54,14 @@ def trainer(
 
     info = entrypoint(
         stage.run,
-        examples_dir=examples.path,
-        schema_dir=schema.path,
+        examples=examples.path,
+        schema=schema.path,
         module_file=module_file,
-        model_dir=model.path,
-        model_run_dir=model_run.path,
+        model=model.path,
+        model_run=model_run.path,
         curves=curves.path,
-        transform_graph_dir=transform_graph.path if transform_graph else None,
-        base_model_dir=base_model.path if base_model else None,
+        transform_graph=transform_graph.path if transform_graph else None,
+        base_model=base_model.path if base_model else None,
         train_steps=train_steps,
         eval_steps=eval_steps,
         hyperparameters=hyperparameters,

@@ -21,18 +21,19 @@ def transform(
         transform_graph: TFTransformOutput folder (transform_fn, transformed_metadata, metadata).
         transformed_examples: Transformed gzip TFRecord splits.
         beam_pipeline_args: Beam options, e.g. --runner=DataflowRunner; DirectRunner by default.
-            A remote runner's workers get the artifacts' URIs (gs:// or a shared filesystem).
+            A remote runner's workers get the artifacts' URIs (gs:// or a shared filesystem)
+            and write the outputs straight there (cleared first).
     """
     from tfkfp.containers import transform as stage
     from tfkfp.containers.runtime import entrypoint
 
     counts = entrypoint(
         stage.run,
-        examples_dir=examples.path,
-        schema_dir=schema.path,
+        examples=examples.path,
+        schema=schema.path,
         module_file=module_file,
-        transform_graph_dir=transform_graph.path,
-        transformed_examples_dir=transformed_examples.path,
+        transform_graph=transform_graph.path,
+        transformed_examples=transformed_examples.path,
         beam_pipeline_args=beam_pipeline_args,
         examples_uri=examples.uri,
         transform_graph_uri=transform_graph.uri,

@@ -14,6 +14,9 @@ VarLen); a null is a missing value.
 No TensorFlow: pyarrow reads CSV and Parquet, tfx_bsl's C++ coder encodes tf.Examples (a missing
 value is an empty Feature, as in TFX's own CSV path) and the TFRecord framing is written here,
 which saves the 4-6 s TensorFlow import and makes large inputs several times faster.
+
+Over ~400 lines: three readers (CSV, Parquet, TFRecord) share the progress lines, the typed
+columns, the tf.Example encoding and the TFRecord framing; a split would pass those around.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from tfkfp.containers import manifest, storage
+from tfkfp.containers.layout import SCHEMA_FILE, SPLITS, split_dir
 from tfkfp.containers.runtime import InputError, log, publishing
 
 MISSING = ("", "NA")
-SPLITS = ("train", "eval")
 INT_PATTERN = r"^[+-]?\d+$"
 CHUNK_ROWS = 50_000
 FORMATS = ("auto", "csv", "tfrecord", "parquet")
@@ -532,23 +535,17 @@ def check_columns(curated, inferred, uri: str) -> None:
 
 def run(
     data_uri: str,
-    examples_dir: str,
-    schema_dir: str,
+    examples: str,
+    schema: str,
     train_fraction: float = 0.75,
     input_format: str = "auto",
     schema_uri: str = "",
 ) -> dict[str, int]:
     """Reads CSV, TFRecord or Parquet data; writes hash-split gzip TFRecords and a schema.
 
-    Args:
-        data_uri: A file, a folder of files, or a glob: local, a KFP mount, gs:// or s3://.
-        examples_dir: Output folder; receives `Split-train/` and `Split-eval/`.
-        schema_dir: Output folder; receives `schema.pbtxt`.
-        train_fraction: Share of rows hashed into `train` (0 < f < 1).
-        input_format: `auto` (by file suffix), `csv`, `tfrecord` or `parquet`.
-        schema_uri: A curated schema.pbtxt (local, KFP mount, gs://, s3://): the data's columns
-            and types are checked against it and it becomes the schema output (TFX's
-            ImportSchemaGen). Empty: the schema is inferred.
+    Parameters are the component's (documented in tfkfp.components.ingest); artifacts
+    arrive as local paths. `schema_uri` is a parameter (a curated schema's location), not the
+    schema artifact's URI.
 
     Returns:
         Row counts per split.
@@ -556,20 +553,20 @@ def run(
     if not 0.0 < train_fraction < 1.0:
         raise InputError(f"train_fraction: expected a number between 0 and 1, got {train_fraction}")
     curated = read_schema(schema_uri, "schema_uri") if schema_uri else None
-    schema, chunks = _read(data_uri, input_format)
+    inferred, chunks = _read(data_uri, input_format)
     if curated is not None:
-        check_columns(curated, schema, schema_uri)
-        schema = curated
+        check_columns(curated, inferred, schema_uri)
+    written = curated if curated is not None else inferred
 
     from google.protobuf import text_format
 
     counts = dict.fromkeys(SPLITS, 0)
-    with publishing(examples_dir) as ex_tmp, publishing(schema_dir) as schema_tmp:
+    with publishing(examples) as ex_tmp, publishing(schema) as schema_tmp:
         writers = {}
         for split in SPLITS:
-            os.makedirs(os.path.join(ex_tmp, f"Split-{split}"))
+            os.makedirs(split_dir(ex_tmp, split))
             writers[split] = _TFRecordWriter(
-                os.path.join(ex_tmp, f"Split-{split}", "data_tfrecord-00000-of-00001.gz")
+                os.path.join(split_dir(ex_tmp, split), "data_tfrecord-00000-of-00001.gz")
             )
         try:
             for keys, records in chunks:
@@ -588,7 +585,7 @@ def run(
                     f"({sum(counts.values())} rows)"
                 )
         manifest.write(ex_tmp, counts)
-        with open(os.path.join(schema_tmp, "schema.pbtxt"), "w") as fh:
-            fh.write(text_format.MessageToString(schema))
+        with open(os.path.join(schema_tmp, SCHEMA_FILE), "w") as fh:
+            fh.write(text_format.MessageToString(written))
     log.info("ingest: wrote %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
     return counts

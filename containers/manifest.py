@@ -15,76 +15,76 @@ bytes changed inside a record, at the cost of one read of the compressed bytes (
 decompression: CRC32C runs at several GB/s). Examples without a manifest (written by TFX or by
 hand) are read unverified, and the stage logs that it did so.
 
-Imports nothing heavy: ingest runs without TensorFlow.
+Reads and writes through containers/storage.py: a remote Beam runner's transform writes its
+examples (and so the manifest) at a gs:// or s3:// URI. Imports nothing heavy: ingest runs
+without TensorFlow.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
+from tfkfp.containers import storage
+from tfkfp.containers.layout import MANIFEST, split_dir
 from tfkfp.containers.runtime import InputError, log
 
-MANIFEST = "tfkfp_manifest.json"
 FORMAT = "tfkfp-examples-manifest"
 VERSION = 1
 _CHUNK = 8 << 20
 
 
-def _crc32c(path: str) -> str:
+def _crc32c(uri: str, what: str) -> str:
     import google_crc32c
 
     checksum = google_crc32c.Checksum()
-    with open(path, "rb") as fh:
+    with storage.open_input(uri, what) as fh:
         while chunk := fh.read(_CHUNK):
             checksum.update(chunk)
     return checksum.hexdigest().decode()
 
 
-def _split_files(examples_dir: str, split: str) -> list[str]:
-    folder = os.path.join(examples_dir, f"Split-{split}")
-    if not os.path.isdir(folder):
-        return []
-    return sorted(
-        name
-        for name in os.listdir(folder)
-        if not name.startswith(".") and os.path.isfile(os.path.join(folder, name))
-    )
+def _split_files(examples: str, split: str, what: str) -> dict[str, int]:
+    """{file name: bytes} of a split folder's visible files (none when it is missing)."""
+    _, files = storage.list_dir(split_dir(examples, split), what)
+    sizes = {}
+    for stat in files:
+        name = stat.uri.rstrip("/").rsplit("/", 1)[-1]
+        if not name.startswith("."):
+            sizes[name] = stat.size
+    return dict(sorted(sizes.items()))
 
 
-def write(examples_dir: str, records: dict[str, int]) -> dict[str, Any]:
-    """Writes the manifest of the splits in `records` (split -> record count) into examples_dir.
+def write(examples: str, records: dict[str, int], what: str = "examples") -> dict[str, Any]:
+    """Writes the manifest of the splits in `records` (split -> record count) into `examples`.
 
-    Call it on the staged output, after every split file is closed.
+    Call it on the staged output (a local folder or a remote runner's URI), after every split
+    file is closed.
     """
     splits = {}
     for split, count in records.items():
-        folder = os.path.join(examples_dir, f"Split-{split}")
+        folder = split_dir(examples, split)
         splits[split] = {
             "records": int(count),
             "files": {
-                name: {
-                    "bytes": os.path.getsize(os.path.join(folder, name)),
-                    "crc32c": _crc32c(os.path.join(folder, name)),
-                }
-                for name in _split_files(examples_dir, split)
+                name: {"bytes": size, "crc32c": _crc32c(storage.join(folder, name), what)}
+                for name, size in _split_files(examples, split, what).items()
             },
         }
     manifest = {"format": FORMAT, "version": VERSION, "splits": splits}
-    with open(os.path.join(examples_dir, MANIFEST), "w") as fh:
-        json.dump(manifest, fh, indent=1, sort_keys=True)
+    storage.write_text(
+        storage.join(examples, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True), what
+    )
     return manifest
 
 
-def read(examples_dir: str, what: str = "examples") -> dict[str, Any] | None:
+def read(examples: str, what: str = "examples") -> dict[str, Any] | None:
     """The manifest of an examples artifact, None when it has none; fails when it is unreadable."""
-    path = os.path.join(examples_dir, MANIFEST)
-    if not os.path.exists(path):
+    path = storage.join(examples, MANIFEST)
+    if storage.stat(path, what) is None:
         return None
     try:
-        with open(path, encoding="utf-8") as fh:
-            manifest = json.load(fh)
+        manifest = json.loads(storage.read_text(path, what))
         if manifest.get("format") != FORMAT or not isinstance(manifest.get("splits"), dict):
             raise ValueError(f"expected format {FORMAT!r} with splits")
     except (OSError, ValueError, AttributeError) as err:
@@ -97,45 +97,42 @@ def read(examples_dir: str, what: str = "examples") -> dict[str, Any] | None:
     return manifest
 
 
-def verify(examples_dir: str, splits: tuple[str, ...] | list[str], what: str = "examples") -> bool:
+def verify(examples: str, splits: tuple[str, ...] | list[str], what: str = "examples") -> bool:
     """Fails in one line naming the file unless each split's files match the manifest.
 
     Returns:
         True when verified, False when the artifact has no manifest (nothing to check against).
     """
-    manifest = read(examples_dir, what)
+    manifest = read(examples, what)
     if manifest is None:
-        log.info("%s: no %s in %s; files read unverified", what, MANIFEST, examples_dir)
+        log.info("%s: no %s in %s; files read unverified", what, MANIFEST, examples)
         return False
     for split in splits:
         entry = manifest["splits"].get(split)
         if entry is None:
-            raise InputError(
-                f"{what}: {os.path.join(examples_dir, MANIFEST)} lists no '{split}' split"
-            )
-        folder = os.path.join(examples_dir, f"Split-{split}")
+            raise InputError(f"{what}: {storage.join(examples, MANIFEST)} lists no '{split}' split")
+        folder = split_dir(examples, split)
         listed = entry.get("files", {})
-        found = _split_files(examples_dir, split)
+        found = _split_files(examples, split, what)
         missing = sorted(set(listed) - set(found))
         if missing:
             raise InputError(
-                f"{what}: {os.path.join(folder, missing[0])} is missing (in {MANIFEST})"
+                f"{what}: {storage.join(folder, missing[0])} is missing (in {MANIFEST})"
             )
         extra = sorted(set(found) - set(listed))
         if extra:
             raise InputError(
-                f"{what}: {os.path.join(folder, extra[0])} is not in {MANIFEST} (added afterwards?)"
+                f"{what}: {storage.join(folder, extra[0])} is not in {MANIFEST} (added afterwards?)"
             )
-        for name in found:
-            path = os.path.join(folder, name)
-            size = os.path.getsize(path)
+        for name, size in found.items():
+            path = storage.join(folder, name)
             want = listed[name]
             if size != want["bytes"]:
                 raise InputError(
                     f"{what}: {path} is damaged: {size} bytes, {want['bytes']} written "
                     f"({'truncated' if size < want['bytes'] else 'grown'} since)"
                 )
-            if _crc32c(path) != want["crc32c"]:
+            if _crc32c(path, what) != want["crc32c"]:
                 raise InputError(
                     f"{what}: {path} is damaged: its bytes changed since they were written "
                     f"(CRC32C differs from {MANIFEST})"

@@ -1,697 +1,39 @@
 """pusher: a blessed SavedModel -> `<destination>/<version>/`: a folder, gs:// or s3://.
 
-A version is complete once it holds the marker `PUSHED.json`, written last and only after the
-pusher re-read what it wrote (sizes, and the content hash over every byte) from the
-destination. Readers, the evaluator's baseline lookup among them, ignore versions without it;
-a marker that does not parse, or whose file list the version does not match, is an error.
-
-Concurrent pushes (two runs of a pipeline, a KFP retry beside a slow first attempt) are safe:
-- Locally a push assembles its version in its own staging folder (`.staging-<id>-<lease>s`),
-  verifies it, adds the marker and renames it to `<version>`: rename(2) fails rather than
-  replace a non-empty folder, so a number taken meanwhile makes the push try the next one.
-- On object stores a push first claims its number: it writes its own claim
-  `.tfkfp-claims/<version>.<push id>`, lists the claims, and goes ahead only when its claim is
-  the only one on that number and `<version>/` is empty; then it uploads (saved_model.pb last),
-  verifies, writes the marker and drops the claim. With the strong read-after-write and list
-  consistency of GCS and S3, two pushes can never both go ahead (the later writer's listing
-  sees the earlier claim); pushes that see each other step back, all but the first in name
-  order at once, and try a higher number. No compare-and-set is needed: S3's conditional put
-  (If-None-Match) is out of pyarrow's reach, and gcp-storage-emulator ignores GCS
-  preconditions, so a CAS claim could not be tested here. On GCS the marker is still created
-  with `if_generation_match=0`, as a guard that holds on the real service.
-- A running push renews its lease (the staging folder's mtime, the claim object) every quarter
-  lease. Leftovers (a staging folder, or a claimed markerless version) are removed only once
-  their lease ran out, judged by the store's own clock; a push that could not renew in time
-  gives up before writing its marker, so a cleaner never deletes files under a live marker.
+A version is complete once it holds the marker `PUSHED.json`, written last after the pusher
+re-read what it wrote; concurrent pushes are safe. How: containers/versions.py.
 Imports no TensorFlow, so it starts in well under a second.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import hashlib
-import json
 import os
-import random
-import shutil
-import socket
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 
+from tfkfp.containers.layout import BLESSED, NOT_BLESSED
 from tfkfp.containers.runtime import InputError, log
+from tfkfp.containers.versions import (
+    LEASE,
+    _file_chunks,
+    _hash,
+    _Local,
+    _model_files,
+    _push_id,
+    _Remote,
+    storage_for,
+)
 
-MARKER = "PUSHED.json"
-STAGING_PREFIX = ".staging-"
-CLAIMS = ".tfkfp-claims"
 # How long object-store calls keep retrying transient errors (5xx, 429, dropped connections).
 RETRY_TIMEOUT = 120.0
-# Seconds a push owns its staging folder or claim without renewing it (renewed every quarter).
-LEASE = 120.0
-# Claims tried before a push gives up on a destination other pushes keep taking numbers from.
-CLAIM_ATTEMPTS = 12
-# Seconds between progress lines while copying or uploading.
-PROGRESS_EVERY = 5.0
 
 
-def is_blessed(blessing_dir: str) -> bool:
+def is_blessed(blessing: str) -> bool:
     """Reads an evaluator blessing; fails when the artifact has no marker."""
-    if os.path.exists(os.path.join(blessing_dir, "BLESSED")):
+    if os.path.exists(os.path.join(blessing, BLESSED)):
         return True
-    if os.path.exists(os.path.join(blessing_dir, "NOT_BLESSED")):
+    if os.path.exists(os.path.join(blessing, NOT_BLESSED)):
         return False
-    raise InputError(f"blessing: no BLESSED or NOT_BLESSED marker in {blessing_dir!r}")
-
-
-def _model_files(model_dir: str) -> list[str]:
-    """Relative paths of the model's files, saved_model.pb last (it is what readers look for)."""
-    files = []
-    for root, _, names in os.walk(model_dir):
-        for name in names:
-            files.append(os.path.relpath(os.path.join(root, name), model_dir).replace(os.sep, "/"))
-    files.sort(key=lambda f: (f == "saved_model.pb", f))
-    return files
-
-
-def _hash(files: Iterable[str], chunks: Callable[[str], Iterator[bytes]]) -> str:
-    """sha256 over every file's relative path and bytes, in path order."""
-    digest = hashlib.sha256()
-    for rel in sorted(files):
-        digest.update(rel.encode() + b"\0")
-        for chunk in chunks(rel):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _file_chunks(root: str) -> Callable[[str], Iterator[bytes]]:
-    def chunks(rel: str) -> Iterator[bytes]:
-        with open(os.path.join(root, rel), "rb") as fh:
-            yield from iter(lambda: fh.read(1 << 20), b"")
-
-    return chunks
-
-
-def content_hash(model_dir: str) -> str:
-    """sha256 over every file's relative path and bytes: equal models, equal hash."""
-    return _hash(_model_files(model_dir), _file_chunks(model_dir))
-
-
-@dataclass
-class Version:
-    number: int
-    complete: bool
-    content_hash: str | None = None
-    files: dict[str, int] = field(default_factory=dict)
-
-
-def _read_marker(text: bytes | str, where: str) -> dict:
-    """Parses a marker; a damaged one is an error, never a silently skipped version."""
-    try:
-        marker = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InputError(f"destination: {where} is not valid JSON ({err})") from None
-    files = marker.get("files", {}) if isinstance(marker, dict) else None
-    if (
-        not isinstance(marker, dict)
-        or not isinstance(marker.get("content_hash"), str)
-        or not isinstance(files, dict)
-        or not all(isinstance(s, int) for s in files.values())
-    ):
-        raise InputError(
-            f"destination: {where} is not a tfkfp push marker (expected a JSON object with "
-            "content_hash and files)"
-        )
-    return marker
-
-
-def _check_files(marker: dict, found: dict[str, int], where: str) -> None:
-    """A marked version must hold the files its marker names, at their sizes."""
-    for rel, size in marker.get("files", {}).items():
-        if found.get(rel) != size:
-            got = "missing" if rel not in found else f"{found[rel]} bytes"
-            raise InputError(
-                f"destination: {where} is marked complete but {rel} is {got}, "
-                f"not {size} bytes as its {MARKER} says"
-            )
-
-
-class _Progress:
-    """Logs `done/total bytes` at most every PROGRESS_EVERY seconds, and once at the end."""
-
-    def __init__(self, what: str, total: int):
-        self.what, self.total, self.done, self.files = what, total, 0, 0
-        self.last = time.monotonic()
-
-    def add(self, size: int) -> None:
-        self.done += size
-        self.files += 1
-        if time.monotonic() - self.last >= PROGRESS_EVERY or self.done >= self.total:
-            self.last = time.monotonic()
-            log.info(
-                "pusher: %s %d files, %d/%d bytes", self.what, self.files, self.done, self.total
-            )
-
-
-class LeaseLost(RuntimeError):
-    """A push could not renew its lease in time; its leftovers may be cleaned by others."""
-
-
-class _Lease:
-    """Renews a push's lease every quarter lease in a thread; `check` fails once it lapsed.
-
-    A push counts its lease as lost when the last successful renewal is half a lease old, so
-    it stops well before others may take its leftovers for stale.
-    """
-
-    def __init__(self, renew: Callable[[], bool], seconds: float, what: str):
-        self.renew, self.seconds, self.what = renew, seconds, what
-        self.last_ok = time.monotonic()
-        self.lost = False
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while not self.stopped.wait(self.seconds / 4):
-            try:
-                if not self.renew():
-                    self.lost = True
-                    return
-                self.last_ok = time.monotonic()
-            except Exception as err:  # a transient failure: the next round tries again
-                log.warning("pusher: could not renew the lease on %s (%s)", self.what, err)
-
-    def check(self) -> None:
-        if self.lost or time.monotonic() - self.last_ok > self.seconds / 2:
-            raise LeaseLost(
-                f"pusher: lost the lease on {self.what} (not renewed for "
-                f"{time.monotonic() - self.last_ok:.0f} s of {self.seconds:g} s); "
-                "another push may remove it, so no marker was written"
-            )
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.thread.join()
-
-
-def _staging_lease(name: str) -> float:
-    """The lease recorded in a staging folder's name (`.staging-<id>-<lease>s`)."""
-    tail = name.rsplit("-", 1)[-1]
-    with contextlib.suppress(ValueError):
-        if tail.endswith("s"):
-            return float(tail[:-1])
-    return LEASE
-
-
-def _push_id() -> str:
-    return f"{uuid.uuid4().hex[:12]}"
-
-
-class _Local:
-    def __init__(self, root: str):
-        self.root = os.path.abspath(root)
-
-    def uri(self, version: int | None = None) -> str:
-        return self.root if version is None else os.path.join(self.root, str(version))
-
-    def connect(self) -> None:
-        pass
-
-    def check(self) -> None:
-        try:
-            os.makedirs(self.root, exist_ok=True)
-            probe = os.path.join(self.root, f"{STAGING_PREFIX}probe-{_push_id()}-0s")
-            with open(probe, "w"):
-                pass
-            os.remove(probe)
-        except OSError as err:
-            raise InputError(f"destination: cannot write to {self.root} ({err.strerror})") from None
-
-    def versions(self) -> list[Version]:
-        if not os.path.isdir(self.root):
-            return []
-        found = []
-        for name in os.listdir(self.root):
-            folder = os.path.join(self.root, name)
-            if not name.isdigit() or not os.path.isdir(folder):
-                continue
-            marker_path = os.path.join(folder, MARKER)
-            try:
-                with open(marker_path, "rb") as fh:
-                    text = fh.read()
-            except FileNotFoundError:
-                found.append(Version(int(name), False))
-                continue
-            marker = _read_marker(text, marker_path)
-            files = {
-                rel: os.path.getsize(os.path.join(folder, rel)) for rel in _model_files(folder)
-            }
-            _check_files(marker, files, folder)
-            found.append(Version(int(name), True, marker["content_hash"], marker.get("files", {})))
-        return sorted(found, key=lambda v: v.number)
-
-    def clean_leftovers(self) -> None:
-        """Removes staging folders whose lease ran out: pushes that died or were killed."""
-        now = time.time()
-        for name in os.listdir(self.root):
-            if not name.startswith(STAGING_PREFIX):
-                continue
-            path = os.path.join(self.root, name)
-            with contextlib.suppress(FileNotFoundError):
-                age = now - os.stat(path).st_mtime
-                if age > _staging_lease(name):
-                    log.info("pusher: removing stale staging %s (%.0f s old)", path, age)
-                    shutil.rmtree(path, ignore_errors=True)
-
-    def publish(
-        self, model_dir: str, marker: dict, numbers: Callable[[int], int], fixed: bool, lease: float
-    ) -> int:
-        staging = os.path.join(self.root, f"{STAGING_PREFIX}{_push_id()}-{lease:g}s")
-        os.makedirs(staging)
-        keeper = _Lease(lambda: (os.utime(staging), True)[1], lease, staging)
-        try:
-            files = marker["files"]
-            progress = _Progress("copied", sum(files.values()))
-            for rel in files:  # saved_model.pb last
-                target = os.path.join(staging, rel)
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                shutil.copyfile(os.path.join(model_dir, rel), target)
-                _fsync(target)
-                progress.add(files[rel])
-            _verify(
-                {rel: os.path.getsize(os.path.join(staging, rel)) for rel in _model_files(staging)},
-                _file_chunks(staging),
-                marker,
-                staging,
-            )
-            with open(os.path.join(staging, MARKER), "w") as fh:
-                json.dump(marker, fh)
-            _fsync(os.path.join(staging, MARKER))
-            for folder, _, _ in os.walk(staging):
-                _fsync(folder)
-            keeper.check()
-            number = numbers(0)
-            for _ in range(CLAIM_ATTEMPTS):
-                try:
-                    # rename(2) is atomic and fails rather than replace a non-empty folder: a
-                    # number another push took meanwhile is never overwritten.
-                    os.rename(staging, self.uri(number))
-                    break
-                except OSError as err:
-                    if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                        raise
-                    if fixed:
-                        raise InputError(
-                            f"version: {number} was taken by another push to {self.root}"
-                        ) from None
-                    log.info("pusher: version %d was taken meanwhile, trying the next", number)
-                    number = numbers(number)
-            else:
-                raise InputError(f"destination: other pushes kept taking versions in {self.root}")
-            _fsync(self.root)
-            return number
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        finally:
-            keeper.stop()
-
-
-def _fsync(path: str) -> None:
-    """Flushes a file or folder to disk, so a crash after the rename finds the whole version."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _verify(
-    found: dict[str, int], chunks: Callable[[str], Iterator[bytes]], marker: dict, where: str
-) -> None:
-    """Re-reads a written version: exactly the marker's files, sizes, then the content hash."""
-    wanted = marker["files"]
-    if found != wanted:
-        missing = sorted(set(wanted) - set(found))
-        extra = sorted(set(found) - set(wanted))
-        wrong = sorted(f for f in set(wanted) & set(found) if wanted[f] != found[f])
-        raise RuntimeError(
-            f"pusher: {where} does not hold what was written "
-            f"(missing {missing}, unexpected {extra}, wrong size {wrong})"
-        )
-    progress = _Progress("verified", sum(wanted.values()))
-
-    def counted(rel: str) -> Iterator[bytes]:
-        yield from chunks(rel)
-        progress.add(wanted[rel])
-
-    digest = _hash(wanted, counted)
-    if digest != marker["content_hash"]:
-        raise RuntimeError(
-            f"pusher: {where} reads back with content hash {digest}, "
-            f"not {marker['content_hash']} as written"
-        )
-
-
-# --- object stores ------------------------------------------------------------------------
-
-
-@dataclass
-class _Entry:
-    size: int
-    mtime: float
-
-
-class _Remote:
-    """A gs:// or s3:// destination: claims, uploads, verification, marker (see the docstring)."""
-
-    def __init__(self, objects):
-        self.objects = objects
-
-    def uri(self, version: int | None = None) -> str:
-        return self.objects.uri(None if version is None else str(version))
-
-    def connect(self) -> None:
-        self.objects.connect()
-
-    def check(self) -> None:
-        self.objects.check()
-
-    def _listing(self) -> tuple[dict[int, dict[str, _Entry]], dict[str, _Entry]]:
-        """Version folders' files and claim objects, in one recursive listing."""
-        versions: dict[int, dict[str, _Entry]] = {}
-        claims: dict[str, _Entry] = {}
-        for rel, entry in self.objects.list("").items():
-            head, _, rest = rel.partition("/")
-            if head.isdigit() and rest:
-                versions.setdefault(int(head), {})[rest] = entry
-            elif head == CLAIMS and rest:
-                claims[rest] = entry
-        return versions, claims
-
-    def versions(self) -> list[Version]:
-        listing, _ = self._listing()
-        return self._versions(listing)
-
-    def _versions(self, listing: dict[int, dict[str, _Entry]]) -> list[Version]:
-        marked = [n for n, files in listing.items() if MARKER in files]
-        texts = self.objects.read_many([f"{n}/{MARKER}" for n in marked])
-        texts = dict(zip(marked, texts, strict=True))
-        found = []
-        for number, files in listing.items():
-            if number not in texts:
-                found.append(Version(number, False))
-                continue
-            where = self.uri(number) + "/" + MARKER
-            marker = _read_marker(texts[number], where)
-            sizes = {rel: e.size for rel, e in files.items() if rel != MARKER}
-            _check_files(marker, sizes, self.uri(number))
-            found.append(Version(number, True, marker["content_hash"], marker.get("files", {})))
-        return sorted(found, key=lambda v: v.number)
-
-    # claims ---------------------------------------------------------------------------
-
-    def _claim(self, number: int, push_id: str, lease: float) -> str | None:
-        """Claims a version number for this push; None when another push has it.
-
-        Write a claim of one's own, then list: go ahead only when it is the only claim on the
-        number and the version folder is empty. Of pushes that see each other, all but the
-        first in name order step back at once; the first waits a moment for them to.
-        """
-        key = f"{CLAIMS}/{number}.{push_id}"
-        body = json.dumps(
-            {"push_id": push_id, "lease": lease, "host": socket.gethostname(), "pid": os.getpid()}
-        ).encode()
-        self.objects.write(key, body)
-        for pause in (0.05, 0.1, 0.2, 0.4, None):
-            others = {
-                rel for rel in self.objects.list(CLAIMS) if rel.startswith(f"{CLAIMS}/{number}.")
-            } - {key}
-            if not others:
-                break
-            if pause is None or key > min(others):
-                self.objects.delete(key)
-                return None
-            time.sleep(pause)
-        if self.objects.list(f"{number}/", limit=1):
-            # a version folder without a claim: a finished push, or one being cleaned up
-            self.objects.delete(key)
-            return None
-        return key
-
-    def _renew(self, key: str, push_id: str, lease: float) -> bool:
-        """Rewrites the claim (its mtime is the lease); False once it is no longer ours."""
-        try:
-            current = json.loads(self.objects.read(key))
-        except FileNotFoundError:
-            return False
-        if current.get("push_id") != push_id:
-            return False
-        self.objects.write(key, json.dumps({**current, "lease": lease}).encode())
-        return True
-
-    def _clean_leftovers(
-        self, listing: dict[int, dict[str, _Entry]], claims: dict[str, _Entry], now: float
-    ) -> None:
-        """Removes what pushes whose lease ran out left: markerless versions, then claims."""
-        for name, entry in claims.items():
-            number_text = name.split(".", 1)[0]
-            if not number_text.isdigit():
-                continue
-            number = int(number_text)
-            try:
-                lease = float(json.loads(self.objects.read(f"{CLAIMS}/{name}"))["lease"])
-            except FileNotFoundError:
-                continue  # released meanwhile
-            except (ValueError, KeyError, TypeError):
-                lease = LEASE
-            if now - entry.mtime <= lease + 1:  # +1: S3 stamps whole seconds
-                continue
-            fresh = self.objects.storage.stat(self.uri(f"{CLAIMS}/{name}"), "destination")
-            if fresh is None or (fresh.mtime or 0) > entry.mtime:
-                continue  # renewed or released since the listing: not stale after all
-            files = listing.get(number, {})
-            if files and MARKER not in files:
-                log.info(
-                    "pusher: removing interrupted push %s (%d files, lease ran out %.0f s ago)",
-                    self.uri(number),
-                    len(files),
-                    now - entry.mtime - lease,
-                )
-                for rel in files:
-                    self.objects.delete(f"{number}/{rel}")
-            self.objects.delete(f"{CLAIMS}/{name}")
-        for number, files in listing.items():
-            claimed = any(n.split(".", 1)[0] == str(number) for n in claims)
-            if MARKER not in files and not claimed:
-                log.warning(
-                    "pusher: leaving %s: incomplete and not claimed by a tfkfp push",
-                    self.uri(number),
-                )
-
-    def publish(
-        self, model_dir: str, marker: dict, numbers: Callable[[int], int], fixed: bool, lease: float
-    ) -> int:
-        push_id = marker["push_id"]
-        number, key = numbers(0), None
-        for attempt in range(CLAIM_ATTEMPTS):
-            key = self._claim(number, push_id, lease)
-            if key:
-                break
-            if fixed:
-                raise InputError(f"version: {number} is taken by another push to {self.uri()}")
-            log.info("pusher: version %d is taken by another push, trying the next", number)
-            time.sleep(random.uniform(0, 0.2 * (attempt + 1)))
-            listing, claims = self._listing()
-            seen = [*listing, *(int(c.split(".")[0]) for c in claims if c.split(".")[0].isdigit())]
-            number = numbers(max([number, *seen]))
-        else:
-            raise InputError(
-                f"destination: other pushes kept taking version numbers in {self.uri()} "
-                f"({CLAIM_ATTEMPTS} attempts)"
-            )
-        keeper = _Lease(lambda: self._renew(key, push_id, lease), lease, self.uri(number))
-        try:
-            listing, claims = self._listing()
-            mine = key.removeprefix(CLAIMS + "/")
-            now = claims[mine].mtime  # the store's clock, not this machine's
-            self._clean_leftovers(listing, {c: e for c, e in claims.items() if c != mine}, now)
-            files = marker["files"]
-            progress = _Progress("uploaded", sum(files.values()))
-            for rel in files:  # saved_model.pb last
-                keeper.check()
-                self.objects.upload(f"{number}/{rel}", os.path.join(model_dir, rel))
-                progress.add(files[rel])
-            written = {rel: e.size for rel, e in self.objects.list(f"{number}/").items()}
-            written = {rel.removeprefix(f"{number}/"): s for rel, s in written.items()}
-            _verify(
-                written,
-                lambda rel: self.objects.chunks(f"{number}/{rel}"),
-                marker,
-                self.uri(number),
-            )
-            keeper.check()
-            text = json.dumps(marker).encode()
-            if self.objects.root.scheme == "gs":
-                # belt and braces where the store offers compare-and-set: never replace a marker
-                if not self.objects.create(f"{number}/{MARKER}", text):
-                    raise RuntimeError(f"pusher: {self.uri(number)} got a marker meanwhile")
-            else:
-                self.objects.write(f"{number}/{MARKER}", text)
-        except BaseException:
-            keeper.stop()
-            with contextlib.suppress(Exception):  # best effort; else the lease runs out
-                written = self.objects.list(f"{number}/")
-                if f"{number}/{MARKER}" not in written:  # never take files from under a marker
-                    for rel in written:
-                        self.objects.delete(rel)
-                self.objects.delete(key)
-            raise
-        keeper.stop()
-        with contextlib.suppress(Exception):  # a claim left behind is removed once stale
-            self.objects.delete(key)
-        return number
-
-
-class _Objects:
-    """The object-store calls the pusher makes, relative to its destination, via storage."""
-
-    def __init__(self, uri: str):
-        from tfkfp.containers import storage
-
-        self.storage = storage
-        self.root = storage.parse(uri, "destination")
-
-    def uri(self, rel: str | None = None) -> str:
-        return self.storage.join(self.root.uri, rel) if rel else self.root.uri
-
-    def connect(self) -> None:
-        self.fs, self.path = self.storage.filesystem(self.root.uri, "destination")
-
-    def check(self) -> None:
-        self.list("")  # fails in one line on a missing bucket, no access or no endpoint
-
-    def list(self, rel_folder: str, limit: int | None = None) -> dict[str, _Entry]:
-        """Every object under a folder (recursive), by its path relative to the destination."""
-        import pyarrow.fs as pafs
-
-        base = self.path.rstrip("/")
-        folder = f"{base}/{rel_folder}".rstrip("/") if rel_folder else base
-        with self.storage.errors("destination", self.uri(rel_folder), "list"):
-            infos = self.fs.get_file_info(
-                pafs.FileSelector(folder, recursive=True, allow_not_found=True)
-            )
-            gone = not infos and not rel_folder
-            if gone and self.fs.get_file_info(self.root.bucket).type == pafs.FileType.NotFound:
-                raise InputError(f"destination: bucket {self.root.bucket_uri} does not exist")
-        found = {
-            i.path[len(base) + 1 :]: _Entry(i.size, i.mtime.timestamp() if i.mtime else 0.0)
-            for i in infos
-            if i.type == pafs.FileType.File
-        }
-        return dict(list(found.items())[:limit]) if limit else found
-
-    def read(self, rel: str) -> bytes:
-        """An object's bytes; FileNotFoundError when it is not there (or went meanwhile)."""
-        uri = self.uri(rel)
-        for attempt in (1, 2):
-            try:
-                with self.fs.open_input_stream(f"{self.path}/{rel}") as fh:
-                    return fh.read()
-            except OSError as err:
-                # pyarrow reads an object in two requests; one deleted or replaced in between
-                # (another push's claim) fails with a generic error: look again.
-                if (
-                    isinstance(err, FileNotFoundError)
-                    or self.storage.stat(uri, "destination") is None
-                ):
-                    raise FileNotFoundError(uri) from None
-                if attempt == 2:
-                    with self.storage.errors("destination", uri):
-                        raise
-        raise AssertionError("unreachable")
-
-    def read_many(self, rels: list[str]) -> list[bytes]:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(8) as pool:
-            return list(pool.map(self.read, rels))
-
-    def chunks(self, rel: str) -> Iterator[bytes]:
-        with self.storage.open_input(self.uri(rel), "destination") as fh:
-            yield from iter(lambda: fh.read(1 << 20), b"")
-
-    def write(self, rel: str, data: bytes) -> None:
-        self.storage.write_bytes(self.uri(rel), data, "destination")
-
-    def create(self, rel: str, data: bytes) -> bool:
-        return self.storage.create_exclusive(self.uri(rel), data, "destination")
-
-    def upload(self, rel: str, path: str) -> None:
-        """Uploads a file; a failed upload starts over, within the push's retry time.
-
-        The client's own retries resume an upload where it broke; starting over also gets past
-        a server that answers the resume wrongly (gcp-storage-emulator does).
-        """
-        import pyarrow as pa
-
-        deadline = time.monotonic() + self.storage._retry.get()
-        for attempt in range(1, 100):
-            try:
-                # open_output closes the stream itself, so a failed upload raises (pyarrow's
-                # copy_files only logs an S3 upload that failed at close).
-                with (
-                    self.storage.open_output(self.uri(rel), "destination") as out,
-                    open(path, "rb") as fh,
-                ):
-                    while chunk := fh.read(8 << 20):
-                        out.write(chunk)
-                return
-            except (OSError, pa.ArrowException) as err:
-                if time.monotonic() + attempt > deadline:
-                    raise
-                log.warning(
-                    "pusher: upload of %s failed, starting it over (%s)",
-                    self.uri(rel),
-                    str(err).splitlines()[0][:200],
-                )
-                time.sleep(attempt)
-
-    def delete(self, rel: str) -> None:
-        self.storage.delete(self.uri(rel), "destination")
-
-
-def storage_for(destination: str) -> _Local | _Remote:
-    """The destination's backend; object stores are not connected yet (see `connect`)."""
-    from tfkfp.containers import storage
-
-    location = storage.parse(destination, "destination")
-    if location.scheme == "file":
-        return _Local(location.key)
-    return _Remote(_Objects(location.uri))
-
-
-def _connected(destination: str) -> _Local | _Remote:
-    store = storage_for(destination)
-    store.connect()
-    return store
-
-
-def latest_complete(destination: str) -> str | None:
-    """URI of the newest complete version under a push destination, or None.
-
-    Raises InputError naming a marker that does not parse or that its version does not match.
-    """
-    store = _connected(destination)
-    complete = [v for v in store.versions() if v.complete]
-    return store.uri(complete[-1].number) if complete else None
-
-
-def iter_versions(destination: str) -> Iterator[Version]:
-    yield from _connected(destination).versions()
+    raise InputError(f"blessing: no {BLESSED} or {NOT_BLESSED} marker in {blessing!r}")
 
 
 def output_uri(result: dict, artifact_uri: str) -> str:
@@ -709,8 +51,8 @@ def output_uri(result: dict, artifact_uri: str) -> str:
 
 
 def run(
-    model_dir: str,
-    blessing_dir: str,
+    model: str,
+    blessing: str,
     destination: str,
     version: int = 0,
     retry_timeout: float = RETRY_TIMEOUT,
@@ -718,14 +60,9 @@ def run(
 ) -> dict:
     """Pushes a blessed model to `<destination>/<version>/`; records and skips an unblessed one.
 
-    Args:
-        model_dir: SavedModel folder from the trainer.
-        blessing_dir: Blessing artifact from the evaluator.
-        destination: A local folder, `gs://bucket/path` or `s3://bucket/path`.
-        version: Version number to use; 0 picks a Unix timestamp above every existing version.
-        retry_timeout: Seconds object-store calls retry transient errors before the push fails.
-        lease: Seconds this push's staging or claim stays its own without renewal (renewed
-            every quarter lease); leftovers of a dead push are removed once it ran out.
+    Parameters are the component's (documented in tfkfp.components.pusher); artifacts
+    arrive as local paths. Only here (tests): retry_timeout, seconds object-store calls retry
+    transient errors; lease, seconds a push's staging or claim stays its own unrenewed.
 
     Returns:
         `pushed`, `destination`, `version`, `pushed_uri`, `content_hash`.
@@ -738,24 +75,22 @@ def run(
         "pushed_uri": "",
         "content_hash": None,
     }
-    if not is_blessed(blessing_dir):
+    if not is_blessed(blessing):
         log.info("pusher: model is NOT_BLESSED, nothing pushed")
         return result
-    if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
-        raise InputError(f"model: no SavedModel (saved_model.pb) in {model_dir!r}")
+    if not os.path.isfile(os.path.join(model, "saved_model.pb")):
+        raise InputError(f"model: no SavedModel (saved_model.pb) in {model!r}")
     from tfkfp.containers import storage
 
     with storage.retry_seconds(retry_timeout):
-        return _push(store, model_dir, version, lease, result)
+        return _push(store, model, version, lease, result)
 
 
-def _push(
-    store: _Local | _Remote, model_dir: str, version: int, lease: float, result: dict
-) -> dict:
+def _push(store: _Local | _Remote, model: str, version: int, lease: float, result: dict) -> dict:
     store.connect()
     store.check()
-    files = _model_files(model_dir)
-    digest = _hash(files, _file_chunks(model_dir))
+    files = _model_files(model)
+    digest = _hash(files, _file_chunks(model))
     existing = store.versions()
     if isinstance(store, _Local):
         store.clean_leftovers()
@@ -783,13 +118,13 @@ def _push(
 
     marker = {
         "content_hash": digest,
-        "files": {rel: os.path.getsize(os.path.join(model_dir, rel)) for rel in files},
+        "files": {rel: os.path.getsize(os.path.join(model, rel)) for rel in files},
         "pushed_at": time.time(),
-        "source": model_dir,
+        "source": model,
         "push_id": _push_id(),
     }
-    log.info("pusher: pushing %s to %s", model_dir, store.uri())
-    number = store.publish(model_dir, marker, numbers, bool(version), lease)
+    log.info("pusher: pushing %s to %s", model, store.uri())
+    number = store.publish(model, marker, numbers, bool(version), lease)
     log.info("pusher: pushed version %d to %s", number, store.uri(number))
     return {
         **result,

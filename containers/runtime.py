@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from tfkfp.containers.layout import SCHEMA_FILE, schema_file, split_pattern
+
 log = logging.getLogger("tfkfp")
 
 T = TypeVar("T")
@@ -134,11 +136,6 @@ def writing_at(uri: str, what: str) -> Iterator[str]:
         raise
 
 
-def split_pattern(examples_dir: str, split: str) -> str:
-    """Glob of one split's gzip TFRecord files in an examples artifact (TFX layout)."""
-    return os.path.join(examples_dir, f"Split-{split}", "*.gz")
-
-
 def require_split(examples_dir: str, split: str, what: str) -> str:
     """The split's file pattern; fails naming the input when it has no files or damaged ones.
 
@@ -155,11 +152,6 @@ def require_split(examples_dir: str, split: str, what: str) -> str:
     return pattern
 
 
-def schema_file(schema_dir: str) -> str:
-    """Path of the schema.pbtxt in a schema artifact folder (or the file itself)."""
-    return schema_dir if schema_dir.endswith(".pbtxt") else os.path.join(schema_dir, "schema.pbtxt")
-
-
 def load_schema(schema_dir: str, what: str = "schema"):
     """Parses the tensorflow_metadata Schema written by ingest."""
     from google.protobuf import text_format
@@ -170,7 +162,7 @@ def load_schema(schema_dir: str, what: str = "schema"):
         with open(path) as fh:
             return text_format.Parse(fh.read(), schema_pb2.Schema())
     except FileNotFoundError:
-        raise InputError(f"{what}: no schema.pbtxt at {path}") from None
+        raise InputError(f"{what}: no {SCHEMA_FILE} at {path}") from None
     except text_format.ParseError as err:
         raise InputError(f"{what}: {path} is not a Schema in text format ({err})") from None
 

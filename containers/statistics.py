@@ -17,10 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from tfkfp.containers import storage
-from tfkfp.containers.layout import STATS_FILE, split_folder
+from tfkfp.containers.layout import SPLITS, STATS_FILE, split_folder
 from tfkfp.containers.runtime import InputError, log, publish_file, publishing
 
-SPLITS = ("train", "eval")
 BATCH_ROWS = 50_000
 HISTOGRAM_BUCKETS = 10
 QUANTILES = 10

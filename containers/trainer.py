@@ -22,12 +22,13 @@ from tfkfp.containers import hyperparameters as hp_layout
 from tfkfp.containers import strategy as strategies
 from tfkfp.containers import user_module
 from tfkfp.containers.fn_args import common_fn_args
+from tfkfp.containers.layout import TFX_SERVING
 from tfkfp.containers.runtime import InputError, log, publishing, select_keras
 
 
 def _base_model_path(base_model_dir: str) -> str:
     """The SavedModel folder in a model artifact: ours, or TFX's `Format-Serving` layout."""
-    tfx_layout = os.path.join(base_model_dir, "Format-Serving")
+    tfx_layout = os.path.join(base_model_dir, TFX_SERVING)
     path = tfx_layout if os.path.isdir(tfx_layout) else base_model_dir
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):
         raise InputError(f"base_model: no SavedModel (saved_model.pb) in {base_model_dir}")
@@ -88,46 +89,27 @@ def _load_run_fn(module_file: str):
 
 
 def run(
-    examples_dir: str,
-    schema_dir: str,
+    examples: str,
+    schema: str,
     module_file: str,
-    model_dir: str,
-    model_run_dir: str,
-    transform_graph_dir: str | None = None,
-    train_steps: int | None = 1000,
-    eval_steps: int | None = 100,
+    model: str,
+    model_run: str,
+    curves: str,
+    transform_graph: str | None = None,
+    base_model: str | None = None,
+    best_hyperparameters: str | None = None,
+    train_steps: int = 1000,
+    eval_steps: int = 100,
     hyperparameters: dict[str, Any] | None = None,
     custom_config: dict[str, Any] | None = None,
-    base_model_dir: str | None = None,
     keras: str = "tf_keras",
     strategy: str = "auto",
     cpu_replicas: int = 0,
-    best_hyperparameters: str | None = None,
-    curves: str | None = None,
 ) -> dict[str, Any]:
     """Builds FnArgs, runs `run_fn` under the chosen strategy, checks the export.
 
-    Args:
-        examples_dir: Examples to train on (transformed ones when a transform graph is given).
-        schema_dir: Raw schema artifact (`fn_args.schema_path`).
-        module_file: Path, gs:// URI or dotted module name defining `run_fn(fn_args)`.
-        model_dir: Output: the serving SavedModel.
-        model_run_dir: Output: TensorBoard logs and whatever run_fn writes to model_run_dir.
-        transform_graph_dir: Transform graph artifact (`fn_args.transform_graph_path`).
-        train_steps: `fn_args.train_steps`; 0 means None, as in TFX.
-        eval_steps: `fn_args.eval_steps`; 0 means None, as in TFX.
-        hyperparameters: `fn_args.hyperparameters` (None when empty, as in TFX): a dict, such
-            as a KerasTuner `HyperParameters.get_config()`. Whole-number floats become int
-            (KFP delivers every number of a dict parameter as a float).
-        custom_config: `fn_args.custom_config` (None when empty, as in TFX); numbers as above.
-        base_model_dir: Optional model to warm-start from (`fn_args.base_model`).
-        keras: `tf_keras` (Keras 2, what tf.Transform uses) or `keras3`.
-        strategy: `auto`, `mirrored`, `multi_worker` or `default`.
-        cpu_replicas: Splits the CPU into this many logical devices (tests of MirroredStrategy).
-        best_hyperparameters: A tuner's best_hyperparameters artifact (TFX's layout), or any
-            location of one or of its best_hyperparameters.txt (local, gs://, s3://). Its
-            config becomes `fn_args.hyperparameters` and wins over `hyperparameters`.
-        curves: Output: an HTML page of the TensorBoard curves run_fn logged (chief only).
+    Parameters are the component's (documented in tfkfp.components.trainer); artifacts
+    arrive as local paths (`best_hyperparameters` may also be any location of one).
 
     Returns:
         What the component records as model metadata.
@@ -138,15 +120,15 @@ def run(
     strategies.check(strategy, cpu_replicas)
     workers, is_chief, task = strategies.cluster()
     fn_args = common_fn_args(
-        examples_dir,
-        schema_dir,
-        transform_graph_dir,
+        examples,
+        schema,
+        transform_graph,
         train_steps,
         eval_steps,
         custom_config,
         num_workers=workers,
     )
-    base_model = _base_model_path(base_model_dir) if base_model_dir else None
+    base_model_path = _base_model_path(base_model) if base_model else None
     hp_name = "hyperparameters"
     if best_hyperparameters:
         hp_name = "best_hyperparameters"
@@ -160,18 +142,18 @@ def run(
     dist, strategy_name = strategies.make(strategy, cpu_replicas, workers)
     # After the strategy: checking a KerasTuner config imports keras_tuner (and TensorFlow's Keras).
     fn_args.hyperparameters = hp_layout.checked(hyperparameters, hp_name)
-    fn_args.base_model = base_model
+    fn_args.base_model = base_model_path
     fn_args.strategy = dist
     with strategies.adopted(tf, dist, strategy_name) as built_in:
         run_fn = _load_run_fn(module_file)
-        timings = _train(run_fn, is_chief, task, model_dir, model_run_dir, fn_args)
+        timings = _train(run_fn, is_chief, task, model, model_run, fn_args)
     log.info(
         "trainer: run_fn created its variables under %s", "; then ".join(built_in) or "nothing"
     )
-    if curves and is_chief:
+    if is_chief:
         from tfkfp.containers import charts
 
-        charts.write(curves, charts.training_curves(model_run_dir))
+        charts.write(curves, charts.training_curves(model_run))
     return {
         "strategy": strategy_name,
         "replicas": int(dist.num_replicas_in_sync),

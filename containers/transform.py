@@ -12,6 +12,7 @@ import tempfile
 import time
 
 from tfkfp.containers import manifest, user_module
+from tfkfp.containers.layout import SPLITS, split_dir, split_pattern
 from tfkfp.containers.runtime import (
     beam_location,
     beam_options,
@@ -21,11 +22,8 @@ from tfkfp.containers.runtime import (
     require_split,
     runs_remotely,
     select_keras,
-    split_pattern,
     writing_at,
 )
-
-SPLITS = ("train", "eval")
 
 
 def _temp_location(beam_pipeline_args: list[str]) -> str | None:
@@ -71,11 +69,11 @@ def _records(examples_dir: str) -> int | None:
 
 
 def run(
-    examples_dir: str,
-    schema_dir: str,
+    examples: str,
+    schema: str,
     module_file: str,
-    transform_graph_dir: str,
-    transformed_examples_dir: str,
+    transform_graph: str,
+    transformed_examples: str,
     beam_pipeline_args: list[str] | None = None,
     examples_uri: str = "",
     transform_graph_uri: str = "",
@@ -83,45 +81,33 @@ def run(
 ) -> dict[str, int]:
     """Analyzes `train` with tf.Transform, transforms every split, writes graph and examples.
 
-    Args:
-        examples_dir: Examples artifact from ingest (`Split-train/`, `Split-eval/`).
-        schema_dir: Schema artifact from ingest (`schema.pbtxt`).
-        module_file: Path, gs:// URI or dotted module name defining `preprocessing_fn(inputs)`.
-        transform_graph_dir: Output folder for the transform graph (TFTransformOutput layout).
-        transformed_examples_dir: Output folder for transformed gzip TFRecord splits.
-        beam_pipeline_args: Passed to Beam unchanged (DirectRunner when no runner is given).
-        examples_uri: The examples artifact's URI; read by a remote runner's workers.
-        transform_graph_uri: The transform graph's URI; written by a remote runner's workers.
-        transformed_examples_uri: The transformed examples' URI; written by a remote runner's
-            workers. A remote runner writes straight to the URIs (cleared first), without
-            the staging folder.
+    Parameters are the component's (documented in tfkfp.components.transform); artifacts
+    arrive as local paths, `<artifact>_uri` as their URIs for a remote runner's workers.
 
     Returns:
         Transformed row counts per split.
     """
     select_keras("tf_keras")  # before the user module imports TensorFlow
     beam_pipeline_args = list(beam_pipeline_args or [])
-    patterns = {s: require_split(examples_dir, s, "examples") for s in SPLITS}
-    schema = load_schema(schema_dir)
+    patterns = {s: require_split(examples, s, "examples") for s in SPLITS}
+    raw_schema = load_schema(schema)
     options = beam_options(beam_pipeline_args)
     remote = runs_remotely(options)
     if remote:
         # The workers are elsewhere: they read and write the artifacts' URIs, not pod paths.
-        examples_at = beam_location(examples_dir, examples_uri, "examples")
+        examples_at = beam_location(examples, examples_uri, "examples")
         patterns = {s: split_pattern(examples_at, s) for s in SPLITS}
         graph_out = writing_at(
-            beam_location(transform_graph_dir, transform_graph_uri, "transform_graph"),
+            beam_location(transform_graph, transform_graph_uri, "transform_graph"),
             "transform_graph",
         )
         examples_out = writing_at(
-            beam_location(
-                transformed_examples_dir, transformed_examples_uri, "transformed_examples"
-            ),
+            beam_location(transformed_examples, transformed_examples_uri, "transformed_examples"),
             "transformed_examples",
         )
     else:
-        graph_out = publishing(transform_graph_dir)
-        examples_out = publishing(transformed_examples_dir)
+        graph_out = publishing(transform_graph)
+        examples_out = publishing(transformed_examples)
     preprocessing_fn = user_module.load_function(module_file, "preprocessing_fn")
 
     import apache_beam as beam
@@ -135,7 +121,7 @@ def run(
         "transform: analyzing train, transforming %s (beam args %s)", SPLITS, beam_pipeline_args
     )
     counters = {s: beam.metrics.Metrics.counter("tfkfp.transform", f"{s}_rows") for s in SPLITS}
-    progress = _RowProgress(_records(examples_dir))
+    progress = _RowProgress(_records(examples))
 
     def encode(batch_and_passthrough, split):
         batch, _ = batch_and_passthrough
@@ -153,7 +139,8 @@ def run(
         pipeline = beam.Pipeline(options=options)
         with pipeline, tft_beam.Context(temp_dir=temp_dir):
             sources = {
-                s: tfxio.TFExampleRecord(file_pattern=patterns[s], schema=schema) for s in SPLITS
+                s: tfxio.TFExampleRecord(file_pattern=patterns[s], schema=raw_schema)
+                for s in SPLITS
             }
             raw = {s: pipeline | f"Read{s}" >> sources[s].BeamSource() for s in SPLITS}
             (train_data, _), transform_fn = (
@@ -173,7 +160,7 @@ def run(
                     | f"Encode{split}" >> beam.FlatMap(encode, split)
                     | f"Write{split}"
                     >> beam.io.WriteToTFRecord(
-                        os.path.join(examples_tmp, f"Split-{split}", "transformed_examples"),
+                        os.path.join(split_dir(examples_tmp, split), "transformed_examples"),
                         file_name_suffix=".gz",
                         compression_type=CompressionTypes.GZIP,
                     )
@@ -181,7 +168,7 @@ def run(
         result = pipeline.result
         # WriteTransformFn keeps only the transformed schema; readers of raw examples need this.
         metadata_io.write_metadata(
-            dataset_metadata.DatasetMetadata(schema), os.path.join(graph_tmp, "metadata")
+            dataset_metadata.DatasetMetadata(raw_schema), os.path.join(graph_tmp, "metadata")
         )
         counts = {}
         for split in SPLITS:

@@ -222,6 +222,7 @@ def run(
     module_file: str,
     best_hyperparameters: str,
     trials: str,
+    trials_chart: str,
     transform_graph: str | None = None,
     train_steps: int = 1000,
     eval_steps: int = 100,
@@ -229,7 +230,6 @@ def run(
     keras: str = "tf_keras",
     strategy: str = "auto",
     cpu_replicas: int = 0,
-    trials_chart: str | None = None,
 ) -> TunerResult:
     """Calls tuner_fn, runs the search, publishes the best hyperparameters and the trials table.
 
@@ -301,13 +301,12 @@ def run(
             with publishing(best_hyperparameters) as staging:
                 hp_layout.write(staging, config)
             os.replace(table, trials)
-            if trials_chart:
-                from dataclasses import asdict
+            from dataclasses import asdict
 
-                from tfkfp.containers import charts
+            from tfkfp.containers import charts
 
-                page = charts.tuner_trials([asdict(t) for t in result.trials], objective, direction)
-                charts.write(trials_chart, page)
+            page = charts.tuner_trials([asdict(t) for t in result.trials], objective, direction)
+            charts.write(trials_chart, page)
         finally:
             if os.path.exists(table):
                 os.remove(table)

@@ -89,15 +89,15 @@ def train_penguins(out: Path, ingested: Ingested, transformed: Transformed, step
     from tfkfp.containers import trainer
 
     info = trainer.run(
-        examples_dir=transformed.examples,
-        schema_dir=ingested.schema,
+        examples=transformed.examples,
+        schema=ingested.schema,
         module_file=PENGUINS_MODULE,
-        model_dir=str(out / "model"),
-        model_run_dir=str(out / "model_run"),
-        transform_graph_dir=transformed.graph,
+        model=str(out / "model"),
+        model_run=str(out / "model_run"),
+        curves=str(out / "curves.html"),
+        transform_graph=transformed.graph,
         train_steps=steps,
         eval_steps=min(steps, 5),
-        curves=str(out / "curves.html"),
     )
     return Trained(str(out / "model"), str(out / "model_run"), info, str(out / "curves.html"))
 

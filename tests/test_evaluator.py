@@ -37,14 +37,14 @@ def _with_threshold(threshold: dict) -> dict:
 
 def _run(tmp_path, model, ingested, config, **kw):
     return evaluator.run(
-        model_dir=model,
-        examples_dir=ingested.examples,
+        model=model,
+        examples=ingested.examples,
         eval_config=config,
-        evaluation_dir=str(tmp_path / "evaluation"),
-        blessing_dir=str(tmp_path / "blessing"),
-        report_path=str(tmp_path / "report.md"),
+        evaluation=str(tmp_path / "evaluation"),
+        blessing=str(tmp_path / "blessing"),
+        report=str(tmp_path / "report.md"),
         slice_chart=str(tmp_path / "slices.html"),
-        schema_dir=ingested.schema,
+        schema=ingested.schema,
         **kw,
     )
 
@@ -62,32 +62,32 @@ def _push(model: str, destination: str) -> str:
 
 def test_blessed_without_baseline_skips_change_thresholds(tmp_path, trained, ingested):
     report = _run(tmp_path, trained.model, ingested, _config(0.5, change=0.0), baseline_from="")
-    assert report["blessed"] is True
-    assert report["baseline"] is None and "no baseline given" in report["baseline_note"]
-    assert report["metrics"]["sparse_categorical_accuracy"] > 0.8
-    assert report["metrics"]["example_count"] == ingested.counts["eval"]
+    assert report.blessed is True
+    assert report.baseline is None and "no baseline given" in report.baseline_note
+    assert report.metrics["sparse_categorical_accuracy"] > 0.8
+    assert report.metrics["example_count"] == ingested.counts["eval"]
     assert os.path.exists(tmp_path / "blessing" / "BLESSED")
     saved = _blessing(tmp_path)
     assert saved["blessed"] is True and saved["failures"] == []
     results = {row["kind"]: row["result"] for row in saved["thresholds"]}
     assert results == {"value": "pass", "change": "skipped (no baseline)"}
     # per-slice metrics: overall first, then one row per island
-    assert list(report["slices"])[0] == "Overall"
+    assert list(report.slices)[0] == "Overall"
     # island names, not the vocabulary ids TFMA sliced the transformed feature by
-    islands = {s for s in report["slices"] if s.startswith("island=")}
+    islands = {s for s in report.slices if s.startswith("island=")}
     assert islands == {"island=Biscoe", "island=Dream", "island=Torgersen"}
-    assert report["slice_note"] == ""
+    assert report.slice_note == ""
     chart = (tmp_path / "slices.html").read_text()
     assert chart.count("<svg") == 2 and "island=Biscoe" in chart
     assert "lower bound 0.5 (Overall)" in chart
     # confusion matrix of the multi-class task, class names from the label's vocabulary
-    classification = report["classification"]
+    classification = report.classification
     assert sorted(classification["categories"]) == sorted(SPECIES)
     matrix = classification["matrix"]
     assert len(matrix) == 3 and all(len(row) == 3 for row in matrix)
     assert sum(map(sum, matrix)) == ingested.counts["eval"]
     assert sum(matrix[i][i] for i in range(3)) / ingested.counts["eval"] == pytest.approx(
-        report["metrics"]["sparse_categorical_accuracy"], abs=1e-6
+        report.metrics["sparse_categorical_accuracy"], abs=1e-6
     )
     assert classification["roc"] is None  # three classes: no ROC
     md = (tmp_path / "report.md").read_text()
@@ -106,11 +106,11 @@ def test_blessed_without_baseline_skips_change_thresholds(tmp_path, trained, ing
 def test_not_blessed_names_the_failing_metric(tmp_path, trained, ingested):
     # accuracy never reaches 1.01
     report = _run(tmp_path, trained.model, ingested, json.dumps(_config(1.01)))
-    assert report["blessed"] is False
+    assert report.blessed is False
     assert os.path.exists(tmp_path / "blessing" / "NOT_BLESSED")
-    [failure] = report["failures"]
+    [failure] = report.failures
     assert failure["metric"] == "sparse_categorical_accuracy" and failure["slice"] == "Overall"
-    assert failure["value"] == pytest.approx(report["metrics"]["sparse_categorical_accuracy"])
+    assert failure["value"] == pytest.approx(report.metrics["sparse_categorical_accuracy"])
     assert failure["threshold"] == {"valueThreshold": {"lowerBound": 1.01}}
     md = (tmp_path / "report.md").read_text()
     assert md.startswith("# Evaluation: NOT BLESSED")
@@ -121,9 +121,9 @@ def test_no_thresholds_is_blessed_and_says_why(tmp_path, trained, ingested):
     config = copy.deepcopy(EVAL_CONFIG)
     config["metrics_specs"] = [{"metrics": [{"class_name": "ExampleCount"}]}]
     report = _run(tmp_path, trained.model, ingested, config)
-    assert report["blessed"] is True and report["thresholds"] == []
-    assert "no thresholds" in report["reason"]
-    assert report["classification"] is None  # no classification metric named: no plots
+    assert report.blessed is True and report.thresholds == []
+    assert "no thresholds" in report.reason
+    assert report.classification is None  # no classification metric named: no plots
     md = (tmp_path / "report.md").read_text()
     assert "No thresholds in the eval config." in md and "Confusion matrix" not in md
 
@@ -142,16 +142,16 @@ def test_slice_fails_while_overall_passes(tmp_path, trained, weak_trained, inges
         }
     ]
     # the baseline comes in as a model artifact here
-    report = _run(tmp_path, trained.model, ingested, config, baseline_model_dir=weak_trained.model)
-    assert report["blessed"] is False
-    assert report["baseline"] == weak_trained.model
-    counts = {s: m["example_count"]["candidate"] for s, m in report["slices"].items()}
+    report = _run(tmp_path, trained.model, ingested, config, baseline_model=weak_trained.model)
+    assert report.blessed is False
+    assert report.baseline == weak_trained.model
+    counts = {s: m["example_count"]["candidate"] for s, m in report.slices.items()}
     assert counts["Overall"] == ingested.counts["eval"] >= 20
     small = sorted(s for s, n in counts.items() if n < 20)
     assert small and all(s.startswith("island=") for s in small)
-    assert sorted(f["slice"] for f in report["failures"]) == small
-    assert all(f["metric"] == "example_count" and not f["is_diff"] for f in report["failures"])
-    [row] = report["thresholds"]
+    assert sorted(f["slice"] for f in report.failures) == small
+    assert all(f["metric"] == "example_count" and not f["is_diff"] for f in report.failures)
+    [row] = report.thresholds
     assert row["slices"] == "every slice" and row["result"] == f"fail: {', '.join(small)}"
     md = (tmp_path / "report.md").read_text()
     assert f"Baseline: `{weak_trained.model}` (baseline model artifact)" in md
@@ -167,13 +167,13 @@ def test_change_threshold_candidate_beats_baseline_pushed_to_gcs(
     report = _run(
         tmp_path, trained.model, ingested, _config(0.5, change=0.0), baseline_from=destination
     )
-    assert report["blessed"] is True, report["failures"]
-    assert report["baseline"] == pushed and "newest complete version" in report["baseline_note"]
-    overall = report["slices"]["Overall"]["sparse_categorical_accuracy"]
+    assert report.blessed is True, report.failures
+    assert report.baseline == pushed and "newest complete version" in report.baseline_note
+    overall = report.slices["Overall"]["sparse_categorical_accuracy"]
     assert overall["candidate"] > overall["baseline"]
     assert overall["diff"] == pytest.approx(overall["candidate"] - overall["baseline"])
-    assert report["baseline_metrics"]["sparse_categorical_accuracy"] == overall["baseline"]
-    assert [row["result"] for row in report["thresholds"]] == ["pass", "pass"]
+    assert report.baseline_metrics["sparse_categorical_accuracy"] == overall["baseline"]
+    assert [row["result"] for row in report.thresholds] == ["pass", "pass"]
     assert f"Baseline: `{pushed}`" in (tmp_path / "report.md").read_text()
 
 
@@ -190,13 +190,13 @@ def test_change_threshold_candidate_does_not_beat_pushed_baseline(
         _config(0.0, change=-0.01),
         baseline_from=destination,
     )
-    assert report["blessed"] is False
-    assert report["baseline"] == pushed
-    [failure] = report["failures"]
+    assert report.blessed is False
+    assert report.baseline == pushed
+    [failure] = report.failures
     assert failure["is_diff"] is True and failure["slice"] == "Overall"
     assert failure["metric"] == "sparse_categorical_accuracy" and failure["value"] < -0.01
     assert failure["threshold"] == {"changeThreshold": {"direction": HIGHER, "absolute": -0.01}}
-    results = {row["kind"]: row["result"] for row in report["thresholds"]}
+    results = {row["kind"]: row["result"] for row in report.thresholds}
     assert results == {"value": "pass", "change": "fail: Overall"}
     md = (tmp_path / "report.md").read_text()
     assert "sparse_categorical_accuracy (diff vs baseline)" in md
@@ -213,8 +213,8 @@ def test_push_destination_without_complete_version_is_no_baseline(tmp_path, trai
         _config(0.5, change=0.01),
         baseline_from=str(destination),
     )
-    assert report["baseline"] is None and report["blessed"] is True
-    assert "no complete version" in report["baseline_note"]
+    assert report.baseline is None and report.blessed is True
+    assert "no complete version" in report.baseline_note
     md = (tmp_path / "report.md").read_text()
     assert f"no complete version (a version folder with PUSHED.json) under {destination}" in md
     assert "skipped (no baseline)" in md
@@ -294,13 +294,14 @@ def test_damaged_eval_split_is_refused(tmp_path, trained, ingested, how):
     path = damage_examples(ingested.examples, tmp_path / "examples", "eval", how)
     with pytest.raises(InputError, match=f"examples: {path} is damaged"):
         evaluator.run(
-            model_dir=trained.model,
-            examples_dir=str(tmp_path / "examples"),
+            model=trained.model,
+            examples=str(tmp_path / "examples"),
             eval_config=EVAL_CONFIG,
-            evaluation_dir=str(tmp_path / "evaluation"),
-            blessing_dir=str(tmp_path / "blessing"),
-            report_path=str(tmp_path / "report.md"),
-            schema_dir=ingested.schema,
+            evaluation=str(tmp_path / "evaluation"),
+            blessing=str(tmp_path / "blessing"),
+            report=str(tmp_path / "report.md"),
+            slice_chart=str(tmp_path / "slices.html"),
+            schema=ingested.schema,
         )
     assert not (tmp_path / "blessing").exists() and not (tmp_path / "evaluation").exists()
     assert not (tmp_path / "report.md").exists()
@@ -331,13 +332,14 @@ def test_label_missing_from_eval_split_is_one_line_exit_2(tmp_path, trained, ing
     # It gave 600-800 lines of Beam traceback from inside TFMA.
     examples = _examples_without(ingested.examples, tmp_path / "examples", "eval", "species")
     args = {
-        "model_dir": trained.model,
-        "examples_dir": examples,
+        "model": trained.model,
+        "examples": examples,
         "eval_config": EVAL_CONFIG,
-        "evaluation_dir": str(tmp_path / "evaluation"),
-        "blessing_dir": str(tmp_path / "blessing"),
-        "report_path": str(tmp_path / "report.md"),
-        "schema_dir": ingested.schema,
+        "evaluation": str(tmp_path / "evaluation"),
+        "blessing": str(tmp_path / "blessing"),
+        "report": str(tmp_path / "report.md"),
+        "slice_chart": str(tmp_path / "slices.html"),
+        "schema": ingested.schema,
     }
     code = (
         "from tfkfp.containers import evaluator\n"
@@ -371,11 +373,13 @@ def test_label_missing_without_schema_is_found_by_the_model(tmp_path, trained, i
     examples = _examples_without(ingested.examples, tmp_path / "examples", "eval", "species")
     with pytest.raises(InputError) as raised:
         evaluator.run(
-            model_dir=trained.model,
-            examples_dir=examples,
+            model=trained.model,
+            examples=examples,
             eval_config=EVAL_CONFIG,
-            evaluation_dir=str(tmp_path / "evaluation"),
-            blessing_dir=str(tmp_path / "blessing"),
+            evaluation=str(tmp_path / "evaluation"),
+            blessing=str(tmp_path / "blessing"),
+            report=str(tmp_path / "report.md"),
+            slice_chart=str(tmp_path / "slices.html"),
         )
     message = str(raised.value)
     assert message.startswith(
@@ -389,7 +393,7 @@ def test_corrupt_baseline_in_push_destination_is_one_line(tmp_path, trained, ing
     destination = str(tmp_path / "serving")
     pushed = _push(trained.model, destination)
     path = os.path.join(pushed, "saved_model.pb")
-    # Same size: the marker's file sizes still match, so the model itself must be read.
+    # Same size as pushed (the marker's size check passes): the evaluator's own check speaks.
     size = os.path.getsize(path)
     with open(path, "wb") as fh:
         fh.write((b"\xff\xff not a protobuf" * size)[:size])
@@ -398,12 +402,20 @@ def test_corrupt_baseline_in_push_destination_is_one_line(tmp_path, trained, ing
     message = str(raised.value)
     assert message.startswith(f"baseline_from: {pushed}: ") and "\n" not in message
     assert "saved_model.pb is not a SavedModel protobuf" in message
+    # Cut short: the push destination's marker check refuses the version.
+    with open(path, "wb") as fh:
+        fh.write(b"\xff\xff not a protobuf")
+    with pytest.raises(InputError) as raised:
+        _run(tmp_path, trained.model, ingested, EVAL_CONFIG, baseline_from=destination)
+    message = str(raised.value)
+    assert message.startswith(f"baseline_from: {pushed} is marked complete but saved_model.pb")
+    assert "\n" not in message
     assert not (tmp_path / "blessing").exists() and not (tmp_path / "report.md").exists()
 
 
 def test_bad_baseline_and_beam_args(tmp_path, trained, ingested):
     with pytest.raises(InputError, match="baseline model: no SavedModel"):
-        _run(tmp_path, trained.model, ingested, EVAL_CONFIG, baseline_model_dir=str(tmp_path))
+        _run(tmp_path, trained.model, ingested, EVAL_CONFIG, baseline_model=str(tmp_path))
     with pytest.raises(InputError, match="beam_pipeline_args: runner 'NoSuchRunner'"):
         _run(
             tmp_path,
@@ -516,13 +528,13 @@ def test_binary_classification_gives_confusion_matrix_and_roc(tmp_path, ingested
         ],
     }
     report = _run(tmp_path, model_dir, ingested, config)
-    assert report["blessed"] is True, report["failures"]
-    classification = report["classification"]
+    assert report.blessed is True, report.failures
+    classification = report.classification
     assert classification["categories"] == ["0", "1"]  # no vocabulary asset: class ids
     [[tn, fp], [fn, tp]] = classification["matrix"]
     assert tn + fp + fn + tp == ingested.counts["eval"]
     assert (tn + tp) / ingested.counts["eval"] == pytest.approx(
-        report["metrics"]["binary_accuracy"], abs=1e-6
+        report.metrics["binary_accuracy"], abs=1e-6
     )
     roc = classification["roc"]
     assert len(roc["fpr"]) == len(roc["tpr"]) == len(roc["thresholds"]) > 10
@@ -530,7 +542,7 @@ def test_binary_classification_gives_confusion_matrix_and_roc(tmp_path, ingested
     # the area under the logged curve is the AUC TFMA computed
     points = sorted(zip(roc["fpr"], roc["tpr"], strict=True))
     area = sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in itertools.pairwise(points))
-    assert area == pytest.approx(report["metrics"]["auc"], abs=0.05)
+    assert area == pytest.approx(report.metrics["auc"], abs=0.05)
 
 
 def test_slice_names_fall_back_to_ids_and_say_why(tmp_path):

@@ -107,7 +107,7 @@ def test_cpu_image_is_slim_checked_and_non_root(docker_client, cpu_image):
 
 @pytest.mark.slow
 def test_penguins_pipeline_runs_in_cpu_image(cpu_image, tmp_path, penguins_csv):
-    from tfkfp.containers import pusher
+    from tfkfp.containers.versions import iter_versions
     from tfkfp.pipelines.penguins.pipeline import penguins
 
     from tfkfp import local
@@ -127,7 +127,7 @@ def test_penguins_pipeline_runs_in_cpu_image(cpu_image, tmp_path, penguins_csv):
         docker=True,
         pipeline_root=str(root),
     )
-    versions = [v for v in pusher.iter_versions(destination) if v.complete]
+    versions = [v for v in iter_versions(destination) if v.complete]
     assert len(versions) == 1
     version_dir = Path(destination) / str(versions[0].number)
     assert json.loads((version_dir / "PUSHED.json").read_text())["content_hash"]
@@ -151,12 +151,12 @@ def test_gpu_image_trains_on_cpu(docker_client, gpu_image, ingested, transformed
         gpu_image,
         "trainer",
         {
-            "examples_dir": str(work / "examples"),
-            "schema_dir": str(work / "schema"),
+            "examples": str(work / "examples"),
+            "schema": str(work / "schema"),
             "module_file": PENGUINS_MODULE,
-            "model_dir": str(work / "model"),
-            "model_run_dir": str(work / "model_run"),
-            "transform_graph_dir": str(work / "graph"),
+            "model": str(work / "model"),
+            "model_run": str(work / "model_run"),
+            "transform_graph": str(work / "graph"),
             "train_steps": 20,
             "eval_steps": 2,
         },

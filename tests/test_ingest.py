@@ -337,3 +337,20 @@ def test_damaged_split_file_is_refused_naming_it(tmp_path, ingested, how):
     os.remove(path)
     with pytest.raises(InputError, match="no 'train' split files"):
         require_split(str(tmp_path / "examples"), "train", "examples")
+
+
+def test_manifest_at_an_object_store_uri(tmp_path, ingested, bucket):
+    """A remote runner's transform writes its examples at a bucket URI: so does the manifest."""
+    from tfkfp.containers import manifest, storage
+    from tfkfp.containers.layout import MANIFEST
+
+    uri = f"{bucket.uri}/examples"
+    storage.upload(ingested.examples, uri, "test")
+    storage.delete(f"{uri}/{MANIFEST}", "test")
+    written = manifest.write(uri, ingested.counts)
+    assert written == manifest.read(ingested.examples)  # the same bytes, sizes and CRC32C
+    assert manifest.verify(uri, ["train", "eval"]) is True
+    [train] = written["splits"]["train"]["files"]
+    storage.write_bytes(f"{uri}/Split-train/{train}", b"x", "test")
+    with pytest.raises(InputError, match=r"examples: .*/Split-train/.* is damaged: 1 bytes"):
+        manifest.verify(uri, ["train"])

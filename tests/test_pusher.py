@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tfkfp.containers import pusher
-from tfkfp.containers.pusher import MARKER
+from tfkfp.containers import layout, pusher, versions
+from tfkfp.containers.layout import PUSHED as MARKER
 from tfkfp.containers.runtime import InputError
 
 
@@ -34,11 +34,11 @@ def test_push_local_versioned(tmp_path, trained):
     version_dir = dest / str(result["version"])
     assert (version_dir / "saved_model.pb").is_file()
     assert (
-        json.loads((version_dir / pusher.MARKER).read_text())["content_hash"]
+        json.loads((version_dir / layout.PUSHED).read_text())["content_hash"]
         == result["content_hash"]
     )
     assert [p.name for p in dest.iterdir()] == [str(result["version"])]  # no staging left
-    assert pusher.latest_complete(str(dest)) == str(version_dir)
+    assert versions.latest_complete(str(dest)) == str(version_dir)
 
 
 def test_same_model_is_not_pushed_twice(tmp_path, trained):
@@ -114,7 +114,7 @@ def _same_files(model_dir: str, version_dir: Path) -> bool:
     src = Path(model_dir)
     wanted = sorted(p.relative_to(src) for p in src.rglob("*") if p.is_file())
     got = sorted(p.relative_to(version_dir) for p in version_dir.rglob("*") if p.is_file())
-    return got == sorted([*wanted, Path(pusher.MARKER)]) and all(
+    return got == sorted([*wanted, Path(layout.PUSHED)]) and all(
         (src / f).read_bytes() == (version_dir / f).read_bytes() for f in wanted
     )
 
@@ -135,8 +135,8 @@ def test_local_push_killed_mid_copy_leaves_no_version_and_a_retry_completes(
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
         """,
-        model_dir=model,
-        blessing_dir=blessing,
+        model=model,
+        blessing=blessing,
         destination=str(dest),
         lease=1.0,
     )
@@ -144,11 +144,11 @@ def test_local_push_killed_mid_copy_leaves_no_version_and_a_retry_completes(
     killed_at = time.monotonic()
     assert proc.returncode == -signal.SIGXFSZ, stderr[-2000:]
     left = [p.name for p in dest.iterdir()]
-    assert len(left) == 1 and left[0].startswith(pusher.STAGING_PREFIX)  # hidden, not a version
+    assert len(left) == 1 and left[0].startswith(versions.STAGING_PREFIX)  # hidden, not a version
     staged = dest / left[0]
     assert (staged / "zz_padding.bin").stat().st_size == 1 << 20  # cut mid-file
     assert not (staged / "saved_model.pb").exists()
-    assert pusher.latest_complete(str(dest)) is None
+    assert versions.latest_complete(str(dest)) is None
 
     # a push while the dead one's lease runs leaves its staging alone: it could be alive
     live = pusher.run(trained.model, blessing, str(dest))
@@ -160,7 +160,7 @@ def test_local_push_killed_mid_copy_leaves_no_version_and_a_retry_completes(
     )
     version_dir = dest / str(result["version"])
     assert _same_files(model, version_dir)
-    assert pusher.latest_complete(str(dest)) == str(version_dir)
+    assert versions.latest_complete(str(dest)) == str(version_dir)
 
 
 # --- gs:// destinations, against gcp-storage-emulator -------------------------------------------
@@ -175,11 +175,11 @@ def test_gcs_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, gcs):
         str(p.relative_to(trained.model)) for p in Path(trained.model).rglob("*") if p.is_file()
     )
     prefix = f"models/penguins/{first['version']}/"
-    assert _files(gcs, prefix) == sorted(prefix + f for f in [*files, pusher.MARKER])
+    assert _files(gcs, prefix) == sorted(prefix + f for f in [*files, layout.PUSHED])
     for rel in files:
         blob = gcs.client.bucket(gcs.bucket).blob(prefix + rel)
         assert blob.download_as_bytes() == (Path(trained.model) / rel).read_bytes()
-    assert pusher.latest_complete(dest) == first["pushed_uri"]
+    assert versions.latest_complete(dest) == first["pushed_uri"]
 
     again = pusher.run(trained.model, blessing, dest)  # same content: no second version
     assert again["version"] == first["version"] and len(_files(gcs, "models/")) == len(files) + 1
@@ -189,8 +189,8 @@ def test_gcs_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, gcs):
     (Path(changed) / "assets.extra" / "note.txt").write_text("retrained")
     second = pusher.run(changed, blessing, dest)
     assert second["version"] > first["version"]
-    assert [v.number for v in pusher.iter_versions(dest)] == [first["version"], second["version"]]
-    assert pusher.latest_complete(dest) == second["pushed_uri"]
+    assert [v.number for v in versions.iter_versions(dest)] == [first["version"], second["version"]]
+    assert versions.latest_complete(dest) == second["pushed_uri"]
 
 
 def test_gcs_not_blessed_writes_nothing(tmp_path, trained, gcs):
@@ -210,7 +210,7 @@ def test_gcs_foreign_incomplete_version_is_left_alone(tmp_path, trained, gcs):
     result = pusher.run(trained.model, _blessing(tmp_path, True), f"gs://{gcs.bucket}/m")
     assert "m/5/saved_model.pb" in _files(gcs, "m/5/")
     assert result["version"] > 5
-    assert [(v.number, v.complete) for v in pusher.iter_versions(f"gs://{gcs.bucket}/m")] == [
+    assert [(v.number, v.complete) for v in versions.iter_versions(f"gs://{gcs.bucket}/m")] == [
         (5, False),
         (result["version"], True),
     ]
@@ -248,8 +248,8 @@ def test_gcs_without_credentials_fails_fast_with_one_line(tmp_path, trained):
     )
     proc = subprocess.run(
         [sys.executable, "-c", "from tfkfp.containers import pusher, runtime\n"
-         f"runtime.entrypoint(pusher.run, model_dir={trained.model!r}, "
-         f"blessing_dir={_blessing(tmp_path, True)!r}, destination='gs://b/m')"],
+         f"runtime.entrypoint(pusher.run, model={trained.model!r}, "
+         f"blessing={_blessing(tmp_path, True)!r}, destination='gs://b/m')"],
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr[-2000:]
@@ -435,7 +435,7 @@ def _serving_version(names: list[str]) -> int | None:
 def _uploads(model_dir: str) -> list[tuple[str, int]]:
     """The pusher's upload order: (file, size), saved_model.pb last, then the marker."""
     return [
-        (f, os.path.getsize(os.path.join(model_dir, f))) for f in pusher._model_files(model_dir)
+        (f, os.path.getsize(os.path.join(model_dir, f))) for f in versions._model_files(model_dir)
     ]
 
 
@@ -454,7 +454,7 @@ def test_gcs_connection_dropped_mid_upload_is_retried(
     for rel, _ in uploads:
         blob = bucket.blob(f"m/{result['version']}/{rel}")
         assert blob.download_as_bytes() == (Path(trained.model) / rel).read_bytes()
-    assert pusher.latest_complete(dest) == result["pushed_uri"]
+    assert versions.latest_complete(dest) == result["pushed_uri"]
 
 
 def _failing_push_then_retry(tmp_path, trained, store, proxy, monkeypatch, env: str, dest: str):
@@ -468,11 +468,11 @@ def _failing_push_then_retry(tmp_path, trained, store, proxy, monkeypatch, env: 
     monkeypatch.setenv(env, store.url)
     names = _files(store, "m/")
     assert _serving_version(names) is None  # TF Serving sees no version
-    assert [v for v in pusher.iter_versions(dest) if v.complete] == []
-    assert pusher.latest_complete(dest) is None
+    assert [v for v in versions.iter_versions(dest) if v.complete] == []
+    assert versions.latest_complete(dest) is None
 
     result = pusher.run(trained.model, blessing, dest)  # the server is back: the retry
-    assert [(v.number, v.complete) for v in pusher.iter_versions(dest)] == [
+    assert [(v.number, v.complete) for v in versions.iter_versions(dest)] == [
         (result["version"], True)
     ]
     files = [f for f, _ in _uploads(trained.model)]
@@ -500,8 +500,8 @@ def _killed_push_then_retry(tmp_path, trained, store, proxy, env: str, dest: str
     lease = 2.0
     proc = _run_in_process(
         env={env: proxy.url},
-        model_dir=trained.model,
-        blessing_dir=blessing,
+        model=trained.model,
+        blessing=blessing,
         destination=dest,
         lease=lease,
     )
@@ -521,13 +521,13 @@ def _killed_push_then_retry(tmp_path, trained, store, proxy, env: str, dest: str
         f"m/{partial}/{f}" for f, _ in uploads[:-1]
     )
     assert _serving_version(names) is None
-    assert [v.complete for v in pusher.iter_versions(dest)] == [False]
-    assert pusher.latest_complete(dest) is None
+    assert [v.complete for v in versions.iter_versions(dest)] == [False]
+    assert versions.latest_complete(dest) is None
 
     # a push within the dead push's lease leaves its files alone (it could be a live push)
     time.sleep(max(0.0, lease + 1.5 - (time.monotonic() - killed_at)))
     result = pusher.run(trained.model, blessing, dest)  # the retry, in a new process
-    assert [(v.number, v.complete) for v in pusher.iter_versions(dest)] == [
+    assert [(v.number, v.complete) for v in versions.iter_versions(dest)] == [
         (result["version"], True)
     ]
     assert _files(store, "m/") == sorted(
@@ -558,7 +558,7 @@ def test_s3_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, s3):
     marker = json.loads(_s3_get(s3, prefix + MARKER))
     assert marker["content_hash"] == first["content_hash"]
     assert marker["files"] == {f: s for f, s in _uploads(trained.model)}
-    assert pusher.latest_complete(dest) == first["pushed_uri"]
+    assert versions.latest_complete(dest) == first["pushed_uri"]
 
     again = pusher.run(trained.model, blessing, dest)  # same content: no second version
     assert again["version"] == first["version"] and len(_files(s3, "models/")) == len(files) + 1
@@ -568,8 +568,8 @@ def test_s3_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, s3):
     (Path(changed) / "assets.extra" / "note.txt").write_text("retrained")
     second = pusher.run(changed, blessing, dest)
     assert second["version"] > first["version"]
-    assert [v.number for v in pusher.iter_versions(dest)] == [first["version"], second["version"]]
-    assert pusher.latest_complete(dest) == second["pushed_uri"]
+    assert [v.number for v in versions.iter_versions(dest)] == [first["version"], second["version"]]
+    assert versions.latest_complete(dest) == second["pushed_uri"]
 
 
 def test_s3_not_blessed_writes_nothing(tmp_path, trained, s3):
@@ -587,7 +587,7 @@ def test_s3_foreign_incomplete_version_is_left_alone(tmp_path, trained, s3):
     s3.put("m/5/saved_model.pb", b"x")  # e.g. a folder copied by hand: no marker, no claim
     result = pusher.run(trained.model, _blessing(tmp_path, True), f"s3://{s3.name}/m")
     assert "m/5/saved_model.pb" in _files(s3, "m/5/") and result["version"] > 5
-    assert [(v.number, v.complete) for v in pusher.iter_versions(f"s3://{s3.name}/m")] == [
+    assert [(v.number, v.complete) for v in versions.iter_versions(f"s3://{s3.name}/m")] == [
         (5, False),
         (result["version"], True),
     ]
@@ -623,7 +623,7 @@ def test_s3_connection_dropped_mid_upload_is_retried(tmp_path, trained, s3, s3_p
         assert (
             _s3_get(s3, f"m/{result['version']}/{rel}") == (Path(trained.model) / rel).read_bytes()
         )
-    assert pusher.latest_complete(dest) == result["pushed_uri"]
+    assert versions.latest_complete(dest) == result["pushed_uri"]
 
 
 def test_s3_server_errors_are_retried(tmp_path, trained, s3, s3_proxy, monkeypatch):
@@ -636,7 +636,7 @@ def test_s3_server_errors_are_retried(tmp_path, trained, s3, s3_proxy, monkeypat
     version = f"m/{result['version']}/"
     for rel, _ in _uploads(trained.model):
         assert _s3_get(s3, version + rel) == (Path(trained.model) / rel).read_bytes()
-    assert pusher.latest_complete(dest) == result["pushed_uri"]
+    assert versions.latest_complete(dest) == result["pushed_uri"]
 
 
 def test_s3_server_failing_mid_push_leaves_no_complete_version(
@@ -688,17 +688,17 @@ def test_damaged_marker_fails_in_one_line_and_publishes_nothing(
     put("7/variables/variables.index", b"x")
     where = f"{dest.rstrip('/')}/7"
     with pytest.raises(InputError, match=rf"^destination: {re.escape(where)}.*") as err:
-        pusher.latest_complete(dest)  # the evaluator's baseline lookup
+        versions.latest_complete(dest)  # the evaluator's baseline lookup
     assert "\n" not in str(err.value)
     proc = _run_in_process(
-        model_dir=trained.model, blessing_dir=_blessing(tmp_path, True), destination=dest
+        model=trained.model, blessing=_blessing(tmp_path, True), destination=dest
     )
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 2, stderr[-2000:]
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert "Traceback" not in stderr and len(errors) == 1 and where in errors[0], stderr
     with pytest.raises(InputError):
-        list(pusher.iter_versions(dest))  # still only the damaged version: nothing published
+        list(versions.iter_versions(dest))  # still only the damaged version: nothing published
 
 
 @pytest.mark.pipeline
@@ -714,8 +714,8 @@ def test_kfp_local_pipeline_pushes_to_the_emulator_bucket(tmp_path, gcs, penguin
         env={"STORAGE_EMULATOR_HOST": gcs.url},  # the task processes inherit it
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    (version,) = pusher.iter_versions(dest)
-    assert version.complete and pusher.latest_complete(dest) == f"{dest}/{version.number}"
+    (version,) = versions.iter_versions(dest)
+    assert version.complete and versions.latest_complete(dest) == f"{dest}/{version.number}"
     assert f"penguins/{version.number}/saved_model.pb" in _files(gcs, "penguins/")
     # what KFP recorded for the pusher task: the output artifact is the pushed version
     (output,) = root.glob("*/pusher/executor_output.json")

@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tfkfp.containers import pusher, storage
-from tfkfp.containers.pusher import CLAIMS, MARKER
+from tfkfp.containers import storage, versions
+from tfkfp.containers.layout import PUSHED as MARKER
+from tfkfp.containers.versions import CLAIMS
 
 ROUNDS = 20
 
@@ -23,7 +24,7 @@ RACER = textwrap.dedent(
     """
     import json, sys, traceback
     from pathlib import Path
-    from tfkfp.containers import pusher
+    from tfkfp.containers import layout, pusher, versions
     from tfkfp.containers.runtime import InputError
 
     model, blessing, dest, me, lease, fixed = sys.argv[1:7]
@@ -106,7 +107,7 @@ def _check(dest: str, answers: list[dict], tmp_path: Path) -> list[int]:
         assert a["version"] is not None or (a["error"] and "\n" not in a["error"]), a
     pushed = [a for a in answers if a["version"] is not None]
     assert len({a["version"] for a in pushed}) == len(pushed), "two pushes got one version"
-    complete = {v.number: v for v in pusher.iter_versions(dest) if v.complete}
+    complete = {v.number: v for v in versions.iter_versions(dest) if v.complete}
     assert sorted(complete) == sorted(a["version"] for a in pushed)
     for a in pushed:
         version = complete[a["version"]]
@@ -114,9 +115,9 @@ def _check(dest: str, answers: list[dict], tmp_path: Path) -> list[int]:
         storage.download(storage.join(dest, str(version.number)), str(local), "check")
         marker = json.loads((local / MARKER).read_text())
         (local / MARKER).unlink()
-        got = {f: os.path.getsize(local / f) for f in pusher._model_files(str(local))}
+        got = {f: os.path.getsize(local / f) for f in versions._model_files(str(local))}
         assert got == marker["files"], f"version {version.number}: files differ from its marker"
-        assert pusher.content_hash(str(local)) == marker["content_hash"] == version.content_hash
+        assert versions.content_hash(str(local)) == marker["content_hash"] == version.content_hash
         assert (local / "assets.extra" / "who.txt").read_text() == f"{a['round']}-{a['me']}"
     return sorted(complete)
 
@@ -134,10 +135,10 @@ def _load(dest: str, number: int, tmp_path: Path) -> None:
 def _plant_leftovers(kind: str, dest: str, put) -> None:
     """A dead push's leftovers (to be cleaned while the race runs) and a live push's (kept)."""
     if kind == "local":
-        dead = Path(dest) / f"{pusher.STAGING_PREFIX}dead0000-1s"
+        dead = Path(dest) / f"{versions.STAGING_PREFIX}dead0000-1s"
         (dead / "variables").mkdir(parents=True)
         os.utime(dead, (time.time() - 10, time.time() - 10))
-        (Path(dest) / f"{pusher.STAGING_PREFIX}live0000-3600s").mkdir()
+        (Path(dest) / f"{versions.STAGING_PREFIX}live0000-3600s").mkdir()
         return
     for number, lease in ((5, 1), (7, 3600)):
         put(
@@ -199,7 +200,7 @@ def test_racing_pushers_publish_only_complete_versions(tmp_path, trained, kind, 
     _load(dest, numbers[-1], tmp_path)
     left = _leftovers(kind, dest, names)
     if kind == "local":
-        assert left == {f"{pusher.STAGING_PREFIX}live0000-3600s"}  # the dead one is gone
+        assert left == {f"{versions.STAGING_PREFIX}live0000-3600s"}  # the dead one is gone
     elif elapsed > 3:  # the dead push's lease (1 s) ran out during the race: removed
         assert left == {f"m/{CLAIMS}/7.p7", "m/7/variables/variables.index"}
 

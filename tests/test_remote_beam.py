@@ -128,12 +128,14 @@ def test_evaluator_on_the_portable_runner_loads_the_model_by_uri(
     pod_model = tmp_path / "pod_model"
     shutil.copytree(weak_trained.model, pod_model)
     local = evaluator.run(
-        model_dir=trained.model,
-        examples_dir=ingested.examples,
+        model=trained.model,
+        examples=ingested.examples,
         eval_config=EVAL_CONFIG,
-        evaluation_dir=str(tmp_path / "local" / "evaluation"),
-        blessing_dir=str(tmp_path / "local" / "blessing"),
-        schema_dir=ingested.schema,
+        evaluation=str(tmp_path / "local" / "evaluation"),
+        blessing=str(tmp_path / "local" / "blessing"),
+        report=str(tmp_path / "local" / "report.md"),
+        slice_chart=str(tmp_path / "local" / "slices.html"),
+        schema=ingested.schema,
     )
     out = tmp_path / "pod"
     out.mkdir()
@@ -154,9 +156,9 @@ def test_evaluator_on_the_portable_runner_loads_the_model_by_uri(
         schema=_in_pod(Artifact, ingested.schema, ingested.schema),
         beam_pipeline_args=beam_portable,
     )
-    assert outputs.blessed is local["blessed"] is True
+    assert outputs.blessed is local.blessed is True
     assert metrics.metadata["example_count"] == ingested.counts["eval"]
-    assert metrics.metadata == pytest.approx(local["metrics"], abs=1e-6)
+    assert metrics.metadata == pytest.approx(local.metrics, abs=1e-6)
     # TFMA wrote its results where the URI points; blessing and report are the pod's own.
     assert glob.glob(str(shared / "evaluation" / "metrics*"))
     assert not (shared / "evaluation" / "stale-metrics").exists()
@@ -183,11 +185,11 @@ def test_remote_runner_without_a_usable_uri_is_one_line(tmp_path, ingested, uri,
     out = tmp_path / "out"
     with pytest.raises(InputError, match=message) as err:
         transform.run(
-            examples_dir=ingested.examples,
-            schema_dir=ingested.schema,
+            examples=ingested.examples,
+            schema=ingested.schema,
             module_file=PENGUINS_MODULE,
-            transform_graph_dir=str(out / "graph"),
-            transformed_examples_dir=str(out / "examples"),
+            transform_graph=str(out / "graph"),
+            transformed_examples=str(out / "examples"),
             beam_pipeline_args=REMOTE,
             examples_uri=ingested.examples if uri is None else uri,
             transform_graph_uri="gs://bucket/graph",
@@ -200,11 +202,13 @@ def test_remote_runner_without_a_usable_uri_is_one_line(tmp_path, ingested, uri,
 def test_evaluator_remote_runner_needs_the_model_uri(tmp_path, ingested, trained):
     with pytest.raises(InputError, match="^model: a remote Beam runner's workers cannot read"):
         evaluator.run(
-            model_dir=trained.model,
-            examples_dir=ingested.examples,
+            model=trained.model,
+            examples=ingested.examples,
             eval_config=EVAL_CONFIG,
-            evaluation_dir=str(tmp_path / "evaluation"),
-            blessing_dir=str(tmp_path / "blessing"),
+            evaluation=str(tmp_path / "evaluation"),
+            blessing=str(tmp_path / "blessing"),
+            report=str(tmp_path / "report.md"),
+            slice_chart=str(tmp_path / "slices.html"),
             beam_pipeline_args=REMOTE,
             model_uri=trained.model,
             examples_uri="gs://bucket/examples",

@@ -9,7 +9,7 @@ from importlib import resources
 
 import pytest
 from conftest import run_cli
-from tfkfp.containers import evaluator, pusher, storage, user_module
+from tfkfp.containers import evaluator, layout, storage, user_module, versions
 from tfkfp.containers.runtime import InputError
 from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
 
@@ -65,8 +65,8 @@ def _place_version(model_dir: str, destination: str, number: int, complete: bool
     uri = storage.join(destination, str(number))
     storage.upload(model_dir, uri, "test")
     if complete:
-        marker = {"content_hash": pusher.content_hash(model_dir), "pushed_at": 0, "source": "t"}
-        storage.write_text(storage.join(uri, pusher.MARKER), json.dumps(marker), "test")
+        marker = {"content_hash": versions.content_hash(model_dir), "pushed_at": 0, "source": "t"}
+        storage.write_text(storage.join(uri, layout.PUSHED), json.dumps(marker), "test")
     return uri
 
 
@@ -74,19 +74,21 @@ def test_baseline_from_an_object_store(tmp_path, bucket, trained, weak_trained, 
     destination = f"{bucket.uri}/serving/penguins"
     baseline = _place_version(weak_trained.model, destination, 100)
     _place_version(trained.model, destination, 200, complete=False)  # cut short: not a baseline
-    assert pusher.latest_complete(destination) == baseline
+    assert versions.latest_complete(destination) == baseline
     report = evaluator.run(
-        model_dir=trained.model,
-        examples_dir=ingested.examples,
+        model=trained.model,
+        examples=ingested.examples,
         eval_config=_config(0.0),
-        evaluation_dir=str(tmp_path / "evaluation"),
-        blessing_dir=str(tmp_path / "blessing"),
-        schema_dir=ingested.schema,
+        evaluation=str(tmp_path / "evaluation"),
+        blessing=str(tmp_path / "blessing"),
+        report=str(tmp_path / "report.md"),
+        slice_chart=str(tmp_path / "slices.html"),
+        schema=ingested.schema,
         baseline_from=destination,
     )
-    assert report["baseline"] == baseline and "newest complete version" in report["baseline_note"]
-    overall = report["slices"]["Overall"]["sparse_categorical_accuracy"]
-    assert overall["candidate"] > overall["baseline"] and report["blessed"] is True
+    assert report.baseline == baseline and "newest complete version" in report.baseline_note
+    overall = report.slices["Overall"]["sparse_categorical_accuracy"]
+    assert overall["candidate"] > overall["baseline"] and report.blessed is True
 
 
 def test_baseline_from_an_empty_prefix_is_no_baseline_and_a_missing_bucket_an_error(
@@ -101,8 +103,8 @@ def test_baseline_from_an_empty_prefix_is_no_baseline_and_a_missing_bucket_an_er
 def test_evaluator_refuses_a_bad_baseline_scheme_before_any_work(tmp_path):
     code = (
         "from tfkfp.containers import evaluator, runtime\n"
-        "runtime.entrypoint(evaluator.run, model_dir='/nonexistent', examples_dir='/nonexistent',"
-        " eval_config={}, evaluation_dir='e', blessing_dir='b', baseline_from='gcs://b/serving')"
+        "runtime.entrypoint(evaluator.run, model='/nonexistent', examples='/nonexistent',"
+        " eval_config={}, evaluation='e', blessing='b', report='r', baseline_from='gcs://b/serving')"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120
@@ -152,11 +154,11 @@ def _pipeline_on(bucket, tmp_path, weak_trained, penguins_csv):
     (blessing,) = root.glob("*/evaluator/blessing/blessing.json")
     report = json.loads(blessing.read_text())
     assert report["baseline"] == baseline and report["blessed"] is True
-    pushed = pusher.latest_complete(destination)
+    pushed = versions.latest_complete(destination)
     assert pushed != baseline and pushed.startswith(destination + "/")
     number = pushed.rsplit("/", 1)[1]
     assert f"serving/penguins/{number}/saved_model.pb" in bucket.names("serving/")
-    assert f"serving/penguins/{number}/{pusher.MARKER}" in bucket.names("serving/")
+    assert f"serving/penguins/{number}/{layout.PUSHED}" in bucket.names("serving/")
     # Nothing landed in a local folder named after the URI.
     assert not any(p.name.endswith(":") for p in tmp_path.iterdir())
 
@@ -212,12 +214,12 @@ def test_stages_without_credentials_exit_2_in_one_line(scheme, tmp_path, s3_serv
     )
     calls = {
         "data_uri": "from tfkfp.containers import ingest as m\n"
-        f"runtime.entrypoint(m.run, data_uri='{scheme}://b/d.csv', examples_dir='e', "
-        "schema_dir='s')",
+        f"runtime.entrypoint(m.run, data_uri='{scheme}://b/d.csv', examples='e', "
+        "schema='s')",
         "module_file": "from tfkfp.containers import user_module as m\n"
         f"runtime.entrypoint(m.load, module_ref='{scheme}://b/m.py')",
         "baseline_from": "from tfkfp.containers import evaluator as m\n"
-        f"runtime.entrypoint(m.resolve_baseline, baseline_model_dir=None, "
+        f"runtime.entrypoint(m.resolve_baseline, baseline_model=None, "
         f"baseline_from='{scheme}://b/serving', workdir='w')",
     }
     cloud = "Google Cloud" if scheme == "gs" else "AWS"

@@ -22,12 +22,18 @@ PROBE = str(TRAINER_MODULES / "probe.py")
 
 def _run(tmp_path, ingested, transformed, module, **kw):
     return trainer.run(
-        examples_dir=transformed.examples,
-        schema_dir=ingested.schema,
+        examples=transformed.examples,
+        schema=ingested.schema,
         module_file=module,
-        model_dir=str(tmp_path / "model"),
-        model_run_dir=str(tmp_path / "model_run"),
-        **{"transform_graph_dir": transformed.graph, "train_steps": 2, "eval_steps": 1, **kw},
+        model=str(tmp_path / "model"),
+        model_run=str(tmp_path / "model_run"),
+        **{
+            "curves": str(tmp_path / "curves.html"),
+            "transform_graph": transformed.graph,
+            "train_steps": 2,
+            "eval_steps": 1,
+            **kw,
+        },
     )
 
 
@@ -38,11 +44,12 @@ def _seen(tmp_path) -> dict:
 def _trainer_process(out, ingested, transformed, env=None, timeout=600, **kw):
     """Runs the trainer's entrypoint in a fresh process (fresh TensorFlow runtime)."""
     args = {
-        "examples_dir": transformed.examples,
-        "schema_dir": ingested.schema,
-        "model_dir": str(out / "model"),
-        "model_run_dir": str(out / "model_run"),
-        "transform_graph_dir": transformed.graph,
+        "examples": transformed.examples,
+        "schema": ingested.schema,
+        "model": str(out / "model"),
+        "model_run": str(out / "model_run"),
+        "curves": str(out / "curves.html"),
+        "transform_graph": transformed.graph,
         "train_steps": 2,
         "eval_steps": 1,
         **kw,
@@ -216,7 +223,7 @@ def test_warm_start_from_base_model(tmp_path, ingested, transformed, trained):
         ingested,
         transformed,
         PENGUINS_MODULE,
-        base_model_dir=trained.model,
+        base_model=trained.model,
         hyperparameters={"learning_rate": 0.0},
         train_steps=2,
     )
@@ -441,7 +448,7 @@ def test_damaged_examples_are_one_line_exit_2(tmp_path, ingested, transformed):
     path = damage_examples(transformed.examples, tmp_path / "examples", "train", "mid_record")
     proc = _trainer_process(
         tmp_path, ingested, transformed, module_file=PENGUINS_MODULE,
-        examples_dir=str(tmp_path / "examples"),
+        examples=str(tmp_path / "examples"),
     )  # fmt: skip
     code, info, stderr = _finish(proc)
     assert code == 2 and info is None
@@ -454,12 +461,13 @@ def test_examples_cut_on_a_record_boundary_are_refused(tmp_path, ingested, trans
     path = damage_examples(transformed.examples, tmp_path / "examples", "eval", "boundary")
     with pytest.raises(InputError, match=f"examples: {path} is damaged: .* bytes, .* written"):
         trainer.run(
-            examples_dir=str(tmp_path / "examples"),
-            schema_dir=ingested.schema,
+            examples=str(tmp_path / "examples"),
+            schema=ingested.schema,
             module_file=PROBE,
-            model_dir=str(tmp_path / "model"),
-            model_run_dir=str(tmp_path / "model_run"),
-            transform_graph_dir=transformed.graph,
+            model=str(tmp_path / "model"),
+            model_run=str(tmp_path / "model_run"),
+            curves=str(tmp_path / "curves.html"),
+            transform_graph=transformed.graph,
         )
     assert not (tmp_path / "model").exists()
 
@@ -479,24 +487,25 @@ def test_negative_steps(tmp_path, ingested, transformed, name):
 def test_examples_without_split_files(tmp_path, ingested, transformed):
     with pytest.raises(InputError, match="no 'train' split files"):
         trainer.run(
-            examples_dir=str(tmp_path / "empty"),
-            schema_dir=ingested.schema,
+            examples=str(tmp_path / "empty"),
+            schema=ingested.schema,
             module_file=PROBE,
-            model_dir=str(tmp_path / "model"),
-            model_run_dir=str(tmp_path / "model_run"),
+            model=str(tmp_path / "model"),
+            model_run=str(tmp_path / "model_run"),
+            curves=str(tmp_path / "curves.html"),
         )
 
 
 def test_transform_graph_without_transform_fn(tmp_path, ingested, transformed):
     (tmp_path / "graph").mkdir()
     with pytest.raises(InputError, match="transform_graph: no transform_fn/"):
-        _run(tmp_path, ingested, transformed, PROBE, transform_graph_dir=str(tmp_path / "graph"))
+        _run(tmp_path, ingested, transformed, PROBE, transform_graph=str(tmp_path / "graph"))
 
 
 def test_base_model_without_saved_model(tmp_path, ingested, transformed):
     (tmp_path / "base").mkdir()
     with pytest.raises(InputError, match="base_model: no SavedModel"):
-        _run(tmp_path, ingested, transformed, PROBE, base_model_dir=str(tmp_path / "base"))
+        _run(tmp_path, ingested, transformed, PROBE, base_model=str(tmp_path / "base"))
 
 
 @pytest.mark.parametrize(

@@ -117,12 +117,13 @@ def test_search_under_mirrored_on_two_logical_cpus(tmp_path, ingested, transform
 def test_best_values_reach_run_fn_and_win_over_the_dict(tmp_path, tuned, ingested, transformed):
     out, result, _ = tuned
     trainer.run(
-        examples_dir=transformed.examples,
-        schema_dir=ingested.schema,
+        examples=transformed.examples,
+        schema=ingested.schema,
         module_file=TUNED_MODULE,
-        model_dir=str(tmp_path / "model"),
-        model_run_dir=str(tmp_path / "model_run"),
-        transform_graph_dir=transformed.graph,
+        model=str(tmp_path / "model"),
+        model_run=str(tmp_path / "model_run"),
+        curves=str(tmp_path / "curves.html"),
+        transform_graph=transformed.graph,
         train_steps=3,
         eval_steps=1,
         hyperparameters={"learning_rate": 0.5},
@@ -134,12 +135,13 @@ def test_best_values_reach_run_fn_and_win_over_the_dict(tmp_path, tuned, ingeste
 
 def _train_with(tmp_path, ingested, transformed, location):
     trainer.run(
-        examples_dir=transformed.examples,
-        schema_dir=ingested.schema,
+        examples=transformed.examples,
+        schema=ingested.schema,
         module_file=TUNED_MODULE,
-        model_dir=str(tmp_path / "model"),
-        model_run_dir=str(tmp_path / "model_run"),
-        transform_graph_dir=transformed.graph,
+        model=str(tmp_path / "model"),
+        model_run=str(tmp_path / "model_run"),
+        curves=str(tmp_path / "curves.html"),
+        transform_graph=transformed.graph,
         train_steps=2,
         eval_steps=1,
         best_hyperparameters=location,
@@ -251,6 +253,7 @@ def test_tuner_refuses_multi_worker_and_bad_strategy(tmp_path, ingested, transfo
             TUNED_MODULE,
             str(tmp_path / "hp"),
             str(tmp_path / "t.md"),
+            str(tmp_path / "t.html"),
             strategy="multi_worker",
         )
     cluster = {"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": 0}}
@@ -262,6 +265,7 @@ def test_tuner_refuses_multi_worker_and_bad_strategy(tmp_path, ingested, transfo
             TUNED_MODULE,
             str(tmp_path / "hp"),
             str(tmp_path / "t.md"),
+            str(tmp_path / "t.html"),
         )
     assert not (tmp_path / "hp").exists()
 

@@ -417,8 +417,8 @@ def test_curated_schema_the_data_breaks_fails_ingest_in_one_line(
         entrypoint(
             ingest.run,
             data_uri=str(data),
-            examples_dir=str(tmp_path / "ex"),
-            schema_dir=str(tmp_path / "sc"),
+            examples=str(tmp_path / "ex"),
+            schema=str(tmp_path / "sc"),
             schema_uri=schema,
         )
     assert exit_.value.code == 2

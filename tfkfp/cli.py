@@ -1,6 +1,9 @@
 """`tfkfp`: compile, run locally, upload and submit pipelines; compile components; run the demo.
 
 Exit codes: 0 ok, 2 bad usage or input, 1 failure.
+
+Over ~400 lines: one argparse front end; its sections (pipelines, components, cluster, demo,
+entrypoint) are short and each command's code sits beside its arguments.
 """
 
 from __future__ import annotations
@@ -437,19 +440,20 @@ def demo(
     """Runs the penguin pipeline locally, pushes the model, compiles the YAML, prints a summary."""
     from importlib import resources
 
-    from tfkfp.containers import pusher
+    from tfkfp.containers.layout import BLESSING_FILE
+    from tfkfp.containers.versions import iter_versions
 
     pipeline = load_pipeline("penguins")
     data = str(resources.files("tfkfp.pipelines.penguins") / "data" / "penguins.csv")
     destination = os.path.abspath(serving_root)
-    before = {v.number for v in pusher.iter_versions(destination) if v.complete}
+    before = {v.number for v in iter_versions(destination) if v.complete}
     started = time.time()
     local.run(pipeline, {"data_uri": data, "push_destination": destination}, verbose=verbose)
     elapsed = time.time() - started
     compile_pipeline(pipeline, yaml_path)
-    blessing = _newest_output("evaluator", "blessing", "blessing.json")
+    blessing = _newest_output("evaluator", "blessing", BLESSING_FILE)
     report = json.loads(blessing.read_text()) if blessing else {}
-    versions = [v for v in pusher.iter_versions(destination) if v.complete]
+    versions = [v for v in iter_versions(destination) if v.complete]
     latest = versions[-1] if versions else None
     print("\n== tfkfp demo: penguins ==")
     print(f"pipeline run:  {elapsed:.0f} s with kfp.local (SubprocessRunner)")

@@ -1,0 +1,312 @@
+"""evaluator's checks before TFMA runs: the eval config, the model and the eval data.
+
+TFMA reports a bad config, a missing label or a missing signature deep inside a Beam run, with
+hundreds of lines of traceback; these checks fail first with one line naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from tfkfp.containers.runtime import InputError
+
+
+def parse_eval_config(eval_config: dict[str, Any] | str):
+    """Parses an EvalConfig from a dict or JSON text (config_pb2 proto JSON form)."""
+    from google.protobuf import json_format
+    from tensorflow_model_analysis.proto import config_pb2
+
+    if isinstance(eval_config, str):
+        try:
+            eval_config = json.loads(eval_config)
+        except json.JSONDecodeError as err:
+            raise InputError(f"eval_config: not valid JSON ({err})") from None
+    if not isinstance(eval_config, dict):
+        raise InputError(f"eval_config: expected a JSON object, got {type(eval_config).__name__}")
+    try:
+        config = json_format.ParseDict(eval_config, config_pb2.EvalConfig())
+    except json_format.ParseError as err:
+        # protobuf puts the list of available fields on a second line
+        raise InputError(f"eval_config: {' '.join(str(err).split())}") from None
+    if not config.model_specs:
+        config.model_specs.add()
+    if len(config.model_specs) > 1:
+        raise InputError("eval_config: expected one model spec (the baseline is added by tfkfp)")
+    if config.model_specs[0].is_baseline:
+        raise InputError("eval_config: model_specs[0] is the candidate; is_baseline must be unset")
+    return config
+
+
+def check_metrics(config) -> dict[tuple[int, int], str]:
+    """Instantiates every configured metric as TFMA will; returns their names by position.
+
+    TFMA would otherwise fail deep inside the Beam run; here the error names the field.
+    """
+    from tensorflow_model_analysis.metrics import metric_specs
+
+    names = {}
+    for i, spec in enumerate(config.metrics_specs):
+        for j, metric in enumerate(spec.metrics):
+            field = f"eval_config: metrics_specs[{i}].metrics[{j}]"
+            if not metric.class_name:
+                raise InputError(f"{field}.class_name: expected a metric class name")
+            try:
+                names[(i, j)] = metric_specs.metric_instance(metric).name
+            except Exception as err:  # unknown class, bad module, bad `config` JSON, ...
+                where = f" in module {metric.module!r}" if metric.module else ""
+                detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+                raise InputError(
+                    f"{field}.class_name: cannot make metric {metric.class_name!r}{where} "
+                    f"(expected a TFMA or Keras metric class: {detail})"
+                ) from None
+    return names
+
+
+def _threshold_fields(config):
+    """Every MetricThreshold in the config with its field path, for error messages."""
+    for i, spec in enumerate(config.metrics_specs):
+        base = f"metrics_specs[{i}]"
+        for j, metric in enumerate(spec.metrics):
+            field = f"{base}.metrics[{j}]"
+            if metric.HasField("threshold"):
+                yield f"{field}.threshold", metric.threshold
+            for k, per_slice in enumerate(metric.per_slice_thresholds):
+                yield f"{field}.per_slice_thresholds[{k}].threshold", per_slice.threshold
+            for k, cross in enumerate(metric.cross_slice_thresholds):
+                yield f"{field}.cross_slice_thresholds[{k}].threshold", cross.threshold
+        for name, threshold in spec.thresholds.items():
+            yield f"{base}.thresholds[{name!r}]", threshold
+        for name, per_slice_list in spec.per_slice_thresholds.items():
+            for k, per_slice in enumerate(per_slice_list.thresholds):
+                yield f"{base}.per_slice_thresholds[{name!r}][{k}].threshold", per_slice.threshold
+        for name, cross_list in spec.cross_slice_thresholds.items():
+            for k, cross in enumerate(cross_list.thresholds):
+                yield f"{base}.cross_slice_thresholds[{name!r}][{k}].threshold", cross.threshold
+
+
+def check_thresholds(config) -> None:
+    """Fails on a threshold that cannot work as written, before TFMA judges with it.
+
+    TFMA itself treats a change threshold without `direction` as failed (a model was NOT
+    blessed against an identical baseline), and one without bounds as passed.
+    """
+    from tensorflow_model_analysis.proto import config_pb2
+
+    directions = (
+        config_pb2.MetricDirection.HIGHER_IS_BETTER,
+        config_pb2.MetricDirection.LOWER_IS_BETTER,
+    )
+    for field, threshold in _threshold_fields(config):
+        if threshold.HasField("change_threshold"):
+            change = threshold.change_threshold
+            if change.direction not in directions:
+                raise InputError(
+                    f"eval_config: {field}.change_threshold: expected a direction, "
+                    "HIGHER_IS_BETTER or LOWER_IS_BETTER"
+                )
+            if not change.HasField("absolute") and not change.HasField("relative"):
+                raise InputError(
+                    f"eval_config: {field}.change_threshold: expected absolute or relative "
+                    "(it checks nothing without one)"
+                )
+        if threshold.HasField("value_threshold"):
+            value = threshold.value_threshold
+            if not value.HasField("lower_bound") and not value.HasField("upper_bound"):
+                raise InputError(
+                    f"eval_config: {field}.value_threshold: expected lower_bound or upper_bound "
+                    "(it checks nothing without one)"
+                )
+
+
+def _slicing_fields(config):
+    """Every SlicingSpec in the config with its field path."""
+    for i, spec in enumerate(config.slicing_specs):
+        yield f"slicing_specs[{i}]", spec
+    for i, cross in enumerate(config.cross_slicing_specs):
+        yield f"cross_slicing_specs[{i}].baseline_spec", cross.baseline_spec
+        for j, spec in enumerate(cross.slicing_specs):
+            yield f"cross_slicing_specs[{i}].slicing_specs[{j}]", spec
+    for i, metrics_spec in enumerate(config.metrics_specs):
+        for j, metric in enumerate(metrics_spec.metrics):
+            for k, per_slice in enumerate(metric.per_slice_thresholds):
+                for m, spec in enumerate(per_slice.slicing_specs):
+                    yield (
+                        f"metrics_specs[{i}].metrics[{j}].per_slice_thresholds[{k}]"
+                        f".slicing_specs[{m}]",
+                        spec,
+                    )
+        for name, per_slice_list in metrics_spec.per_slice_thresholds.items():
+            for k, per_slice in enumerate(per_slice_list.thresholds):
+                for m, spec in enumerate(per_slice.slicing_specs):
+                    yield (
+                        f"metrics_specs[{i}].per_slice_thresholds[{name!r}][{k}]"
+                        f".slicing_specs[{m}]",
+                        spec,
+                    )
+
+
+SAMPLE_RECORDS = 1000
+PROBE_RECORDS = 16
+
+
+def sample_features(pattern: str, what: str = "examples") -> tuple[set[str], list[bytes]]:
+    """Feature names in the first SAMPLE_RECORDS tf.Examples of a split, and a few records."""
+    import glob
+
+    import tensorflow as tf
+
+    names: set[str] = set()
+    records: list[bytes] = []
+    left = SAMPLE_RECORDS
+    for path in sorted(glob.glob(pattern)):
+        try:
+            dataset = tf.data.TFRecordDataset(path, compression_type="GZIP").take(left)
+            for batch in dataset.batch(left):  # one batch: eager steps cost ~0.2 ms each
+                for record in batch.numpy():
+                    names.update(tf.train.Example.FromString(record).features.feature)
+                    if len(records) < PROBE_RECORDS:
+                        records.append(record)
+                    left -= 1
+        except (tf.errors.OpError, ValueError) as err:
+            detail = str(getattr(err, "message", err)).splitlines()[0]
+            raise InputError(
+                f"{what}: {path} is not a readable gzip TFRecord of tf.Example ({detail})"
+            ) from None
+        if left <= 0:
+            break
+    return names, records
+
+
+def _check_preprocessing(model_dir: str, names: list[str], records: list[bytes]) -> None:
+    """Runs the model's preprocessing signatures on a few eval records, as TFMA will.
+
+    TFMA would otherwise fail deep inside Beam, with hundreds of lines of traceback.
+    """
+    import tensorflow as tf
+
+    model = tf.saved_model.load(model_dir)
+    for name in names:
+        function = model.signatures[name]
+        [arg] = function.structured_input_signature[1]
+        try:
+            function(**{arg: tf.constant(records)})
+        except (tf.errors.InvalidArgumentError, ValueError) as err:
+            lines = [line.strip() for line in str(getattr(err, "message", err)).splitlines()]
+            # TF's message opens with "Graph execution error:" and a node's stack trace.
+            useful = [line for line in lines if "required" in line or "Feature" in line]
+            detail = (useful or [line for line in lines if line] or [type(err).__name__])[0]
+            raise InputError(
+                f"examples: the eval split does not fit the model's {name} signature, which "
+                f"makes the label ({detail})"
+            ) from None
+
+
+def check_data(
+    config,
+    signatures: dict[str, Any],
+    schema,
+    features: set[str],
+    model_dir: str,
+    records: list[bytes],
+) -> None:
+    """Fails up front when the label or a slicing key is nowhere in the eval data.
+
+    Args:
+        features: Feature names seen in the eval split (a sample of it).
+        model_dir: The candidate model, whose preprocessing may make the label.
+        records: A few serialized eval examples.
+    """
+    spec = config.model_specs[0]
+    transformed: set[str] = set()
+    for name in spec.preprocessing_function_names:
+        transformed.update(signatures[name].outputs)
+    raw = features | ({f.name for f in schema.feature} if schema is not None else set())
+    label = spec.label_key
+    # A label made by a preprocessing function may have a new name; a raw one must be there.
+    if label and label not in features and (label in raw or label not in transformed):
+        raise InputError(
+            f"examples: the eval split has no feature {label!r} (eval_config label_key) in its "
+            f"first {SAMPLE_RECORDS} records (has {', '.join(sorted(features))})"
+        )
+    if schema is not None and spec.preprocessing_function_names:
+        # tf.Transform's signatures parse every always-present raw feature as required.
+        required = sorted(
+            f.name
+            for f in schema.feature
+            if f.presence.min_fraction == 1.0 and f.HasField("shape") and f.name not in features
+        )
+        if required:
+            raise InputError(
+                f"examples: the eval split has no feature {', '.join(map(repr, required))}, which "
+                f"the schema requires in every example (first {SAMPLE_RECORDS} records checked)"
+            )
+    elif label and label not in features and records:
+        # No schema to tell which raw features make the label: try the model on a few records
+        # (a model load, paid only in this case).
+        _check_preprocessing(model_dir, list(spec.preprocessing_function_names), records)
+    known = raw | transformed
+    for field, slicing in _slicing_fields(config):
+        for key in [*slicing.feature_keys, *slicing.feature_values]:
+            if key not in known:
+                raise InputError(
+                    f"eval_config: {field} slices on {key!r}, which is neither a feature of the "
+                    f"eval split nor an output of "
+                    f"{list(spec.preprocessing_function_names) or 'a preprocessing function'} "
+                    f"(known: {', '.join(sorted(known))})"
+                )
+
+
+def model_signatures(model_dir: str, what: str) -> dict[str, Any]:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.path.join(model_dir, "saved_model.pb")
+    if not os.path.isfile(path):
+        raise InputError(f"{what}: no SavedModel at {model_dir}")
+    from google.protobuf.message import DecodeError
+
+    with open(path, "rb") as fh:
+        data = fh.read()
+    try:
+        saved = saved_model_pb2.SavedModel.FromString(data)
+    except DecodeError as err:
+        raise InputError(
+            f"{what}: {path} is not a SavedModel protobuf ({len(data)} bytes; {err})"
+        ) from None
+    return dict(saved.meta_graphs[0].signature_def) if saved.meta_graphs else {}
+
+
+def check_model(config, model_dir: str, schema, what: str) -> dict[str, Any]:
+    """Fails early, naming the field, when the config asks for what the model or data lacks.
+
+    Returns the model's signatures.
+    """
+    spec = config.model_specs[0]
+    signatures = model_signatures(model_dir, what)
+    wanted = [spec.signature_name or "serving_default", *spec.preprocessing_function_names]
+    for name in wanted:
+        if name not in signatures:
+            raise InputError(
+                f"eval_config: signature {name!r} is not in the {what} (has {sorted(signatures)})"
+            )
+    outputs = signatures[spec.signature_name or "serving_default"].outputs
+    if spec.prediction_key and spec.prediction_key not in outputs:
+        raise InputError(
+            f"eval_config: prediction_key {spec.prediction_key!r} is not an output of the {what}'s "
+            f"{spec.signature_name or 'serving_default'} signature (has {sorted(outputs)})"
+        )
+    if spec.label_key:
+        known = {f.name for f in schema.feature} if schema is not None else set()
+        for name in spec.preprocessing_function_names:
+            known.update(signatures[name].outputs)
+        if known and spec.label_key not in known:
+            raise InputError(
+                f"eval_config: label_key {spec.label_key!r} is neither a raw feature nor an output "
+                f"of {list(spec.preprocessing_function_names) or 'a preprocessing function'} "
+                f"(known: {sorted(known)})"
+            )
+    return signatures
+
+
+# --- baseline ------------------------------------------------------------------------------
