@@ -11,6 +11,7 @@ from bench import (
     RESULTS,
     e2e,
     images,
+    progress,
     report,
     scale,
     statistics,
@@ -49,6 +50,8 @@ def main() -> None:
         # One run per source (about 3 x 45 s): the 1.3x target has a wide margin here.
         ("storage", lambda: storage.main(SIZES[-1], reps=1)),
         ("images", lambda: images.main([])),
+        # Two demos of each kind (about 2.5 min): with and without the progress display.
+        ("progress display", lambda: progress.main([])),
     ]
     for name, step in steps:
         began = time.perf_counter()

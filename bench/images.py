@@ -171,6 +171,7 @@ def _stage_args(work: Path, data: str) -> dict[str, dict[str, Any]]:
             "module_file": module,
             "model": f"{w}/model",
             "model_run": f"{w}/model_run",
+            "curves": f"{w}/curves.html",
             "transform_graph": f"{w}/graph",
             "train_steps": 200,
             "eval_steps": 10,
@@ -182,6 +183,7 @@ def _stage_args(work: Path, data: str) -> dict[str, dict[str, Any]]:
             "evaluation": f"{w}/evaluation",
             "blessing": f"{w}/blessing",
             "report": f"{w}/report.md",
+            "slice_chart": f"{w}/slices.html",
             "schema": f"{w}/schema",
         },
         "pusher": {

@@ -115,6 +115,7 @@ def train_model(data: dict, work: Path) -> str:
             module_file=TAXI_MODULE,
             model=str(out),
             model_run=str(work / "model_run"),
+            curves=str(work / "curves.html"),
             transform_graph=str(graph),
             train_steps=200,
             eval_steps=10,
@@ -138,6 +139,7 @@ def evaluator_stage(model: str, data: dict, work: Path) -> float:
                 evaluation=str(out / "evaluation"),
                 blessing=str(out / "blessing"),
                 report=str(out / "report.md"),
+                slice_chart=str(out / "slices.html"),
                 schema=data["schema"],
             )
         )

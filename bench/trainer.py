@@ -104,6 +104,7 @@ else:
         module_file=module,
         model=out + "/model",
         model_run=out + "/model_run",
+        curves=out + "/curves.html",
         transform_graph=paths["graph"],
         train_steps=train_steps,
         eval_steps=eval_steps,

@@ -96,6 +96,7 @@ else:
         module_file=module,
         best_hyperparameters=out + "/best_hyperparameters",
         trials=out + "/trials.md",
+        trials_chart=out + "/trials.html",
         transform_graph=paths["graph"],
         train_steps=steps,
         eval_steps=2,

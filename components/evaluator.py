@@ -2,6 +2,7 @@ from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import (
+    HTML,
     Artifact,
     ClassificationMetrics,
     Dataset,
@@ -24,6 +25,7 @@ def evaluator(
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
     report: Output[Markdown],
+    slice_chart: Output[HTML],
     schema: Input[Artifact] | None = None,
     baseline_model: Input[Model] | None = None,
     baseline_from: str = "",
@@ -41,6 +43,9 @@ def evaluator(
         classification_metrics: Confusion matrix (and ROC for binary labels) when the eval
             config names a classification metric.
         report: Markdown: verdict, thresholds with pass/fail, per-slice metrics, baseline diff.
+            Slices of string features read as words (tf.Transform vocabulary ids mapped back).
+        slice_chart: Each metric per slice as bars, candidate against baseline, thresholds
+            drawn (HTML).
         schema: Raw schema, for typed parsing and label key checks.
         baseline_model: Baseline SavedModel; wins over baseline_from.
         baseline_from: Push destination (folder or gs://) whose newest complete version is the
@@ -65,6 +70,7 @@ def evaluator(
         evaluation=evaluation.path,
         blessing=blessing.path,
         report=report.path,
+        slice_chart=slice_chart.path,
         schema=schema.path if schema else None,
         baseline_model=baseline_model.path if baseline_model else None,
         baseline_from=baseline_from,

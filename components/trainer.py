@@ -1,5 +1,5 @@
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Model, Output
 from tfkfp.components.images import CPU_IMAGE
 
 
@@ -10,6 +10,7 @@ def trainer(
     module_file: str,
     model: Output[Model],
     model_run: Output[Artifact],
+    curves: Output[HTML],
     transform_graph: Input[Artifact] | None = None,
     base_model: Input[Model] | None = None,
     best_hyperparameters: Input[Artifact] | None = None,
@@ -29,6 +30,8 @@ def trainer(
         module_file: Path, gs:// URI or dotted module name defining run_fn(fn_args).
         model: The serving SavedModel (fn_args.serving_model_dir).
         model_run: TensorBoard logs (fn_args.model_run_dir).
+        curves: Loss and each compiled metric per epoch, train and validation, drawn from the
+            TensorBoard logs in model_run (a page saying none were logged otherwise).
         transform_graph: Transform graph (fn_args.transform_graph_path).
         base_model: Model to warm-start from (fn_args.base_model).
         best_hyperparameters: A tuner's best_hyperparameters (TFX's layout), or one imported
@@ -56,6 +59,7 @@ def trainer(
         module_file=module_file,
         model=model.path,
         model_run=model_run.path,
+        curves=curves.path,
         transform_graph=transform_graph.path if transform_graph else None,
         base_model=base_model.path if base_model else None,
         train_steps=train_steps,

@@ -1,5 +1,5 @@
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Output
 from tfkfp.components.images import CPU_IMAGE
 
 
@@ -10,6 +10,7 @@ def tuner(
     module_file: str,
     best_hyperparameters: Output[Artifact],
     trials: Output[Markdown],
+    trials_chart: Output[HTML],
     metrics: Output[Metrics],
     transform_graph: Input[Artifact] | None = None,
     train_steps: int = 1000,
@@ -28,6 +29,7 @@ def tuner(
         best_hyperparameters: best_hyperparameters.txt, HyperParameters.get_config() JSON (TFX's
             layout); the trainer's best_hyperparameters input.
         trials: Markdown table of the trials (hyperparameters, objective, time).
+        trials_chart: Each trial's objective as a bar, the best marked (HTML).
         metrics: The best objective value, under the objective's name.
         transform_graph: Transform graph (fn_args.transform_graph_path).
         train_steps: fn_args.train_steps for each trial (0: None, as in TFX).
@@ -47,6 +49,7 @@ def tuner(
         module_file=module_file,
         best_hyperparameters=best_hyperparameters.path,
         trials=trials.path,
+        trials_chart=trials_chart.path,
         transform_graph=transform_graph.path if transform_graph else None,
         train_steps=train_steps,
         eval_steps=eval_steps,

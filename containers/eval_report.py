@@ -11,6 +11,8 @@ import json
 import os
 from typing import Any
 
+from tfkfp.containers.slices import SliceNames
+
 # TFMA's model names when a baseline takes part (without one, the candidate's name is "").
 CANDIDATE = "candidate"
 BASELINE = "baseline"
@@ -33,6 +35,7 @@ class Evaluation:
         thresholds: One row per configured threshold: metric, slices, kind, threshold, result.
         failures: TFMA's failed checks: slice, metric, is_diff, value, threshold, message.
         classification: Overall confusion matrix (categories, matrix, roc) or None.
+        slice_note: Why some slices show vocabulary ids instead of values (empty otherwise).
     """
 
     blessed: bool
@@ -47,18 +50,15 @@ class Evaluation:
     thresholds: list[dict[str, Any]]
     failures: list[dict[str, Any]]
     classification: dict[str, Any] | None
+    slice_note: str = ""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
 
 def _slice_name(slice_key) -> str:
-    parts = []
-    for key in slice_key.single_slice_keys:
-        kind = key.WhichOneof("kind")
-        value = getattr(key, kind) if kind else ""
-        parts.append(f"{key.column}={value.decode() if isinstance(value, bytes) else value}")
-    return "; ".join(parts) or "Overall"
+    """A slice key as `column=value; ...` (vocabulary ids as they are: see SliceNames)."""
+    return SliceNames("", ())(slice_key)
 
 
 def _spec_name(slicing_spec) -> str:
@@ -82,7 +82,9 @@ def _metric_label(key) -> str:
     return key.name
 
 
-def read_slices(output_path: str, candidate_name: str) -> dict[str, dict[str, dict]]:
+def read_slices(
+    output_path: str, candidate_name: str, slice_name=_slice_name
+) -> dict[str, dict[str, dict]]:
     """{slice: {metric: {"candidate": v, "baseline": v, "diff": v}}} for scalar metrics."""
     import tensorflow_model_analysis as tfma
 
@@ -90,7 +92,7 @@ def read_slices(output_path: str, candidate_name: str) -> dict[str, dict[str, di
     for slice_metrics in tfma.load_metrics(output_path):
         if slice_metrics.HasField("cross_slice_key"):
             continue
-        table = slices.setdefault(_slice_name(slice_metrics.slice_key), {})
+        table = slices.setdefault(slice_name(slice_metrics.slice_key), {})
         for kv in slice_metrics.metric_keys_and_values:
             if not kv.value.HasField("double_value"):
                 continue
@@ -104,7 +106,7 @@ def read_slices(output_path: str, candidate_name: str) -> dict[str, dict[str, di
     return dict(sorted(slices.items(), key=lambda item: (item[0] != "Overall", item[0])))
 
 
-def read_validation(output_path: str) -> tuple[bool, list[dict[str, Any]]]:
+def read_validation(output_path: str, slice_name=_slice_name) -> tuple[bool, list[dict[str, Any]]]:
     import tensorflow_model_analysis as tfma
     from google.protobuf import json_format
 
@@ -113,16 +115,16 @@ def read_validation(output_path: str) -> tuple[bool, list[dict[str, Any]]]:
     for slice_result in result.metric_validations_per_slice:
         if slice_result.HasField("cross_slice_key"):
             cross = slice_result.cross_slice_key
-            slice_name = (
-                f"{_slice_name(cross.baseline_slice_key)} vs "
-                f"{_slice_name(cross.comparison_slice_key)}"
+            where = (
+                f"{slice_name(cross.baseline_slice_key)} vs "
+                f"{slice_name(cross.comparison_slice_key)}"
             )
         else:
-            slice_name = _slice_name(slice_result.slice_key)
+            where = slice_name(slice_result.slice_key)
         for failure in slice_result.failures:
             failures.append(
                 {
-                    "slice": slice_name,
+                    "slice": where,
                     "metric": _metric_label(failure.metric_key),
                     "is_diff": failure.metric_key.is_diff,
                     "value": (
@@ -299,6 +301,7 @@ def render_markdown(report: Evaluation) -> str:
         "",
         f"{report.reason}",
         "",
+        *([report.slice_note, ""] if report.slice_note else []),
         f"- Candidate: `{report.candidate}`",
         f"- Baseline: `{report.baseline}` ({report.baseline_note})"
         if has_baseline

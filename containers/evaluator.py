@@ -12,7 +12,7 @@ import os
 import tempfile
 from typing import Any
 
-from tfkfp.containers import eval_checks, eval_report
+from tfkfp.containers import charts, eval_checks, eval_report
 from tfkfp.containers.eval_report import BASELINE, CANDIDATE, Evaluation
 from tfkfp.containers.layout import BLESSING_FILE, PUSHED, blessing_marker, split_pattern
 from tfkfp.containers.runtime import (
@@ -27,6 +27,7 @@ from tfkfp.containers.runtime import (
     select_keras,
     writing_at,
 )
+from tfkfp.containers.slices import SliceNames
 
 # A config naming one of these is a classification task: the evaluator then adds confusion
 # matrix plots (and the ROC for binary labels) for the KFP UI.
@@ -178,13 +179,14 @@ def bless(
     return False, f"Not blessed: {len(failures)} threshold check(s) failed."
 
 
-def _publish(result: Evaluation, blessing: str, report: str) -> None:
-    """The blessing's marker and JSON (in the staged artifact) and the Markdown report."""
+def _publish(result: Evaluation, blessing: str, report: str, slice_chart: str) -> None:
+    """The blessing's marker and JSON (in the staged artifact), the Markdown report and chart."""
     with open(os.path.join(blessing, blessing_marker(result.blessed)), "w"):
         pass
     with open(os.path.join(blessing, BLESSING_FILE), "w") as fh:
         fh.write(result.to_json())
     _write_atomically(report, eval_report.render_markdown(result))
+    charts.write(slice_chart, charts.slice_charts(result))
 
 
 def _write_atomically(path: str, text: str) -> None:
@@ -205,6 +207,7 @@ def run(
     evaluation: str,
     blessing: str,
     report: str,
+    slice_chart: str,
     schema: str | None = None,
     baseline_model: str | None = None,
     baseline_from: str = "",
@@ -299,8 +302,9 @@ def run(
                 schema=raw_schema,
             )
             log.info("evaluator: TFMA done, reading results")
-            slices = eval_report.read_slices(eval_tmp, candidate_name)
-            validation_ok, failures = eval_report.read_validation(eval_tmp)
+            slice_name = SliceNames.for_config(config, model, raw_schema)
+            slices = eval_report.read_slices(eval_tmp, candidate_name, slice_name)
+            validation_ok, failures = eval_report.read_validation(eval_tmp, slice_name)
             eval_report.judge_thresholds(thresholds, failures, has_baseline)
             blessed, reason = bless(thresholds, validation_ok, failures)
             overall = slices.get("Overall", {})
@@ -321,8 +325,9 @@ def run(
                     if classification
                     else None
                 ),
+                slice_note=slice_name.note(),
             )
-            _publish(result, blessing_tmp, report)
+            _publish(result, blessing_tmp, report, slice_chart)
     log.info("evaluator: %s; overall %s", blessing_marker(blessed), result.metrics)
     for failure in failures:
         log.info("evaluator: failed %s", failure)

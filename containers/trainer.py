@@ -11,6 +11,7 @@ path shared with the chief is never overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -93,6 +94,7 @@ def run(
     module_file: str,
     model: str,
     model_run: str,
+    curves: str,
     transform_graph: str | None = None,
     base_model: str | None = None,
     best_hyperparameters: str | None = None,
@@ -148,6 +150,10 @@ def run(
     log.info(
         "trainer: run_fn created its variables under %s", "; then ".join(built_in) or "nothing"
     )
+    if is_chief:
+        from tfkfp.containers import charts
+
+        charts.write(curves, charts.training_curves(model_run))
     return {
         "strategy": strategy_name,
         "replicas": int(dist.num_replicas_in_sync),
@@ -159,6 +165,61 @@ def run(
         "tensorflow": tf.__version__,
         **timings,
     }
+
+
+# Seconds between step lines within an epoch.
+STEP_LINES_EVERY = 5.0
+
+
+@contextlib.contextmanager
+def _progress_lines():
+    """Every `tf.keras.Model.fit` in run_fn logs `trainer: step s/n` and `trainer: epoch e/E: ...`.
+
+    A callback is added to each fit call rather than asked of run_fn: module files written for
+    TFX run unchanged, and their own `verbose` setting is left alone. `tfkfp run --local` reads
+    these lines for its progress display; on a cluster they are the task's log.
+    """
+    import tensorflow as tf
+
+    keras = tf.keras
+    original = keras.Model.fit
+
+    class ProgressLines(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            # Keras would otherwise turn each batch's logs into numbers, a device sync per step.
+            self._supports_tf_logs = True
+            self.epochs, self.steps, self.epoch, self.last = 1, None, 1, time.monotonic()
+
+        def on_train_begin(self, logs=None):
+            self.epochs = self.params.get("epochs") or 1
+            self.steps = self.params.get("steps")
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch + 1
+
+        def on_train_batch_end(self, batch, logs=None):
+            if time.monotonic() - self.last >= STEP_LINES_EVERY:
+                self.last = time.monotonic()
+                total = f"/{self.steps}" if self.steps else ""
+                log.info(
+                    "trainer: step %d%s, epoch %d/%d", batch + 1, total, self.epoch, self.epochs
+                )
+
+        def on_epoch_end(self, epoch, logs=None):
+            figures = ", ".join(f"{k}={float(v):.4g}" for k, v in (logs or {}).items())
+            log.info("trainer: epoch %d/%d: %s", epoch + 1, self.epochs, figures)
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        if len(args) >= 6:  # callbacks given by position (x, y, batch_size, epochs, verbose, ...)
+            return original(self, *args, **kwargs)
+        return original(self, *args, callbacks=[*(callbacks or []), ProgressLines()], **kwargs)
+
+    keras.Model.fit = fit
+    try:
+        yield
+    finally:
+        keras.Model.fit = original
 
 
 def _train(run_fn, is_chief, task, model_dir, model_run_dir, fn_args) -> dict[str, float]:
@@ -179,7 +240,8 @@ def _train(run_fn, is_chief, task, model_dir, model_run_dir, fn_args) -> dict[st
             "" if is_chief else " (not the chief: its export goes to a scratch folder)",
         )
         started = time.perf_counter()
-        run_fn(fn_args)
+        with _progress_lines():
+            run_fn(fn_args)
         timings["run_fn_seconds"] = round(time.perf_counter() - started, 3)
 
     try:

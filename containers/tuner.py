@@ -222,6 +222,7 @@ def run(
     module_file: str,
     best_hyperparameters: str,
     trials: str,
+    trials_chart: str,
     transform_graph: str | None = None,
     train_steps: int = 1000,
     eval_steps: int = 100,
@@ -238,6 +239,7 @@ def run(
         module_file: Path, gs:// or s3:// URI or dotted module name defining `tuner_fn(fn_args)`.
         best_hyperparameters: Output folder: `best_hyperparameters.txt` (TFX's layout).
         trials: Output file: the Markdown trials table.
+        trials_chart: Output file: an HTML page of each trial's score, the best marked.
         transform_graph: Transform graph artifact (`fn_args.transform_graph_path`).
         train_steps: `fn_args.train_steps` per trial; 0 means None, as in TFX.
         eval_steps: `fn_args.eval_steps` per trial; 0 means None, as in TFX.
@@ -299,6 +301,12 @@ def run(
             with publishing(best_hyperparameters) as staging:
                 hp_layout.write(staging, config)
             os.replace(table, trials)
+            from dataclasses import asdict
+
+            from tfkfp.containers import charts
+
+            page = charts.tuner_trials([asdict(t) for t in result.trials], objective, direction)
+            charts.write(trials_chart, page)
         finally:
             if os.path.exists(table):
                 os.remove(table)

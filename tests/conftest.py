@@ -10,6 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -80,6 +81,7 @@ class Trained:
     model: str
     model_run: str
     info: dict
+    curves: str = ""
 
 
 def train_penguins(out: Path, ingested: Ingested, transformed: Transformed, steps: int) -> Trained:
@@ -92,11 +94,12 @@ def train_penguins(out: Path, ingested: Ingested, transformed: Transformed, step
         module_file=PENGUINS_MODULE,
         model=str(out / "model"),
         model_run=str(out / "model_run"),
+        curves=str(out / "curves.html"),
         transform_graph=transformed.graph,
         train_steps=steps,
         eval_steps=min(steps, 5),
     )
-    return Trained(str(out / "model"), str(out / "model_run"), info)
+    return Trained(str(out / "model"), str(out / "model_run"), info, str(out / "curves.html"))
 
 
 @pytest.fixture(scope="session")
@@ -534,3 +537,58 @@ def beam_portable(tmp_path_factory) -> list[str]:
     for proc in procs:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# --- a real browser for the HTML artifacts -----------------------------------------------------
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    # Nothing may come from the network at view time: every request goes nowhere.
+    "--proxy-server=127.0.0.1:9",
+)
+
+
+@dataclass
+class Chromium:
+    """Debian's headless Chromium: screenshots and the DOM after scripts ran."""
+
+    exe: str
+    workdir: Path
+
+    def _run(self, page: str, *flags: str) -> subprocess.CompletedProcess:
+        profile = Path(tempfile.mkdtemp(prefix="profile-", dir=self.workdir))  # fresh each time
+        return subprocess.run(
+            [self.exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *flags, Path(page).as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def screenshot(self, page: str, png: Path, size: str = "1000,2400") -> Path:
+        proc = self._run(page, f"--screenshot={png}", f"--window-size={size}")
+        assert png.is_file(), proc.stderr[-2000:]
+        return png
+
+    def dump_dom(self, page: str) -> str:
+        proc = self._run(page, "--dump-dom")
+        assert proc.returncode == 0 and proc.stdout, proc.stderr[-2000:]
+        return proc.stdout
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory) -> Chromium:
+    """Debian's `chromium`, installed with apt-get when missing (as tests/docker_env.py does)."""
+    exe = shutil.which("chromium")
+    if exe is None:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env)
+        exe = shutil.which("chromium")
+    assert exe, "chromium: not installed and apt-get did not install it"
+    return Chromium(exe, tmp_path_factory.mktemp("chromium"))

@@ -52,6 +52,7 @@ def test_write_tfma_fixture(tmp_path, trained, weak_trained, ingested):
         evaluation=str(tmp_path / "evaluation"),
         blessing=str(tmp_path / "blessing"),
         report=str(tmp_path / "report.md"),
+        slice_chart=str(tmp_path / "slices.html"),
         schema=ingested.schema,
         baseline_model=weak_trained.model,
     )

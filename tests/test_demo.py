@@ -34,6 +34,23 @@ def test_demo_pushes_a_blessed_model_and_compiles_yaml(demo_runs):
 
 
 @pytest.mark.pipeline
+def test_demo_output_fits_a_screen(demo_runs):
+    """One line per stage start and end, then the summary; TensorFlow's chatter is in logs/."""
+    cwd, first, _ = demo_runs
+    lines = first.stdout.splitlines()
+    assert len(lines) <= 40, first.stdout
+    for stage in ("ingest", "transform", "trainer", "evaluator", "pusher"):
+        assert any(line.split()[:2] == [stage, "ok"] for line in lines), first.stdout
+    everything = first.stdout + first.stderr
+    assert "cuInit" not in everything and "executor_input" not in everything
+    assert "trainer      ok" in first.stdout and "loss" in first.stdout.split("trainer      ok")[1]
+    logs = Path(first.stdout.split("task logs: ")[1].split()[0])
+    assert (logs / "trainer.log").is_file() and (logs / "evaluator.log").is_file()
+    assert "pictures:      build/trainer_curves.html" in first.stdout
+    assert "<svg" in (cwd / "build" / "trainer_curves.html").read_text()
+
+
+@pytest.mark.pipeline
 def test_second_demo_succeeds(demo_runs):
     cwd, _, second = demo_runs
     assert second.returncode == 0, second.stderr[-3000:]

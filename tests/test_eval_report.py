@@ -104,9 +104,25 @@ def test_markdown_report_and_json(tmp_path, stored):
     assert "Each cell: candidate (baseline, diff)." in md
     assert "| Overall | 84 (84, +0) | 1 (0.6429, +0.3571) |" in md
     assert "| **Adelie** | 41 | 0 | 0 |" in md
-    assert json.loads(evaluation.to_json()) == stored
+    assert json.loads(evaluation.to_json()) == {**stored, "slice_note": ""}
     # No baseline: plain cells, and the report says change thresholds were skipped.
     alone = Evaluation(**{**stored, "baseline": None, "baseline_note": "no baseline given"})
     md = eval_report.render_markdown(alone)
     assert "- Baseline: none (no baseline given); change thresholds skipped" in md
     assert "| Overall | 84 | 1 |" in md
+
+
+def test_slices_named_through_the_model_vocabulary():
+    """TFMA sliced the transformed island (ids); the model's assets/island names them."""
+    from tfkfp.containers.slices import SliceNames
+
+    names = SliceNames(str(FIXTURE / "model"), ["island"], ["island", "sex", "species"])
+    slices = eval_report.read_slices(OUTPUT, CANDIDATE, names)
+    assert [s for s in slices if s != "Overall"] == [
+        "island=Biscoe",
+        "island=Dream",
+        "island=Torgersen",
+    ]
+    _, failures = eval_report.read_validation(OUTPUT, names)
+    assert [f["slice"] for f in failures] == ["island=Torgersen"]
+    assert names.note() == ""

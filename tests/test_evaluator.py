@@ -43,6 +43,7 @@ def _run(tmp_path, model, ingested, config, **kw):
         evaluation=str(tmp_path / "evaluation"),
         blessing=str(tmp_path / "blessing"),
         report=str(tmp_path / "report.md"),
+        slice_chart=str(tmp_path / "slices.html"),
         schema=ingested.schema,
         **kw,
     )
@@ -72,7 +73,13 @@ def test_blessed_without_baseline_skips_change_thresholds(tmp_path, trained, ing
     assert results == {"value": "pass", "change": "skipped (no baseline)"}
     # per-slice metrics: overall first, then one row per island
     assert list(report.slices)[0] == "Overall"
-    assert sum(1 for s in report.slices if s.startswith("island=")) == 3
+    # island names, not the vocabulary ids TFMA sliced the transformed feature by
+    islands = {s for s in report.slices if s.startswith("island=")}
+    assert islands == {"island=Biscoe", "island=Dream", "island=Torgersen"}
+    assert report.slice_note == ""
+    chart = (tmp_path / "slices.html").read_text()
+    assert chart.count("<svg") == 2 and "island=Biscoe" in chart
+    assert "lower bound 0.5 (Overall)" in chart
     # confusion matrix of the multi-class task, class names from the label's vocabulary
     classification = report.classification
     assert sorted(classification["categories"]) == sorted(SPECIES)
@@ -88,7 +95,7 @@ def test_blessed_without_baseline_skips_change_thresholds(tmp_path, trained, ing
     assert "Baseline: none (no baseline given" in md and "change thresholds skipped" in md
     assert "| sparse_categorical_accuracy | Overall | value: ≥ 0.5 | pass |" in md
     assert "| sparse_categorical_accuracy | Overall | change: diff ≥ +0 | skipped" in md
-    assert "| Overall | " in md and "| island=" in md
+    assert "| Overall | " in md and "| island=Dream |" in md
     assert "## Confusion matrix" in md and "| **Adelie** |" in md
     # the raw TFMA output is kept and loads in a notebook
     import tensorflow_model_analysis as tfma
@@ -293,6 +300,7 @@ def test_damaged_eval_split_is_refused(tmp_path, trained, ingested, how):
             evaluation=str(tmp_path / "evaluation"),
             blessing=str(tmp_path / "blessing"),
             report=str(tmp_path / "report.md"),
+            slice_chart=str(tmp_path / "slices.html"),
             schema=ingested.schema,
         )
     assert not (tmp_path / "blessing").exists() and not (tmp_path / "evaluation").exists()
@@ -330,6 +338,7 @@ def test_label_missing_from_eval_split_is_one_line_exit_2(tmp_path, trained, ing
         "evaluation": str(tmp_path / "evaluation"),
         "blessing": str(tmp_path / "blessing"),
         "report": str(tmp_path / "report.md"),
+        "slice_chart": str(tmp_path / "slices.html"),
         "schema": ingested.schema,
     }
     code = (
@@ -370,6 +379,7 @@ def test_label_missing_without_schema_is_found_by_the_model(tmp_path, trained, i
             evaluation=str(tmp_path / "evaluation"),
             blessing=str(tmp_path / "blessing"),
             report=str(tmp_path / "report.md"),
+            slice_chart=str(tmp_path / "slices.html"),
         )
     message = str(raised.value)
     assert message.startswith(
@@ -533,3 +543,33 @@ def test_binary_classification_gives_confusion_matrix_and_roc(tmp_path, ingested
     points = sorted(zip(roc["fpr"], roc["tpr"], strict=True))
     area = sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in itertools.pairwise(points))
     assert area == pytest.approx(report.metrics["auc"], abs=0.05)
+
+
+def test_slice_names_fall_back_to_ids_and_say_why(tmp_path):
+    """A vocabulary not named after the feature: ids stay, and the note says what is missing."""
+    from tensorflow_model_analysis.proto import metrics_for_slice_pb2
+    from tfkfp.containers.slices import SliceNames
+
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "island").write_text("Biscoe\nDream\nTorgersen\n")
+    (tmp_path / "assets" / "vocab_compute_and_apply_vocabulary_1").write_text("female\nmale\n")
+
+    def key(column, value):
+        slice_key = metrics_for_slice_pb2.SliceKey()
+        single = slice_key.single_slice_keys.add(column=column)
+        if isinstance(value, int):
+            single.int64_value = value
+        else:
+            single.bytes_value = value.encode()
+        return slice_key
+
+    names = SliceNames(str(tmp_path), ["island", "sex", "year"], ["island", "sex"])
+    assert names(key("island", 1)) == "island=Dream"
+    assert names(key("island", 4)) == "island=(not in vocabulary: id 4)"
+    assert names(key("sex", 0)) == "sex=0"  # its vocabulary has another name
+    assert names(key("year", 2008)) == "year=2008"  # an integer feature: no vocabulary expected
+    assert names(key("island", "Biscoe")) == "island=Biscoe"  # raw values pass through
+    assert names(metrics_for_slice_pb2.SliceKey()) == "Overall"
+    note = names.note()
+    assert note.startswith("Slices by sex show vocabulary ids: the model has no vocabulary file")
+    assert "vocab_filename='sex'" in note and "island" not in note

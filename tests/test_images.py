@@ -156,6 +156,7 @@ def test_gpu_image_trains_on_cpu(docker_client, gpu_image, ingested, transformed
             "module_file": PENGUINS_MODULE,
             "model": str(work / "model"),
             "model_run": str(work / "model_run"),
+            "curves": str(work / "curves.html"),
             "transform_graph": str(work / "graph"),
             "train_steps": 20,
             "eval_steps": 2,

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 from conftest import PENGUINS_MODULE
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 from tfkfp.containers import evaluator, transform
 from tfkfp.containers.runtime import InputError
 from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
@@ -134,6 +134,7 @@ def test_evaluator_on_the_portable_runner_loads_the_model_by_uri(
         evaluation=str(tmp_path / "local" / "evaluation"),
         blessing=str(tmp_path / "local" / "blessing"),
         report=str(tmp_path / "local" / "report.md"),
+        slice_chart=str(tmp_path / "local" / "slices.html"),
         schema=ingested.schema,
     )
     out = tmp_path / "pod"
@@ -151,6 +152,7 @@ def test_evaluator_on_the_portable_runner_loads_the_model_by_uri(
         metrics=metrics,
         classification_metrics=_in_pod(ClassificationMetrics, out / "cm", out / "cm"),
         report=_in_pod(Markdown, out / "report.md", out / "report.md"),
+        slice_chart=_in_pod(HTML, out / "slices.html", out / "slices.html"),
         schema=_in_pod(Artifact, ingested.schema, ingested.schema),
         beam_pipeline_args=beam_portable,
     )
@@ -206,6 +208,7 @@ def test_evaluator_remote_runner_needs_the_model_uri(tmp_path, ingested, trained
             evaluation=str(tmp_path / "evaluation"),
             blessing=str(tmp_path / "blessing"),
             report=str(tmp_path / "report.md"),
+            slice_chart=str(tmp_path / "slices.html"),
             beam_pipeline_args=REMOTE,
             model_uri=trained.model,
             examples_uri="gs://bucket/examples",

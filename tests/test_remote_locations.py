@@ -82,6 +82,7 @@ def test_baseline_from_an_object_store(tmp_path, bucket, trained, weak_trained, 
         evaluation=str(tmp_path / "evaluation"),
         blessing=str(tmp_path / "blessing"),
         report=str(tmp_path / "report.md"),
+        slice_chart=str(tmp_path / "slices.html"),
         schema=ingested.schema,
         baseline_from=destination,
     )
@@ -103,7 +104,7 @@ def test_evaluator_refuses_a_bad_baseline_scheme_before_any_work(tmp_path):
     code = (
         "from tfkfp.containers import evaluator, runtime\n"
         "runtime.entrypoint(evaluator.run, model='/nonexistent', examples='/nonexistent',"
-        " eval_config={}, evaluation='e', blessing='b', report='r', baseline_from='gcs://b/serving')"
+        " eval_config={}, evaluation='e', blessing='b', report='r', slice_chart='c', baseline_from='gcs://b/serving')"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120

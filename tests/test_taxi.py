@@ -50,6 +50,12 @@ def test_evaluation_is_sliced_by_hour_and_payment_type(taxi_run):
     for metrics in tfma.load_metrics(str(_output(cwd, "evaluator", "evaluation"))):
         slices.update(k.column for k in metrics.slice_key.single_slice_keys)
     assert slices == {"trip_start_hour", "payment_type"}
+    # the report and its chart name payment types (raw values: the model's features are `_xf`)
+    report = json.loads((_output(cwd, "evaluator", "blessing") / "blessing.json").read_text())
+    assert {"payment_type=Cash", "payment_type=Credit Card"} <= set(report["slices"])
+    assert not report["slice_note"]
+    chart = _output(cwd, "evaluator", "slice_chart").read_text()
+    assert "payment_type=Cash" in chart and "<svg" in chart
 
 
 def test_pushed_model_serves_raw_csv_rows_without_the_tips(taxi_run):

@@ -330,7 +330,8 @@ def test_tfx_module_through_the_penguin_pipeline_locally(tmp_path):
         cwd=tmp_path, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
-    output = proc.stdout + proc.stderr
+    logs = proc.stdout.split("task logs: ")[1].split()[0]  # each task's output is logged there
+    output = proc.stdout + proc.stderr + open(os.path.join(logs, "trainer.log")).read()
     assert "run_fn created its variables under MirroredStrategy (1 replica(s), run_fn's own)" in (
         output
     )

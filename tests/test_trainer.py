@@ -27,7 +27,13 @@ def _run(tmp_path, ingested, transformed, module, **kw):
         module_file=module,
         model=str(tmp_path / "model"),
         model_run=str(tmp_path / "model_run"),
-        **{"transform_graph": transformed.graph, "train_steps": 2, "eval_steps": 1, **kw},
+        **{
+            "curves": str(tmp_path / "curves.html"),
+            "transform_graph": transformed.graph,
+            "train_steps": 2,
+            "eval_steps": 1,
+            **kw,
+        },
     )
 
 
@@ -42,6 +48,7 @@ def _trainer_process(out, ingested, transformed, env=None, timeout=600, **kw):
         "schema": ingested.schema,
         "model": str(out / "model"),
         "model_run": str(out / "model_run"),
+        "curves": str(out / "curves.html"),
         "transform_graph": transformed.graph,
         "train_steps": 2,
         "eval_steps": 1,
@@ -86,6 +93,35 @@ def test_trained_model_and_logs(trained):
     events = [f for _, _, fs in os.walk(trained.model_run) for f in fs if "tfevents" in f]
     assert events
     trainer.check_saved_model(trained.model)
+
+
+def test_curves_page_from_tensorboard_logs(trained):
+    page = open(trained.curves).read()
+    assert page.count("<svg") == 2  # loss and the compiled metric
+    for name in ("loss", "sparse_categorical_accuracy", "train", "validation", "epoch"):
+        assert name in page
+    assert "<script src" not in page and "No training curves" not in page
+
+
+def test_progress_lines_and_no_curves_page(tmp_path, ingested, transformed, caplog):
+    """A run_fn that logs no TensorBoard scalars still trains; its page says why it is empty."""
+    caplog.set_level("INFO", logger="tfkfp")
+    _run(
+        tmp_path,
+        ingested,
+        transformed,
+        str(TRAINER_MODULES / "custom_loop.py"),
+        curves=str(tmp_path / "curves.html"),
+    )
+    page = (tmp_path / "curves.html").read_text()
+    assert "No training curves were logged" in page and "<svg" not in page
+    # the custom loop calls no Model.fit: no epoch lines; the penguin module's fit does
+    assert not any("trainer: epoch" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    _run(tmp_path / "fit", ingested, transformed, PENGUINS_MODULE)
+    assert any(r.getMessage().startswith("trainer: epoch 1/1: loss=") for r in caplog.records), [
+        r.getMessage() for r in caplog.records
+    ]
 
 
 def test_fn_args_fields_order_and_aliases():
@@ -430,6 +466,7 @@ def test_examples_cut_on_a_record_boundary_are_refused(tmp_path, ingested, trans
             module_file=PROBE,
             model=str(tmp_path / "model"),
             model_run=str(tmp_path / "model_run"),
+            curves=str(tmp_path / "curves.html"),
             transform_graph=transformed.graph,
         )
     assert not (tmp_path / "model").exists()
@@ -455,6 +492,7 @@ def test_examples_without_split_files(tmp_path, ingested, transformed):
             module_file=PROBE,
             model=str(tmp_path / "model"),
             model_run=str(tmp_path / "model_run"),
+            curves=str(tmp_path / "curves.html"),
         )
 
 

@@ -112,3 +112,18 @@ def test_damaged_examples_are_refused(tmp_path, ingested, split, how):
             str(out / "examples"),
         )
     assert not out.exists()
+
+
+def test_progress_lines_count_rows_against_the_manifest(tmp_path, ingested, monkeypatch, caplog):
+    monkeypatch.setattr(transform, "PROGRESS_EVERY", 0.0)  # a line per batch
+    caplog.set_level("INFO", logger="tfkfp")
+    transform.run(
+        ingested.examples,
+        ingested.schema,
+        PENGUINS_MODULE,
+        str(tmp_path / "graph"),
+        str(tmp_path / "examples"),
+    )
+    total = sum(ingested.counts.values())
+    lines = [r.getMessage() for r in caplog.records if "rows transformed" in r.getMessage()]
+    assert lines and all(line.endswith(f"/{total} rows transformed") for line in lines), lines

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO, TRAINER_MODULES, write_module
@@ -22,6 +23,7 @@ def _tuner_process(out, ingested, transformed, **kw):
         "module_file": TUNED_MODULE,
         "best_hyperparameters": str(out / "best_hyperparameters"),
         "trials": str(out / "trials.md"),
+        "trials_chart": str(out / "trials.html"),
         "transform_graph": transformed.graph,
         "train_steps": 3,
         "eval_steps": 2,
@@ -86,6 +88,21 @@ def test_tfx_style_tuner_fn_and_its_outputs(tuned):
     assert not list(out.glob("*.staging-*"))
 
 
+def test_trials_chart_in_a_browser(tuned, chromium, tmp_path):
+    out, result, _ = tuned
+    page = out / "trials.html"
+    dom = chromium.dump_dom(str(page))
+    assert "<svg" in dom and "val_sparse_categorical_accuracy per trial" in dom
+    for trial in result["trials"]:
+        assert f"trial {trial['trial_id']}" in dom
+    assert f"best {result['best_score']:g}" in dom
+    png = chromium.screenshot(str(page), tmp_path / "trials.png")
+    from PIL import Image
+
+    blue = sum(1 for r, _, b in Image.open(png).convert("RGB").getdata() if b - r > 60)
+    assert blue > 500, blue  # the bars were painted
+
+
 def test_search_under_mirrored_on_two_logical_cpus(tmp_path, ingested, transformed):
     """The trainer's strategy rules: the trials' models are built in the tuner's strategy."""
     code, result, stderr = _tuner_process(
@@ -105,6 +122,7 @@ def test_best_values_reach_run_fn_and_win_over_the_dict(tmp_path, tuned, ingeste
         module_file=TUNED_MODULE,
         model=str(tmp_path / "model"),
         model_run=str(tmp_path / "model_run"),
+        curves=str(tmp_path / "curves.html"),
         transform_graph=transformed.graph,
         train_steps=3,
         eval_steps=1,
@@ -122,6 +140,7 @@ def _train_with(tmp_path, ingested, transformed, location):
         module_file=TUNED_MODULE,
         model=str(tmp_path / "model"),
         model_run=str(tmp_path / "model_run"),
+        curves=str(tmp_path / "curves.html"),
         transform_graph=transformed.graph,
         train_steps=2,
         eval_steps=1,
@@ -234,6 +253,7 @@ def test_tuner_refuses_multi_worker_and_bad_strategy(tmp_path, ingested, transfo
             TUNED_MODULE,
             str(tmp_path / "hp"),
             str(tmp_path / "t.md"),
+            str(tmp_path / "t.html"),
             strategy="multi_worker",
         )
     cluster = {"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": 0}}
@@ -245,6 +265,7 @@ def test_tuner_refuses_multi_worker_and_bad_strategy(tmp_path, ingested, transfo
             TUNED_MODULE,
             str(tmp_path / "hp"),
             str(tmp_path / "t.md"),
+            str(tmp_path / "t.html"),
         )
     assert not (tmp_path / "hp").exists()
 
@@ -260,8 +281,10 @@ def _local_run(cwd, *params):
     for param in params:
         args += ["--param", param]
     proc = run_cli(*args, cwd=cwd, timeout=1200)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    # the stages' own lines are in each task's log file (the screen has one line per stage)
+    logs = Path(proc.stdout.split("task logs: ")[1].split()[0])
+    return "".join(p.read_text() for p in sorted(logs.glob("*.log"))) + proc.stderr
 
 
 @pytest.mark.pipeline

@@ -432,7 +432,11 @@ def submit(
 # --- demo ------------------------------------------------------------------------------------
 
 
-def demo(serving_root: str = "serving/penguins", yaml_path: str = "build/penguins.yaml") -> int:
+def demo(
+    serving_root: str = "serving/penguins",
+    yaml_path: str = "build/penguins.yaml",
+    verbose: bool = False,
+) -> int:
     """Runs the penguin pipeline locally, pushes the model, compiles the YAML, prints a summary."""
     from importlib import resources
 
@@ -444,7 +448,7 @@ def demo(serving_root: str = "serving/penguins", yaml_path: str = "build/penguin
     destination = os.path.abspath(serving_root)
     before = {v.number for v in iter_versions(destination) if v.complete}
     started = time.time()
-    local.run(pipeline, {"data_uri": data, "push_destination": destination})
+    local.run(pipeline, {"data_uri": data, "push_destination": destination}, verbose=verbose)
     elapsed = time.time() - started
     compile_pipeline(pipeline, yaml_path)
     blessing = _newest_output("evaluator", "blessing", BLESSING_FILE)
@@ -468,6 +472,9 @@ def demo(serving_root: str = "serving/penguins", yaml_path: str = "build/penguin
     markdown = _newest_output("evaluator", "report", "")
     if markdown:
         print(f"eval report:   {markdown.resolve()} (Markdown, as the KFP UI shows it)")
+    pages = _pages(yaml_path)
+    if pages:
+        print(f"pictures:      {', '.join(pages)} (HTML, as the KFP UI shows them)")
     if report.get("blessed") and latest is not None:
         state = "new version" if latest.number not in before else "same model as before"
         print(f"pushed model:  {os.path.join(destination, str(latest.number))} ({state})")
@@ -475,6 +482,24 @@ def demo(serving_root: str = "serving/penguins", yaml_path: str = "build/penguin
         print("pushed model:  none (not blessed)")
     print(f"pipeline YAML: {os.path.abspath(yaml_path)}")
     return 0
+
+
+# The demo's HTML artifacts: (task, output) -> file name beside the compiled YAML.
+PAGES = {("trainer", "curves"): "trainer_curves.html", ("evaluator", "slice_chart"): "slices.html"}
+
+
+def _pages(yaml_path: str) -> list[str]:
+    """Copies the newest run's HTML pages next to the YAML as .html files a browser opens."""
+    import shutil
+
+    copied = []
+    for (task, output), name in PAGES.items():
+        page = _newest_output(task, output, "")
+        if page:
+            target = os.path.join(os.path.dirname(os.path.abspath(yaml_path)), name)
+            shutil.copyfile(page, target)
+            copied.append(os.path.relpath(target))
+    return copied
 
 
 def write_schema(data: str, output: str, input_format: str = "auto") -> str:
@@ -501,6 +526,12 @@ def _newest_output(
 
 
 # --- entrypoint ------------------------------------------------------------------------------
+
+
+VERBOSE_HELP = (
+    "stream every task's output (TensorFlow's start-up messages, kfp's executor input) as it "
+    "comes; by default one line per stage, the full output in the run folder's logs/"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -531,6 +562,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="reuse outputs of identical earlier local tasks (kfp.local's cache; off by default)",
     )
+    p.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
 
     cluster = argparse.ArgumentParser(add_help=False)
     cluster.add_argument(
@@ -567,7 +599,8 @@ def _parser() -> argparse.ArgumentParser:
         help="override every task's caching option for this run (default: as compiled)",
     )
 
-    sub.add_parser("demo", help="run the penguin demo end to end locally")
+    p = sub.add_parser("demo", help="run the penguin demo end to end locally")
+    p.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
 
     p = sub.add_parser(
         "schema",
@@ -610,12 +643,19 @@ def main(argv: list[str] | None = None) -> int:
             pipeline = load_pipeline(args.pipeline)
             arguments = {**local_arguments(pipeline), **parse_params(pipeline, args.param)}
             check_required(pipeline, arguments)
-            local.run(pipeline, arguments, args.docker, args.pipeline_root, args.enable_caching)
+            local.run(
+                pipeline,
+                arguments,
+                args.docker,
+                args.pipeline_root,
+                args.enable_caching,
+                verbose=args.verbose,
+            )
         elif args.command in ("upload", "submit"):
             return _cluster_command(args)
         elif args.command == "demo":
             require_runtime("demo")
-            return demo()
+            return demo(verbose=args.verbose)
         elif args.command == "schema":
             require_runtime("schema")
             print(write_schema(args.data, args.output, args.input_format))
@@ -628,9 +668,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except RuntimeError as err:
         # kfp.local raises RuntimeError when a task fails; the task's log above says why.
-        print(f"tfkfp: error: {err}", file=sys.stderr)
+        print(f"tfkfp: error: {_plain(str(err))}", file=sys.stderr)
         return 1
     return 0
+
+
+def _plain(text: str) -> str:
+    """Text without the terminal colour codes kfp.local puts around task names."""
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
 def _cluster_command(args: argparse.Namespace) -> int:

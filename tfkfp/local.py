@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import builtins
+import contextlib
+import logging
 import os
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from tfkfp.containers.runtime import log
+from tfkfp.progress import Display
 
 
 def _patch_condition_channels() -> None:
@@ -83,11 +91,15 @@ def run(
     docker: bool = False,
     pipeline_root: str = "build/local_outputs",
     enable_caching: bool = False,
+    verbose: bool = False,
+    display: Display | None = None,
 ) -> None:
     """Runs `pipeline` with kfp.local: SubprocessRunner here, or DockerRunner in the images.
 
     With `enable_caching`, kfp.local reuses the outputs of an identical earlier task (its cache
-    lives under the pipeline root); tasks compiled with caching off always run.
+    lives under the pipeline root); tasks compiled with caching off always run. Each task's
+    output goes to `<run folder>/logs/<task>.log`; the screen gets one line per stage start and
+    end (live progress on a terminal), or everything as kfp prints it with `verbose`.
     """
     from kfp import local
 
@@ -95,8 +107,132 @@ def run(
     _patch_oneof_artifacts()
     runner = local.DockerRunner() if docker else local.SubprocessRunner(use_venv=False)
     root = os.path.abspath(pipeline_root)
-    log.info("kfp.local: %s with %s, pipeline root %s", pipeline.name, type(runner).__name__, root)
+    display = display or Display(verbose=verbose)
+    if verbose:
+        log.info(
+            "kfp.local: %s with %s, pipeline root %s", pipeline.name, type(runner).__name__, root
+        )
+    else:
+        display.say(f"{pipeline.name}: kfp.local with {type(runner).__name__}")
     local.init(
         runner=runner, pipeline_root=root, raise_on_error=True, enable_caching=enable_caching
     )
-    pipeline(**arguments)
+    try:
+        with _shown(display):
+            pipeline(**arguments)
+    finally:
+        display.close()
+
+
+@contextlib.contextmanager
+def _shown(display: Display) -> Iterator[None]:
+    """Routes kfp.local's task output through `display` for the duration of a run.
+
+    kfp 2.17 streams each task with `print` inside `logging_utils.indented_print()` (both
+    runners) and logs its own lines inside `local_logger_context()`; both are looked up on the
+    module at call time, so replacing them here catches everything a task prints.
+    """
+    from kfp.local import executor_input_utils, logging_utils, status, task_dispatcher
+
+    saved = {
+        (module, name): getattr(module, name)
+        for module, name in (
+            (task_dispatcher, "run_single_task_implementation"),
+            (logging_utils, "indented_print"),
+            (logging_utils, "local_logger_context"),
+            (logging_utils, "print_horizontal_line"),
+        )
+    }
+    run_task = task_dispatcher.run_single_task_implementation
+    indented_print = logging_utils.indented_print
+
+    def run_single_task(**kwargs):
+        name = executor_input_utils.get_local_task_resource_name(kwargs["component_name"])
+        display.start(name, Path(kwargs["pipeline_root"]) / kwargs["pipeline_resource_name"])
+        ok = False
+        try:
+            outputs, task_status = run_task(**kwargs)
+            ok = task_status == status.Status.SUCCESS
+            return outputs, task_status
+        finally:
+            display.end(name, ok)
+
+    @contextlib.contextmanager
+    def captured_print(num_spaces: int = 4) -> Iterator[None]:
+        original = builtins.print
+
+        def to_display(*args, sep=" ", end="\n", file=None, flush=False):
+            if file not in (None, sys.stdout):
+                return original(*args, sep=sep, end=end, file=file, flush=flush)
+            display.output(sep.join(map(str, args)) + end)
+
+        if display.verbose:  # kfp's own indented streaming, and a copy in the log file
+            with indented_print(num_spaces):
+                streamed = builtins.print
+
+                def both(*args, **kwargs):
+                    to_display(*args, **kwargs)
+                    streamed(*args, **kwargs)
+
+                builtins.print = both
+                try:
+                    yield
+                finally:
+                    builtins.print = streamed
+            return
+        builtins.print = to_display
+        try:
+            yield
+        finally:
+            builtins.print = original
+
+    @contextlib.contextmanager
+    def quiet_logger() -> Iterator[None]:
+        root = logging.getLogger()
+        level, handlers = root.level, root.handlers[:]
+        handler = _DisplayHandler(display)
+        handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(message)s"))
+        root.handlers[:] = [handler]
+        root.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            root.setLevel(level)
+            root.handlers[:] = handlers
+
+    task_dispatcher.run_single_task_implementation = run_single_task
+    logging_utils.indented_print = captured_print
+    root = logging.getLogger()
+    root_handlers = root.handlers[:]
+    if not display.verbose:
+        logging_utils.local_logger_context = quiet_logger
+        logging_utils.print_horizontal_line = lambda: None
+        # What kfp logs outside that context too ("Cleaned up workspace: ...").
+        root.handlers[:] = [_DisplayHandler(display)]
+    try:
+        with warnings.catch_warnings():
+            if not display.verbose:
+                # kfp warns, per task, that the image is no Python image: SubprocessRunner runs
+                # the task in this environment, not in the image, so it does not apply.
+                warnings.filterwarnings(
+                    "ignore", message="You may be attemping", category=RuntimeWarning
+                )
+            yield
+    finally:
+        for (module, name), value in saved.items():
+            setattr(module, name, value)
+        root.handlers[:] = root_handlers
+
+
+class _DisplayHandler(logging.Handler):
+    """kfp.local's own log lines, to the run's log files (and skips/cache hits on screen)."""
+
+    def __init__(self, display: Display) -> None:
+        super().__init__(logging.INFO)
+        self.display = display
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.display.kfp_line(self.format(record))
+        except Exception:  # a display problem must not fail the run
+            self.handleError(record)

@@ -146,9 +146,12 @@ def run_fn(fn_args):
     model = _build_model(
         tft_output, hp.get("hidden_units", [32, 16]), float(hp.get("learning_rate", 0.005))
     )
+    # The same steps in a few epochs: the trainer's curves page gets a point per epoch.
+    epochs = 5 if fn_args.train_steps and fn_args.train_steps >= 5 else 1
     model.fit(
         train,
-        steps_per_epoch=fn_args.train_steps,
+        epochs=epochs,
+        steps_per_epoch=fn_args.train_steps // epochs if fn_args.train_steps else None,
         validation_data=evaluation,
         validation_steps=fn_args.eval_steps,
         callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)],
