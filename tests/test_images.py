@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PENGUINS_MODULE, REPO, run_cli
+from tests.conftest import REPO, run_cli
 
 CPU_LIMIT_BYTES = 2.5e9
 BUILD_TIMEOUT_S = 3600
@@ -34,6 +34,19 @@ def _build(base_image: str, *flags: str) -> str:
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "build: Step 1/" in proc.stderr  # progress is streamed, step by step
     return proc.stdout.strip().splitlines()[-1]
+
+
+def _module_with_helper(folder: Path) -> str:
+    """A module file in TFX's style: keras_tuner at the top, its code in a sibling helper."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "penguin_helpers.py").write_text(
+        "from tfkfp.pipelines.penguins.module import preprocessing_fn, run_fn  # noqa: F401\n"
+    )
+    (folder / "penguin_module.py").write_text(
+        "import keras_tuner  # noqa: F401  (TFX's penguin module imports it at the top)\n"
+        "from penguin_helpers import preprocessing_fn, run_fn  # noqa: F401\n"
+    )
+    return str(folder / "penguin_module.py")
 
 
 @pytest.fixture(scope="module")
@@ -115,12 +128,15 @@ def test_penguins_pipeline_runs_in_cpu_image(cpu_image, tmp_path, penguins_csv):
     # DockerRunner mounts only the pipeline root, so data and destination live inside it.
     root = Path(_shared_dir(tmp_path / "root"))
     shutil.copy(penguins_csv, root / "penguins.csv")
+    # A module file with a helper module beside it, inside the pipeline root the image mounts.
+    module_file = _module_with_helper(root / "module")
     destination = _shared_dir(root / "serving")
     local.run(
         penguins,
         {
             "data_uri": str(root / "penguins.csv"),
             "push_destination": destination,
+            "module_file": module_file,
             "train_steps": 150,
             "eval_steps": 5,
         },
@@ -145,6 +161,7 @@ def test_gpu_image_trains_on_cpu(docker_client, gpu_image, ingested, transformed
     shutil.copytree(Path(ingested.schema), work / "schema")
     shutil.copytree(Path(transformed.examples), work / "examples")
     shutil.copytree(Path(transformed.graph), work / "graph")
+    module_file = _module_with_helper(work / "module")
     _shared_dir(work)
     result = run_stage(
         docker_client,
@@ -153,7 +170,7 @@ def test_gpu_image_trains_on_cpu(docker_client, gpu_image, ingested, transformed
         {
             "examples": str(work / "examples"),
             "schema": str(work / "schema"),
-            "module_file": PENGUINS_MODULE,
+            "module_file": module_file,
             "model": str(work / "model"),
             "model_run": str(work / "model_run"),
             "curves": str(work / "curves.html"),
