@@ -15,6 +15,9 @@ from tfkfp.containers import storage, versions
 from tfkfp.containers.layout import PUSHED as MARKER
 from tfkfp.containers.versions import CLAIMS
 
+# 20 rounds of 2-4 racing processes on three stores: minutes; make test runs them, test-fast not.
+pytestmark = pytest.mark.slow
+
 ROUNDS = 20
 
 # One racer: pushes its own variant of the model each time the test says "go" (a round number

@@ -163,6 +163,7 @@ def _pipeline_on(bucket, tmp_path, weak_trained, penguins_csv):
     assert not any(p.name.endswith(":") for p in tmp_path.iterdir())
 
 
+@pytest.mark.pipeline
 def test_kfp_local_pipeline_with_every_location_on_the_gcs_emulator(
     tmp_path, gcs, weak_trained, penguins_csv
 ):
@@ -172,6 +173,7 @@ def test_kfp_local_pipeline_with_every_location_on_the_gcs_emulator(
     _pipeline_on(bucket, tmp_path, weak_trained, penguins_csv)
 
 
+@pytest.mark.pipeline
 def test_kfp_local_pipeline_with_every_location_on_the_s3_server(
     tmp_path, s3, weak_trained, penguins_csv
 ):

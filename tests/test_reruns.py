@@ -67,6 +67,7 @@ def _executed(root: Path, before: set[Path]) -> set[str]:
     return {p.name for p in run.iterdir() if p.is_dir() and p.name != "logs"}  # logs: tfkfp's
 
 
+@pytest.mark.pipeline
 def test_rerun_with_caching_on_reuses_unchanged_data_and_retrains_on_new_data(
     tmp_path, penguins_csv
 ):

@@ -320,6 +320,7 @@ def test_own_strategy_in_a_two_worker_job(tmp_path, ingested, transformed):
 # --- end to end through kfp.local ---
 
 
+@pytest.mark.pipeline
 def test_tfx_module_through_the_penguin_pipeline_locally(tmp_path):
     """transform and trainer run the TFX-style module (and its helper); the model is pushed."""
     proc = run_cli(
