@@ -38,22 +38,11 @@ def _base_model_path(base_model_dir: str) -> str:
 def check_saved_model(model_dir: str) -> None:
     """Fails unless `model_dir` holds a SavedModel whose serving_default takes serialized examples."""
     from tensorflow.core.framework import types_pb2
-    from tensorflow.core.protobuf import saved_model_pb2
+    from tfkfp.containers.eval_checks import model_signatures
 
-    path = os.path.join(model_dir, "saved_model.pb")
-    if not os.path.isfile(path):
+    if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
         raise InputError(f"run_fn: wrote no SavedModel to fn_args.serving_model_dir ({model_dir})")
-    from google.protobuf.message import DecodeError
-
-    with open(path, "rb") as fh:
-        data = fh.read()
-    try:
-        saved = saved_model_pb2.SavedModel.FromString(data)
-    except DecodeError as err:
-        raise InputError(
-            f"run_fn: {path} is not a SavedModel protobuf ({len(data)} bytes; {err})"
-        ) from None
-    signatures = saved.meta_graphs[0].signature_def if saved.meta_graphs else {}
+    signatures = model_signatures(model_dir, "run_fn")
     if "serving_default" not in signatures:
         raise InputError(
             f"run_fn: the SavedModel has no serving_default signature (has {sorted(signatures)})"
