@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import re
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -185,8 +186,13 @@ class Display:
 
     def begin_run(self, run_dir: Path) -> None:
         self.run_dir = run_dir
+        if not run_dir.exists():
+            run_dir.mkdir(parents=True)
+            # Tasks in the images run as another user and make their folders here: the run
+            # folder gets the pipeline root's permissions, as when the first task made it.
+            shutil.copymode(run_dir.parent, run_dir)
         logs = run_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
+        logs.mkdir(exist_ok=True)
         with open(logs / "kfp.log", "a") as fh:
             fh.writelines(self._pending)
         self._pending.clear()
