@@ -12,11 +12,12 @@ import os
 import tempfile
 from typing import Any
 
-from tfkfp.containers import charts, eval_checks, eval_report
+from tfkfp.containers import charts, eval_checks, eval_report, manifest
 from tfkfp.containers.eval_report import BASELINE, CANDIDATE, Evaluation
 from tfkfp.containers.layout import BLESSING_FILE, PUSHED, blessing_marker, split_pattern
 from tfkfp.containers.runtime import (
     InputError,
+    RowProgress,
     beam_location,
     beam_options,
     load_schema,
@@ -160,6 +161,73 @@ def _add_plots(config, model_names: list[str], binary: bool, two_outputs: bool) 
         spec.metrics.add(class_name="MultiClassConfusionMatrixPlot")
 
 
+# --- TFMA ----------------------------------------------------------------------------------
+
+
+def _analyze(
+    eval_shared_model: Any,
+    config: Any,
+    data_location: str,
+    output: str,
+    options: Any,
+    schema: Any,
+    progress: RowProgress,
+) -> None:
+    """tfma.run_model_analysis on TFRecords, with a row count between reading and TFMA.
+
+    The same steps as TFMA 0.48's run_model_analysis takes for a v2 config on TFRecords (it
+    reads the data itself, so it cannot say how far it got). Its other path, for estimators'
+    EvalSavedModels, cannot occur: TensorFlow 2.21 has no estimators.
+    """
+    import apache_beam as beam
+    import tensorflow as tf
+    import tensorflow_model_analysis as tfma
+    from tensorflow_model_analysis import constants
+    from tensorflow_model_analysis.utils import config_util, model_util
+    from tfx_bsl.public import tfxio
+    from tfx_bsl.tfxio import tensor_adapter
+
+    shared = model_util.verify_and_update_eval_shared_models(eval_shared_model)
+    config = config_util.update_eval_config_with_defaults(
+        config, has_baseline=len(shared) > 1, rubber_stamp=model_util.has_rubber_stamp(shared)
+    )
+    source = tfxio.TFExampleRecord(
+        file_pattern=data_location,
+        schema=schema,
+        raw_record_column_name=constants.ARROW_INPUT_COLUMN,
+        telemetry_descriptors=["StandaloneTFMA"],
+    )
+    adapter = None
+    if schema is not None:
+        adapter = tensor_adapter.TensorAdapterConfig(
+            arrow_schema=source.ArrowSchema(),
+            tensor_representations=source.TensorRepresentations(),
+        )
+
+    def count(batch):
+        progress.add(batch.num_rows)
+        return batch
+
+    tf.io.gfile.makedirs(output)
+    with beam.Pipeline(options=options) as pipeline:
+        _ = (
+            pipeline
+            | "ReadFromTFRecordToArrow" >> source.BeamSource()
+            | "CountRows" >> beam.Map(count)
+            | "ExtractEvaluateAndWriteResults"
+            >> tfma.ExtractEvaluateAndWriteResults(
+                eval_config=config,
+                eval_shared_model=eval_shared_model,
+                display_only_data_location=data_location,
+                display_only_file_format="tfrecords",
+                output_path=output,
+                tensor_adapter_config=adapter,
+                schema=schema,
+                config_version=2,
+            )
+        )
+
+
 # --- the verdict ---------------------------------------------------------------------------
 
 
@@ -293,13 +361,14 @@ def run(
             baseline_uri or f"none ({baseline_note})",
         )
         with evaluation_out as eval_tmp, publishing(blessing) as blessing_tmp:
-            tfma.run_model_analysis(
-                eval_shared_model=models if has_baseline else models[0],
-                eval_config=config,
-                data_location=data_location,
-                output_path=eval_tmp,
-                pipeline_options=options,
-                schema=raw_schema,
+            _analyze(
+                models if has_baseline else models[0],
+                config,
+                data_location,
+                eval_tmp,
+                options,
+                raw_schema,
+                RowProgress("evaluator", "evaluated", manifest.records(examples, ["eval"])),
             )
             log.info("evaluator: TFMA done, reading results")
             slice_name = SliceNames.for_config(config, model, raw_schema)

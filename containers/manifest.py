@@ -97,6 +97,20 @@ def read(examples: str, what: str = "examples") -> dict[str, Any] | None:
     return manifest
 
 
+def records(examples: str, splits: tuple[str, ...] | list[str]) -> int | None:
+    """Rows in the given splits by the examples' manifest; None without a readable one.
+
+    For progress lines only: the stage's own checks report an unreadable manifest.
+    """
+    try:
+        found = read(examples)
+    except ValueError:
+        return None
+    if not found:
+        return None
+    return sum(int(found["splits"].get(s, {}).get("records", 0)) for s in splits) or None
+
+
 def verify(examples: str, splits: tuple[str, ...] | list[str], what: str = "examples") -> bool:
     """Fails in one line naming the file unless each split's files match the manifest.
 

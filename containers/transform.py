@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 
 from tfkfp.containers import manifest, user_module
 from tfkfp.containers.layout import SPLITS, split_dir, split_pattern
 from tfkfp.containers.runtime import (
+    RowProgress,
     beam_location,
     beam_options,
     load_schema,
@@ -33,39 +33,6 @@ def _temp_location(beam_pipeline_args: list[str]) -> str | None:
         if arg == "--temp_location" and i + 1 < len(beam_pipeline_args):
             return beam_pipeline_args[i + 1]
     return None
-
-
-# Seconds between progress lines while rows are transformed.
-PROGRESS_EVERY = 5.0
-
-
-class _RowProgress:
-    """`transform: n/total rows transformed` every PROGRESS_EVERY seconds, from each worker.
-
-    Beam counters are only read at the end; this line is what `tfkfp run --local` shows while a
-    big transform runs (each Beam worker counts its own bundles).
-    """
-
-    def __init__(self, total: int | None) -> None:
-        self.total, self.rows, self.last = total, 0, time.monotonic()
-
-    def add(self, rows: int) -> None:
-        self.rows += rows
-        if time.monotonic() - self.last >= PROGRESS_EVERY:
-            self.last = time.monotonic()
-            total = f"/{self.total}" if self.total else ""
-            log.info("transform: %d%s rows transformed", self.rows, total)
-
-
-def _records(examples_dir: str) -> int | None:
-    """Rows in the input splits, from ingest's manifest (None without one)."""
-    try:
-        found = manifest.read(examples_dir)
-    except ValueError:  # unreadable: the stage's own checks say so
-        return None
-    if not found:
-        return None
-    return sum(int(found["splits"].get(s, {}).get("records", 0)) for s in SPLITS) or None
 
 
 def run(
@@ -121,7 +88,7 @@ def run(
         "transform: analyzing train, transforming %s (beam args %s)", SPLITS, beam_pipeline_args
     )
     counters = {s: beam.metrics.Metrics.counter("tfkfp.transform", f"{s}_rows") for s in SPLITS}
-    progress = _RowProgress(_records(examples))
+    progress = RowProgress("transform", "transformed", manifest.records(examples, SPLITS))
 
     def encode(batch_and_passthrough, split):
         batch, _ = batch_and_passthrough

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from conftest import damage_examples, run_cli
-from tfkfp.containers import evaluator, pusher
+from tfkfp.containers import evaluator, pusher, runtime
 from tfkfp.containers.runtime import InputError
 from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
 
@@ -126,6 +126,19 @@ def test_no_thresholds_is_blessed_and_says_why(tmp_path, trained, ingested):
     assert report.classification is None  # no classification metric named: no plots
     md = (tmp_path / "report.md").read_text()
     assert "No thresholds in the eval config." in md and "Confusion matrix" not in md
+
+
+def test_progress_lines_count_eval_rows_against_the_manifest(
+    tmp_path, trained, ingested, monkeypatch, caplog
+):
+    monkeypatch.setattr(runtime, "PROGRESS_EVERY", 0.0)  # a line per batch
+    caplog.set_level("INFO", logger="tfkfp")
+    report = _run(tmp_path, trained.model, ingested, EVAL_CONFIG)
+    total = ingested.counts["eval"]
+    lines = [r.getMessage() for r in caplog.records if "rows evaluated" in r.getMessage()]
+    assert lines and all(line.endswith(f"/{total} rows evaluated") for line in lines), lines
+    assert lines[-1] == f"evaluator: {total}/{total} rows evaluated"
+    assert report.metrics["example_count"] == total
 
 
 def test_slice_fails_while_overall_passes(tmp_path, trained, weak_trained, ingested):

@@ -1,5 +1,6 @@
 """What a local run prints: one line per stage, live bars on a terminal, logs in the run folder."""
 
+import io
 import os
 import pty
 import re
@@ -7,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import REPO, run_cli
 
 from tfkfp.progress import Display
@@ -132,3 +134,20 @@ def test_key_figures_of_the_data_stages(tmp_path):
         display.output(f"2026 INFO tfkfp: {line}\n")
         display.end(task, ok=True)
         assert display.tasks[task].key == key
+
+
+@pytest.mark.parametrize(
+    ("task", "line", "completed", "total", "detail"),
+    [
+        ("transform", "transform: 120/344 rows transformed", 120, 344, "120 rows transformed"),
+        ("evaluator", "evaluator: 40/84 rows evaluated", 40, 84, "40 rows evaluated"),
+    ],
+)
+def test_beam_stages_rows_drive_the_bar(tmp_path, task, line, completed, total, detail):
+    display = Display(stream=io.StringIO(), live=True)
+    display.start(task, tmp_path)
+    display.output(f"2026 INFO tfkfp: {line}\n")
+    bar = display._progress.tasks[0]
+    assert (bar.completed, bar.total, bar.fields["detail"]) == (completed, total, detail)
+    display.end(task, ok=True)
+    display.close()

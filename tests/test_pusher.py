@@ -525,7 +525,8 @@ def _killed_push_then_retry(tmp_path, trained, store, proxy, env: str, dest: str
     assert versions.latest_complete(dest) is None
 
     # a push within the dead push's lease leaves its files alone (it could be a live push)
-    time.sleep(max(0.0, lease + 1.5 - (time.monotonic() - killed_at)))
+    # the cleaner allows a second of slack and the stores stamp whole seconds: 2.5 s past it
+    time.sleep(max(0.0, lease + 2.5 - (time.monotonic() - killed_at)))
     result = pusher.run(trained.model, blessing, dest)  # the retry, in a new process
     assert [(v.number, v.complete) for v in versions.iter_versions(dest)] == [
         (result["version"], True)

@@ -49,7 +49,7 @@ PROGRESS = (
     ),
     (
         "",
-        re.compile(r"(\w+): (\d+)(?:/(\d+))? rows (read|written|processed|transformed)"),
+        re.compile(r"(\w+): (\d+)(?:/(\d+))? rows (read|written|processed|transformed|evaluated)"),
         lambda m: (float(m[2]), float(m[3]) if m[3] else None, f"{int(m[2]):,} rows {m[4]}"),
     ),
 )
