@@ -584,11 +584,16 @@ class Chromium:
 @pytest.fixture(scope="session")
 def chromium(tmp_path_factory) -> Chromium:
     """Debian's `chromium`, installed with apt-get when missing (as tests/docker_env.py does)."""
-    exe = shutil.which("chromium")
-    if exe is None:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env)
+    import fcntl
+
+    # make test-fast's workers (pytest-xdist) would otherwise race for dpkg's lock
+    with open(os.path.join(tempfile.gettempdir(), "tfkfp-chromium.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         exe = shutil.which("chromium")
+        if exe is None:
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+            subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env)
+            exe = shutil.which("chromium")
     assert exe, "chromium: not installed and apt-get did not install it"
     return Chromium(exe, tmp_path_factory.mktemp("chromium"))

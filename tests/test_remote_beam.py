@@ -97,6 +97,7 @@ def remote_transformed(shared_and_pod, ingested, beam_portable):
     return shared, pod, examples.metadata["rows"]
 
 
+@pytest.mark.slow
 def test_transform_on_the_portable_runner_reads_and_writes_the_uris(
     remote_transformed, transformed, ingested
 ):
@@ -118,6 +119,7 @@ def test_transform_on_the_portable_runner_reads_and_writes_the_uris(
     assert output.vocabulary_size_by_name("species") == 3
 
 
+@pytest.mark.slow
 def test_evaluator_on_the_portable_runner_loads_the_model_by_uri(
     shared_and_pod, ingested, trained, weak_trained, beam_portable, tmp_path
 ):

@@ -223,6 +223,7 @@ def test_bad_hyperparameters_exit_2_in_one_line(tmp_path, ingested, transformed)
 # --- several replicas and workers, each in a fresh process ---
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", [TFX_PENGUIN, CUSTOM_LOOP], ids=["tfx-penguin", "custom-loop"])
 def test_own_strategy_under_mirrored_two_cpus(tmp_path, ingested, transformed, module):
     code, info, stderr = _finish(
@@ -282,6 +283,7 @@ def test_own_strategy_with_arguments_needs_strategy_default(tmp_path, ingested, 
     assert info["built_in"] == ["MirroredStrategy (1 replica(s), run_fn's own)"]
 
 
+@pytest.mark.slow
 def test_own_strategy_in_a_two_worker_job(tmp_path, ingested, transformed):
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}

@@ -571,6 +571,7 @@ def test_run_fn_raising_shows_traceback_and_exits_nonzero(tmp_path, ingested, tr
 # --- distribution and Keras flavours, each in a fresh process ---
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, ingested, transformed):
     code, info, stderr = _finish(
         _trainer_process(
@@ -590,6 +591,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, ingested, transformed):
     trainer.check_saved_model(str(tmp_path / "model"))
 
 
+@pytest.mark.slow
 def test_multi_worker_chief_exports_worker_does_not(tmp_path, ingested, transformed):
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
@@ -621,6 +623,7 @@ def test_multi_worker_chief_exports_worker_does_not(tmp_path, ingested, transfor
     assert not (tmp_path / "worker1" / "model_run").exists()
 
 
+@pytest.mark.slow
 def test_demo_module_under_keras3(tmp_path, ingested, transformed):
     code, info, stderr = _finish(
         _trainer_process(

@@ -103,6 +103,7 @@ def test_trials_chart_in_a_browser(tuned, chromium, tmp_path):
     assert blue > 500, blue  # the bars were painted
 
 
+@pytest.mark.slow
 def test_search_under_mirrored_on_two_logical_cpus(tmp_path, ingested, transformed):
     """The trainer's strategy rules: the trials' models are built in the tuner's strategy."""
     code, result, stderr = _tuner_process(
