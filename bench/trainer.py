@@ -20,12 +20,11 @@ import logging
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench import alternating
+from bench import alternating, timed_job
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -117,20 +116,8 @@ def _job(
     mode: str, paths: dict[str, str], rep: int, train_steps: int, eval_steps: int
 ) -> tuple[float, float]:
     out = WORK / "jobs" / f"{mode}-{rep}"
-    shutil.rmtree(out, ignore_errors=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    argv = json.dumps([mode, paths, str(out), str(TAXI_MODULE), train_steps, eval_steps])
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("TF_CONFIG", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", _JOB, argv], capture_output=True, text=True, env=env, cwd=REPO
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{mode} job failed:\n{proc.stderr[-3000:]}")
-    if not (out / "model" / "saved_model.pb").is_file():
-        raise RuntimeError(f"{mode} job wrote no model to {out / 'model'}")
-    timing = json.loads(proc.stdout.strip().splitlines()[-1])
-    shutil.rmtree(out, ignore_errors=True)
+    args = [mode, paths, str(out), str(TAXI_MODULE), train_steps, eval_steps]
+    timing = timed_job(_JOB, args, out, "model/saved_model.pb")
     return timing["seconds"], timing["run_fn_seconds"]
 
 

@@ -13,16 +13,13 @@ writes bench/results/tuner.json. Target: <= 1.05x (best of N; ratio of medians n
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-from bench import RESULTS, alternating, write_json
+from bench import RESULTS, alternating, timed_job, write_json
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -110,20 +107,8 @@ def _job(
     mode: str, paths: dict[str, str], rep: int, trials: int, steps: int
 ) -> tuple[float, float]:
     out = WORK / "jobs" / f"{mode}-{rep}"
-    shutil.rmtree(out, ignore_errors=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    argv = json.dumps([mode, paths, str(out), str(MODULE), trials, steps])
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("TF_CONFIG", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", _JOB, argv], capture_output=True, text=True, env=env, cwd=REPO
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{mode} job failed:\n{proc.stderr[-3000:]}")
-    if not (out / "best_hyperparameters" / "best_hyperparameters.txt").is_file():
-        raise RuntimeError(f"{mode} job wrote no best_hyperparameters.txt in {out}")
-    shutil.rmtree(out, ignore_errors=True)
-    timing = json.loads(proc.stdout.strip().splitlines()[-1])
+    args = [mode, paths, str(out), str(MODULE), trials, steps]
+    timing = timed_job(_JOB, args, out, "best_hyperparameters/best_hyperparameters.txt")
     return timing["seconds"], timing["search_seconds"]
 
 

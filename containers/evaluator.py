@@ -33,30 +33,12 @@ from tfkfp.containers.slices import SliceNames
 # A config naming one of these is a classification task: the evaluator then adds confusion
 # matrix plots (and the ROC for binary labels) for the KFP UI.
 CLASSIFICATION_METRICS = frozenset(
-    {
-        "Accuracy",
-        "AUC",
-        "AUCPrecisionRecall",
-        "BinaryAccuracy",
-        "BinaryCrossentropy",
-        "CalibrationPlot",
-        "CategoricalAccuracy",
-        "CategoricalCrossentropy",
-        "ConfusionMatrixAtThresholds",
-        "ConfusionMatrixPlot",
-        "F1Score",
-        "FalseNegatives",
-        "FalsePositives",
-        "MultiClassConfusionMatrixAtThresholds",
-        "MultiClassConfusionMatrixPlot",
-        "Precision",
-        "Recall",
-        "SparseCategoricalAccuracy",
-        "SparseCategoricalCrossentropy",
-        "Specificity",
-        "TrueNegatives",
-        "TruePositives",
-    }
+    "Accuracy AUC AUCPrecisionRecall BinaryAccuracy BinaryCrossentropy CalibrationPlot"
+    " CategoricalAccuracy CategoricalCrossentropy ConfusionMatrixAtThresholds"
+    " ConfusionMatrixPlot F1Score FalseNegatives FalsePositives"
+    " MultiClassConfusionMatrixAtThresholds MultiClassConfusionMatrixPlot Precision Recall"
+    " SparseCategoricalAccuracy SparseCategoricalCrossentropy Specificity TrueNegatives"
+    " TruePositives".split()
 )
 ROC_THRESHOLDS = 50
 

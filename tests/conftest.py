@@ -194,6 +194,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def no_credentials_env(tmp_path: Path) -> dict:
+    """os.environ without any cloud credentials or emulator, for a stage run in a subprocess."""
+    closed = f"127.0.0.1:{free_port()}"  # metadata server lookups fail at once, even on a VM
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("STORAGE_EMULATOR", "GOOGLE_", "CLOUDSDK_", "AWS_"))
+    }
+    env.update(
+        HOME=str(tmp_path),
+        CLOUDSDK_CONFIG=str(tmp_path / "gcloud"),
+        GCE_METADATA_HOST=closed,
+        GCE_METADATA_IP=closed,
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    return env
+
+
 @pytest.fixture(scope="session")
 def gcs_server(tmp_path_factory) -> str:
     """Starts gcp-storage-emulator in its own process; yields its URL for STORAGE_EMULATOR_HOST."""
@@ -320,6 +338,11 @@ class Bucket:
         else:
             self.client.put_object(Bucket=self.name, Key=key, Body=data)
         return f"{self.uri}/{key}"
+
+    def get(self, key: str) -> bytes:
+        if self.scheme == "gs":
+            return self.client.bucket(self.name).blob(key).download_as_bytes()
+        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
 
     def names(self, prefix: str = "") -> list[str]:
         if self.scheme == "gs":

@@ -5,7 +5,9 @@ import os
 import tarfile
 from importlib import resources
 
-from bench import alternating, images, scale
+import pytest
+
+from bench import alternating, images, scale, timed_job
 
 
 def test_parallel_gzip_size_matches_one_gzip_stream():
@@ -52,3 +54,21 @@ def test_alternating_flips_which_side_goes_first():
     order = list(alternating("a", "b", 3))
 
     assert order == [(0, "a"), (0, "b"), (1, "b"), (1, "a"), (2, "a"), (2, "b")]
+
+
+def test_timed_job_returns_the_jobs_timing_and_removes_its_output(tmp_path):
+    code = (
+        "import json, pathlib, sys\n"
+        "mode, out = json.loads(sys.argv[1])\n"
+        "pathlib.Path(out).mkdir()\n"
+        "(pathlib.Path(out) / 'done').write_text('x')\n"
+        "print('chatter')\n"
+        "print(json.dumps({'seconds': 1.5}))\n"
+    )
+    out = tmp_path / "job"
+    assert timed_job(code, ["direct", str(out)], out, "done") == {"seconds": 1.5}
+    assert not out.exists()
+    with pytest.raises(RuntimeError, match="job direct wrote no missing in"):
+        timed_job(code, ["direct", str(out)], out, "missing")
+    with pytest.raises(RuntimeError, match="(?s)job stage failed:.*ZeroDivisionError"):
+        timed_job("1/0", ["stage", str(out)], out, "done")

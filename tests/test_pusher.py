@@ -163,26 +163,26 @@ def test_local_push_killed_mid_copy_leaves_no_version_and_a_retry_completes(
     assert versions.latest_complete(str(dest)) == str(version_dir)
 
 
-# --- gs:// destinations, against gcp-storage-emulator -------------------------------------------
+# --- object-store destinations: the GCS emulator, then moto's S3 server --------------------------
 
 
-def test_gcs_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, gcs):
-    dest = f"gs://{gcs.bucket}/models/penguins"
+def test_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, bucket):
+    dest = f"{bucket.uri}/models/penguins"
     blessing = _blessing(tmp_path, True)
     first = pusher.run(trained.model, blessing, dest)
     assert first["pushed"] and first["pushed_uri"] == f"{dest}/{first['version']}"
-    files = sorted(
-        str(p.relative_to(trained.model)) for p in Path(trained.model).rglob("*") if p.is_file()
-    )
+    files = [f for f, _ in _uploads(trained.model)]
     prefix = f"models/penguins/{first['version']}/"
-    assert _files(gcs, prefix) == sorted(prefix + f for f in [*files, layout.PUSHED])
+    assert _files(bucket, "models/") == sorted(prefix + f for f in [*files, MARKER])  # no claim
     for rel in files:
-        blob = gcs.client.bucket(gcs.bucket).blob(prefix + rel)
-        assert blob.download_as_bytes() == (Path(trained.model) / rel).read_bytes()
+        assert bucket.get(prefix + rel) == (Path(trained.model) / rel).read_bytes()
+    marker = json.loads(bucket.get(prefix + MARKER))
+    assert marker["content_hash"] == first["content_hash"]
+    assert marker["files"] == {f: s for f, s in _uploads(trained.model)}
     assert versions.latest_complete(dest) == first["pushed_uri"]
 
     again = pusher.run(trained.model, blessing, dest)  # same content: no second version
-    assert again["version"] == first["version"] and len(_files(gcs, "models/")) == len(files) + 1
+    assert again["version"] == first["version"] and len(_files(bucket, "models/")) == len(files) + 1
 
     changed = copy_tree(trained.model, "changed")
     (Path(changed) / "assets.extra").mkdir(exist_ok=True)
@@ -193,32 +193,28 @@ def test_gcs_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, gcs):
     assert versions.latest_complete(dest) == second["pushed_uri"]
 
 
-def test_gcs_not_blessed_writes_nothing(tmp_path, trained, gcs):
-    result = pusher.run(trained.model, _blessing(tmp_path, False), f"gs://{gcs.bucket}/m")
-    assert (
-        result["pushed"] is False
-        and _files(
-            gcs,
-        )
-        == []
-    )
+def test_not_blessed_writes_nothing_to_a_bucket(tmp_path, trained, bucket):
+    result = pusher.run(trained.model, _blessing(tmp_path, False), f"{bucket.uri}/m")
+    assert result["pushed"] is False and _files(bucket) == []
 
 
-def test_gcs_foreign_incomplete_version_is_left_alone(tmp_path, trained, gcs):
-    # e.g. a folder copied by hand: no marker, not tagged by tfkfp
-    gcs.client.bucket(gcs.bucket).blob("m/5/saved_model.pb").upload_from_string(b"x")
-    result = pusher.run(trained.model, _blessing(tmp_path, True), f"gs://{gcs.bucket}/m")
-    assert "m/5/saved_model.pb" in _files(gcs, "m/5/")
-    assert result["version"] > 5
-    assert [(v.number, v.complete) for v in versions.iter_versions(f"gs://{gcs.bucket}/m")] == [
+def test_foreign_incomplete_version_is_left_alone(tmp_path, trained, bucket):
+    bucket.put("m/5/saved_model.pb", b"x")  # e.g. a folder copied by hand: no marker, no claim
+    result = pusher.run(trained.model, _blessing(tmp_path, True), f"{bucket.uri}/m")
+    assert "m/5/saved_model.pb" in _files(bucket, "m/5/") and result["version"] > 5
+    assert [(v.number, v.complete) for v in versions.iter_versions(f"{bucket.uri}/m")] == [
         (5, False),
         (result["version"], True),
     ]
 
 
-def test_gcs_missing_bucket(tmp_path, trained, gcs):
-    with pytest.raises(InputError, match="bucket gs://no-such-bucket-x does not exist"):
-        pusher.run(trained.model, _blessing(tmp_path, True), "gs://no-such-bucket-x/m")
+def test_missing_bucket(tmp_path, trained, bucket):
+    missing = f"{bucket.scheme}://no-such-bucket-x"
+    with pytest.raises(InputError, match=f"bucket {missing} does not exist"):
+        pusher.run(trained.model, _blessing(tmp_path, True), f"{missing}/m")
+
+
+# --- gs:// destinations, against gcp-storage-emulator -------------------------------------------
 
 
 def test_gcs_unreachable_endpoint_fails_with_one_line(tmp_path, trained, monkeypatch):
@@ -404,10 +400,6 @@ def _named(name: str) -> Callable[[bytes], bool]:
     )
 
 
-def _s3_get(s3, key: str) -> bytes:
-    return s3.client.get_object(Bucket=s3.name, Key=key)["Body"].read()
-
-
 def _files(store, prefix: str = "") -> list[str]:
     """Object names under a prefix, without pyarrow's folder markers (names ending in '/')."""
     return [n for n in store.names(prefix) if not n.endswith("/")]
@@ -546,59 +538,6 @@ def test_gcs_pusher_killed_mid_push_leaves_no_complete_version(tmp_path, trained
 # --- s3:// destinations, against moto's S3 server -----------------------------------------------
 
 
-def test_s3_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, s3):
-    dest = f"s3://{s3.name}/models/penguins"
-    blessing = _blessing(tmp_path, True)
-    first = pusher.run(trained.model, blessing, dest)
-    assert first["pushed"] and first["pushed_uri"] == f"{dest}/{first['version']}"
-    files = [f for f, _ in _uploads(trained.model)]
-    prefix = f"models/penguins/{first['version']}/"
-    assert _files(s3, "models/") == sorted(prefix + f for f in [*files, MARKER])  # no claim left
-    for rel in files:
-        assert _s3_get(s3, prefix + rel) == (Path(trained.model) / rel).read_bytes()
-    marker = json.loads(_s3_get(s3, prefix + MARKER))
-    assert marker["content_hash"] == first["content_hash"]
-    assert marker["files"] == {f: s for f, s in _uploads(trained.model)}
-    assert versions.latest_complete(dest) == first["pushed_uri"]
-
-    again = pusher.run(trained.model, blessing, dest)  # same content: no second version
-    assert again["version"] == first["version"] and len(_files(s3, "models/")) == len(files) + 1
-
-    changed = copy_tree(trained.model, "changed")
-    (Path(changed) / "assets.extra").mkdir(exist_ok=True)
-    (Path(changed) / "assets.extra" / "note.txt").write_text("retrained")
-    second = pusher.run(changed, blessing, dest)
-    assert second["version"] > first["version"]
-    assert [v.number for v in versions.iter_versions(dest)] == [first["version"], second["version"]]
-    assert versions.latest_complete(dest) == second["pushed_uri"]
-
-
-def test_s3_not_blessed_writes_nothing(tmp_path, trained, s3):
-    result = pusher.run(trained.model, _blessing(tmp_path, False), f"s3://{s3.name}/m")
-    assert (
-        result["pushed"] is False
-        and _files(
-            s3,
-        )
-        == []
-    )
-
-
-def test_s3_foreign_incomplete_version_is_left_alone(tmp_path, trained, s3):
-    s3.put("m/5/saved_model.pb", b"x")  # e.g. a folder copied by hand: no marker, no claim
-    result = pusher.run(trained.model, _blessing(tmp_path, True), f"s3://{s3.name}/m")
-    assert "m/5/saved_model.pb" in _files(s3, "m/5/") and result["version"] > 5
-    assert [(v.number, v.complete) for v in versions.iter_versions(f"s3://{s3.name}/m")] == [
-        (5, False),
-        (result["version"], True),
-    ]
-
-
-def test_s3_missing_bucket(tmp_path, trained, s3):
-    with pytest.raises(InputError, match="bucket s3://no-such-bucket-x does not exist"):
-        pusher.run(trained.model, _blessing(tmp_path, True), "s3://no-such-bucket-x/m")
-
-
 def test_s3_unreachable_endpoint_fails_with_one_line(tmp_path, trained, s3, monkeypatch):
     from conftest import free_port
 
@@ -621,9 +560,7 @@ def test_s3_connection_dropped_mid_upload_is_retried(tmp_path, trained, s3, s3_p
     assert s3_proxy.faults == 1
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3.url)
     for rel, _ in uploads:
-        assert (
-            _s3_get(s3, f"m/{result['version']}/{rel}") == (Path(trained.model) / rel).read_bytes()
-        )
+        assert s3.get(f"m/{result['version']}/{rel}") == (Path(trained.model) / rel).read_bytes()
     assert versions.latest_complete(dest) == result["pushed_uri"]
 
 
@@ -636,7 +573,7 @@ def test_s3_server_errors_are_retried(tmp_path, trained, s3, s3_proxy, monkeypat
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3.url)
     version = f"m/{result['version']}/"
     for rel, _ in _uploads(trained.model):
-        assert _s3_get(s3, version + rel) == (Path(trained.model) / rel).read_bytes()
+        assert s3.get(version + rel) == (Path(trained.model) / rel).read_bytes()
     assert versions.latest_complete(dest) == result["pushed_uri"]
 
 

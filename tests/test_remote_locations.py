@@ -8,7 +8,7 @@ import sys
 from importlib import resources
 
 import pytest
-from conftest import run_cli
+from conftest import no_credentials_env, run_cli
 from tfkfp.containers import evaluator, layout, storage, user_module, versions
 from tfkfp.containers.runtime import InputError
 from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
@@ -198,22 +198,7 @@ def test_ingest_denied_access_on_s3_publishes_nothing(locked_s3, monkeypatch, tm
 
 @pytest.mark.parametrize("scheme", ["gs", "s3"])
 def test_stages_without_credentials_exit_2_in_one_line(scheme, tmp_path, s3_server):
-    from conftest import free_port
-
-    closed = f"127.0.0.1:{free_port()}"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("STORAGE_EMULATOR", "GOOGLE_", "CLOUDSDK_", "AWS_"))
-    }
-    env.update(
-        HOME=str(tmp_path),
-        CLOUDSDK_CONFIG=str(tmp_path / "gcloud"),
-        GCE_METADATA_HOST=closed,
-        GCE_METADATA_IP=closed,
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_ENDPOINT_URL=s3_server,
-    )
+    env = {**no_credentials_env(tmp_path), "AWS_ENDPOINT_URL": s3_server}
     calls = {
         "data_uri": "from tfkfp.containers import ingest as m\n"
         f"runtime.entrypoint(m.run, data_uri='{scheme}://b/d.csv', examples='e', "

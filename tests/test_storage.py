@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import no_credentials_env
 from tfkfp.containers import storage
 from tfkfp.containers.runtime import InputError
 
@@ -160,28 +161,9 @@ def test_gcs_access_denied(denying_gcs, monkeypatch):
         storage.list_files("gs://b/d", "data_uri")
 
 
-def _no_credentials_env(tmp_path) -> dict:
-    from conftest import free_port
-
-    closed = f"127.0.0.1:{free_port()}"  # metadata server lookups fail at once, even on a VM
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("STORAGE_EMULATOR", "GOOGLE_", "CLOUDSDK_", "AWS_"))
-    }
-    env.update(
-        HOME=str(tmp_path),
-        CLOUDSDK_CONFIG=str(tmp_path / "gcloud"),
-        GCE_METADATA_HOST=closed,
-        GCE_METADATA_IP=closed,
-        AWS_EC2_METADATA_DISABLED="true",
-    )
-    return env
-
-
 @pytest.mark.parametrize("scheme", ["gs", "s3"])
 def test_no_credentials_fail_fast_in_one_line(scheme, tmp_path, s3_server):
-    env = _no_credentials_env(tmp_path)
+    env = no_credentials_env(tmp_path)
     if scheme == "s3":
         env["AWS_ENDPOINT_URL"] = s3_server  # it answers; the client has nothing to sign with
     code = (

@@ -3,16 +3,8 @@
 import os
 
 from kfp import dsl
-from tfkfp.components import (
-    evaluator,
-    fingerprint,
-    ingest,
-    pusher,
-    statistics,
-    trainer,
-    transform,
-    validate,
-)
+from tfkfp.components import evaluator, pusher, trainer, transform
+from tfkfp.pipelines.steps import checked_examples, transformed_inputs
 
 # TFMA EvalConfig (config_pb2 JSON). The label is computed by preprocessing_fn, so TFMA gets it
 # from the model's transform_features signature. The threshold gates the overall slice only:
@@ -84,15 +76,7 @@ def penguins(
         previous_statistics_uri: Statistics of an earlier run, for drift (empty: none).
         keras: tf_keras or keras3.
     """
-    # Never cached: new data at the same data_uri must rerun ingest and everything after it.
-    data = fingerprint(data_uri=data_uri).set_caching_options(False)
-    examples = ingest(data_uri=data_uri, data_fingerprint=data.output, schema_uri=schema_uri)
-    stats = statistics(examples=examples.outputs["examples"])
-    checked = validate(
-        statistics=stats.outputs["statistics"],
-        schema=examples.outputs["schema"],
-        previous_statistics_uri=previous_statistics_uri,
-    )
+    examples, checked = checked_examples(data_uri, schema_uri, previous_statistics_uri)
     # Anomalies stop the run before any training; the Markdown report says why.
     with dsl.If(checked.outputs["valid"] == True):  # noqa: E712 (compiles to a CEL condition)
         transformed = transform(
@@ -102,9 +86,7 @@ def penguins(
             beam_pipeline_args=beam_pipeline_args,
         )
         trained = trainer(
-            examples=transformed.outputs["transformed_examples"],
-            schema=examples.outputs["schema"],
-            transform_graph=transformed.outputs["transform_graph"],
+            **transformed_inputs(examples, transformed),
             module_file=module_file,
             train_steps=train_steps,
             eval_steps=eval_steps,

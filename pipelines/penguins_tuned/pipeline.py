@@ -2,6 +2,7 @@
 
 from kfp import dsl
 from tfkfp.components import fingerprint, ingest, trainer, transform, tuner
+from tfkfp.pipelines.steps import transformed_inputs
 
 
 @dsl.pipeline(
@@ -48,9 +49,7 @@ def penguins_tuned(
     )
     with dsl.If(hyperparameters_uri == ""):
         tuned = tuner(
-            examples=transformed.outputs["transformed_examples"],
-            schema=examples.outputs["schema"],
-            transform_graph=transformed.outputs["transform_graph"],
+            **transformed_inputs(examples, transformed),
             module_file=module_file,
             train_steps=tuning_train_steps,
             eval_steps=tuning_eval_steps,
@@ -63,9 +62,7 @@ def penguins_tuned(
             artifact_uri=hyperparameters_uri, artifact_class=dsl.Artifact, reimport=False
         ).set_display_name("reuse hyperparameters")
     trainer(
-        examples=transformed.outputs["transformed_examples"],
-        schema=examples.outputs["schema"],
-        transform_graph=transformed.outputs["transform_graph"],
+        **transformed_inputs(examples, transformed),
         best_hyperparameters=dsl.OneOf(tuned.outputs["best_hyperparameters"], reused.output),
         module_file=module_file,
         train_steps=train_steps,
