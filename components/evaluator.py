@@ -80,7 +80,7 @@ def evaluator(
         evaluation_uri=evaluation.uri,
         baseline_model_uri=baseline_model.uri if baseline_model else "",
     )
-    for name, value in result.metrics.items():
+    for name, value in result.ui_metrics().items():
         metrics.log_metric(name, value)
     classification = result.classification
     if classification:
@@ -93,7 +93,7 @@ def evaluator(
     # The UI reads these two from metadata; the files are for kfp.local's cache, which takes
     # an output artifact without a file for a lost one and reruns the task (and the pusher).
     for artifact, content in (
-        (metrics, result.metrics),
+        (metrics, result.ui_metrics()),
         (classification_metrics, classification),
     ):
         with open(artifact.path, "w") as fh:

@@ -73,6 +73,24 @@ def _options(marked: bool = False, **kwargs: Any) -> dict[str, Any]:
     }
 
 
+def _finite(values: Sequence[float | None]) -> list[float | None]:
+    """Values with NaN and infinities as None, which pygal leaves out (it fails on NaN)."""
+    return [v if v is not None and math.isfinite(v) else None for v in values]
+
+
+def _undefined(x_labels: Sequence[Any], series: dict[str, Sequence[float | None]]) -> str:
+    """A line naming the points whose value is NaN or infinite (TFMA's undefined metrics)."""
+    missing = [
+        f"{name} at {label}"
+        for name, values in series.items()
+        for label, v in zip(x_labels, values, strict=False)
+        if v is not None and not math.isfinite(v)
+    ]
+    if not missing:
+        return ""
+    return f"\n<p>Not drawn, undefined (NaN or infinite): {html.escape('; '.join(missing))}.</p>"
+
+
 def _ticks(low: float, high: float, n: int = 5) -> list[float]:
     """About `n` round tick values covering [low, high]."""
     if not math.isfinite(low) or not math.isfinite(high):
@@ -95,8 +113,8 @@ def line_chart(
     chart = pygal.Line(**_options(title=title, x_title=x_title, show_dots=True, dots_size=3))
     chart.x_labels = [str(x) for x in x_labels]
     for name, values in series.items():
-        chart.add(name, list(values))
-    return chart.render(is_unicode=True)
+        chart.add(name, _finite(values))
+    return chart.render(is_unicode=True) + _undefined(x_labels, series)
 
 
 def bar_chart(
@@ -109,7 +127,8 @@ def bar_chart(
     import pygal
 
     lines = lines or {}
-    values = [v for vs in series.values() for v in vs if v is not None] + list(lines.values())
+    values = [v for vs in series.values() for v in _finite(vs) if v is not None]
+    values += list(lines.values())
     low, high = min([0.0, *values]), max([0.0, *values])
     ticks = sorted(set(_ticks(low, high)) | set(lines.values()))
     chart = pygal.Bar(
@@ -123,8 +142,8 @@ def bar_chart(
     )
     chart.x_labels = list(x_labels)
     for name, vs in series.items():
-        chart.add(name, list(vs))
-    svg = chart.render(is_unicode=True)
+        chart.add(name, _finite(vs))
+    svg = chart.render(is_unicode=True) + _undefined(x_labels, series)
     if lines:
         svg += f"\n<p>Dashed red line: {html.escape('; '.join(lines))}.</p>"
     return svg

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from typing import Any
 
@@ -54,6 +55,14 @@ class Evaluation:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
+
+    def ui_metrics(self) -> dict[str, float]:
+        """Overall metrics a KFP Metrics artifact can hold: NaN and infinities left out.
+
+        TFMA gives NaN where a metric is undefined (precision without a predicted positive);
+        KFP stores metrics as protobuf Values, which refuse them. The report keeps them.
+        """
+        return {k: v for k, v in self.metrics.items() if math.isfinite(v)}
 
 
 def _slice_name(slice_key) -> str:

@@ -114,3 +114,35 @@ def test_tuner_chart_in_a_browser(chromium, tmp_path):
     assert "<svg" in dom and "val_accuracy per trial" in dom
     assert "trial 2" in dom and "FAILED" in dom and "best 0.95" in dom
     assert painted > 500, painted
+
+
+def test_undefined_metrics_are_named_not_drawn(chromium, tmp_path):
+    """TFMA gives NaN where a metric is undefined (precision of a slice without a predicted
+    positive); pygal cannot draw NaN, so the page names those points instead."""
+    nan = float("nan")
+    report = {
+        "blessed": True,
+        "slices": {
+            "Overall": {"precision": {"candidate": 0.7}},
+            "trip_start_hour=3": {"precision": {"candidate": nan}},
+            "trip_start_hour=4": {"precision": {"candidate": float("inf")}},
+        },
+    }
+    page = tmp_path / "slices.html"
+    charts.write(str(page), charts.slice_charts(report))
+    dom, painted = _look(chromium, page, "evaluator_undefined", tmp_path)
+    assert "Not drawn, undefined (NaN or infinite): candidate at trip_start_hour=3; " in dom
+    assert "candidate at trip_start_hour=4" in dom and painted > 100, painted
+    curves = charts.line_chart("loss", [1, 2], {"train": [0.5, nan]}, "epoch")
+    assert "<svg" in curves and "train at 2" in curves
+
+
+def test_kfp_metrics_leave_out_undefined_values():
+    from tfkfp.containers.eval_report import Evaluation
+
+    result = Evaluation(
+        blessed=True, reason="", candidate="m", baseline=None, baseline_note="", data="d",
+        metrics={"auc": 0.8, "precision": float("nan"), "lift": float("inf")},
+        baseline_metrics={}, slices={}, thresholds=[], failures=[], classification=None,
+    )  # fmt: skip
+    assert result.ui_metrics() == {"auc": 0.8}
