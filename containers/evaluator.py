@@ -157,7 +157,7 @@ def _analyze(
 ) -> None:
     """tfma.run_model_analysis on TFRecords, with a row count between reading and TFMA.
 
-    The same steps as TFMA 0.48's run_model_analysis takes for a v2 config on TFRecords (it
+    The same steps as TFMA 0.52's run_model_analysis takes for a v2 config on TFRecords (it
     reads the data itself, so it cannot say how far it got). Its other path, for estimators'
     EvalSavedModels, cannot occur: TensorFlow 2.21 has no estimators.
     """
