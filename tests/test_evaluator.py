@@ -586,3 +586,34 @@ def test_slice_names_fall_back_to_ids_and_say_why(tmp_path):
     note = names.note()
     assert note.startswith("Slices by sex show vocabulary ids: the model has no vocabulary file")
     assert "vocab_filename='sex'" in note and "island" not in note
+
+
+def test_same_metrics_as_tfma_run_model_analysis(tmp_path, trained, ingested):
+    """The evaluator runs TFMA's steps itself (to count rows): its numbers must stay TFMA's."""
+    import tensorflow_model_analysis as tfma
+    from tfkfp.containers import eval_checks
+    from tfkfp.containers.runtime import load_schema
+
+    config = copy.deepcopy(EVAL_CONFIG)
+    config["metrics_specs"] = [
+        {"metrics": [{"class_name": "ExampleCount"}, {"class_name": "SparseCategoricalAccuracy"}]}
+    ]
+    report = _run(tmp_path, trained.model, ingested, config)
+    parsed = eval_checks.parse_eval_config(config)
+    direct = tfma.run_model_analysis(
+        eval_shared_model=tfma.default_eval_shared_model(
+            eval_saved_model_path=trained.model, eval_config=parsed
+        ),
+        eval_config=parsed,
+        data_location=os.path.join(ingested.examples, "Split-eval", "*"),
+        output_path=str(tmp_path / "direct"),
+        schema=load_schema(ingested.schema),
+    )
+    overall = {
+        name: value["doubleValue"]
+        for name, value in direct.get_metrics_for_slice(()).items()
+        if "doubleValue" in value
+    }
+    assert overall and report.metrics == pytest.approx(overall), (report.metrics, overall)
+    by_island = [k for k, _ in direct.slicing_metrics if k]
+    assert len(by_island) == 3 and len(report.slices) == 4  # Overall and three islands
