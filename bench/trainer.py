@@ -192,7 +192,7 @@ def bench_throughput(paths: dict[str, str], reps: int, epochs: int, batch_size: 
     import tensorflow as tf
     import tensorflow_transform as tft
     from tfkfp.containers.fn_args import make_data_accessor
-    from tfkfp.containers.runtime import split_pattern
+    from tfkfp.containers.layout import split_pattern
     from tfx_bsl.public import tfxio
 
     pattern = split_pattern(paths["transformed"], "train")

@@ -13,21 +13,18 @@ import tempfile
 from typing import Any
 
 from tfkfp.containers import charts, eval_checks, eval_report, manifest
+from tfkfp.containers.beam import beam_location, beam_options, runs_remotely
 from tfkfp.containers.eval_report import BASELINE, CANDIDATE, Evaluation
-from tfkfp.containers.layout import BLESSING_FILE, PUSHED, blessing_marker, split_pattern
-from tfkfp.containers.runtime import (
-    InputError,
-    RowProgress,
-    beam_location,
-    beam_options,
+from tfkfp.containers.layout import (
+    BLESSING_FILE,
+    PUSHED,
+    blessing_marker,
     load_schema,
-    log,
-    publishing,
-    require_split,
-    runs_remotely,
-    select_keras,
-    writing_at,
+    split_pattern,
 )
+from tfkfp.containers.manifest import require_split
+from tfkfp.containers.publish import publishing, writing_at
+from tfkfp.containers.runtime import InputError, RowProgress, log, select_keras
 from tfkfp.containers.slices import SliceNames
 
 # A config naming one of these is a classification task: the evaluator then adds confusion

@@ -299,7 +299,9 @@ def common_fn_args(
     import os
 
     from tfkfp.containers.hyperparameters import whole_numbers
-    from tfkfp.containers.runtime import InputError, require_split, schema_file
+    from tfkfp.containers.layout import schema_file
+    from tfkfp.containers.manifest import require_split
+    from tfkfp.containers.runtime import InputError
 
     train_steps = _steps("train_steps", train_steps)
     eval_steps = _steps("eval_steps", eval_steps)

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 from tfkfp.containers import manifest, storage
 from tfkfp.containers.layout import SCHEMA_FILE, SPLITS, split_dir
-from tfkfp.containers.runtime import InputError, log, publishing
+from tfkfp.containers.publish import publishing
+from tfkfp.containers.runtime import InputError, log
 
 MISSING = ("", "NA")
 INT_PATTERN = r"^[+-]?\d+$"

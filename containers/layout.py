@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 
+from tfkfp.containers.runtime import InputError
+
 SPLITS = ("train", "eval")
 SCHEMA_FILE = "schema.pbtxt"
 STATS_FILE = "FeatureStats.pb"  # DatasetFeatureStatisticsList, one per split (StatisticsGen)
@@ -54,3 +56,18 @@ def blessing_marker(blessed: bool) -> str:
 def is_version(name: str) -> bool:
     """Whether a folder name in a push destination is a version (a non-negative integer)."""
     return name.isdigit()
+
+
+def load_schema(schema_dir: str, what: str = "schema"):
+    """Parses the tensorflow_metadata Schema written by ingest."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    path = schema_file(schema_dir)
+    try:
+        with open(path) as fh:
+            return text_format.Parse(fh.read(), schema_pb2.Schema())
+    except FileNotFoundError:
+        raise InputError(f"{what}: no {SCHEMA_FILE} at {path}") from None
+    except text_format.ParseError as err:
+        raise InputError(f"{what}: {path} is not a Schema in text format ({err})") from None

@@ -26,7 +26,7 @@ import json
 from typing import Any
 
 from tfkfp.containers import storage
-from tfkfp.containers.layout import MANIFEST, split_dir
+from tfkfp.containers.layout import MANIFEST, split_dir, split_pattern
 from tfkfp.containers.runtime import InputError, log
 
 FORMAT = "tfkfp-examples-manifest"
@@ -159,3 +159,17 @@ def verify(examples: str, splits: tuple[str, ...] | list[str], what: str = "exam
         ", ".join(f"{s}={manifest['splits'][s].get('records', '?')} records" for s in splits),
     )
     return True
+
+
+def require_split(examples_dir: str, split: str, what: str) -> str:
+    """The split's file pattern; fails naming the input when it has no files or damaged ones.
+
+    Damaged: not as the examples manifest ingest or transform wrote says.
+    """
+    import glob
+
+    pattern = split_pattern(examples_dir, split)
+    if not glob.glob(pattern):
+        raise InputError(f"{what}: no '{split}' split files matching {pattern}")
+    verify(examples_dir, [split], what)
+    return pattern

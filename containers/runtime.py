@@ -1,21 +1,19 @@
-"""What every stage shares at run time: logging, input errors, staged outputs, Keras flavour.
+"""The process contract every stage shares: logging, input errors, the entrypoint, Keras flavour.
 
-Imports nothing heavy: the pusher must start without TensorFlow.
+Imports nothing of the project and nothing heavy (the pusher must start without TensorFlow),
+so any module may import it. Outputs are published by containers/publish.py, Beam options and
+locations live in containers/beam.py.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import os
-import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
-
-from tfkfp.containers.layout import SCHEMA_FILE, schema_file, split_pattern
 
 log = logging.getLogger("tfkfp")
 
@@ -92,163 +90,6 @@ def select_keras(flavour: str = "tf_keras") -> None:
             "run the stage in a fresh process"
         )
     os.environ["TF_USE_LEGACY_KERAS"] = wanted
-
-
-@contextlib.contextmanager
-def publishing(final_path: str) -> Iterator[str]:
-    """Yields a staging folder that becomes `final_path` only if the block succeeds.
-
-    A KFP retry finds either nothing or a complete output, never a half-written one: the
-    staging folder is removed on failure and a previous attempt's output is replaced.
-    """
-    final_path = final_path.rstrip("/")
-    staging = f"{final_path}.staging-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    os.makedirs(staging)
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if os.path.isdir(final_path):
-        shutil.rmtree(final_path)
-    elif os.path.exists(final_path):
-        os.remove(final_path)
-    os.rename(staging, final_path)
-
-
-@contextlib.contextmanager
-def writing_at(uri: str, what: str) -> Iterator[str]:
-    """Yields an output URI that remote Beam workers write to directly, cleared beforehand.
-
-    Object stores cannot rename a folder, so there is no staging copy as in `publishing`:
-    instead an earlier attempt's files are deleted first, and this attempt's if the block fails.
-    """
-    from tfkfp.containers import storage
-
-    storage.delete_tree(uri, what)
-    try:
-        yield uri
-    except BaseException:
-        try:
-            storage.delete_tree(uri, what)
-        except Exception as err:  # the original failure matters more than the cleanup's
-            log.warning("%s: could not remove the partial output at %s: %s", what, uri, err)
-        raise
-
-
-def require_split(examples_dir: str, split: str, what: str) -> str:
-    """The split's file pattern; fails naming the input when it has no files or damaged ones.
-
-    Damaged: not as the examples manifest ingest or transform wrote says (containers/manifest.py).
-    """
-    import glob
-
-    from tfkfp.containers import manifest
-
-    pattern = split_pattern(examples_dir, split)
-    if not glob.glob(pattern):
-        raise InputError(f"{what}: no '{split}' split files matching {pattern}")
-    manifest.verify(examples_dir, [split], what)
-    return pattern
-
-
-def load_schema(schema_dir: str, what: str = "schema"):
-    """Parses the tensorflow_metadata Schema written by ingest."""
-    from google.protobuf import text_format
-    from tensorflow_metadata.proto.v0 import schema_pb2
-
-    path = schema_file(schema_dir)
-    try:
-        with open(path) as fh:
-            return text_format.Parse(fh.read(), schema_pb2.Schema())
-    except FileNotFoundError:
-        raise InputError(f"{what}: no {SCHEMA_FILE} at {path}") from None
-    except text_format.ParseError as err:
-        raise InputError(f"{what}: {path} is not a Schema in text format ({err})") from None
-
-
-# Beam 2.77's DirectRunner first tries the Prism runner, which it downloads from GitHub: seconds
-# lost per stage offline, and a different runner than the one tested where it succeeds. Naming
-# the in-process runner it falls back to keeps --direct_num_workers/--direct_running_mode working.
-IN_PROCESS_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
-
-
-def beam_options(beam_pipeline_args: list[str] | None):
-    """Beam PipelineOptions from user args; an unusable runner fails before any work."""
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-    from apache_beam.runners.runner import create_runner
-
-    args = list(beam_pipeline_args or [])
-    options = PipelineOptions(args)
-    runner = options.view_as(StandardOptions).runner
-    if not runner or runner == "DirectRunner":
-        return PipelineOptions([*args, f"--runner={IN_PROCESS_RUNNER}"])
-    try:
-        create_runner(runner)
-    except (ValueError, ImportError) as err:
-        raise InputError(f"beam_pipeline_args: runner {runner!r} is not usable ({err})") from None
-    return options
-
-
-# Runners whose workers are this process or its children on this machine: they read the pod's
-# local paths. Any other runner (Dataflow, Flink, Spark, the portable runner) has workers
-# elsewhere, which only see what the artifacts' URIs name.
-LOCAL_RUNNERS = frozenset(
-    {None, "", "DirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"}
-)
-KFP_MOUNTS = ("/gcs/", "/minio/", "/s3/")
-
-
-def runs_remotely(options) -> bool:
-    """Whether the Beam options name a runner whose workers cannot read this pod's files."""
-    from apache_beam.options.pipeline_options import StandardOptions
-
-    runner = options.view_as(StandardOptions).runner
-    return runner not in LOCAL_RUNNERS and runner != IN_PROCESS_RUNNER
-
-
-def beam_location(path: str, uri: str | None, what: str) -> str:
-    """The location remote Beam workers use for an artifact: its URI, checked.
-
-    A KFP pod sees artifacts at local paths (`/gcs/...`, `/minio/...`, downloaded or mounted);
-    remote workers see only the store the URI names. TensorFlow on the workers (tf.Transform,
-    TFMA) reads `gs://` and shared filesystems, but TensorFlow 2.21 has no `s3://` filesystem.
-
-    Args:
-        path: The artifact's pod-local path.
-        uri: The artifact's URI (`artifact.uri`), empty when unknown.
-        what: Input name for the error message.
-
-    Raises:
-        InputError: when the artifact has only a pod-local path, or a store the workers' TensorFlow
-            cannot read.
-    """
-    if not uri or uri.rstrip("/") == path.rstrip("/") or uri.startswith(KFP_MOUNTS):
-        raise InputError(
-            f"{what}: a remote Beam runner's workers cannot read the pod-local path "
-            f"{uri or path}; expected the artifact at a gs:// URI (a pipeline root on GCS) "
-            "or on a filesystem shared with the workers"
-        )
-    scheme = uri.split("://", 1)[0] if "://" in uri else ""
-    if scheme and scheme != "gs":
-        raise InputError(
-            f"{what}: {uri}: TensorFlow on the Beam workers reads gs:// and shared filesystems "
-            f"only (TensorFlow 2.21 has no {scheme}:// filesystem); use a gs:// pipeline root "
-            "or the in-process runner"
-        )
-    return uri
-
-
-def publish_file(final_path: str, text: str) -> None:
-    """Writes a text file whole or not at all (a temp file renamed into place)."""
-    parent = os.path.dirname(final_path)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    staging = f"{final_path}.staging-{os.getpid()}"
-    with open(staging, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(staging, final_path)
 
 
 # Seconds between row progress lines of Beam stages.

@@ -17,11 +17,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from tfkfp.containers import storage
+from tfkfp.containers.histograms import HISTOGRAM_BUCKETS
 from tfkfp.containers.layout import SPLITS, STATS_FILE, split_folder
-from tfkfp.containers.runtime import InputError, log, publish_file, publishing
+from tfkfp.containers.publish import publish_file, publishing
+from tfkfp.containers.runtime import InputError, log
 
 BATCH_ROWS = 50_000
-HISTOGRAM_BUCKETS = 10
 QUANTILES = 10
 TOP_VALUES = 20
 RANK_BUCKETS = 1000  # values kept for domain checks and L-infinity distance (TFDV's default)
@@ -190,20 +191,6 @@ def _string(values, common, stats_pb2):
             stats.top_values.add(value=label, frequency=n)
         stats.rank_histogram.buckets.add(low_rank=rank, high_rank=rank, label=label, sample_count=n)
     return stats
-
-
-def rebucket(buckets, edges):
-    """Mass of `buckets` on the common `edges`, spread uniformly inside each bucket."""
-    import numpy as np
-
-    mass = np.zeros(len(edges) - 1)
-    for low, high, count in buckets:
-        if high <= low:  # a constant feature: one point
-            mass[min(max(np.searchsorted(edges, low, side="right") - 1, 0), len(mass) - 1)] += count
-            continue
-        overlap = np.clip(np.minimum(edges[1:], high) - np.maximum(edges[:-1], low), 0, None)
-        mass += count * overlap / (high - low)
-    return mass
 
 
 def split_statistics(batches, split: str):

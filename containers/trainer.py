@@ -23,7 +23,8 @@ from tfkfp.containers import strategy as strategies
 from tfkfp.containers import user_module
 from tfkfp.containers.fn_args import common_fn_args
 from tfkfp.containers.layout import TFX_SERVING
-from tfkfp.containers.runtime import InputError, log, publishing, select_keras
+from tfkfp.containers.publish import publishing
+from tfkfp.containers.runtime import InputError, log, select_keras
 
 
 def _base_model_path(base_model_dir: str) -> str:

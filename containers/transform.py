@@ -11,19 +11,11 @@ import os
 import tempfile
 
 from tfkfp.containers import manifest, user_module
-from tfkfp.containers.layout import SPLITS, split_dir, split_pattern
-from tfkfp.containers.runtime import (
-    RowProgress,
-    beam_location,
-    beam_options,
-    load_schema,
-    log,
-    publishing,
-    require_split,
-    runs_remotely,
-    select_keras,
-    writing_at,
-)
+from tfkfp.containers.beam import beam_location, beam_options, runs_remotely
+from tfkfp.containers.layout import SPLITS, load_schema, split_dir, split_pattern
+from tfkfp.containers.manifest import require_split
+from tfkfp.containers.publish import publishing, writing_at
+from tfkfp.containers.runtime import RowProgress, log, select_keras
 
 
 def _temp_location(beam_pipeline_args: list[str]) -> str | None:

@@ -23,7 +23,8 @@ from tfkfp.containers import hyperparameters as hp_layout
 from tfkfp.containers import strategy as strategies
 from tfkfp.containers import user_module
 from tfkfp.containers.fn_args import common_fn_args
-from tfkfp.containers.runtime import InputError, log, publishing, select_keras
+from tfkfp.containers.publish import publishing
+from tfkfp.containers.runtime import InputError, log, select_keras
 
 STRATEGIES = ("auto", "mirrored", "default")
 

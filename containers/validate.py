@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 
 from tfkfp.containers import statistics as stats_io
 from tfkfp.containers import storage
-from tfkfp.containers.layout import ANOMALIES_FILE, split_folder
-from tfkfp.containers.runtime import InputError, load_schema, log, publish_file, publishing
+from tfkfp.containers.histograms import rebucket
+from tfkfp.containers.layout import ANOMALIES_FILE, load_schema, split_folder
+from tfkfp.containers.publish import publish_file, publishing
+from tfkfp.containers.runtime import InputError, log
 
 SPLITS = stats_io.SPLITS
 _STATS_TYPES = {"INT": "INT", "FLOAT": "FLOAT", "BYTES": "STRING"}  # schema type -> stats type
@@ -200,7 +202,7 @@ def jensen_shannon(a, b) -> float:
     edges = np.unique([x for low, high, _ in ha + hb for x in (low, high)])
     if len(edges) < 2:
         return 0.0
-    p, q = stats_io.rebucket(ha, edges), stats_io.rebucket(hb, edges)
+    p, q = rebucket(ha, edges), rebucket(hb, edges)
     p, q = p / (p.sum() or 1.0), q / (q.sum() or 1.0)
     m = (p + q) / 2
 

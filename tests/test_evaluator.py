@@ -592,7 +592,7 @@ def test_same_metrics_as_tfma_run_model_analysis(tmp_path, trained, ingested):
     """The evaluator runs TFMA's steps itself (to count rows): its numbers must stay TFMA's."""
     import tensorflow_model_analysis as tfma
     from tfkfp.containers import eval_checks
-    from tfkfp.containers.runtime import load_schema
+    from tfkfp.containers.layout import load_schema
 
     config = copy.deepcopy(EVAL_CONFIG)
     config["metrics_specs"] = [

@@ -3,7 +3,8 @@ import os
 
 import pytest
 from tfkfp.containers import ingest
-from tfkfp.containers.runtime import InputError, load_schema
+from tfkfp.containers.layout import load_schema
+from tfkfp.containers.runtime import InputError
 
 
 def _count_records(examples_dir: str, split: str) -> int:
@@ -288,7 +289,8 @@ def test_examples_without_manifest_are_read_unverified(tmp_path, ingested, caplo
     import shutil
 
     from tfkfp.containers import manifest
-    from tfkfp.containers.runtime import require_split, split_pattern
+    from tfkfp.containers.layout import split_pattern
+    from tfkfp.containers.manifest import require_split
 
     examples = tmp_path / "examples"
     shutil.copytree(ingested.examples, examples)
@@ -308,7 +310,7 @@ def test_unreadable_manifest_is_refused(tmp_path, ingested, content, message):
     import shutil
 
     from tfkfp.containers import manifest
-    from tfkfp.containers.runtime import require_split
+    from tfkfp.containers.manifest import require_split
 
     examples = tmp_path / "examples"
     shutil.copytree(ingested.examples, examples)
@@ -322,7 +324,7 @@ def test_damaged_split_file_is_refused_naming_it(tmp_path, ingested, how):
     import shutil
 
     from conftest import damage_examples
-    from tfkfp.containers.runtime import require_split
+    from tfkfp.containers.manifest import require_split
 
     path = damage_examples(ingested.examples, tmp_path / "examples", "train", how)
     with pytest.raises(InputError, match=f"examples: {path} is damaged"):

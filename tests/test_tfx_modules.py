@@ -108,7 +108,7 @@ def test_custom_training_loop_under_default(tmp_path, ingested, transformed):
 
 def test_tfx_v1_namespace_and_tuner_fn(tmp_path, ingested, transformed):
     from tfkfp.containers.fn_args import FnArgs, TunerFnResult, make_data_accessor
-    from tfkfp.containers.runtime import split_pattern
+    from tfkfp.containers.layout import split_pattern
 
     module = user_module.load(TFX_PENGUIN)
     assert module.tuner_fn.__annotations__["return"] is TunerFnResult

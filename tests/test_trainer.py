@@ -15,7 +15,8 @@ from conftest import (
 )
 from tfkfp.containers import strategy, trainer, user_module
 from tfkfp.containers.fn_args import FnArgs, make_data_accessor
-from tfkfp.containers.runtime import InputError, split_pattern
+from tfkfp.containers.layout import split_pattern
+from tfkfp.containers.runtime import InputError
 
 PROBE = str(TRAINER_MODULES / "probe.py")
 
@@ -250,7 +251,7 @@ def test_base_model_in_tfx_layout(tmp_path, trained, copy_tree):
 
 def _raw_dataset(ingested, **options):
     from tensorflow_metadata.proto.v0 import schema_pb2  # noqa: F401  (schema type)
-    from tfkfp.containers.runtime import load_schema
+    from tfkfp.containers.layout import load_schema
     from tfx_bsl.public import tfxio
 
     return make_data_accessor().tf_dataset_factory(
@@ -293,7 +294,7 @@ def test_data_accessor_splits_label_and_batches(ingested):
 def test_data_accessor_gives_exactly_what_tfxio_gives(ingested, reading):
     """Our parallel-parsing dataset vs tfx_bsl's own TensorFlowDataset: same batches, same order."""
     import tensorflow as tf
-    from tfkfp.containers.runtime import load_schema
+    from tfkfp.containers.layout import load_schema
     from tfx_bsl.public import tfxio
 
     options = tfxio.TensorFlowDatasetOptions(batch_size=10, label_key="species", **reading)
@@ -332,7 +333,7 @@ def test_data_accessor_epochs_and_final_batch(ingested):
 
 
 def test_data_accessor_record_batches(ingested):
-    from tfkfp.containers.runtime import load_schema
+    from tfkfp.containers.layout import load_schema
     from tfx_bsl.public import tfxio
 
     batches = list(

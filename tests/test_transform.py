@@ -86,7 +86,7 @@ def test_missing_split(tmp_path, ingested):
 
 def test_beam_runs_in_process_unless_a_runner_is_named():
     from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
-    from tfkfp.containers.runtime import IN_PROCESS_RUNNER, beam_options
+    from tfkfp.containers.beam import IN_PROCESS_RUNNER, beam_options
 
     # No runner (or DirectRunner): the in-process runner, not Beam 2.77's Prism download.
     for args in ([], ["--runner=DirectRunner"]):
