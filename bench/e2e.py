@@ -1,7 +1,8 @@
 """End-to-end local pipeline time per stage, and the share spent starting, importing and exiting.
 
 Runs `tfkfp run <pipeline> --local` (kfp.local SubprocessRunner, as `make demo` does) and reads
-the task and stage log lines. Each stage's import cost is measured in a fresh interpreter, the
+the run folder's `logs/tasks.jsonl` (when each task ran) and the stages' event records in the task
+logs (containers/events.py: when a stage first and last reported). Each stage's import cost is measured in a fresh interpreter, the
 same way the task imports it, minus a bare interpreter's start.
 
     python -m bench.e2e penguins taxi
@@ -10,12 +11,14 @@ same way the task imports it, minus a bare interpreter's start.
 from __future__ import annotations
 
 import functools
-import re
+import json
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from tfkfp.containers import events
 
 from bench import RESULTS, write_json
 
@@ -35,28 +38,24 @@ STAGE_IMPORTS = {
     "import tensorflow_model_analysis",
     "pusher": "import hashlib, json, shutil",
 }
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-TASK = re.compile(r"^(\d\d):(\d\d):(\d\d\.\d+) - INFO - (Executing task|Task) '(\w+)'")
-STAGE_LINE = re.compile(r"(\d\d):(\d\d):(\d\d),(\d+) INFO tfkfp: (\w+): ")
 
 
-def _seconds(h: str, m: str, s: str) -> float:
-    return int(h) * 3600 + int(m) * 60 + float(s)
-
-
-def parse_log(text: str) -> dict[str, dict[str, float]]:
-    """Per stage: task start/end (kfp.local) and first/last stage log line, in seconds of day."""
+def parse_run(logs: Path) -> dict[str, dict[str, float]]:
+    """Per task: start/end (the display's tasks.jsonl) and first/last stage event, Unix seconds."""
     marks: dict[str, dict[str, float]] = {}
-    for raw in text.splitlines():
-        line = ANSI.sub("", raw)
-        if m := TASK.match(line):
-            key = "start" if m[4] == "Executing task" else "end"
-            marks.setdefault(m[5], {})[key] = _seconds(m[1], m[2], m[3])
-        elif m := STAGE_LINE.search(line):
-            t = _seconds(m[1], m[2], f"{m[3]}.{m[4]}")
-            stage = marks.setdefault(m[5], {})
-            stage.setdefault("first", t)
-            stage["last"] = t
+    tasks = logs / "tasks.jsonl"
+    for line in tasks.read_text().splitlines() if tasks.exists() else []:
+        task = json.loads(line)
+        marks[task["task"]] = {"start": task["started"], "end": task["started"] + task["seconds"]}
+    for name, mark in marks.items():
+        log = logs / f"{name}.log"
+        times = [
+            record["time"]
+            for line in (log.read_text(errors="replace").splitlines() if log.exists() else [])
+            if (record := events.parse(line)) is not None
+        ]
+        if times:
+            mark["first"], mark["last"] = min(times), max(times)
     return marks
 
 
@@ -78,8 +77,8 @@ def import_seconds(code: str, repeat: int = 2) -> float:
     return best(f"import kfp.dsl.executor_main; {code}") - best("pass")
 
 
-def run_pipeline(name: str, params: dict[str, str]) -> tuple[float, str]:
-    """Runs the pipeline through the CLI; returns wall seconds and the combined log."""
+def run_pipeline(name: str, params: dict[str, str]) -> tuple[float, dict[str, dict[str, float]]]:
+    """Runs the pipeline through the CLI; returns wall seconds and each task's marks."""
     args = [sys.executable, "-m", "tfkfp.cli", "run", name, "--local"]
     for key, value in params.items():
         args += ["--param", f"{key}={value}"]
@@ -88,15 +87,15 @@ def run_pipeline(name: str, params: dict[str, str]) -> tuple[float, str]:
         started = time.perf_counter()
         proc = subprocess.run(args, capture_output=True, text=True, cwd=REPO)
         elapsed = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return elapsed, proc.stdout + proc.stderr
+        if proc.returncode != 0:
+            raise RuntimeError(f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        (logs,) = Path(root).glob("*/logs")
+        return elapsed, parse_run(logs)
 
 
 def measure(name: str, params: dict[str, str]) -> dict:
     """End-to-end and per-stage times of one pipeline run."""
-    elapsed, log_text = run_pipeline(name, params)
-    marks = parse_log(log_text)
+    elapsed, marks = run_pipeline(name, params)
     stages = []
     for stage in STAGES:
         m = marks.get(stage, {})

@@ -107,7 +107,7 @@ else:
         transform_graph=paths["graph"],
         train_steps=train_steps,
         eval_steps=eval_steps,
-    )["run_fn_seconds"]
+    ).run_fn_seconds
 print(json.dumps({"seconds": time.perf_counter() - start, "run_fn_seconds": run_fn_seconds}))
 """
 

@@ -40,7 +40,7 @@ def ingest(
         train_fraction=train_fraction,
         input_format=input_format,
         schema_uri=schema_uri,
-    )
+    ).rows
     examples.metadata["split_names"] = json.dumps(list(counts))
     examples.metadata["rows"] = counts
     if data_fingerprint:

@@ -27,6 +27,7 @@ def pusher(
         pushed: whether a complete version holds this model; pushed_uri: where.
     """
     from collections import namedtuple
+    from dataclasses import asdict
 
     from tfkfp.containers import pusher as stage
     from tfkfp.containers.runtime import entrypoint
@@ -38,6 +39,6 @@ def pusher(
         destination=destination,
         version=version,
     )
-    pushed_model.metadata.update(result)
+    pushed_model.metadata.update(asdict(result))
     pushed_model.uri = stage.output_uri(result, pushed_model.uri)
-    return namedtuple("Outputs", ["pushed", "pushed_uri"])(result["pushed"], result["pushed_uri"])
+    return namedtuple("Outputs", ["pushed", "pushed_uri"])(result.pushed, result.pushed_uri)

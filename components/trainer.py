@@ -49,6 +49,8 @@ def trainer(
             else default), mirrored, multi_worker or default. Only the chief publishes outputs.
         cpu_replicas: Logical CPU devices to mirror over (testing without GPUs).
     """
+    from dataclasses import asdict
+
     from tfkfp.containers import trainer as stage
     from tfkfp.containers.runtime import entrypoint
 
@@ -71,4 +73,4 @@ def trainer(
         cpu_replicas=cpu_replicas,
         best_hyperparameters=best_hyperparameters.path if best_hyperparameters else None,
     )
-    model.metadata.update(info)
+    model.metadata.update(asdict(info))

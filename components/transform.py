@@ -38,5 +38,5 @@ def transform(
         examples_uri=examples.uri,
         transform_graph_uri=transform_graph.uri,
         transformed_examples_uri=transformed_examples.uri,
-    )
+    ).rows
     transformed_examples.metadata["rows"] = counts

@@ -12,7 +12,7 @@ import os
 import tempfile
 from typing import Any
 
-from tfkfp.containers import charts, eval_checks, eval_report, manifest
+from tfkfp.containers import charts, eval_checks, eval_report, events, manifest
 from tfkfp.containers.beam import beam_location, beam_options, runs_remotely
 from tfkfp.containers.eval_report import BASELINE, CANDIDATE, Evaluation
 from tfkfp.containers.layout import (
@@ -24,7 +24,7 @@ from tfkfp.containers.layout import (
 )
 from tfkfp.containers.manifest import require_split
 from tfkfp.containers.publish import publishing, writing_at
-from tfkfp.containers.runtime import InputError, RowProgress, log, select_keras
+from tfkfp.containers.runtime import InputError, log, select_keras
 from tfkfp.containers.slices import SliceNames
 
 # A config naming one of these is a classification task: the evaluator then adds confusion
@@ -150,7 +150,7 @@ def _analyze(
     output: str,
     options: Any,
     schema: Any,
-    progress: RowProgress,
+    progress: events.Progress,
 ) -> None:
     """tfma.run_model_analysis on TFRecords, with a row count between reading and TFMA.
 
@@ -347,7 +347,12 @@ def run(
                 eval_tmp,
                 options,
                 raw_schema,
-                RowProgress("evaluator", "evaluated", manifest.records(examples, ["eval"])),
+                events.Progress(
+                    "evaluator",
+                    "{done}{of_total} rows evaluated",
+                    total=manifest.records(examples, ["eval"]),
+                    detail="{done:,} rows evaluated",
+                ),
             )
             log.info("evaluator: TFMA done, reading results")
             slice_name = SliceNames.for_config(config, model, raw_schema)
@@ -376,7 +381,15 @@ def run(
                 slice_note=slice_name.note(),
             )
             _publish(result, blessing_tmp, report, slice_chart)
-    log.info("evaluator: %s; overall %s", blessing_marker(blessed), result.metrics)
+    events.result(
+        "evaluator",
+        "%s; overall %s",
+        blessing_marker(blessed),
+        result.metrics,
+        summary=", ".join(filter(None, [blessing_marker(blessed), events.figures(result.metrics)])),
+        blessed=blessed,
+        metrics=result.metrics,
+    )
     for failure in failures:
         log.info("evaluator: failed %s", failure)
     return result

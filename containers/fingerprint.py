@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-from tfkfp.containers import storage
-from tfkfp.containers.runtime import log
+from tfkfp.containers import events, storage
 
 
 def run(data_uri: str) -> str:
@@ -32,11 +31,17 @@ def run(data_uri: str) -> str:
     for stat in files:
         digest.update(f"{stat.uri}\0{stat.size}\0{stat.version or stat.mtime}\n".encode())
     fingerprint = f"sha256:{digest.hexdigest()}"
-    log.info(
-        "fingerprint: %d file(s), %d bytes under %s: %s",
+    size = sum(s.size for s in files)
+    events.result(
+        "fingerprint",
+        "%d file(s), %d bytes under %s: %s",
         len(files),
-        sum(s.size for s in files),
+        size,
         data_uri,
         fingerprint,
+        summary=f"{len(files)} file(s), {size} bytes",
+        files=len(files),
+        bytes=size,
+        fingerprint=fingerprint,
     )
     return fingerprint

@@ -2,8 +2,8 @@
 
 Reads from any location the storage layer takes (a local path, a KFP mount, gs://, s3://): a
 file, a folder (every file under it, hidden ones skipped) or a glob, streamed from object
-stores without a full download. A progress line every PROGRESS_EVERY seconds: files, bytes,
-rows.
+stores without a full download. Progress every PROGRESS_EVERY seconds
+(containers/events.py): files, bytes, rows.
 
 Schema inference follows TFX's CSV convention: a column with no decimal point is INT, one that
 parses as a number FLOAT, otherwise BYTES; a column missing in some rows is VarLen (sparse in
@@ -24,11 +24,10 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from tfkfp.containers import manifest, storage
+from tfkfp.containers import events, manifest, storage
 from tfkfp.containers.layout import SCHEMA_FILE, SPLITS, split_dir
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, log
@@ -39,11 +38,16 @@ CHUNK_ROWS = 50_000
 FORMATS = ("auto", "csv", "tfrecord", "parquet")
 _TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".gz", ".tfrecord.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
-# Seconds between progress lines.
-PROGRESS_EVERY = 5.0
 # pyarrow parses CSV in blocks; a row must fit in one. Start here, grow x4 for larger rows.
 CSV_BLOCK_SIZE = 8 << 20
 CSV_MAX_BLOCK_SIZE = 2 << 30
+
+
+@dataclass
+class IngestResult:
+    """What the stage wrote: rows per split."""
+
+    rows: dict[str, int]
 
 
 @dataclass
@@ -53,42 +57,6 @@ class _Column:
     missing: int  # rows without a value
     min_values: int = 1  # values per row where present
     max_values: int = 1
-
-
-class _Progress:
-    """Logs files, bytes and rows read at most every PROGRESS_EVERY seconds, and at the end."""
-
-    def __init__(self, files: list[storage.Stat]):
-        self.files, self.total = len(files), sum(f.size for f in files)
-        self.done_files = self.done_bytes = self.rows = 0
-        self.current = 0  # bytes read of the file being read
-        self.last = time.monotonic()
-
-    def update(self, current_bytes: int, rows: int = 0) -> None:
-        self.current, self.rows = current_bytes, self.rows + rows
-        self.current = min(self.current, self.total - self.done_bytes)
-        if time.monotonic() - self.last >= PROGRESS_EVERY:
-            self.log()
-
-    def file_done(self, size: int) -> None:
-        self.done_files, self.done_bytes, self.current = (
-            self.done_files + 1,
-            self.done_bytes + size,
-            0,
-        )
-        if self.done_files == self.files:
-            self.log()
-
-    def log(self) -> None:
-        self.last = time.monotonic()
-        log.info(
-            "ingest: read %d/%d files, %.1f/%.1f MB, %d rows",
-            self.done_files,
-            self.files,
-            (self.done_bytes + self.current) / 1e6,
-            self.total / 1e6,
-            self.rows,
-        )
 
 
 def _resolve_files(data_uri: str) -> list[storage.Stat]:
@@ -137,7 +105,7 @@ def _read_header(uri: str) -> list[str] | None:
     return None if header is None else [h.strip() for h in header]
 
 
-def _read_csv_file(uri: str, header: list[str], progress: _Progress):
+def _read_csv_file(uri: str, header: list[str], progress: events.Progress):
     """One CSV file as a table of strings, streamed; the block grows for rows that need it."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
@@ -166,7 +134,7 @@ def _read_csv_file(uri: str, header: list[str], progress: _Progress):
                     done += batch.num_rows * batch.num_columns + sum(
                         col.buffers()[2].size for col in batch.columns if col.buffers()[2]
                     )
-                    progress.update(done, batch.num_rows)
+                    progress.add(rows=batch.num_rows, current=done)
                 return pa.Table.from_batches(batches, schema=reader.schema)
         except pa.ArrowInvalid as err:
             reason = str(err).splitlines()[0]
@@ -181,7 +149,7 @@ def _read_csv_file(uri: str, header: list[str], progress: _Progress):
             raise InputError(f"data_uri: {uri} is not valid CSV ({reason})") from None
 
 
-def _read_csv(files: list[storage.Stat], progress: _Progress):
+def _read_csv(files: list[storage.Stat], progress: events.Progress):
     """All files as one pyarrow Table of trimmed strings (types are inferred afterwards)."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -191,7 +159,7 @@ def _read_csv(files: list[storage.Stat], progress: _Progress):
     for f in files:
         file_header = _read_header(f.uri)
         if file_header is None:
-            progress.file_done(f.size)
+            progress.add(f.size, files=1)
             continue
         if header is None:
             header = file_header
@@ -200,7 +168,7 @@ def _read_csv(files: list[storage.Stat], progress: _Progress):
         elif file_header != header:
             raise InputError(f"data_uri: {f.uri} has a different header than {files[0].uri}")
         tables.append(_read_csv_file(f.uri, header, progress))
-        progress.file_done(f.size)
+        progress.add(f.size, files=1)
     if header is None or not sum(t.num_rows for t in tables):
         raise InputError(
             f"data_uri: no data rows in {', '.join(f.uri for f in files)} "
@@ -267,7 +235,7 @@ def _encoded(names: list[str], lists: list, keys) -> Chunks:
         yield keys(start, CHUNK_ROWS), encoder.encode(batch.slice(start, CHUNK_ROWS))
 
 
-def _csv_examples(files: list[storage.Stat], progress: _Progress) -> tuple[object, Chunks]:
+def _csv_examples(files: list[storage.Stat], progress: events.Progress) -> tuple[object, Chunks]:
     import pyarrow.compute as pc
 
     table = _read_csv(files, progress)
@@ -340,7 +308,9 @@ def _row_text(lists) -> object:
     return joined.cast(pa.large_binary()).fill_null(b"")
 
 
-def _parquet_examples(files: list[storage.Stat], progress: _Progress) -> tuple[object, Chunks]:
+def _parquet_examples(
+    files: list[storage.Stat], progress: events.Progress
+) -> tuple[object, Chunks]:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -363,13 +333,13 @@ def _parquet_examples(files: list[storage.Stat], progress: _Progress) -> tuple[o
                 for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
                     tables.append(pa.Table.from_batches([batch]))
                     read += batch.num_rows
-                    progress.update(f.size * read // total, batch.num_rows)
+                    progress.add(rows=batch.num_rows, current=f.size * read // total)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
             reason = str(err).splitlines()[0]
             raise InputError(
                 f"data_uri: {f.uri} is not a readable Parquet file ({reason})"
             ) from None
-        progress.file_done(f.size)
+        progress.add(f.size, files=1)
     if schema is None or not sum(t.num_rows for t in tables):
         raise InputError(f"data_uri: no rows in {', '.join(f.uri for f in files)}")
     table = pa.concat_tables(tables).combine_chunks()
@@ -408,7 +378,9 @@ def _read_tfrecords(uri: str) -> Iterator[bytes]:
             yield data[:length]
 
 
-def _tfrecord_examples(files: list[storage.Stat], progress: _Progress) -> tuple[object, Chunks]:
+def _tfrecord_examples(
+    files: list[storage.Stat], progress: events.Progress
+) -> tuple[object, Chunks]:
     import gzip
     import zlib
 
@@ -423,12 +395,12 @@ def _tfrecord_examples(files: list[storage.Stat], progress: _Progress) -> tuple[
                 for record in _read_tfrecords(f.uri):
                     records.append(record)
                     if len(records) % 10_000 == 0:
-                        progress.update(0, len(records) - before)
+                        progress.add(rows=len(records) - before, current=0)
                         before = len(records)
-                progress.update(0, len(records) - before)
+                progress.add(rows=len(records) - before, current=0)
         except (gzip.BadGzipFile, zlib.error, ValueError, EOFError) as err:
             raise InputError(f"data_uri: {f.uri} is not a readable TFRecord file ({err})") from None
-        progress.file_done(f.size)
+        progress.add(f.size, files=1)
     if not records:
         raise InputError(f"data_uri: no records in {', '.join(f.uri for f in files)}")
     try:
@@ -487,7 +459,13 @@ def _read(data_uri: str, input_format: str) -> tuple[object, Chunks]:
         sum(f.size for f in files) / 1e6,
         data_uri,
     )
-    progress = _Progress(files)
+    progress = events.Progress(
+        "ingest",
+        "read {files}/{files_total} files, {done_mb:.1f}/{total_mb:.1f} MB, {rows} rows",
+        total=sum(f.size for f in files),
+        files_total=len(files),
+        detail="{rows:,} rows",
+    )
     read = {"csv": _csv_examples, "tfrecord": _tfrecord_examples, "parquet": _parquet_examples}
     return read[fmt](files, progress)
 
@@ -541,7 +519,7 @@ def run(
     train_fraction: float = 0.75,
     input_format: str = "auto",
     schema_uri: str = "",
-) -> dict[str, int]:
+) -> IngestResult:
     """Reads CSV, TFRecord or Parquet data; writes hash-split gzip TFRecords and a schema.
 
     Parameters are the component's (documented in tfkfp.components.ingest); artifacts
@@ -549,7 +527,7 @@ def run(
     schema artifact's URI.
 
     Returns:
-        Row counts per split.
+        Rows per split.
     """
     if not 0.0 < train_fraction < 1.0:
         raise InputError(f"train_fraction: expected a number between 0 and 1, got {train_fraction}")
@@ -575,7 +553,14 @@ def run(
                     split = "train" if _is_train(key, train_fraction) else "eval"
                     writers[split].write(record)
                     counts[split] += 1
-                log.info("ingest: %d rows written", sum(counts.values()))
+                written_rows = sum(counts.values())
+                events.progress(
+                    "ingest",
+                    "%d rows written",
+                    written_rows,
+                    completed=written_rows,
+                    detail=f"{written_rows:,} rows written",
+                )
         finally:
             for writer in writers.values():
                 writer.close()
@@ -588,5 +573,11 @@ def run(
         manifest.write(ex_tmp, counts)
         with open(os.path.join(schema_tmp, SCHEMA_FILE), "w") as fh:
             fh.write(text_format.MessageToString(written))
-    log.info("ingest: wrote %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
-    return counts
+    events.result(
+        "ingest",
+        "wrote %s",
+        ", ".join(f"{k}={v}" for k, v in counts.items()),
+        summary="rows " + events.figures(counts),
+        rows=counts,
+    )
+    return IngestResult(rows=counts)

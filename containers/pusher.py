@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import asdict, dataclass, replace
 
+from tfkfp.containers import events
 from tfkfp.containers.layout import BLESSED, NOT_BLESSED
 from tfkfp.containers.runtime import InputError, log
 from tfkfp.containers.versions import (
@@ -27,6 +29,25 @@ from tfkfp.containers.versions import (
 RETRY_TIMEOUT = 120.0
 
 
+@dataclass
+class PushResult:
+    """What the push did; the component records it as the pushed model's metadata.
+
+    Attributes:
+        pushed: Whether a complete version holds this model (False: not blessed).
+        destination: The push destination's URI.
+        version: The version holding the model, None when not pushed.
+        pushed_uri: That version's URI, empty when not pushed.
+        content_hash: The model files' hash, None when not pushed.
+    """
+
+    pushed: bool
+    destination: str
+    version: int | None = None
+    pushed_uri: str = ""
+    content_hash: str | None = None
+
+
 def is_blessed(blessing: str) -> bool:
     """Reads an evaluator blessing; fails when the artifact has no marker."""
     if os.path.exists(os.path.join(blessing, BLESSED)):
@@ -36,7 +57,7 @@ def is_blessed(blessing: str) -> bool:
     raise InputError(f"blessing: no {BLESSED} or {NOT_BLESSED} marker in {blessing!r}")
 
 
-def output_uri(result: dict, artifact_uri: str) -> str:
+def output_uri(result: PushResult, artifact_uri: str) -> str:
     """Where the `pushed_model` output artifact should point once the pusher has run.
 
     The pushed version when there is one: kfp.local records the URI a component sets (KFP's
@@ -44,7 +65,7 @@ def output_uri(result: dict, artifact_uri: str) -> str:
     task when a gs:// URI lies outside the pipeline root, so there an object-store push keeps
     the artifact's own URI and the location travels in its metadata (`pushed_uri`).
     """
-    uri = result.get("pushed_uri") or ""
+    uri = result.pushed_uri
     if not uri or (uri.startswith(("gs://", "s3://")) and os.environ.get("KFP_POD_NAME")):
         return artifact_uri
     return uri
@@ -57,7 +78,7 @@ def run(
     version: int = 0,
     retry_timeout: float = RETRY_TIMEOUT,
     lease: float = LEASE,
-) -> dict:
+) -> PushResult:
     """Pushes a blessed model to `<destination>/<version>/`; records and skips an unblessed one.
 
     Parameters are the component's (documented in tfkfp.components.pusher); artifacts
@@ -65,18 +86,17 @@ def run(
     transient errors; lease, seconds a push's staging or claim stays its own unrenewed.
 
     Returns:
-        `pushed`, `destination`, `version`, `pushed_uri`, `content_hash`.
+        Whether and where the model was pushed.
     """
     store = storage_for(destination)
-    result = {
-        "pushed": False,
-        "destination": store.uri(),
-        "version": None,
-        "pushed_uri": "",
-        "content_hash": None,
-    }
+    result = PushResult(pushed=False, destination=store.uri())
     if not is_blessed(blessing):
-        log.info("pusher: model is NOT_BLESSED, nothing pushed")
+        events.result(
+            "pusher",
+            "model is NOT_BLESSED, nothing pushed",
+            summary="model is NOT_BLESSED, nothing pushed",
+            **asdict(result),
+        )
         return result
     if not os.path.isfile(os.path.join(model, "saved_model.pb")):
         raise InputError(f"model: no SavedModel (saved_model.pb) in {model!r}")
@@ -86,7 +106,9 @@ def run(
         return _push(store, model, version, lease, result)
 
 
-def _push(store: _Local | _Remote, model: str, version: int, lease: float, result: dict) -> dict:
+def _push(
+    store: _Local | _Remote, model: str, version: int, lease: float, result: PushResult
+) -> PushResult:
     store.connect()
     store.check()
     files = _model_files(model)
@@ -96,14 +118,7 @@ def _push(store: _Local | _Remote, model: str, version: int, lease: float, resul
         store.clean_leftovers()
     for v in existing:
         if v.complete and v.content_hash == digest:
-            log.info("pusher: same model already pushed as %s", store.uri(v.number))
-            return {
-                **result,
-                "pushed": True,
-                "version": v.number,
-                "pushed_uri": store.uri(v.number),
-                "content_hash": digest,
-            }
+            return _pushed(result, v.number, store.uri(v.number), digest, again=True)
     newest = max((v.number for v in existing), default=0)
     if version and version <= newest:
         raise InputError(
@@ -125,11 +140,20 @@ def _push(store: _Local | _Remote, model: str, version: int, lease: float, resul
     }
     log.info("pusher: pushing %s to %s", model, store.uri())
     number = store.publish(model, marker, numbers, bool(version), lease)
-    log.info("pusher: pushed version %d to %s", number, store.uri(number))
-    return {
-        **result,
-        "pushed": True,
-        "version": number,
-        "pushed_uri": store.uri(number),
-        "content_hash": digest,
-    }
+    return _pushed(result, number, store.uri(number), digest, again=False)
+
+
+def _pushed(result: PushResult, number: int, uri: str, digest: str, again: bool) -> PushResult:
+    """The result of a push that wrote version `number` (or found it holding the same model)."""
+    pushed = replace(result, pushed=True, version=number, pushed_uri=uri, content_hash=digest)
+    if again:
+        summary = f"same model already pushed as {uri}"
+        events.result(
+            "pusher", "same model already pushed as %s", uri, summary=summary, **asdict(pushed)
+        )
+    else:
+        summary = f"pushed version {number}"
+        events.result(
+            "pusher", "pushed version %d to %s", number, uri, summary=summary, **asdict(pushed)
+        )
+    return pushed

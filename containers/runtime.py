@@ -11,7 +11,6 @@ import atexit
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -90,31 +89,3 @@ def select_keras(flavour: str = "tf_keras") -> None:
             "run the stage in a fresh process"
         )
     os.environ["TF_USE_LEGACY_KERAS"] = wanted
-
-
-# Seconds between row progress lines of Beam stages.
-PROGRESS_EVERY = 5.0
-
-
-class RowProgress:
-    """`<stage>: n/total rows <verb>` at most every PROGRESS_EVERY seconds, from each worker.
-
-    Beam counters are only read at the end; these lines are what `tfkfp run --local` and a KFP
-    task log show while a big Beam stage runs (each Beam worker counts its own bundles).
-
-    Args:
-        stage: The stage name the line starts with.
-        verb: What happened to the rows (`transformed`, `evaluated`).
-        total: Rows expected (from the examples' manifest), None when unknown.
-    """
-
-    def __init__(self, stage: str, verb: str, total: int | None) -> None:
-        self.stage, self.verb, self.total = stage, verb, total
-        self.rows, self.last = 0, time.monotonic()
-
-    def add(self, rows: int) -> None:
-        self.rows += rows
-        if time.monotonic() - self.last >= PROGRESS_EVERY:
-            self.last = time.monotonic()
-            total = f"/{self.total}" if self.total else ""
-            log.info("%s: %d%s rows %s", self.stage, self.rows, total, self.verb)

@@ -16,7 +16,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from tfkfp.containers import storage
+from tfkfp.containers import events, storage
 from tfkfp.containers.histograms import HISTOGRAM_BUCKETS
 from tfkfp.containers.layout import SPLITS, STATS_FILE, split_folder
 from tfkfp.containers.publish import publish_file, publishing
@@ -279,5 +279,12 @@ def run(examples: str, statistics: str, view: str) -> StatisticsResult:
             with open(os.path.join(stats_tmp, split_folder(split), STATS_FILE), "wb") as fh:
                 fh.write(stats.SerializeToString())
         publish_file(view, html)
-    log.info("statistics: %s", ", ".join(f"{k}={v} rows" for k, v in result.rows.items()))
+    events.result(
+        "statistics",
+        "%s",
+        ", ".join(f"{k}={v} rows" for k, v in result.rows.items()),
+        summary="rows " + events.figures(result.rows),
+        rows=result.rows,
+        features=result.features,
+    )
     return result

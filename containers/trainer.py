@@ -16,11 +16,12 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any
 
+from tfkfp.containers import events, user_module
 from tfkfp.containers import hyperparameters as hp_layout
 from tfkfp.containers import strategy as strategies
-from tfkfp.containers import user_module
 from tfkfp.containers.fn_args import common_fn_args
 from tfkfp.containers.layout import TFX_SERVING
 from tfkfp.containers.publish import publishing
@@ -78,6 +79,21 @@ def _load_run_fn(module_file: str):
     raise InputError(f"module_file: {module_file} defines no function run_fn()")
 
 
+@dataclass
+class TrainerResult:
+    """How the model was trained: what the component records as model metadata."""
+
+    strategy: str
+    replicas: int
+    built_in: list[str]
+    workers: int
+    task: str
+    is_chief: bool
+    keras: str
+    tensorflow: str
+    run_fn_seconds: float
+
+
 def run(
     examples: str,
     schema: str,
@@ -95,7 +111,7 @@ def run(
     keras: str = "tf_keras",
     strategy: str = "auto",
     cpu_replicas: int = 0,
-) -> dict[str, Any]:
+) -> TrainerResult:
     """Builds FnArgs, runs `run_fn` under the chosen strategy, checks the export.
 
     Parameters are the component's (documented in tfkfp.components.trainer); artifacts
@@ -144,30 +160,26 @@ def run(
         from tfkfp.containers import charts
 
         charts.write(curves, charts.training_curves(model_run))
-    return {
-        "strategy": strategy_name,
-        "replicas": int(dist.num_replicas_in_sync),
-        "built_in": built_in,
-        "workers": workers,
-        "task": task,
-        "is_chief": is_chief,
-        "keras": keras,
-        "tensorflow": tf.__version__,
-        **timings,
-    }
-
-
-# Seconds between step lines within an epoch.
-STEP_LINES_EVERY = 5.0
+    return TrainerResult(
+        strategy=strategy_name,
+        replicas=int(dist.num_replicas_in_sync),
+        built_in=built_in,
+        workers=workers,
+        task=task,
+        is_chief=is_chief,
+        keras=keras,
+        tensorflow=tf.__version__,
+        run_fn_seconds=timings["run_fn_seconds"],
+    )
 
 
 @contextlib.contextmanager
 def _progress_lines():
-    """Every `tf.keras.Model.fit` in run_fn logs `trainer: step s/n` and `trainer: epoch e/E: ...`.
+    """Every `tf.keras.Model.fit` in run_fn reports `trainer: step s/n` and `trainer: epoch e/E: ...`.
 
     A callback is added to each fit call rather than asked of run_fn: module files written for
-    TFX run unchanged, and their own `verbose` setting is left alone. `tfkfp run --local` reads
-    these lines for its progress display; on a cluster they are the task's log.
+    TFX run unchanged, and their own `verbose` setting is left alone. `tfkfp run --local` shows
+    the reports (containers/events.py) as its progress display; on a cluster they are the task's log.
     """
     import tensorflow as tf
 
@@ -189,16 +201,35 @@ def _progress_lines():
             self.epoch = epoch + 1
 
         def on_train_batch_end(self, batch, logs=None):
-            if time.monotonic() - self.last >= STEP_LINES_EVERY:
+            if time.monotonic() - self.last >= events.PROGRESS_EVERY:
                 self.last = time.monotonic()
                 total = f"/{self.steps}" if self.steps else ""
-                log.info(
-                    "trainer: step %d%s, epoch %d/%d", batch + 1, total, self.epoch, self.epochs
+                events.progress(
+                    "trainer",
+                    "step %d%s, epoch %d/%d",
+                    batch + 1,
+                    total,
+                    self.epoch,
+                    self.epochs,
+                    completed=batch + 1 if self.steps else None,
+                    total=self.steps,
+                    detail=f"step {batch + 1}{total}",
                 )
 
         def on_epoch_end(self, epoch, logs=None):
-            figures = ", ".join(f"{k}={float(v):.4g}" for k, v in (logs or {}).items())
-            log.info("trainer: epoch %d/%d: %s", epoch + 1, self.epochs, figures)
+            values = {k: float(v) for k, v in (logs or {}).items()}
+            figures = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+            events.progress(
+                "trainer",
+                "epoch %d/%d: %s",
+                epoch + 1,
+                self.epochs,
+                figures,
+                completed=epoch + 1,
+                total=self.epochs,
+                detail=f"epoch {epoch + 1}/{self.epochs}  {events.figures(values)}".rstrip(),
+                summary=events.figures(values),
+            )
 
     def fit(self, *args, callbacks=None, **kwargs):
         if len(args) >= 6:  # callbacks given by position (x, y, batch_size, epochs, verbose, ...)

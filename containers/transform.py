@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 
-from tfkfp.containers import manifest, user_module
+from tfkfp.containers import events, manifest, user_module
 from tfkfp.containers.beam import beam_location, beam_options, runs_remotely
 from tfkfp.containers.layout import SPLITS, load_schema, split_dir, split_pattern
 from tfkfp.containers.manifest import require_split
 from tfkfp.containers.publish import publishing, writing_at
-from tfkfp.containers.runtime import RowProgress, log, select_keras
+from tfkfp.containers.runtime import log, select_keras
+
+
+@dataclass
+class TransformResult:
+    """What the stage wrote: transformed rows per split."""
+
+    rows: dict[str, int]
 
 
 def _temp_location(beam_pipeline_args: list[str]) -> str | None:
@@ -37,14 +45,14 @@ def run(
     examples_uri: str = "",
     transform_graph_uri: str = "",
     transformed_examples_uri: str = "",
-) -> dict[str, int]:
+) -> TransformResult:
     """Analyzes `train` with tf.Transform, transforms every split, writes graph and examples.
 
     Parameters are the component's (documented in tfkfp.components.transform); artifacts
     arrive as local paths, `<artifact>_uri` as their URIs for a remote runner's workers.
 
     Returns:
-        Transformed row counts per split.
+        Transformed rows per split.
     """
     select_keras("tf_keras")  # before the user module imports TensorFlow
     beam_pipeline_args = list(beam_pipeline_args or [])
@@ -80,7 +88,12 @@ def run(
         "transform: analyzing train, transforming %s (beam args %s)", SPLITS, beam_pipeline_args
     )
     counters = {s: beam.metrics.Metrics.counter("tfkfp.transform", f"{s}_rows") for s in SPLITS}
-    progress = RowProgress("transform", "transformed", manifest.records(examples, SPLITS))
+    progress = events.Progress(
+        "transform",
+        "{done}{of_total} rows transformed",
+        total=manifest.records(examples, SPLITS),
+        detail="{done:,} rows transformed",
+    )
 
     def encode(batch_and_passthrough, split):
         batch, _ = batch_and_passthrough
@@ -134,5 +147,11 @@ def run(
             found = result.metrics().query(beam.metrics.MetricsFilter().with_name(f"{split}_rows"))
             counts[split] = int(sum(c.committed or 0 for c in found["counters"]))
         manifest.write(examples_tmp, counts)
-    log.info("transform: wrote %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
-    return counts
+    events.result(
+        "transform",
+        "wrote %s",
+        ", ".join(f"{k}={v}" for k, v in counts.items()),
+        summary="rows " + events.figures(counts),
+        rows=counts,
+    )
+    return TransformResult(rows=counts)

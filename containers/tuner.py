@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tfkfp.containers import events, user_module
 from tfkfp.containers import hyperparameters as hp_layout
 from tfkfp.containers import strategy as strategies
-from tfkfp.containers import user_module
 from tfkfp.containers.fn_args import common_fn_args
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, log, select_keras
@@ -93,7 +93,7 @@ def _objective(oracle) -> tuple[str, str]:
 
 
 def _progress(tuner, started: dict[str, float], seconds: dict[str, float]) -> None:
-    """A log line at the end of every trial: its number, score, best so far, values, time."""
+    """A report at the end of every trial: its number, score, best so far, values, time."""
     oracle = tuner.oracle
     name, _ = _objective(oracle)
     begin, end = tuner.on_trial_begin, tuner.on_trial_end
@@ -108,16 +108,23 @@ def _progress(tuner, started: dict[str, float], seconds: dict[str, float]) -> No
         seconds[trial.trial_id] = round(took, 2)
         done = oracle.trials.get(trial.trial_id, trial)
         best = _best(oracle)
-        log.info(
-            "tuner: trial %d/%s %s: %s %s in %.1f s (best so far %s), %s",
+        max_trials = getattr(oracle, "max_trials", None)
+        best_so_far = _fmt(best.score) if best else "none"
+        events.progress(
+            "tuner",
+            "trial %d/%s %s: %s %s in %.1f s (best so far %s), %s",
             len(oracle.trials),
-            getattr(oracle, "max_trials", None) or "?",
+            max_trials or "?",
             done.status,
             name,
             _fmt(done.score),
             took,
-            _fmt(best.score) if best else "none",
+            best_so_far,
             json.dumps(done.hyperparameters.values, default=str),
+            completed=len(oracle.trials),
+            total=max_trials,
+            detail=f"trial {len(oracle.trials)}/{max_trials or '?'}  {name} "
+            f"{_fmt(done.score)} (best so far {best_so_far})",
         )
         return result
 
@@ -313,13 +320,20 @@ def run(
                 os.remove(table)
     finally:
         shutil.rmtree(fn_args.working_dir, ignore_errors=True)
-    log.info(
-        "tuner: best %s %s with %s; %d of %d trial(s) completed; written to %s",
+    events.result(
+        "tuner",
+        "best %s %s with %s; %d of %d trial(s) completed; written to %s",
         objective,
         _fmt(result.best_score),
         json.dumps(result.best_values, default=str),
         result.completed,
         len(result.trials),
         best_hyperparameters,
+        summary=f"best {objective} {_fmt(result.best_score)}, "
+        f"{result.completed} of {len(result.trials)} trial(s) completed",
+        best_score=result.best_score,
+        best_values=result.best_values,
+        completed=result.completed,
+        trials=len(result.trials),
     )
     return result

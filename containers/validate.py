@@ -21,8 +21,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from tfkfp.containers import events, storage
 from tfkfp.containers import statistics as stats_io
-from tfkfp.containers import storage
 from tfkfp.containers.histograms import rebucket
 from tfkfp.containers.layout import ANOMALIES_FILE, load_schema, split_folder
 from tfkfp.containers.publish import publish_file, publishing
@@ -263,15 +263,20 @@ def feature_set_changes(previous, current, found: _Found) -> None:
                   "The feature is in the data but not in the previous statistics.")  # fmt: skip
 
 
+def verdict(result: ValidateResult) -> str:
+    """One sentence: `Valid: no anomalies in train, eval.` or `Not valid: 3 anomalies.`"""
+    if result.valid:
+        return "Valid: no anomalies in " + ", ".join(result.anomalies) + "."
+    return f"Not valid: {sum(len(v) for v in result.anomalies.values())} anomalies."
+
+
 def markdown(result: ValidateResult) -> str:
     """The report for the KFP UI: the verdict and one table row per anomaly."""
-    lines = ["# Data validation", ""]
+    head, _, rest = verdict(result).partition(":")
+    lines = ["# Data validation", "", f"**{head}**:{rest}"]
     if result.valid:
-        lines.append("**Valid**: no anomalies in " + ", ".join(result.anomalies) + ".")
         return "\n".join(lines) + "\n"
-    count = sum(len(v) for v in result.anomalies.values())
-    lines += [f"**Not valid**: {count} anomalies.", "", "| split | feature | anomaly |",
-              "|---|---|---|"]  # fmt: skip
+    lines += ["", "| split | feature | anomaly |", "|---|---|---|"]
     for split, found in result.anomalies.items():
         for feature, text in found.items():
             cell = text.replace("|", "\\|")
@@ -342,7 +347,16 @@ def run(
                 fh.write(f.proto.SerializeToString())
         publish_file(report, markdown(result))
     count = sum(len(v) for v in result.anomalies.values())
-    log.info("validate: %s (%d anomalies)", "valid" if result.valid else "NOT valid", count)
+    events.result(
+        "validate",
+        "%s (%d anomalies)",
+        "valid" if result.valid else "NOT valid",
+        count,
+        summary=f"{'valid' if result.valid else 'NOT valid'}, {count} anomalies",
+        valid=result.valid,
+        anomalies=count,
+        verdict=verdict(result),
+    )
     if fail_on_anomalies and not result.valid:
         first = next((split, n, t) for split, a in result.anomalies.items() for n, t in a.items())
         raise InputError(

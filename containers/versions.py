@@ -46,6 +46,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from tfkfp.containers import events
 from tfkfp.containers.layout import PUSHED as MARKER
 from tfkfp.containers.layout import is_version
 from tfkfp.containers.runtime import InputError, log
@@ -56,8 +57,6 @@ CLAIMS = ".tfkfp-claims"
 LEASE = 120.0
 # Claims tried before a push gives up on a destination other pushes keep taking numbers from.
 CLAIM_ATTEMPTS = 12
-# Seconds between progress lines while copying or uploading.
-PROGRESS_EVERY = 5.0
 
 
 def _model_files(model_dir: str) -> list[str]:
@@ -132,21 +131,9 @@ def _check_files(marker: dict, found: dict[str, int], where: str) -> None:
             )
 
 
-class _Progress:
-    """Logs `done/total bytes` at most every PROGRESS_EVERY seconds, and once at the end."""
-
-    def __init__(self, what: str, total: int):
-        self.what, self.total, self.done, self.files = what, total, 0, 0
-        self.last = time.monotonic()
-
-    def add(self, size: int) -> None:
-        self.done += size
-        self.files += 1
-        if time.monotonic() - self.last >= PROGRESS_EVERY or self.done >= self.total:
-            self.last = time.monotonic()
-            log.info(
-                "pusher: %s %d files, %d/%d bytes", self.what, self.files, self.done, self.total
-            )
+def _progress(verb: str, total: int) -> events.Progress:
+    """Files and bytes copied, uploaded or verified, reported every PROGRESS_EVERY seconds."""
+    return events.Progress("pusher", verb + " {files} files, {done}/{total} bytes", total=total)
 
 
 class LeaseLost(RuntimeError):
@@ -268,13 +255,13 @@ class _Local:
         keeper = _Lease(lambda: (os.utime(staging), True)[1], lease, staging)
         try:
             files = marker["files"]
-            progress = _Progress("copied", sum(files.values()))
+            progress = _progress("copied", sum(files.values()))
             for rel in files:  # saved_model.pb last
                 target = os.path.join(staging, rel)
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 shutil.copyfile(os.path.join(model_dir, rel), target)
                 _fsync(target)
-                progress.add(files[rel])
+                progress.add(files[rel], files=1)
             _verify(
                 {rel: os.path.getsize(os.path.join(staging, rel)) for rel in _model_files(staging)},
                 _file_chunks(staging),
@@ -336,11 +323,11 @@ def _verify(
             f"pusher: {where} does not hold what was written "
             f"(missing {missing}, unexpected {extra}, wrong size {wrong})"
         )
-    progress = _Progress("verified", sum(wanted.values()))
+    progress = _progress("verified", sum(wanted.values()))
 
     def counted(rel: str) -> Iterator[bytes]:
         yield from chunks(rel)
-        progress.add(wanted[rel])
+        progress.add(wanted[rel], files=1)
 
     digest = _hash(wanted, counted)
     if digest != marker["content_hash"]:
@@ -514,11 +501,11 @@ class _Remote:
             now = claims[mine].mtime  # the store's clock, not this machine's
             self._clean_leftovers(listing, {c: e for c, e in claims.items() if c != mine}, now)
             files = marker["files"]
-            progress = _Progress("uploaded", sum(files.values()))
+            progress = _progress("uploaded", sum(files.values()))
             for rel in files:  # saved_model.pb last
                 keeper.check()
                 self.objects.upload(f"{number}/{rel}", os.path.join(model_dir, rel))
-                progress.add(files[rel])
+                progress.add(files[rel], files=1)
             written = {rel: e.size for rel, e in self.objects.list(f"{number}/").items()}
             written = {rel.removeprefix(f"{number}/"): s for rel, s in written.items()}
             _verify(

@@ -50,7 +50,7 @@ def ingested(tmp_path_factory, penguins_csv) -> Ingested:
     from tfkfp.containers import ingest
 
     out = tmp_path_factory.mktemp("ingest")
-    counts = ingest.run(str(penguins_csv), str(out / "examples"), str(out / "schema"))
+    counts = ingest.run(str(penguins_csv), str(out / "examples"), str(out / "schema")).rows
     return Ingested(str(out / "examples"), str(out / "schema"), counts)
 
 
@@ -72,7 +72,7 @@ def transformed(tmp_path_factory, ingested) -> Transformed:
         PENGUINS_MODULE,
         str(out / "graph"),
         str(out / "examples"),
-    )
+    ).rows
     return Transformed(str(out / "graph"), str(out / "examples"), counts)
 
 
@@ -86,6 +86,8 @@ class Trained:
 
 def train_penguins(out: Path, ingested: Ingested, transformed: Transformed, steps: int) -> Trained:
     """Trains the demo module on the transformed penguins with the real trainer stage."""
+    from dataclasses import asdict
+
     from tfkfp.containers import trainer
 
     info = trainer.run(
@@ -99,7 +101,9 @@ def train_penguins(out: Path, ingested: Ingested, transformed: Transformed, step
         train_steps=steps,
         eval_steps=min(steps, 5),
     )
-    return Trained(str(out / "model"), str(out / "model_run"), info, str(out / "curves.html"))
+    return Trained(
+        str(out / "model"), str(out / "model_run"), asdict(info), str(out / "curves.html")
+    )
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from conftest import damage_examples, run_cli
-from tfkfp.containers import evaluator, pusher, runtime
+from tfkfp.containers import evaluator, events, pusher
 from tfkfp.containers.runtime import InputError
 from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
 
@@ -57,7 +57,7 @@ def _push(model: str, destination: str) -> str:
     blessing = os.path.join(os.path.dirname(model), "blessed")
     os.makedirs(blessing, exist_ok=True)
     open(os.path.join(blessing, "BLESSED"), "w").close()
-    return pusher.run(model, blessing, destination)["pushed_uri"]
+    return pusher.run(model, blessing, destination).pushed_uri
 
 
 def test_blessed_without_baseline_skips_change_thresholds(tmp_path, trained, ingested):
@@ -131,7 +131,7 @@ def test_no_thresholds_is_blessed_and_says_why(tmp_path, trained, ingested):
 def test_progress_lines_count_eval_rows_against_the_manifest(
     tmp_path, trained, ingested, monkeypatch, caplog
 ):
-    monkeypatch.setattr(runtime, "PROGRESS_EVERY", 0.0)  # a line per batch
+    monkeypatch.setattr(events, "PROGRESS_EVERY", 0.0)  # a line per batch
     caplog.set_level("INFO", logger="tfkfp")
     report = _run(tmp_path, trained.model, ingested, EVAL_CONFIG)
     total = ingested.counts["eval"]

@@ -2,7 +2,7 @@ import gzip
 import os
 
 import pytest
-from tfkfp.containers import ingest
+from tfkfp.containers import events, ingest
 from tfkfp.containers.layout import load_schema
 from tfkfp.containers.runtime import InputError
 
@@ -32,7 +32,7 @@ def test_csv_splits_and_schema(ingested):
 
 
 def test_split_is_deterministic(tmp_path, penguins_csv, ingested):
-    counts = ingest.run(str(penguins_csv), str(tmp_path / "ex"), str(tmp_path / "schema"))
+    counts = ingest.run(str(penguins_csv), str(tmp_path / "ex"), str(tmp_path / "schema")).rows
     assert counts == ingested.counts
 
 
@@ -58,7 +58,7 @@ def test_missing_values_are_absent_from_examples(tmp_path):
 def test_tfrecord_input(tmp_path, ingested):
     # The splits ingest wrote are themselves valid TFRecord input.
     src = os.path.join(ingested.examples, "Split-train")
-    counts = ingest.run(src, str(tmp_path / "ex"), str(tmp_path / "schema"))
+    counts = ingest.run(src, str(tmp_path / "ex"), str(tmp_path / "schema")).rows
     assert sum(counts.values()) == ingested.counts["train"]
     features = {f.name: f for f in load_schema(str(tmp_path / "schema")).feature}
     assert features["island"].HasField("shape")
@@ -142,7 +142,7 @@ def test_csv_with_a_field_larger_than_pyarrows_block(tmp_path, caplog, field_mib
     short = "".join(f'{i},"row {i}"\n' for i in range(2, 22))
     csv.write_text(f"id,text\n1,{big}\n{short}")
     with caplog.at_level("INFO", logger="tfkfp"):
-        counts = ingest.run(str(csv), str(tmp_path / "e"), str(tmp_path / "s"), 0.5)
+        counts = ingest.run(str(csv), str(tmp_path / "e"), str(tmp_path / "s"), 0.5).rows
     assert sum(counts.values()) == 21
     grew = "is larger than the block" in caplog.text
     assert grew == (field_mib * (1 << 20) > ingest.CSV_BLOCK_SIZE)
@@ -165,7 +165,7 @@ def test_parquet_keeps_its_types_and_nulls_are_missing(tmp_path, penguins_csv, i
     import pyarrow.parquet as pq
 
     src = _penguins_parquet(penguins_csv, tmp_path / "penguins.parquet")
-    counts = ingest.run(src, str(tmp_path / "e"), str(tmp_path / "s"))
+    counts = ingest.run(src, str(tmp_path / "e"), str(tmp_path / "s")).rows
     assert sum(counts.values()) == 344
     # The same features, types and fixed/VarLen shapes as the CSV ingest of the same data.
     assert _schema_types(str(tmp_path / "s")) == _schema_types(ingested.schema)
@@ -189,7 +189,7 @@ def test_parquet_with_unsupported_type(tmp_path):
 
 
 def test_progress_lines_name_files_bytes_and_rows(tmp_path, penguins_csv, monkeypatch, caplog):
-    monkeypatch.setattr(ingest, "PROGRESS_EVERY", 0.0)
+    monkeypatch.setattr(events, "PROGRESS_EVERY", 0.0)
     with caplog.at_level("INFO", logger="tfkfp"):
         ingest.run(str(penguins_csv), str(tmp_path / "e"), str(tmp_path / "s"))
     size = os.path.getsize(penguins_csv) / 1e6
@@ -236,7 +236,7 @@ def test_object_store_file_folder_and_glob(bucket, penguin_files, fmt, tmp_path)
             (f"{bucket.uri}/in/{fmt}/{first}", None),
         ]
     ):
-        counts = ingest.run(uri, str(tmp_path / f"e{i}"), str(tmp_path / f"s{i}"))
+        counts = ingest.run(uri, str(tmp_path / f"e{i}"), str(tmp_path / f"s{i}")).rows
         if rows is not None:
             assert sum(counts.values()) == rows, uri
         assert load_schema(str(tmp_path / f"s{i}")).feature
@@ -244,7 +244,7 @@ def test_object_store_file_folder_and_glob(bucket, penguin_files, fmt, tmp_path)
 
 def test_object_store_csv_matches_the_local_ingest(bucket, penguins_csv, ingested, tmp_path):
     uri = bucket.put("penguins.csv", open(penguins_csv, "rb").read())
-    counts = ingest.run(uri, str(tmp_path / "e"), str(tmp_path / "s"))
+    counts = ingest.run(uri, str(tmp_path / "e"), str(tmp_path / "s")).rows
     assert counts == ingested.counts
     assert (
         open(tmp_path / "s" / "schema.pbtxt").read()

@@ -1,5 +1,6 @@
 """What a local run prints: one line per stage, live bars on a terminal, logs in the run folder."""
 
+import contextlib
 import io
 import os
 import pty
@@ -8,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from conftest import REPO, run_cli
+from tfkfp.containers import events
 
 from tfkfp.progress import Display
 
@@ -96,58 +97,122 @@ def test_terminal_gets_live_progress(tmp_path):
     assert "cuInit" not in plain
 
 
-def test_display_parses_key_figures_and_progress(tmp_path):
+def _reported(report, *args, **kwargs) -> str:
+    """What a stage's `events.progress`/`events.result` call writes to its task's output."""
+    out = io.StringIO()
+    with contextlib.redirect_stderr(out):
+        report(*args, **kwargs)
+    return out.getvalue()
+
+
+def test_display_reads_key_figures_and_progress_from_records(tmp_path):
     display = Display(stream=open(os.devnull, "w"), live=False)
     display.start("evaluator", tmp_path)
+    metrics = {"accuracy": 0.98809, "example_count": 84.0}
     display.output(
-        "2026 INFO tfkfp: evaluator: BLESSED; overall {'accuracy': 0.98809, 'example_count': 84.0}\n"
+        _reported(
+            events.result,
+            "evaluator",
+            "%s; overall %s",
+            "BLESSED",
+            metrics,
+            summary="BLESSED, " + events.figures(metrics),
+            blessed=True,
+        )
     )
     display.end("evaluator", ok=True)
     assert display.tasks["evaluator"].key == "BLESSED, accuracy 0.988, example_count 84"
+    assert display.tasks["evaluator"].result["blessed"] is True
     display.start("pusher-2", tmp_path)
-    display.output("INFO tfkfp: pusher: pushed version 3\n")
+    display.output(
+        "INFO tfkfp: pusher: pushed version 3\n"
+        + _reported(events.result, "pusher", "pushed version 3", summary="pushed version 3")
+    )
     display.end("pusher-2", ok=True)
     assert display.tasks["pusher-2"].key == "pushed version 3"
-    assert (tmp_path / "logs" / "pusher-2.log").read_text().endswith("pushed version 3\n")
+    assert events.MARKER in (tmp_path / "logs" / "pusher-2.log").read_text()
+    # the human line alone is only logged: rewording it changes nothing on screen
+    display.start("pusher-3", tmp_path)
+    display.output("INFO tfkfp: pusher: pushed version 4\n")
+    display.end("pusher-3", ok=True)
+    assert display.tasks["pusher-3"].key == ""
 
 
-def test_tuner_lines(tmp_path):
+def test_stage_reports_reach_the_display(tmp_path, caplog):
+    """Records as validate writes them, and a real pusher run's, become key figures."""
+    from tfkfp.containers import pusher, validate
+
+    caplog.set_level("INFO", logger="tfkfp")
+    display = Display(stream=open(os.devnull, "w"), live=False)
+    display.start("validate", tmp_path)
+    result = validate.ValidateResult(
+        valid=False, anomalies={"train": {"a": "x"}, "eval": {"b": "y", "c": "z"}}
+    )
+    display.output(
+        _reported(
+            events.result,
+            "validate",
+            "NOT valid (3 anomalies)",
+            summary="NOT valid, 3 anomalies",
+            verdict=validate.verdict(result),
+        )
+    )
+    display.end("validate", ok=True)
+    assert display.tasks["validate"].key == "NOT valid, 3 anomalies"
+    assert display.tasks["validate"].result["verdict"] == "Not valid: 3 anomalies."
+    # a real stage run: the pusher's NOT_BLESSED path needs no model
+    blessing = tmp_path / "blessing"
+    blessing.mkdir()
+    (blessing / "NOT_BLESSED").write_text("")
+    display.start("pusher", tmp_path)
+    out = io.StringIO()
+    with contextlib.redirect_stderr(out):
+        pushed = pusher.run(str(tmp_path), str(blessing), str(tmp_path / "serving"))
+    display.output(out.getvalue())
+    display.end("pusher", ok=True)
+    assert display.tasks["pusher"].key == "model is NOT_BLESSED, nothing pushed"
+    assert display.tasks["pusher"].result["pushed"] is pushed.pushed is False
+    assert "pusher: model is NOT_BLESSED, nothing pushed" in caplog.text
+
+
+def test_tuner_records(tmp_path):
     display = Display(stream=open(os.devnull, "w"), live=False)
     display.start("tuner", tmp_path)
     display.output(
-        "INFO tfkfp: tuner: trial 2/3 COMPLETED: val_accuracy 0.91 in 3.0 s (best so far 0.93)\n"
-        'INFO tfkfp: tuner: best val_accuracy 0.93 with {"units": 8}; 3 of 3 trial(s) '
-        "completed; written to /tmp/x\n"
+        _reported(events.progress, "tuner", "trial 2/3", completed=2, total=3, detail="trial 2/3")
+        + _reported(
+            events.result,
+            "tuner",
+            "best ...",
+            summary="best val_accuracy 0.93, 3 of 3 trial(s) completed",
+        )
     )
     display.end("tuner", ok=True)
     assert display.tasks["tuner"].key == "best val_accuracy 0.93, 3 of 3 trial(s) completed"
 
 
-def test_key_figures_of_the_data_stages(tmp_path):
-    display = Display(stream=open(os.devnull, "w"), live=False)
-    for task, line, key in (
-        ("statistics", "statistics: train=260 rows, eval=84 rows", "rows train 260, eval 84"),
-        ("validate", "validate: NOT valid (3 anomalies)", "NOT valid, 3 anomalies"),
-        ("pusher", "pusher: pushed version 7 to /srv/m/7", "pushed version 7"),
-    ):
+def test_a_record_after_a_log_prefix_or_damaged_is_handled():
+    line = _reported(events.result, "ingest", "wrote x", summary="rows train 1")
+    assert events.parse("    2026 INFO x " + line.strip())["summary"] == "rows train 1"
+    assert events.parse(events.MARKER + "{not json") is None
+    assert events.parse("ingest: wrote train=1") is None
+
+
+def test_beam_stages_rows_drive_the_bar(tmp_path, monkeypatch):
+    """events.Progress, as transform and the evaluator count rows, moves the live bar."""
+    monkeypatch.setattr(events, "PROGRESS_EVERY", 0.0)
+    for task, verb in (("transform", "transformed"), ("evaluator", "evaluated")):
+        display = Display(stream=io.StringIO(), live=True)
         display.start(task, tmp_path)
-        display.output(f"2026 INFO tfkfp: {line}\n")
+        progress = events.Progress(
+            task, "{done}{of_total} rows " + verb, total=344, detail="{done:,} rows " + verb
+        )
+        out = io.StringIO()
+        with contextlib.redirect_stderr(out):
+            progress.add(120)
+        assert out.getvalue().count(events.MARKER) == 1
+        display.output(out.getvalue())
+        bar = display._progress.tasks[0]
+        assert (bar.completed, bar.total, bar.fields["detail"]) == (120, 344, f"120 rows {verb}")
         display.end(task, ok=True)
-        assert display.tasks[task].key == key
-
-
-@pytest.mark.parametrize(
-    ("task", "line", "completed", "total", "detail"),
-    [
-        ("transform", "transform: 120/344 rows transformed", 120, 344, "120 rows transformed"),
-        ("evaluator", "evaluator: 40/84 rows evaluated", 40, 84, "40 rows evaluated"),
-    ],
-)
-def test_beam_stages_rows_drive_the_bar(tmp_path, task, line, completed, total, detail):
-    display = Display(stream=io.StringIO(), live=True)
-    display.start(task, tmp_path)
-    display.output(f"2026 INFO tfkfp: {line}\n")
-    bar = display._progress.tasks[0]
-    assert (bar.completed, bar.total, bar.fields["detail"]) == (completed, total, detail)
-    display.end(task, ok=True)
-    display.close()
+        display.close()

@@ -30,14 +30,13 @@ def _blessing(tmp_path, blessed: bool) -> str:
 def test_push_local_versioned(tmp_path, trained):
     dest = tmp_path / "serving"
     result = pusher.run(trained.model, _blessing(tmp_path, True), str(dest))
-    assert result["pushed"] is True
-    version_dir = dest / str(result["version"])
+    assert result.pushed is True
+    version_dir = dest / str(result.version)
     assert (version_dir / "saved_model.pb").is_file()
     assert (
-        json.loads((version_dir / layout.PUSHED).read_text())["content_hash"]
-        == result["content_hash"]
+        json.loads((version_dir / layout.PUSHED).read_text())["content_hash"] == result.content_hash
     )
-    assert [p.name for p in dest.iterdir()] == [str(result["version"])]  # no staging left
+    assert [p.name for p in dest.iterdir()] == [str(result.version)]  # no staging left
     assert versions.latest_complete(str(dest)) == str(version_dir)
 
 
@@ -46,20 +45,20 @@ def test_same_model_is_not_pushed_twice(tmp_path, trained):
     blessing = _blessing(tmp_path, True)
     first = pusher.run(trained.model, blessing, dest)
     second = pusher.run(trained.model, blessing, dest)
-    assert second["version"] == first["version"] and len(os.listdir(dest)) == 1
+    assert second.version == first.version and len(os.listdir(dest)) == 1
 
 
 def test_versions_strictly_increase(tmp_path, trained):
     dest = tmp_path / "serving"
     (dest / "99999999999").mkdir(parents=True)  # a version from the future, incomplete
     result = pusher.run(trained.model, _blessing(tmp_path, True), str(dest))
-    assert result["version"] == 100000000000
+    assert result.version == 100000000000
 
 
 def test_not_blessed_records_and_skips(tmp_path, trained):
     dest = tmp_path / "serving"
     result = pusher.run(trained.model, _blessing(tmp_path, False), str(dest))
-    assert result["pushed"] is False and not dest.exists()
+    assert result.pushed is False and not dest.exists()
 
 
 def test_unwritable_destination(tmp_path, trained):
@@ -81,15 +80,18 @@ def test_missing_blessing(tmp_path, trained):
 
 def test_output_uri_points_at_the_pushed_version(monkeypatch):
     monkeypatch.delenv("KFP_POD_NAME", raising=False)
-    pushed = {"pushed_uri": "gs://b/serving/7"}
+    pushed = pusher.PushResult(True, "d", 7, "gs://b/serving/7")
     assert pusher.output_uri(pushed, "/root/run/pusher/pushed_model") == "gs://b/serving/7"
-    assert pusher.output_uri({"pushed_uri": ""}, "gs://root/x") == "gs://root/x"
+    assert pusher.output_uri(pusher.PushResult(False, "d"), "gs://root/x") == "gs://root/x"
     # the KFP backend's launcher fails a task whose output URI leaves the pipeline root
     monkeypatch.setenv("KFP_POD_NAME", "pusher-pod")
     assert pusher.output_uri(pushed, "gs://root/run/pushed_model") == "gs://root/run/pushed_model"
-    s3 = {"pushed_uri": "s3://b/serving/7"}
+    s3 = pusher.PushResult(True, "d", 7, "s3://b/serving/7")
     assert pusher.output_uri(s3, "s3://root/run/pushed_model") == "s3://root/run/pushed_model"
-    assert pusher.output_uri({"pushed_uri": "/mnt/serving/7"}, "gs://root/x") == "/mnt/serving/7"
+    assert (
+        pusher.output_uri(pusher.PushResult(True, "d", 7, "/mnt/serving/7"), "gs://root/x")
+        == "/mnt/serving/7"
+    )
 
 
 def _run_in_process(env: dict | None = None, preamble: str = "", **kwargs) -> subprocess.Popen:
@@ -156,9 +158,9 @@ def test_local_push_killed_mid_copy_leaves_no_version_and_a_retry_completes(
     time.sleep(max(0.0, 1.5 - (time.monotonic() - killed_at)))
     result = pusher.run(model, blessing, str(dest))  # once the lease ran out
     assert sorted(p.name for p in dest.iterdir()) == sorted(
-        [str(live["version"]), str(result["version"])]
+        [str(live.version), str(result.version)]
     )
-    version_dir = dest / str(result["version"])
+    version_dir = dest / str(result.version)
     assert _same_files(model, version_dir)
     assert versions.latest_complete(str(dest)) == str(version_dir)
 
@@ -170,41 +172,41 @@ def test_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, bucket):
     dest = f"{bucket.uri}/models/penguins"
     blessing = _blessing(tmp_path, True)
     first = pusher.run(trained.model, blessing, dest)
-    assert first["pushed"] and first["pushed_uri"] == f"{dest}/{first['version']}"
+    assert first.pushed and first.pushed_uri == f"{dest}/{first.version}"
     files = [f for f, _ in _uploads(trained.model)]
-    prefix = f"models/penguins/{first['version']}/"
+    prefix = f"models/penguins/{first.version}/"
     assert _files(bucket, "models/") == sorted(prefix + f for f in [*files, MARKER])  # no claim
     for rel in files:
         assert bucket.get(prefix + rel) == (Path(trained.model) / rel).read_bytes()
     marker = json.loads(bucket.get(prefix + MARKER))
-    assert marker["content_hash"] == first["content_hash"]
+    assert marker["content_hash"] == first.content_hash
     assert marker["files"] == {f: s for f, s in _uploads(trained.model)}
-    assert versions.latest_complete(dest) == first["pushed_uri"]
+    assert versions.latest_complete(dest) == first.pushed_uri
 
     again = pusher.run(trained.model, blessing, dest)  # same content: no second version
-    assert again["version"] == first["version"] and len(_files(bucket, "models/")) == len(files) + 1
+    assert again.version == first.version and len(_files(bucket, "models/")) == len(files) + 1
 
     changed = copy_tree(trained.model, "changed")
     (Path(changed) / "assets.extra").mkdir(exist_ok=True)
     (Path(changed) / "assets.extra" / "note.txt").write_text("retrained")
     second = pusher.run(changed, blessing, dest)
-    assert second["version"] > first["version"]
-    assert [v.number for v in versions.iter_versions(dest)] == [first["version"], second["version"]]
-    assert versions.latest_complete(dest) == second["pushed_uri"]
+    assert second.version > first.version
+    assert [v.number for v in versions.iter_versions(dest)] == [first.version, second.version]
+    assert versions.latest_complete(dest) == second.pushed_uri
 
 
 def test_not_blessed_writes_nothing_to_a_bucket(tmp_path, trained, bucket):
     result = pusher.run(trained.model, _blessing(tmp_path, False), f"{bucket.uri}/m")
-    assert result["pushed"] is False and _files(bucket) == []
+    assert result.pushed is False and _files(bucket) == []
 
 
 def test_foreign_incomplete_version_is_left_alone(tmp_path, trained, bucket):
     bucket.put("m/5/saved_model.pb", b"x")  # e.g. a folder copied by hand: no marker, no claim
     result = pusher.run(trained.model, _blessing(tmp_path, True), f"{bucket.uri}/m")
-    assert "m/5/saved_model.pb" in _files(bucket, "m/5/") and result["version"] > 5
+    assert "m/5/saved_model.pb" in _files(bucket, "m/5/") and result.version > 5
     assert [(v.number, v.complete) for v in versions.iter_versions(f"{bucket.uri}/m")] == [
         (5, False),
-        (result["version"], True),
+        (result.version, True),
     ]
 
 
@@ -444,9 +446,9 @@ def test_gcs_connection_dropped_mid_upload_is_retried(
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.url)
     bucket = gcs.client.bucket(gcs.bucket)
     for rel, _ in uploads:
-        blob = bucket.blob(f"m/{result['version']}/{rel}")
+        blob = bucket.blob(f"m/{result.version}/{rel}")
         assert blob.download_as_bytes() == (Path(trained.model) / rel).read_bytes()
-    assert versions.latest_complete(dest) == result["pushed_uri"]
+    assert versions.latest_complete(dest) == result.pushed_uri
 
 
 def _failing_push_then_retry(tmp_path, trained, store, proxy, monkeypatch, env: str, dest: str):
@@ -465,10 +467,10 @@ def _failing_push_then_retry(tmp_path, trained, store, proxy, monkeypatch, env: 
 
     result = pusher.run(trained.model, blessing, dest)  # the server is back: the retry
     assert [(v.number, v.complete) for v in versions.iter_versions(dest)] == [
-        (result["version"], True)
+        (result.version, True)
     ]
     files = [f for f, _ in _uploads(trained.model)]
-    assert _files(store, "m/") == sorted(f"m/{result['version']}/{f}" for f in [*files, MARKER])
+    assert _files(store, "m/") == sorted(f"m/{result.version}/{f}" for f in [*files, MARKER])
 
 
 def test_gcs_server_failing_mid_push_leaves_no_complete_version(
@@ -521,12 +523,12 @@ def _killed_push_then_retry(tmp_path, trained, store, proxy, env: str, dest: str
     time.sleep(max(0.0, lease + 2.5 - (time.monotonic() - killed_at)))
     result = pusher.run(trained.model, blessing, dest)  # the retry, in a new process
     assert [(v.number, v.complete) for v in versions.iter_versions(dest)] == [
-        (result["version"], True)
+        (result.version, True)
     ]
     assert _files(store, "m/") == sorted(
-        f"m/{result['version']}/{f}" for f in [*(f for f, _ in uploads), MARKER]
+        f"m/{result.version}/{f}" for f in [*(f for f, _ in uploads), MARKER]
     )
-    assert _serving_version(_files(store, "m/")) == result["version"]
+    assert _serving_version(_files(store, "m/")) == result.version
 
 
 def test_gcs_pusher_killed_mid_push_leaves_no_complete_version(tmp_path, trained, gcs, gcs_proxy):
@@ -560,8 +562,8 @@ def test_s3_connection_dropped_mid_upload_is_retried(tmp_path, trained, s3, s3_p
     assert s3_proxy.faults == 1
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3.url)
     for rel, _ in uploads:
-        assert s3.get(f"m/{result['version']}/{rel}") == (Path(trained.model) / rel).read_bytes()
-    assert versions.latest_complete(dest) == result["pushed_uri"]
+        assert s3.get(f"m/{result.version}/{rel}") == (Path(trained.model) / rel).read_bytes()
+    assert versions.latest_complete(dest) == result.pushed_uri
 
 
 def test_s3_server_errors_are_retried(tmp_path, trained, s3, s3_proxy, monkeypatch):
@@ -571,10 +573,10 @@ def test_s3_server_errors_are_retried(tmp_path, trained, s3, s3_proxy, monkeypat
     result = pusher.run(trained.model, _blessing(tmp_path, True), dest)
     assert s3_proxy.faults == 3
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3.url)
-    version = f"m/{result['version']}/"
+    version = f"m/{result.version}/"
     for rel, _ in _uploads(trained.model):
         assert s3.get(version + rel) == (Path(trained.model) / rel).read_bytes()
-    assert versions.latest_complete(dest) == result["pushed_uri"]
+    assert versions.latest_complete(dest) == result.pushed_uri
 
 
 def test_s3_server_failing_mid_push_leaves_no_complete_version(

@@ -38,7 +38,7 @@ RACER = textwrap.dedent(
         try:
             version = 1000 + r if fixed == "1" else 0
             pushed = pusher.run(model, blessing, dest, version=version, lease=float(lease))
-            answer["version"] = pushed["version"]
+            answer["version"] = pushed.version
         except InputError as err:
             answer["error"] = f"error: {err}"
         except BaseException:

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 
 import pytest
 from conftest import (
@@ -22,19 +23,22 @@ PROBE = str(TRAINER_MODULES / "probe.py")
 
 
 def _run(tmp_path, ingested, transformed, module, **kw):
-    return trainer.run(
-        examples=transformed.examples,
-        schema=ingested.schema,
-        module_file=module,
-        model=str(tmp_path / "model"),
-        model_run=str(tmp_path / "model_run"),
-        **{
-            "curves": str(tmp_path / "curves.html"),
-            "transform_graph": transformed.graph,
-            "train_steps": 2,
-            "eval_steps": 1,
-            **kw,
-        },
+    """The trainer's result as the metadata dict the component records."""
+    return asdict(
+        trainer.run(
+            examples=transformed.examples,
+            schema=ingested.schema,
+            module_file=module,
+            model=str(tmp_path / "model"),
+            model_run=str(tmp_path / "model_run"),
+            **{
+                "curves": str(tmp_path / "curves.html"),
+                "transform_graph": transformed.graph,
+                "train_steps": 2,
+                "eval_steps": 1,
+                **kw,
+            },
+        )
     )
 
 
@@ -57,10 +61,11 @@ def _trainer_process(out, ingested, transformed, env=None, timeout=600, **kw):
     }
     code = (
         "import json\n"
+        "from dataclasses import asdict\n"
         "from tfkfp.containers import trainer\n"
         "from tfkfp.containers.runtime import entrypoint\n"
         f"info = entrypoint(trainer.run, **{args!r})\n"
-        "print('TRAINER_INFO ' + json.dumps(info), flush=True)\n"
+        "print('TRAINER_INFO ' + json.dumps(asdict(info)), flush=True)\n"
     )
     # The child decides its own Keras flavour (select_keras), as a KFP task does.
     base = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "TF_CONFIG")}

@@ -2,7 +2,7 @@ import os
 
 import pytest
 from conftest import PENGUINS_MODULE, damage_examples, write_module
-from tfkfp.containers import runtime, transform
+from tfkfp.containers import events, transform
 from tfkfp.containers.runtime import InputError
 
 
@@ -115,7 +115,7 @@ def test_damaged_examples_are_refused(tmp_path, ingested, split, how):
 
 
 def test_progress_lines_count_rows_against_the_manifest(tmp_path, ingested, monkeypatch, caplog):
-    monkeypatch.setattr(runtime, "PROGRESS_EVERY", 0.0)  # a line per batch
+    monkeypatch.setattr(events, "PROGRESS_EVERY", 0.0)  # a line per batch
     caplog.set_level("INFO", logger="tfkfp")
     transform.run(
         ingested.examples,

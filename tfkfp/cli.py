@@ -442,13 +442,16 @@ def demo(
 
     from tfkfp.containers.layout import BLESSING_FILE
     from tfkfp.containers.versions import iter_versions
+    from tfkfp.progress import Display
 
     pipeline = load_pipeline("penguins")
     data = str(resources.files("tfkfp.pipelines.penguins") / "data" / "penguins.csv")
     destination = os.path.abspath(serving_root)
     before = {v.number for v in iter_versions(destination) if v.complete}
     started = time.time()
-    local.run(pipeline, {"data_uri": data, "push_destination": destination}, verbose=verbose)
+    display = Display(verbose=verbose)
+    arguments = {"data_uri": data, "push_destination": destination}
+    local.run(pipeline, arguments, verbose=verbose, display=display)
     elapsed = time.time() - started
     compile_pipeline(pipeline, yaml_path)
     blessing = _newest_output("evaluator", "blessing", BLESSING_FILE)
@@ -463,11 +466,9 @@ def demo(
         f"baseline:      {report.get('baseline') or 'none (' + report.get('baseline_note', '') + ')'}"
     )
     validation = _newest_output("validate", "report", "")
-    if validation:
-        verdict = next(
-            (ln for ln in validation.read_text().splitlines() if ln.startswith("**")), ""
-        )
-        print(f"data:          {verdict.replace('**', '')} ({validation.resolve()})")
+    validated = display.tasks.get("validate")
+    if validation and validated and validated.result:
+        print(f"data:          {validated.result['verdict']} ({validation.resolve()})")
     print(f"blessed:       {report.get('blessed')} ({report.get('reason', '')})")
     markdown = _newest_output("evaluator", "report", "")
     if markdown:

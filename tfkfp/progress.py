@@ -2,99 +2,26 @@
 
 Every task's output (its stage logs, TensorFlow's start-up chatter, kfp's executor input) goes
 to `<run folder>/logs/<task>.log` instead of the screen; `--verbose` streams it as kfp does.
-Progress and key figures are read from the stages' own log lines (`ingest: read 1/1 files`,
-`trainer: epoch 3/5 ...`), so a stage reports progress by logging, as it does on a cluster.
+Progress and key figures come from the records stages write through containers/events.py into
+the same output (`events.parse`); the human log lines are never read back.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import re
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-# (stage, pattern) -> how a matching line becomes (completed, total, detail).
-PROGRESS = (
-    (
-        "ingest",
-        re.compile(r"ingest: read (\d+)/(\d+) files, ([\d.]+)/([\d.]+) MB, (\d+) rows"),
-        lambda m: (float(m[3]), float(m[4]) or None, f"{int(m[5]):,} rows"),
-    ),
-    (
-        "",
-        re.compile(r"(\w+): epoch (\d+)/(\d+)(?:, step (\d+))?(?:: (.*))?$"),
-        lambda m: (float(m[2]), float(m[3]), f"epoch {m[2]}/{m[3]}" + _short(_figures(m[5]))),
-    ),
-    (
-        "",
-        re.compile(r"(\w+): step (\d+)(?:/(\d+))?(?:, epoch (\d+)/(\d+))?(?:: (.*))?$"),
-        lambda m: (
-            float(m[2]),
-            float(m[3]) if m[3] else None,
-            f"step {m[2]}" + (f"/{m[3]}" if m[3] else "") + _short(m[6]),
-        ),
-    ),
-    (
-        "",
-        re.compile(r"(\w+): trial (\d+)/(\d+|\?)(?: \w+)?(?:: (.*))?$"),
-        lambda m: (
-            float(m[2]),
-            None if m[3] == "?" else float(m[3]),
-            f"trial {m[2]}/{m[3]}" + _short(m[4]),
-        ),
-    ),
-    (
-        "",
-        re.compile(r"(\w+): (\d+)(?:/(\d+))? rows (read|written|processed|transformed|evaluated)"),
-        lambda m: (float(m[2]), float(m[3]) if m[3] else None, f"{int(m[2]):,} rows {m[4]}"),
-    ),
-)
-
-# stage -> (pattern, format of the key figure shown at the end; {0}.. are the groups).
-KEY_FIGURES = {
-    "fingerprint": (
-        re.compile(r"fingerprint: (\d+) file\(s\), (\d+) bytes"),
-        "{0} file(s), {1} bytes",
-    ),
-    "ingest": (re.compile(r"ingest: wrote (.+)$"), "rows {0}"),
-    "transform": (re.compile(r"transform: wrote (.+)$"), "rows {0}"),
-    "trainer": (re.compile(r"trainer: epoch \d+/\d+(?:, step \d+)?: (.+)$"), "{0}"),
-    "tuner": (
-        re.compile(r"tuner: best (\S+) (\S+) with .*; (\d+ of \d+ trial\(s\) completed)"),
-        "best {0} {1}, {2}",
-    ),
-    "evaluator": (re.compile(r"evaluator: ((?:NOT_)?BLESSED); overall (.+)$"), "{0}, {1}"),
-    "pusher": (
-        re.compile(
-            r"pusher: (pushed version \d+|model is NOT_BLESSED, nothing pushed|same model"
-            r" already pushed as \S+)"
-        ),
-        "{0}",
-    ),
-    "statistics": (re.compile(r"statistics: (\w+=\d+ rows(?:, \w+=\d+ rows)*)$"), "rows {0}"),
-    "validate": (re.compile(r"validate: (valid|NOT valid) \((\d+ anomal\w+)\)"), "{0}, {1}"),
-}
+from tfkfp.containers import events
 
 # Lines kept to show under a failed stage.
 TAIL = 15
-
-
-def _figures(text: str | None) -> str:
-    """`{'accuracy': 0.98809, 'n': 84.0}` or `accuracy=0.98809` -> `accuracy 0.988, n 84`."""
-    if not text:
-        return ""
-    pairs = re.findall(r"'?([\w/.-]+)'?\s*[:=]\s*(-?[\d.]+(?:e-?\d+)?)", text)
-    if not pairs:
-        return text
-    return ", ".join(f"{k} {float(v):.3g}" for k, v in pairs)
-
-
-def _short(metrics: str | None) -> str:
-    return f"  {metrics}" if metrics else ""
 
 
 def _executor_input(task: Task, line: str) -> bool:
@@ -111,20 +38,17 @@ def _executor_input(task: Task, line: str) -> bool:
     return True
 
 
-def stage_of(task: str) -> str:
-    """`trainer-2` -> `trainer`: kfp.local numbers a component used more than once."""
-    return re.sub(r"-\d+$", "", task)
-
-
 @dataclass
 class Task:
     name: str
     log_path: Path
     log: IO[str]
     started: float = field(default_factory=time.perf_counter)
+    began: float = field(default_factory=time.time)  # wall clock, for logs/tasks.jsonl
     key: str = ""
     tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL))
     progress_id: int | None = None
+    result: dict[str, Any] | None = None  # the stage's result record (containers/events.py)
     json_depth: int = -1  # inside the JSON kfp's executor prints at task start: its nesting
 
 
@@ -224,8 +148,11 @@ class Display:
                 continue
             if _executor_input(task, line):
                 continue  # the failure's last lines should be the stage's, not kfp's input
+            record = events.parse(line)
+            if record is not None:
+                self._record(task, record)
+                continue  # the human line beside it is what the tail shows
             task.tail.append(line)
-            self._parse(task, line)
 
     def kfp_line(self, text: str) -> None:
         """A line of kfp.local's own logging (task started, outputs, skipped, cache hit)."""
@@ -246,26 +173,19 @@ class Display:
         if skipped:
             self.say(f"  {skipped[1]:<12} skipped {skipped[2]}".rstrip())
 
-    def _parse(self, task: Task, line: str) -> None:
-        stage = stage_of(task.name)
-        key = KEY_FIGURES.get(stage)
-        if key:
-            m = key[0].search(line)
-            if m:
-                task.key = key[1].format(*(_figures(g) for g in m.groups()))
+    def _record(self, task: Task, record: dict[str, Any]) -> None:
+        """A stage's event: the key figure shown at its end, and the live bar."""
+        if record.get("summary") is not None:
+            task.key = str(record["summary"])
+        if record.get("event") == "result":
+            task.result = record
+            return
         if self._progress is None or task.progress_id is None:
             return
-        for only, pattern, read in PROGRESS:
-            if only and only != stage:
-                continue
-            m = pattern.search(line)
-            if m:
-                completed, total, detail = read(m)
-                update: dict = {"detail": detail}
-                if total:
-                    update.update(total=total, completed=completed)
-                self._progress.update(task.progress_id, **update)
-                return
+        update: dict[str, Any] = {"detail": record.get("detail", "")}
+        if record.get("total"):
+            update.update(total=record["total"], completed=record.get("completed") or 0)
+        self._progress.update(task.progress_id, **update)
 
     def end(self, name: str, ok: bool) -> None:
         task = self.tasks.get(name)
@@ -273,6 +193,12 @@ class Display:
             return
         seconds = time.perf_counter() - task.started
         task.log.close()
+        # One machine-readable line per task (bench/e2e.py reads it): when it ran, how it ended.
+        with open(task.log_path.parent / "tasks.jsonl", "a") as fh:
+            fh.write(
+                json.dumps({"task": name, "started": task.began, "seconds": seconds, "ok": ok})
+                + "\n"
+            )
         self.current = None
         if self._progress is not None and task.progress_id is not None:
             self._progress.remove_task(task.progress_id)
