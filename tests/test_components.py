@@ -3,12 +3,12 @@ import yaml
 from conftest import REPO, normalized_yaml
 from tfkfp.components import STAGES
 
-from tfkfp import cli
+from tfkfp.cli.components import compile_components
 
 
 def test_published_component_yaml_is_current(tmp_path, monkeypatch):
     monkeypatch.delenv("TFKFP_IMAGE", raising=False)
-    for path in cli.compile_components(tmp_path):
+    for path in compile_components(tmp_path):
         published = REPO / "components" / path.name
         assert published.is_file(), f"{published} missing: run `make components`"
         assert normalized_yaml(path.read_text()) == normalized_yaml(published.read_text()), (

@@ -135,3 +135,21 @@ def test_the_check_finds_a_planted_cycle(tmp_path):
     assert cycles(graph) == [["proj.stages.a", "proj.stages.b", "proj.stages.c"]]
     (stages / "c.py").write_text("g = 1\n")
     assert cycles(project_graph(tmp_path / "setup.cfg")) == []
+
+
+def test_cli_help_imports_no_kfp_or_tensorflow():
+    """`tfkfp --help` and argument errors load only the front end, not a command group."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from tfkfp.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = ('kfp', 'tensorflow', 'apache_beam', 'tensorflow_model_analysis', 'docker')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m.startswith('tfkfp.cli.')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: tfkfp" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

@@ -190,13 +190,13 @@ def test_run_refuses_missing_required_parameter(tmp_path):
 
 @pytest.mark.parametrize("name", PIPELINES)
 def test_uncached_fingerprint_feeds_ingest_even_when_caching_is_forced_on(compiled, name, tmp_path):
-    from tfkfp import cli
+    from tfkfp.cli.pipelines import set_caching
 
     path = tmp_path / f"{name}.yaml"
     path.write_text(compiled[name])
     for forced in (None, True):
         if forced is not None:
-            cli.set_caching(str(path), forced)
+            set_caching(str(path), forced)
         tasks = yaml.safe_load(path.read_text())["root"]["dag"]["tasks"]
         assert tasks["fingerprint"]["cachingOptions"] == {}, forced
         assert tasks["ingest"]["cachingOptions"] == {"enableCache": True}, forced

@@ -45,6 +45,7 @@ def _patch_condition_channels() -> None:
 
     evaluator._resolve_pipeline_channel = staticmethod(resolve)
     evaluator._tfkfp_patched = True
+    evaluator._tfkfp_unpatched = staticmethod(original)  # tests show kfp's bug is still there
 
 
 def _patch_oneof_artifacts() -> None:
@@ -59,6 +60,7 @@ def _patch_oneof_artifacts() -> None:
     utils = orchestrator_utils.OrchestratorUtils
     if getattr(utils, "_tfkfp_patched", False):
         return
+    original = utils.__dict__["get_dag_output_artifacts"]
 
     def get_dag_output_artifacts(cls, dag_outputs_spec, io_store) -> dict[str, Any]:
         outputs = {}
@@ -83,6 +85,7 @@ def _patch_oneof_artifacts() -> None:
 
     utils.get_dag_output_artifacts = classmethod(get_dag_output_artifacts)
     utils._tfkfp_patched = True
+    utils._tfkfp_unpatched = original  # tests show kfp's bug is still there
 
 
 def run(

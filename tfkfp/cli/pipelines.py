@@ -1,0 +1,229 @@
+"""`tfkfp compile` and `tfkfp run --local`: loading, parameters, checks, compiling."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tfkfp.cli.common import UsageError, require_runtime
+
+
+def load_pipeline(ref: str):
+    """Resolves `penguins`, `pipelines/penguins`, `path/to/file.py` or `...:function`."""
+    from kfp.dsl.graph_component import GraphComponent
+
+    target, _, func = ref.partition(":")
+    path = Path(target)
+    if path.is_dir():
+        path = path / "pipeline.py"
+    if path.suffix == ".py":
+        if not path.is_file():
+            raise UsageError(f"pipeline: no such file {str(path)!r}")
+        spec = importlib.util.spec_from_file_location(f"tfkfp_pipeline_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:  # a user's file may raise anything; report it in one line
+            raise UsageError(
+                f"pipeline: {path} does not import: {type(err).__name__}: {err}"
+            ) from None
+    else:
+        name = f"tfkfp.pipelines.{target}.pipeline"
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if not name.startswith(f"{err.name}.") and err.name != name:
+                # the pipeline exists but imports something missing
+                raise UsageError(f"pipeline: {name} does not import: {err}") from None
+            raise UsageError(
+                f"pipeline: {ref!r} is neither a pipeline file/folder nor a tfkfp pipeline name"
+            ) from None
+    found = {k: v for k, v in vars(module).items() if isinstance(v, GraphComponent)}
+    if func:
+        if func not in found:
+            raise UsageError(
+                f"pipeline: no pipeline function {func!r} in {ref} (has {sorted(found)})"
+            )
+        return found[func]
+    if len(found) != 1:
+        raise UsageError(
+            f"pipeline: {ref} defines {len(found)} pipelines {sorted(found)}; name one"
+        )
+    return next(iter(found.values()))
+
+
+def local_arguments(pipeline) -> dict[str, Any]:
+    """Arguments for a local run from the pipeline module's `local_arguments()`, if it has one.
+
+    They fill in what only makes sense on this machine (the bundled data, a serving folder),
+    so `tfkfp run taxi --local` works as is while the compiled YAML holds no local path.
+    """
+    make = pipeline.pipeline_func.__globals__.get("local_arguments")
+    return dict(make()) if callable(make) else {}
+
+
+_PARAM_TYPES = {
+    "STRING": str,
+    "NUMBER_INTEGER": int,
+    "NUMBER_DOUBLE": float,
+    "BOOLEAN": bool,
+    "LIST": list,
+    "STRUCT": dict,
+}
+
+
+def parse_params(pipeline, pairs: list[str]) -> dict[str, Any]:
+    """`k=v` strings -> typed arguments, by the pipeline's declared parameter types."""
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    declared = pipeline.pipeline_spec.root.input_definitions.parameters
+    type_names = pipeline_spec_pb2.ParameterType.ParameterTypeEnum
+    args: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise UsageError(f"--param: expected key=value, got {pair!r}")
+        if key not in declared:
+            raise UsageError(
+                f"--param: {pipeline.name} has no parameter {key!r} (has {sorted(declared)})"
+            )
+        kind = _PARAM_TYPES[type_names.Name(declared[key].parameter_type)]
+        try:
+            if kind is str:
+                value: Any = raw
+            elif kind is bool:
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(raw)
+                value = raw.lower() in ("true", "1")
+            elif kind in (list, dict):
+                value = json.loads(raw)
+                if not isinstance(value, kind):
+                    raise ValueError(raw)
+            else:
+                value = kind(raw)
+        except ValueError:
+            raise UsageError(f"--param {key}: expected {kind.__name__}, got {raw!r}") from None
+        args[key] = value
+    check_locations(args)
+    return args
+
+
+# Pipeline parameters that name a storage location (module_file may also be a module name).
+LOCATION_PARAMS = (
+    "data_uri",
+    "push_destination",
+    "baseline_from",
+    "module_file",
+    "hyperparameters_uri",
+)
+
+
+def check_locations(args: dict[str, Any]) -> None:
+    """Fails in one line on a location parameter with an unsupported scheme, before any work."""
+    from tfkfp.containers import storage
+
+    for key in LOCATION_PARAMS:
+        value = args.get(key)
+        if not isinstance(value, str) or not value:
+            continue
+        if key == "module_file" and not (value.endswith(".py") or "/" in value or ":" in value):
+            continue  # a dotted module name
+        storage.check(value, f"--param {key}")
+
+
+def check_required(pipeline, args: dict[str, Any]) -> None:
+    """Fails naming the pipeline's parameters that have no default and were not given."""
+    declared = pipeline.pipeline_spec.root.input_definitions.parameters
+    missing = sorted(k for k, spec in declared.items() if not spec.is_optional and k not in args)
+    if missing:
+        raise UsageError(
+            f"--param: {pipeline.name} needs {', '.join(missing)} (e.g. --param {missing[0]}=...)"
+        )
+
+
+def check_output(output: str) -> None:
+    """Fails in one line unless a file can be written at `output` (checked before compiling)."""
+    if os.path.isdir(output):
+        raise UsageError(f"--output: {output} is a folder; expected a YAML file path")
+    folder = os.path.dirname(os.path.abspath(output))
+    parent = folder
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UsageError(f"--output: cannot write {output} ({parent} is a file, not a folder)")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        # A real write: os.access says yes to root on read-only mounts and /proc.
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tfkfp-write-check-"):
+            pass
+    except OSError as err:
+        raise UsageError(
+            f"--output: cannot write {output} ({err.strerror or err}); expected a writable path"
+        ) from None
+
+
+def compile_pipeline(pipeline, output: str, enable_caching: bool | None = None) -> str:
+    """Writes the pipeline's YAML; `enable_caching` overrides every task's caching option."""
+    from kfp import compiler
+
+    check_output(output)
+    try:
+        compiler.Compiler().compile(pipeline, output)
+    except OSError as err:
+        raise UsageError(f"--output: cannot write {output} ({err.strerror or err})") from None
+    if enable_caching is not None:
+        set_caching(output, enable_caching)
+    return output
+
+
+def set_caching(path: str, enable: bool) -> None:
+    """Sets `cachingOptions` of every task in a compiled pipeline YAML, nested DAGs included.
+
+    KFP decides caching per task from the spec before a run starts, so it cannot be a runtime
+    parameter. kfp.Client's own `enable_caching` override only reaches top-level tasks, not
+    those inside `dsl.If` branches (the trainer and pusher here), hence this rewrite.
+    The fingerprint step stays uncached: caching it would hide new data from every rerun.
+    """
+    import yaml
+
+    from tfkfp.components import fingerprint
+
+    never_cached = f"comp-{fingerprint.name}"
+
+    with open(path) as fh:
+        docs = list(yaml.safe_load_all(fh))
+    spec = docs[0]
+    dags = [spec["root"].get("dag", {})]
+    dags += [c["dag"] for c in spec.get("components", {}).values() if "dag" in c]
+    for dag in dags:
+        for task in dag.get("tasks", {}).values():
+            ref = task.get("componentRef", {}).get("name", "")
+            cached = enable and not (ref == never_cached or ref.startswith(f"{never_cached}-"))
+            task["cachingOptions"] = {"enableCache": True} if cached else {}
+    with open(path, "w") as fh:
+        yaml.safe_dump_all(docs, fh, sort_keys=True)
+
+
+def run_local(args) -> int:
+    """`tfkfp run --local`: the pipeline with kfp.local, here or (`--docker`) in its images."""
+    from tfkfp import local
+
+    if not args.docker:  # with --docker every task runs in its image
+        require_runtime("run --local")
+    pipeline = load_pipeline(args.pipeline)
+    arguments = {**local_arguments(pipeline), **parse_params(pipeline, args.param)}
+    check_required(pipeline, arguments)
+    local.run(
+        pipeline,
+        arguments,
+        args.docker,
+        args.pipeline_root,
+        args.enable_caching,
+        verbose=args.verbose,
+    )
+    return 0
