@@ -5,8 +5,6 @@ import sys
 import time
 from collections.abc import Callable
 
-from tfkfp.containers.runtime import InputError
-
 from bench import (
     RESULTS,
     e2e,
@@ -21,6 +19,7 @@ from bench import (
     write_json,
 )
 from tfkfp import images as tfkfp_images
+from tfkfp.containers.runtime import InputError
 
 SIZES = [15_000, 150_000, 1_500_000]
 

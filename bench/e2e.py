@@ -18,9 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tfkfp.containers import events
-
 from bench import RESULTS, write_json
+from tfkfp.containers import events
 
 REPO = Path(__file__).resolve().parent.parent
 STAGES = ("ingest", "statistics", "validate", "transform", "trainer", "evaluator", "pusher")

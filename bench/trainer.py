@@ -191,9 +191,10 @@ def _examples_per_second(dataset) -> tuple[float, int]:
 def bench_throughput(paths: dict[str, str], reps: int, epochs: int, batch_size: int) -> dict:
     import tensorflow as tf
     import tensorflow_transform as tft
+    from tfx_bsl.public import tfxio
+
     from tfkfp.containers.fn_args import make_data_accessor
     from tfkfp.containers.layout import split_pattern
-    from tfx_bsl.public import tfxio
 
     pattern = split_pattern(paths["transformed"], "train")
     files = sorted(tf.io.gfile.glob(pattern))

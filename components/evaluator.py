@@ -12,6 +12,7 @@ from kfp.dsl import (
     Model,
     Output,
 )
+
 from tfkfp.components.images import CPU_IMAGE
 
 

@@ -1,4 +1,5 @@
 from kfp import dsl
+
 from tfkfp.components.images import CPU_IMAGE
 
 

@@ -2,6 +2,7 @@ from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Model, Output
+
 from tfkfp.components.images import CPU_IMAGE
 
 

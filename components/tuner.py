@@ -1,5 +1,6 @@
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Output
+
 from tfkfp.components.images import CPU_IMAGE
 
 

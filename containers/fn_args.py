@@ -48,8 +48,9 @@ def _as_patterns(file_pattern: str | list[str]) -> list[str]:
 def _tfxio(file_pattern: str | list[str], schema):
     """A TFXIO over the patterns, and the files they match."""
     import tensorflow as tf
-    from tfkfp.containers.runtime import InputError
     from tfx_bsl.public import tfxio
+
+    from tfkfp.containers.runtime import InputError
 
     patterns = _as_patterns(file_pattern)
     if not patterns:
@@ -87,6 +88,7 @@ def _parallel_tensorflow_dataset(io, patterns: list[str], files: list[str], opti
     Order is kept unless it is random anyway (shuffle without a seed).
     """
     import tensorflow as tf
+
     from tfkfp.containers.runtime import InputError
 
     label_key = options.label_key
@@ -154,6 +156,7 @@ def tf_dataset_factory(
     n_files = len(files)
     if num_workers > 1 and n_files < num_workers:
         import tensorflow as tf
+
         from tfkfp.containers.runtime import log
 
         log.info(

@@ -40,6 +40,7 @@ def _base_model_path(base_model_dir: str) -> str:
 def check_saved_model(model_dir: str) -> None:
     """Fails unless `model_dir` holds a SavedModel whose serving_default takes serialized examples."""
     from tensorflow.core.framework import types_pb2
+
     from tfkfp.containers.eval_checks import model_signatures
 
     if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):

@@ -1,6 +1,7 @@
 """The steps the example pipelines share: checked data in, the trainer's transformed inputs."""
 
 from kfp import dsl
+
 from tfkfp.components import fingerprint, ingest, statistics, validate
 
 

@@ -11,38 +11,34 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-PENGUINS_MODULE = "tfkfp.pipelines.penguins.module"
-
-
-def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 600):
-    """Runs `python -m tfkfp.cli ...` in a fresh process; returns the CompletedProcess."""
-    return subprocess.run(
-        [sys.executable, "-m", "tfkfp.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        cwd=cwd or REPO,
-        timeout=timeout,
-    )
+from tests.helpers import (
+    PENGUINS_MODULE,
+    Ingested,
+    Trained,
+    Transformed,
+    free_port,
+    train_penguins,
+)
+from tests.helpers.servers import (
+    S3_CREDENTIALS,
+    Bucket,
+    Chromium,
+    Gcs,
+    LockedS3,
+    bucket_name,
+    start_server,
+    wait_for_port,
+)
 
 
 @pytest.fixture(scope="session")
 def penguins_csv() -> Path:
     return Path(str(resources.files("tfkfp.pipelines.penguins") / "data" / "penguins.csv"))
-
-
-@dataclass
-class Ingested:
-    examples: str
-    schema: str
-    counts: dict
 
 
 @pytest.fixture(scope="session")
@@ -52,13 +48,6 @@ def ingested(tmp_path_factory, penguins_csv) -> Ingested:
     out = tmp_path_factory.mktemp("ingest")
     counts = ingest.run(str(penguins_csv), str(out / "examples"), str(out / "schema")).rows
     return Ingested(str(out / "examples"), str(out / "schema"), counts)
-
-
-@dataclass
-class Transformed:
-    graph: str
-    examples: str
-    counts: dict
 
 
 @pytest.fixture(scope="session")
@@ -76,77 +65,9 @@ def transformed(tmp_path_factory, ingested) -> Transformed:
     return Transformed(str(out / "graph"), str(out / "examples"), counts)
 
 
-@dataclass
-class Trained:
-    model: str
-    model_run: str
-    info: dict
-    curves: str = ""
-
-
-def train_penguins(out: Path, ingested: Ingested, transformed: Transformed, steps: int) -> Trained:
-    """Trains the demo module on the transformed penguins with the real trainer stage."""
-    from dataclasses import asdict
-
-    from tfkfp.containers import trainer
-
-    info = trainer.run(
-        examples=transformed.examples,
-        schema=ingested.schema,
-        module_file=PENGUINS_MODULE,
-        model=str(out / "model"),
-        model_run=str(out / "model_run"),
-        curves=str(out / "curves.html"),
-        transform_graph=transformed.graph,
-        train_steps=steps,
-        eval_steps=min(steps, 5),
-    )
-    return Trained(
-        str(out / "model"), str(out / "model_run"), asdict(info), str(out / "curves.html")
-    )
-
-
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, ingested, transformed) -> Trained:
     return train_penguins(tmp_path_factory.mktemp("trainer"), ingested, transformed, 150)
-
-
-def write_module(path: Path, source: str) -> str:
-    """Writes a small user module file for a bad-input test and returns its path."""
-    path.write_text(source)
-    return str(path)
-
-
-def damage_examples(src: str, dst: Path, split: str, how: str) -> str:
-    """Copies an examples artifact and damages its `split` file; returns that file's path.
-
-    `boundary`: a valid gzip TFRecord of the first half of the records (a copy cut short on a
-    record boundary); `mid_record`: the records' bytes cut inside a record, gzipped again;
-    `flipped`: one byte of the compressed file changed.
-    """
-    import glob
-    import gzip
-
-    from tfkfp.containers import ingest
-
-    shutil.copytree(src, dst)
-    [path] = glob.glob(os.path.join(dst, f"Split-{split}", "*.gz"))
-    if how == "boundary":
-        records = list(ingest._read_tfrecords(path))
-        writer = ingest._TFRecordWriter(path)
-        for record in records[: len(records) // 2]:
-            writer.write(record)
-        writer.close()
-    elif how == "mid_record":
-        with gzip.open(path, "rb") as fh:
-            data = fh.read()
-        with gzip.open(path, "wb") as fh:
-            fh.write(data[: len(data) // 2 + 7])
-    else:
-        data = bytearray(Path(path).read_bytes())
-        data[len(data) // 2] ^= 0xFF
-        Path(path).write_bytes(bytes(data))
-    return path
 
 
 @pytest.fixture
@@ -157,19 +78,6 @@ def copy_tree(tmp_path):
         return str(dst)
 
     return _copy
-
-
-def normalized_yaml(text: str) -> str:
-    """Compiled KFP YAML for comparisons: without the SDK version line and the header comment.
-
-    kfp renders dict defaults in the `#` header in protobuf map order, which changes from one
-    process to the next; the spec body below it holds the same defaults in a stable order.
-    """
-    return "\n".join(
-        line
-        for line in text.splitlines()
-        if not line.startswith("sdkVersion:") and not line.startswith("#")
-    )
 
 
 # --- evaluator ------------------------------------------------------------------------------
@@ -183,37 +91,8 @@ def weak_trained(tmp_path_factory, ingested, transformed) -> Trained:
 
 # --- trainer ------------------------------------------------------------------------------
 
-TRAINER_MODULES = REPO / "tests" / "modules"
-
 
 # --- pusher: a real GCS-compatible server (gcp-storage-emulator) ---------------------------------
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (for TF_CONFIG and servers)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def no_credentials_env(tmp_path: Path) -> dict:
-    """os.environ without any cloud credentials or emulator, for a stage run in a subprocess."""
-    closed = f"127.0.0.1:{free_port()}"  # metadata server lookups fail at once, even on a VM
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("STORAGE_EMULATOR", "GOOGLE_", "CLOUDSDK_", "AWS_"))
-    }
-    env.update(
-        HOME=str(tmp_path),
-        CLOUDSDK_CONFIG=str(tmp_path / "gcloud"),
-        GCE_METADATA_HOST=closed,
-        GCE_METADATA_IP=closed,
-        AWS_EC2_METADATA_DISABLED="true",
-    )
-    return env
 
 
 @pytest.fixture(scope="session")
@@ -246,16 +125,6 @@ def gcs_server(tmp_path_factory) -> str:
     log.close()
 
 
-@dataclass
-class Gcs:
-    url: str
-    bucket: str
-    client: object
-
-    def names(self, prefix: str = "") -> list[str]:
-        return sorted(b.name for b in self.client.list_blobs(self.bucket, prefix=prefix))
-
-
 @pytest.fixture
 def gcs(gcs_server, monkeypatch, request) -> Gcs:
     """A fresh bucket on the emulator, with STORAGE_EMULATOR_HOST set for this test."""
@@ -274,44 +143,13 @@ def gcs(gcs_server, monkeypatch, request) -> Gcs:
 
 # --- S3: a real S3-compatible server (moto in server mode) -----------------------------------
 
-S3_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_REGION": "us-east-1",
-    # No instance-metadata lookups on a machine that is not an EC2 instance.
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-
-
-def _start_server(args: list[str], log_path: Path, url: str, env: dict | None = None):
-    import time
-    import urllib.error
-    import urllib.request
-
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/", timeout=1).read()
-            break
-        except urllib.error.HTTPError:
-            break  # it answers
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{args[2]} did not start, see {log.name}") from None
-            time.sleep(0.1)
-    return proc, log
-
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory) -> str:
     """Starts moto's S3 server in its own process; yields its URL for AWS_ENDPOINT_URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc, log = _start_server(
+    proc, log = start_server(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         tmp_path_factory.mktemp("s3") / "moto.log",
         url,
@@ -320,49 +158,6 @@ def s3_server(tmp_path_factory) -> str:
     proc.terminate()
     proc.wait(timeout=30)
     log.close()
-
-
-@dataclass
-class Bucket:
-    """A fresh bucket on one of the test servers: `uri` is gs://name or s3://name."""
-
-    uri: str
-    name: str
-    url: str
-    client: object
-
-    @property
-    def scheme(self) -> str:
-        return self.uri.split(":")[0]
-
-    def put(self, key: str, data: bytes | str) -> str:
-        data = data.encode() if isinstance(data, str) else data
-        if self.scheme == "gs":
-            self.client.bucket(self.name).blob(key).upload_from_string(data)
-        else:
-            self.client.put_object(Bucket=self.name, Key=key, Body=data)
-        return f"{self.uri}/{key}"
-
-    def get(self, key: str) -> bytes:
-        if self.scheme == "gs":
-            return self.client.bucket(self.name).blob(key).download_as_bytes()
-        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
-
-    def names(self, prefix: str = "") -> list[str]:
-        if self.scheme == "gs":
-            return sorted(b.name for b in self.client.list_blobs(self.name, prefix=prefix))
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.name, Prefix=prefix
-        )
-        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
-
-
-def _bucket_name(request) -> str:
-    import re
-    import uuid
-
-    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
-    return f"{name}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture
@@ -379,7 +174,7 @@ def s3(s3_server, monkeypatch, request) -> Bucket:
     for key, value in {**S3_CREDENTIALS, "AWS_ENDPOINT_URL": s3_server}.items():
         monkeypatch.setenv(key, value)
     client = boto3.client("s3", endpoint_url=s3_server)
-    name = _bucket_name(request)
+    name = bucket_name(request)
     client.create_bucket(Bucket=name)
     return Bucket(f"s3://{name}", name, s3_server, client)
 
@@ -393,17 +188,6 @@ def bucket(request) -> Bucket:
     return request.getfixturevalue("s3")
 
 
-@dataclass
-class LockedS3:
-    """An S3 server that checks credentials: `bucket` holds `key`; the user may do nothing."""
-
-    url: str
-    bucket: str
-    key: str
-    access_key_id: str
-    secret_access_key: str
-
-
 @pytest.fixture(scope="session")
 def locked_s3(tmp_path_factory) -> LockedS3:
     """moto's S3 server with IAM checks on: a bucket and a user without any permission.
@@ -415,7 +199,7 @@ def locked_s3(tmp_path_factory) -> LockedS3:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc, log = _start_server(
+    proc, log = start_server(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         tmp_path_factory.mktemp("s3locked") / "moto.log",
         url,
@@ -501,7 +285,7 @@ def denying_gcs() -> str:
 @pytest.fixture(scope="session")
 def docker_client():
     """A running Docker engine; started here (apt-get install docker.io) when none answers."""
-    from tests import docker_env
+    from tests.helpers import docker_env
 
     return docker_env.engine()
 
@@ -509,26 +293,12 @@ def docker_client():
 @pytest.fixture(scope="session")
 def base_image(docker_client) -> str:
     """A local Debian bookworm + Python 3.11 image (no registry is reachable on these machines)."""
-    from tests import docker_env
+    from tests.helpers import docker_env
 
     return docker_env.base_image(docker_client)
 
 
 # --- Beam's portable runner: a job service and an external worker pool, as a cluster's ------------
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
-    import socket
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{proc.args[2]} did not start, see {log_path}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
@@ -554,7 +324,7 @@ def beam_portable(tmp_path_factory) -> list[str]:
             env=env,
         )
         procs.append(proc)
-        _wait_for_port(port, proc, log_path)
+        wait_for_port(port, proc, log_path)
     yield [
         "--runner=PortableRunner",
         f"--job_endpoint=localhost:{job_port}",
@@ -568,49 +338,10 @@ def beam_portable(tmp_path_factory) -> list[str]:
 
 # --- a real browser for the HTML artifacts -----------------------------------------------------
 
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    # Nothing may come from the network at view time: every request goes nowhere.
-    "--proxy-server=127.0.0.1:9",
-)
-
-
-@dataclass
-class Chromium:
-    """Debian's headless Chromium: screenshots and the DOM after scripts ran."""
-
-    exe: str
-    workdir: Path
-
-    def _run(self, page: str, *flags: str) -> subprocess.CompletedProcess:
-        profile = Path(tempfile.mkdtemp(prefix="profile-", dir=self.workdir))  # fresh each time
-        return subprocess.run(
-            [self.exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *flags, Path(page).as_uri()],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    def screenshot(self, page: str, png: Path, size: str = "1000,2400") -> Path:
-        proc = self._run(page, f"--screenshot={png}", f"--window-size={size}")
-        assert png.is_file(), proc.stderr[-2000:]
-        return png
-
-    def dump_dom(self, page: str) -> str:
-        proc = self._run(page, "--dump-dom")
-        assert proc.returncode == 0 and proc.stdout, proc.stderr[-2000:]
-        return proc.stdout
-
 
 @pytest.fixture(scope="session")
 def chromium(tmp_path_factory) -> Chromium:
-    """Debian's `chromium`, installed with apt-get when missing (as tests/docker_env.py does)."""
+    """Debian's `chromium`, installed with apt-get when missing (as tests/helpers/docker_env.py does)."""
     import fcntl
 
     # make test-fast's workers (pytest-xdist) would otherwise race for dpkg's lock

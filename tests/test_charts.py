@@ -9,7 +9,7 @@ import re
 import shutil
 from pathlib import Path
 
-from conftest import REPO
+from tests.helpers import REPO
 from tfkfp.containers import charts
 
 SCREENSHOTS = REPO / "build" / "screenshots"

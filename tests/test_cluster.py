@@ -18,7 +18,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
-from conftest import REPO, run_cli
+
+from tests.helpers import REPO, run_cli
 
 API = "/apis/v2beta1"
 

@@ -1,9 +1,9 @@
 import pytest
 import yaml
-from conftest import REPO, normalized_yaml
-from tfkfp.components import STAGES
 
+from tests.helpers import REPO, normalized_yaml
 from tfkfp.cli.components import compile_components
+from tfkfp.components import STAGES
 
 
 def test_published_component_yaml_is_current(tmp_path, monkeypatch):
@@ -36,6 +36,7 @@ def test_component_yaml_loads_and_round_trips(tmp_path, component):
 
 def test_pipeline_compile_load_compile_is_stable(tmp_path):
     from kfp import compiler, components
+
     from tfkfp.pipelines.penguins.pipeline import penguins
 
     first = tmp_path / "first.yaml"

@@ -7,7 +7,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+
+from tests.helpers import run_cli
 
 
 @pytest.fixture(scope="module")

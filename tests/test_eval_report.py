@@ -1,6 +1,6 @@
 """The evaluator's reading of TFMA's output and its report, on a stored TFMA output (no Beam).
 
-tests/data/tfma_penguins/ holds one real TFMA run (tests/make_tfma_fixture.py wrote it): the
+tests/data/tfma_penguins/ holds one real TFMA run (tests/helpers/make_tfma_fixture.py wrote it): the
 trained penguin model against the one-step baseline, an example-count threshold on every
 slice (the 9-example island fails it), accuracy value and change thresholds on Overall.
 """
@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tfkfp.containers import eval_checks, eval_report, evaluator
 from tfkfp.containers.eval_report import CANDIDATE, Evaluation
 

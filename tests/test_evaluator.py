@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import damage_examples, run_cli
+
+from tests.helpers import damage_examples, run_cli
 from tfkfp.containers import evaluator, events, pusher
 from tfkfp.containers.runtime import InputError
 from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
@@ -325,6 +326,7 @@ def _examples_without(src: str, dst, split: str, feature: str) -> str:
     import glob
 
     import tensorflow as tf
+
     from tfkfp.containers import ingest, manifest
 
     shutil.copytree(src, dst)
@@ -561,6 +563,7 @@ def test_binary_classification_gives_confusion_matrix_and_roc(tmp_path, ingested
 def test_slice_names_fall_back_to_ids_and_say_why(tmp_path):
     """A vocabulary not named after the feature: ids stay, and the note says what is missing."""
     from tensorflow_model_analysis.proto import metrics_for_slice_pb2
+
     from tfkfp.containers.slices import SliceNames
 
     (tmp_path / "assets").mkdir()
@@ -591,6 +594,7 @@ def test_slice_names_fall_back_to_ids_and_say_why(tmp_path):
 def test_same_metrics_as_tfma_run_model_analysis(tmp_path, trained, ingested):
     """The evaluator runs TFMA's steps itself (to count rows): its numbers must stay TFMA's."""
     import tensorflow_model_analysis as tfma
+
     from tfkfp.containers import eval_checks
     from tfkfp.containers.layout import load_schema
 

@@ -1,6 +1,6 @@
 """The tfkfp images, built for real (Dockerfile.cpu / .gpu) and the pipeline run inside them.
 
-The engine and the local Debian base image come from tests/docker_env.py (conftest fixtures):
+The engine and the local Debian base image come from tests/helpers/docker_env.py (conftest fixtures):
 no registry is reachable here, so `--base-image` is always the debootstrapped one.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.helpers import REPO, run_cli
 
 CPU_LIMIT_BYTES = 2.5e9
 BUILD_TIMEOUT_S = 3600
@@ -120,10 +120,9 @@ def test_cpu_image_is_slim_checked_and_non_root(docker_client, cpu_image):
 
 @pytest.mark.slow
 def test_penguins_pipeline_runs_in_cpu_image(cpu_image, tmp_path, penguins_csv):
+    from tfkfp import local
     from tfkfp.containers.versions import iter_versions
     from tfkfp.pipelines.penguins.pipeline import penguins
-
-    from tfkfp import local
 
     # DockerRunner mounts only the pipeline root, so data and destination live inside it.
     root = Path(_shared_dir(tmp_path / "root"))

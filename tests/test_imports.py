@@ -10,7 +10,7 @@ import ast
 import configparser
 from pathlib import Path
 
-from conftest import REPO
+from tests.helpers import REPO
 
 
 def package_dirs(setup_cfg: Path) -> dict[str, Path]:

@@ -2,6 +2,7 @@ import gzip
 import os
 
 import pytest
+
 from tfkfp.containers import events, ingest
 from tfkfp.containers.layout import load_schema
 from tfkfp.containers.runtime import InputError
@@ -323,7 +324,7 @@ def test_unreadable_manifest_is_refused(tmp_path, ingested, content, message):
 def test_damaged_split_file_is_refused_naming_it(tmp_path, ingested, how):
     import shutil
 
-    from conftest import damage_examples
+    from tests.helpers import damage_examples
     from tfkfp.containers.manifest import require_split
 
     path = damage_examples(ingested.examples, tmp_path / "examples", "train", how)

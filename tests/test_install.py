@@ -15,8 +15,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO, normalized_yaml
 from test_cluster import kfp_server  # noqa: F401  (fixture: a local server speaking KFP's REST API)
+
+from tests.helpers import REPO, normalized_yaml
 
 CONSTRAINTS = REPO / "constraints.txt"
 PIPELINES = sorted(p.parent.name for p in (REPO / "pipelines").glob("*/pipeline.py"))

@@ -2,7 +2,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO
+from tests.helpers import REPO
 
 RUFF = Path(sys.executable).with_name("ruff")
 

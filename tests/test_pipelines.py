@@ -7,7 +7,8 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO, normalized_yaml, run_cli, write_module
+
+from tests.helpers import REPO, normalized_yaml, run_cli, write_module
 
 PIPELINES = sorted(p.parent.name for p in (REPO / "pipelines").glob("*/pipeline.py"))
 

@@ -9,9 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, run_cli
+from tests.helpers import REPO, run_cli
 from tfkfp.containers import events
-
 from tfkfp.progress import Display
 
 PIPELINE = str(REPO / "tests" / "modules" / "progress_pipeline.py")

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from tfkfp.containers import layout, pusher, versions
 from tfkfp.containers.layout import PUSHED as MARKER
 from tfkfp.containers.runtime import InputError
@@ -220,7 +221,7 @@ def test_missing_bucket(tmp_path, trained, bucket):
 
 
 def test_gcs_unreachable_endpoint_fails_with_one_line(tmp_path, trained, monkeypatch):
-    from conftest import free_port
+    from tests.helpers import free_port
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(
@@ -230,7 +231,7 @@ def test_gcs_unreachable_endpoint_fails_with_one_line(tmp_path, trained, monkeyp
 
 
 def test_gcs_without_credentials_fails_fast_with_one_line(tmp_path, trained):
-    from conftest import free_port
+    from tests.helpers import free_port
 
     closed = f"127.0.0.1:{free_port()}"  # metadata server lookups fail at once, even on GCE
     env = {
@@ -541,7 +542,7 @@ def test_gcs_pusher_killed_mid_push_leaves_no_complete_version(tmp_path, trained
 
 
 def test_s3_unreachable_endpoint_fails_with_one_line(tmp_path, trained, s3, monkeypatch):
-    from conftest import free_port
+    from tests.helpers import free_port
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     started = time.monotonic()
@@ -643,7 +644,7 @@ def test_damaged_marker_fails_in_one_line_and_publishes_nothing(
 
 @pytest.mark.pipeline
 def test_kfp_local_pipeline_pushes_to_the_emulator_bucket(tmp_path, gcs, penguins_csv):
-    from conftest import run_cli
+    from tests.helpers import run_cli
 
     dest = f"gs://{gcs.bucket}/penguins"
     root = tmp_path / "root"

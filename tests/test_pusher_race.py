@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tfkfp.containers import storage, versions
 from tfkfp.containers.layout import PUSHED as MARKER
 from tfkfp.containers.versions import CLAIMS

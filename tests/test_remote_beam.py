@@ -11,13 +11,13 @@ import os
 import shutil
 
 import pytest
-from conftest import PENGUINS_MODULE
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
+
+from tests.helpers import PENGUINS_MODULE
+from tfkfp import components
 from tfkfp.containers import evaluator, transform
 from tfkfp.containers.runtime import InputError
 from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
-
-from tfkfp import components
 
 
 def _records(pattern: str) -> list[bytes]:

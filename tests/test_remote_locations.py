@@ -8,7 +8,8 @@ import sys
 from importlib import resources
 
 import pytest
-from conftest import no_credentials_env, run_cli
+
+from tests.helpers import no_credentials_env, run_cli
 from tfkfp.containers import evaluator, layout, storage, user_module, versions
 from tfkfp.containers.runtime import InputError
 from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
@@ -167,7 +168,7 @@ def _pipeline_on(bucket, tmp_path, weak_trained, penguins_csv):
 def test_kfp_local_pipeline_with_every_location_on_the_gcs_emulator(
     tmp_path, gcs, weak_trained, penguins_csv
 ):
-    from conftest import Bucket
+    from tests.helpers.servers import Bucket
 
     bucket = Bucket(f"gs://{gcs.bucket}", gcs.bucket, gcs.url, gcs.client)
     _pipeline_on(bucket, tmp_path, weak_trained, penguins_csv)

@@ -5,7 +5,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+
+from tests.helpers import run_cli
 from tfkfp.containers import fingerprint
 from tfkfp.containers.runtime import InputError
 

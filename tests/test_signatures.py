@@ -22,6 +22,7 @@ import typing
 
 import pytest
 from kfp.dsl.types import type_utils
+
 from tfkfp.components import STAGES
 
 # Parameters the component body uses itself: they never reach run().

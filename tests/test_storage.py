@@ -5,7 +5,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import no_credentials_env
+
+from tests.helpers import no_credentials_env
 from tfkfp.containers import storage
 from tfkfp.containers.runtime import InputError
 
@@ -130,7 +131,8 @@ def test_missing_object_empty_prefix_and_empty_glob(bucket):
 
 @pytest.mark.parametrize("scheme", ["gs", "s3"])
 def test_endpoint_not_answering_is_retried_then_one_line(scheme, monkeypatch):
-    from conftest import S3_CREDENTIALS, free_port
+    from tests.helpers import free_port
+    from tests.helpers.servers import S3_CREDENTIALS
 
     dead = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("STORAGE_EMULATOR_HOST" if scheme == "gs" else "AWS_ENDPOINT_URL", dead)

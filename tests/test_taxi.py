@@ -8,7 +8,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+
+from tests.helpers import REPO, run_cli
 
 # Every test here reads one full local run of the taxi pipeline.
 pytestmark = pytest.mark.pipeline

@@ -6,8 +6,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, TRAINER_MODULES, free_port, run_cli, write_module
 from test_trainer import _finish, _run, _trainer_process
+
+from tests.helpers import REPO, TRAINER_MODULES, free_port, run_cli, write_module
 from tfkfp.containers import trainer, user_module
 from tfkfp.containers.runtime import InputError
 

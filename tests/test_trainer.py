@@ -6,7 +6,8 @@ import sys
 from dataclasses import asdict
 
 import pytest
-from conftest import (
+
+from tests.helpers import (
     PENGUINS_MODULE,
     REPO,
     TRAINER_MODULES,
@@ -256,8 +257,9 @@ def test_base_model_in_tfx_layout(tmp_path, trained, copy_tree):
 
 def _raw_dataset(ingested, **options):
     from tensorflow_metadata.proto.v0 import schema_pb2  # noqa: F401  (schema type)
-    from tfkfp.containers.layout import load_schema
     from tfx_bsl.public import tfxio
+
+    from tfkfp.containers.layout import load_schema
 
     return make_data_accessor().tf_dataset_factory(
         [split_pattern(ingested.examples, "train")],
@@ -299,8 +301,9 @@ def test_data_accessor_splits_label_and_batches(ingested):
 def test_data_accessor_gives_exactly_what_tfxio_gives(ingested, reading):
     """Our parallel-parsing dataset vs tfx_bsl's own TensorFlowDataset: same batches, same order."""
     import tensorflow as tf
-    from tfkfp.containers.layout import load_schema
     from tfx_bsl.public import tfxio
+
+    from tfkfp.containers.layout import load_schema
 
     options = tfxio.TensorFlowDatasetOptions(batch_size=10, label_key="species", **reading)
     pattern = [split_pattern(ingested.examples, "train")]
@@ -338,8 +341,9 @@ def test_data_accessor_epochs_and_final_batch(ingested):
 
 
 def test_data_accessor_record_batches(ingested):
-    from tfkfp.containers.layout import load_schema
     from tfx_bsl.public import tfxio
+
+    from tfkfp.containers.layout import load_schema
 
     batches = list(
         make_data_accessor().record_batch_factory(

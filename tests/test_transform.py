@@ -1,7 +1,8 @@
 import os
 
 import pytest
-from conftest import PENGUINS_MODULE, damage_examples, write_module
+
+from tests.helpers import PENGUINS_MODULE, damage_examples, write_module
 from tfkfp.containers import events, transform
 from tfkfp.containers.runtime import InputError
 
@@ -86,6 +87,7 @@ def test_missing_split(tmp_path, ingested):
 
 def test_beam_runs_in_process_unless_a_runner_is_named():
     from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
     from tfkfp.containers.beam import IN_PROCESS_RUNNER, beam_options
 
     # No runner (or DirectRunner): the in-process runner, not Beam 2.77's Prism download.

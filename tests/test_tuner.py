@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TRAINER_MODULES, write_module
+
+from tests.helpers import REPO, TRAINER_MODULES, write_module
 from tfkfp.containers import hyperparameters as hp_layout
 from tfkfp.containers import trainer, tuner
 from tfkfp.containers.runtime import InputError
@@ -275,7 +276,7 @@ def test_tuner_refuses_multi_worker_and_bad_strategy(tmp_path, ingested, transfo
 
 
 def _local_run(cwd, *params):
-    from conftest import run_cli
+    from tests.helpers import run_cli
 
     cwd.mkdir(parents=True, exist_ok=True)
     args = ["run", "penguins_tuned", "--local"]
@@ -317,7 +318,7 @@ def test_penguins_tuned_pipeline_tunes_then_reuses(tmp_path, gcs):
 
 
 def test_reuse_location_with_a_bad_scheme_fails_before_any_work(tmp_path):
-    from conftest import run_cli
+    from tests.helpers import run_cli
 
     proc = run_cli(
         "run", "penguins_tuned", "--local", "--param", "hyperparameters_uri=hdfs://x/hp",

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
+
+from tests.helpers import run_cli
 from tfkfp.containers import ingest, statistics, validate
 from tfkfp.containers.runtime import InputError, entrypoint
 

@@ -8,6 +8,7 @@ model with them.
 
 import keras_tuner
 import tensorflow_transform as tft
+
 from tfkfp.pipelines.penguins import module as penguins
 
 preprocessing_fn = penguins.preprocessing_fn

@@ -1,6 +1,7 @@
 """Penguins with tuning: transform -> tuner (KerasTuner) -> trainer, or reuse earlier values."""
 
 from kfp import dsl
+
 from tfkfp.components import fingerprint, ingest, trainer, transform, tuner
 from tfkfp.pipelines.steps import transformed_inputs
 

@@ -3,6 +3,7 @@
 import os
 
 from kfp import dsl
+
 from tfkfp.components import evaluator, pusher, trainer, transform
 from tfkfp.components.images import GPU_IMAGE
 from tfkfp.pipelines.steps import checked_examples, transformed_inputs

@@ -1,7 +1,7 @@
 """Writes tests/data/tfma_penguins/: one real TFMA output for test_eval_report.
 
 Not collected by `pytest` (no test_ prefix); run it explicitly after a TFMA upgrade:
-    .venv/bin/python -m pytest tests/make_tfma_fixture.py
+    .venv/bin/python -m pytest tests/helpers/make_tfma_fixture.py
 The candidate is the session's trained penguin model, the baseline the one-step model; the
 config below gives passing, failing (small islands) and diff rows, and a confusion matrix.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from tfkfp.containers import evaluator
 from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
 
-FIXTURE = Path(__file__).parent / "data" / "tfma_penguins"
+FIXTURE = Path(__file__).parents[1] / "data" / "tfma_penguins"
 CONFIG = {
     **EVAL_CONFIG,
     "metrics_specs": [
