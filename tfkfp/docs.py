@@ -93,8 +93,16 @@ def _default(value: object) -> str:
     return f"`{value!r}`".replace("'", '"')
 
 
+def _md(text: str) -> str:
+    """Docstring text as Markdown: `<` and `>` outside code spans are text, not HTML tags."""
+    parts = text.split("`")
+    for i in range(0, len(parts), 2):
+        parts[i] = parts[i].replace("<", "&lt;").replace(">", "&gt;")
+    return "`".join(parts)
+
+
 def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|") or "—"
+    return _md(" ".join(text.split())).replace("|", "\\|") or "—"
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
@@ -121,7 +129,7 @@ def stage_section(component) -> str:
         if kind.startswith("Output["):
             outputs.append((f"`{name}`", kind[len("Output[") : -1], doc))
         elif _is_artifact(p.annotation):
-            required = "optional" if p.default is None else "required"
+            required = "no" if p.default is None else "yes"
             inputs.append((f"`{name}`", kind[len("Input[") : -1], required, doc))
         else:
             params.append((f"`{name}`", f"`{kind}`", _default(p.default), doc))
@@ -132,12 +140,12 @@ def stage_section(component) -> str:
             doc = returns.get(name, returns.get("", ""))
             outputs.append((f"`{name}`", f"`{_type(hint)}` (parameter)", doc))
     summary, _, rest = prose.partition("\n")
-    out = [f"## {_name(component)}", "", summary.strip()]
+    out = [f"## {_name(component)}", "", _md(summary.strip())]
     if rest.strip():
-        out += ["", textwrap.dedent(rest).strip()]
+        out += ["", _md(textwrap.dedent(rest).strip())]
     if inputs:
         out += ["", "### Inputs", ""]
-        out += _table(("Name", "Artifact", "", "Description"), inputs)
+        out += _table(("Name", "Artifact", "Required", "Description"), inputs)
     if params:
         out += ["", "### Parameters", ""]
         out += _table(("Name", "Type", "Default", "Description"), params)
