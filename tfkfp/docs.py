@@ -143,6 +143,8 @@ def stage_section(component) -> str:
     out = [f"## {_name(component)}", "", _md(summary.strip())]
     if rest.strip():
         out += ["", _md(textwrap.dedent(rest).strip())]
+    # every stage has a page (a missing one breaks the strict docs build)
+    out += ["", f"How it behaves: [{_name(component)}](../stages/{_name(component)}.md)."]
     if inputs:
         out += ["", "### Inputs", ""]
         out += _table(("Name", "Artifact", "Required", "Description"), inputs)
