@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tfkfp-installed
 
-.PHONY: demo test test-fast lint format components golden bench images lock clean
+.PHONY: demo test test-fast lint format components docs golden bench images lock clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ format: $(STAMP)
 # Published component specs (components/*.yaml); tests fail when they are stale.
 components: $(STAMP)
 	$(BIN)/tfkfp compile-components
+
+# The generated stage reference of the docs site (docs/reference/stages.md), from the
+# components' signatures and docstrings; tests/test_docs.py fails when it is stale.
+docs: $(STAMP)
+	$(BIN)/python -m tfkfp.docs
 
 # Benchmarks (27 min here; needs the images): ratios against baselines measured in the same
 # run, written to bench/results/ (JSON, results.md, results.png).

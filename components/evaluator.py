@@ -49,10 +49,10 @@ def evaluator(
             drawn (HTML).
         schema: Raw schema, for typed parsing and label key checks.
         baseline_model: Baseline SavedModel; wins over baseline_from.
-        baseline_from: Push destination (folder or gs://) whose newest complete version is the
-            baseline; none there means no baseline, said in the report.
-        beam_pipeline_args: Beam options; DirectRunner by default. A remote runner's workers
-            get the artifacts' URIs (gs:// or a shared filesystem).
+        baseline_from: Push destination (folder, gs:// or s3://) whose newest complete version
+            is the baseline; none there means no baseline, said in the report.
+        beam_pipeline_args: Beam options; Beam runs in the task by default. A remote runner's
+            workers get the artifacts' URIs (gs:// or a shared filesystem).
 
     Returns:
         blessed: whether every threshold passed (gate the pusher on it with dsl.If).

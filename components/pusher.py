@@ -25,7 +25,8 @@ def pusher(
         version: Version number; 0 picks a Unix timestamp above every existing version.
 
     Returns:
-        pushed: whether a complete version holds this model; pushed_uri: where.
+        pushed: whether a complete version holds this model.
+        pushed_uri: where that version is (its folder or object-store URI).
     """
     from collections import namedtuple
     from dataclasses import asdict

@@ -28,7 +28,7 @@ def trainer(
     Args:
         examples: Training examples (transformed ones when transform_graph is given).
         schema: Raw schema (fn_args.schema_path).
-        module_file: Path, gs:// URI or dotted module name defining run_fn(fn_args).
+        module_file: Path, gs:// or s3:// URI, or dotted module name defining run_fn(fn_args).
         model: The serving SavedModel (fn_args.serving_model_dir).
         model_run: TensorBoard logs (fn_args.model_run_dir).
         curves: Loss and each compiled metric per epoch, train and validation, drawn from the

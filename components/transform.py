@@ -18,10 +18,11 @@ def transform(
     Args:
         examples: Raw examples from ingest.
         schema: Raw schema from ingest.
-        module_file: Path, gs:// URI or dotted module name defining preprocessing_fn(inputs).
+        module_file: Path, gs:// or s3:// URI, or dotted module name defining
+            preprocessing_fn(inputs).
         transform_graph: TFTransformOutput folder (transform_fn, transformed_metadata, metadata).
         transformed_examples: Transformed gzip TFRecord splits.
-        beam_pipeline_args: Beam options, e.g. --runner=DataflowRunner; DirectRunner by default.
+        beam_pipeline_args: Beam options, e.g. --runner=DataflowRunner; in the task by default.
             A remote runner's workers get the artifacts' URIs (gs:// or a shared filesystem)
             and write the outputs straight there (cleared first).
     """

@@ -26,7 +26,7 @@ def tuner(
     Args:
         examples: Examples to tune on (transformed ones when transform_graph is given).
         schema: Raw schema (fn_args.schema_path).
-        module_file: Path, gs:// URI or dotted module name defining tuner_fn(fn_args).
+        module_file: Path, gs:// or s3:// URI, or dotted module name defining tuner_fn(fn_args).
         best_hyperparameters: best_hyperparameters.txt, HyperParameters.get_config() JSON (TFX's
             layout); the trainer's best_hyperparameters input.
         trials: Markdown table of the trials (hyperparameters, objective, time).

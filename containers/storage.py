@@ -282,7 +282,7 @@ def _check_aws_credentials(loc: Location, what: str) -> None:
         raise InputError(
             f"{what}: no AWS credentials for {loc.bucket_uri} (set AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a web identity; for KFP's MinIO see the "
-            "README's 'Running on a cluster')"
+            "docs/cluster/storage.md)"
         )
 
 
@@ -433,7 +433,7 @@ def _translate(err: BaseException, what: str, loc: Location, action: str) -> Inp
             return InputError(
                 f"{what}: no AWS credentials for {loc.bucket_uri} (set AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a web identity; for KFP's MinIO see the "
-                "README's 'Running on a cluster')"
+                "docs/cluster/storage.md)"
             )
         if kind == "bad-credentials":
             return InputError(f"{what}: the AWS credentials are not valid for {loc.uri} ({detail})")

@@ -75,7 +75,7 @@ def _load_run_fn(module_file: str):
         raise InputError(
             f"module_file: {module_file} defines trainer_fn() (TFX's Estimator trainer) but no "
             "run_fn(fn_args); TensorFlow >= 2.16 ships no Estimator: write a Keras run_fn, see "
-            "README 'Coming from TFX'"
+            "docs/coming-from-tfx.md"
         )
     raise InputError(f"module_file: {module_file} defines no function run_fn()")
 

@@ -1,4 +1,4 @@
-"""The benchmark helpers whose arithmetic the README's figures rest on."""
+"""The benchmark helpers whose arithmetic bench/results' figures rest on."""
 
 import gzip
 import os

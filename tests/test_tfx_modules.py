@@ -191,7 +191,7 @@ def test_estimator_era_module_is_told_what_to_write(tmp_path, ingested, transfor
     message = str(err.value)
     assert message.startswith("module_file: ") and "\n" not in message
     assert "trainer_fn()" in message and "TensorFlow >= 2.16 ships no Estimator" in message
-    assert "README 'Coming from TFX'" in message
+    assert "docs/coming-from-tfx.md" in message
     assert not (tmp_path / "model").exists() and not (tmp_path / "model_run").exists()
 
 
@@ -265,7 +265,7 @@ def run_fn(fn_args):
 
 
 def test_own_strategy_with_arguments_needs_strategy_default(tmp_path, ingested, transformed):
-    """The README's one flag case: a strategy of run_fn's own making, with its own devices."""
+    """The one flag case of docs/coming-from-tfx.md: a strategy of run_fn's own making, with its own devices."""
     module = write_module(tmp_path / "own.py", OWN_ARGUMENTS)
     code, info, stderr = _finish(
         _trainer_process(

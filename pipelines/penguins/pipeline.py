@@ -1,4 +1,4 @@
-"""Penguin species pipeline: the five tfkfp stages, the pusher gated on the blessing."""
+"""Penguin species pipeline: checked data, transform, trainer, evaluator, a gated pusher."""
 
 import os
 
