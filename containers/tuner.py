@@ -23,6 +23,7 @@ from tfkfp.containers import hyperparameters as hp_layout
 from tfkfp.containers import strategy as strategies
 from tfkfp.containers import user_module
 from tfkfp.containers.fn_args import common_fn_args
+from tfkfp.containers.markdown import code, escape
 from tfkfp.containers.runtime import InputError, log, publishing, select_keras
 
 STRATEGIES = ("auto", "mirrored", "default")
@@ -150,16 +151,17 @@ def _trials(oracle, seconds: dict[str, float]) -> list[Trial]:
 def render_markdown(result: TunerResult) -> str:
     """The trials table (best first marked) for the KFP UI's Markdown viewer."""
     names = sorted({name for trial in result.trials for name in trial.values})
+    objective = escape(result.objective)
     lines = [
-        f"# Tuning: {result.objective} ({result.direction or 'objective'})",
+        f"# Tuning: {objective} ({escape(result.direction or 'objective')})",
         "",
-        f"Best {result.objective}: **{_fmt(result.best_score)}** with "
-        f"`{json.dumps(result.best_values, default=str)}`; {result.completed} of "
-        f"{len(result.trials)} trials completed (max_trials {result.max_trials or '-'}), "
-        f"{result.search_seconds:.0f} s under {result.strategy} "
+        f"Best {objective}: **{_fmt(result.best_score)}** with "
+        f"{code(json.dumps(result.best_values, default=str))}; {result.completed} of "
+        f"{len(result.trials)} trials completed (max\\_trials {result.max_trials or '-'}), "
+        f"{result.search_seconds:.0f} s under {escape(result.strategy)} "
         f"({result.replicas} replica(s)).",
         "",
-        "| trial | status | " + " | ".join(names) + f" | {result.objective} | seconds |",
+        "| trial | status | " + " | ".join(escape(n) for n in names) + f" | {objective} | seconds |",
         "|---|---|" + "---|" * len(names) + "---|---|",
     ]
     best = next(
@@ -168,10 +170,10 @@ def render_markdown(result: TunerResult) -> str:
     )
     for trial in result.trials:
         mark = " (best)" if trial.trial_id == best else ""
-        cells = [str(trial.values.get(name, "")) for name in names]
+        cells = [escape(trial.values.get(name, "")) for name in names]
         seconds = "-" if trial.seconds is None else f"{trial.seconds:.1f}"
         lines.append(
-            f"| {trial.trial_id}{mark} | {trial.status} | "
+            f"| {escape(trial.trial_id)}{mark} | {escape(trial.status)} | "
             + " | ".join(cells)
             + f" | {_fmt(trial.score)} | {seconds} |"
         )

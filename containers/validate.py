@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from tfkfp.containers import statistics as stats_io
 from tfkfp.containers import storage
 from tfkfp.containers.layout import ANOMALIES_FILE, split_folder
+from tfkfp.containers.markdown import code, escape
 from tfkfp.containers.runtime import InputError, load_schema, log, publish_file, publishing
 
 SPLITS = stats_io.SPLITS
@@ -265,15 +266,14 @@ def markdown(result: ValidateResult) -> str:
     """The report for the KFP UI: the verdict and one table row per anomaly."""
     lines = ["# Data validation", ""]
     if result.valid:
-        lines.append("**Valid**: no anomalies in " + ", ".join(result.anomalies) + ".")
+        lines.append("**Valid**: no anomalies in " + escape(", ".join(result.anomalies)) + ".")
         return "\n".join(lines) + "\n"
     count = sum(len(v) for v in result.anomalies.values())
     lines += [f"**Not valid**: {count} anomalies.", "", "| split | feature | anomaly |",
               "|---|---|---|"]  # fmt: skip
     for split, found in result.anomalies.items():
         for feature, text in found.items():
-            cell = text.replace("|", "\\|")
-            lines.append(f"| {split} | `{feature}` | {cell} |")
+            lines.append(f"| {escape(split)} | {code(feature, in_table=True)} | {escape(text)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -175,6 +175,60 @@ def check_locations(args: dict[str, Any]) -> None:
         storage.check(value, f"--param {key}")
 
 
+# KFP's backend takes an importer's URI only in this form (objectstore.ParseBucketPathToConfig,
+# kubeflow/pipelines backend/src/v2/objectstore/config.go): a scheme://, then a bucket.
+KFP_IMPORT_URI = r"(^[a-z][a-z0-9]+:///?)([^/?]+)(/[^?]*)?(\?.+)?$"
+_KFP_MOUNTS = {"/gcs/": "gs://", "/minio/": "minio://", "/s3/": "s3://"}
+
+
+def check_importer_uris(path: str, arguments: dict[str, Any]) -> None:
+    """Fails in one line when a `dsl.importer` of a cluster run would get a URI without scheme.
+
+    kfp.local imports a local folder; KFP's backend fails the run on it (`no provider scheme
+    found in artifact URI`), after the run started. Checked on the compiled YAML, for every
+    importer fed by a pipeline parameter (the argument or its default) or a constant.
+    """
+    import re
+
+    import yaml
+
+    with open(path) as fh:
+        spec = next(yaml.safe_load_all(fh))
+    executors = spec.get("deploymentSpec", {}).get("executors", {})
+    importers = {k: v["importer"] for k, v in executors.items() if "importer" in v}
+    components = spec.get("components", {})
+    declared = spec["root"].get("inputDefinitions", {}).get("parameters", {})
+    for component in [spec["root"], *components.values()]:
+        for task_name, task in component.get("dag", {}).get("tasks", {}).items():
+            ref = components.get(task.get("componentRef", {}).get("name"), {})
+            importer = importers.get(ref.get("executorLabel"))
+            if importer is None:
+                continue
+            uri = importer.get("artifactUri", {})
+            given = task.get("inputs", {}).get("parameters", {}).get(uri.get("runtimeParameter"))
+            if "constant" in uri:
+                what, value = f"importer {task_name}", uri["constant"]
+            elif given and "componentInputParameter" in given:
+                name = given["componentInputParameter"].removeprefix("pipelinechannel--")
+                value = arguments.get(name, declared.get(name, {}).get("defaultValue"))
+                what = f"--param {name}"
+            else:
+                continue
+            if not isinstance(value, str) or not value or re.match(KFP_IMPORT_URI, value):
+                continue
+            mount = next((m for m in _KFP_MOUNTS if value.startswith(m)), None)
+            hint = (
+                f"; use {_KFP_MOUNTS[mount]}{value[len(mount) :]}"
+                if mount
+                else "; copy it to the cluster's object store and pass its gs://, s3:// or "
+                "minio:// URI (a local folder works with `tfkfp run --local` only)"
+            )
+            raise UsageError(
+                f"{what}: KFP's backend imports only a scheme://bucket/path URI, got "
+                f"{value!r}{hint}"
+            )
+
+
 def check_required(pipeline, args: dict[str, Any]) -> None:
     """Fails naming the pipeline's parameters that have no default and were not given."""
     declared = pipeline.pipeline_spec.root.input_definitions.parameters
@@ -185,16 +239,21 @@ def check_required(pipeline, args: dict[str, Any]) -> None:
         )
 
 
-def check_output(output: str) -> None:
-    """Fails in one line unless a file can be written at `output` (checked before compiling)."""
+def check_output(output: str, flag: str = "--output", kind: str = "a YAML file path") -> None:
+    """Fails in one line unless a file can be written at `output` (checked before any work)."""
     if os.path.isdir(output):
-        raise UsageError(f"--output: {output} is a folder; expected a YAML file path")
-    folder = os.path.dirname(os.path.abspath(output))
-    parent = folder
+        raise UsageError(f"{flag}: {output} is a folder; expected {kind}")
+    check_folder(os.path.dirname(os.path.abspath(output)), flag, output)
+
+
+def check_folder(folder: str, flag: str, shown: str | None = None) -> None:
+    """Fails in one line unless files can be written in `folder` (created if missing)."""
+    shown = shown or folder
+    parent = os.path.abspath(folder)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        raise UsageError(f"--output: cannot write {output} ({parent} is a file, not a folder)")
+        raise UsageError(f"{flag}: cannot write {shown} ({parent} is a file, not a folder)")
     try:
         os.makedirs(folder, exist_ok=True)
         # A real write: os.access says yes to root on read-only mounts and /proc.
@@ -202,7 +261,7 @@ def check_output(output: str) -> None:
             pass
     except OSError as err:
         raise UsageError(
-            f"--output: cannot write {output} ({err.strerror or err}); expected a writable path"
+            f"{flag}: cannot write {shown} ({err.strerror or err}); expected a writable path"
         ) from None
 
 
@@ -502,13 +561,13 @@ def _pages(yaml_path: str) -> list[str]:
     return copied
 
 
-def write_schema(data: str, output: str, input_format: str = "auto") -> str:
+def write_schema(data: str, output: str, input_format: str = "auto", delimiter: str = "") -> str:
     """Writes the schema ingest infers for `data` to `output` (text format); returns the path."""
     from google.protobuf import text_format
 
     from tfkfp.containers import ingest
 
-    schema = ingest.infer_schema(data, input_format)
+    schema = ingest.infer_schema(data, input_format, delimiter)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     Path(output).write_text(text_format.MessageToString(schema))
     return os.path.abspath(output)
@@ -570,6 +629,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     cluster.add_argument("--namespace", help="Kubernetes namespace (multi-user KFP)")
     cluster.add_argument("--existing-token", help="bearer token for the KFP API")
+    cluster.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the KFP API's answers before giving up (default 120)",
+    )
 
     p = sub.add_parser(
         "upload",
@@ -611,6 +676,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="a CSV/TFRecord/Parquet file, folder or glob (local, gs://, s3://)")
     p.add_argument("-o", "--output", required=True, help="schema.pbtxt to write")
     p.add_argument("--input-format", default="auto", help="auto, csv, tfrecord or parquet")
+    p.add_argument("--delimiter", default="", help="CSV delimiter (default: detected, as ingest)")
 
     p = sub.add_parser("images", help="build the tfkfp container images")
     images_sub = p.add_subparsers(dest="images_command", required=True)
@@ -643,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
             pipeline = load_pipeline(args.pipeline)
             arguments = {**local_arguments(pipeline), **parse_params(pipeline, args.param)}
             check_required(pipeline, arguments)
+            check_folder(args.pipeline_root, "--pipeline-root")
             local.run(
                 pipeline,
                 arguments,
@@ -658,7 +725,8 @@ def main(argv: list[str] | None = None) -> int:
             return demo(verbose=args.verbose)
         elif args.command == "schema":
             require_runtime("schema")
-            print(write_schema(args.data, args.output, args.input_format))
+            check_output(args.output, kind="a schema.pbtxt file path")
+            print(write_schema(args.data, args.output, args.input_format, args.delimiter))
         elif args.command == "images":
             from tfkfp import images
 
@@ -691,13 +759,17 @@ def _cluster_command(args: argparse.Namespace) -> int:
         if args.command == "submit":
             arguments = parse_params(pipeline, args.param)
             check_required(pipeline, arguments)
+            check_importer_uris(path, arguments)
         client = connect(args.host, args.namespace, args.existing_token)
         try:
             if args.command == "upload":
-                result = upload(client, path, args.name, args.version)
+                result = _bounded(args, lambda: upload(client, path, args.name, args.version))
             else:
-                result = submit(
-                    client, path, arguments, args.experiment, args.run_name, args.pipeline_root
+                result = _bounded(
+                    args,
+                    lambda: submit(
+                        client, path, arguments, args.experiment, args.run_name, args.pipeline_root
+                    ),
                 )
         except kfp_server_api.ApiException as err:
             print(f"tfkfp: error: {_api_error(err)}", file=sys.stderr)
@@ -707,9 +779,56 @@ def _cluster_command(args: argparse.Namespace) -> int:
                 f"tfkfp: error: KFP API unreachable during {args.command}: {err}", file=sys.stderr
             )
             return 1
+        except TimeoutError as err:
+            print(f"tfkfp: error: {err}", file=sys.stderr)
+            return 1
     for key, value in result.items():
         print(f"{key}: {value}")
     return 0
+
+
+def _bounded(args: argparse.Namespace, call):
+    """`call()` with at most --timeout seconds for the KFP API's answers.
+
+    kfp's REST client waits forever for a server that took the request and never answers (its
+    urllib3 calls pass no timeout), so the call runs in a daemon thread the process can leave.
+    Raises TimeoutError naming the host and the request that got no answer.
+    """
+    import threading
+
+    from urllib3 import connectionpool
+
+    requests: list[str] = []
+    original = connectionpool.HTTPConnectionPool.urlopen
+
+    def urlopen(pool, method, url, *rest, **kwargs):
+        requests.append(f"{method} {pool.scheme}://{pool.host}:{pool.port}{url.split('?')[0]}")
+        return original(pool, method, url, *rest, **kwargs)
+
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = call()
+        except BaseException as err:  # handed to the main thread as is
+            outcome["error"] = err
+
+    connectionpool.HTTPConnectionPool.urlopen = urlopen
+    try:
+        worker = threading.Thread(target=work, name=f"tfkfp-{args.command}", daemon=True)
+        worker.start()
+        worker.join(args.timeout)
+    finally:
+        connectionpool.HTTPConnectionPool.urlopen = original
+    if worker.is_alive():
+        waiting = requests[-1] if requests else "its API"
+        raise TimeoutError(
+            f"{args.command}: the KFP API at {args.host or 'the configured host'} did not answer "
+            f"{waiting} within {args.timeout:g} s (--timeout); its health check had answered"
+        )
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 if __name__ == "__main__":

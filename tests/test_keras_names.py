@@ -1,0 +1,45 @@
+"""A module's Keras names (`tf.keras`, `keras`, `tensorflow.keras`) are one Keras in the trainer."""
+
+import sys
+
+from conftest import TRAINER_MODULES
+from tfkfp.containers import trainer, user_module
+
+
+def test_module_mixing_keras_and_tf_keras_callbacks_trains(tmp_path, ingested, transformed):
+    """TFX's airflow_workshop taxi module: `from keras.callbacks import LambdaCallback`."""
+    keras_before = sys.modules.get("keras")
+    info = trainer.run(
+        examples=transformed.examples,
+        schema=ingested.schema,
+        module_file=str(TRAINER_MODULES / "tfx_airflow_taxi_style.py"),
+        model=str(tmp_path / "model"),
+        model_run=str(tmp_path / "model_run"),
+        curves=str(tmp_path / "curves.html"),
+        transform_graph=transformed.graph,
+        train_steps=4,
+        eval_steps=1,
+    )
+    assert info["keras"] == "tf_keras"
+    assert (tmp_path / "model" / "saved_model.pb").is_file()
+    # the process's own `keras` is back afterwards
+    assert sys.modules.get("keras") is keras_before
+
+
+def test_keras_names_point_at_tf_keras_only_inside():
+    import importlib
+
+    import tensorflow as tf
+
+    assert tf.keras.__name__.startswith("tf_keras")  # the test process's flavour (conftest)
+    with user_module.keras_names():
+        import keras
+        from keras.callbacks import LambdaCallback
+
+        assert keras is importlib.import_module("tf_keras")
+        assert issubclass(LambdaCallback, tf.keras.callbacks.Callback)
+        assert sys.modules["keras.callbacks"] is sys.modules["tf_keras.callbacks"]
+        assert sys.modules["tf_keras"].__spec__.name == "tf_keras"  # its own spec kept
+    import keras
+
+    assert not keras.__name__.startswith("tf_keras")
