@@ -137,7 +137,9 @@ def _remove_stale_staging(final_path: str) -> None:
         if not pid.isdigit():
             continue
         if host not in ("", _HOST):  # "": an older release's name, pid only
-            log.warning("%s: left by a process on %s; remove it if nothing writes there", path, host)
+            log.warning(
+                "%s: left by a process on %s; remove it if nothing writes there", path, host
+            )
             continue
         try:
             os.kill(int(pid), 0)

@@ -161,7 +161,9 @@ def render_markdown(result: TunerResult) -> str:
         f"{result.search_seconds:.0f} s under {escape(result.strategy)} "
         f"({result.replicas} replica(s)).",
         "",
-        "| trial | status | " + " | ".join(escape(n) for n in names) + f" | {objective} | seconds |",
+        "| trial | status | "
+        + " | ".join(escape(n) for n in names)
+        + f" | {objective} | seconds |",
         "|---|---|" + "---|" * len(names) + "---|---|",
     ]
     best = next(

@@ -70,11 +70,20 @@ def test_a_server_that_answers_only_healthz_does_not_hang(tmp_path, healthz_only
 @pytest.mark.parametrize(
     ("command", "flag"),
     [
-        (("schema", "{data}", "-o", "/proc/schema.pbtxt"), "--output: cannot write /proc/schema.pbtxt"),
+        (
+            ("schema", "{data}", "-o", "/proc/schema.pbtxt"),
+            "--output: cannot write /proc/schema.pbtxt",
+        ),
         (("schema", "{data}", "-o", "{tmp}/a_file/s.pbtxt"), "a_file is a file, not a folder"),
         (("schema", "{data}", "-o", "{tmp}"), "is a folder; expected a schema.pbtxt file path"),
-        (("run", "penguins", "--local", "--pipeline-root", "/proc/tfkfp"), "--pipeline-root: cannot write /proc/tfkfp"),
-        (("run", "penguins", "--local", "--pipeline-root", "{tmp}/a_file/root"), "--pipeline-root: cannot write"),
+        (
+            ("run", "penguins", "--local", "--pipeline-root", "/proc/tfkfp"),
+            "--pipeline-root: cannot write /proc/tfkfp",
+        ),
+        (
+            ("run", "penguins", "--local", "--pipeline-root", "{tmp}/a_file/root"),
+            "--pipeline-root: cannot write",
+        ),
     ],
 )
 def test_unwritable_output_paths_are_one_line_exit_2(tmp_path, penguins_csv, command, flag):

@@ -70,7 +70,9 @@ def test_one_column_that_looks_split_gets_a_warning(tmp_path, caplog):
     caplog.clear()
     (tmp_path / "e.csv").write_text("a;b;c\n" + "1;2;3\n" * 8)
     with caplog.at_level(logging.WARNING, logger="tfkfp"):
-        ingest.run(str(tmp_path / "e.csv"), str(tmp_path / "ex2"), str(tmp_path / "s2"), delimiter=",")
+        ingest.run(
+            str(tmp_path / "e.csv"), str(tmp_path / "ex2"), str(tmp_path / "s2"), delimiter=","
+        )
     assert any("set delimiter=';'" in r.getMessage() for r in caplog.records)
 
 
@@ -84,7 +86,9 @@ def test_one_column_that_looks_split_gets_a_warning(tmp_path, caplog):
 def test_bad_delimiter(tmp_path, delimiter, message):
     (tmp_path / "d.csv").write_text("a,b\n1,2\n")
     with pytest.raises(InputError, match=message.replace("\\", "\\\\")):
-        ingest.run(str(tmp_path / "d.csv"), str(tmp_path / "ex"), str(tmp_path / "s"), delimiter=delimiter)
+        ingest.run(
+            str(tmp_path / "d.csv"), str(tmp_path / "ex"), str(tmp_path / "s"), delimiter=delimiter
+        )
     assert sorted(os.listdir(tmp_path)) == ["d.csv"]
 
 
@@ -94,7 +98,9 @@ def test_delimiter_with_parquet_is_refused(tmp_path):
 
     pq.write_table(pa.table({"a": [1, 2]}), tmp_path / "d.parquet")
     with pytest.raises(InputError, match="delimiter: applies to CSV only"):
-        ingest.run(str(tmp_path / "d.parquet"), str(tmp_path / "ex"), str(tmp_path / "s"), delimiter=";")
+        ingest.run(
+            str(tmp_path / "d.parquet"), str(tmp_path / "ex"), str(tmp_path / "s"), delimiter=";"
+        )
 
 
 def test_integers_beyond_int64_are_kept_exact_as_bytes(tmp_path, caplog):
@@ -128,7 +134,9 @@ def test_parquet_decimal_is_kept_exact(tmp_path, caplog):
 
 def test_schema_cli_takes_the_delimiter(tmp_path):
     (tmp_path / "d.txt").write_text("a|b\n1|x\n2|y\n")
-    proc = run_cli("schema", str(tmp_path / "d.txt"), "-o", str(tmp_path / "s.pbtxt"), "--delimiter", "|")
+    proc = run_cli(
+        "schema", str(tmp_path / "d.txt"), "-o", str(tmp_path / "s.pbtxt"), "--delimiter", "|"
+    )
     assert proc.returncode == 0, proc.stderr
     text = (tmp_path / "s.pbtxt").read_text()
     assert 'name: "a"' in text and 'name: "b"' in text

@@ -33,7 +33,9 @@ def _strict_parse(docs: list[dict], where: str) -> None:
     from google.protobuf import json_format
     from kfp.pipeline_spec import pipeline_spec_pb2
 
-    spec = json_format.ParseDict(docs[0], pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=False)
+    spec = json_format.ParseDict(
+        docs[0], pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=False
+    )
     assert spec.schema_version == "2.1.0", where
     assert PIPELINE_NAME.match(spec.pipeline_info.name), (where, spec.pipeline_info.name)
     assert spec.root.WhichOneof("implementation") == "dag" or spec.deployment_spec, where
@@ -76,7 +78,12 @@ def test_the_rules_catch_what_the_backend_refuses():
         _strict_parse([{**doc, "sdkVersion2": "x"}], "unknown field")
     with pytest.raises(AssertionError):
         _strict_parse([{**doc, "pipelineInfo": {"name": "penguins_tuned"}}], "name")
-    importer = {"importer": {"artifactUri": {"constant": "/data/hp"}, "typeSchema": {"schemaTitle": "system.Artifact", "schemaVersion": "0.0.1"}}}
+    importer = {
+        "importer": {
+            "artifactUri": {"constant": "/data/hp"},
+            "typeSchema": {"schemaTitle": "system.Artifact", "schemaVersion": "0.0.1"},
+        }
+    }
     bad = {**doc, "deploymentSpec": {"executors": {"exec-importer": importer}}}
     with pytest.raises(AssertionError):
         _strict_parse([bad], "importer")

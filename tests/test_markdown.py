@@ -81,7 +81,11 @@ def _reports():
         direction="max",
         best_score=0.9,
         best_values={"learning_rate": 0.01, "hidden_units": 8},
-        trials=[tuner.Trial("trial_0", "COMPLETED", {"learning_rate": 0.01, "hidden_units": 8}, 0.9, 1.0)],
+        trials=[
+            tuner.Trial(
+                "trial_0", "COMPLETED", {"learning_rate": 0.01, "hidden_units": 8}, 0.9, 1.0
+            )
+        ],
         max_trials=1,
     )
     invalid = validate.ValidateResult(
