@@ -69,10 +69,8 @@ def run_fn(fn_args: FnArgs):
     tensorboard_callback = tf.keras.callbacks.TensorBoard(
         log_dir=fn_args.model_run_dir, update_freq="epoch"
     )
-    import keras
     from tensorflow.keras.callbacks import History
 
-    assert isinstance(keras.layers.Dense(1), tf.keras.layers.Layer)  # one Keras for every name
     batches = []
     batch_log_callback = LambdaCallback(on_batch_end=lambda batch, logs: batches.append(batch))
     model.fit(
@@ -84,6 +82,9 @@ def run_fn(fn_args: FnArgs):
         verbose=2,
     )
     assert batches, "LambdaCallback was not called"
+    import keras
+
+    assert isinstance(keras.layers.Dense(1), tf.keras.layers.Layer)  # one Keras for every name
     signatures = {
         "serving_default": _get_serve_tf_examples_fn(model, tf_transform_output),
     }
