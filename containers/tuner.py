@@ -275,7 +275,7 @@ def run(
     seconds: dict[str, float] = {}
     try:
         adopting = {"stage": "tuner", "fn": "tuner_fn"}
-        with strategies.adopted(tf, dist, strategy_name, **adopting):
+        with user_module.keras_names(), strategies.adopted(tf, dist, strategy_name, **adopting):
             tuner_fn = _load_tuner_fn(module_file)
             tuner, fit_kwargs = _checked_result(tuner_fn(fn_args))
         # KerasTuner builds each trial's model in its own distribution_strategy scope (and
@@ -283,7 +283,10 @@ def run(
         default = dist is tf.distribute.get_strategy()
         if not default and getattr(tuner, "distribution_strategy", False) is None:
             tuner.distribution_strategy = dist
-        with strategies.adopted(tf, dist, strategy_name, scope=False, **adopting):
+        with (
+            user_module.keras_names(),
+            strategies.adopted(tf, dist, strategy_name, scope=False, **adopting),
+        ):
             search_seconds = _search(tuner, fit_kwargs, seconds)
         oracle = tuner.oracle
         best_trial = _best(oracle)

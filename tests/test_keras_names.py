@@ -47,3 +47,15 @@ def test_keras_names_point_at_tf_keras_only_inside():
     import keras
 
     assert not keras.__name__.startswith("tf_keras")
+
+
+def test_tuner_fn_with_a_keras_package_callback_tunes(tmp_path, ingested, transformed):
+    from test_tuner import _tuner_process
+
+    module = str(TRAINER_MODULES / "tfx_penguin" / "penguin_tuner_lambda.py")
+    code, result, stderr = _tuner_process(
+        tmp_path, ingested, transformed, module_file=module, custom_config={"max_trials": 1}
+    )
+    assert code == 0, stderr[-3000:]
+    assert result["trials"][0]["status"] == "COMPLETED"
+    assert "lambda callback: epoch end" in stderr
