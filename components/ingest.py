@@ -13,6 +13,7 @@ def ingest(
     input_format: str = "auto",
     data_fingerprint: str = "",
     schema_uri: str = "",
+    delimiter: str = "",
 ):
     """CSV, TFRecord of tf.Example or Parquet -> gzip TFRecord splits train/eval and schema.pbtxt.
 
@@ -27,6 +28,9 @@ def ingest(
             an input it makes new data at the same data_uri a new cache key for this task.
         schema_uri: A curated schema.pbtxt (local, KFP mount, gs://, s3://) that the data must
             match; it becomes the schema output. Empty: inferred.
+        delimiter: The CSV field delimiter (one character; `\\t` or `tab` for tab). Empty:
+            detected per file (tab for .tsv, else the one of `,` `;` tab that splits the
+            header into the most columns).
     """
     import json
 
@@ -41,6 +45,7 @@ def ingest(
         train_fraction=train_fraction,
         input_format=input_format,
         schema_uri=schema_uri,
+        delimiter=delimiter,
     ).rows
     examples.metadata["split_names"] = json.dumps(list(counts))
     examples.metadata["rows"] = counts

@@ -12,6 +12,7 @@ import math
 import os
 from typing import Any
 
+from tfkfp.containers.markdown import code, escape
 from tfkfp.containers.slices import SliceNames
 
 # TFMA's model names when a baseline takes part (without one, the candidate's name is "").
@@ -308,14 +309,14 @@ def render_markdown(report: Evaluation) -> str:
     lines = [
         f"# Evaluation: {'BLESSED' if report.blessed else 'NOT BLESSED'}",
         "",
-        f"{report.reason}",
+        escape(report.reason),
         "",
-        *([report.slice_note, ""] if report.slice_note else []),
-        f"- Candidate: `{report.candidate}`",
-        f"- Baseline: `{report.baseline}` ({report.baseline_note})"
+        *([escape(report.slice_note), ""] if report.slice_note else []),
+        f"- Candidate: {code(report.candidate)}",
+        f"- Baseline: {code(report.baseline)} ({escape(report.baseline_note)})"
         if has_baseline
-        else f"- Baseline: none ({report.baseline_note}); change thresholds skipped",
-        f"- Examples: `{report.data}`",
+        else f"- Baseline: none ({escape(report.baseline_note)}); change thresholds skipped",
+        f"- Examples: {code(report.data)}",
         "",
         "## Thresholds",
         "",
@@ -324,8 +325,8 @@ def render_markdown(report: Evaluation) -> str:
         lines += ["| Metric | Slices | Threshold | Result |", "|---|---|---|---|"]
         for row in report.thresholds:
             lines.append(
-                f"| {row['metric']} | {row['slices']} | {row['kind']}: "
-                f"{_threshold_text(row['threshold'])} | {row['result']} |"
+                f"| {escape(row['metric'])} | {escape(row['slices'])} | {row['kind']}: "
+                f"{escape(_threshold_text(row['threshold']))} | {escape(row['result'])} |"
             )
     else:
         lines.append("No thresholds in the eval config.")
@@ -336,13 +337,15 @@ def render_markdown(report: Evaluation) -> str:
             threshold = f["threshold"] or {}
             text = "; ".join(_threshold_text(t) for t in threshold.values()) or f["message"]
             metric = (f["metric"] or "–") + (" (diff vs baseline)" if f["is_diff"] else "")
-            lines.append(f"| {f['slice']} | {metric} | {_fmt(f['value'])} | {text} |")
+            lines.append(
+                f"| {escape(f['slice'])} | {escape(metric)} | {_fmt(f['value'])} | {escape(text)} |"
+            )
     lines += ["", "## Metrics per slice", ""]
     names = sorted({m for table in report.slices.values() for m in table})
     if has_baseline:
         lines.append("Each cell: candidate (baseline, diff).")
         lines.append("")
-    lines.append("| Slice | " + " | ".join(names) + " |")
+    lines.append("| Slice | " + " | ".join(escape(n) for n in names) + " |")
     lines.append("|---|" + "---|" * len(names))
     for slice_name, table in report.slices.items():
         cells = []
@@ -352,13 +355,13 @@ def render_markdown(report: Evaluation) -> str:
             if has_baseline and "baseline" in value:
                 cell += f" ({_fmt(value.get('baseline'))}, {value.get('diff', 0.0):+.4g})"
             cells.append(cell)
-        lines.append(f"| {slice_name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {escape(slice_name)} | " + " | ".join(cells) + " |")
     classification = report.classification
     if classification:
         categories = classification["categories"]
         lines += ["", "## Confusion matrix (overall; rows: actual, columns: predicted)", ""]
-        lines.append("| | " + " | ".join(categories) + " |")
+        lines.append("| | " + " | ".join(escape(c) for c in categories) + " |")
         lines.append("|---|" + "---|" * len(categories))
         for name, row in zip(categories, classification["matrix"], strict=True):
-            lines.append(f"| **{name}** | " + " | ".join(str(v) for v in row) + " |")
+            lines.append(f"| **{escape(name)}** | " + " | ".join(str(v) for v in row) + " |")
     return "\n".join(lines) + "\n"

@@ -7,9 +7,12 @@ stores without a full download. Progress every PROGRESS_EVERY seconds
 
 Schema inference follows TFX's CSV convention: a column with no decimal point is INT, one that
 parses as a number FLOAT, otherwise BYTES; a column missing in some rows is VarLen (sparse in
-`preprocessing_fn`), one always present is fixed-length. Unlike TFX, `NA` is missing too.
+`preprocessing_fn`), one always present is fixed-length. Unlike TFX, `NA` is missing too, and an
+integer column beyond int64 (a 20-digit id) is BYTES with a warning, kept exact (TFX makes it a
+lossy FLOAT). The CSV delimiter is given or detected per file: tab for `.tsv`, else whichever of
+`,` `;` tab splits the header into the most columns.
 Parquet keeps its own types (integers and booleans INT, floats FLOAT, strings BYTES; lists
-VarLen); a null is a missing value.
+VarLen; decimals BYTES as their exact text, with a warning); a null is a missing value.
 
 No TensorFlow: pyarrow reads CSV and Parquet, tfx_bsl's C++ coder encodes tf.Examples (a missing
 value is an empty Feature, as in TFX's own CSV path) and the TFRecord framing is written here,
@@ -41,6 +44,12 @@ _PARQUET_SUFFIXES = (".parquet", ".pq")
 # pyarrow parses CSV in blocks; a row must fit in one. Start here, grow x4 for larger rows.
 CSV_BLOCK_SIZE = 8 << 20
 CSV_MAX_BLOCK_SIZE = 2 << 30
+# Auto-detected delimiters, the first winning ties; `delimiter` also takes these spellings of tab.
+DELIMITERS = (",", ";", "\t")
+_TAB_NAMES = ("\\t", "tab", "\t")
+_TSV_SUFFIXES = (".tsv", ".tab")
+# Characters that suggest a file was split with the wrong delimiter when its header is one column.
+_DELIMITER_LIKE = ",;\t|"
 
 
 @dataclass
@@ -86,26 +95,66 @@ def _format_of(files: list[storage.Stat], input_format: str) -> str:
     return kinds.pop()
 
 
-def _read_header(uri: str) -> list[str] | None:
-    """The CSV header row; a UTF-8 byte-order mark is not part of the first name."""
-    import csv
+def check_delimiter(delimiter: str) -> str:
+    """The delimiter a user gave as one character ('' = detect); `\\t` and `tab` mean tab."""
+    if delimiter in _TAB_NAMES:
+        return "\t"
+    if len(delimiter) > 1 or delimiter in ('"', "\n", "\r"):
+        raise InputError(
+            f"delimiter: expected one character such as ',' ';' or '\\t' (or empty to detect), "
+            f"got {delimiter!r}"
+        )
+    return delimiter
+
+
+def _read_header(uri: str, delimiter: str = "") -> tuple[list[str] | None, str]:
+    """The CSV header row and the file's delimiter (detected when not given).
+
+    A UTF-8 byte-order mark is not part of the first name.
+    """
     import io
 
     with storage.errors("data_uri", uri):
         raw = storage.open_input(uri, "data_uri")
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
         try:
-            header = next(csv.reader(text), None)
+            first = text.readline().rstrip("\r\n")
         except UnicodeDecodeError as err:
             raise InputError(f"data_uri: {uri} is not UTF-8 CSV ({err.reason})") from None
-        except csv.Error as err:
-            raise InputError(f"data_uri: {uri} is not valid CSV ({err})") from None
         finally:
             text.close()
-    return None if header is None else [h.strip() for h in header]
+    if not first:
+        return None, delimiter or ","
+    if not delimiter:
+        if uri.lower().endswith(_TSV_SUFFIXES):
+            delimiter = "\t"
+        else:
+            widths = {d: len(_split(first, d, uri)) for d in DELIMITERS}
+            delimiter = max(DELIMITERS, key=lambda d: widths[d])  # ties: the first (",")
+    header = [h.strip() for h in _split(first, delimiter, uri)]
+    looks_split = [c for c in _DELIMITER_LIKE if c != delimiter and first.count(c) >= 2]
+    if len(header) == 1 and looks_split:
+        log.warning(
+            "ingest: %s reads as one column %r although its header has several %r; "
+            "if that is the delimiter, set delimiter=%r",
+            uri,
+            header[0][:60],
+            looks_split[0],
+            looks_split[0],
+        )
+    return header, delimiter
 
 
-def _read_csv_file(uri: str, header: list[str], progress: events.Progress):
+def _split(line: str, delimiter: str, uri: str) -> list[str]:
+    import csv
+
+    try:
+        return next(csv.reader([line], delimiter=delimiter), [""])
+    except csv.Error as err:
+        raise InputError(f"data_uri: {uri} is not valid CSV ({err})") from None
+
+
+def _read_csv_file(uri: str, header: list[str], progress: events.Progress, delimiter: str = ","):
     """One CSV file as a table of strings, streamed; the block grows for rows that need it."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
@@ -120,6 +169,7 @@ def _read_csv_file(uri: str, header: list[str], progress: events.Progress):
                     read_options=pcsv.ReadOptions(
                         column_names=header, skip_rows=1, block_size=block_size
                     ),
+                    parse_options=pcsv.ParseOptions(delimiter=delimiter),
                     convert_options=pcsv.ConvertOptions(
                         column_types=dict.fromkeys(header, pa.string()),
                         strings_can_be_null=False,
@@ -149,7 +199,7 @@ def _read_csv_file(uri: str, header: list[str], progress: events.Progress):
             raise InputError(f"data_uri: {uri} is not valid CSV ({reason})") from None
 
 
-def _read_csv(files: list[storage.Stat], progress: events.Progress):
+def _read_csv(files: list[storage.Stat], progress: events.Progress, delimiter: str = ""):
     """All files as one pyarrow Table of trimmed strings (types are inferred afterwards)."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -157,7 +207,7 @@ def _read_csv(files: list[storage.Stat], progress: events.Progress):
     header: list[str] | None = None
     tables = []
     for f in files:
-        file_header = _read_header(f.uri)
+        file_header, file_delimiter = _read_header(f.uri, delimiter)
         if file_header is None:
             progress.add(f.size, files=1)
             continue
@@ -167,7 +217,7 @@ def _read_csv(files: list[storage.Stat], progress: events.Progress):
                 raise InputError(f"data_uri: {f.uri} has an empty or repeated column name")
         elif file_header != header:
             raise InputError(f"data_uri: {f.uri} has a different header than {files[0].uri}")
-        tables.append(_read_csv_file(f.uri, header, progress))
+        tables.append(_read_csv_file(f.uri, header, progress, file_delimiter))
         progress.add(f.size, files=1)
     if header is None or not sum(t.num_rows for t in tables):
         raise InputError(
@@ -189,7 +239,16 @@ def _typed_column(name: str, strings):
     if len(present) == 0:
         kind, values = "BYTES", present.cast(pa.large_binary())
     elif pc.all(pc.match_substring_regex(present, INT_PATTERN)).as_py():
-        kind, values = "INT", pc.cast(present, pa.int64())
+        try:
+            kind, values = "INT", pc.cast(present, pa.int64())
+        except pa.ArrowInvalid:  # beyond int64: an id, kept exact as text
+            log.warning(
+                "ingest: column %r has integers beyond int64 (e.g. %s): read as BYTES (strings), "
+                "exact; a FLOAT would lose digits",
+                name,
+                _widest(present),
+            )
+            kind, values = "BYTES", present.cast(pa.large_binary())
     else:
         try:
             kind, values = "FLOAT", pc.cast(pc.cast(present, pa.float64()), pa.float32())
@@ -198,6 +257,13 @@ def _typed_column(name: str, strings):
     offsets = np.concatenate([[0], np.cumsum(~missing, dtype=np.int64)])
     lists = pa.LargeListArray.from_arrays(pa.array(offsets), values, mask=pa.array(missing))
     return _Column(name, kind, int(missing.sum())), lists
+
+
+def _widest(strings) -> str:
+    import pyarrow.compute as pc
+
+    lengths = pc.utf8_length(strings)
+    return strings[pc.index(lengths, pc.max(lengths)).as_py()].as_py()
 
 
 def _schema(columns: Iterable[_Column]):
@@ -235,10 +301,12 @@ def _encoded(names: list[str], lists: list, keys) -> Chunks:
         yield keys(start, CHUNK_ROWS), encoder.encode(batch.slice(start, CHUNK_ROWS))
 
 
-def _csv_examples(files: list[storage.Stat], progress: events.Progress) -> tuple[object, Chunks]:
+def _csv_examples(
+    files: list[storage.Stat], progress: events.Progress, delimiter: str = ""
+) -> tuple[object, Chunks]:
     import pyarrow.compute as pc
 
-    table = _read_csv(files, progress)
+    table = _read_csv(files, progress, delimiter)
     typed = [_typed_column(name, table[name].combine_chunks()) for name in table.column_names]
 
     def keys(start: int, n: int) -> list[bytes]:
@@ -274,8 +342,17 @@ def _arrow_column(name: str, array):
         values, value_type = values.dictionary_decode(), value_type.value_type
     if pa.types.is_integer(value_type) or pa.types.is_boolean(value_type):
         kind, values = "INT", values.cast(pa.int64())
-    elif pa.types.is_floating(value_type) or pa.types.is_decimal(value_type):
+    elif pa.types.is_floating(value_type):
         kind, values = "FLOAT", values.cast(pa.float64()).cast(pa.float32())
+    elif pa.types.is_decimal(value_type):
+        # float32 keeps ~7 digits (12345678.91 -> 12345679.0): the exact text instead.
+        log.warning(
+            "ingest: column %r is Parquet %s: read as BYTES (its exact decimal text); "
+            "cast it in preprocessing_fn (tf.strings.to_number) if a float is close enough",
+            name,
+            value_type,
+        )
+        kind, values = "BYTES", values.cast(pa.string()).cast(pa.large_binary())
     elif pa.types.is_string(value_type) or pa.types.is_large_string(value_type):
         kind, values = "BYTES", values.cast(pa.large_binary())
     elif pa.types.is_binary(value_type) or pa.types.is_large_binary(value_type):
@@ -444,14 +521,17 @@ def _is_train(key: bytes, train_fraction: float) -> bool:
     return bucket < train_fraction * 10_000
 
 
-def _read(data_uri: str, input_format: str) -> tuple[object, Chunks]:
+def _read(data_uri: str, input_format: str, delimiter: str = "") -> tuple[object, Chunks]:
     """The data's inferred schema and its examples (lazily, CHUNK_ROWS at a time)."""
     if input_format not in FORMATS:
         raise InputError(
             f"input_format: expected one of {', '.join(FORMATS)}, got {input_format!r}"
         )
+    delimiter = check_delimiter(delimiter)
     files = _resolve_files(data_uri)
     fmt = _format_of(files, input_format)
+    if delimiter and fmt != "csv":
+        raise InputError(f"delimiter: applies to CSV only; {data_uri} is {fmt}")
     log.info(
         "ingest: reading %d %s file(s), %.1f MB, from %s",
         len(files),
@@ -466,13 +546,15 @@ def _read(data_uri: str, input_format: str) -> tuple[object, Chunks]:
         files_total=len(files),
         detail="{rows:,} rows",
     )
-    read = {"csv": _csv_examples, "tfrecord": _tfrecord_examples, "parquet": _parquet_examples}
+    if fmt == "csv":
+        return _csv_examples(files, progress, delimiter)
+    read = {"tfrecord": _tfrecord_examples, "parquet": _parquet_examples}
     return read[fmt](files, progress)
 
 
-def infer_schema(data_uri: str, input_format: str = "auto"):
+def infer_schema(data_uri: str, input_format: str = "auto", delimiter: str = ""):
     """The schema ingest infers for the data (`tfkfp schema` writes it for review)."""
-    return _read(data_uri, input_format)[0]
+    return _read(data_uri, input_format, delimiter)[0]
 
 
 def read_schema(uri: str, what: str):
@@ -519,6 +601,7 @@ def run(
     train_fraction: float = 0.75,
     input_format: str = "auto",
     schema_uri: str = "",
+    delimiter: str = "",
 ) -> IngestResult:
     """Reads CSV, TFRecord or Parquet data; writes hash-split gzip TFRecords and a schema.
 
@@ -532,7 +615,7 @@ def run(
     if not 0.0 < train_fraction < 1.0:
         raise InputError(f"train_fraction: expected a number between 0 and 1, got {train_fraction}")
     curated = read_schema(schema_uri, "schema_uri") if schema_uri else None
-    inferred, chunks = _read(data_uri, input_format)
+    inferred, chunks = _read(data_uri, input_format, delimiter)
     if curated is not None:
         check_columns(curated, inferred, schema_uri)
     written = curated if curated is not None else inferred

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 
 from tfkfp.containers.runtime import log
@@ -18,7 +19,7 @@ def publishing(final_path: str) -> Iterator[str]:
     staging folder is removed on failure and a previous attempt's output is replaced.
     """
     final_path = final_path.rstrip("/")
-    staging = f"{final_path}.staging-{os.getpid()}"
+    staging = f"{final_path}.staging-{_HOST}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(staging)
     try:
@@ -31,6 +32,40 @@ def publishing(final_path: str) -> Iterator[str]:
     elif os.path.exists(final_path):
         os.remove(final_path)
     os.rename(staging, final_path)
+    _remove_stale_staging(final_path)
+
+
+_HOST = socket.gethostname().replace("/", "_") or "host"
+
+
+def _remove_stale_staging(final_path: str) -> None:
+    """Removes staging folders of `final_path` left by killed processes on this host.
+
+    A folder is removed only when its name says this host and a process id that no longer
+    runs here; another live process's staging, or another machine's, is never touched (the
+    latter is named in a warning).
+    """
+    import glob
+
+    prefix = f"{final_path}.staging-"
+    for path in glob.glob(glob.escape(prefix) + "*"):
+        host, _, pid = path[len(prefix) :].rpartition("-")
+        if not pid.isdigit():
+            continue
+        if host not in ("", _HOST):  # "": an older release's name, pid only
+            log.warning(
+                "%s: left by a process on %s; remove it if nothing writes there", path, host
+            )
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running: its staging
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # runs under another user
+        log.info("removing %s, left by a killed process", path)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager

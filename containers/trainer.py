@@ -151,7 +151,7 @@ def run(
     fn_args.hyperparameters = hp_layout.checked(hyperparameters, hp_name)
     fn_args.base_model = base_model_path
     fn_args.strategy = dist
-    with strategies.adopted(tf, dist, strategy_name) as built_in:
+    with user_module.keras_names(), strategies.adopted(tf, dist, strategy_name) as built_in:
         run_fn = _load_run_fn(module_file)
         timings = _train(run_fn, is_chief, task, model, model_run, fn_args)
     log.info(

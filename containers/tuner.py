@@ -23,6 +23,7 @@ from tfkfp.containers import events, user_module
 from tfkfp.containers import hyperparameters as hp_layout
 from tfkfp.containers import strategy as strategies
 from tfkfp.containers.fn_args import common_fn_args
+from tfkfp.containers.markdown import code, escape
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, log, select_keras
 
@@ -158,16 +159,19 @@ def _trials(oracle, seconds: dict[str, float]) -> list[Trial]:
 def render_markdown(result: TunerResult) -> str:
     """The trials table (best first marked) for the KFP UI's Markdown viewer."""
     names = sorted({name for trial in result.trials for name in trial.values})
+    objective = escape(result.objective)
     lines = [
-        f"# Tuning: {result.objective} ({result.direction or 'objective'})",
+        f"# Tuning: {objective} ({escape(result.direction or 'objective')})",
         "",
-        f"Best {result.objective}: **{_fmt(result.best_score)}** with "
-        f"`{json.dumps(result.best_values, default=str)}`; {result.completed} of "
-        f"{len(result.trials)} trials completed (max_trials {result.max_trials or '-'}), "
-        f"{result.search_seconds:.0f} s under {result.strategy} "
+        f"Best {objective}: **{_fmt(result.best_score)}** with "
+        f"{code(json.dumps(result.best_values, default=str))}; {result.completed} of "
+        f"{len(result.trials)} trials completed (max\\_trials {result.max_trials or '-'}), "
+        f"{result.search_seconds:.0f} s under {escape(result.strategy)} "
         f"({result.replicas} replica(s)).",
         "",
-        "| trial | status | " + " | ".join(names) + f" | {result.objective} | seconds |",
+        "| trial | status | "
+        + " | ".join(escape(n) for n in names)
+        + f" | {objective} | seconds |",
         "|---|---|" + "---|" * len(names) + "---|---|",
     ]
     best = next(
@@ -176,10 +180,10 @@ def render_markdown(result: TunerResult) -> str:
     )
     for trial in result.trials:
         mark = " (best)" if trial.trial_id == best else ""
-        cells = [str(trial.values.get(name, "")) for name in names]
+        cells = [escape(trial.values.get(name, "")) for name in names]
         seconds = "-" if trial.seconds is None else f"{trial.seconds:.1f}"
         lines.append(
-            f"| {trial.trial_id}{mark} | {trial.status} | "
+            f"| {escape(trial.trial_id)}{mark} | {escape(trial.status)} | "
             + " | ".join(cells)
             + f" | {_fmt(trial.score)} | {seconds} |"
         )
@@ -279,7 +283,7 @@ def run(
     seconds: dict[str, float] = {}
     try:
         adopting = {"stage": "tuner", "fn": "tuner_fn"}
-        with strategies.adopted(tf, dist, strategy_name, **adopting):
+        with user_module.keras_names(), strategies.adopted(tf, dist, strategy_name, **adopting):
             tuner_fn = _load_tuner_fn(module_file)
             tuner, fit_kwargs = _checked_result(tuner_fn(fn_args))
         # KerasTuner builds each trial's model in its own distribution_strategy scope (and
@@ -287,7 +291,10 @@ def run(
         default = dist is tf.distribute.get_strategy()
         if not default and getattr(tuner, "distribution_strategy", False) is None:
             tuner.distribution_strategy = dist
-        with strategies.adopted(tf, dist, strategy_name, scope=False, **adopting):
+        with (
+            user_module.keras_names(),
+            strategies.adopted(tf, dist, strategy_name, scope=False, **adopting),
+        ):
             search_seconds = _search(tuner, fit_kwargs, seconds)
         oracle = tuner.oracle
         best_trial = _best(oracle)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
+import importlib.abc
 import importlib.util
 import os
 import sys
 import tempfile
 import traceback
+from collections.abc import Iterator
 from types import ModuleType
 
 from tfkfp.containers.runtime import InputError, log
@@ -166,3 +169,53 @@ def load_function(module_ref: str, name: str):
     if not callable(fn):
         raise InputError(f"module_file: {module_ref} defines no function {name}()")
     return fn
+
+
+class _KerasAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports `keras` and `keras.*` as the same modules of `tf_keras` (tf.keras's flavour)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras" and not name.startswith("keras."):
+            return None
+        try:
+            module = importlib.import_module("tf_keras" + name[len("keras") :])
+        except ImportError:
+            return None  # no such tf_keras module: the import fails as it would
+        return importlib.util.spec_from_loader(name, self, origin=module.__spec__.origin)
+
+    def create_module(self, spec):
+        module = sys.modules["tf_keras" + spec.name[len("keras") :]]
+        self._saved = (module, module.__spec__, getattr(module, "__loader__", None))
+        return module
+
+    def exec_module(self, module):
+        # The import machinery stamped the alias's spec on the real module: put its own back.
+        saved, spec, loader = self._saved
+        saved.__spec__, saved.__loader__ = spec, loader
+
+
+@contextlib.contextmanager
+def keras_names() -> Iterator[None]:
+    """While a module file is imported and run, `keras.*` is the Keras that `tf.keras` is.
+
+    TFX-era modules mix `tf.keras` with `import keras` / `from keras.callbacks import ...`
+    (TFX's airflow_workshop taxi module). With the tf_keras flavour, `tf.keras` is Keras 2
+    (tf_keras) but `keras` is Keras 3: a Keras 3 callback in a Keras 2 `fit` fails
+    (`no attribute '_implements_train_batch_hooks'`). So here `keras` names tf_keras too.
+    With the keras3 flavour both already are Keras 3. The process's own `keras` modules are
+    put back afterwards.
+    """
+    if os.environ.get("TF_USE_LEGACY_KERAS") != "1" or importlib.util.find_spec("tf_keras") is None:
+        yield
+        return
+    names = [n for n in sys.modules if n == "keras" or n.startswith("keras.")]
+    saved = {n: sys.modules.pop(n) for n in names}
+    alias = _KerasAlias()
+    sys.meta_path.insert(0, alias)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(alias)
+        for n in [n for n in sys.modules if n == "keras" or n.startswith("keras.")]:
+            del sys.modules[n]
+        sys.modules.update(saved)

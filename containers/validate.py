@@ -25,6 +25,7 @@ from tfkfp.containers import events, storage
 from tfkfp.containers import statistics as stats_io
 from tfkfp.containers.histograms import rebucket
 from tfkfp.containers.layout import ANOMALIES_FILE, load_schema, split_folder
+from tfkfp.containers.markdown import code, escape
 from tfkfp.containers.publish import publish_file, publishing
 from tfkfp.containers.runtime import InputError, log
 
@@ -273,14 +274,13 @@ def verdict(result: ValidateResult) -> str:
 def markdown(result: ValidateResult) -> str:
     """The report for the KFP UI: the verdict and one table row per anomaly."""
     head, _, rest = verdict(result).partition(":")
-    lines = ["# Data validation", "", f"**{head}**:{rest}"]
+    lines = ["# Data validation", "", f"**{head}**:{escape(rest)}"]
     if result.valid:
         return "\n".join(lines) + "\n"
     lines += ["", "| split | feature | anomaly |", "|---|---|---|"]
     for split, found in result.anomalies.items():
         for feature, text in found.items():
-            cell = text.replace("|", "\\|")
-            lines.append(f"| {split} | `{feature}` | {cell} |")
+            lines.append(f"| {escape(split)} | {code(feature, in_table=True)} | {escape(text)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -99,9 +99,9 @@ def test_markdown_report_and_json(tmp_path, stored):
     md = eval_report.render_markdown(evaluation)
     assert md.startswith("# Evaluation: NOT BLESSED\n\nNot blessed: 1 threshold check(s) failed.")
     assert f"- Baseline: `{stored['baseline']}` (baseline model artifact)" in md
-    assert "| example_count | every slice | value: ≥ 20 | fail: island=2 |" in md
-    assert "| sparse_categorical_accuracy | Overall | change: diff ≥ -0.05 | pass |" in md
-    assert "| island=2 | example_count | 9 | ≥ 20 |" in md  # the failures table
+    assert "| example\\_count | every slice | value: ≥ 20 | fail: island=2 |" in md
+    assert "| sparse\\_categorical\\_accuracy | Overall | change: diff ≥ -0.05 | pass |" in md
+    assert "| island=2 | example\\_count | 9 | ≥ 20 |" in md  # the failures table
     assert "Each cell: candidate (baseline, diff)." in md
     assert "| Overall | 84 (84, +0) | 1 (0.6429, +0.3571) |" in md
     assert "| **Adelie** | 41 | 0 | 0 |" in md

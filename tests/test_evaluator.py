@@ -10,6 +10,7 @@ import pytest
 
 from tests.helpers import damage_examples, run_cli
 from tfkfp.containers import evaluator, events, pusher
+from tfkfp.containers.markdown import escape
 from tfkfp.containers.runtime import InputError
 from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
 
@@ -94,8 +95,8 @@ def test_blessed_without_baseline_skips_change_thresholds(tmp_path, trained, ing
     md = (tmp_path / "report.md").read_text()
     assert md.startswith("# Evaluation: BLESSED")
     assert "Baseline: none (no baseline given" in md and "change thresholds skipped" in md
-    assert "| sparse_categorical_accuracy | Overall | value: ≥ 0.5 | pass |" in md
-    assert "| sparse_categorical_accuracy | Overall | change: diff ≥ +0 | skipped" in md
+    assert "| sparse\\_categorical\\_accuracy | Overall | value: ≥ 0.5 | pass |" in md
+    assert "| sparse\\_categorical\\_accuracy | Overall | change: diff ≥ +0 | skipped" in md
     assert "| Overall | " in md and "| island=Dream |" in md
     assert "## Confusion matrix" in md and "| **Adelie** |" in md
     # the raw TFMA output is kept and loads in a notebook
@@ -115,7 +116,7 @@ def test_not_blessed_names_the_failing_metric(tmp_path, trained, ingested):
     assert failure["threshold"] == {"valueThreshold": {"lowerBound": 1.01}}
     md = (tmp_path / "report.md").read_text()
     assert md.startswith("# Evaluation: NOT BLESSED")
-    assert "| Overall | sparse_categorical_accuracy |" in md and "≥ 1.01" in md
+    assert "| Overall | sparse\\_categorical\\_accuracy |" in md and "≥ 1.01" in md
 
 
 def test_no_thresholds_is_blessed_and_says_why(tmp_path, trained, ingested):
@@ -213,7 +214,7 @@ def test_change_threshold_candidate_does_not_beat_pushed_baseline(
     results = {row["kind"]: row["result"] for row in report.thresholds}
     assert results == {"value": "pass", "change": "fail: Overall"}
     md = (tmp_path / "report.md").read_text()
-    assert "sparse_categorical_accuracy (diff vs baseline)" in md
+    assert "sparse\\_categorical\\_accuracy (diff vs baseline)" in md
 
 
 def test_push_destination_without_complete_version_is_no_baseline(tmp_path, trained, ingested):
@@ -230,7 +231,9 @@ def test_push_destination_without_complete_version_is_no_baseline(tmp_path, trai
     assert report.baseline is None and report.blessed is True
     assert "no complete version" in report.baseline_note
     md = (tmp_path / "report.md").read_text()
-    assert f"no complete version (a version folder with PUSHED.json) under {destination}" in md
+    assert (
+        escape(f"no complete version (a version folder with PUSHED.json) under {destination}") in md
+    )
     assert "skipped (no baseline)" in md
 
 

@@ -79,7 +79,10 @@ def test_tfx_style_tuner_fn_and_its_outputs(tuned):
         assert f"tuner: trial {n}/3 COMPLETED: val_sparse_categorical_accuracy " in stderr
     # the Markdown trials table: a row per trial with its values and objective, the best marked
     table = (out / "trials.md").read_text()
-    assert "| trial | status | learning_rate | units | val_sparse_categorical_accuracy |" in table
+    assert (
+        "| trial | status | learning\\_rate | units | val\\_sparse\\_categorical\\_accuracy |"
+        in table
+    )
     rows = [line for line in table.splitlines() if line.startswith("| ") and "COMPLETED" in line]
     assert len(rows) == 3
     assert sum("(best)" in row for row in rows) == 1
@@ -301,7 +304,7 @@ def test_penguins_tuned_pipeline_tunes_then_reuses(tmp_path, gcs):
     values = json.loads(text)["values"]
     assert set(values) == {"learning_rate", "units"}
     table = (tuned.parent / "trials").read_text()
-    assert table.startswith("# Tuning: val_sparse_categorical_accuracy (max)")
+    assert table.startswith("# Tuning: val\\_sparse\\_categorical\\_accuracy (max)")
     executor = json.loads((tuned.parent / "executor_output.json").read_text())
     (metrics,) = executor["artifacts"]["metrics"]["artifacts"]
     assert metrics["metadata"]["trials_completed"] == 2

@@ -29,8 +29,9 @@ def penguins_tuned(
         module_file: Path, gs:// URI or dotted module name with preprocessing_fn, tuner_fn and
             run_fn.
         hyperparameters_uri: Empty: tune. Else reuse, without tuning, a best_hyperparameters
-            artifact of an earlier run (its URI, gs://..., s3://..., or a local folder) or a
-            best_hyperparameters.txt file.
+            artifact of an earlier run or a best_hyperparameters.txt file: its gs://, s3:// or
+            minio:// URI on a cluster (KFP's importer takes nothing else); a local folder
+            only with `tfkfp run --local`.
         custom_config: fn_args.custom_config of tuner_fn and run_fn (max_trials for tuner_fn).
         tuning_train_steps: Training steps of each trial.
         tuning_eval_steps: Validation steps of each trial.

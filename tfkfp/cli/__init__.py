@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     cluster.add_argument("--namespace", help="Kubernetes namespace (multi-user KFP)")
     cluster.add_argument("--existing-token", help="bearer token for the KFP API")
+    cluster.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the KFP API's answers before giving up (default 120)",
+    )
 
     p = sub.add_parser(
         "upload",
@@ -97,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="a CSV/TFRecord/Parquet file, folder or glob (local, gs://, s3://)")
     p.add_argument("-o", "--output", required=True, help="schema.pbtxt to write")
     p.add_argument("--input-format", default="auto", help="auto, csv, tfrecord or parquet")
+    p.add_argument("--delimiter", default="", help="CSV delimiter (default: detected, as ingest)")
 
     p = sub.add_parser("images", help="build the tfkfp container images")
     images_sub = p.add_subparsers(dest="images_command", required=True)
@@ -146,9 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "schema":
             from tfkfp.cli import schema
             from tfkfp.cli.common import require_runtime
+            from tfkfp.cli.pipelines import check_output
 
             require_runtime("schema")
-            print(schema.write_schema(args.data, args.output, args.input_format))
+            check_output(args.output, kind="a schema.pbtxt file path")
+            print(schema.write_schema(args.data, args.output, args.input_format, args.delimiter))
         elif args.command == "images":
             from tfkfp import images
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from tfkfp.cli.common import UsageError
 from tfkfp.cli.pipelines import (
+    check_importer_uris,
     check_required,
     compile_pipeline,
     load_pipeline,
@@ -196,13 +197,17 @@ def command(args: argparse.Namespace) -> int:
         if args.command == "submit":
             arguments = parse_params(pipeline, args.param)
             check_required(pipeline, arguments)
+            check_importer_uris(path, arguments)
         client = connect(args.host, args.namespace, args.existing_token)
         try:
             if args.command == "upload":
-                result = upload(client, path, args.name, args.version)
+                result = _bounded(args, lambda: upload(client, path, args.name, args.version))
             else:
-                result = submit(
-                    client, path, arguments, args.experiment, args.run_name, args.pipeline_root
+                result = _bounded(
+                    args,
+                    lambda: submit(
+                        client, path, arguments, args.experiment, args.run_name, args.pipeline_root
+                    ),
                 )
         except kfp_server_api.ApiException as err:
             print(f"tfkfp: error: {_api_error(err)}", file=sys.stderr)
@@ -212,6 +217,53 @@ def command(args: argparse.Namespace) -> int:
                 f"tfkfp: error: KFP API unreachable during {args.command}: {err}", file=sys.stderr
             )
             return 1
+        except TimeoutError as err:
+            print(f"tfkfp: error: {err}", file=sys.stderr)
+            return 1
     for key, value in result.items():
         print(f"{key}: {value}")
     return 0
+
+
+def _bounded(args: argparse.Namespace, call):
+    """`call()` with at most --timeout seconds for the KFP API's answers.
+
+    kfp's REST client waits forever for a server that took the request and never answers (its
+    urllib3 calls pass no timeout), so the call runs in a daemon thread the process can leave.
+    Raises TimeoutError naming the host and the request that got no answer.
+    """
+    import threading
+
+    from urllib3 import connectionpool
+
+    requests: list[str] = []
+    original = connectionpool.HTTPConnectionPool.urlopen
+
+    def urlopen(pool, method, url, *rest, **kwargs):
+        requests.append(f"{method} {pool.scheme}://{pool.host}:{pool.port}{url.split('?')[0]}")
+        return original(pool, method, url, *rest, **kwargs)
+
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = call()
+        except BaseException as err:  # handed to the main thread as is
+            outcome["error"] = err
+
+    connectionpool.HTTPConnectionPool.urlopen = urlopen
+    try:
+        worker = threading.Thread(target=work, name=f"tfkfp-{args.command}", daemon=True)
+        worker.start()
+        worker.join(args.timeout)
+    finally:
+        connectionpool.HTTPConnectionPool.urlopen = original
+    if worker.is_alive():
+        waiting = requests[-1] if requests else "its API"
+        raise TimeoutError(
+            f"{args.command}: the KFP API at {args.host or 'the configured host'} did not answer "
+            f"{waiting} within {args.timeout:g} s (--timeout); its health check had answered"
+        )
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]

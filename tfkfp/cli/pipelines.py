@@ -136,6 +136,60 @@ def check_locations(args: dict[str, Any]) -> None:
         storage.check(value, f"--param {key}")
 
 
+# KFP's backend takes an importer's URI only in this form (objectstore.ParseBucketPathToConfig,
+# kubeflow/pipelines backend/src/v2/objectstore/config.go): a scheme://, then a bucket.
+KFP_IMPORT_URI = r"(^[a-z][a-z0-9]+:///?)([^/?]+)(/[^?]*)?(\?.+)?$"
+_KFP_MOUNTS = {"/gcs/": "gs://", "/minio/": "minio://", "/s3/": "s3://"}
+
+
+def check_importer_uris(path: str, arguments: dict[str, Any]) -> None:
+    """Fails in one line when a `dsl.importer` of a cluster run would get a URI without scheme.
+
+    kfp.local imports a local folder; KFP's backend fails the run on it (`no provider scheme
+    found in artifact URI`), after the run started. Checked on the compiled YAML, for every
+    importer fed by a pipeline parameter (the argument or its default) or a constant.
+    """
+    import re
+
+    import yaml
+
+    with open(path) as fh:
+        spec = next(yaml.safe_load_all(fh))
+    executors = spec.get("deploymentSpec", {}).get("executors", {})
+    importers = {k: v["importer"] for k, v in executors.items() if "importer" in v}
+    components = spec.get("components", {})
+    declared = spec["root"].get("inputDefinitions", {}).get("parameters", {})
+    for component in [spec["root"], *components.values()]:
+        for task_name, task in component.get("dag", {}).get("tasks", {}).items():
+            ref = components.get(task.get("componentRef", {}).get("name"), {})
+            importer = importers.get(ref.get("executorLabel"))
+            if importer is None:
+                continue
+            uri = importer.get("artifactUri", {})
+            given = task.get("inputs", {}).get("parameters", {}).get(uri.get("runtimeParameter"))
+            if "constant" in uri:
+                what, value = f"importer {task_name}", uri["constant"]
+            elif given and "componentInputParameter" in given:
+                name = given["componentInputParameter"].removeprefix("pipelinechannel--")
+                value = arguments.get(name, declared.get(name, {}).get("defaultValue"))
+                what = f"--param {name}"
+            else:
+                continue
+            if not isinstance(value, str) or not value or re.match(KFP_IMPORT_URI, value):
+                continue
+            mount = next((m for m in _KFP_MOUNTS if value.startswith(m)), None)
+            hint = (
+                f"; use {_KFP_MOUNTS[mount]}{value[len(mount) :]}"
+                if mount
+                else "; copy it to the cluster's object store and pass its gs://, s3:// or "
+                "minio:// URI (a local folder works with `tfkfp run --local` only)"
+            )
+            raise UsageError(
+                f"{what}: KFP's backend imports only a scheme://bucket/path URI, got "
+                f"{value!r}{hint}"
+            )
+
+
 def check_required(pipeline, args: dict[str, Any]) -> None:
     """Fails naming the pipeline's parameters that have no default and were not given."""
     declared = pipeline.pipeline_spec.root.input_definitions.parameters
@@ -146,16 +200,21 @@ def check_required(pipeline, args: dict[str, Any]) -> None:
         )
 
 
-def check_output(output: str) -> None:
-    """Fails in one line unless a file can be written at `output` (checked before compiling)."""
+def check_output(output: str, flag: str = "--output", kind: str = "a YAML file path") -> None:
+    """Fails in one line unless a file can be written at `output` (checked before any work)."""
     if os.path.isdir(output):
-        raise UsageError(f"--output: {output} is a folder; expected a YAML file path")
-    folder = os.path.dirname(os.path.abspath(output))
-    parent = folder
+        raise UsageError(f"{flag}: {output} is a folder; expected {kind}")
+    check_folder(os.path.dirname(os.path.abspath(output)), flag, output)
+
+
+def check_folder(folder: str, flag: str, shown: str | None = None) -> None:
+    """Fails in one line unless files can be written in `folder` (created if missing)."""
+    shown = shown or folder
+    parent = os.path.abspath(folder)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        raise UsageError(f"--output: cannot write {output} ({parent} is a file, not a folder)")
+        raise UsageError(f"{flag}: cannot write {shown} ({parent} is a file, not a folder)")
     try:
         os.makedirs(folder, exist_ok=True)
         # A real write: os.access says yes to root on read-only mounts and /proc.
@@ -163,7 +222,7 @@ def check_output(output: str) -> None:
             pass
     except OSError as err:
         raise UsageError(
-            f"--output: cannot write {output} ({err.strerror or err}); expected a writable path"
+            f"{flag}: cannot write {shown} ({err.strerror or err}); expected a writable path"
         ) from None
 
 
@@ -218,6 +277,7 @@ def run_local(args) -> int:
     pipeline = load_pipeline(args.pipeline)
     arguments = {**local_arguments(pipeline), **parse_params(pipeline, args.param)}
     check_required(pipeline, arguments)
+    check_folder(args.pipeline_root, "--pipeline-root")
     local.run(
         pipeline,
         arguments,
