@@ -45,7 +45,7 @@ def test_delimiter_is_detected(tmp_path, name, sep):
         body = body.replace("49,5", '"49,5"')
     (tmp_path / name).write_text(sep.join(["species", "bill", "mass"]) + "\n" + body)
     counts = ingest.run(str(tmp_path / name), str(tmp_path / "ex"), str(tmp_path / "schema"))
-    assert sum(counts.values()) == 12
+    assert sum(counts.rows.values()) == 12
     # bill holds "49,5" (a decimal comma): not a number, so BYTES, but a column of its own
     assert _types(str(tmp_path / "schema")) == {"species": "BYTES", "bill": "BYTES", "mass": "INT"}
     assert {r["species"][0] for r in _examples(str(tmp_path / "ex"))} == {

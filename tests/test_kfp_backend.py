@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_markdown import _html
 
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, markdown_html, run_cli
 
 PIPELINES = sorted(p.parent.name for p in (REPO / "pipelines").glob("*/pipeline.py"))
 COMPONENTS = sorted((REPO / "components").glob("*.yaml"))
@@ -163,7 +162,7 @@ def test_every_executor_output_of_a_first_run_is_what_kfps_launcher_records(firs
     if not reports >= {"evaluator.report", "validate.report"}:
         problems.append(f"Markdown reports: only {sorted(reports)}")
     for where, text in markdown:
-        if "<em>" in _html(text):
+        if "<em>" in markdown_html(text):
             problems.append(f"{where}: Markdown renders emphasis the report did not mean")
     evaluator_report = dict(markdown).get("evaluator.report", "")
     if "sparse\\_categorical\\_accuracy" not in evaluator_report:

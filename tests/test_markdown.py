@@ -8,15 +8,10 @@ import re
 
 import pytest
 
+from tests.helpers import markdown_html
 from tfkfp.containers import eval_report, markdown, tuner, validate
 
 NAMES = ["sparse_categorical_accuracy", "val_loss", "a*b*c", "x|y", "<b>bold</b>", "__init__"]
-
-
-def _html(text: str) -> str:
-    from markdown_it import MarkdownIt
-
-    return MarkdownIt("commonmark").enable("table").render(text)
 
 
 def _text(html: str) -> str:
@@ -29,12 +24,12 @@ def _text(html: str) -> str:
 @pytest.mark.parametrize("name", NAMES)
 def test_escape_and_code_show_text_literally(name):
     for md in (markdown.escape(name), markdown.code(name)):
-        html = _html(md)
+        html = markdown_html(md)
         assert "<em>" not in html and "<strong>" not in html and "<b>" not in html
         assert _text(html).strip() == name
-    cell = _html(f"| h |\n|---|\n| {markdown.escape(name)} | \n")
+    cell = markdown_html(f"| h |\n|---|\n| {markdown.escape(name)} | \n")
     assert _text(cell).split() == ["h", name]
-    cell = _html(f"| h |\n|---|\n| {markdown.code(name, in_table=True)} | \n")
+    cell = markdown_html(f"| h |\n|---|\n| {markdown.code(name, in_table=True)} | \n")
     assert _text(cell).split() == ["h", name]
 
 
@@ -101,8 +96,8 @@ def _reports():
 
 @pytest.mark.parametrize("stage", ["evaluator", "tuner", "validate"])
 def test_reports_have_no_accidental_emphasis(stage):
-    text = _text(_html(_reports()[stage]))
-    html = _html(_reports()[stage])
+    text = _text(markdown_html(_reports()[stage]))
+    html = markdown_html(_reports()[stage])
     # the only emphasis a report means: bold verdicts and row labels
     assert "<em>" not in html
     if stage == "evaluator":

@@ -148,3 +148,10 @@ def no_credentials_env(tmp_path: Path) -> dict:
         AWS_EC2_METADATA_DISABLED="true",
     )
     return env
+
+
+def markdown_html(text: str) -> str:
+    """Markdown rendered as CommonMark with tables (what the KFP UI's renderer reads alike)."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").enable("table").render(text)
