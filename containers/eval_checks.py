@@ -120,7 +120,7 @@ def check_thresholds(config) -> None:
                 )
 
 
-def _slicing_fields(config):
+def slicing_fields(config):
     """Every SlicingSpec in the config with its field path."""
     for i, spec in enumerate(config.slicing_specs):
         yield f"slicing_specs[{i}]", spec
@@ -247,7 +247,7 @@ def check_data(
         # (a model load, paid only in this case).
         _check_preprocessing(model_dir, list(spec.preprocessing_function_names), records)
     known = raw | transformed
-    for field, slicing in _slicing_fields(config):
+    for field, slicing in slicing_fields(config):
         for key in [*slicing.feature_keys, *slicing.feature_values]:
             if key not in known:
                 raise InputError(
@@ -256,6 +256,70 @@ def check_data(
                     f"{list(spec.preprocessing_function_names) or 'a preprocessing function'} "
                     f"(known: {', '.join(sorted(known))})"
                 )
+
+
+_INTEGER_DTYPES = (3, 9)  # DT_INT32, DT_INT64 (tensorflow/core/framework/types.proto)
+
+
+def map_slice_values(config, signatures: dict[str, Any], names, schema) -> None:
+    """Rewrites raw values in the config's slices into the vocabulary ids TFMA slices by.
+
+    TFMA slices a feature the model's preprocessing function outputs under the same name (a
+    tf.Transform vocabulary, `compute_and_apply_vocabulary`) by that output: the id, not the
+    word. `feature_values: {island: Biscoe}` then names no slice and its threshold fails with
+    "no example in it". A word of the model's vocabulary (`assets/<feature>`) becomes its id;
+    an integer is taken as an id; any other value is refused in one line.
+
+    Args:
+        config: The EvalConfig, changed in place.
+        signatures: The candidate model's signatures.
+        names: SliceNames of the candidate model (its vocabularies).
+        schema: The raw schema or None.
+    """
+    spec = config.model_specs[0]
+    ids: dict[str, str] = {}  # feature -> the preprocessing function that makes ids of it
+    for function in spec.preprocessing_function_names:
+        for key, info in signatures[function].outputs.items():
+            if info.dtype in _INTEGER_DTYPES:
+                ids.setdefault(key, function)
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    strings = set()
+    if schema is not None:
+        strings = {f.name for f in schema.feature if f.type == schema_pb2.BYTES}
+    for field, slicing in slicing_fields(config):
+        for key, value in list(slicing.feature_values.items()):
+            if key not in ids:
+                continue  # TFMA slices the raw feature: the value is compared as written
+            mapped = names.id_of(key, value)
+            if mapped is not None:
+                slicing.feature_values[key] = mapped
+                continue
+            if _is_integer(value):
+                continue  # a vocabulary id, as TFMA's slice values are
+            words = names.vocabularies.get(key)
+            if words is not None:
+                shown = ", ".join(words[:10]) + (", ..." if len(words) > 10 else "")
+                raise InputError(
+                    f"eval_config: {field}.feature_values: {key}={value!r} is not in the "
+                    f"model's vocabulary assets/{key} ({shown}), so no slice can match it"
+                )
+            if key in strings or names.unreadable.get(key):
+                reason = names.unreadable.get(key) or f"the model has no file assets/{key}"
+                raise InputError(
+                    f"eval_config: {field}.feature_values: {key}={value!r} cannot be mapped to "
+                    f"the vocabulary id TFMA slices {key} by (the model's {ids[key]} outputs "
+                    f"ids; {reason}): name the id, or name the vocabulary "
+                    f"vocab_filename='{key}' in preprocessing_fn"
+                )
+
+
+def _is_integer(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
 
 
 def model_signatures(model_dir: str, what: str) -> dict[str, Any]:

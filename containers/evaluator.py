@@ -301,7 +301,9 @@ def run(
     signatures = eval_checks.check_model(config, model, raw_schema, "candidate model")
     features, records = eval_checks.sample_features(data_location)
     eval_checks.check_data(config, signatures, raw_schema, features, model, records)
-    thresholds = eval_report.threshold_rows(config, names)
+    slice_name = SliceNames.for_config(config, model, raw_schema)
+    eval_checks.map_slice_values(config, signatures, slice_name, raw_schema)
+    thresholds = eval_report.threshold_rows(config, names, slice_name)
 
     import tensorflow_model_analysis as tfma
     from tensorflow_model_analysis.utils import config_util
@@ -353,7 +355,6 @@ def run(
                 RowProgress("evaluator", "evaluated", manifest.records(examples, ["eval"])),
             )
             log.info("evaluator: TFMA done, reading results")
-            slice_name = SliceNames.for_config(config, model, raw_schema)
             slices = eval_report.read_slices(eval_tmp, candidate_name, slice_name)
             validation_ok, failures = eval_report.read_validation(eval_tmp, slice_name)
             eval_report.judge_thresholds(thresholds, failures, has_baseline)
