@@ -63,7 +63,7 @@ class Evaluation:
         """
         from tfkfp.containers.runtime import without_nulls
 
-        keys = ("blessed", "reason", "candidate", "baseline", "failures")
+        keys = ("blessed", "reason", "candidate", "baseline", "baseline_note", "failures")
         return without_nulls({key: getattr(self, key) for key in keys})
 
     def ui_metrics(self) -> dict[str, float]:

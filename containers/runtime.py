@@ -188,7 +188,7 @@ def load_schema(location: str, what: str = "schema"):
     if storage.stat(uri, what) is None:
         if not storage.exists(uri, what):
             raise InputError(
-                f"{what}: no schema at {uri} (expected a {SCHEMA_FILE} file or a folder with one)"
+                f"{what}: no such file or folder {uri} (expected a {SCHEMA_FILE} file or a folder with one)"
             )
         uri = storage.join(uri, SCHEMA_FILE)
         if storage.stat(uri, what) is None:

@@ -37,6 +37,15 @@ class ValidateResult:
     valid: bool
     anomalies: dict[str, dict[str, str]] = field(default_factory=dict)
 
+    def summary(self, limit: int = 3) -> str:
+        """One line: `valid`, or the anomaly count and the first few (split, feature, what)."""
+        found = [(s, n, t) for s, a in self.anomalies.items() for n, t in a.items()]
+        if not found:
+            return "valid"
+        shown = "; ".join(f"{n!r} in {s}: {t}" for s, n, t in found[:limit])
+        more = f"; and {len(found) - limit} more" if len(found) > limit else ""
+        return f"{len(found)} anomalies against the schema: {shown}{more}"
+
 
 class _Found:
     """Anomalies of one split, gathered into an Anomalies proto."""
@@ -379,9 +388,5 @@ def run(
     count = sum(len(v) for v in result.anomalies.values())
     log.info("validate: %s (%d anomalies)", "valid" if result.valid else "NOT valid", count)
     if fail_on_anomalies and not result.valid:
-        first = next((split, n, t) for split, a in result.anomalies.items() for n, t in a.items())
-        raise InputError(
-            f"statistics: {count} anomalies against the schema, first {first[1]!r} in "
-            f"{first[0]}: {first[2]} (report: {report})"
-        )
+        raise InputError(f"statistics: {result.summary(limit=1)} (report: {report})")
     return result

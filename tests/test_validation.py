@@ -14,7 +14,7 @@ from conftest import run_cli
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 from tfkfp.containers import ingest, statistics, validate
-from tfkfp.containers.runtime import InputError, entrypoint
+from tfkfp.containers.runtime import InputError, entrypoint, load_schema
 
 
 def _rows(penguins_csv: Path) -> list[dict]:
@@ -145,6 +145,34 @@ def test_statistics_and_validate_do_not_import_tensorflow(clean, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     valid, tf_imported, _seconds = out.stdout.split()
     assert (valid, tf_imported) == ("True", "False")
+
+
+@pytest.mark.parametrize("manifest", [True, False])
+def test_statistics_of_an_emptied_split_is_one_line(clean, tmp_path, capsys, manifest):
+    import gzip
+
+    examples = tmp_path / "examples"
+    shutil.copytree(clean / "examples", examples)
+    (target,) = (examples / "Split-eval").glob("*.gz")
+    target.write_bytes(gzip.compress(b""))  # a valid gzip file of no records
+    if not manifest:
+        (examples / "tfkfp_manifest.json").unlink()
+    with pytest.raises(SystemExit) as exit_:
+        entrypoint(
+            statistics.run,
+            examples=str(examples),
+            statistics=str(tmp_path / "s"),
+            view=str(tmp_path / "v.html"),
+        )
+    assert exit_.value.code == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
+    assert len(err) == 1
+    if manifest:
+        assert err[0].startswith(f"error: examples: {target} is damaged: "), err
+        assert "truncated since" in err[0]
+    else:
+        assert err == [f"error: examples: the 'eval' split has no rows ({examples / 'Split-eval'})"]
+    assert not (tmp_path / "s").exists() and not (tmp_path / "v.html").exists()
 
 
 def test_statistics_without_a_split_is_one_line(clean, tmp_path, capsys):
@@ -309,6 +337,65 @@ def test_previous_statistics_from_a_bucket(clean, gcs, tmp_path):
         _validate(clean, str(clean / "schema"), previous_statistics_uri=f"gs://{gcs.bucket}/x")
 
 
+def test_type_change_since_the_previous_run_is_drift(clean, penguins_csv, tmp_path):
+    """FLOAT before, BYTES now, under a schema inferred from the new data: an anomaly."""
+    rows = _rows(penguins_csv)
+    for r in rows:
+        if r["bill_length_mm"] != "NA":
+            r["bill_length_mm"] = f"{r['bill_length_mm']} mm"
+    run = _pipeline(tmp_path, _write(rows, tmp_path / "retyped.csv"))
+    previous = str(clean / "statistics")
+    assert _validate(run, str(run / "schema")).valid  # its own schema says BYTES now
+
+    def comparator(features, schema):
+        features["bill_length_mm"].drift_comparator.jensen_shannon_divergence.threshold = 0.5
+
+    for schema in (str(run / "schema"), _schema(run, comparator)):
+        result = _validate(run, schema, previous_statistics=previous)
+        assert not result.valid
+        assert _kinds(run, "train") == {"bill_length_mm": ["UNEXPECTED_DATA_TYPE"]}
+        text = result.anomalies["train"]["bill_length_mm"]
+        assert "FLOAT" in text and "STRING" in text, text
+        assert _kinds(run, "eval") == {}
+
+
+def test_empty_column_is_valid_against_its_inferred_schema(penguins_csv, tmp_path):
+    rows = [{**r, "comment": ""} for r in _rows(penguins_csv)]
+    run = _pipeline(tmp_path, _write(rows, tmp_path / "empty_column.csv"))
+    features = {f.name: f for f in load_schema(str(run / "schema")).feature}
+    comment = features["comment"]
+    # As TFDV infers it: may be absent, nothing else known.
+    assert comment.presence.HasField("min_count") and comment.presence.min_count == 0
+    assert not comment.HasField("value_count") and not comment.HasField("shape")
+    result = _validate(run, str(run / "schema"))
+    assert result.valid, result.anomalies
+
+
+def test_taxi_data_is_valid_against_its_inferred_schema_given_as_schema_uri(tmp_path):
+    """TFX's taxi sample: pickup_census_tract has a value in 1 of 15,002 rows, so one split
+    has no example of it; `tfkfp schema` + schema_uri, as a user curating it starts."""
+    data = "/work/shared/data/chicago_taxi.csv"
+    if not os.path.exists(data):
+        from importlib import resources
+
+        data = str(resources.files("tfkfp.pipelines.taxi") / "data" / "chicago_taxi.csv")
+    schema = tmp_path / "taxi.pbtxt"
+    proc = run_cli("schema", data, "-o", str(schema))
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "run"
+    ingest.run(data, str(out / "examples"), str(out / "schema"), schema_uri=str(schema))
+    statistics.run(str(out / "examples"), str(out / "statistics"), str(out / "view.html"))
+    seen = {
+        split: {f.path.step[0] for f in statistics.load(str(out / "statistics"), split).datasets[0].features}  # fmt: skip
+        for split in ("train", "eval")
+    }
+    result = _validate(out, str(schema))
+    assert result.valid, result.anomalies
+    assert result.summary() == "valid"
+    # the rare feature really is absent from one split's statistics, or present in both
+    assert "pickup_census_tract" in seen["train"] | seen["eval"]
+
+
 def test_fail_on_anomalies_fails_in_one_line(clean, capsys):
     def ranges(features, schema):
         features["bill_length_mm"].float_domain.max = 50.0
@@ -333,9 +420,15 @@ def test_fail_on_anomalies_fails_in_one_line(clean, capsys):
 @pytest.mark.parametrize(
     "case, message",
     [
-        ("no_schema", r"^schema: no schema.pbtxt at "),
+        ("no_schema", r"^schema: no such file or folder .*missing.pbtxt \(expected"),
         ("not_a_schema", r"^schema: .* is not a Schema in text format"),
+        ("folder_without_schema", r"^schema: .*/empty is a folder without schema.pbtxt"),
+        ("binary_file", r"^schema: .*bin.pbtxt is not a Schema in text format \(not UTF-8"),
+        ("binary_schema", r"^schema: .*/schema.pbtxt is a binary Schema protobuf; expected the"),
+        ("empty_schema", r"^schema: .*/empty.pbtxt is empty"),
         ("no_split", r"^statistics: no 'eval' split statistics at "),
+        ("empty_stats", r"^statistics: .*Split-eval/FeatureStats.pb is empty \(0 bytes"),
+        ("empty_previous", r"^previous_statistics: .*Split-train/FeatureStats.pb is empty"),
         ("comparator_on_absent", r"^schema: drift_comparator on feature 'nope', which is absent"),
     ],
 )
@@ -346,10 +439,32 @@ def test_validate_bad_input(clean, tmp_path, case, message):
     elif case == "not_a_schema":
         schema = str(tmp_path / "bad.pbtxt")
         Path(schema).write_text("this is { not a schema")
-    elif case == "no_split":
+    elif case == "folder_without_schema":
+        schema = str(tmp_path / "empty")
+        os.makedirs(schema)
+    elif case == "binary_file":
+        schema = str(tmp_path / "bin.pbtxt")
+        Path(schema).write_bytes(bytes(range(256)))
+    elif case == "binary_schema":
+        # tfdv.write_schema (not write_schema_text) gives this, named as TFX names the text
+        parsed = text_format.Parse((clean / "schema" / "schema.pbtxt").read_text(), schema_pb2.Schema())
+        os.makedirs(tmp_path / "binary")
+        (tmp_path / "binary" / "schema.pbtxt").write_bytes(parsed.SerializeToString())
+        schema = str(tmp_path / "binary")
+    elif case == "empty_schema":
+        schema = str(tmp_path / "empty.pbtxt")
+        Path(schema).write_text("")
+    elif case in ("no_split", "empty_stats", "empty_previous"):
         shutil.copytree(clean / "statistics", tmp_path / "s")
-        shutil.rmtree(tmp_path / "s" / "Split-eval")
-        stats = str(tmp_path / "s")
+        if case == "no_split":
+            shutil.rmtree(tmp_path / "s" / "Split-eval")
+            stats = str(tmp_path / "s")
+        elif case == "empty_stats":
+            (tmp_path / "s" / "Split-eval" / "FeatureStats.pb").write_bytes(b"")
+            stats = str(tmp_path / "s")
+        else:
+            (tmp_path / "s" / "Split-train" / "FeatureStats.pb").write_bytes(b"")
+            previous = str(tmp_path / "s")
     else:
 
         def absent(features, schema_):
@@ -426,6 +541,81 @@ def test_curated_schema_the_data_breaks_fails_ingest_in_one_line(
     assert len(err) == 1
     assert err[0].startswith(message.format(schema=schema))
     assert not (tmp_path / "ex").exists() and not (tmp_path / "sc").exists()
+
+
+def _bad_schema(clean: Path, tmp_path: Path, how: str) -> str:
+    """A schema location that is no text schema: a binary Schema named schema.pbtxt, a binary
+    file, or a folder without schema.pbtxt."""
+    if how == "binary_schema":
+        parsed = text_format.Parse((clean / "schema" / "schema.pbtxt").read_text(), schema_pb2.Schema())
+        os.makedirs(tmp_path / "bad_schema")
+        (tmp_path / "bad_schema" / "schema.pbtxt").write_bytes(parsed.SerializeToString())
+        return str(tmp_path / "bad_schema")
+    if how == "binary_file":
+        (tmp_path / "bad.pbtxt").write_bytes(b"\x80\x81 binary \xff")
+        return str(tmp_path / "bad.pbtxt")
+    os.makedirs(tmp_path / "no_schema_here")
+    return str(tmp_path / "no_schema_here")
+
+
+BAD_SCHEMA = {
+    "binary_schema": r" is a binary Schema protobuf; expected the text format",
+    "binary_file": r"bad.pbtxt is not a Schema in text format \(not UTF-8 text: byte 0x80 at",
+    "folder": r"no_schema_here is a folder without schema.pbtxt",
+}
+
+
+@pytest.mark.parametrize("how", list(BAD_SCHEMA))
+@pytest.mark.parametrize("stage", ["ingest", "transform", "trainer", "tuner", "evaluator"])
+def test_every_schema_reader_refuses_a_schema_that_is_not_text(
+    clean, tmp_path, ingested, transformed, trained, stage, how
+):
+    """One reader (runtime.load_schema) for every stage: one line naming the input."""
+    from tfkfp.containers import evaluator, trainer, transform, tuner
+    from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
+
+    bad = _bad_schema(clean, tmp_path, how)
+    out = tmp_path / "out"
+    module = "tfkfp.pipelines.penguins.module"
+    calls = {
+        "ingest": lambda: ingest.run(
+            _penguins(), str(out / "ex"),
+            str(out / "sc"), schema_uri=bad,
+        ),
+        "transform": lambda: transform.run(
+            ingested.examples, bad, module, str(out / "graph"), str(out / "ex")
+        ),
+        "trainer": lambda: trainer.run(
+            transformed.examples, bad, module, str(out / "model"), str(out / "run"),
+            str(out / "curves.html"), transform_graph=transformed.graph,
+        ),
+        "tuner": lambda: tuner.run(
+            transformed.examples, bad, module, str(out / "hp"), str(out / "t.md"),
+            str(out / "t.html"), transform_graph=transformed.graph,
+        ),
+        "evaluator": lambda: evaluator.run(
+            trained.model, ingested.examples, EVAL_CONFIG, str(out / "ev"), str(out / "bl"),
+            str(out / "r.md"), str(out / "s.html"), schema=bad,
+        ),
+    }  # fmt: skip
+    what = "schema_uri" if stage == "ingest" else "schema"
+    with pytest.raises(InputError, match=f"^{what}: .*{BAD_SCHEMA[how]}") as raised:
+        calls[stage]()
+    assert "\n" not in str(raised.value)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def _penguins() -> str:
+    from importlib import resources
+
+    return str(resources.files("tfkfp.pipelines.penguins") / "data" / "penguins.csv")
+
+
+def test_schema_uri_at_a_schema_artifact_folder_reads_its_schema(clean, penguins_csv, tmp_path):
+    ingest.run(
+        str(penguins_csv), str(tmp_path / "ex"), str(tmp_path / "sc"), schema_uri=str(clean / "schema")
+    )
+    assert (tmp_path / "sc" / "schema.pbtxt").read_text() == (clean / "schema" / "schema.pbtxt").read_text()
 
 
 # --- the HTML view in a real browser -------------------------------------------------------
