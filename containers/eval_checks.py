@@ -250,13 +250,17 @@ def baseline_difference(
             ("inputs", "outputs"), _io(candidate[name]), _io(baseline[name]), strict=True
         ):
             if mine != theirs:
-                changed = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+                changed = sorted(
+                    k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k)
+                )
                 shown = "; ".join(
                     f"{k}: {theirs.get(k, 'none')} vs {mine.get(k, 'none')}" for k in changed[:4]
                 )
                 return f"its {name} signature has other {kind} than the candidate's ({shown})"
     if records:
-        failing = _failing_signature(model_dir, [serving, *spec.preprocessing_function_names], records)
+        failing = _failing_signature(
+            model_dir, [serving, *spec.preprocessing_function_names], records
+        )
         if failing:
             return f"its {failing[0]} signature cannot read the eval split ({failing[1]})"
     return ""

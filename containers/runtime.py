@@ -181,7 +181,6 @@ def load_schema(location: str, what: str = "schema"):
     """
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
-
     from tfkfp.containers import storage
 
     uri = location

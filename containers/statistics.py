@@ -258,7 +258,9 @@ def load(statistics: str, split: str, what: str = "statistics"):
         raise InputError(f"{what}: no '{split}' split statistics at {uri}")
     data = storage.read_bytes(uri, what)
     if not data:
-        raise InputError(f"{what}: {uri} is empty (0 bytes; expected a DatasetFeatureStatisticsList)")
+        raise InputError(
+            f"{what}: {uri} is empty (0 bytes; expected a DatasetFeatureStatisticsList)"
+        )
     try:
         stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(data)
     except DecodeError:

@@ -669,10 +669,14 @@ def test_per_slice_threshold_with_a_raw_value_blesses(tmp_path, trained, ingeste
     # The same slice named by its vocabulary id: the same verdict and the same name.
     words = (os.path.join(trained.model, "assets", "island"),)
     biscoe = open(words[0]).read().splitlines().index("Biscoe")
-    by_id = _run(tmp_path / "id", trained.model, ingested, _slice_threshold({"island": str(biscoe)}, 0.5))
+    by_id = _run(
+        tmp_path / "id", trained.model, ingested, _slice_threshold({"island": str(biscoe)}, 0.5)
+    )
     assert by_id.blessed is True and by_id.thresholds == report.thresholds
     # The table and the blessing agree when the slice fails its threshold.
-    failing = _run(tmp_path / "fail", trained.model, ingested, _slice_threshold({"island": "Biscoe"}, 1.01))
+    failing = _run(
+        tmp_path / "fail", trained.model, ingested, _slice_threshold({"island": "Biscoe"}, 1.01)
+    )
     assert failing.blessed is False
     assert failing.thresholds[0]["result"] == "fail: island=Biscoe"
     assert [f["slice"] for f in failing.failures] == ["island=Biscoe"]
@@ -690,7 +694,9 @@ def test_thresholds_table_agrees_with_the_blessing_on_a_slice_without_examples(
     # KFP's launcher cannot record null metadata: the missing slice's None fields are left out.
     metadata = report.blessing_metadata()
     assert _nulls(metadata) == [] and "baseline" not in metadata
-    assert metadata["failures"] == [{"slice": failure["slice"], "is_diff": False, "message": failure["message"]}]
+    assert metadata["failures"] == [
+        {"slice": failure["slice"], "is_diff": False, "message": failure["message"]}
+    ]
 
 
 def test_unmappable_raw_slice_value_is_one_line_exit_2(tmp_path, trained, ingested):

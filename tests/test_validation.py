@@ -209,6 +209,7 @@ def test_statistics_of_unreadable_examples_is_one_line(clean, tmp_path, content,
         content = gzip.compress(gzip.decompress(target.read_bytes())[:-7])
     target.unlink()
     (examples / "Split-eval" / "data.gz").write_bytes(content)
+    (examples / "tfkfp_manifest.json").unlink()  # examples not written by ingest: read as found
     with pytest.raises(InputError, match=message):
         statistics.run(str(examples), str(tmp_path / "s"), str(tmp_path / "v.html"))
     assert not (tmp_path / "s").exists() and not (tmp_path / "v.html").exists()
@@ -386,7 +387,10 @@ def test_taxi_data_is_valid_against_its_inferred_schema_given_as_schema_uri(tmp_
     ingest.run(data, str(out / "examples"), str(out / "schema"), schema_uri=str(schema))
     statistics.run(str(out / "examples"), str(out / "statistics"), str(out / "view.html"))
     seen = {
-        split: {f.path.step[0] for f in statistics.load(str(out / "statistics"), split).datasets[0].features}  # fmt: skip
+        split: {
+            f.path.step[0]
+            for f in statistics.load(str(out / "statistics"), split).datasets[0].features
+        }  # fmt: skip
         for split in ("train", "eval")
     }
     result = _validate(out, str(schema))
@@ -447,7 +451,9 @@ def test_validate_bad_input(clean, tmp_path, case, message):
         Path(schema).write_bytes(bytes(range(256)))
     elif case == "binary_schema":
         # tfdv.write_schema (not write_schema_text) gives this, named as TFX names the text
-        parsed = text_format.Parse((clean / "schema" / "schema.pbtxt").read_text(), schema_pb2.Schema())
+        parsed = text_format.Parse(
+            (clean / "schema" / "schema.pbtxt").read_text(), schema_pb2.Schema()
+        )
         os.makedirs(tmp_path / "binary")
         (tmp_path / "binary" / "schema.pbtxt").write_bytes(parsed.SerializeToString())
         schema = str(tmp_path / "binary")
@@ -547,7 +553,9 @@ def _bad_schema(clean: Path, tmp_path: Path, how: str) -> str:
     """A schema location that is no text schema: a binary Schema named schema.pbtxt, a binary
     file, or a folder without schema.pbtxt."""
     if how == "binary_schema":
-        parsed = text_format.Parse((clean / "schema" / "schema.pbtxt").read_text(), schema_pb2.Schema())
+        parsed = text_format.Parse(
+            (clean / "schema" / "schema.pbtxt").read_text(), schema_pb2.Schema()
+        )
         os.makedirs(tmp_path / "bad_schema")
         (tmp_path / "bad_schema" / "schema.pbtxt").write_bytes(parsed.SerializeToString())
         return str(tmp_path / "bad_schema")
@@ -613,9 +621,14 @@ def _penguins() -> str:
 
 def test_schema_uri_at_a_schema_artifact_folder_reads_its_schema(clean, penguins_csv, tmp_path):
     ingest.run(
-        str(penguins_csv), str(tmp_path / "ex"), str(tmp_path / "sc"), schema_uri=str(clean / "schema")
+        str(penguins_csv),
+        str(tmp_path / "ex"),
+        str(tmp_path / "sc"),
+        schema_uri=str(clean / "schema"),
     )
-    assert (tmp_path / "sc" / "schema.pbtxt").read_text() == (clean / "schema" / "schema.pbtxt").read_text()
+    assert (tmp_path / "sc" / "schema.pbtxt").read_text() == (
+        clean / "schema" / "schema.pbtxt"
+    ).read_text()
 
 
 # --- the HTML view in a real browser -------------------------------------------------------
