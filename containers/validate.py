@@ -42,7 +42,7 @@ class ValidateResult:
         found = [(s, n, t) for s, a in self.anomalies.items() for n, t in a.items()]
         if not found:
             return "valid"
-        shown = "; ".join(f"{n!r} in {s}: {t}" for s, n, t in found[:limit])
+        shown = "; ".join(f"{n!r} in {s}: {t.rstrip('.')}" for s, n, t in found[:limit])
         more = f"; and {len(found) - limit} more" if len(found) > limit else ""
         return f"{len(found)} anomalies against the schema: {shown}{more}"
 

@@ -53,6 +53,4 @@ def data_not_valid(summary: str):
 
 def stop_on_anomalies(checked: dsl.PipelineTask) -> dsl.PipelineTask:
     """The failing step for the `dsl.Else` branch of the gate on `checked.outputs["valid"]`."""
-    return data_not_valid(summary=checked.outputs["summary"]).set_display_name(
-        "validation stopped the run"
-    )
+    return data_not_valid(summary=checked.outputs["summary"])

@@ -136,7 +136,7 @@ def test_training_is_gated_on_valid_data(compiled, name):
     # dsl.Else: a step that fails on purpose, so the KFP UI shows the run stopped, and why.
     stop = spec["components"][conditions[f"!({valid})"]["componentRef"]["name"]]["dag"]["tasks"]
     [(_, task)] = stop.items()
-    assert task["taskInfo"]["name"] == "validation stopped the run"
+    assert task["taskInfo"]["name"] == "data-not-valid"
     assert task["inputs"]["parameters"]["summary"] == {
         "componentInputParameter": "pipelinechannel--validate-summary"
     }

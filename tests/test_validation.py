@@ -440,6 +440,42 @@ def test_tfx_taxi_examples_are_valid_against_their_inferred_schema(tmp_path):
         assert result.summary() == "valid"
 
 
+@pytest.mark.pipeline
+def test_example_pipeline_stopped_by_validation_says_so_and_fails(clean, penguins_csv, tmp_path):
+    """Anomalies: no training, and the run fails at a step saying why (exit 2, KFP UI red)."""
+    import json
+
+    def ranges(features, schema):
+        features["bill_length_mm"].float_domain.max = 50.0
+
+    schema = _schema(clean, ranges, path=tmp_path / "schema.pbtxt")
+    root = tmp_path / "root"
+    proc = run_cli(
+        "run", "penguins", "--local",
+        "--param", f"data_uri={penguins_csv}",
+        "--param", f"push_destination={tmp_path / 'serving'}",
+        "--param", f"schema_uri={schema}",
+        "--pipeline-root", str(root),
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "tfkfp: error: validation stopped the run: 2 anomalies against the schema: "
+        "'bill_length_mm' in train: Maximum "
+    ), last
+    assert "data-not-valid FAILED" in proc.stdout
+    [run_dir] = list(root.iterdir())
+    assert not (run_dir / "transform").exists() and not (run_dir / "trainer").exists()
+    assert not (tmp_path / "serving").exists()
+    executor = json.loads((run_dir / "validate" / "executor_output.json").read_text())
+    assert executor["parameterValues"]["valid"] is False
+    assert executor["parameterValues"]["summary"] == last.removeprefix(
+        "tfkfp: error: validation stopped the run: "
+    )
+    report = executor["artifacts"]["report"]["artifacts"][0]["uri"]
+    assert "bill_length_mm" in open(report).read()
+
+
 def test_fail_on_anomalies_fails_in_one_line(clean, capsys):
     def ranges(features, schema):
         features["bill_length_mm"].float_domain.max = 50.0

@@ -448,7 +448,15 @@ def demo(
     destination = os.path.abspath(serving_root)
     before = {v.number for v in iter_versions(destination) if v.complete}
     started = time.time()
-    local.run(pipeline, {"data_uri": data, "push_destination": destination}, verbose=verbose)
+    try:
+        local.run(pipeline, {"data_uri": data, "push_destination": destination}, verbose=verbose)
+    except local.ValidationStopped:
+        validation = _newest_output("validate", "report", "")
+        print("\n== tfkfp demo: penguins ==")
+        if validation and validation.stat().st_mtime >= started:
+            print(f"data:          {_verdict(validation)} ({validation.resolve()})")
+        print("training:      skipped (validation stopped the run; nothing trained or pushed)")
+        raise
     elapsed = time.time() - started
     compile_pipeline(pipeline, yaml_path)
     blessing = _newest_output("evaluator", "blessing", BLESSING_FILE)
@@ -464,10 +472,7 @@ def demo(
     )
     validation = _newest_output("validate", "report", "")
     if validation:
-        verdict = next(
-            (ln for ln in validation.read_text().splitlines() if ln.startswith("**")), ""
-        )
-        print(f"data:          {verdict.replace('**', '')} ({validation.resolve()})")
+        print(f"data:          {_verdict(validation)} ({validation.resolve()})")
     print(f"blessed:       {report.get('blessed')} ({report.get('reason', '')})")
     markdown = _newest_output("evaluator", "report", "")
     if markdown:
@@ -482,6 +487,12 @@ def demo(
         print("pushed model:  none (not blessed)")
     print(f"pipeline YAML: {os.path.abspath(yaml_path)}")
     return 0
+
+
+def _verdict(validation: Path) -> str:
+    """The verdict line of validate's Markdown report, without its emphasis."""
+    text = validation.read_text()
+    return next((ln for ln in text.splitlines() if ln.startswith("**")), "").replace("**", "")
 
 
 # The demo's HTML artifacts: (task, output) -> file name beside the compiled YAML.
@@ -663,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
             from tfkfp import images
 
             print(images.build(args.gpu, args.tag, args.base_image, args.push).tag)
-    except (UsageError, InputError) as err:
+    except (UsageError, InputError, local.ValidationStopped) as err:
         print(f"tfkfp: error: {err}", file=sys.stderr)
         return 2
     except RuntimeError as err:
