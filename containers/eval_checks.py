@@ -218,10 +218,9 @@ def _check_preprocessing(model_dir: str, names: list[str], records: list[bytes])
 
 def _io(signature) -> tuple[dict[str, str], dict[str, str]]:
     """A signature's inputs and outputs as {name: dtype and shape text}."""
+    from tensorflow.core.framework import types_pb2
 
     def text(info) -> str:
-        from tensorflow.core.framework import types_pb2
-
         shape = info.tensor_shape
         dims = "?" if shape.unknown_rank else ", ".join(str(d.size) for d in shape.dim)
         return f"{types_pb2.DataType.Name(info.dtype).removeprefix('DT_').lower()}[{dims}]"
@@ -339,14 +338,14 @@ def map_slice_values(config, signatures: dict[str, Any], names, schema) -> None:
         names: SliceNames of the candidate model (its vocabularies).
         schema: The raw schema or None.
     """
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
     spec = config.model_specs[0]
     ids: dict[str, str] = {}  # feature -> the preprocessing function that makes ids of it
     for function in spec.preprocessing_function_names:
         for key, info in signatures[function].outputs.items():
             if info.dtype in _INTEGER_DTYPES:
                 ids.setdefault(key, function)
-    from tensorflow_metadata.proto.v0 import schema_pb2
-
     strings = set()
     if schema is not None:
         strings = {f.name for f in schema.feature if f.type == schema_pb2.BYTES}
