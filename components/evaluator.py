@@ -100,6 +100,5 @@ def evaluator(
         with open(artifact.path, "w") as fh:
             json.dump(content, fh)
     evaluation.metadata["load_with"] = "tensorflow_model_analysis.load_eval_result"
-    for key in ("blessed", "reason", "candidate", "baseline", "failures"):
-        blessing.metadata[key] = getattr(result, key)
+    blessing.metadata.update(result.blessing_metadata())
     return namedtuple("Outputs", ["blessed"])(result.blessed)

@@ -41,7 +41,7 @@ def tuner(
         cpu_replicas: Logical CPU devices to mirror over (testing without GPUs).
     """
     from tfkfp.containers import tuner as stage
-    from tfkfp.containers.runtime import entrypoint
+    from tfkfp.containers.runtime import entrypoint, without_nulls
 
     result = entrypoint(
         stage.run,
@@ -65,7 +65,7 @@ def tuner(
         objective=result.objective,
         direction=result.direction,
         best_score=result.best_score,
-        values=result.best_values,
+        values=without_nulls(result.best_values),
         strategy=result.strategy,
         replicas=result.replicas,
         search_seconds=result.search_seconds,

@@ -15,7 +15,7 @@ def validate(
     previous_statistics: Input[Artifact] = None,
     previous_statistics_uri: str = "",
     fail_on_anomalies: bool = False,
-) -> NamedTuple("Outputs", [("valid", bool)]):
+) -> NamedTuple("Outputs", [("valid", bool), ("summary", str)]):
     """Anomalies of each split against the schema, train/eval skew and drift (ExampleValidator).
 
     Args:
@@ -29,6 +29,8 @@ def validate(
 
     Returns:
         valid: True when no anomaly was found; gate training on it with dsl.If.
+        summary: One line: `valid`, or the anomaly count and the first anomalies (for the
+            failing step of a pipeline that stops on them).
     """
     from collections import namedtuple
 
@@ -47,4 +49,4 @@ def validate(
     )
     anomalies.metadata["valid"] = result.valid
     anomalies.metadata["anomalies"] = {k: sorted(v) for k, v in result.anomalies.items()}
-    return namedtuple("Outputs", ["valid"])(result.valid)
+    return namedtuple("Outputs", ["valid", "summary"])(result.valid, result.summary())

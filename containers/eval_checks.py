@@ -86,6 +86,11 @@ def _threshold_fields(config):
                 yield f"{base}.cross_slice_thresholds[{name!r}][{k}].threshold", cross.threshold
 
 
+def has_change_thresholds(config) -> bool:
+    """Whether any threshold of the config compares with a baseline."""
+    return any(t.HasField("change_threshold") for _, t in _threshold_fields(config))
+
+
 def check_thresholds(config) -> None:
     """Fails on a threshold that cannot work as written, before TFMA judges with it.
 
@@ -120,7 +125,7 @@ def check_thresholds(config) -> None:
                 )
 
 
-def _slicing_fields(config):
+def slicing_fields(config):
     """Every SlicingSpec in the config with its field path."""
     for i, spec in enumerate(config.slicing_specs):
         yield f"slicing_specs[{i}]", spec
@@ -179,11 +184,8 @@ def sample_features(pattern: str, what: str = "examples") -> tuple[set[str], lis
     return names, records
 
 
-def _check_preprocessing(model_dir: str, names: list[str], records: list[bytes]) -> None:
-    """Runs the model's preprocessing signatures on a few eval records, as TFMA will.
-
-    TFMA would otherwise fail deep inside Beam, with hundreds of lines of traceback.
-    """
+def _failing_signature(model_dir: str, names: list[str], records: list[bytes]):
+    """Runs signatures of a model on a few eval records, as TFMA will: (name, why) or None."""
     import tensorflow as tf
 
     model = tf.saved_model.load(model_dir)
@@ -197,10 +199,70 @@ def _check_preprocessing(model_dir: str, names: list[str], records: list[bytes])
             # TF's message opens with "Graph execution error:" and a node's stack trace.
             useful = [line for line in lines if "required" in line or "Feature" in line]
             detail = (useful or [line for line in lines if line] or [type(err).__name__])[0]
-            raise InputError(
-                f"examples: the eval split does not fit the model's {name} signature, which "
-                f"makes the label ({detail})"
-            ) from None
+            return name, detail
+    return None
+
+
+def _check_preprocessing(model_dir: str, names: list[str], records: list[bytes]) -> None:
+    """Runs the model's preprocessing signatures on a few eval records, as TFMA will.
+
+    TFMA would otherwise fail deep inside Beam, with hundreds of lines of traceback.
+    """
+    failing = _failing_signature(model_dir, names, records)
+    if failing:
+        raise InputError(
+            f"examples: the eval split does not fit the model's {failing[0]} signature, which "
+            f"makes the label ({failing[1]})"
+        )
+
+
+def _io(signature) -> tuple[dict[str, str], dict[str, str]]:
+    """A signature's inputs and outputs as {name: dtype and shape text}."""
+    from tensorflow.core.framework import types_pb2
+
+    def text(info) -> str:
+        shape = info.tensor_shape
+        dims = "?" if shape.unknown_rank else ", ".join(str(d.size) for d in shape.dim)
+        return f"{types_pb2.DataType.Name(info.dtype).removeprefix('DT_').lower()}[{dims}]"
+
+    return (
+        {k: text(v) for k, v in signature.inputs.items()},
+        {k: text(v) for k, v in signature.outputs.items()},
+    )
+
+
+def baseline_difference(
+    config, candidate: dict[str, Any], baseline: dict[str, Any], model_dir: str, records
+) -> str:
+    """What keeps TFMA from comparing the baseline with the candidate; empty when nothing.
+
+    Args:
+        config: The EvalConfig (its model spec names the signatures).
+        candidate: The candidate's signatures.
+        baseline: The baseline's signatures.
+        model_dir: The baseline SavedModel, run on `records` (a few eval examples).
+    """
+    spec = config.model_specs[0]
+    serving = spec.signature_name or "serving_default"
+    for name in [serving, *spec.preprocessing_function_names]:
+        for kind, mine, theirs in zip(
+            ("inputs", "outputs"), _io(candidate[name]), _io(baseline[name]), strict=True
+        ):
+            if mine != theirs:
+                changed = sorted(
+                    k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k)
+                )
+                shown = "; ".join(
+                    f"{k}: {theirs.get(k, 'none')} vs {mine.get(k, 'none')}" for k in changed[:4]
+                )
+                return f"its {name} signature has other {kind} than the candidate's ({shown})"
+    if records:
+        failing = _failing_signature(
+            model_dir, [serving, *spec.preprocessing_function_names], records
+        )
+        if failing:
+            return f"its {failing[0]} signature cannot read the eval split ({failing[1]})"
+    return ""
 
 
 def check_data(
@@ -242,12 +304,12 @@ def check_data(
                 f"examples: the eval split has no feature {', '.join(map(repr, required))}, which "
                 f"the schema requires in every example (first {SAMPLE_RECORDS} records checked)"
             )
-    elif label and label not in features and records:
-        # No schema to tell which raw features make the label: try the model on a few records
-        # (a model load, paid only in this case).
+    if label and label not in features and records and spec.preprocessing_function_names:
+        # The label is made from raw features no schema may list (or the schema lacks the
+        # label's source): try the model on a few records (a model load, paid only here).
         _check_preprocessing(model_dir, list(spec.preprocessing_function_names), records)
     known = raw | transformed
-    for field, slicing in _slicing_fields(config):
+    for field, slicing in slicing_fields(config):
         for key in [*slicing.feature_keys, *slicing.feature_values]:
             if key not in known:
                 raise InputError(
@@ -256,6 +318,70 @@ def check_data(
                     f"{list(spec.preprocessing_function_names) or 'a preprocessing function'} "
                     f"(known: {', '.join(sorted(known))})"
                 )
+
+
+_INTEGER_DTYPES = (3, 9)  # DT_INT32, DT_INT64 (tensorflow/core/framework/types.proto)
+
+
+def map_slice_values(config, signatures: dict[str, Any], names, schema) -> None:
+    """Rewrites raw values in the config's slices into the vocabulary ids TFMA slices by.
+
+    TFMA slices a feature the model's preprocessing function outputs under the same name (a
+    tf.Transform vocabulary, `compute_and_apply_vocabulary`) by that output: the id, not the
+    word. `feature_values: {island: Biscoe}` then names no slice and its threshold fails with
+    "no example in it". A word of the model's vocabulary (`assets/<feature>`) becomes its id;
+    an integer is taken as an id; any other value is refused in one line.
+
+    Args:
+        config: The EvalConfig, changed in place.
+        signatures: The candidate model's signatures.
+        names: SliceNames of the candidate model (its vocabularies).
+        schema: The raw schema or None.
+    """
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    spec = config.model_specs[0]
+    ids: dict[str, str] = {}  # feature -> the preprocessing function that makes ids of it
+    for function in spec.preprocessing_function_names:
+        for key, info in signatures[function].outputs.items():
+            if info.dtype in _INTEGER_DTYPES:
+                ids.setdefault(key, function)
+    strings = set()
+    if schema is not None:
+        strings = {f.name for f in schema.feature if f.type == schema_pb2.BYTES}
+    for field, slicing in slicing_fields(config):
+        for key, value in list(slicing.feature_values.items()):
+            if key not in ids:
+                continue  # TFMA slices the raw feature: the value is compared as written
+            mapped = names.id_of(key, value)
+            if mapped is not None:
+                slicing.feature_values[key] = mapped
+                continue
+            if _is_integer(value):
+                continue  # a vocabulary id, as TFMA's slice values are
+            words = names.vocabularies.get(key)
+            if words is not None:
+                shown = ", ".join(words[:10]) + (", ..." if len(words) > 10 else "")
+                raise InputError(
+                    f"eval_config: {field}.feature_values: {key}={value!r} is not in the "
+                    f"model's vocabulary assets/{key} ({shown}), so no slice can match it"
+                )
+            if key in strings or names.unreadable.get(key):
+                reason = names.unreadable.get(key) or f"the model has no file assets/{key}"
+                raise InputError(
+                    f"eval_config: {field}.feature_values: {key}={value!r} cannot be mapped to "
+                    f"the vocabulary id TFMA slices {key} by (the model's {ids[key]} outputs "
+                    f"ids; {reason}): name the id, or name the vocabulary "
+                    f"vocab_filename='{key}' in preprocessing_fn"
+                )
+
+
+def _is_integer(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
 
 
 def model_signatures(model_dir: str, what: str) -> dict[str, Any]:

@@ -57,6 +57,16 @@ class Evaluation:
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
+    def blessing_metadata(self) -> dict[str, Any]:
+        """The blessing artifact's metadata: verdict, reason, models, failures; never null.
+
+        Without a baseline (every first run) the `baseline` key is left out.
+        """
+        from tfkfp.containers.runtime import without_nulls
+
+        keys = ("blessed", "reason", "candidate", "baseline", "baseline_note", "failures")
+        return without_nulls({key: getattr(self, key) for key in keys})
+
     def ui_metrics(self) -> dict[str, float]:
         """Overall metrics a KFP Metrics artifact can hold: NaN and infinities left out.
 
@@ -71,10 +81,13 @@ def _slice_name(slice_key) -> str:
     return SliceNames("", ())(slice_key)
 
 
-def _spec_name(slicing_spec) -> str:
-    """A SlicingSpec as text: `Overall`, `island=*`, `island=Biscoe`."""
+def _spec_name(slicing_spec, names: SliceNames | None = None) -> str:
+    """A SlicingSpec as text: `Overall`, `island=*`, `island=Biscoe` (ids named by `names`)."""
     parts = [f"{k}=*" for k in slicing_spec.feature_keys]
-    parts += [f"{k}={v}" for k, v in sorted(slicing_spec.feature_values.items())]
+    parts += [
+        f"{k}={names.value(k, int(v)) if names and v.lstrip('-').isdigit() else v}"
+        for k, v in sorted(slicing_spec.feature_values.items())
+    ]
     if slicing_spec.slice_keys_sql:
         parts.append(f"sql: {slicing_spec.slice_keys_sql}")
     return "; ".join(parts) or "Overall"
@@ -146,10 +159,11 @@ def read_validation(output_path: str, slice_name=_slice_name) -> tuple[bool, lis
                     "message": failure.message.strip(),
                 }
             )
+    names = slice_name if isinstance(slice_name, SliceNames) else None
     for spec in result.missing_slices:
         failures.append(
             {
-                "slice": _spec_name(spec),
+                "slice": _spec_name(spec, names),
                 "metric": None,
                 "is_diff": False,
                 "value": None,
@@ -160,8 +174,13 @@ def read_validation(output_path: str, slice_name=_slice_name) -> tuple[bool, lis
     return result.validation_ok, failures
 
 
-def threshold_rows(config, names: dict[tuple[int, int], str]) -> list[dict[str, Any]]:
-    """Every value and change threshold in the config, one row per (metric, slices, kind)."""
+def threshold_rows(
+    config, names: dict[tuple[int, int], str], slice_names: SliceNames | None = None
+) -> list[dict[str, Any]]:
+    """Every value and change threshold in the config, one row per (metric, slices, kind).
+
+    `slice_names` names vocabulary ids in the slices as words, as the report's slices are.
+    """
     from google.protobuf import json_format
 
     rows = []
@@ -184,7 +203,10 @@ def threshold_rows(config, names: dict[tuple[int, int], str]) -> list[dict[str, 
             if metric.HasField("threshold"):
                 add(name, "every slice", metric.threshold)
             for per_slice in metric.per_slice_thresholds:
-                scope = ", ".join(_spec_name(s) for s in per_slice.slicing_specs) or "Overall"
+                scope = (
+                    ", ".join(_spec_name(s, slice_names) for s in per_slice.slicing_specs)
+                    or "Overall"
+                )
                 add(name, scope, per_slice.threshold)
             for cross in metric.cross_slice_thresholds:
                 add(name, "cross slices", cross.threshold)
@@ -192,7 +214,10 @@ def threshold_rows(config, names: dict[tuple[int, int], str]) -> list[dict[str, 
             add(name, "every slice", threshold)
         for name, per_slice_list in spec.per_slice_thresholds.items():
             for per_slice in per_slice_list.thresholds:
-                scope = ", ".join(_spec_name(s) for s in per_slice.slicing_specs) or "Overall"
+                scope = (
+                    ", ".join(_spec_name(s, slice_names) for s in per_slice.slicing_specs)
+                    or "Overall"
+                )
                 add(name, scope, per_slice.threshold)
         for name, cross_list in spec.cross_slice_thresholds.items():
             for cross in cross_list.thresholds:
@@ -200,21 +225,53 @@ def threshold_rows(config, names: dict[tuple[int, int], str]) -> list[dict[str, 
     return rows
 
 
+def _in_scope(slice_name: str, scope: str) -> bool:
+    """Whether a failed slice's name falls under a threshold row's `slices` text."""
+    if scope == "every slice":
+        return " vs " not in slice_name
+    if scope == "cross slices":
+        return " vs " in slice_name
+    wildcard = "; ".join(f"{part.split('=', 1)[0]}=*" for part in slice_name.split("; "))
+    return any(
+        name == scope
+        or scope.startswith(f"{name}, ")
+        or scope.endswith(f", {name}")
+        or f", {name}, " in scope
+        for name in (slice_name, wildcard)
+    )
+
+
 def judge_thresholds(rows, failures, has_baseline: bool) -> None:
-    """Fills each threshold row's `result`: pass, fail (with slices) or skipped."""
+    """Fills each threshold row's `result`: pass, fail (with slices) or skipped.
+
+    A failure counts against the rows of its metric, kind and bounds whose slices hold it; a
+    slice no example fell into (TFMA's missing slices) fails every row that names it, so the
+    table never says "pass" where the blessing failed.
+    """
+    judged = [r for r in rows if not (r["kind"] == "change" and not has_baseline)]
+    failed: dict[int, list[str]] = {id(row): [] for row in judged}
+    for f in failures:
+        if f["metric"] is None:
+            matching = [r for r in judged if _in_scope(f["slice"], r["slices"])]
+            for row in matching:
+                failed[id(row)].append(f"{f['slice']} (no examples)")
+            continue
+        same = [
+            r
+            for r in judged
+            if f["metric"].split(" (")[0] == r["metric"]
+            and f["is_diff"] == (r["kind"] == "change")
+            and f["threshold"].get(f"{r['kind']}Threshold") == r["threshold"]
+        ]
+        # A slice name the scope text cannot place (several keys): every row of the bounds.
+        for row in [r for r in same if _in_scope(f["slice"], r["slices"])] or same:
+            failed[id(row)].append(f["slice"])
     for row in rows:
         if row["kind"] == "change" and not has_baseline:
             row["result"] = "skipped (no baseline)"
             continue
-        failed = [
-            f["slice"]
-            for f in failures
-            if f["metric"] is not None
-            and f["metric"].split(" (")[0] == row["metric"]
-            and f["is_diff"] == (row["kind"] == "change")
-            and f["threshold"].get(f"{row['kind']}Threshold") == row["threshold"]
-        ]
-        row["result"] = f"fail: {', '.join(failed)}" if failed else "pass"
+        slices = list(dict.fromkeys(failed[id(row)]))
+        row["result"] = f"fail: {', '.join(slices)}" if slices else "pass"
 
 
 def _class_names(model_dir: str, label_key: str, n: int) -> list[str]:

@@ -80,20 +80,36 @@ def _baseline(
     baseline_model_uri: str,
     remote: bool,
     workdir: str,
+    signatures: dict[str, Any],
+    records: list[bytes],
 ) -> tuple[str | None, str | None, str]:
     """The checked baseline: (where TFMA loads it, its URI for the report, a note).
 
-    Without a baseline: (None, None, the reason).
+    Without a baseline: (None, None, the reason). A baseline unlike the candidate (other
+    signature inputs or outputs, or unable to read the eval split) fails the run when the
+    config has change thresholds, which it cannot judge; without any, the evaluation goes on
+    without it and the note says why.
     """
     local, uri, note = resolve_baseline(baseline_model, baseline_from, workdir)
     if not local:
         return None, None, note
     try:
-        eval_checks.check_model(config, local, raw_schema, "baseline model")
+        theirs = eval_checks.check_model(config, local, raw_schema, "baseline model")
     except InputError as err:
         if baseline_model:
             raise
         raise InputError(f"baseline_from: {uri}: {err}") from None
+    difference = eval_checks.baseline_difference(config, signatures, theirs, local, records)
+    if difference:
+        what = "baseline_model" if baseline_model else "baseline_from"
+        if eval_checks.has_change_thresholds(config):
+            raise InputError(
+                f"{what}: the baseline {uri} is unlike the candidate: {difference}; the change "
+                "thresholds cannot compare them (drop them for this run, or name another "
+                "baseline or push destination)"
+            )
+        log.warning("evaluator: baseline %s not used: %s", uri, difference)
+        return None, None, f"baseline {uri} not used: {difference}"
     if remote and baseline_model:
         return beam_location(local, baseline_model_uri, "baseline_model"), uri, note
     if remote:
@@ -298,14 +314,24 @@ def run(
     signatures = eval_checks.check_model(config, model, raw_schema, "candidate model")
     features, records = eval_checks.sample_features(data_location)
     eval_checks.check_data(config, signatures, raw_schema, features, model, records)
-    thresholds = eval_report.threshold_rows(config, names)
+    slice_name = SliceNames.for_config(config, model, raw_schema)
+    eval_checks.map_slice_values(config, signatures, slice_name, raw_schema)
+    thresholds = eval_report.threshold_rows(config, names, slice_name)
 
     import tensorflow_model_analysis as tfma
     from tensorflow_model_analysis.utils import config_util
 
     with tempfile.TemporaryDirectory(prefix="tfkfp-evaluator-") as workdir:
         baseline_at, baseline_uri, baseline_note = _baseline(
-            config, raw_schema, baseline_model, baseline_from, baseline_model_uri, remote, workdir
+            config,
+            raw_schema,
+            baseline_model,
+            baseline_from,
+            baseline_model_uri,
+            remote,
+            workdir,
+            signatures,
+            records,
         )
         has_baseline = baseline_at is not None
         label_key = config.model_specs[0].label_key
@@ -355,11 +381,12 @@ def run(
                 ),
             )
             log.info("evaluator: TFMA done, reading results")
-            slice_name = SliceNames.for_config(config, model, raw_schema)
             slices = eval_report.read_slices(eval_tmp, candidate_name, slice_name)
             validation_ok, failures = eval_report.read_validation(eval_tmp, slice_name)
             eval_report.judge_thresholds(thresholds, failures, has_baseline)
             blessed, reason = bless(thresholds, validation_ok, failures)
+            if not has_baseline and " not used: " in baseline_note:
+                reason = f"{reason} Evaluated without a baseline: {baseline_note}."
             overall = slices.get("Overall", {})
             result = Evaluation(
                 blessed=blessed,

@@ -302,12 +302,13 @@ def common_fn_args(
     import os
 
     from tfkfp.containers.hyperparameters import whole_numbers
-    from tfkfp.containers.layout import schema_file
+    from tfkfp.containers.layout import load_schema, schema_file
     from tfkfp.containers.manifest import require_split
     from tfkfp.containers.runtime import InputError
 
     train_steps = _steps("train_steps", train_steps)
     eval_steps = _steps("eval_steps", eval_steps)
+    load_schema(schema)  # a module would otherwise fail on a bad schema with a traceback
     train_files = [require_split(examples, "train", "examples")]
     eval_files = [require_split(examples, "eval", "examples")]
     if transform_graph and not os.path.isdir(os.path.join(transform_graph, "transform_fn")):
@@ -317,7 +318,7 @@ def common_fn_args(
         eval_files=eval_files,
         train_steps=train_steps,
         eval_steps=eval_steps,
-        schema_path=schema_file(schema),
+        schema_path=schema if os.path.isfile(schema) else schema_file(schema),
         transform_graph_path=transform_graph,
         data_accessor=make_data_accessor(num_workers),
         custom_config=whole_numbers(dict(custom_config)) if custom_config else None,

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from tfkfp.containers import events, manifest, storage
-from tfkfp.containers.layout import SCHEMA_FILE, SPLITS, split_dir
+from tfkfp.containers.layout import SCHEMA_FILE, SPLITS, load_schema, split_dir
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, log
 
@@ -66,6 +66,7 @@ class _Column:
     missing: int  # rows without a value
     min_values: int = 1  # values per row where present
     max_values: int = 1
+    empty: bool = False  # no row has a value
 
 
 def _resolve_files(data_uri: str) -> list[storage.Stat]:
@@ -256,7 +257,7 @@ def _typed_column(name: str, strings):
             kind, values = "BYTES", present.cast(pa.large_binary())
     offsets = np.concatenate([[0], np.cumsum(~missing, dtype=np.int64)])
     lists = pa.LargeListArray.from_arrays(pa.array(offsets), values, mask=pa.array(missing))
-    return _Column(name, kind, int(missing.sum())), lists
+    return _Column(name, kind, int(missing.sum()), empty=len(present) == 0), lists
 
 
 def _widest(strings) -> str:
@@ -272,7 +273,11 @@ def _schema(columns: Iterable[_Column]):
     schema = schema_pb2.Schema()
     for col in columns:
         feature = schema.feature.add(name=col.name, type=getattr(schema_pb2, col.kind))
-        if col.missing == 0 and col.min_values == col.max_values == 1:
+        if col.empty:
+            # As TFDV infers it: a feature no example has may stay absent, nothing else is
+            # known; the data it was inferred from must satisfy the schema.
+            feature.presence.min_count = 0
+        elif col.missing == 0 and col.min_values == col.max_values == 1:
             feature.presence.min_fraction = 1.0
             feature.presence.min_count = 1
             feature.shape.dim.add(size=1)
@@ -368,7 +373,7 @@ def _arrow_column(name: str, array):
     lists = pa.LargeListArray.from_arrays(pa.array(offsets), values, mask=pa.array(missing))
     present = lengths[~missing]
     bounds = (int(present.min()), int(present.max())) if len(present) else (1, 1)
-    return _Column(name, kind, int(missing.sum()), *bounds), lists
+    return _Column(name, kind, int(missing.sum()), *bounds, empty=not len(present)), lists
 
 
 def _row_text(lists) -> object:
@@ -492,7 +497,9 @@ def _tfrecord_examples(
         kind = kinds.get(str(array.type.value_type), "BYTES")
         bounds = pc.min_max(present).as_py() if len(present) else {"min": 1, "max": 1}
         missing = len(records) - len(present)
-        columns.append(_Column(name, kind, missing, bounds["min"], bounds["max"]))
+        columns.append(
+            _Column(name, kind, missing, bounds["min"], bounds["max"], empty=not len(present))
+        )
     schema = _schema(sorted(columns, key=lambda c: c.name))
     # Records are written back as they were read, so their bytes are a stable split key.
     return schema, ((records[i : i + CHUNK_ROWS],) * 2 for i in range(0, len(records), CHUNK_ROWS))
@@ -557,21 +564,6 @@ def infer_schema(data_uri: str, input_format: str = "auto", delimiter: str = "")
     return _read(data_uri, input_format, delimiter)[0]
 
 
-def read_schema(uri: str, what: str):
-    """A tensorflow_metadata Schema in text format from a file, KFP mount, gs:// or s3://."""
-    from google.protobuf import text_format
-    from tensorflow_metadata.proto.v0 import schema_pb2
-
-    text = storage.read_text(uri, what)
-    try:
-        schema = text_format.Parse(text, schema_pb2.Schema())
-    except text_format.ParseError as err:
-        raise InputError(f"{what}: {uri} is not a Schema in text format ({err})") from None
-    if not schema.feature:
-        raise InputError(f"{what}: {uri} is a Schema without features")
-    return schema
-
-
 def check_columns(curated, inferred, uri: str) -> None:
     """Fails in one line when the data's columns or types differ from the curated schema."""
     from tensorflow_metadata.proto.v0 import schema_pb2
@@ -614,7 +606,7 @@ def run(
     """
     if not 0.0 < train_fraction < 1.0:
         raise InputError(f"train_fraction: expected a number between 0 and 1, got {train_fraction}")
-    curated = read_schema(schema_uri, "schema_uri") if schema_uri else None
+    curated = load_schema(schema_uri, "schema_uri") if schema_uri else None
     inferred, chunks = _read(data_uri, input_format, delimiter)
     if curated is not None:
         check_columns(curated, inferred, schema_uri)

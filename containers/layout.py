@@ -58,16 +58,64 @@ def is_version(name: str) -> bool:
     return name.isdigit()
 
 
-def load_schema(schema_dir: str, what: str = "schema"):
-    """Parses the tensorflow_metadata Schema written by ingest."""
+def load_schema(location: str, what: str = "schema"):
+    """The one reader of a tensorflow_metadata Schema in text format, for every stage.
+
+    Args:
+        location: A `schema.pbtxt` file or a folder holding one (a schema artifact), local, a
+            KFP mount, gs:// or s3://.
+        what: The input's name for error messages.
+
+    Raises:
+        InputError: in one line naming the input, for a missing file, a folder without
+            `schema.pbtxt`, an empty or binary file, text that is not a Schema, or a Schema
+            without features.
+    """
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    path = schema_file(schema_dir)
+    from tfkfp.containers import storage
+
+    uri = location
+    if storage.stat(uri, what) is None:
+        if not storage.exists(uri, what):
+            raise InputError(
+                f"{what}: no such file or folder {uri} (expected a {SCHEMA_FILE} file or a folder with one)"
+            )
+        uri = storage.join(uri, SCHEMA_FILE)
+        if storage.stat(uri, what) is None:
+            raise InputError(
+                f"{what}: {location} is a folder without {SCHEMA_FILE} (expected a schema in "
+                "text format, or a schema artifact folder holding one)"
+            )
+    data = storage.read_bytes(uri, what)
+    if not data.strip():
+        raise InputError(f"{what}: {uri} is empty (expected a Schema in text format)")
     try:
-        with open(path) as fh:
-            return text_format.Parse(fh.read(), schema_pb2.Schema())
-    except FileNotFoundError:
-        raise InputError(f"{what}: no {SCHEMA_FILE} at {path}") from None
-    except text_format.ParseError as err:
-        raise InputError(f"{what}: {path} is not a Schema in text format ({err})") from None
+        schema = text_format.Parse(data.decode("utf-8"), schema_pb2.Schema())
+    except (UnicodeDecodeError, text_format.ParseError) as err:
+        if _binary_schema(data):
+            raise InputError(
+                f"{what}: {uri} is a binary Schema protobuf; expected the text format "
+                "(text_format.MessageToString, tfdv.write_schema_text or `tfkfp schema`)"
+            ) from None
+        if isinstance(err, UnicodeDecodeError):
+            detail = f"not UTF-8 text: byte {data[err.start]:#04x} at offset {err.start}"
+        else:
+            detail = " ".join(str(err).split())
+        raise InputError(f"{what}: {uri} is not a Schema in text format ({detail})") from None
+    if not schema.feature:
+        raise InputError(f"{what}: {uri} is a Schema without features")
+    return schema
+
+
+def _binary_schema(data: bytes) -> bool:
+    """Whether bytes are a serialized Schema with named features (what tfdv.write_schema gives)."""
+    from google.protobuf.message import DecodeError
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    try:
+        schema = schema_pb2.Schema.FromString(data)
+    except (DecodeError, ValueError):
+        return False
+    return bool(schema.feature) and all(f.name.isprintable() and f.name for f in schema.feature)

@@ -74,6 +74,19 @@ def _exit_without_teardown() -> None:
     os._exit(0)
 
 
+def without_nulls(value: Any) -> Any:
+    """`value` with every None left out of its dicts and lists, for KFP artifact metadata.
+
+    KFP's backend launcher converts artifact metadata to protobuf Values and has no case for
+    null: the task fails when it records the artifact (kfp.local accepts it).
+    """
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [without_nulls(v) for v in value if v is not None]
+    return value
+
+
 def select_keras(flavour: str = "tf_keras") -> None:
     """Chooses tf.keras's flavour before TensorFlow is imported in this process.
 

@@ -42,8 +42,14 @@ class SliceNames:
 
     @classmethod
     def for_config(cls, config, model_dir: str, schema=None) -> SliceNames:
-        """For an EvalConfig's slicing specs; `schema` (raw) tells which features are strings."""
-        columns = [k for spec in config.slicing_specs for k in spec.feature_keys]
+        """For every slice an EvalConfig names; `schema` (raw) tells which features are strings."""
+        from tfkfp.containers.eval_checks import slicing_fields
+
+        columns = [
+            k
+            for _, spec in slicing_fields(config)
+            for k in [*spec.feature_keys, *spec.feature_values]
+        ]
         strings = None
         if schema is not None:
             from tensorflow_metadata.proto.v0 import schema_pb2
@@ -61,6 +67,13 @@ class SliceNames:
         if isinstance(value, int) and self.string_columns and column in self.string_columns:
             self.unmapped.add(column)
         return str(value)
+
+    def id_of(self, column: str, value: str) -> str | None:
+        """The vocabulary id of a raw value as TFMA's slice value text; None if not a word of it."""
+        words = self.vocabularies.get(column)
+        if words is None or value not in words:
+            return None
+        return str(words.index(value))
 
     def __call__(self, slice_key) -> str:
         """A TFMA SliceKey as `column=value; ...`, or `Overall`."""

@@ -16,7 +16,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from tfkfp.containers import events, storage
+from tfkfp.containers import events, manifest, storage
 from tfkfp.containers.histograms import HISTOGRAM_BUCKETS
 from tfkfp.containers.layout import SPLITS, STATS_FILE, split_folder
 from tfkfp.containers.publish import publish_file, publishing
@@ -243,10 +243,20 @@ def load(statistics: str, split: str, what: str = "statistics"):
     uri = storage.join(statistics, split_folder(split), STATS_FILE)
     if not storage.exists(uri, what):
         raise InputError(f"{what}: no '{split}' split statistics at {uri}")
+    data = storage.read_bytes(uri, what)
+    if not data:
+        raise InputError(
+            f"{what}: {uri} is empty (0 bytes; expected a DatasetFeatureStatisticsList)"
+        )
     try:
-        return statistics_pb2.DatasetFeatureStatisticsList.FromString(storage.read_bytes(uri, what))
+        stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(data)
     except DecodeError:
         raise InputError(f"{what}: {uri} is not a DatasetFeatureStatisticsList") from None
+    if not stats.datasets:
+        raise InputError(
+            f"{what}: {uri} holds no dataset (expected the '{split}' split's statistics)"
+        )
+    return stats
 
 
 def run(examples: str, statistics: str, view: str) -> StatisticsResult:
@@ -265,11 +275,15 @@ def run(examples: str, statistics: str, view: str) -> StatisticsResult:
 
     for split in SPLITS:  # fail before any work
         _split_files(examples, split)
+    manifest.verify(examples, SPLITS, "examples")  # a split emptied or changed since written
     result = StatisticsResult()
     by_split = {}
     for split in SPLITS:
         by_split[split] = split_statistics(_split_records(examples, split), split)
         dataset = by_split[split].datasets[0]
+        if not dataset.num_examples:
+            folder = storage.join(examples, split_folder(split))
+            raise InputError(f"examples: the '{split}' split has no rows ({folder})")
         result.rows[split] = dataset.num_examples
         result.features[split] = len(dataset.features)
     html = render(by_split)

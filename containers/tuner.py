@@ -85,6 +85,15 @@ def _checked_result(result: Any):
             f"tuner_fn: returned {type(result).__name__} {str(result)[:80]!r}; expected "
             "TunerFnResult(tuner=<a KerasTuner tuner>, fit_kwargs=<dict for tuner.search>)"
         )
+    max_trials = getattr(tuner.oracle, "max_trials", None)
+    if max_trials is not None and (
+        isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1
+    ):
+        # KerasTuner reads 0 as "no limit" and searches the whole space: never what 0 meant.
+        raise InputError(
+            f"tuner_fn: the tuner's max_trials is {max_trials!r}; expected a whole number of "
+            "at least 1 (or None: no limit, the whole search space)"
+        )
     return tuner, fit_kwargs
 
 

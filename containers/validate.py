@@ -40,6 +40,15 @@ class ValidateResult:
     valid: bool
     anomalies: dict[str, dict[str, str]] = field(default_factory=dict)
 
+    def summary(self, limit: int = 3) -> str:
+        """One line: `valid`, or the anomaly count and the first few (split, feature, what)."""
+        found = [(s, n, t) for s, a in self.anomalies.items() for n, t in a.items()]
+        if not found:
+            return "valid"
+        shown = "; ".join(f"{n!r} in {s}: {t.rstrip('.')}" for s, n, t in found[:limit])
+        more = f"; and {len(found) - limit} more" if len(found) > limit else ""
+        return f"{len(found)} anomalies against the schema: {shown}{more}"
+
 
 class _Found:
     """Anomalies of one split, gathered into an Anomalies proto."""
@@ -155,14 +164,21 @@ def check_schema(schema, dataset, found: _Found, present: dict[str, int]) -> Non
     `present` counts each feature's examples over all splits: `presence.min_count` is checked
     against that, not per split (unlike TFDV), because an inferred schema's `min_count: 1`
     describes the whole data, and a feature as rare as the taxi sample's pickup_census_tract
-    (1 row in 15,002) is absent from one split of a perfectly normal run.
+    (1 row in 15,002) is absent from one split of a perfectly normal run: absent from a
+    split's statistics, it is a dropped column only when the schema asks for it in every
+    example (`min_fraction`) or when no split has it. A feature no row has (an empty column,
+    inferred with `min_count: 0`, as TFDV does) is no anomaly.
     """
     stats = _by_name(dataset)
     for feature in schema.feature:
         stat = stats.get(feature.name)
-        if stat is None:  # no example has the feature, not even empty: the column is gone
-            found.add(feature.name, "SCHEMA_MISSING_COLUMN", "Column dropped",
-                      "The feature is in the schema but absent from the data.")  # fmt: skip
+        if stat is None:  # no example of this split has the feature, not even empty
+            required = feature.presence.min_fraction > 0 or (
+                feature.presence.min_count > 0 and feature.name not in present
+            )
+            if required:  # else: the schema lets it be absent here (rare, or never seen)
+                found.add(feature.name, "SCHEMA_MISSING_COLUMN", "Column dropped",
+                          "The feature is in the schema but absent from the data.")  # fmt: skip
             continue
         _check_feature(found, schema, feature, stat, dataset.num_examples)
         if present.get(feature.name, 0) < feature.presence.min_count:
@@ -233,7 +249,18 @@ def compare(schema, control, treatment, which: str, found: _Found, label: str) -
         if name not in after:
             continue  # already reported as a dropped column
         a, b = before[name], after[name]
+        if _type_changed(a, b):
+            kinds = _type_names(a, b)
+            found.add(name, "UNEXPECTED_DATA_TYPE", f"{label}: type changed",
+                      f"The feature holds {kinds[0]} values in the {label} baseline and "
+                      f"{kinds[1]} values now; its {which} cannot compare them.")  # fmt: skip
+            continue
         string = statistics_pb2.FeatureNameStatistics.STRING
+        for kind, applies in (("infinity_norm", b.type == string),
+                              ("jensen_shannon_divergence", b.type != string)):  # fmt: skip
+            if comparator.HasField(kind) and not applies and _common(b).num_non_missing:
+                log.warning("validate: %s on feature %r: %s does not apply to %s values, "
+                            "not checked", which, name, kind, _type_names(a, b)[1])  # fmt: skip
         if comparator.HasField("infinity_norm") and a.type == b.type == string:
             distance, limit = l_infinity(a, b), comparator.infinity_norm.threshold
             if distance > limit:
@@ -249,13 +276,32 @@ def compare(schema, control, treatment, which: str, found: _Found, label: str) -
                           f"(threshold {limit:g}).")  # fmt: skip
 
 
+def _type_changed(a, b) -> bool:
+    """Whether two statistics of a feature hold values of different types (both have values)."""
+    return a.type != b.type and bool(_common(a).num_non_missing and _common(b).num_non_missing)
+
+
+def _type_names(a, b) -> tuple[str, str]:
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    name = statistics_pb2.FeatureNameStatistics.Type.Name
+    return name(a.type), name(b.type)
+
+
 def feature_set_changes(previous, current, found: _Found) -> None:
-    """Features gone or new since the previous statistics (a renamed column is both).
+    """Features gone, new or of another type since the previous statistics.
 
     Not a TFDV check: with a schema inferred on every run, a renamed column is in the schema
-    under its new name, so only the previous run's statistics can tell that it changed.
+    under its new name (and a column whose values changed type has the new type), so only the
+    previous run's statistics can tell that it changed.
     """
     before, after = _by_name(previous), _by_name(current)
+    for name in sorted(set(before) & set(after)):
+        if _type_changed(before[name], after[name]):
+            kinds = _type_names(before[name], after[name])
+            found.add(name, "UNEXPECTED_DATA_TYPE", "Type changed since the previous run",
+                      f"The feature holds {kinds[1]} values, {kinds[0]} in the previous "
+                      "statistics.")  # fmt: skip
     for name in sorted(set(before) - set(after)):
         found.add(name, "SCHEMA_MISSING_COLUMN", "Column gone since the previous run",
                   "The feature is in the previous statistics but absent from the data.")  # fmt: skip
@@ -358,9 +404,5 @@ def run(
         verdict=verdict(result),
     )
     if fail_on_anomalies and not result.valid:
-        first = next((split, n, t) for split, a in result.anomalies.items() for n, t in a.items())
-        raise InputError(
-            f"statistics: {count} anomalies against the schema, first {first[1]!r} in "
-            f"{first[0]}: {first[2]} (report: {report})"
-        )
+        raise InputError(f"statistics: {result.summary(limit=1)} (report: {report})")
     return result

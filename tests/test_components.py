@@ -47,7 +47,10 @@ def test_pipeline_compile_load_compile_is_stable(tmp_path):
     assert normalized_yaml((tmp_path / "b.yaml").read_text()) == normalized_yaml(first.read_text())
     spec = yaml.safe_load(first.read_text())
     # training runs only on valid data, the pusher only when the evaluator blesses the model
-    condition = spec["root"]["dag"]["tasks"]["condition-1"]["triggerPolicy"]["condition"]
+    # (dsl.If/dsl.Else on valid: a condition-branches group; the else branch fails the run)
+    branches = spec["components"]["comp-condition-branches-1"]["dag"]["tasks"]
+    condition = branches["condition-3"]["triggerPolicy"]["condition"]
     assert "validate-valid" in condition and "true" in condition
-    inner = spec["components"]["comp-condition-1"]["dag"]["tasks"]["condition-2"]
+    assert branches["condition-4"]["triggerPolicy"]["condition"] == f"!({condition})"
+    inner = spec["components"]["comp-condition-3"]["dag"]["tasks"]["condition-2"]
     assert "evaluator-blessed" in inner["triggerPolicy"]["condition"]

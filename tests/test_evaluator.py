@@ -37,6 +37,30 @@ def _with_threshold(threshold: dict) -> dict:
     return config
 
 
+def _slice_threshold(values: dict, lower_bound: float) -> dict:
+    """The penguin config with an accuracy threshold on the slice `values` names (no change)."""
+    config = copy.deepcopy(EVAL_CONFIG)
+    metric = config["metrics_specs"][0]["metrics"][1]
+    metric["per_slice_thresholds"] = [
+        {
+            "slicing_specs": [{"feature_values": values}],
+            "threshold": {"value_threshold": {"lower_bound": lower_bound}},
+        }
+    ]
+    return config
+
+
+def _nulls(value, where="") -> list[str]:
+    """Paths of every None inside nested dicts and lists."""
+    if value is None:
+        return [where]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _nulls(v, f"{where}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _nulls(v, f"{where}[{i}]")]
+    return []
+
+
 def _run(tmp_path, model, ingested, config, **kw):
     return evaluator.run(
         model=model,
@@ -296,6 +320,16 @@ def test_push_destination_without_complete_version_is_no_baseline(tmp_path, trai
             {**EVAL_CONFIG, "slicing_specs": [{"feature_values": {"colour": "red"}}]},
             r"slicing_specs\[0\] slices on 'colour'",
         ),
+        (
+            {**EVAL_CONFIG, "slicing_specs": [{"feature_values": {"island": "Atlantis"}}]},
+            r"eval_config: slicing_specs\[0\].feature_values: island='Atlantis' is not in the "
+            r"model's vocabulary assets/island \(Biscoe, Dream, Torgersen\)",
+        ),
+        (
+            _slice_threshold({"island": "biscoe"}, 0.5),
+            r"metrics_specs\[0\].metrics\[1\].per_slice_thresholds\[0\].slicing_specs\[0\]"
+            r".feature_values: island='biscoe' is not in the model's vocabulary",
+        ),
     ],
 )
 def test_bad_eval_config(tmp_path, trained, ingested, config, message):
@@ -481,6 +515,8 @@ def test_pipeline_skips_the_pusher_when_not_blessed(tmp_path, penguins_csv):
     assert "Baseline: none (no complete version" in report  # nothing was ever pushed
     blessing = artifacts["blessing"]["metadata"]
     assert blessing["blessed"] is False and blessing["failures"][0]["slice"] == "Overall"
+    # KFP's backend launcher cannot record null metadata: no `baseline: null` on a first run.
+    assert "baseline" not in blessing and _nulls(blessing) == []
     assert (run_dir / "evaluator" / "evaluation" / "eval_config.json").is_file()
 
 
@@ -624,3 +660,144 @@ def test_same_metrics_as_tfma_run_model_analysis(tmp_path, trained, ingested):
     assert overall and report.metrics == pytest.approx(overall), (report.metrics, overall)
     by_island = [k for k, _ in direct.slicing_metrics if k]
     assert len(by_island) == 3 and len(report.slices) == 4  # Overall and three islands
+
+
+# --- slices named by raw values (issue 25, item 2) -------------------------------------------
+
+
+def test_per_slice_threshold_with_a_raw_value_blesses(tmp_path, trained, ingested):
+    """`island: Biscoe`, as the report names the slice, gates that slice like its id does."""
+    config = _slice_threshold({"island": "Biscoe"}, 0.5)
+    config["slicing_specs"].append({"feature_values": {"island": "Dream"}})
+    report = _run(tmp_path, trained.model, ingested, config)
+    assert report.blessed is True and report.failures == [], report.failures
+    [row] = report.thresholds
+    assert row["slices"] == "island=Biscoe" and row["result"] == "pass"
+    assert report.slices["island=Biscoe"]["sparse_categorical_accuracy"]["candidate"] >= 0.5
+    assert "island=Dream" in report.slices  # a slicing spec by value, named as it was written
+    # The same slice named by its vocabulary id: the same verdict and the same name.
+    words = (os.path.join(trained.model, "assets", "island"),)
+    biscoe = open(words[0]).read().splitlines().index("Biscoe")
+    by_id = _run(
+        tmp_path / "id", trained.model, ingested, _slice_threshold({"island": str(biscoe)}, 0.5)
+    )
+    assert by_id.blessed is True and by_id.thresholds == report.thresholds
+    # The table and the blessing agree when the slice fails its threshold.
+    failing = _run(
+        tmp_path / "fail", trained.model, ingested, _slice_threshold({"island": "Biscoe"}, 1.01)
+    )
+    assert failing.blessed is False
+    assert failing.thresholds[0]["result"] == "fail: island=Biscoe"
+    assert [f["slice"] for f in failing.failures] == ["island=Biscoe"]
+
+
+def test_thresholds_table_agrees_with_the_blessing_on_a_slice_without_examples(
+    tmp_path, trained, ingested
+):
+    """An id no example has: TFMA's missing slice fails the blessing and the row alike."""
+    report = _run(tmp_path, trained.model, ingested, _slice_threshold({"island": "7"}, 0.5))
+    assert report.blessed is False
+    [failure] = report.failures
+    assert failure["metric"] is None and failure["slice"] == "island=(not in vocabulary: id 7)"
+    assert report.thresholds[0]["result"].startswith("fail: island=(not in vocabulary: id 7)")
+    # KFP's launcher cannot record null metadata: the missing slice's None fields are left out.
+    metadata = report.blessing_metadata()
+    assert _nulls(metadata) == [] and "baseline" not in metadata
+    assert metadata["failures"] == [
+        {"slice": failure["slice"], "is_diff": False, "message": failure["message"]}
+    ]
+
+
+def test_unmappable_raw_slice_value_is_one_line_exit_2(tmp_path, trained, ingested):
+    args = {
+        "model": trained.model,
+        "examples": ingested.examples,
+        "eval_config": _slice_threshold({"island": "Atlantis"}, 0.5),
+        "evaluation": str(tmp_path / "evaluation"),
+        "blessing": str(tmp_path / "blessing"),
+        "report": str(tmp_path / "report.md"),
+        "slice_chart": str(tmp_path / "slices.html"),
+        "schema": ingested.schema,
+    }
+    code = (
+        "from tfkfp.containers import evaluator\n"
+        "from tfkfp.containers.runtime import entrypoint\n"
+        f"entrypoint(evaluator.run, **{args!r})\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "error: eval_config: metrics_specs[0].metrics[1].per_slice_thresholds[0].slicing_specs[0]"
+        ".feature_values: island='Atlantis' is not in the model's vocabulary assets/island"
+    ), last
+    assert not (tmp_path / "blessing").exists() and not (tmp_path / "report.md").exists()
+
+
+def test_raw_value_without_a_vocabulary_file_is_refused(tmp_path, trained, ingested):
+    model = tmp_path / "model"
+    shutil.copytree(trained.model, model)
+    os.remove(model / "assets" / "island")
+    with pytest.raises(InputError) as raised:
+        _run(tmp_path, str(model), ingested, _slice_threshold({"island": "Biscoe"}, 0.5))
+    message = str(raised.value)
+    assert message.startswith(
+        "eval_config: metrics_specs[0].metrics[1].per_slice_thresholds[0].slicing_specs[0]"
+        ".feature_values: island='Biscoe' cannot be mapped to the vocabulary id"
+    ), message
+    assert "vocab_filename='island'" in message and "\n" not in message
+
+
+# --- a baseline unlike the candidate, a label the eval split cannot make (item 9) ----------------
+
+
+def test_baseline_with_other_outputs(tmp_path, trained, ingested):
+    baseline = str(tmp_path / "binary")
+    _train_binary_model(ingested.examples, baseline)
+    # A change threshold cannot be judged against it: one line naming what differs.
+    with pytest.raises(InputError) as raised:
+        _run(tmp_path, trained.model, ingested, EVAL_CONFIG, baseline_model=baseline)
+    message = str(raised.value)
+    assert message.startswith(f"baseline_model: the baseline {baseline} is unlike the candidate: ")
+    assert "serving_default signature has other outputs" in message and "\n" not in message
+    assert not (tmp_path / "blessing").exists()
+    # Without change thresholds the candidate is evaluated alone, and the report says why.
+    report = _run(tmp_path, trained.model, ingested, _config(0.5), baseline_model=baseline)
+    assert report.blessed is True and report.baseline is None
+    assert report.baseline_note.startswith(f"baseline {baseline} not used: its serving_default")
+    assert "not used" in report.reason
+    md = (tmp_path / "report.md").read_text()
+    assert f"Baseline: none (baseline {baseline} not used" in md
+    metadata = report.blessing_metadata()
+    assert metadata["baseline_note"] == report.baseline_note and _nulls(metadata) == []
+
+
+def test_eval_split_and_schema_without_the_label_is_one_line(tmp_path, trained, ingested):
+    """The label is made by transform_features from `species`, which neither has."""
+    from google.protobuf import text_format
+
+    from tfkfp.containers.layout import load_schema
+
+    examples = _examples_without(ingested.examples, tmp_path / "examples", "eval", "species")
+    schema = load_schema(ingested.schema)
+    kept = [f for f in schema.feature if f.name != "species"]
+    del schema.feature[:]
+    schema.feature.extend(kept)
+    (tmp_path / "schema.pbtxt").write_text(text_format.MessageToString(schema))
+    with pytest.raises(InputError) as raised:
+        _run(
+            tmp_path,
+            trained.model,
+            ingested.__class__(examples, str(tmp_path / "schema.pbtxt"), {}),
+            EVAL_CONFIG,
+        )
+    message = str(raised.value)
+    assert message.startswith(
+        "examples: the eval split does not fit the model's transform_features signature"
+    ), message
+    assert "species" in message and "\n" not in message
+    assert not (tmp_path / "blessing").exists()

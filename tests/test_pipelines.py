@@ -129,11 +129,18 @@ def test_training_is_gated_on_valid_data(compiled, name):
     root = spec["root"]["dag"]["tasks"]
     assert {"ingest", "statistics", "validate"} <= set(root)
     assert "transform" not in root and "trainer" not in root  # inside the condition
-    gate = [t for t in root.values() if "triggerPolicy" in t]
-    assert len(gate) == 1
-    assert gate[0]["triggerPolicy"]["condition"] == (
-        "inputs.parameter_values['pipelinechannel--validate-valid'] == true"
-    )
+    [branches] = [t for t in root.values() if t["componentRef"]["name"].startswith("comp-condition-branches")]  # fmt: skip
+    tasks = spec["components"][branches["componentRef"]["name"]]["dag"]["tasks"]
+    valid = "inputs.parameter_values['pipelinechannel--validate-valid'] == true"
+    conditions = {t["triggerPolicy"]["condition"]: t for t in tasks.values()}
+    assert set(conditions) == {valid, f"!({valid})"}
+    # dsl.Else: a step that fails on purpose, so the KFP UI shows the run stopped, and why.
+    stop = spec["components"][conditions[f"!({valid})"]["componentRef"]["name"]]["dag"]["tasks"]
+    [(_, task)] = stop.items()
+    assert task["taskInfo"]["name"] == "data-not-valid"
+    assert task["inputs"]["parameters"]["summary"] == {
+        "componentInputParameter": "pipelinechannel--validate-summary"
+    }
 
 
 def test_compile_without_caching_turns_it_off_in_nested_tasks(tmp_path):

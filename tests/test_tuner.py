@@ -250,6 +250,20 @@ def test_bad_module_exits_2_in_one_line(tmp_path, ingested, transformed, source,
     assert not list(tmp_path.glob("*.staging-*"))
 
 
+def test_max_trials_zero_is_refused_in_one_line(tmp_path, ingested, transformed):
+    """KerasTuner reads max_trials=0 as no limit: it ran the whole search space."""
+    code, result, stderr = _tuner_process(
+        tmp_path, ingested, transformed, custom_config={"max_trials": 0}
+    )
+    assert code == 2 and result is None, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == (
+        "error: tuner_fn: the tuner's max_trials is 0; expected a whole number of at least 1 "
+        "(or None: no limit, the whole search space)"
+    )
+    assert "trial 1/" not in stderr  # refused before any trial
+    assert not (tmp_path / "best_hyperparameters").exists()
+
+
 def test_tuner_refuses_multi_worker_and_bad_strategy(tmp_path, ingested, transformed, monkeypatch):
     with pytest.raises(InputError, match="strategy: expected one of auto, mirrored, default"):
         tuner.run(

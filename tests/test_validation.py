@@ -15,6 +15,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
 from tests.helpers import run_cli
 from tfkfp.containers import ingest, statistics, validate
+from tfkfp.containers.layout import load_schema
 from tfkfp.containers.runtime import InputError, entrypoint
 
 
@@ -148,6 +149,34 @@ def test_statistics_and_validate_do_not_import_tensorflow(clean, tmp_path):
     assert (valid, tf_imported) == ("True", "False")
 
 
+@pytest.mark.parametrize("manifest", [True, False])
+def test_statistics_of_an_emptied_split_is_one_line(clean, tmp_path, capsys, manifest):
+    import gzip
+
+    examples = tmp_path / "examples"
+    shutil.copytree(clean / "examples", examples)
+    (target,) = (examples / "Split-eval").glob("*.gz")
+    target.write_bytes(gzip.compress(b""))  # a valid gzip file of no records
+    if not manifest:
+        (examples / "tfkfp_manifest.json").unlink()
+    with pytest.raises(SystemExit) as exit_:
+        entrypoint(
+            statistics.run,
+            examples=str(examples),
+            statistics=str(tmp_path / "s"),
+            view=str(tmp_path / "v.html"),
+        )
+    assert exit_.value.code == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
+    assert len(err) == 1
+    if manifest:
+        assert err[0].startswith(f"error: examples: {target} is damaged: "), err
+        assert "truncated since" in err[0]
+    else:
+        assert err == [f"error: examples: the 'eval' split has no rows ({examples / 'Split-eval'})"]
+    assert not (tmp_path / "s").exists() and not (tmp_path / "v.html").exists()
+
+
 def test_statistics_without_a_split_is_one_line(clean, tmp_path, capsys):
     examples = tmp_path / "examples"
     shutil.copytree(clean / "examples", examples)
@@ -182,6 +211,7 @@ def test_statistics_of_unreadable_examples_is_one_line(clean, tmp_path, content,
         content = gzip.compress(gzip.decompress(target.read_bytes())[:-7])
     target.unlink()
     (examples / "Split-eval" / "data.gz").write_bytes(content)
+    (examples / "tfkfp_manifest.json").unlink()  # examples not written by ingest: read as found
     with pytest.raises(InputError, match=message):
         statistics.run(str(examples), str(tmp_path / "s"), str(tmp_path / "v.html"))
     assert not (tmp_path / "s").exists() and not (tmp_path / "v.html").exists()
@@ -310,6 +340,144 @@ def test_previous_statistics_from_a_bucket(clean, gcs, tmp_path):
         _validate(clean, str(clean / "schema"), previous_statistics_uri=f"gs://{gcs.bucket}/x")
 
 
+def test_type_change_since_the_previous_run_is_drift(clean, penguins_csv, tmp_path):
+    """FLOAT before, BYTES now, under a schema inferred from the new data: an anomaly."""
+    rows = _rows(penguins_csv)
+    for r in rows:
+        if r["bill_length_mm"] != "NA":
+            r["bill_length_mm"] = f"{r['bill_length_mm']} mm"
+    run = _pipeline(tmp_path, _write(rows, tmp_path / "retyped.csv"))
+    previous = str(clean / "statistics")
+    assert _validate(run, str(run / "schema")).valid  # its own schema says BYTES now
+
+    def comparator(features, schema):
+        features["bill_length_mm"].drift_comparator.jensen_shannon_divergence.threshold = 0.5
+
+    for schema in (str(run / "schema"), _schema(run, comparator)):
+        result = _validate(run, schema, previous_statistics=previous)
+        assert not result.valid
+        assert _kinds(run, "train") == {"bill_length_mm": ["UNEXPECTED_DATA_TYPE"]}
+        text = result.anomalies["train"]["bill_length_mm"]
+        assert "FLOAT" in text and "STRING" in text, text
+        assert _kinds(run, "eval") == {}
+
+
+def test_empty_column_is_valid_against_its_inferred_schema(penguins_csv, tmp_path):
+    rows = [{**r, "comment": ""} for r in _rows(penguins_csv)]
+    run = _pipeline(tmp_path, _write(rows, tmp_path / "empty_column.csv"))
+    features = {f.name: f for f in load_schema(str(run / "schema")).feature}
+    comment = features["comment"]
+    # As TFDV infers it: may be absent, nothing else known.
+    assert comment.presence.HasField("min_count") and comment.presence.min_count == 0
+    assert not comment.HasField("value_count") and not comment.HasField("shape")
+    result = _validate(run, str(run / "schema"))
+    assert result.valid, result.anomalies
+
+
+def _tfx_style_examples(data: str, path: Path) -> Path:
+    """The CSV as TFX's CsvExampleGen writes it: gzip tf.Examples without the empty cells."""
+    import tensorflow as tf
+
+    rows = list(csv.DictReader(open(data, newline="")))
+
+    def kind(column: str) -> str:
+        values = [r[column] for r in rows if r[column] != ""]
+        for name, cast in (("int", int), ("float", float)):
+            try:
+                [cast(v) for v in values]
+                return name
+            except ValueError:
+                pass
+        return "bytes"
+
+    kinds = {column: kind(column) for column in rows[0]}
+    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+        for row in rows:
+            features = {}
+            for column, value in row.items():
+                if value == "":
+                    continue
+                if kinds[column] == "int":
+                    feature = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+                elif kinds[column] == "float":
+                    feature = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+                else:
+                    feature = tf.train.Feature(
+                        bytes_list=tf.train.BytesList(value=[value.encode()])
+                    )
+                features[column] = feature
+            example = tf.train.Example(features=tf.train.Features(feature=features))
+            writer.write(example.SerializeToString())
+    return path
+
+
+def test_tfx_taxi_examples_are_valid_against_their_inferred_schema(tmp_path):
+    """TFX's taxi data as TFX writes it: pickup_census_tract has a value in 1 of 15,002 rows,
+    so one split's examples never name it. It stopped the example pipelines ('Column
+    dropped'), also with the schema `tfkfp schema` infers handed back as schema_uri."""
+    data = "/work/shared/data/chicago_taxi.csv"
+    if not os.path.exists(data):
+        from importlib import resources
+
+        data = str(resources.files("tfkfp.pipelines.taxi") / "data" / "chicago_taxi.csv")
+    examples = _tfx_style_examples(data, tmp_path / "taxi.tfrecord.gz")
+    schema = tmp_path / "taxi.pbtxt"
+    proc = run_cli("schema", str(examples), "-o", str(schema))
+    assert proc.returncode == 0, proc.stderr
+    for name, uri in (("inferred", ""), ("schema_uri", str(schema))):
+        out = tmp_path / name
+        ingest.run(str(examples), str(out / "examples"), str(out / "schema"), schema_uri=uri)
+        statistics.run(str(out / "examples"), str(out / "statistics"), str(out / "view.html"))
+        seen = [
+            {
+                f.path.step[0]
+                for f in statistics.load(str(out / "statistics"), s).datasets[0].features
+            }
+            for s in ("train", "eval")
+        ]
+        # the case: one split has no example naming the feature
+        assert ("pickup_census_tract" in seen[0]) != ("pickup_census_tract" in seen[1])
+        result = _validate(out, str(out / "schema"))
+        assert result.valid, result.anomalies
+        assert result.summary() == "valid"
+
+
+@pytest.mark.pipeline
+def test_example_pipeline_stopped_by_validation_says_so_and_fails(clean, penguins_csv, tmp_path):
+    """Anomalies: no training, and the run fails at a step saying why (exit 2, KFP UI red)."""
+    import json
+
+    def ranges(features, schema):
+        features["bill_length_mm"].float_domain.max = 50.0
+
+    schema = _schema(clean, ranges, path=tmp_path / "schema.pbtxt")
+    root = tmp_path / "root"
+    proc = run_cli(
+        "run", "penguins", "--local",
+        "--param", f"data_uri={penguins_csv}",
+        "--param", f"push_destination={tmp_path / 'serving'}",
+        "--param", f"schema_uri={schema}",
+        "--pipeline-root", str(root),
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "tfkfp: error: validation stopped the run: 2 anomalies against the schema: "
+        "'bill_length_mm' in train: Maximum "
+    ), last
+    assert "data-not-valid FAILED" in proc.stdout
+    [run_dir] = list(root.iterdir())
+    assert not (run_dir / "transform").exists() and not (run_dir / "trainer").exists()
+    assert not (tmp_path / "serving").exists()
+    executor = json.loads((run_dir / "validate" / "executor_output.json").read_text())
+    assert executor["parameterValues"]["valid"] is False
+    assert executor["parameterValues"]["summary"] == last.removeprefix(
+        "tfkfp: error: validation stopped the run: "
+    )
+    report = executor["artifacts"]["report"]["artifacts"][0]["uri"]
+    assert "bill_length_mm" in open(report).read()
+
+
 def test_fail_on_anomalies_fails_in_one_line(clean, capsys):
     def ranges(features, schema):
         features["bill_length_mm"].float_domain.max = 50.0
@@ -334,9 +502,15 @@ def test_fail_on_anomalies_fails_in_one_line(clean, capsys):
 @pytest.mark.parametrize(
     "case, message",
     [
-        ("no_schema", r"^schema: no schema.pbtxt at "),
+        ("no_schema", r"^schema: no such file or folder .*missing.pbtxt \(expected"),
         ("not_a_schema", r"^schema: .* is not a Schema in text format"),
+        ("folder_without_schema", r"^schema: .*/empty is a folder without schema.pbtxt"),
+        ("binary_file", r"^schema: .*bin.pbtxt is not a Schema in text format \(not UTF-8"),
+        ("binary_schema", r"^schema: .*/schema.pbtxt is a binary Schema protobuf; expected the"),
+        ("empty_schema", r"^schema: .*/empty.pbtxt is empty"),
         ("no_split", r"^statistics: no 'eval' split statistics at "),
+        ("empty_stats", r"^statistics: .*Split-eval/FeatureStats.pb is empty \(0 bytes"),
+        ("empty_previous", r"^previous_statistics: .*Split-train/FeatureStats.pb is empty"),
         ("comparator_on_absent", r"^schema: drift_comparator on feature 'nope', which is absent"),
     ],
 )
@@ -347,10 +521,34 @@ def test_validate_bad_input(clean, tmp_path, case, message):
     elif case == "not_a_schema":
         schema = str(tmp_path / "bad.pbtxt")
         Path(schema).write_text("this is { not a schema")
-    elif case == "no_split":
+    elif case == "folder_without_schema":
+        schema = str(tmp_path / "empty")
+        os.makedirs(schema)
+    elif case == "binary_file":
+        schema = str(tmp_path / "bin.pbtxt")
+        Path(schema).write_bytes(bytes(range(256)))
+    elif case == "binary_schema":
+        # tfdv.write_schema (not write_schema_text) gives this, named as TFX names the text
+        parsed = text_format.Parse(
+            (clean / "schema" / "schema.pbtxt").read_text(), schema_pb2.Schema()
+        )
+        os.makedirs(tmp_path / "binary")
+        (tmp_path / "binary" / "schema.pbtxt").write_bytes(parsed.SerializeToString())
+        schema = str(tmp_path / "binary")
+    elif case == "empty_schema":
+        schema = str(tmp_path / "empty.pbtxt")
+        Path(schema).write_text("")
+    elif case in ("no_split", "empty_stats", "empty_previous"):
         shutil.copytree(clean / "statistics", tmp_path / "s")
-        shutil.rmtree(tmp_path / "s" / "Split-eval")
-        stats = str(tmp_path / "s")
+        if case == "no_split":
+            shutil.rmtree(tmp_path / "s" / "Split-eval")
+            stats = str(tmp_path / "s")
+        elif case == "empty_stats":
+            (tmp_path / "s" / "Split-eval" / "FeatureStats.pb").write_bytes(b"")
+            stats = str(tmp_path / "s")
+        else:
+            (tmp_path / "s" / "Split-train" / "FeatureStats.pb").write_bytes(b"")
+            previous = str(tmp_path / "s")
     else:
 
         def absent(features, schema_):
@@ -427,6 +625,88 @@ def test_curated_schema_the_data_breaks_fails_ingest_in_one_line(
     assert len(err) == 1
     assert err[0].startswith(message.format(schema=schema))
     assert not (tmp_path / "ex").exists() and not (tmp_path / "sc").exists()
+
+
+def _bad_schema(clean: Path, tmp_path: Path, how: str) -> str:
+    """A schema location that is no text schema: a binary Schema named schema.pbtxt, a binary
+    file, or a folder without schema.pbtxt."""
+    if how == "binary_schema":
+        parsed = text_format.Parse(
+            (clean / "schema" / "schema.pbtxt").read_text(), schema_pb2.Schema()
+        )
+        os.makedirs(tmp_path / "bad_schema")
+        (tmp_path / "bad_schema" / "schema.pbtxt").write_bytes(parsed.SerializeToString())
+        return str(tmp_path / "bad_schema")
+    if how == "binary_file":
+        (tmp_path / "bad.pbtxt").write_bytes(b"\x80\x81 binary \xff")
+        return str(tmp_path / "bad.pbtxt")
+    os.makedirs(tmp_path / "no_schema_here")
+    return str(tmp_path / "no_schema_here")
+
+
+BAD_SCHEMA = {
+    "binary_schema": r" is a binary Schema protobuf; expected the text format",
+    "binary_file": r"bad.pbtxt is not a Schema in text format \(not UTF-8 text: byte 0x80 at",
+    "folder": r"no_schema_here is a folder without schema.pbtxt",
+}
+
+
+@pytest.mark.parametrize("how", list(BAD_SCHEMA))
+@pytest.mark.parametrize("stage", ["ingest", "transform", "trainer", "tuner", "evaluator"])
+def test_every_schema_reader_refuses_a_schema_that_is_not_text(
+    clean, tmp_path, ingested, transformed, trained, stage, how
+):
+    """One reader (runtime.load_schema) for every stage: one line naming the input."""
+    from tfkfp.containers import evaluator, trainer, transform, tuner
+    from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
+
+    bad = _bad_schema(clean, tmp_path, how)
+    out = tmp_path / "out"
+    module = "tfkfp.pipelines.penguins.module"
+    calls = {
+        "ingest": lambda: ingest.run(
+            _penguins(), str(out / "ex"),
+            str(out / "sc"), schema_uri=bad,
+        ),
+        "transform": lambda: transform.run(
+            ingested.examples, bad, module, str(out / "graph"), str(out / "ex")
+        ),
+        "trainer": lambda: trainer.run(
+            transformed.examples, bad, module, str(out / "model"), str(out / "run"),
+            str(out / "curves.html"), transform_graph=transformed.graph,
+        ),
+        "tuner": lambda: tuner.run(
+            transformed.examples, bad, module, str(out / "hp"), str(out / "t.md"),
+            str(out / "t.html"), transform_graph=transformed.graph,
+        ),
+        "evaluator": lambda: evaluator.run(
+            trained.model, ingested.examples, EVAL_CONFIG, str(out / "ev"), str(out / "bl"),
+            str(out / "r.md"), str(out / "s.html"), schema=bad,
+        ),
+    }  # fmt: skip
+    what = "schema_uri" if stage == "ingest" else "schema"
+    with pytest.raises(InputError, match=f"^{what}: .*{BAD_SCHEMA[how]}") as raised:
+        calls[stage]()
+    assert "\n" not in str(raised.value)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def _penguins() -> str:
+    from importlib import resources
+
+    return str(resources.files("tfkfp.pipelines.penguins") / "data" / "penguins.csv")
+
+
+def test_schema_uri_at_a_schema_artifact_folder_reads_its_schema(clean, penguins_csv, tmp_path):
+    ingest.run(
+        str(penguins_csv),
+        str(tmp_path / "ex"),
+        str(tmp_path / "sc"),
+        schema_uri=str(clean / "schema"),
+    )
+    assert (tmp_path / "sc" / "schema.pbtxt").read_text() == (
+        clean / "schema" / "schema.pbtxt"
+    ).read_text()
 
 
 # --- the HTML view in a real browser -------------------------------------------------------

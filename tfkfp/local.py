@@ -88,6 +88,15 @@ def _patch_oneof_artifacts() -> None:
     utils._tfkfp_unpatched = original  # tests show kfp's bug is still there
 
 
+# The example pipelines' failing step when validation finds anomalies (pipelines/steps.py).
+VALIDATION_STOP_TASK = "data-not-valid"
+VALIDATION_STOP_LINE = "error: validation stopped the run: "
+
+
+class ValidationStopped(RuntimeError):
+    """The run failed at the example pipelines' validation stop: the data has anomalies."""
+
+
 def run(
     pipeline,
     arguments: dict[str, Any],
@@ -123,6 +132,13 @@ def run(
     try:
         with _shown(display):
             pipeline(**arguments)
+    except RuntimeError as err:
+        task = display.tasks.get(VALIDATION_STOP_TASK)
+        if VALIDATION_STOP_TASK not in display.failed or task is None:
+            raise
+        said = [line for line in task.tail if line.startswith(VALIDATION_STOP_LINE)]
+        summary = said[-1].removeprefix("error: ") if said else "validation stopped the run"
+        raise ValidationStopped(summary) from err
     finally:
         display.close()
 

@@ -5,7 +5,7 @@ import os
 from kfp import dsl
 
 from tfkfp.components import evaluator, pusher, trainer, transform
-from tfkfp.pipelines.steps import checked_examples, transformed_inputs
+from tfkfp.pipelines.steps import checked_examples, stop_on_anomalies, transformed_inputs
 
 # TFMA EvalConfig (config_pb2 JSON). The label is computed by preprocessing_fn, so TFMA gets it
 # from the model's transform_features signature. The threshold gates the overall slice only:
@@ -78,7 +78,8 @@ def penguins(
         keras: tf_keras or keras3.
     """
     examples, checked = checked_examples(data_uri, schema_uri, previous_statistics_uri)
-    # Anomalies stop the run before any training; the Markdown report says why.
+    # Anomalies stop the run before any training: a failed task says so in one line, the
+    # validate task's Markdown report lists them.
     with dsl.If(checked.outputs["valid"] == True):  # noqa: E712 (compiles to a CEL condition)
         transformed = transform(
             examples=examples.outputs["examples"],
@@ -107,6 +108,8 @@ def penguins(
                 blessing=evaluated.outputs["blessing"],
                 destination=push_destination,
             )
+    with dsl.Else():
+        stop_on_anomalies(checked)
 
 
 def local_arguments() -> dict:

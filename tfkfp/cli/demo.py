@@ -30,7 +30,15 @@ def demo(
     started = time.time()
     display = Display(verbose=verbose)
     arguments = {"data_uri": data, "push_destination": destination}
-    local.run(pipeline, arguments, verbose=verbose, display=display)
+    try:
+        local.run(pipeline, arguments, verbose=verbose, display=display)
+    except local.ValidationStopped:
+        validated = display.tasks.get("validate")
+        print("\n== tfkfp demo: penguins ==")
+        if validated and validated.result:
+            print(f"data:          {validated.result['verdict']}")
+        print("training:      skipped (validation stopped the run; nothing trained or pushed)")
+        raise
     elapsed = time.time() - started
     compile_pipeline(pipeline, yaml_path)
     blessing = _newest_output("evaluator", "blessing", BLESSING_FILE)
