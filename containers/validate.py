@@ -402,6 +402,7 @@ def run(
         valid=result.valid,
         anomalies=count,
         verdict=verdict(result),
+        anomalies_line=result.summary(),
     )
     if fail_on_anomalies and not result.valid:
         raise InputError(f"statistics: {result.summary(limit=1)} (report: {report})")

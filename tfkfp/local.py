@@ -90,7 +90,6 @@ def _patch_oneof_artifacts() -> None:
 
 # The example pipelines' failing step when validation finds anomalies (pipelines/steps.py).
 VALIDATION_STOP_TASK = "data-not-valid"
-VALIDATION_STOP_LINE = "error: validation stopped the run: "
 
 
 class ValidationStopped(RuntimeError):
@@ -136,9 +135,11 @@ def run(
         task = display.tasks.get(VALIDATION_STOP_TASK)
         if VALIDATION_STOP_TASK not in display.failed or task is None:
             raise
-        said = [line for line in task.tail if line.startswith(VALIDATION_STOP_LINE)]
-        summary = said[-1].removeprefix("error: ") if said else "validation stopped the run"
-        raise ValidationStopped(summary) from err
+        validated = display.tasks.get("validate")
+        found = (validated.result or {}).get("anomalies_line") if validated else None
+        raise ValidationStopped(
+            f"validation stopped the run: {found or 'the data has anomalies'}"
+        ) from err
     finally:
         display.close()
 
