@@ -8,7 +8,7 @@ task's command would: write the component's source to a temporary file, run
 `kfp.dsl.executor_main` with the task's arguments, environment and working directory, and exit.
 The child's stdout and stderr go to a pipe the run reads, as kfp's own runner reads its
 subprocess. Importing creates no TensorFlow runtime (no eager context, no thread pools: the zygote
-checks it still has one thread before it forks), so each child starts its runtime itself.
+checks before it forks, see `fork_hazards`), so each child starts its runtime itself.
 
 A zygote per Keras flavour, started on first use; each lives in its own session so a terminal's
 Ctrl-C reaches only the run, which then interrupts the running task once and waits for its
@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -123,18 +124,28 @@ class Zygote:
         self.channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = {**os.environ, "TF_USE_LEGACY_KERAS": LEGACY_KERAS[flavour]}
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+        # Its own output (TensorFlow's start-up lines) is no task's: kept aside, quoted if it dies.
+        self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tfkfp.warm", str(theirs.fileno()), flavour],
             pass_fds=[theirs.fileno()],
             env=env,
             start_new_session=True,  # a terminal's Ctrl-C reaches the run only, see module doc
             stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=self.log,
         )
         theirs.close()
         self.reader = self.channel.makefile("r", encoding="utf-8")
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def last_words(self) -> str:
+        """The zygote's last line of output (why it stopped), if any."""
+        self.log.seek(0)
+        lines = self.log.read().decode("utf-8", "replace").strip().splitlines()
+        return lines[-1] if lines else ""
 
     def close(self) -> None:
         self.channel.close()
@@ -145,6 +156,7 @@ class Zygote:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.log.close()
 
     def run(self, source: str, args: list[str], env: dict[str, str], stage: str) -> int:
         """Runs one task in a fresh child; streams its output with print; returns its exit code.
@@ -167,7 +179,10 @@ class Zygote:
             reply = self._reply()
             pid = reply.get("pid")
             if pid is None:
-                raise WorkerDied(f"{stage}: the warm worker could not start the task ({reply})")
+                raise WorkerDied(
+                f"{stage}: the warm worker could not start the task "
+                f"({self.last_words() or 'it exited'})"
+            )
             for line in output:
                 print(line.decode("utf-8", "replace"), end="")
             print("\n")  # as kfp's runner: the end of the task's output
@@ -300,12 +315,21 @@ def _set_parent_death_signal(sig: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
 
 
-def threads() -> int:
-    """OS threads of this process (forking is safe only with one)."""
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return threading.active_count()
+def fork_hazards() -> list[str]:
+    """What would make forking this process unsafe: Python threads, a started TF runtime.
+
+    Measured here: the preloads leave only native threads that fork themselves away (numpy's
+    and scipy's OpenBLAS workers, pyarrow's jemalloc background thread, all with at-fork
+    handlers); TensorFlow creates its thread pools with its eager context, on first use.
+    """
+    hazards = []
+    if threading.active_count() != 1:
+        hazards.append(f"{threading.active_count()} Python threads")
+    eager = sys.modules.get("tensorflow.python.eager.context")
+    if eager is not None and getattr(eager, "_context", None) is not None:
+        if getattr(eager._context, "_context_handle", None) is not None:
+            hazards.append("TensorFlow's eager context started")
+    return hazards
 
 
 def preload(flavour: str) -> list[str]:
@@ -375,12 +399,10 @@ def serve(fd: int, flavour: str) -> None:
     channel = socket.socket(fileno=fd)
     started = time.perf_counter()
     loaded = preload(flavour)
-    if threads() != 1:
-        # Forking a process with threads copies their locks, not the threads: a child could hang.
-        print(
-            f"tfkfp.warm: {threads()} threads after importing {loaded}; cannot fork safely",
-            file=sys.stderr,
-        )
+    hazards = fork_hazards()
+    if hazards:
+        # Forking copies the threads' locks, not the threads: a child could hang.
+        print(f"tfkfp.warm: cannot fork safely after {loaded}: {hazards}", file=sys.stderr)
         raise SystemExit(3)
     print(
         f"tfkfp.warm: {flavour} worker ready in {time.perf_counter() - started:.1f} s",
