@@ -78,7 +78,9 @@ def import_seconds(code: str, repeat: int = 2) -> float:
     return best(f"import kfp.dsl.executor_main; {code}") - best("pass")
 
 
-def run_pipeline(name: str, params: dict[str, str], flags: tuple[str, ...] = ()) -> tuple[float, str]:
+def run_pipeline(
+    name: str, params: dict[str, str], flags: tuple[str, ...] = ()
+) -> tuple[float, str]:
     """Runs the pipeline through the CLI; returns wall seconds and the combined log."""
     args = [sys.executable, "-m", "tfkfp.cli", "run", name, "--local", *flags]
     for key, value in params.items():

@@ -180,9 +180,9 @@ class Zygote:
             pid = reply.get("pid")
             if pid is None:
                 raise WorkerDied(
-                f"{stage}: the warm worker could not start the task "
-                f"({self.last_words() or 'it exited'})"
-            )
+                    f"{stage}: the warm worker could not start the task "
+                    f"({self.last_words() or 'it exited'})"
+                )
             for line in output:
                 print(line.decode("utf-8", "replace"), end="")
             print("\n")  # as kfp's runner: the end of the task's output
@@ -199,8 +199,7 @@ class Zygote:
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
             raise WorkerDied(
-                f"{stage}: the task's process (pid {pid}) was killed by "
-                f"{signal.Signals(sig).name}"
+                f"{stage}: the task's process (pid {pid}) was killed by {signal.Signals(sig).name}"
             )
         return os.waitstatus_to_exitcode(status)
 
