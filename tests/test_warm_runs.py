@@ -30,6 +30,7 @@ PIPELINE = textwrap.dedent(
     @dsl.component(base_image="python:3.11", install_kfp_package=False)
     def slow(previous: Input[Artifact], out: Output[Artifact], marker: str):
         import os, sys, time
+        import tensorflow  # a heavy task: it waits for the warm worker
         from tfkfp.containers.runtime import publishing
         with publishing(out.path) as tmp:
             open(tmp + "/part", "w").write("half")
@@ -192,3 +193,17 @@ def test_task_parts_reads_kfp_commands():
     executor_input = {"inputs": {"parameterValues": {"keras": "keras3"}}, "outputs": {}}
     assert warm.keras_flavour(["--executor_input", json.dumps(executor_input)]) == "keras3"
     assert warm.keras_flavour(["--executor_input", "{}"]) == "tf_keras"
+
+
+def test_heavy_tasks_wait_for_the_warm_worker_light_ones_need_not():
+    from tfkfp.components import evaluator, ingest, pusher, trainer, transform
+
+    def source(component) -> str:
+        return component.component_spec.implementation.container.command[-1]
+
+    assert warm.needs_heavy_imports("def f():\n    import tensorflow as tf\n")
+    assert not warm.needs_heavy_imports("def f():\n    import tensorflow_metadata\n")
+    for component in (transform, trainer, evaluator):
+        assert warm.needs_heavy_imports(source(component)), component.name
+    for component in (ingest, pusher):
+        assert not warm.needs_heavy_imports(source(component)), component.name

@@ -20,8 +20,11 @@ from __future__ import annotations
 import contextlib
 import glob
 import importlib
+import importlib.util
 import json
 import os
+import re
+import select
 import shutil
 import signal
 import socket
@@ -116,6 +119,29 @@ def output_paths(args: list[str]) -> list[str]:
     ]
 
 
+# An import of one of the libraries the warm worker holds.
+HEAVY_IMPORT = re.compile(
+    r"^\s*(?:from|import)\s+(?:tensorflow|tensorflow_transform|tensorflow_model_analysis"
+    r"|apache_beam|tf_keras|keras)(?:[.\s]|$)",
+    re.M,
+)
+# How a component body names the tfkfp stage it runs (`from tfkfp.containers import transform`).
+STAGE_MODULE = re.compile(r"from tfkfp\.containers import (\w+)")
+
+
+def needs_heavy_imports(source: str) -> bool:
+    """Whether a component imports TensorFlow, Beam or TFMA: itself, or the tfkfp stage it runs."""
+    if HEAVY_IMPORT.search(source):
+        return True
+    for match in STAGE_MODULE.finditer(source):
+        spec = importlib.util.find_spec(f"tfkfp.containers.{match[1]}")
+        if spec and spec.origin and spec.origin.endswith(".py"):
+            with open(spec.origin, encoding="utf-8") as fh:
+                if HEAVY_IMPORT.search(fh.read()):
+                    return True
+    return False
+
+
 class Zygote:
     """One pre-imported worker process (a Keras flavour) and the channel to it."""
 
@@ -137,9 +163,18 @@ class Zygote:
         )
         theirs.close()
         self.reader = self.channel.makefile("r", encoding="utf-8")
+        self.state: bool | None = None  # ready (True) or dead (False) once known
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def ready(self, wait: bool) -> bool:
+        """Whether the imports are done (waiting for them with `wait`); False if it died."""
+        if self.state is None:
+            if not wait and not select.select([self.channel], [], [], 0)[0]:
+                return False
+            self.state = bool(self._reply().get("ready"))
+        return self.state
 
     def last_words(self) -> str:
         """The zygote's last line of output (why it stopped), if any."""
@@ -290,6 +325,13 @@ class Pool:
             return fallback(full_command=full_command, env_vars=env_vars)
         try:
             zygote = self.start(keras_flavour(args))
+            # A light task starts cold while the worker still imports; a heavy one waits for it.
+            if not zygote.ready(wait=needs_heavy_imports(source)):
+                self.lock.release()
+                try:
+                    return fallback(full_command=full_command, env_vars=env_vars)
+                finally:
+                    self.lock.acquire()
             return zygote.run(source, args, env, stage)
         except WorkerDied as err:
             self.died.append(str(err))
@@ -408,6 +450,7 @@ def serve(fd: int, flavour: str) -> None:
         file=sys.stderr,
         flush=True,
     )
+    channel.sendall(b'{"ready": true}\n')
     buffer, received = b"", []
     while True:
         data, fds, _, _ = socket.recv_fds(channel, 1 << 20, 4)
