@@ -31,6 +31,7 @@ def in_one_process(name: str, data_uri: str, destination: str, workdir: str) -> 
     started = time.perf_counter()
     import importlib
     import os
+    import sys
 
     from tfkfp.containers import (
         evaluator,
@@ -45,6 +46,14 @@ def in_one_process(name: str, data_uri: str, destination: str, workdir: str) -> 
     from tfkfp.containers.runtime import setup_logging
 
     setup_logging()
+    last = [started]
+
+    def done(stage: str) -> None:  # per-stage seconds, on stderr for the benchmark's record
+        now = time.perf_counter()
+        print(f"bench.warm: {stage} {now - last[0]:.2f} s", file=sys.stderr, flush=True)
+        last[0] = now
+
+    done("imports")
     pipeline = importlib.import_module(f"tfkfp.pipelines.{name}.pipeline")
     func = getattr(pipeline, name).pipeline_func
     defaults = {
@@ -54,8 +63,11 @@ def in_one_process(name: str, data_uri: str, destination: str, workdir: str) -> 
     }
     out = {k: os.path.join(workdir, k) for k in ("examples", "schema", "stats", "graph", "tex")}
     fingerprint.run(data_uri)
+    done("fingerprint")
     ingest.run(data_uri, out["examples"], out["schema"])
+    done("ingest")
     statistics.run(out["examples"], out["stats"], os.path.join(workdir, "stats.html"))
+    done("statistics")
     checked = validate.run(
         out["stats"],
         out["schema"],
@@ -63,7 +75,9 @@ def in_one_process(name: str, data_uri: str, destination: str, workdir: str) -> 
         os.path.join(workdir, "anomalies.md"),
     )
     assert checked.valid, checked
+    done("validate")
     transform.run(out["examples"], out["schema"], defaults["module_file"], out["graph"], out["tex"])
+    done("transform")
     model = os.path.join(workdir, "model")
     trainer.run(
         out["tex"],
@@ -77,6 +91,7 @@ def in_one_process(name: str, data_uri: str, destination: str, workdir: str) -> 
         eval_steps=defaults["eval_steps"],
         keras=defaults.get("keras", "tf_keras"),
     )
+    done("trainer")
     result = evaluator.run(
         model,
         out["examples"],
@@ -90,7 +105,9 @@ def in_one_process(name: str, data_uri: str, destination: str, workdir: str) -> 
         baseline_from=destination if name == "penguins" else "",
     )
     assert result.blessed, result.reason
+    done("evaluator")
     pusher.run(model, os.path.join(workdir, "blessing"), destination)
+    done("pusher")
     return time.perf_counter() - started
 
 
@@ -106,6 +123,7 @@ def one_process(name: str, params: dict[str, str]) -> float:
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"one process, {name}, failed:\n{proc.stderr[-3000:]}")
+    print(" ".join(ln[12:] for ln in proc.stderr.splitlines() if ln.startswith("bench.warm: ")))
     return elapsed
 
 
