@@ -18,6 +18,7 @@ clean-up (staged outputs removed) before it stops.
 from __future__ import annotations
 
 import contextlib
+import gc
 import glob
 import importlib
 import importlib.util
@@ -440,6 +441,10 @@ def serve(fd: int, flavour: str) -> None:
     channel = socket.socket(fileno=fd)
     started = time.perf_counter()
     loaded = preload(flavour)
+    # The imported objects stay put: children's collections then do not walk (and so copy)
+    # the worker's pages, which forked children otherwise share copy-on-write.
+    gc.collect()
+    gc.freeze()
     hazards = fork_hazards()
     if hazards:
         # Forking copies the threads' locks, not the threads: a child could hang.
