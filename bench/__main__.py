@@ -16,6 +16,7 @@ from bench import (
     storage,
     trainer,
     tuner,
+    warm,
     write_json,
 )
 from tfkfp import images as tfkfp_images
@@ -42,6 +43,8 @@ def main() -> None:
     started = time.perf_counter()
     steps: list[tuple[str, Callable[[], object]]] = [
         ("end to end", lambda: e2e.main(["penguins", "taxi"])),
+        # Two pairs per pipeline (about 8 min): local run vs one warm process, <= 1.5x.
+        ("warm vs one process", lambda: warm.main(["penguins", "taxi"])),
         ("scale", lambda: scale.main(SIZES)),
         ("trainer", lambda: trainer.main([])),
         ("tuner", lambda: tuner.main([])),

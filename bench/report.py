@@ -41,6 +41,11 @@ def table(results: dict) -> str:
                 f"{s['start_and_imports']:.1f}, exit {s['exit']:.1f}) | |"
             )
         rows.append(f"| · share in start, imports, exit | {e2e['start_import_exit_share']:.0%} | |")
+    for w in results.get("warm") or []:
+        rows.append(
+            f"| {w['pipeline']} end to end vs one warm process calling the stages | "
+            f"{w['ratio_median']:.2f}× median, {w['ratio_min']:.2f}× min | ≤ {w['target']}× |"
+        )
     scale = results.get("scale")
     if scale:
         for stage in ("transform", "evaluator"):
@@ -193,6 +198,7 @@ def main() -> dict:
     results = {"machine": machine()}
     for name in (
         "e2e",
+        "warm",
         "scale",
         "trainer",
         "tuner",

@@ -104,8 +104,13 @@ def run(
     enable_caching: bool = False,
     verbose: bool = False,
     display: Display | None = None,
+    warm: bool = True,
 ) -> None:
     """Runs `pipeline` with kfp.local: SubprocessRunner here, or DockerRunner in the images.
+
+    With `warm` (SubprocessRunner only), each task runs in a fresh process forked from a worker
+    that imported TensorFlow, Beam and TFMA once (tfkfp/warm.py), instead of a new interpreter
+    that imports them again; `warm=False` is kfp.local's own runner.
 
     With `enable_caching`, kfp.local reuses the outputs of an identical earlier task (its cache
     lives under the pipeline root); tasks compiled with caching off always run. Each task's
@@ -129,8 +134,13 @@ def run(
         runner=runner, pipeline_root=root, raise_on_error=True, enable_caching=enable_caching
     )
     try:
-        with _shown(display):
-            pipeline(**arguments)
+        with _shown(display), _warm_tasks(warm and not docker) as pool:
+            try:
+                pipeline(**arguments)
+            except RuntimeError as err:
+                if pool and pool.died:  # say why in one line, naming the stage
+                    raise RuntimeError(pool.died[-1]) from err
+                raise
     except RuntimeError as err:
         task = display.tasks.get(VALIDATION_STOP_TASK)
         if VALIDATION_STOP_TASK not in display.failed or task is None:
@@ -142,6 +152,18 @@ def run(
         ) from err
     finally:
         display.close()
+
+
+@contextlib.contextmanager
+def _warm_tasks(enabled: bool) -> Iterator[Any]:
+    """The run's warm workers (tfkfp.warm), or nothing when tasks start cold."""
+    if not enabled:
+        yield None
+        return
+    from tfkfp import warm
+
+    with warm.patched_runner() as pool:
+        yield pool
 
 
 @contextlib.contextmanager

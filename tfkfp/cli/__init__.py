@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="reuse outputs of identical earlier local tasks (kfp.local's cache; off by default)",
     )
+    p.add_argument(
+        "--cold",
+        action="store_true",
+        help="start every task in a new interpreter, as kfp.local does (default: forked from a "
+        "worker that imported TensorFlow, Beam and TFMA once)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
 
     cluster = argparse.ArgumentParser(add_help=False)
@@ -173,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         # kfp.local raises RuntimeError when a task fails; the task's log above says why.
         print(f"tfkfp: error: {_plain(str(err))}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # A local run's task was interrupted and cleaned up its staged outputs (tfkfp.warm).
+        print("tfkfp: interrupted; the running task published nothing", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -285,5 +285,6 @@ def run_local(args) -> int:
         args.pipeline_root,
         args.enable_caching,
         verbose=args.verbose,
+        warm=not args.cold,
     )
     return 0
