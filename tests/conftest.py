@@ -355,3 +355,14 @@ def chromium(tmp_path_factory) -> Chromium:
             exe = shutil.which("chromium")
     assert exe, "chromium: not installed and apt-get did not install it"
     return Chromium(exe, tmp_path_factory.mktemp("chromium"))
+
+
+@pytest.fixture
+def kfp_server():
+    """A local server speaking KFP's REST API (tests.helpers.kfp_api), stopped afterwards."""
+    from tests.helpers.kfp_api import start_fake_kfp
+
+    state, server = start_fake_kfp()
+    yield state
+    server.shutdown()
+    server.server_close()

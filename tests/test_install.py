@@ -15,7 +15,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from test_cluster import kfp_server  # noqa: F401  (fixture: a local server speaking KFP's REST API)
 
 from tests.helpers import REPO, normalized_yaml
 

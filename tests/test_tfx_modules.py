@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
-from test_trainer import _finish, _run, _trainer_process
 
 from tests.helpers import REPO, TRAINER_MODULES, free_port, run_cli, write_module
+from tests.helpers.trainer import finish_trainer, run_trainer, trainer_process
 from tfkfp.containers import trainer, user_module
 from tfkfp.containers.runtime import InputError
 
@@ -66,7 +66,9 @@ def _seen(out) -> dict:
 
 def test_tfx_module_with_own_strategy_and_tuned_hyperparameters(tmp_path, ingested, transformed):
     """TFX's penguin style under the default strategy: its own MirroredStrategy is used as is."""
-    info = _run(tmp_path, ingested, transformed, TFX_PENGUIN, hyperparameters=TUNED, train_steps=5)
+    info = run_trainer(
+        tmp_path, ingested, transformed, TFX_PENGUIN, hyperparameters=TUNED, train_steps=5
+    )
     seen = _seen(tmp_path)
     # the tuned values reached run_fn through keras_tuner.HyperParameters.from_config, as ints
     assert seen["hyperparameters"] == {"learning_rate": 0.01, "num_layers": 1, "units": 24}
@@ -84,7 +86,7 @@ def test_numbers_from_kfp_and_a_hyperparameters_object(tmp_path, ingested, trans
 
     hp = keras_tuner.HyperParameters()
     hp.Int("units", 8, 32, step=8, default=16)
-    _run(
+    run_trainer(
         tmp_path,
         ingested,
         transformed,
@@ -100,7 +102,7 @@ def test_numbers_from_kfp_and_a_hyperparameters_object(tmp_path, ingested, trans
 
 
 def test_custom_training_loop_under_default(tmp_path, ingested, transformed):
-    info = _run(tmp_path, ingested, transformed, CUSTOM_LOOP, train_steps=30)
+    info = run_trainer(tmp_path, ingested, transformed, CUSTOM_LOOP, train_steps=30)
     seen = _seen(tmp_path)
     assert seen["strategy"] == "MirroredStrategy" and seen["replicas"] == 1
     assert seen["losses"][-1] < seen["losses"][0]  # it learns
@@ -187,7 +189,7 @@ def test_estimator_era_module_is_told_what_to_write(tmp_path, ingested, transfor
         "def trainer_fn(trainer_fn_args, schema):\n    raise AssertionError('not called')\n",
     )
     with pytest.raises(InputError) as err:
-        _run(tmp_path, ingested, transformed, module)
+        run_trainer(tmp_path, ingested, transformed, module)
     message = str(err.value)
     assert message.startswith("module_file: ") and "\n" not in message
     assert "trainer_fn()" in message and "TensorFlow >= 2.16 ships no Estimator" in message
@@ -206,13 +208,13 @@ def test_estimator_era_module_is_told_what_to_write(tmp_path, ingested, transfor
 )
 def test_bad_hyperparameters(tmp_path, ingested, transformed, value, message):
     with pytest.raises(InputError, match=message):
-        _run(tmp_path, ingested, transformed, TFX_PENGUIN, hyperparameters=value)
+        run_trainer(tmp_path, ingested, transformed, TFX_PENGUIN, hyperparameters=value)
     assert not (tmp_path / "model").exists() and not (tmp_path / "model_run").exists()
 
 
 def test_bad_hyperparameters_exit_2_in_one_line(tmp_path, ingested, transformed):
-    code, info, stderr = _finish(
-        _trainer_process(
+    code, info, stderr = finish_trainer(
+        trainer_process(
             tmp_path, ingested, transformed, module_file=TFX_PENGUIN, hyperparameters="units=8"
         )
     )
@@ -227,8 +229,8 @@ def test_bad_hyperparameters_exit_2_in_one_line(tmp_path, ingested, transformed)
 @pytest.mark.slow
 @pytest.mark.parametrize("module", [TFX_PENGUIN, CUSTOM_LOOP], ids=["tfx-penguin", "custom-loop"])
 def test_own_strategy_under_mirrored_two_cpus(tmp_path, ingested, transformed, module):
-    code, info, stderr = _finish(
-        _trainer_process(
+    code, info, stderr = finish_trainer(
+        trainer_process(
             tmp_path, ingested, transformed, module_file=module, cpu_replicas=2, train_steps=6
         )
     )
@@ -267,8 +269,8 @@ def run_fn(fn_args):
 def test_own_strategy_with_arguments_needs_strategy_default(tmp_path, ingested, transformed):
     """The one flag case of docs/coming-from-tfx.md: a strategy of run_fn's own making, with its own devices."""
     module = write_module(tmp_path / "own.py", OWN_ARGUMENTS)
-    code, info, stderr = _finish(
-        _trainer_process(
+    code, info, stderr = finish_trainer(
+        trainer_process(
             tmp_path / "mirrored", ingested, transformed, module_file=module, cpu_replicas=2
         )
     )
@@ -280,7 +282,7 @@ def test_own_strategy_with_arguments_needs_strategy_default(tmp_path, ingested, 
     )
     assert not (tmp_path / "mirrored" / "model").exists()
     # with strategy=default the trainer enters no scope: run_fn's strategy is used as written
-    info = _run(tmp_path / "default", ingested, transformed, module, strategy="default")
+    info = run_trainer(tmp_path / "default", ingested, transformed, module, strategy="default")
     assert info["built_in"] == ["MirroredStrategy (1 replica(s), run_fn's own)"]
 
 
@@ -289,7 +291,7 @@ def test_own_strategy_in_a_two_worker_job(tmp_path, ingested, transformed):
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = [
-        _trainer_process(
+        trainer_process(
             tmp_path / f"worker{index}",
             ingested,
             transformed,
@@ -304,7 +306,7 @@ def test_own_strategy_in_a_two_worker_job(tmp_path, ingested, transformed):
         )
         for index in range(2)
     ]
-    results = [_finish(p, timeout=900) for p in procs]
+    results = [finish_trainer(p, timeout=900) for p in procs]
     for code, _, stderr in results:
         assert code == 0, stderr[-3000:]
         assert "is the trainer's MultiWorkerMirroredStrategy" in stderr

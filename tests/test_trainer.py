@@ -3,18 +3,17 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict
 
 import pytest
 
 from tests.helpers import (
     PENGUINS_MODULE,
-    REPO,
     TRAINER_MODULES,
     damage_examples,
     free_port,
     write_module,
 )
+from tests.helpers.trainer import finish_trainer, run_trainer, trainer_process
 from tfkfp.containers import strategy, trainer, user_module
 from tfkfp.containers.fn_args import FnArgs, make_data_accessor
 from tfkfp.containers.layout import split_pattern
@@ -23,70 +22,8 @@ from tfkfp.containers.runtime import InputError
 PROBE = str(TRAINER_MODULES / "probe.py")
 
 
-def _run(tmp_path, ingested, transformed, module, **kw):
-    """The trainer's result as the metadata dict the component records."""
-    return asdict(
-        trainer.run(
-            examples=transformed.examples,
-            schema=ingested.schema,
-            module_file=module,
-            model=str(tmp_path / "model"),
-            model_run=str(tmp_path / "model_run"),
-            **{
-                "curves": str(tmp_path / "curves.html"),
-                "transform_graph": transformed.graph,
-                "train_steps": 2,
-                "eval_steps": 1,
-                **kw,
-            },
-        )
-    )
-
-
 def _seen(tmp_path) -> dict:
     return json.loads((tmp_path / "model_run" / "fn_args.json").read_text())
-
-
-def _trainer_process(out, ingested, transformed, env=None, timeout=600, **kw):
-    """Runs the trainer's entrypoint in a fresh process (fresh TensorFlow runtime)."""
-    args = {
-        "examples": transformed.examples,
-        "schema": ingested.schema,
-        "model": str(out / "model"),
-        "model_run": str(out / "model_run"),
-        "curves": str(out / "curves.html"),
-        "transform_graph": transformed.graph,
-        "train_steps": 2,
-        "eval_steps": 1,
-        **kw,
-    }
-    code = (
-        "import json\n"
-        "from dataclasses import asdict\n"
-        "from tfkfp.containers import trainer\n"
-        "from tfkfp.containers.runtime import entrypoint\n"
-        f"info = entrypoint(trainer.run, **{args!r})\n"
-        "print('TRAINER_INFO ' + json.dumps(asdict(info)), flush=True)\n"
-    )
-    # The child decides its own Keras flavour (select_keras), as a KFP task does.
-    base = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "TF_CONFIG")}
-    return subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**base, "TF_CPP_MIN_LOG_LEVEL": "1", **(env or {})},
-        cwd=REPO,
-    )
-
-
-def _finish(proc, timeout=600) -> tuple[int, dict | None, str]:
-    stdout, stderr = proc.communicate(timeout=timeout)
-    info = None
-    for line in stdout.splitlines():
-        if line.startswith("TRAINER_INFO "):
-            info = json.loads(line.split(" ", 1)[1])
-    return proc.returncode, info, stderr
 
 
 # --- the trained model and FnArgs ---
@@ -113,7 +50,7 @@ def test_curves_page_from_tensorboard_logs(trained):
 def test_progress_lines_and_no_curves_page(tmp_path, ingested, transformed, caplog):
     """A run_fn that logs no TensorBoard scalars still trains; its page says why it is empty."""
     caplog.set_level("INFO", logger="tfkfp")
-    _run(
+    run_trainer(
         tmp_path,
         ingested,
         transformed,
@@ -125,7 +62,7 @@ def test_progress_lines_and_no_curves_page(tmp_path, ingested, transformed, capl
     # the custom loop calls no Model.fit: no epoch lines; the penguin module's fit does
     assert not any("trainer: epoch" in r.getMessage() for r in caplog.records)
     caplog.clear()
-    _run(tmp_path / "fit", ingested, transformed, PENGUINS_MODULE)
+    run_trainer(tmp_path / "fit", ingested, transformed, PENGUINS_MODULE)
     assert any(r.getMessage().startswith("trainer: epoch 1/1: loss=") for r in caplog.records), [
         r.getMessage() for r in caplog.records
     ]
@@ -158,7 +95,7 @@ def test_fn_args_fields_order_and_aliases():
 
 
 def test_fn_args_given_to_run_fn(tmp_path, ingested, transformed):
-    info = _run(
+    info = run_trainer(
         tmp_path,
         ingested,
         transformed,
@@ -191,7 +128,7 @@ def test_fn_args_given_to_run_fn(tmp_path, ingested, transformed):
 
 
 def test_empty_hyperparameters_and_custom_config_are_none(tmp_path, ingested, transformed):
-    _run(tmp_path, ingested, transformed, PROBE, hyperparameters={}, custom_config={})
+    run_trainer(tmp_path, ingested, transformed, PROBE, hyperparameters={}, custom_config={})
     seen = _seen(tmp_path)
     assert seen["hyperparameters"] is None and seen["custom_config"] is None  # as TFX
 
@@ -208,7 +145,7 @@ def test_tfx_style_module_trains_and_serves_raw_examples(tmp_path, ingested, tra
         )
     ]
     assert imported and not [m for m in imported if m and m.startswith("tfkfp")]
-    _run(tmp_path, ingested, transformed, str(module), train_steps=20, eval_steps=2)
+    run_trainer(tmp_path, ingested, transformed, str(module), train_steps=20, eval_steps=2)
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(tmp_path / "model"))
@@ -225,7 +162,7 @@ def test_warm_start_from_base_model(tmp_path, ingested, transformed, trained):
     import tensorflow as tf
 
     # learning_rate 0: the output can only equal the base model if it was warm-started from it
-    _run(
+    run_trainer(
         tmp_path,
         ingested,
         transformed,
@@ -383,7 +320,7 @@ def test_data_accessor_pattern_matching_nothing(tmp_path, ingested):
 
 def test_module_from_gcs_emulator(tmp_path, ingested, transformed, gcs):
     gcs.client.bucket(gcs.bucket).blob("team/probe.py").upload_from_filename(PROBE)
-    _run(tmp_path, ingested, transformed, f"gs://{gcs.bucket}/team/probe.py")
+    run_trainer(tmp_path, ingested, transformed, f"gs://{gcs.bucket}/team/probe.py")
     assert os.path.isfile(tmp_path / "model" / "saved_model.pb")
     assert _seen(tmp_path)["strategy"] == "_DefaultDistributionStrategy"
     with pytest.raises(InputError, match=rf"no such file or folder gs://{gcs.bucket}/team/missing"):
@@ -413,13 +350,13 @@ def test_module_loading_errors_name_what_was_tried(tmp_path):
 def test_run_fn_writing_no_model(tmp_path, ingested, transformed):
     module = write_module(tmp_path / "m.py", "def run_fn(fn_args):\n    pass\n")
     with pytest.raises(InputError, match="wrote no SavedModel"):
-        _run(tmp_path, ingested, transformed, module)
+        run_trainer(tmp_path, ingested, transformed, module)
     assert not (tmp_path / "model").exists() and not (tmp_path / "model_run").exists()
 
 
 def test_serving_default_not_taking_strings(tmp_path, ingested, transformed):
     with pytest.raises(InputError, match="serving_default must take one 1-D string tensor"):
-        _run(tmp_path, ingested, transformed, PROBE, custom_config={"export": "float_input"})
+        run_trainer(tmp_path, ingested, transformed, PROBE, custom_config={"export": "float_input"})
     assert not (tmp_path / "model").exists()
 
 
@@ -431,7 +368,7 @@ def test_saved_model_without_serving_default(tmp_path, ingested, transformed):
         "    tf.saved_model.save(tf.Module(), fn_args.serving_model_dir)\n",
     )
     with pytest.raises(InputError, match="no serving_default signature"):
-        _run(tmp_path, ingested, transformed, module)
+        run_trainer(tmp_path, ingested, transformed, module)
     assert not (tmp_path / "model").exists()
 
 
@@ -444,8 +381,8 @@ def test_saved_model_pb_not_a_protobuf(tmp_path, ingested, transformed):
         "    with open(os.path.join(fn_args.serving_model_dir, 'saved_model.pb'), 'wb') as fh:\n"
         "        fh.write(b'this is not a protobuf \\xff\\xff\\xff')\n",
     )
-    proc = _trainer_process(tmp_path, ingested, transformed, module_file=module)
-    code, info, stderr = _finish(proc)
+    proc = trainer_process(tmp_path, ingested, transformed, module_file=module)
+    code, info, stderr = finish_trainer(proc)
     assert code == 2 and info is None
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("error: run_fn: ") and "is not a SavedModel protobuf" in last
@@ -456,11 +393,11 @@ def test_saved_model_pb_not_a_protobuf(tmp_path, ingested, transformed):
 def test_damaged_examples_are_one_line_exit_2(tmp_path, ingested, transformed):
     # Cut mid-record, the trainer gave a DataLossError traceback (exit 1) from inside run_fn.
     path = damage_examples(transformed.examples, tmp_path / "examples", "train", "mid_record")
-    proc = _trainer_process(
+    proc = trainer_process(
         tmp_path, ingested, transformed, module_file=PENGUINS_MODULE,
         examples=str(tmp_path / "examples"),
     )  # fmt: skip
-    code, info, stderr = _finish(proc)
+    code, info, stderr = finish_trainer(proc)
     assert code == 2 and info is None
     assert stderr.strip().splitlines()[-1].startswith(f"error: examples: {path} is damaged")
     assert "Traceback" not in stderr
@@ -485,13 +422,13 @@ def test_examples_cut_on_a_record_boundary_are_refused(tmp_path, ingested, trans
 def test_module_without_run_fn(tmp_path, ingested, transformed):
     module = write_module(tmp_path / "m.py", "def preprocessing_fn(inputs):\n    return inputs\n")
     with pytest.raises(InputError, match="defines no function run_fn"):
-        _run(tmp_path, ingested, transformed, module)
+        run_trainer(tmp_path, ingested, transformed, module)
 
 
 @pytest.mark.parametrize("name", ["train_steps", "eval_steps"])
 def test_negative_steps(tmp_path, ingested, transformed, name):
     with pytest.raises(InputError, match=f"{name}: expected a non-negative"):
-        _run(tmp_path, ingested, transformed, PENGUINS_MODULE, **{name: -1})
+        run_trainer(tmp_path, ingested, transformed, PENGUINS_MODULE, **{name: -1})
 
 
 def test_examples_without_split_files(tmp_path, ingested, transformed):
@@ -509,13 +446,13 @@ def test_examples_without_split_files(tmp_path, ingested, transformed):
 def test_transform_graph_without_transform_fn(tmp_path, ingested, transformed):
     (tmp_path / "graph").mkdir()
     with pytest.raises(InputError, match="transform_graph: no transform_fn/"):
-        _run(tmp_path, ingested, transformed, PROBE, transform_graph=str(tmp_path / "graph"))
+        run_trainer(tmp_path, ingested, transformed, PROBE, transform_graph=str(tmp_path / "graph"))
 
 
 def test_base_model_without_saved_model(tmp_path, ingested, transformed):
     (tmp_path / "base").mkdir()
     with pytest.raises(InputError, match="base_model: no SavedModel"):
-        _run(tmp_path, ingested, transformed, PROBE, base_model=str(tmp_path / "base"))
+        run_trainer(tmp_path, ingested, transformed, PROBE, base_model=str(tmp_path / "base"))
 
 
 @pytest.mark.parametrize(
@@ -540,7 +477,7 @@ def test_base_model_without_saved_model(tmp_path, ingested, transformed):
 def test_malformed_tf_config(tmp_path, ingested, transformed, monkeypatch, tf_config, message):
     monkeypatch.setenv("TF_CONFIG", tf_config)
     with pytest.raises(InputError, match=f"TF_CONFIG: .*{message}"):
-        _run(tmp_path, ingested, transformed, PROBE)
+        run_trainer(tmp_path, ingested, transformed, PROBE)
 
 
 def test_chief_detection(monkeypatch):
@@ -561,17 +498,17 @@ def test_chief_detection(monkeypatch):
 
 def test_bad_strategy_and_keras(tmp_path, ingested, transformed):
     with pytest.raises(InputError, match="strategy: expected one of"):
-        _run(tmp_path, ingested, transformed, PROBE, strategy="tpu")
+        run_trainer(tmp_path, ingested, transformed, PROBE, strategy="tpu")
     with pytest.raises(InputError, match="cpu_replicas"):
-        _run(tmp_path, ingested, transformed, PROBE, cpu_replicas=-1)
+        run_trainer(tmp_path, ingested, transformed, PROBE, cpu_replicas=-1)
 
 
 def test_run_fn_raising_shows_traceback_and_exits_nonzero(tmp_path, ingested, transformed):
     module = write_module(
         tmp_path / "m.py", "def run_fn(fn_args):\n    raise RuntimeError('boom in user code')\n"
     )
-    code, info, stderr = _finish(
-        _trainer_process(tmp_path, ingested, transformed, module_file=module)
+    code, info, stderr = finish_trainer(
+        trainer_process(tmp_path, ingested, transformed, module_file=module)
     )
     assert code != 0 and info is None
     assert "Traceback" in stderr and "boom in user code" in stderr
@@ -583,8 +520,8 @@ def test_run_fn_raising_shows_traceback_and_exits_nonzero(tmp_path, ingested, tr
 
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, ingested, transformed):
-    code, info, stderr = _finish(
-        _trainer_process(
+    code, info, stderr = finish_trainer(
+        trainer_process(
             tmp_path,
             ingested,
             transformed,
@@ -610,7 +547,7 @@ def test_multi_worker_chief_exports_worker_does_not(tmp_path, ingested, transfor
         out = tmp_path / f"worker{index}"
         config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
         procs.append(
-            _trainer_process(
+            trainer_process(
                 out,
                 ingested,
                 transformed,
@@ -620,7 +557,7 @@ def test_multi_worker_chief_exports_worker_does_not(tmp_path, ingested, transfor
                 eval_steps=2,
             )
         )
-    results = [_finish(p, timeout=900) for p in procs]
+    results = [finish_trainer(p, timeout=900) for p in procs]
     for code, _, stderr in results:
         assert code == 0, stderr[-3000:]
     chief, worker = (info for _, info, _ in results)
@@ -635,8 +572,8 @@ def test_multi_worker_chief_exports_worker_does_not(tmp_path, ingested, transfor
 
 @pytest.mark.slow
 def test_demo_module_under_keras3(tmp_path, ingested, transformed):
-    code, info, stderr = _finish(
-        _trainer_process(
+    code, info, stderr = finish_trainer(
+        trainer_process(
             tmp_path, ingested, transformed, module_file=PENGUINS_MODULE, keras="keras3"
         )
     )
