@@ -9,6 +9,7 @@ from tfkfp.containers.runtime import InputError
 
 from bench import (
     RESULTS,
+    cold_start,
     e2e,
     images,
     progress,
@@ -16,6 +17,7 @@ from bench import (
     scale,
     statistics,
     storage,
+    tfx_peer,
     trainer,
     tuner,
     write_json,
@@ -42,7 +44,11 @@ def main() -> None:
     sections: dict[str, float] = {}
     started = time.perf_counter()
     steps: list[tuple[str, Callable[[], object]]] = [
+        # TFX 1.16 beside tfkfp, 3 alternating pairs per pipeline (about 15 min here; the
+        # first run installs TFX into .venv-tfx, about 6 min more); skipped without Python 3.10.
+        ("against TFX", lambda: tfx_peer.main(["--pairs", "3"])),
         ("end to end", lambda: e2e.main(["penguins", "taxi"])),
+        ("cold starts (local process)", lambda: cold_start.main([])),
         ("scale", lambda: scale.main(SIZES)),
         ("trainer", lambda: trainer.main([])),
         ("tuner", lambda: tuner.main([])),

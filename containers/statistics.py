@@ -278,6 +278,7 @@ def run(examples: str, statistics: str, view: str) -> StatisticsResult:
 
     for split in SPLITS:  # fail before any work
         _split_files(examples, split)
+    log.info("statistics: computing %s statistics of %s", "/".join(SPLITS), examples)
     result = StatisticsResult()
     by_split = {}
     for split in SPLITS:

@@ -69,7 +69,7 @@ def bad_inputs(tmp) -> dict[str, tuple[dict, str]]:
                 "anomalies": out["a"],
                 "report": out["b"],
             },
-            "statistics",
+            "schema",
         ),
         "pusher": (
             {"model": missing, "blessing": str(empty), "destination": out["a"]},
@@ -107,7 +107,7 @@ def bad_inputs(tmp) -> dict[str, tuple[dict, str]]:
                 "report": out["c"],
                 "slice_chart": out["d"],
             },
-            "model",
+            "candidate model",
         ),
     }
 
