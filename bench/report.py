@@ -33,7 +33,9 @@ def table(results: dict) -> str:
     peer = results.get("tfx_peer")
     for p in (peer or {}).get("pipelines", []):
         if p["ratio_min"] is None:
-            rows.append(f"| {p['pipeline']} end to end vs TFX 1.16 | no pair blessed and pushed | |")
+            rows.append(
+                f"| {p['pipeline']} end to end vs TFX 1.16 | no pair blessed and pushed | |"
+            )
             continue
         rows.append(
             f"| {p['pipeline']} end to end vs TFX 1.16 (same module file, {p['train_steps']} "

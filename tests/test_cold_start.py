@@ -26,8 +26,10 @@ try:
     exec(sys.argv[1])
 except SystemExit as exit:
     code = exit.code
+except ImportError as err:  # what a refused import does when nothing catches it
+    code = f"ImportError: {err}"
 print(json.dumps({"code": code, "attempts": attempts,
-                  "loaded": sorted(m for m in sys.modules if m.startswith("tensorflow"))}))
+                  "loaded": sorted(m for m in sys.modules if m.partition(".")[0] == "tensorflow")}))
 """
 
 STAGE = (
@@ -73,7 +75,7 @@ def bad_inputs(tmp) -> dict[str, tuple[dict, str]]:
         ),
         "pusher": (
             {"model": missing, "blessing": str(empty), "destination": out["a"]},
-            "model",
+            "blessing",
         ),
         # Stages that need TensorFlow for their work still check their inputs before loading it.
         "transform": (
@@ -116,6 +118,7 @@ def test_probe_sees_a_tensorflow_import():
     result, _ = probe("import tensorflow")
 
     assert result["attempts"] == ["tensorflow"]
+    assert result["code"] == "ImportError: probe: tensorflow must not be imported"
     assert result["loaded"] == []
 
 

@@ -75,9 +75,7 @@ def build(args: dict) -> tfx.dsl.Pipeline:
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=args["push_destination"]
-            )
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=args["push_destination"])
         ),
     )
     root = args["root"]
