@@ -27,11 +27,11 @@ HEAVY = ("tensorflow", "apache_beam", "tensorflow_transform", "tensorflow_model_
 CODE = (
     "import atexit, json, sys, importlib, kfp.dsl\n"
     "from tfkfp.containers.runtime import entrypoint\n"
-    "heavy = {heavy!r}\n"
+    f"heavy = {HEAVY!r}\n"
     "atexit.register(lambda: print(json.dumps([m for m in heavy if m in sys.modules])))\n"
     "entrypoint(importlib.import_module('tfkfp.containers.' + sys.argv[1]).run,\n"
     "           **json.loads(sys.argv[2]))\n"
-).format(heavy=HEAVY)
+)
 
 
 def run_stage(stage: str, kwargs: dict) -> dict:

@@ -17,11 +17,10 @@ import time
 
 STARTED = time.perf_counter()
 
+import tensorflow_model_analysis as tfma  # noqa: E402
 from google.protobuf import json_format  # noqa: E402 (the clock starts before the imports)
 from tfx import v1 as tfx  # noqa: E402
 from tfx.proto import example_gen_pb2  # noqa: E402
-
-import tensorflow_model_analysis as tfma  # noqa: E402
 
 
 def build(args: dict) -> tfx.dsl.Pipeline:
