@@ -36,7 +36,8 @@ CODE = (
 
 def run_stage(stage: str, kwargs: dict) -> dict:
     """Runs one stage in a fresh interpreter; times its first log line as it arrives."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # _KFP_RUNTIME as KFP's component command sets it: kfp's __init__ then skips its client.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "_KFP_RUNTIME": "true"}
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-c", CODE, stage, json.dumps(kwargs)],
