@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench import RESULTS, write_json
 from bench.e2e import STAGES
+from bench.images import cold_start_target
 
 
 def _load(name: str):
@@ -128,7 +129,7 @@ def table(results: dict) -> str:
                 f"({size['compressed_bytes'] / 1e9:.2f} GB gzip) | {target} |"
             )
         for cold in images["cold_starts"]:
-            target = f"≤ {images['targets'].get('cold_start_s', {}).get(cold['stage'], '')} s"
+            target = f"≤ {cold_start_target(cold['stage'])} s"
             rows.append(
                 f"| cold start {cold['stage']} in {cold['image']} | "
                 f"{cold['cold_start_s']:.2f} s | {target} |"
