@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from bench import (
     RESULTS,
+    cold_start,
     e2e,
     images,
     progress,
@@ -14,6 +15,7 @@ from bench import (
     scale,
     statistics,
     storage,
+    tfx_peer,
     trainer,
     tuner,
     warm,
@@ -42,9 +44,13 @@ def main() -> None:
     sections: dict[str, float] = {}
     started = time.perf_counter()
     steps: list[tuple[str, Callable[[], object]]] = [
+        # TFX 1.16 beside tfkfp, 3 alternating pairs per pipeline (about 15 min here; the
+        # first run installs TFX into .venv-tfx, about 6 min more); skipped without Python 3.10.
+        ("against TFX", lambda: tfx_peer.main(["--pairs", "3"])),
         ("end to end", lambda: e2e.main(["penguins", "taxi"])),
         # Two pairs per pipeline (about 8 min): local run vs one warm process, <= 1.5x.
         ("warm vs one process", lambda: warm.main(["penguins", "taxi"])),
+        ("cold starts (local process)", lambda: cold_start.main([])),
         ("scale", lambda: scale.main(SIZES)),
         ("trainer", lambda: trainer.main([])),
         ("tuner", lambda: tuner.main([])),

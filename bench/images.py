@@ -36,6 +36,14 @@ RESULTS = Path(__file__).resolve().parent / "results" / "images.json"
 CPU_TARGET_BYTES = 2.5e9
 TFX_IMAGE_BYTES = 12.3e9  # tensorflow/tfx 1.15.1, uncompressed (tensorflow/tfx issue 6921)
 PUSHER_TARGET_S = 3.0
+# Process start to a stage's first log line: its libraries load after its inputs are checked.
+COLD_START_TARGET_S = 2.0
+COLD_START_TARGETS_S = {"transform": 3.5, "evaluator": 3.5}
+
+
+def cold_start_target(stage: str) -> float:
+    """The cold start target of a stage, in seconds."""
+    return COLD_START_TARGETS_S.get(stage, COLD_START_TARGET_S)
 
 
 # pigz's method: independent 4 MiB deflate blocks, each primed with the 32 KiB before it, so
@@ -151,13 +159,26 @@ def compressed_size(client: Any, tag: str, known: dict[str, int]) -> tuple[int, 
     return total, "sum of gzipped layers"
 
 
-def _stage_args(work: Path, data: str) -> dict[str, dict[str, Any]]:
+def stage_args(work: Path, data: str) -> dict[str, dict[str, Any]]:
+    """Every stage's arguments in pipeline order, each reading the outputs of the ones before."""
     from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
 
     w = str(work)
     module = "tfkfp.pipelines.penguins.module"
     return {
+        "fingerprint": {"data_uri": data},
         "ingest": {"data_uri": data, "examples": f"{w}/examples", "schema": f"{w}/schema"},
+        "statistics": {
+            "examples": f"{w}/examples",
+            "statistics": f"{w}/statistics",
+            "view": f"{w}/statistics.html",
+        },
+        "validate": {
+            "statistics": f"{w}/statistics",
+            "schema": f"{w}/schema",
+            "anomalies": f"{w}/anomalies",
+            "report": f"{w}/anomalies.md",
+        },
         "transform": {
             "examples": f"{w}/examples",
             "schema": f"{w}/schema",
@@ -195,7 +216,7 @@ def _stage_args(work: Path, data: str) -> dict[str, dict[str, Any]]:
 
 
 def cold_starts(client: Any, cpu_tag: str, gpu_tag: str | None) -> list[dict[str, Any]]:
-    """Runs the five stages in turn, each in a fresh container; the trainer again on GPU."""
+    """Runs every stage in turn, each in a fresh container; the trainer again on GPU."""
     rows = []
     work = Path(tempfile.mkdtemp(prefix="tfkfp-bench-images-"))
     try:
@@ -205,9 +226,9 @@ def cold_starts(client: Any, cpu_tag: str, gpu_tag: str | None) -> list[dict[str
         shutil.copy(
             str(resources.files("tfkfp.pipelines.penguins") / "data" / "penguins.csv"), data
         )
-        plan = [(cpu_tag, stage, kwargs) for stage, kwargs in _stage_args(work, str(data)).items()]
+        plan = [(cpu_tag, stage, kwargs) for stage, kwargs in stage_args(work, str(data)).items()]
         if gpu_tag:
-            gpu_args = dict(_stage_args(work, str(data))["trainer"], model=f"{work}/model_gpu")
+            gpu_args = dict(stage_args(work, str(data))["trainer"], model=f"{work}/model_gpu")
             plan.append((gpu_tag, "trainer", gpu_args))
         for tag, stage, kwargs in plan:
             log.info("bench: %s in %s", stage, tag)
@@ -246,12 +267,13 @@ def report(sizes: list[dict[str, Any]], starts: list[dict[str, Any]]) -> str:
         )
     out += [
         "",
-        "| stage | image | cold start (start -> first log line) | whole run |",
-        "|---|---|---|---|",
+        "| stage | image | cold start (start -> first log line) | target | whole run |",
+        "|---|---|---|---|---|",
     ]
     for r in starts:
         first = "n/a" if r["cold_start_s"] is None else f"{r['cold_start_s']:.2f} s"
-        out.append(f"| {r['stage']} | {r['image']} | {first} | {r['total_s']:.1f} s |")
+        target = f"≤ {cold_start_target(r['stage'])} s"
+        out.append(f"| {r['stage']} | {r['image']} | {first} | {target} | {r['total_s']:.1f} s |")
     pusher = next((r for r in starts if r["stage"] == "pusher"), None)
     if pusher and pusher["cold_start_s"] is not None:
         ratio = pusher["cold_start_s"] / PUSHER_TARGET_S
@@ -312,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = {
         "cpu_uncompressed_bytes": CPU_TARGET_BYTES,
         "pusher_cold_start_s": PUSHER_TARGET_S,
+        "cold_start_s": {s: cold_start_target(s) for s in stage_args(Path("/"), "")},
         "tfx_image_bytes": TFX_IMAGE_BYTES,
     }
     results = {

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench import RESULTS, write_json
 from bench.e2e import STAGES
+from bench.images import cold_start_target
 
 
 def _load(name: str):
@@ -30,6 +31,20 @@ def machine() -> str:
 
 def table(results: dict) -> str:
     rows = [f"Machine: {results['machine']}", "", "| measure | value | target |", "|---|---|---|"]
+    peer = results.get("tfx_peer")
+    for p in (peer or {}).get("pipelines", []):
+        if p["ratio_min"] is None:
+            rows.append(
+                f"| {p['pipeline']} end to end vs TFX 1.16 | no pair blessed and pushed | |"
+            )
+            continue
+        rows.append(
+            f"| {p['pipeline']} end to end vs TFX 1.16 (same module file, {p['train_steps']} "
+            f"steps; {p['pairs_complete']} alternating pairs, medians {p['tfkfp_median_s']:.1f} s "
+            f"vs {p['tfx_median_s']:.1f} s) | {p['ratio_min']:.2f}× min, "
+            f"{p['ratio_median']:.2f}× median | ≤ {peer['targets']['min']}× min, "
+            f"≤ {peer['targets']['median']}× median |"
+        )
     for e2e in results.get("e2e") or []:
         rows.append(
             f"| {e2e['pipeline']} end to end (kfp.local) | {e2e['seconds']:.1f} s | "
@@ -119,11 +134,18 @@ def table(results: dict) -> str:
                 f"({size['compressed_bytes'] / 1e9:.2f} GB gzip) | {target} |"
             )
         for cold in images["cold_starts"]:
-            target = "≤ 3 s" if cold["stage"] == "pusher" else ""
+            target = f"≤ {cold_start_target(cold['stage'])} s"
             rows.append(
                 f"| cold start {cold['stage']} in {cold['image']} | "
                 f"{cold['cold_start_s']:.2f} s | {target} |"
             )
+    cold = results.get("cold_start")
+    for r in (cold or {}).get("stages", []):
+        first = "n/a" if r["cold_start_s"] is None else f"{r['cold_start_s']:.2f} s"
+        rows.append(
+            f"| cold start {r['stage']} in a {cold['where']} (loads: "
+            f"{', '.join(r['loaded']) or 'no TF/Beam/TFMA'}) | {first} | (image: ≤ {r['target_s']} s) |"
+        )
     progress = results.get("progress")
     if progress:
         rows.append(
@@ -197,6 +219,8 @@ def chart(results: dict, path: Path) -> Path | None:
 def main() -> dict:
     results = {"machine": machine()}
     for name in (
+        "tfx_peer",
+        "cold_start",
         "e2e",
         "warm",
         "scale",

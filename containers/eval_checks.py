@@ -384,13 +384,18 @@ def _is_integer(text: str) -> bool:
     return True
 
 
-def model_signatures(model_dir: str, what: str) -> dict[str, Any]:
-    from tensorflow.core.protobuf import saved_model_pb2
-
+def require_saved_model(model_dir: str, what: str) -> str:
+    """The model's saved_model.pb; fails naming the input, before TensorFlow loads."""
     path = os.path.join(model_dir, "saved_model.pb")
     if not os.path.isfile(path):
         raise InputError(f"{what}: no SavedModel at {model_dir}")
+    return path
+
+
+def model_signatures(model_dir: str, what: str) -> dict[str, Any]:
+    path = require_saved_model(model_dir, what)
     from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
 
     with open(path, "rb") as fh:
         data = fh.read()

@@ -294,9 +294,12 @@ def run(
         from tfkfp.containers import storage
 
         storage.check(baseline_from, "baseline_from")  # a bad scheme fails before any work
-    config = eval_checks.parse_eval_config(eval_config)
+    eval_checks.require_saved_model(model, "candidate model")
     data_location = require_split(examples, "eval", "examples")
     raw_schema = load_schema(schema) if schema else None
+    # The inputs are there; TFMA (with TensorFlow and Beam) loads next, for the config (seconds).
+    log.info("evaluator: candidate model %s on the eval split; loading TFMA", model)
+    config = eval_checks.parse_eval_config(eval_config)
     options = beam_options(beam_pipeline_args)
     remote = runs_remotely(options)
     model_at = model

@@ -276,6 +276,7 @@ def run(examples: str, statistics: str, view: str) -> StatisticsResult:
     for split in SPLITS:  # fail before any work
         _split_files(examples, split)
     manifest.verify(examples, SPLITS, "examples")  # a split emptied or changed since written
+    log.info("statistics: computing %s statistics of %s", "/".join(SPLITS), examples)
     result = StatisticsResult()
     by_split = {}
     for split in SPLITS:

@@ -141,6 +141,8 @@ def run(
         hp_name = "best_hyperparameters"
         hyperparameters = hp_layout.read(best_hyperparameters)
         log.info("trainer: hyperparameters from %s (they win over the dict)", best_hyperparameters)
+    # The inputs are checked; TensorFlow and the module file load next (seconds).
+    log.info("trainer: %d train steps, %d eval steps; loading TensorFlow", train_steps, eval_steps)
 
     import tensorflow as tf
 

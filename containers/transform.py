@@ -58,6 +58,12 @@ def run(
     beam_pipeline_args = list(beam_pipeline_args or [])
     patterns = {s: require_split(examples, s, "examples") for s in SPLITS}
     raw_schema = load_schema(schema)
+    # The inputs are checked; Beam, TensorFlow and tf.Transform load next (seconds).
+    log.info(
+        "transform: %d raw features; loading the module file %s and tf.Transform",
+        len(raw_schema.feature),
+        module_file,
+    )
     options = beam_options(beam_pipeline_args)
     remote = runs_remotely(options)
     if remote:

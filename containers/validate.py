@@ -359,6 +359,8 @@ def run(
         )
     the_schema = load_schema(schema)
     current = {split: stats_io.load(statistics, split).datasets[0] for split in SPLITS}
+    log.info("validate: %s statistics against %d schema features", "/".join(current),
+             len(the_schema.feature))  # fmt: skip
     previous = None
     if previous_statistics:
         previous = stats_io.load(previous_statistics, "train", "previous_statistics").datasets[0]

@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-from bench import alternating, images, scale, timed_job
+from bench import alternating, images, scale, tfx_peer, timed_job
 
 
 def test_parallel_gzip_size_matches_one_gzip_stream():
@@ -72,3 +72,67 @@ def test_timed_job_returns_the_jobs_timing_and_removes_its_output(tmp_path):
         timed_job(code, ["direct", str(out)], out, "missing")
     with pytest.raises(RuntimeError, match="(?s)job stage failed:.*ZeroDivisionError"):
         timed_job("1/0", ["stage", str(out)], out, "done")
+
+
+def _run(seconds: float, blessed: bool = True, pushed: bool = True) -> dict:
+    return {"seconds": seconds, "blessed": blessed, "pushed": pushed}
+
+
+def test_peer_ratios_are_per_pair_and_leave_out_pairs_that_did_not_push():
+    pairs = [
+        {"tfkfp": _run(30.0), "tfx": _run(120.0)},  # 0.25
+        {"tfkfp": _run(40.0), "tfx": _run(100.0)},  # 0.40
+        {"tfkfp": _run(10.0), "tfx": _run(100.0, blessed=False)},  # TFX did not bless
+        {"tfkfp": _run(5.0, pushed=False), "tfx": _run(100.0)},  # tfkfp did not push
+        {"tfkfp": _run(36.0), "tfx": _run(120.0)},  # 0.30
+    ]
+
+    summary = tfx_peer.summarize(pairs)
+
+    assert summary["pairs_complete"] == 3
+    assert summary["ratios"] == [0.25, 0.4, 0.3]
+    assert summary["ratio_min"] == 0.25
+    assert summary["ratio_median"] == 0.3
+    assert summary["tfkfp_median_s"] == 36.0
+    assert summary["tfx_median_s"] == 120.0
+    table = tfx_peer.report([{"pipeline": "penguins", "pairs": pairs, **summary}])
+    assert "| penguins | 1 | 30.0 s | 120.0 s | 0.25× |" in table
+    assert "| penguins | 3 | 10.0 s | 100.0 s | not blessed+pushed |" in table
+    assert "| penguins | 0.25× | 0.30× |" in table
+
+
+def test_peer_without_any_complete_pair_has_no_ratio():
+    summary = tfx_peer.summarize([{"tfkfp": _run(1.0), "tfx": _run(2.0, pushed=False)}])
+
+    assert summary == {"pairs_complete": 0, "ratio_min": None, "ratio_median": None}
+
+
+def test_peer_workload_is_tfkfps_own_pipeline_defaults():
+    from tfkfp.pipelines.taxi.pipeline import EVAL_CONFIG
+
+    work = tfx_peer.workload("taxi")
+
+    assert work["module_file"].endswith("pipelines/taxi/module.py")
+    assert (work["train_steps"], work["eval_steps"]) == (300, 20)
+    assert work["eval_config"] == EVAL_CONFIG
+
+
+def test_peer_csv_for_tfx_writes_na_as_empty_cells(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("species,bill,sex\nAdelie,39.1,NA\nGentoo,NA,male\n")
+
+    folder = tfx_peer.tfx_csv(str(src), tmp_path / "tfx")
+
+    assert (folder / "data.csv").read_text() == "species,bill,sex\nAdelie,39.1,\nGentoo,,male\n"
+
+
+def test_peer_is_skipped_with_one_line_without_python310(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("TFKFP_PYTHON310", raising=False)
+
+    assert tfx_peer.main([]) == 0
+
+    assert capsys.readouterr().out == (
+        "bench.tfx_peer: skipped: no Python 3.10 (TFX 1.16 installs on 3.10 only)\n"
+    )

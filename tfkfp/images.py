@@ -259,6 +259,8 @@ def run_stage(
         image,
         ["python", "-c", code, stage, json.dumps(kwargs)],
         volumes={path: {"bind": path, "mode": "rw"} for path in mounts},
+        # As KFP's component command sets it: kfp's __init__ then skips its client (kubernetes).
+        environment={"_KFP_RUNTIME": "true"},
         detach=True,
     )
     try:
