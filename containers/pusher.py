@@ -7,13 +7,17 @@ Imports no TensorFlow, so it starts in well under a second.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import time
 
-from tfkfp.containers.layout import BLESSED, NOT_BLESSED
+from tfkfp.containers.layout import BLESSED, BLESSING_FILE, NOT_BLESSED
 from tfkfp.containers.runtime import InputError, log
 from tfkfp.containers.versions import (
     LEASE,
+    NotNewer,
+    Version,
     _file_chunks,
     _hash,
     _Local,
@@ -36,6 +40,86 @@ def is_blessed(blessing: str) -> bool:
     raise InputError(f"blessing: no {BLESSED} or {NOT_BLESSED} marker in {blessing!r}")
 
 
+def evaluation(blessing: str) -> dict:
+    """What a version's marker records of its model's evaluation, from the blessing's JSON.
+
+    `metrics` (overall, finite numbers), `change_thresholds` (the eval config's change
+    thresholds that judge the overall slice: metric, direction, absolute/relative) and
+    `baseline` (the URI the evaluator compared against, "" for none). {} without a blessing.json.
+    """
+    path = os.path.join(blessing, BLESSING_FILE)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        metrics = data.get("metrics") or {}
+        rows = data.get("thresholds") or []
+    except (ValueError, AttributeError):
+        raise InputError(f"blessing: {path} is not the evaluator's blessing JSON") from None
+    return {
+        "metrics": {
+            k: v
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        },
+        "change_thresholds": [
+            {"metric": row["metric"], **row["threshold"]}
+            for row in rows
+            if isinstance(row, dict)
+            and row.get("kind") == "change"
+            and row.get("slices") in ("Overall", "every slice")
+            and isinstance(row.get("threshold"), dict)
+        ],
+        "baseline": data.get("baseline") or "",
+    }
+
+
+def may_supersede(candidate: dict, newest: Version, newest_uri: str) -> str:
+    """Why a model may not become newer than the newest version, or "" when it may.
+
+    The evaluator's own verdict stands when it compared against that very version. Otherwise
+    (the version was pushed after the evaluator looked, by a concurrent run, or no baseline was
+    used) the eval config's change thresholds are applied to the two recorded overall metrics,
+    as TFMA applies them (HIGHER_IS_BETTER: diff >= absolute and diff / baseline >= relative).
+    Versions or models without recorded metrics are not compared.
+    """
+    if candidate.get("baseline") and _same_uri(candidate["baseline"], newest_uri):
+        return ""
+    theirs = newest.evaluation.get("metrics") or {}
+    for threshold in candidate.get("change_thresholds", []):
+        name = threshold.get("metric")
+        mine, base = candidate["metrics"].get(name), theirs.get(name)
+        if not isinstance(base, int | float) or mine is None:
+            continue
+        higher = threshold.get("direction") == "HIGHER_IS_BETTER"
+        diff = mine - base
+        bounds = []
+        if "absolute" in threshold:
+            bounds.append((diff, float(threshold["absolute"])))
+        if "relative" in threshold and base:
+            bounds.append((diff / base, float(threshold["relative"])))
+        if any((value < bound) if higher else (value > bound) for value, bound in bounds):
+            return (
+                f"{name} {mine:.4g} against {base:.4g} of version {newest.number} ({newest_uri}), "
+                f"pushed after this model's evaluation, fails its change threshold {threshold}"
+            )
+    return ""
+
+
+def _same_uri(a: str, b: str) -> bool:
+    from tfkfp.containers import storage
+
+    def norm(uri: str) -> str:
+        uri = storage.check(uri, "baseline").rstrip("/")
+        return os.path.realpath(uri) if storage.is_local(uri) else uri
+
+    try:
+        return norm(a) == norm(b)
+    except InputError:
+        return False
+
+
 def output_uri(result: dict, artifact_uri: str) -> str:
     """Where the `pushed_model` output artifact should point once the pusher has run.
 
@@ -55,6 +139,7 @@ def run(
     blessing: str,
     destination: str,
     version: int = 0,
+    allow_worse: bool = False,
     retry_timeout: float = RETRY_TIMEOUT,
     lease: float = LEASE,
 ) -> dict:
@@ -65,28 +150,64 @@ def run(
     transient errors; lease, seconds a push's staging or claim stays its own unrenewed.
 
     Returns:
-        `pushed`, `destination`, `version`, `pushed_uri`, `content_hash`.
+        The `pushed_model` artifact's metadata, never null (KFP's launcher cannot record a
+        null metadata value): `pushed` (bool), `destination` (its URI), `version` (int, 0 when
+        nothing was pushed), `pushed_uri` ("" when nothing was pushed), `content_hash` (the
+        model's sha256, "" when nothing was pushed), `reason` (why nothing was pushed, "" when
+        pushed).
     """
     store = storage_for(destination)
+    _check_outside(model, store.uri())
     result = {
         "pushed": False,
         "destination": store.uri(),
-        "version": None,
+        "version": 0,
         "pushed_uri": "",
-        "content_hash": None,
+        "content_hash": "",
+        "reason": "",
     }
     if not is_blessed(blessing):
         log.info("pusher: model is NOT_BLESSED, nothing pushed")
-        return result
+        return {**result, "reason": "not blessed"}
     if not os.path.isfile(os.path.join(model, "saved_model.pb")):
         raise InputError(f"model: no SavedModel (saved_model.pb) in {model!r}")
     from tfkfp.containers import storage
 
     with storage.retry_seconds(retry_timeout):
-        return _push(store, model, version, lease, result)
+        return _push(store, model, version, lease, result, evaluation(blessing), allow_worse)
 
 
-def _push(store: _Local | _Remote, model: str, version: int, lease: float, result: dict) -> dict:
+def _check_outside(model: str, destination: str) -> None:
+    """Refuses a destination inside (or equal to) the model folder: the push would write into
+    its own input, and every later push would see a different model."""
+    from tfkfp.containers import storage
+
+    names = {os.path.realpath(model), os.path.abspath(model)}
+    for name in list(names):  # a KFP mount's path is also the object it stands for
+        for mount, scheme in (("/gcs/", "gs"), ("/s3/", "s3"), ("/minio/", "s3")):
+            if name.startswith(mount):
+                names.add(f"{scheme}://{name.removeprefix(mount)}")
+    dest = destination.rstrip("/")
+    if storage.is_local(dest):
+        dest = os.path.realpath(dest)
+    for name in names:
+        name = name.rstrip("/")
+        if dest == name or dest.startswith(name + "/"):
+            raise InputError(
+                f"destination: {destination} is inside the model folder {model}; "
+                "push to a folder outside the model"
+            )
+
+
+def _push(
+    store: _Local | _Remote,
+    model: str,
+    version: int,
+    lease: float,
+    result: dict,
+    evaluated: dict,
+    allow_worse: bool,
+) -> dict:
     store.connect()
     store.check()
     files = _model_files(model)
@@ -105,9 +226,13 @@ def _push(store: _Local | _Remote, model: str, version: int, lease: float, resul
                 "content_hash": digest,
             }
     newest = max((v.number for v in existing), default=0)
-    if version and version <= newest:
+    # A fixed version need only be above complete versions: a killed push's markerless one is
+    # removed once its lease ran out (the claim step says "taken" while it may be alive).
+    newest_complete = max((v.number for v in existing if v.complete), default=0)
+    if version and version <= newest_complete:
         raise InputError(
-            f"version: {version} is not above the newest version {newest} in {store.uri()}"
+            f"version: {version} is not above the newest version {newest_complete} in "
+            f"{store.uri()}"
         )
 
     def numbers(taken: int) -> int:
@@ -116,15 +241,29 @@ def _push(store: _Local | _Remote, model: str, version: int, lease: float, resul
             return version
         return max(int(time.time()), newest + 1, taken + 1)
 
+    def admit(complete: list[Version]) -> None:
+        """Stops a push that may not become the newest version (see may_supersede)."""
+        if allow_worse or not complete:
+            return
+        why = may_supersede(evaluated, complete[-1], store.uri(complete[-1].number))
+        if why:
+            raise NotNewer(why)
+
     marker = {
         "content_hash": digest,
+        "evaluation": evaluated,
         "files": {rel: os.path.getsize(os.path.join(model, rel)) for rel in files},
         "pushed_at": time.time(),
         "source": model,
         "push_id": _push_id(),
     }
-    log.info("pusher: pushing %s to %s", model, store.uri())
-    number = store.publish(model, marker, numbers, bool(version), lease)
+    try:
+        admit([v for v in existing if v.complete])  # before uploading anything
+        log.info("pusher: pushing %s to %s", model, store.uri())
+        number = store.publish(model, marker, numbers, bool(version), lease, admit)
+    except NotNewer as why:
+        log.warning("pusher: not pushed: %s (allow_worse=True pushes anyway)", why)
+        return {**result, "reason": f"not newer: {why}"}
     log.info("pusher: pushed version %d to %s", number, store.uri(number))
     return {
         **result,

@@ -69,6 +69,7 @@ import contextvars
 import fnmatch
 import os
 import re
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -411,7 +412,16 @@ def _bucket_exists(loc: Location, what: str) -> bool | None:
     return info.type != pafs.FileType.NotFound
 
 
-def _translate(err: BaseException, what: str, loc: Location, action: str) -> InputError | None:
+def _gave_up(started: float) -> str:
+    """How long a call really tried: the client's retry budget bounds its retries' start, not
+    the last attempt's end (pyarrow's GCS client was seen giving up after 218 s of 120)."""
+    waited = time.monotonic() - started
+    return f"gave up after {waited:.0f} s of retries, limit {_retry.get():g} s"
+
+
+def _translate(
+    err: BaseException, what: str, loc: Location, action: str, started: float
+) -> InputError | None:
     kind = _classify(err)
     if kind is None or loc.scheme == "file" and kind not in ("missing", "denied"):
         return None
@@ -440,8 +450,8 @@ def _translate(err: BaseException, what: str, loc: Location, action: str) -> Inp
     if kind in ("denied", "credentials", "bad-credentials"):
         return InputError(f"{what}: no permission to {action} {loc.uri} ({detail})")
     return InputError(
-        f"{what}: cannot reach {_endpoint(loc.scheme)} for {loc.bucket_uri} within "
-        f"{_retry.get():g} s ({detail})"
+        f"{what}: cannot reach {_endpoint(loc.scheme)} for {loc.bucket_uri} "
+        f"({_gave_up(started)}; {detail})"
     )
 
 
@@ -449,12 +459,13 @@ def _translate(err: BaseException, what: str, loc: Location, action: str) -> Inp
 def errors(what: str, uri: str | Location, action: str = "read") -> Iterator[Location]:
     """Turns storage failures a user can fix into one-line InputErrors; others propagate."""
     loc = uri if isinstance(uri, Location) else parse(uri, what)
+    started = time.monotonic()
     try:
         yield loc
     except InputError:
         raise
     except OSError as err:
-        translated = _translate(err, what, loc, action)
+        translated = _translate(err, what, loc, action, started)
         if translated is None:
             raise
         raise translated from None
@@ -778,6 +789,7 @@ def create_exclusive(uri: str, data: bytes, what: str) -> bool:
 
     if not os.environ.get("STORAGE_EMULATOR_HOST"):
         _check_google_credentials(loc, what)
+    started = time.monotonic()
     try:
         client = _gcs_client(os.environ.get("STORAGE_EMULATOR_HOST", ""))
         blob = client.bucket(loc.bucket).blob(loc.key)
@@ -793,8 +805,8 @@ def create_exclusive(uri: str, data: bytes, what: str) -> bool:
         raise InputError(f"{what}: no permission to write {loc.uri} (HTTP {err.code})") from None
     except exceptions.RetryError as err:
         raise InputError(
-            f"{what}: cannot reach {_endpoint('gs')} for {loc.bucket_uri} within "
-            f"{_retry.get():g} s ({type(err.cause).__name__})"
+            f"{what}: cannot reach {_endpoint('gs')} for {loc.bucket_uri} "
+            f"({_gave_up(started)}; {type(err.cause).__name__})"
         ) from None
 
 

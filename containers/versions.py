@@ -47,10 +47,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from tfkfp.containers.layout import PUSHED as MARKER
-from tfkfp.containers.layout import is_version
+from tfkfp.containers.layout import is_bookkeeping, is_version
 from tfkfp.containers.runtime import InputError, log
 
 STAGING_PREFIX = ".staging-"
+COMMIT_LOCK = ".tfkfp-commit.lock"
 CLAIMS = ".tfkfp-claims"
 # Seconds a push owns its staging folder or claim without renewing it (renewed every quarter).
 LEASE = 120.0
@@ -61,11 +62,17 @@ PROGRESS_EVERY = 5.0
 
 
 def _model_files(model_dir: str) -> list[str]:
-    """Relative paths of the model's files, saved_model.pb last (it is what readers look for)."""
+    """Relative paths of the model's files, saved_model.pb last (it is what readers look for).
+
+    tfkfp's bookkeeping files (a pushed version's marker) are left out: a model pushed from a
+    pushed version carries only the model.
+    """
     files = []
     for root, _, names in os.walk(model_dir):
         for name in names:
-            files.append(os.path.relpath(os.path.join(root, name), model_dir).replace(os.sep, "/"))
+            rel = os.path.relpath(os.path.join(root, name), model_dir).replace(os.sep, "/")
+            if not is_bookkeeping(rel):
+                files.append(rel)
     files.sort(key=lambda f: (f == "saved_model.pb", f))
     return files
 
@@ -99,6 +106,21 @@ class Version:
     complete: bool
     content_hash: str | None = None
     files: dict[str, int] = field(default_factory=dict)
+    # what the pusher recorded of the model's evaluation (see pusher.evaluation); {} if none
+    evaluation: dict = field(default_factory=dict)
+
+
+class NotNewer(Exception):
+    """A push may not become the newest version (see pusher.may_supersede); nothing published."""
+
+
+# Called with the complete versions right before a push publishes (under the destination's
+# commit lock where there is one); raises NotNewer or InputError to stop it.
+Admit = Callable[[list[Version]], None]
+
+
+def _complete(found: list[Version]) -> list[Version]:
+    return [v for v in found if v.complete]
 
 
 def _read_marker(text: bytes | str, where: str) -> dict:
@@ -121,9 +143,26 @@ def _read_marker(text: bytes | str, where: str) -> dict:
     return marker
 
 
+def _version(number: int, marker: dict) -> Version:
+    evaluation = marker.get("evaluation")
+    return Version(
+        number,
+        True,
+        marker["content_hash"],
+        marker.get("files", {}),
+        evaluation if isinstance(evaluation, dict) else {},
+    )
+
+
 def _check_files(marker: dict, found: dict[str, int], where: str) -> None:
-    """A marked version must hold the files its marker names, at their sizes."""
+    """A marked version must hold the files its marker names, at their sizes.
+
+    Bookkeeping files a marker names are not checked: versions promoted before they were left
+    out (issue 25) list their source's marker, which their own marker replaced.
+    """
     for rel, size in marker.get("files", {}).items():
+        if is_bookkeeping(rel):
+            continue
         if found.get(rel) != size:
             got = "missing" if rel not in found else f"{found[rel]} bytes"
             raise InputError(
@@ -244,7 +283,7 @@ class _Local:
                 rel: os.path.getsize(os.path.join(folder, rel)) for rel in _model_files(folder)
             }
             _check_files(marker, files, folder)
-            found.append(Version(int(name), True, marker["content_hash"], marker.get("files", {})))
+            found.append(_version(int(name), marker))
         return sorted(found, key=lambda v: v.number)
 
     def clean_leftovers(self) -> None:
@@ -261,7 +300,13 @@ class _Local:
                     shutil.rmtree(path, ignore_errors=True)
 
     def publish(
-        self, model_dir: str, marker: dict, numbers: Callable[[int], int], fixed: bool, lease: float
+        self,
+        model_dir: str,
+        marker: dict,
+        numbers: Callable[[int], int],
+        fixed: bool,
+        lease: float,
+        admit: Admit,
     ) -> int:
         staging = os.path.join(self.root, f"{STAGING_PREFIX}{_push_id()}-{lease:g}s")
         os.makedirs(staging)
@@ -287,31 +332,58 @@ class _Local:
             for folder, _, _ in os.walk(staging):
                 _fsync(folder)
             keeper.check()
-            number = numbers(0)
-            for _ in range(CLAIM_ATTEMPTS):
-                try:
-                    # rename(2) is atomic and fails rather than replace a non-empty folder: a
-                    # number another push took meanwhile is never overwritten.
-                    os.rename(staging, self.uri(number))
-                    break
-                except OSError as err:
-                    if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                        raise
-                    if fixed:
-                        raise InputError(
-                            f"version: {number} was taken by another push to {self.root}"
-                        ) from None
-                    log.info("pusher: version %d was taken meanwhile, trying the next", number)
-                    number = numbers(number)
-            else:
-                raise InputError(f"destination: other pushes kept taking versions in {self.root}")
-            _fsync(self.root)
-            return number
+            with self._commit_lock():
+                return self._commit(staging, numbers, fixed, admit)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         finally:
             keeper.stop()
+
+    @contextlib.contextmanager
+    def _commit_lock(self) -> Iterator[None]:
+        """Serializes the last step of pushes to this folder: check the newest, then rename.
+
+        flock(2): the kernel drops it when its holder dies, so a killed push never blocks.
+        """
+        import fcntl
+
+        with open(os.path.join(self.root, COMMIT_LOCK), "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _commit(self, staging: str, numbers: Callable[[int], int], fixed: bool, admit: Admit):
+        """Under the commit lock: admits the push against the newest version, renames it."""
+        complete = _complete(self.versions())
+        admit(complete)
+        newest = complete[-1].number if complete else 0
+        if fixed and numbers(0) <= newest:
+            raise InputError(
+                f"version: {numbers(0)} is not above the newest version {newest} in {self.root}"
+            )
+        number = numbers(newest)
+        for _ in range(CLAIM_ATTEMPTS):
+            try:
+                # rename(2) is atomic and fails rather than replace a non-empty folder: a
+                # number another push took meanwhile is never overwritten.
+                os.rename(staging, self.uri(number))
+                break
+            except OSError as err:
+                if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                if fixed:
+                    raise InputError(
+                        f"version: {number} was taken by another push to {self.root}"
+                    ) from None
+                log.info("pusher: version %d was taken meanwhile, trying the next", number)
+                number = numbers(number)
+        else:
+            raise InputError(f"destination: other pushes kept taking versions in {self.root}")
+        _fsync(self.root)
+        return number
 
 
 def _fsync(path: str) -> None:
@@ -401,9 +473,9 @@ class _Remote:
                 continue
             where = self.uri(number) + "/" + MARKER
             marker = _read_marker(texts[number], where)
-            sizes = {rel: e.size for rel, e in files.items() if rel != MARKER}
+            sizes = {rel: e.size for rel, e in files.items() if not is_bookkeeping(rel)}
             _check_files(marker, sizes, self.uri(number))
-            found.append(Version(number, True, marker["content_hash"], marker.get("files", {})))
+            found.append(_version(number, marker))
         return sorted(found, key=lambda v: v.number)
 
     # claims ---------------------------------------------------------------------------
@@ -413,7 +485,9 @@ class _Remote:
 
         Write a claim of one's own, then list: go ahead only when it is the only claim on the
         number and the version folder is empty. Of pushes that see each other, all but the
-        first in name order step back at once; the first waits a moment for them to.
+        first in name order step back at once; the first waits a moment for them to. Claims
+        whose lease ran out (a killed push's) are removed first, with the markerless files of
+        their version, so a push with a fixed `version` can be retried once the lease ran out.
         """
         key = f"{CLAIMS}/{number}.{push_id}"
         body = json.dumps(
@@ -421,9 +495,14 @@ class _Remote:
         ).encode()
         self.objects.write(key, body)
         for pause in (0.05, 0.1, 0.2, 0.4, None):
-            others = {
-                rel for rel in self.objects.list(CLAIMS) if rel.startswith(f"{CLAIMS}/{number}.")
-            } - {key}
+            claims = {
+                rel: e
+                for rel, e in self.objects.list(CLAIMS).items()
+                if rel.startswith(f"{CLAIMS}/{number}.")
+            }
+            others = set(claims) - {key}
+            if others and key in claims:
+                others -= self._drop_stale(number, {o: claims[o] for o in others}, claims[key])
             if not others:
                 break
             if pause is None or key > min(others):
@@ -435,6 +514,16 @@ class _Remote:
             self.objects.delete(key)
             return None
         return key
+
+    def _drop_stale(self, number: int, claims: dict[str, _Entry], mine: _Entry) -> set[str]:
+        """Removes the claims on `number` whose lease ran out (and their markerless files),
+        judged by the store's clock (`mine`, this push's fresh claim); returns those removed."""
+        files = {
+            rel.removeprefix(f"{number}/"): e for rel, e in self.objects.list(f"{number}/").items()
+        }
+        named = {rel.removeprefix(CLAIMS + "/"): e for rel, e in claims.items()}
+        removed = self._clean_leftovers({number: files}, named, mine.mtime, warn=False)
+        return {f"{CLAIMS}/{name}" for name in removed}
 
     def _renew(self, key: str, push_id: str, lease: float) -> bool:
         """Rewrites the claim (its mtime is the lease); False once it is no longer ours."""
@@ -448,9 +537,17 @@ class _Remote:
         return True
 
     def _clean_leftovers(
-        self, listing: dict[int, dict[str, _Entry]], claims: dict[str, _Entry], now: float
-    ) -> None:
-        """Removes what pushes whose lease ran out left: markerless versions, then claims."""
+        self,
+        listing: dict[int, dict[str, _Entry]],
+        claims: dict[str, _Entry],
+        now: float,
+        warn: bool = True,
+    ) -> set[str]:
+        """Removes what pushes whose lease ran out left: markerless versions, then claims.
+
+        Returns the names of the claims removed.
+        """
+        removed = set()
         for name, entry in claims.items():
             number_text = name.split(".", 1)[0]
             if not is_version(number_text):
@@ -478,16 +575,24 @@ class _Remote:
                 for rel in files:
                     self.objects.delete(f"{number}/{rel}")
             self.objects.delete(f"{CLAIMS}/{name}")
-        for number, files in listing.items():
+            removed.add(name)
+        for number, files in listing.items() if warn else ():
             claimed = any(n.split(".", 1)[0] == str(number) for n in claims)
             if MARKER not in files and not claimed:
                 log.warning(
                     "pusher: leaving %s: incomplete and not claimed by a tfkfp push",
                     self.uri(number),
                 )
+        return removed
 
     def publish(
-        self, model_dir: str, marker: dict, numbers: Callable[[int], int], fixed: bool, lease: float
+        self,
+        model_dir: str,
+        marker: dict,
+        numbers: Callable[[int], int],
+        fixed: bool,
+        lease: float,
+        admit: Admit,
     ) -> int:
         push_id = marker["push_id"]
         number, key = numbers(0), None
@@ -500,7 +605,7 @@ class _Remote:
             log.info("pusher: version %d is taken by another push, trying the next", number)
             time.sleep(random.uniform(0, 0.2 * (attempt + 1)))
             listing, claims = self._listing()
-            seen = [*listing, *(int(c.split(".")[0]) for c in claims if c.split(".")[0].isdigit())]
+            seen = [*listing, *(int(c.split(".")[0]) for c in claims if is_version(c.split(".")[0]))]
             number = numbers(max([number, *seen]))
         else:
             raise InputError(
@@ -521,12 +626,23 @@ class _Remote:
                 progress.add(files[rel])
             written = {rel: e.size for rel, e in self.objects.list(f"{number}/").items()}
             written = {rel.removeprefix(f"{number}/"): s for rel, s in written.items()}
+            written = {rel: s for rel, s in written.items() if not is_bookkeeping(rel)}
             _verify(
                 written,
                 lambda rel: self.objects.chunks(f"{number}/{rel}"),
                 marker,
                 self.uri(number),
             )
+            # the newest version as it is now (not only when the push started); object stores
+            # give no commit lock, so two pushes checking at the same moment can both pass
+            listing, _ = self._listing()
+            complete = _complete(self._versions({n: f for n, f in listing.items() if n != number}))
+            admit(complete)
+            if fixed and complete and complete[-1].number > number:
+                raise InputError(
+                    f"version: {number} is not above the newest version {complete[-1].number} "
+                    f"in {self.uri()}"
+                )
             keeper.check()
             text = json.dumps(marker).encode()
             if self.objects.root.scheme == "gs":
