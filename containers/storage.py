@@ -51,6 +51,7 @@ API (URIs are strings; a local path is a URI too):
     read_bytes(uri, what) / read_text(uri, what)
     open_output(uri, what) -> context manager yielding a writable stream
     write_bytes(uri, data, what) / write_text(uri, text, what)
+    copy(src, dst, what)                     one file within a bucket (server side)
     delete(uri, what, missing_ok=True) / delete_tree(uri, what)
     download(uri, local_dir, what) -> str    a file or folder tree into local_dir
     upload(local_path, uri, what)            a file or folder tree
@@ -684,6 +685,17 @@ def write_bytes(uri: str, data: bytes, what: str) -> None:
 
 def write_text(uri: str, text: str, what: str) -> None:
     write_bytes(uri, text.encode("utf-8"), what)
+
+
+def copy(src: str, dst: str, what: str) -> None:
+    """Copies one file within a store: server side on GCS (rewrite) and S3 (CopyObject)."""
+    src_loc, dst_loc = parse(src, what), parse(dst, what)
+    if (src_loc.scheme, src_loc.bucket) != (dst_loc.scheme, dst_loc.bucket):
+        raise ValueError(f"copy within one bucket only: {src} -> {dst}")
+    with errors(what, src_loc, "copy"):
+        if src_loc.scheme == "file":
+            os.makedirs(os.path.dirname(dst_loc.key) or ".", exist_ok=True)
+        _fs_for(src_loc, what).copy_file(src_loc.path, dst_loc.path)
 
 
 def delete(uri: str, what: str, missing_ok: bool = True) -> None:

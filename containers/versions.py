@@ -51,8 +51,9 @@ from tfkfp.containers.layout import is_bookkeeping, is_version
 from tfkfp.containers.runtime import InputError, log
 
 STAGING_PREFIX = ".staging-"
-COMMIT_LOCK = ".tfkfp-commit.lock"
 CLAIMS = ".tfkfp-claims"
+# The claim name of an object store's commit lock: `.tfkfp-claims/commit.<push id>`.
+COMMIT = "commit"
 # Seconds a push owns its staging folder or claim without renewing it (renewed every quarter).
 LEASE = 120.0
 # Claims tried before a push gives up on a destination other pushes keep taking numbers from.
@@ -344,16 +345,17 @@ class _Local:
     def _commit_lock(self) -> Iterator[None]:
         """Serializes the last step of pushes to this folder: check the newest, then rename.
 
-        flock(2): the kernel drops it when its holder dies, so a killed push never blocks.
+        flock(2) on the destination folder itself (no lock file): the kernel drops it when its
+        holder dies, so a killed push never blocks others.
         """
         import fcntl
 
-        with open(os.path.join(self.root, COMMIT_LOCK), "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def _commit(self, staging: str, numbers: Callable[[int], int], fixed: bool, admit: Admit):
         """Under the commit lock: admits the push against the newest version, renames it."""
@@ -480,8 +482,9 @@ class _Remote:
 
     # claims ---------------------------------------------------------------------------
 
-    def _claim(self, number: int, push_id: str, lease: float) -> str | None:
-        """Claims a version number for this push; None when another push has it.
+    def _claim(self, number: int | str, push_id: str, lease: float) -> str | None:
+        """Claims a version number (or COMMIT, the commit lock) for this push; None when another
+        push has it.
 
         Write a claim of one's own, then list: go ahead only when it is the only claim on the
         number and the version folder is empty. Of pushes that see each other, all but the
@@ -509,20 +512,21 @@ class _Remote:
                 self.objects.delete(key)
                 return None
             time.sleep(pause)
-        if self.objects.list(f"{number}/", limit=1):
+        if number != COMMIT and self.objects.list(f"{number}/", limit=1):
             # a version folder without a claim: a finished push, or one being cleaned up
             self.objects.delete(key)
             return None
         return key
 
-    def _drop_stale(self, number: int, claims: dict[str, _Entry], mine: _Entry) -> set[str]:
+    def _drop_stale(self, number: int | str, claims: dict[str, _Entry], mine: _Entry) -> set[str]:
         """Removes the claims on `number` whose lease ran out (and their markerless files),
         judged by the store's clock (`mine`, this push's fresh claim); returns those removed."""
-        files = {
-            rel.removeprefix(f"{number}/"): e for rel, e in self.objects.list(f"{number}/").items()
-        }
+        listing = {}
+        if number != COMMIT:
+            found = self.objects.list(f"{number}/")
+            listing[number] = {rel.removeprefix(f"{number}/"): e for rel, e in found.items()}
         named = {rel.removeprefix(CLAIMS + "/"): e for rel, e in claims.items()}
-        removed = self._clean_leftovers({number: files}, named, mine.mtime, warn=False)
+        removed = self._clean_leftovers(listing, named, mine.mtime, warn=False)
         return {f"{CLAIMS}/{name}" for name in removed}
 
     def _renew(self, key: str, push_id: str, lease: float) -> bool:
@@ -550,9 +554,9 @@ class _Remote:
         removed = set()
         for name, entry in claims.items():
             number_text = name.split(".", 1)[0]
-            if not is_version(number_text):
+            if not is_version(number_text) and number_text != COMMIT:
                 continue
-            number = int(number_text)
+            number = int(number_text) if is_version(number_text) else -1
             try:
                 lease = float(json.loads(self.objects.read(f"{CLAIMS}/{name}"))["lease"])
             except FileNotFoundError:
@@ -612,7 +616,15 @@ class _Remote:
                 f"destination: other pushes kept taking version numbers in {self.uri()} "
                 f"({CLAIM_ATTEMPTS} attempts)"
             )
-        keeper = _Lease(lambda: self._renew(key, push_id, lease), lease, self.uri(number))
+        # the claims this push holds, renewed together: its version's, later the commit lock's
+        # and, when it moves its version up, the new number's
+        keys = [key]
+        keeper = _Lease(
+            lambda: all([self._renew(k, push_id, lease) for k in list(keys)]),
+            lease,
+            self.uri(number),
+        )
+        moved_from = None
         try:
             listing, claims = self._listing()
             mine = key.removeprefix(CLAIMS + "/")
@@ -633,37 +645,113 @@ class _Remote:
                 marker,
                 self.uri(number),
             )
-            # the newest version as it is now (not only when the push started); object stores
-            # give no commit lock, so two pushes checking at the same moment can both pass
-            listing, _ = self._listing()
-            complete = _complete(self._versions({n: f for n, f in listing.items() if n != number}))
-            admit(complete)
-            if fixed and complete and complete[-1].number > number:
-                raise InputError(
-                    f"version: {number} is not above the newest version {complete[-1].number} "
-                    f"in {self.uri()}"
-                )
-            keeper.check()
-            text = json.dumps(marker).encode()
-            if self.objects.root.scheme == "gs":
-                # belt and braces where the store offers compare-and-set: never replace a marker
-                if not self.objects.create(f"{number}/{MARKER}", text):
-                    raise RuntimeError(f"pusher: {self.uri(number)} got a marker meanwhile")
-            else:
-                self.objects.write(f"{number}/{MARKER}", text)
+            with self._commit_lock(push_id, lease, keys, keeper):
+                # the newest version as it is now, with no other push publishing meanwhile
+                listing, _ = self._listing()
+                others = {n: f for n, f in listing.items() if n != number}
+                complete = _complete(self._versions(others))
+                admit(complete)
+                newest = complete[-1].number if complete else 0
+                if newest > number:
+                    if fixed:
+                        raise InputError(
+                            f"version: {number} is not above the newest version {newest} "
+                            f"in {self.uri()}"
+                        )
+                    moved_from = number, key
+                    number, key = self._move_up(number, newest, marker, numbers, lease, keys)
+                keeper.check()
+                text = json.dumps(marker).encode()
+                if self.objects.root.scheme == "gs":
+                    # belt and braces where the store offers compare-and-set: never replace a
+                    # marker
+                    if not self.objects.create(f"{number}/{MARKER}", text):
+                        raise RuntimeError(f"pusher: {self.uri(number)} got a marker meanwhile")
+                else:
+                    self.objects.write(f"{number}/{MARKER}", text)
         except BaseException:
             keeper.stop()
             with contextlib.suppress(Exception):  # best effort; else the lease runs out
-                written = self.objects.list(f"{number}/")
-                if f"{number}/{MARKER}" not in written:  # never take files from under a marker
-                    for rel in written:
-                        self.objects.delete(rel)
-                self.objects.delete(key)
+                for n in {number, moved_from[0] if moved_from else number}:
+                    written = self.objects.list(f"{n}/")
+                    if f"{n}/{MARKER}" not in written:  # never take files from under a marker
+                        for rel in written:
+                            self.objects.delete(rel)
+                for k in keys:
+                    self.objects.delete(k)
             raise
         keeper.stop()
-        with contextlib.suppress(Exception):  # a claim left behind is removed once stale
-            self.objects.delete(key)
+        with contextlib.suppress(Exception):  # leftovers are removed once their lease ran out
+            if moved_from:
+                for rel in self.objects.list(f"{moved_from[0]}/"):
+                    self.objects.delete(rel)
+            for k in keys:
+                self.objects.delete(k)
         return number
+
+    @contextlib.contextmanager
+    def _commit_lock(
+        self, push_id: str, lease: float, keys: list[str], keeper: _Lease
+    ) -> Iterator[None]:
+        """Serializes the last step of pushes to this destination (check the newest, publish):
+        the claim protocol on the name COMMIT. A dead holder's claim goes once its lease ran out.
+        """
+        started, pause = time.monotonic(), 0.1
+        while not (key := self._claim(COMMIT, push_id, lease)):
+            keeper.check()  # this push's own claims stay renewed while it waits
+            if time.monotonic() - started > 10 * lease:
+                raise InputError(
+                    f"destination: other pushes kept publishing to {self.uri()} for "
+                    f"{time.monotonic() - started:.0f} s"
+                )
+            time.sleep(random.uniform(pause / 2, pause))
+            pause = min(2 * pause, 2.0)
+        keys.append(key)
+        try:
+            yield
+        finally:
+            keys.remove(key)
+            with contextlib.suppress(Exception):  # else it is removed once its lease ran out
+                self.objects.delete(key)
+
+    def _move_up(
+        self,
+        number: int,
+        newest: int,
+        marker: dict,
+        numbers: Callable[[int], int],
+        lease: float,
+        keys: list[str],
+    ) -> tuple[int, str]:
+        """Copies this push's verified files above `newest`, published by another push while
+        this one uploaded (numbers are taken when a push starts): the push that publishes last
+        is the newest. Returns the new number and its claim; the old files go after the marker.
+        """
+        old, target = number, newest
+        for _ in range(CLAIM_ATTEMPTS):
+            number = numbers(target)
+            key = self._claim(number, marker["push_id"], lease)
+            if key:
+                break
+            target = number
+        else:
+            raise InputError(
+                f"destination: other pushes kept taking version numbers in {self.uri()} "
+                f"({CLAIM_ATTEMPTS} attempts)"
+            )
+        keys.append(key)
+        log.info(
+            "pusher: version %d was published while this push uploaded %d: copying it to %d",
+            newest,
+            old,
+            number,
+        )
+        for rel in marker["files"]:  # saved_model.pb last
+            self.objects.copy(f"{old}/{rel}", f"{number}/{rel}")
+        written = {rel: e.size for rel, e in self.objects.list(f"{number}/").items()}
+        written = {rel.removeprefix(f"{number}/"): s for rel, s in written.items()}
+        _verify(written, lambda rel: self.objects.chunks(f"{number}/{rel}"), marker, self.uri(number))
+        return number, key
 
 
 class _Objects:
@@ -769,6 +857,10 @@ class _Objects:
                     str(err).splitlines()[0][:200],
                 )
                 time.sleep(attempt)
+
+    def copy(self, src_rel: str, dst_rel: str) -> None:
+        """Copies an object within the store (server side)."""
+        self.storage.copy(self.uri(src_rel), self.uri(dst_rel), "destination")
 
     def delete(self, rel: str) -> None:
         self.storage.delete(self.uri(rel), "destination")

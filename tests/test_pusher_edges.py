@@ -274,3 +274,146 @@ def test_component_output_metadata_as_kfp_records_it(tmp_path, trained):
     for key, value in struct.items():
         assert value is not None, key
     assert not any(v.WhichOneof("kind") == "null_value" for v in struct.fields.values())
+
+
+# --- "also seen": what "newest" means when two blessed runs push at once ---------------------
+
+
+def _evaluated(tmp_path: Path, name: str, accuracy: float, baseline: str | None = None) -> str:
+    """A blessing as the evaluator writes it for the penguin pipeline's eval config: the
+    threshold rows come from the evaluator's own code on that config."""
+    from google.protobuf import json_format
+    from tensorflow_model_analysis.proto import config_pb2
+    from tfkfp.containers.eval_report import threshold_rows
+    from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
+
+    config = json_format.ParseDict(EVAL_CONFIG, config_pb2.EvalConfig())
+    names = {(0, 0): "example_count", (0, 1): "sparse_categorical_accuracy"}
+    path = tmp_path / name
+    path.mkdir()
+    (path / "BLESSED").touch()
+    blessing = {
+        "blessed": True,
+        "baseline": baseline,
+        "metrics": {"example_count": 68.0, "sparse_categorical_accuracy": accuracy},
+        "thresholds": threshold_rows(config, names),
+    }
+    (path / "blessing.json").write_text(json.dumps(blessing))
+    return str(path)
+
+
+def _variant(copy_tree, trained, name: str) -> str:
+    model = copy_tree(trained.model, name)
+    (Path(model) / "assets.extra").mkdir(exist_ok=True)
+    (Path(model) / "assets.extra" / "who.txt").write_text(name)
+    return model
+
+
+# Holds a push just before it decides whether it may become the newest version, until the test
+# lets it go: two real pushes, in two processes, overlapping, finishing in a chosen order.
+GATE = """
+import os, time
+from tfkfp.containers import versions
+
+def _wait():
+    open({gate!r} + ".arrived", "w").close()
+    while not os.path.exists({gate!r} + ".go"):
+        time.sleep(0.02)
+
+def _gated(lock):
+    def gated(*args):
+        _wait()
+        return lock(*args)
+    return gated
+
+versions._Local._commit_lock = _gated(versions._Local._commit_lock)
+versions._Remote._commit_lock = _gated(versions._Remote._commit_lock)
+"""
+
+
+def _wait_for(path: Path, proc) -> None:
+    deadline = time.monotonic() + 120
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, f"no {path}"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("kind", ["local", "gcs", "s3"])
+@pytest.mark.parametrize("first", ["better", "worse"])
+def test_two_concurrent_pushes_the_better_model_ends_newest(
+    tmp_path, trained, copy_tree, kind, first, request
+):
+    dest = storage.join(_base(kind, tmp_path, request), "serving")
+    runs = {
+        "better": (_variant(copy_tree, trained, "better"), _evaluated(tmp_path, "b1", 0.964)),
+        "worse": (_variant(copy_tree, trained, "worse"), _evaluated(tmp_path, "b2", 0.905)),
+    }
+    second = "worse" if first == "better" else "better"
+    procs = {}
+    # the one to publish second starts first: on an object store it takes the lower number
+    for who in (second, first):
+        model, blessing = runs[who]
+        gate = str(tmp_path / f"gate-{who}")
+        procs[who] = _run_in_process(
+            preamble=GATE.format(gate=gate), model=model, blessing=blessing, destination=dest
+        )
+        _wait_for(tmp_path / f"gate-{who}.arrived", procs[who])  # uploaded, about to publish
+    stderr = {}
+    for who in (first, second):
+        (tmp_path / f"gate-{who}.go").touch()
+        _, stderr[who] = procs[who].communicate(timeout=120)
+        assert procs[who].returncode == 0, stderr[who][-2000:]
+    complete = [v for v in versions.iter_versions(dest) if v.complete]
+    newest = complete[-1]
+    assert newest.evaluation["metrics"]["sparse_categorical_accuracy"] == 0.964
+    assert newest.content_hash == versions.content_hash(runs["better"][0])
+    if first == "better":  # the worse one may not supersede it: not pushed, and it says why
+        assert len(complete) == 1
+        assert "pusher: not pushed: sparse_categorical_accuracy 0.905 against 0.964" in (
+            stderr["worse"]
+        )
+    else:  # the better one supersedes the worse, as its change threshold allows
+        assert len(complete) == 2 and complete[0].content_hash == versions.content_hash(
+            runs["worse"][0]
+        )
+        if kind != "local":  # its number was below the worse one's: its files moved above it
+            assert "was published while this push uploaded" in stderr["better"]
+    names = [s.uri for s in storage.list_files(dest, "check", hidden=True)]
+    assert not [n for n in names if "/." in n], names  # no claim, lock or staging left
+    assert len(names) == len(complete) * (len(_uploads(trained.model)) + 2)
+
+
+def test_newest_rule_explicit_override_and_the_evaluators_own_verdict(
+    tmp_path, trained, copy_tree
+):
+    dest = str(tmp_path / "serving")
+    good = pusher.run(_variant(copy_tree, trained, "a"), _evaluated(tmp_path, "e1", 0.964), dest)
+    worse = _variant(copy_tree, trained, "b")
+    refused = pusher.run(worse, _evaluated(tmp_path, "e2", 0.905), dest)
+    assert refused["pushed"] is False and refused["version"] == 0
+    assert refused["reason"].startswith("not newer: sparse_categorical_accuracy 0.905")
+    # within the change threshold (-0.05): it may supersede
+    near = pusher.run(_variant(copy_tree, trained, "c"), _evaluated(tmp_path, "e3", 0.93), dest)
+    assert near["pushed"] and near["version"] > good["version"]
+    # asked for explicitly
+    forced = pusher.run(worse, _evaluated(tmp_path, "e4", 0.905), dest, allow_worse=True)
+    assert forced["pushed"] and versions.latest_complete(dest) == forced["pushed_uri"]
+    # the evaluator compared against the newest version itself: its blessing stands
+    judged = _evaluated(tmp_path, "e5", 0.5, baseline=forced["pushed_uri"])
+    last = pusher.run(_variant(copy_tree, trained, "d"), judged, dest)
+    assert last["pushed"] and last["version"] > forced["version"]
+    # a blessing without blessing.json (a hand-made one): nothing to compare, pushed
+    plain = pusher.run(_variant(copy_tree, trained, "e"), _blessing(tmp_path), dest)
+    assert plain["pushed"]
+
+
+def test_damaged_blessing_json_fails_in_one_line(tmp_path, trained):
+    blessing = Path(_blessing(tmp_path))
+    (blessing / "blessing.json").write_text("{not json")
+    dest = tmp_path / "serving"
+    proc = _run_in_process(model=trained.model, blessing=str(blessing), destination=str(dest))
+    _, stderr = proc.communicate(timeout=120)
+    line = _one_error_line(proc, stderr)
+    assert line == f"error: blessing: {blessing}/blessing.json is not the evaluator's blessing JSON"
+    assert not dest.exists()
