@@ -231,8 +231,7 @@ def _push(
     newest_complete = max((v.number for v in existing if v.complete), default=0)
     if version and version <= newest_complete:
         raise InputError(
-            f"version: {version} is not above the newest version {newest_complete} in "
-            f"{store.uri()}"
+            f"version: {version} is not above the newest version {newest_complete} in {store.uri()}"
         )
 
     def numbers(taken: int) -> int:

@@ -609,7 +609,10 @@ class _Remote:
             log.info("pusher: version %d is taken by another push, trying the next", number)
             time.sleep(random.uniform(0, 0.2 * (attempt + 1)))
             listing, claims = self._listing()
-            seen = [*listing, *(int(c.split(".")[0]) for c in claims if is_version(c.split(".")[0]))]
+            seen = [
+                *listing,
+                *(int(c.split(".")[0]) for c in claims if is_version(c.split(".")[0])),
+            ]
             number = numbers(max([number, *seen]))
         else:
             raise InputError(
@@ -750,7 +753,9 @@ class _Remote:
             self.objects.copy(f"{old}/{rel}", f"{number}/{rel}")
         written = {rel: e.size for rel, e in self.objects.list(f"{number}/").items()}
         written = {rel.removeprefix(f"{number}/"): s for rel, s in written.items()}
-        _verify(written, lambda rel: self.objects.chunks(f"{number}/{rel}"), marker, self.uri(number))
+        _verify(
+            written, lambda rel: self.objects.chunks(f"{number}/{rel}"), marker, self.uri(number)
+        )
         return number, key
 
 

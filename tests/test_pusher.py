@@ -70,8 +70,9 @@ def test_unwritable_destination(tmp_path, trained):
 
 
 def test_model_without_saved_model(tmp_path):
+    (tmp_path / "model").mkdir()
     with pytest.raises(InputError, match="no SavedModel"):
-        pusher.run(str(tmp_path), _blessing(tmp_path, True), str(tmp_path / "serving"))
+        pusher.run(str(tmp_path / "model"), _blessing(tmp_path, True), str(tmp_path / "serving"))
 
 
 def test_missing_blessing(tmp_path, trained):

@@ -5,12 +5,19 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from test_pusher import GCS_DATA, S3_DATA, FaultyProxy, _named, _run_in_process, _uploads
+from test_pusher import (
+    GCS_DATA,
+    S3_DATA,
+    FaultyProxy,
+    _named,
+    _once,
+    _run_in_process,
+    _uploads,
+)
 from tfkfp.containers import pusher, storage, versions
 from tfkfp.containers.layout import PUSHED as MARKER
 from tfkfp.containers.runtime import InputError
@@ -123,12 +130,14 @@ def test_fixed_version_can_be_retried_once_a_killed_push_lease_ran_out(
     tmp_path, trained, kind, when, request
 ):
     store = request.getfixturevalue(kind)
-    env, pattern = ("STORAGE_EMULATOR_HOST", GCS_DATA) if kind == "gcs" else ("AWS_ENDPOINT_URL", S3_DATA)
+    env, pattern = (
+        ("STORAGE_EMULATOR_HOST", GCS_DATA) if kind == "gcs" else ("AWS_ENDPOINT_URL", S3_DATA)
+    )
     dest = f"{_base(kind, tmp_path, request)}/m"
     uploads = _uploads(trained.model)
     proxy = FaultyProxy(store.url, pattern)
     if when == "before-upload":  # the first file's bytes never arrive: only the claim exists
-        proxy.policy = lambda n, line: ("hold", 0) if n == 1 else None
+        proxy.policy = _once(lambda line: b"tfkfp-claims" not in line, ("hold", 0))
     else:  # every file but saved_model.pb is stored, that one half
         is_graph = _named("saved_model.pb")
         proxy.policy = lambda n, line: ("hold", uploads[-1][1] // 2) if is_graph(line) else None
@@ -151,6 +160,13 @@ def test_fixed_version_can_be_retried_once_a_killed_push_lease_ran_out(
     killed_at = time.monotonic()
     assert proc.returncode == -signal.SIGKILL
     assert versions.latest_complete(dest) is None
+    left = [n for n in store.names("m/") if not n.endswith("/")]
+    assert [n for n in left if n.startswith("m/.tfkfp-claims/1234.")]  # its claim is there
+    version_files = sorted(n for n in left if n.startswith("m/1234/"))
+    if when == "before-upload":
+        assert version_files == []
+    else:
+        assert version_files == sorted(f"m/1234/{f}" for f, _ in uploads[:-1])
 
     # within the lease the killed push could be alive: its number is taken, in one line
     with pytest.raises(InputError, match=r"^version: 1234 is taken by another push"):
@@ -238,7 +254,14 @@ def test_output_metadata_has_no_null_and_keeps_its_types(tmp_path, trained):
     pushed = pusher.run(trained.model, _blessing(tmp_path), dest)
     for result in (skipped, pushed):
         assert _no_null(result), result
-        assert set(result) == {"pushed", "destination", "version", "pushed_uri", "content_hash"}
+        assert set(result) == {
+            "pushed",
+            "destination",
+            "version",
+            "pushed_uri",
+            "content_hash",
+            "reason",
+        }
         assert isinstance(result["version"], int) and isinstance(result["content_hash"], str)
     assert skipped == {
         "pushed": False,
@@ -246,6 +269,7 @@ def test_output_metadata_has_no_null_and_keeps_its_types(tmp_path, trained):
         "version": 0,
         "pushed_uri": "",
         "content_hash": "",
+        "reason": "not blessed",
     }
     assert pushed["version"] > 0 and len(pushed["content_hash"]) == 64
 
@@ -253,14 +277,13 @@ def test_output_metadata_has_no_null_and_keeps_its_types(tmp_path, trained):
 def test_component_output_metadata_as_kfp_records_it(tmp_path, trained):
     """The component body's artifact metadata survives KFP's conversion to protobuf Values."""
     from google.protobuf import struct_pb2
-    from tfkfp.components.pusher import pusher as component
     from kfp.dsl import Artifact, Model
+    from tfkfp.components.pusher import pusher as component
 
     not_blessed = tmp_path / "nb"
     not_blessed.mkdir()
     (not_blessed / "NOT_BLESSED").touch()
     model = Model(uri=trained.model)
-    model.path  # noqa: B018 (kfp maps the uri to a local path)
     output = Model(uri=str(tmp_path / "pushed_model"))
     outputs = component.python_func(
         model=model,
@@ -370,8 +393,9 @@ def test_two_concurrent_pushes_the_better_model_ends_newest(
     assert newest.content_hash == versions.content_hash(runs["better"][0])
     if first == "better":  # the worse one may not supersede it: not pushed, and it says why
         assert len(complete) == 1
-        assert "pusher: not pushed: sparse_categorical_accuracy 0.905 against 0.964" in (
-            stderr["worse"]
+        assert (
+            "pusher: not pushed: sparse_categorical_accuracy 0.905 against 0.964"
+            in (stderr["worse"])
         )
     else:  # the better one supersedes the worse, as its change threshold allows
         assert len(complete) == 2 and complete[0].content_hash == versions.content_hash(
@@ -384,9 +408,7 @@ def test_two_concurrent_pushes_the_better_model_ends_newest(
     assert len(names) == len(complete) * (len(_uploads(trained.model)) + 2)
 
 
-def test_newest_rule_explicit_override_and_the_evaluators_own_verdict(
-    tmp_path, trained, copy_tree
-):
+def test_newest_rule_explicit_override_and_the_evaluators_own_verdict(tmp_path, trained, copy_tree):
     dest = str(tmp_path / "serving")
     good = pusher.run(_variant(copy_tree, trained, "a"), _evaluated(tmp_path, "e1", 0.964), dest)
     worse = _variant(copy_tree, trained, "b")
