@@ -107,15 +107,24 @@ def may_supersede(candidate: dict, newest: Version, newest_uri: str) -> str:
     return ""
 
 
-def _same_uri(a: str, b: str) -> bool:
+def _names(location: str) -> set[str]:
+    """The names a location goes by: its URI, real path, and the object a KFP mount stands for."""
     from tfkfp.containers import storage
 
-    def norm(uri: str) -> str:
-        uri = storage.check(uri, "baseline").rstrip("/")
-        return os.path.realpath(uri) if storage.is_local(uri) else uri
+    uri = storage.check(location, "location").rstrip("/")
+    if not storage.is_local(uri):
+        return {uri}
+    names = {uri, os.path.realpath(uri)}
+    for name in list(names):
+        for mount, scheme in (("/gcs/", "gs"), ("/s3/", "s3"), ("/minio/", "s3")):
+            if name.startswith(mount):
+                names.add(f"{scheme}://{name.removeprefix(mount)}")
+    return names
 
+
+def _same_uri(a: str, b: str) -> bool:
     try:
-        return norm(a) == norm(b)
+        return bool(_names(a) & _names(b))
     except InputError:
         return False
 
@@ -180,19 +189,9 @@ def run(
 def _check_outside(model: str, destination: str) -> None:
     """Refuses a destination inside (or equal to) the model folder: the push would write into
     its own input, and every later push would see a different model."""
-    from tfkfp.containers import storage
-
-    names = {os.path.realpath(model), os.path.abspath(model)}
-    for name in list(names):  # a KFP mount's path is also the object it stands for
-        for mount, scheme in (("/gcs/", "gs"), ("/s3/", "s3"), ("/minio/", "s3")):
-            if name.startswith(mount):
-                names.add(f"{scheme}://{name.removeprefix(mount)}")
-    dest = destination.rstrip("/")
-    if storage.is_local(dest):
-        dest = os.path.realpath(dest)
-    for name in names:
-        name = name.rstrip("/")
-        if dest == name or dest.startswith(name + "/"):
+    models = _names(os.path.abspath(model))
+    for dest in _names(destination):
+        if any(dest == name or dest.startswith(name + "/") for name in models):
             raise InputError(
                 f"destination: {destination} is inside the model folder {model}; "
                 "push to a folder outside the model"

@@ -129,6 +129,12 @@ def test_key_figures_of_the_data_stages(tmp_path):
         ("statistics", "statistics: train=260 rows, eval=84 rows", "rows train 260, eval 84"),
         ("validate", "validate: NOT valid (3 anomalies)", "NOT valid, 3 anomalies"),
         ("pusher", "pusher: pushed version 7 to /srv/m/7", "pushed version 7"),
+        (
+            "pusher",
+            "pusher: not pushed: accuracy 0.905 against 0.964 of version 7 (/srv/m/7), pushed "
+            "after this model's evaluation, fails its change threshold {...}",
+            "not pushed: accuracy 0.905 against 0.964 of version 7",
+        ),
     ):
         display.start(task, tmp_path)
         display.output(f"2026 INFO tfkfp: {line}\n")

@@ -71,7 +71,7 @@ KEY_FIGURES = {
     "pusher": (
         re.compile(
             r"pusher: (pushed version \d+|model is NOT_BLESSED, nothing pushed|same model"
-            r" already pushed as \S+)"
+            r" already pushed as \S+|not pushed: \S+ \S+ against \S+ of version \d+)"
         ),
         "{0}",
     ),
