@@ -2,6 +2,7 @@
 
 A version is complete once it holds the marker `PUSHED.json`, written last after the pusher
 re-read what it wrote; concurrent pushes are safe. How: containers/versions.py.
+Which push becomes newest when blessed runs race: `may_supersede` (docs/stages/pusher.md).
 Imports no TensorFlow, so it starts in well under a second.
 """
 
