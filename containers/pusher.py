@@ -76,8 +76,9 @@ def evaluation(blessing: str) -> dict:
     }
 
 
-def may_supersede(candidate: dict, newest: Version, newest_uri: str) -> str:
-    """Why a model may not become newer than the newest version, or "" when it may.
+def may_supersede(candidate: dict, newest: Version, newest_uri: str) -> tuple[bool, str]:
+    """Whether a model was judged against the newest version, and why it may not become newer
+    than it ("" when it may).
 
     The evaluator's own verdict stands when it compared against that very version. Otherwise
     (the version was pushed after the evaluator looked, by a concurrent run, or no baseline was
@@ -86,7 +87,8 @@ def may_supersede(candidate: dict, newest: Version, newest_uri: str) -> str:
     Versions or models without recorded metrics are not compared.
     """
     if candidate.get("baseline") and _same_uri(candidate["baseline"], newest_uri):
-        return ""
+        return True, ""
+    judged = False
     theirs = newest.evaluation.get("metrics") or {}
     for threshold in candidate.get("change_thresholds", []):
         name = threshold.get("metric")
@@ -100,12 +102,13 @@ def may_supersede(candidate: dict, newest: Version, newest_uri: str) -> str:
             bounds.append((diff, float(threshold["absolute"])))
         if "relative" in threshold and base:
             bounds.append((diff / base, float(threshold["relative"])))
+        judged = judged or bool(bounds)
         if any((value < bound) if higher else (value > bound) for value, bound in bounds):
-            return (
+            return True, (
                 f"{name} {mine:.4g} against {base:.4g} of version {newest.number} ({newest_uri}), "
                 f"pushed after this model's evaluation, fails its change threshold {threshold}"
             )
-    return ""
+    return judged, ""
 
 
 def _names(location: str) -> set[str]:
@@ -240,13 +243,17 @@ def _push(
             return version
         return max(int(time.time()), newest + 1, taken + 1)
 
-    def admit(complete: list[Version]) -> None:
-        """Stops a push that may not become the newest version (see may_supersede)."""
-        if allow_worse or not complete:
-            return
-        why = may_supersede(evaluated, complete[-1], store.uri(complete[-1].number))
+    def admit(complete: list[Version]) -> bool:
+        """Stops a push that may not become the newest version (see may_supersede); True when
+        it was judged fit to supersede the newest (or asked to, with allow_worse)."""
+        if not complete:
+            return False
+        if allow_worse:
+            return True
+        judged, why = may_supersede(evaluated, complete[-1], store.uri(complete[-1].number))
         if why:
             raise NotNewer(why)
+        return judged
 
     marker = {
         "content_hash": digest,

@@ -116,8 +116,9 @@ class NotNewer(Exception):
 
 
 # Called with the complete versions right before a push publishes (under the destination's
-# commit lock where there is one); raises NotNewer or InputError to stop it.
-Admit = Callable[[list[Version]], None]
+# commit lock); raises NotNewer to stop it; True when the push was judged fit to supersede the
+# newest version (then on an object store it moves above one published while it uploaded).
+Admit = Callable[[list[Version]], bool]
 
 
 def _complete(found: list[Version]) -> list[Version]:
@@ -653,7 +654,7 @@ class _Remote:
                 listing, _ = self._listing()
                 others = {n: f for n, f in listing.items() if n != number}
                 complete = _complete(self._versions(others))
-                admit(complete)
+                supersedes = admit(complete)
                 newest = complete[-1].number if complete else 0
                 if newest > number:
                     if fixed:
@@ -661,8 +662,9 @@ class _Remote:
                             f"version: {number} is not above the newest version {newest} "
                             f"in {self.uri()}"
                         )
-                    moved_from = number, key
-                    number, key = self._move_up(number, newest, marker, numbers, lease, keys)
+                    if supersedes:  # else it keeps the number it took when it started, as TFX
+                        moved_from = number, key
+                        number, key = self._move_up(number, newest, marker, numbers, lease, keys)
                 keeper.check()
                 text = json.dumps(marker).encode()
                 if self.objects.root.scheme == "gs":
@@ -727,8 +729,8 @@ class _Remote:
         keys: list[str],
     ) -> tuple[int, str]:
         """Copies this push's verified files above `newest`, published by another push while
-        this one uploaded (numbers are taken when a push starts): the push that publishes last
-        is the newest. Returns the new number and its claim; the old files go after the marker.
+        this one uploaded (numbers are taken when a push starts), which this push was judged fit
+        to supersede. Returns the new number and its claim; the old files go after the marker.
         """
         old, target = number, newest
         for _ in range(CLAIM_ATTEMPTS):
