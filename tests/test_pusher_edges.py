@@ -439,3 +439,17 @@ def test_damaged_blessing_json_fails_in_one_line(tmp_path, trained):
     line = _one_error_line(proc, stderr)
     assert line == f"error: blessing: {blessing}/blessing.json is not the evaluator's blessing JSON"
     assert not dest.exists()
+
+
+@pytest.mark.parametrize("kind", ["gcs", "s3"])
+def test_a_dead_pushs_commit_lock_goes_once_its_lease_ran_out(tmp_path, trained, kind, request):
+    base = _base(kind, tmp_path, request)
+    dest = f"{base}/m"
+    lock = f"{dest}/{versions.CLAIMS}/{versions.COMMIT}.dead0000"
+    storage.write_bytes(lock, json.dumps({"push_id": "dead0000", "lease": 1}).encode(), "check")
+    time.sleep(3.5)  # its lease (1 s) plus the cleaner's slack, in the store's whole seconds
+    result = pusher.run(trained.model, _blessing(tmp_path), dest)
+    assert result["pushed"] and versions.latest_complete(dest) == result["pushed_uri"]
+    assert storage.stat(lock, "check") is None
+    claims = [s.uri for s in storage.list_files(dest, "check", hidden=True) if "/." in s.uri]
+    assert claims == []
