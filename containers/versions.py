@@ -701,7 +701,8 @@ class _Remote:
         """Serializes the last step of pushes to this destination (check the newest, publish):
         the claim protocol on the name COMMIT. A dead holder's claim goes once its lease ran out.
         """
-        started, pause = time.monotonic(), 0.1
+        # short pauses: a holder needs about a second (list, read markers, write one)
+        started, pause = time.monotonic(), 0.05
         while not (key := self._claim(COMMIT, push_id, lease)):
             keeper.check()  # this push's own claims stay renewed while it waits
             if time.monotonic() - started > 10 * lease:
@@ -710,7 +711,7 @@ class _Remote:
                     f"{time.monotonic() - started:.0f} s"
                 )
             time.sleep(random.uniform(pause / 2, pause))
-            pause = min(2 * pause, 2.0)
+            pause = min(2 * pause, 0.5)
         keys.append(key)
         try:
             yield
