@@ -13,6 +13,7 @@ def pusher(
     destination: str,
     pushed_model: Output[Model],
     version: int = 0,
+    allow_worse: bool = False,
 ) -> NamedTuple("Outputs", [("pushed", bool), ("pushed_uri", str)]):
     """Copies a blessed SavedModel to <destination>/<version>/ (folder, gs:// or s3://).
 
@@ -21,8 +22,12 @@ def pusher(
         blessing: Blessing from the evaluator; an unblessed model is recorded, not pushed.
         destination: Serving folder, gs://bucket/path or s3://bucket/path (TF Serving layout).
         pushed_model: Points at the pushed version (see `output_uri` for the KFP backend);
-            metadata pushed, destination, version, content_hash, pushed_uri.
+            metadata, never null: pushed (bool), destination, version (int, 0 if not
+            pushed), content_hash ("" if not pushed), pushed_uri ("" if not pushed), reason
+            (why not pushed, "" if pushed).
         version: Version number; 0 picks a Unix timestamp above every existing version.
+        allow_worse: Push even when the model fails the eval config's change thresholds
+            against a newer version pushed after its evaluation (a concurrent run).
 
     Returns:
         pushed: whether a complete version holds this model.
@@ -40,6 +45,7 @@ def pusher(
         blessing=blessing.path,
         destination=destination,
         version=version,
+        allow_worse=allow_worse,
     )
     pushed_model.metadata.update(asdict(result))
     pushed_model.uri = stage.output_uri(result, pushed_model.uri)

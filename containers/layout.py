@@ -7,7 +7,9 @@ Examples artifact (ingest, transform; TFX's layout)::
 Schema artifact: `schema.pbtxt`. Statistics and anomalies: `Split-<split>/FeatureStats.pb`,
 `Split-<split>/SchemaDiff.pb`. Blessing artifact: `BLESSED` or `NOT_BLESSED` and
 `blessing.json`. Push destination: one folder per integer version, complete once it holds
-`PUSHED.json` (written last). A TFX model artifact keeps its SavedModel in `Format-Serving/`.
+`PUSHED.json` (written last); `PUSHED.json` and the other BOOKKEEPING files at a version's top
+level are tfkfp's, not the model's: a push of a pushed version leaves them out. A TFX model
+artifact keeps its SavedModel in `Format-Serving/`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ BLESSED = "BLESSED"
 NOT_BLESSED = "NOT_BLESSED"
 BLESSING_FILE = "blessing.json"
 PUSHED = "PUSHED.json"
+# Files tfkfp writes at a pushed version's top level beside the model: never part of a model's
+# files or content hash, so promoting `<staging>/<version>` pushes the model alone.
+BOOKKEEPING = (PUSHED,)
 TFX_SERVING = "Format-Serving"
 
 
@@ -53,9 +58,17 @@ def blessing_marker(blessed: bool) -> str:
     return BLESSED if blessed else NOT_BLESSED
 
 
+def is_bookkeeping(rel: str) -> bool:
+    """Whether a path relative to a version (or model) folder is a tfkfp bookkeeping file."""
+    return rel in BOOKKEEPING
+
+
 def is_version(name: str) -> bool:
-    """Whether a folder name in a push destination is a version (a non-negative integer)."""
-    return name.isdigit()
+    """Whether a folder name in a push destination is a version (a non-negative integer).
+
+    ASCII digits only: `str.isdigit` also accepts `①` or `²`, which int() refuses.
+    """
+    return name.isascii() and name.isdigit()
 
 
 def load_schema(location: str, what: str = "schema"):

@@ -2,20 +2,25 @@
 
 A version is complete once it holds the marker `PUSHED.json`, written last after the pusher
 re-read what it wrote; concurrent pushes are safe. How: containers/versions.py.
+Which push becomes newest when blessed runs race: `may_supersede` (docs/stages/pusher.md).
 Imports no TensorFlow, so it starts in well under a second.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, replace
 
 from tfkfp.containers import events
-from tfkfp.containers.layout import BLESSED, NOT_BLESSED
+from tfkfp.containers.layout import BLESSED, BLESSING_FILE, NOT_BLESSED
 from tfkfp.containers.runtime import InputError, log
 from tfkfp.containers.versions import (
     LEASE,
+    NotNewer,
+    Version,
     _file_chunks,
     _hash,
     _Local,
@@ -34,18 +39,20 @@ class PushResult:
     """What the push did; the component records it as the pushed model's metadata.
 
     Attributes:
-        pushed: Whether a complete version holds this model (False: not blessed).
+        pushed: Whether a complete version holds this model.
         destination: The push destination's URI.
-        version: The version holding the model, None when not pushed.
-        pushed_uri: That version's URI, empty when not pushed.
-        content_hash: The model files' hash, None when not pushed.
+        version: The version holding the model, 0 when not pushed.
+        pushed_uri: That version's URI, "" when not pushed.
+        content_hash: The model files' sha256, "" when not pushed.
+        reason: Why nothing was pushed, "" when pushed.
     """
 
     pushed: bool
     destination: str
-    version: int | None = None
+    version: int = 0
     pushed_uri: str = ""
-    content_hash: str | None = None
+    content_hash: str = ""
+    reason: str = ""
 
 
 def is_blessed(blessing: str) -> bool:
@@ -55,6 +62,98 @@ def is_blessed(blessing: str) -> bool:
     if os.path.exists(os.path.join(blessing, NOT_BLESSED)):
         return False
     raise InputError(f"blessing: no {BLESSED} or {NOT_BLESSED} marker in {blessing!r}")
+
+
+def evaluation(blessing: str) -> dict:
+    """What a version's marker records of its model's evaluation, from the blessing's JSON.
+
+    `metrics` (overall, finite numbers), `change_thresholds` (the eval config's change
+    thresholds that judge the overall slice: metric, direction, absolute/relative) and
+    `baseline` (the URI the evaluator compared against, "" for none). {} without a blessing.json.
+    """
+    path = os.path.join(blessing, BLESSING_FILE)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        metrics = data.get("metrics") or {}
+        rows = data.get("thresholds") or []
+    except (ValueError, AttributeError):
+        raise InputError(f"blessing: {path} is not the evaluator's blessing JSON") from None
+    return {
+        "metrics": {
+            k: v
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        },
+        "change_thresholds": [
+            {"metric": row["metric"], **row["threshold"]}
+            for row in rows
+            if isinstance(row, dict)
+            and row.get("kind") == "change"
+            and row.get("slices") in ("Overall", "every slice")
+            and isinstance(row.get("threshold"), dict)
+        ],
+        "baseline": data.get("baseline") or "",
+    }
+
+
+def may_supersede(candidate: dict, newest: Version, newest_uri: str) -> tuple[bool, str]:
+    """Whether a model was judged against the newest version, and why it may not become newer
+    than it ("" when it may).
+
+    The evaluator's own verdict stands when it compared against that very version. Otherwise
+    (the version was pushed after the evaluator looked, by a concurrent run, or no baseline was
+    used) the eval config's change thresholds are applied to the two recorded overall metrics,
+    as TFMA applies them (HIGHER_IS_BETTER: diff >= absolute and diff / baseline >= relative).
+    Versions or models without recorded metrics are not compared.
+    """
+    if candidate.get("baseline") and _same_uri(candidate["baseline"], newest_uri):
+        return True, ""
+    judged = False
+    theirs = newest.evaluation.get("metrics") or {}
+    for threshold in candidate.get("change_thresholds", []):
+        name = threshold.get("metric")
+        mine, base = candidate["metrics"].get(name), theirs.get(name)
+        if not isinstance(base, int | float) or mine is None:
+            continue
+        higher = threshold.get("direction") == "HIGHER_IS_BETTER"
+        diff = mine - base
+        bounds = []
+        if "absolute" in threshold:
+            bounds.append((diff, float(threshold["absolute"])))
+        if "relative" in threshold and base:
+            bounds.append((diff / base, float(threshold["relative"])))
+        judged = judged or bool(bounds)
+        if any((value < bound) if higher else (value > bound) for value, bound in bounds):
+            return True, (
+                f"{name} {mine:.4g} against {base:.4g} of version {newest.number} ({newest_uri}), "
+                f"pushed after this model's evaluation, fails its change threshold {threshold}"
+            )
+    return judged, ""
+
+
+def _names(location: str) -> set[str]:
+    """The names a location goes by: its URI, real path, and the object a KFP mount stands for."""
+    from tfkfp.containers import storage
+
+    uri = storage.check(location, "location").rstrip("/")
+    if not storage.is_local(uri):
+        return {uri}
+    names = {uri, os.path.realpath(uri)}
+    for name in list(names):
+        for mount, scheme in (("/gcs/", "gs"), ("/s3/", "s3"), ("/minio/", "s3")):
+            if name.startswith(mount):
+                names.add(f"{scheme}://{name.removeprefix(mount)}")
+    return names
+
+
+def _same_uri(a: str, b: str) -> bool:
+    try:
+        return bool(_names(a) & _names(b))
+    except InputError:
+        return False
 
 
 def output_uri(result: PushResult, artifact_uri: str) -> str:
@@ -76,6 +175,7 @@ def run(
     blessing: str,
     destination: str,
     version: int = 0,
+    allow_worse: bool = False,
     retry_timeout: float = RETRY_TIMEOUT,
     lease: float = LEASE,
 ) -> PushResult:
@@ -86,11 +186,14 @@ def run(
     transient errors; lease, seconds a push's staging or claim stays its own unrenewed.
 
     Returns:
-        Whether and where the model was pushed.
+        Whether and where the model was pushed (the `pushed_model` artifact's metadata, never
+        null: KFP's launcher cannot record a null metadata value).
     """
     store = storage_for(destination)
+    _check_outside(model, store.uri())
     result = PushResult(pushed=False, destination=store.uri())
     if not is_blessed(blessing):
+        result = replace(result, reason="not blessed")
         events.result(
             "pusher",
             "model is NOT_BLESSED, nothing pushed",
@@ -103,11 +206,29 @@ def run(
     from tfkfp.containers import storage
 
     with storage.retry_seconds(retry_timeout):
-        return _push(store, model, version, lease, result)
+        return _push(store, model, version, lease, result, evaluation(blessing), allow_worse)
+
+
+def _check_outside(model: str, destination: str) -> None:
+    """Refuses a destination inside (or equal to) the model folder: the push would write into
+    its own input, and every later push would see a different model."""
+    models = _names(os.path.abspath(model))
+    for dest in _names(destination):
+        if any(dest == name or dest.startswith(name + "/") for name in models):
+            raise InputError(
+                f"destination: {destination} is inside the model folder {model}; "
+                "push to a folder outside the model"
+            )
 
 
 def _push(
-    store: _Local | _Remote, model: str, version: int, lease: float, result: PushResult
+    store: _Local | _Remote,
+    model: str,
+    version: int,
+    lease: float,
+    result: PushResult,
+    evaluated: dict,
+    allow_worse: bool,
 ) -> PushResult:
     store.connect()
     store.check()
@@ -120,9 +241,12 @@ def _push(
         if v.complete and v.content_hash == digest:
             return _pushed(result, v.number, store.uri(v.number), digest, again=True)
     newest = max((v.number for v in existing), default=0)
-    if version and version <= newest:
+    # A fixed version need only be above complete versions: a killed push's markerless one is
+    # removed once its lease ran out (the claim step says "taken" while it may be alive).
+    newest_complete = max((v.number for v in existing if v.complete), default=0)
+    if version and version <= newest_complete:
         raise InputError(
-            f"version: {version} is not above the newest version {newest} in {store.uri()}"
+            f"version: {version} is not above the newest version {newest_complete} in {store.uri()}"
         )
 
     def numbers(taken: int) -> int:
@@ -131,15 +255,40 @@ def _push(
             return version
         return max(int(time.time()), newest + 1, taken + 1)
 
+    def admit(complete: list[Version]) -> bool:
+        """Stops a push that may not become the newest version (see may_supersede); True when
+        it was judged fit to supersede the newest (or asked to, with allow_worse)."""
+        if not complete:
+            return False
+        if allow_worse:
+            return True
+        judged, why = may_supersede(evaluated, complete[-1], store.uri(complete[-1].number))
+        if why:
+            raise NotNewer(why)
+        return judged
+
     marker = {
         "content_hash": digest,
+        "evaluation": evaluated,
         "files": {rel: os.path.getsize(os.path.join(model, rel)) for rel in files},
         "pushed_at": time.time(),
         "source": model,
         "push_id": _push_id(),
     }
-    log.info("pusher: pushing %s to %s", model, store.uri())
-    number = store.publish(model, marker, numbers, bool(version), lease)
+    try:
+        admit([v for v in existing if v.complete])  # before uploading anything
+        log.info("pusher: pushing %s to %s", model, store.uri())
+        number = store.publish(model, marker, numbers, bool(version), lease, admit)
+    except NotNewer as why:
+        result = replace(result, reason=f"not newer: {why}")
+        events.result(
+            "pusher",
+            "not pushed: %s (allow_worse=True pushes anyway)",
+            why,
+            summary=f"not pushed: {why}",
+            **asdict(result),
+        )
+        return result
     return _pushed(result, number, store.uri(number), digest, again=False)
 
 

@@ -51,6 +51,7 @@ API (URIs are strings; a local path is a URI too):
     read_bytes(uri, what) / read_text(uri, what)
     open_output(uri, what) -> context manager yielding a writable stream
     write_bytes(uri, data, what) / write_text(uri, text, what)
+    copy(src, dst, what)                     one file within a bucket (server side)
     delete(uri, what, missing_ok=True) / delete_tree(uri, what)
     download(uri, local_dir, what) -> str    a file or folder tree into local_dir
     upload(local_path, uri, what)            a file or folder tree
@@ -69,6 +70,7 @@ import contextvars
 import fnmatch
 import os
 import re
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -411,7 +413,16 @@ def _bucket_exists(loc: Location, what: str) -> bool | None:
     return info.type != pafs.FileType.NotFound
 
 
-def _translate(err: BaseException, what: str, loc: Location, action: str) -> InputError | None:
+def _gave_up(started: float) -> str:
+    """How long a call really tried: the client's retry budget bounds its retries' start, not
+    the last attempt's end (pyarrow's GCS client was seen giving up after 218 s of 120)."""
+    waited = time.monotonic() - started
+    return f"gave up after {waited:.0f} s of retries, limit {_retry.get():g} s"
+
+
+def _translate(
+    err: BaseException, what: str, loc: Location, action: str, started: float
+) -> InputError | None:
     kind = _classify(err)
     if kind is None or loc.scheme == "file" and kind not in ("missing", "denied"):
         return None
@@ -440,8 +451,8 @@ def _translate(err: BaseException, what: str, loc: Location, action: str) -> Inp
     if kind in ("denied", "credentials", "bad-credentials"):
         return InputError(f"{what}: no permission to {action} {loc.uri} ({detail})")
     return InputError(
-        f"{what}: cannot reach {_endpoint(loc.scheme)} for {loc.bucket_uri} within "
-        f"{_retry.get():g} s ({detail})"
+        f"{what}: cannot reach {_endpoint(loc.scheme)} for {loc.bucket_uri} "
+        f"({_gave_up(started)}; {detail})"
     )
 
 
@@ -449,12 +460,13 @@ def _translate(err: BaseException, what: str, loc: Location, action: str) -> Inp
 def errors(what: str, uri: str | Location, action: str = "read") -> Iterator[Location]:
     """Turns storage failures a user can fix into one-line InputErrors; others propagate."""
     loc = uri if isinstance(uri, Location) else parse(uri, what)
+    started = time.monotonic()
     try:
         yield loc
     except InputError:
         raise
     except OSError as err:
-        translated = _translate(err, what, loc, action)
+        translated = _translate(err, what, loc, action, started)
         if translated is None:
             raise
         raise translated from None
@@ -675,6 +687,17 @@ def write_text(uri: str, text: str, what: str) -> None:
     write_bytes(uri, text.encode("utf-8"), what)
 
 
+def copy(src: str, dst: str, what: str) -> None:
+    """Copies one file within a store: server side on GCS (rewrite) and S3 (CopyObject)."""
+    src_loc, dst_loc = parse(src, what), parse(dst, what)
+    if (src_loc.scheme, src_loc.bucket) != (dst_loc.scheme, dst_loc.bucket):
+        raise ValueError(f"copy within one bucket only: {src} -> {dst}")
+    with errors(what, src_loc, "copy"):
+        if src_loc.scheme == "file":
+            os.makedirs(os.path.dirname(dst_loc.key) or ".", exist_ok=True)
+        _fs_for(src_loc, what).copy_file(src_loc.path, dst_loc.path)
+
+
 def delete(uri: str, what: str, missing_ok: bool = True) -> None:
     with errors(what, uri, "delete") as loc:
         try:
@@ -778,6 +801,7 @@ def create_exclusive(uri: str, data: bytes, what: str) -> bool:
 
     if not os.environ.get("STORAGE_EMULATOR_HOST"):
         _check_google_credentials(loc, what)
+    started = time.monotonic()
     try:
         client = _gcs_client(os.environ.get("STORAGE_EMULATOR_HOST", ""))
         blob = client.bucket(loc.bucket).blob(loc.key)
@@ -793,8 +817,8 @@ def create_exclusive(uri: str, data: bytes, what: str) -> bool:
         raise InputError(f"{what}: no permission to write {loc.uri} (HTTP {err.code})") from None
     except exceptions.RetryError as err:
         raise InputError(
-            f"{what}: cannot reach {_endpoint('gs')} for {loc.bucket_uri} within "
-            f"{_retry.get():g} s ({type(err.cause).__name__})"
+            f"{what}: cannot reach {_endpoint('gs')} for {loc.bucket_uri} "
+            f"({_gave_up(started)}; {type(err.cause).__name__})"
         ) from None
 
 

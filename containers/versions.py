@@ -48,11 +48,13 @@ from dataclasses import dataclass, field
 
 from tfkfp.containers import events
 from tfkfp.containers.layout import PUSHED as MARKER
-from tfkfp.containers.layout import is_version
+from tfkfp.containers.layout import is_bookkeeping, is_version
 from tfkfp.containers.runtime import InputError, log
 
 STAGING_PREFIX = ".staging-"
 CLAIMS = ".tfkfp-claims"
+# The claim name of an object store's commit lock: `.tfkfp-claims/commit.<push id>`.
+COMMIT = "commit"
 # Seconds a push owns its staging folder or claim without renewing it (renewed every quarter).
 LEASE = 120.0
 # Claims tried before a push gives up on a destination other pushes keep taking numbers from.
@@ -60,11 +62,17 @@ CLAIM_ATTEMPTS = 12
 
 
 def _model_files(model_dir: str) -> list[str]:
-    """Relative paths of the model's files, saved_model.pb last (it is what readers look for)."""
+    """Relative paths of the model's files, saved_model.pb last (it is what readers look for).
+
+    tfkfp's bookkeeping files (a pushed version's marker) are left out: a model pushed from a
+    pushed version carries only the model.
+    """
     files = []
     for root, _, names in os.walk(model_dir):
         for name in names:
-            files.append(os.path.relpath(os.path.join(root, name), model_dir).replace(os.sep, "/"))
+            rel = os.path.relpath(os.path.join(root, name), model_dir).replace(os.sep, "/")
+            if not is_bookkeeping(rel):
+                files.append(rel)
     files.sort(key=lambda f: (f == "saved_model.pb", f))
     return files
 
@@ -98,6 +106,22 @@ class Version:
     complete: bool
     content_hash: str | None = None
     files: dict[str, int] = field(default_factory=dict)
+    # what the pusher recorded of the model's evaluation (see pusher.evaluation); {} if none
+    evaluation: dict = field(default_factory=dict)
+
+
+class NotNewer(Exception):
+    """A push may not become the newest version (see pusher.may_supersede); nothing published."""
+
+
+# Called with the complete versions right before a push publishes (under the destination's
+# commit lock); raises NotNewer to stop it; True when the push was judged fit to supersede the
+# newest version (then on an object store it moves above one published while it uploaded).
+Admit = Callable[[list[Version]], bool]
+
+
+def _complete(found: list[Version]) -> list[Version]:
+    return [v for v in found if v.complete]
 
 
 def _read_marker(text: bytes | str, where: str) -> dict:
@@ -120,9 +144,26 @@ def _read_marker(text: bytes | str, where: str) -> dict:
     return marker
 
 
+def _version(number: int, marker: dict) -> Version:
+    evaluation = marker.get("evaluation")
+    return Version(
+        number,
+        True,
+        marker["content_hash"],
+        marker.get("files", {}),
+        evaluation if isinstance(evaluation, dict) else {},
+    )
+
+
 def _check_files(marker: dict, found: dict[str, int], where: str) -> None:
-    """A marked version must hold the files its marker names, at their sizes."""
+    """A marked version must hold the files its marker names, at their sizes.
+
+    Bookkeeping files a marker names are not checked: versions promoted before they were left
+    out (issue 25) list their source's marker, which their own marker replaced.
+    """
     for rel, size in marker.get("files", {}).items():
+        if is_bookkeeping(rel):
+            continue
         if found.get(rel) != size:
             got = "missing" if rel not in found else f"{found[rel]} bytes"
             raise InputError(
@@ -231,7 +272,7 @@ class _Local:
                 rel: os.path.getsize(os.path.join(folder, rel)) for rel in _model_files(folder)
             }
             _check_files(marker, files, folder)
-            found.append(Version(int(name), True, marker["content_hash"], marker.get("files", {})))
+            found.append(_version(int(name), marker))
         return sorted(found, key=lambda v: v.number)
 
     def clean_leftovers(self) -> None:
@@ -248,7 +289,13 @@ class _Local:
                     shutil.rmtree(path, ignore_errors=True)
 
     def publish(
-        self, model_dir: str, marker: dict, numbers: Callable[[int], int], fixed: bool, lease: float
+        self,
+        model_dir: str,
+        marker: dict,
+        numbers: Callable[[int], int],
+        fixed: bool,
+        lease: float,
+        admit: Admit,
     ) -> int:
         staging = os.path.join(self.root, f"{STAGING_PREFIX}{_push_id()}-{lease:g}s")
         os.makedirs(staging)
@@ -274,31 +321,59 @@ class _Local:
             for folder, _, _ in os.walk(staging):
                 _fsync(folder)
             keeper.check()
-            number = numbers(0)
-            for _ in range(CLAIM_ATTEMPTS):
-                try:
-                    # rename(2) is atomic and fails rather than replace a non-empty folder: a
-                    # number another push took meanwhile is never overwritten.
-                    os.rename(staging, self.uri(number))
-                    break
-                except OSError as err:
-                    if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                        raise
-                    if fixed:
-                        raise InputError(
-                            f"version: {number} was taken by another push to {self.root}"
-                        ) from None
-                    log.info("pusher: version %d was taken meanwhile, trying the next", number)
-                    number = numbers(number)
-            else:
-                raise InputError(f"destination: other pushes kept taking versions in {self.root}")
-            _fsync(self.root)
-            return number
+            with self._commit_lock():
+                return self._commit(staging, numbers, fixed, admit)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         finally:
             keeper.stop()
+
+    @contextlib.contextmanager
+    def _commit_lock(self) -> Iterator[None]:
+        """Serializes the last step of pushes to this folder: check the newest, then rename.
+
+        flock(2) on the destination folder itself (no lock file): the kernel drops it when its
+        holder dies, so a killed push never blocks others.
+        """
+        import fcntl
+
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _commit(self, staging: str, numbers: Callable[[int], int], fixed: bool, admit: Admit):
+        """Under the commit lock: admits the push against the newest version, renames it."""
+        complete = _complete(self.versions())
+        admit(complete)
+        newest = complete[-1].number if complete else 0
+        if fixed and numbers(0) <= newest:
+            raise InputError(
+                f"version: {numbers(0)} is not above the newest version {newest} in {self.root}"
+            )
+        number = numbers(newest)
+        for _ in range(CLAIM_ATTEMPTS):
+            try:
+                # rename(2) is atomic and fails rather than replace a non-empty folder: a
+                # number another push took meanwhile is never overwritten.
+                os.rename(staging, self.uri(number))
+                break
+            except OSError as err:
+                if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                if fixed:
+                    raise InputError(
+                        f"version: {number} was taken by another push to {self.root}"
+                    ) from None
+                log.info("pusher: version %d was taken meanwhile, trying the next", number)
+                number = numbers(number)
+        else:
+            raise InputError(f"destination: other pushes kept taking versions in {self.root}")
+        _fsync(self.root)
+        return number
 
 
 def _fsync(path: str) -> None:
@@ -388,19 +463,22 @@ class _Remote:
                 continue
             where = self.uri(number) + "/" + MARKER
             marker = _read_marker(texts[number], where)
-            sizes = {rel: e.size for rel, e in files.items() if rel != MARKER}
+            sizes = {rel: e.size for rel, e in files.items() if not is_bookkeeping(rel)}
             _check_files(marker, sizes, self.uri(number))
-            found.append(Version(number, True, marker["content_hash"], marker.get("files", {})))
+            found.append(_version(number, marker))
         return sorted(found, key=lambda v: v.number)
 
     # claims ---------------------------------------------------------------------------
 
-    def _claim(self, number: int, push_id: str, lease: float) -> str | None:
-        """Claims a version number for this push; None when another push has it.
+    def _claim(self, number: int | str, push_id: str, lease: float) -> str | None:
+        """Claims a version number (or COMMIT, the commit lock) for this push; None when another
+        push has it.
 
         Write a claim of one's own, then list: go ahead only when it is the only claim on the
         number and the version folder is empty. Of pushes that see each other, all but the
-        first in name order step back at once; the first waits a moment for them to.
+        first in name order step back at once; the first waits a moment for them to. Claims
+        whose lease ran out (a killed push's) are removed first, with the markerless files of
+        their version, so a push with a fixed `version` can be retried once the lease ran out.
         """
         key = f"{CLAIMS}/{number}.{push_id}"
         body = json.dumps(
@@ -408,20 +486,36 @@ class _Remote:
         ).encode()
         self.objects.write(key, body)
         for pause in (0.05, 0.1, 0.2, 0.4, None):
-            others = {
-                rel for rel in self.objects.list(CLAIMS) if rel.startswith(f"{CLAIMS}/{number}.")
-            } - {key}
+            claims = {
+                rel: e
+                for rel, e in self.objects.list(CLAIMS).items()
+                if rel.startswith(f"{CLAIMS}/{number}.")
+            }
+            others = set(claims) - {key}
+            if others and key in claims:
+                others -= self._drop_stale(number, {o: claims[o] for o in others}, claims[key])
             if not others:
                 break
             if pause is None or key > min(others):
                 self.objects.delete(key)
                 return None
             time.sleep(pause)
-        if self.objects.list(f"{number}/", limit=1):
+        if number != COMMIT and self.objects.list(f"{number}/", limit=1):
             # a version folder without a claim: a finished push, or one being cleaned up
             self.objects.delete(key)
             return None
         return key
+
+    def _drop_stale(self, number: int | str, claims: dict[str, _Entry], mine: _Entry) -> set[str]:
+        """Removes the claims on `number` whose lease ran out (and their markerless files),
+        judged by the store's clock (`mine`, this push's fresh claim); returns those removed."""
+        listing = {}
+        if number != COMMIT:
+            found = self.objects.list(f"{number}/")
+            listing[number] = {rel.removeprefix(f"{number}/"): e for rel, e in found.items()}
+        named = {rel.removeprefix(CLAIMS + "/"): e for rel, e in claims.items()}
+        removed = self._clean_leftovers(listing, named, mine.mtime, warn=False)
+        return {f"{CLAIMS}/{name}" for name in removed}
 
     def _renew(self, key: str, push_id: str, lease: float) -> bool:
         """Rewrites the claim (its mtime is the lease); False once it is no longer ours."""
@@ -435,14 +529,22 @@ class _Remote:
         return True
 
     def _clean_leftovers(
-        self, listing: dict[int, dict[str, _Entry]], claims: dict[str, _Entry], now: float
-    ) -> None:
-        """Removes what pushes whose lease ran out left: markerless versions, then claims."""
+        self,
+        listing: dict[int, dict[str, _Entry]],
+        claims: dict[str, _Entry],
+        now: float,
+        warn: bool = True,
+    ) -> set[str]:
+        """Removes what pushes whose lease ran out left: markerless versions, then claims.
+
+        Returns the names of the claims removed.
+        """
+        removed = set()
         for name, entry in claims.items():
             number_text = name.split(".", 1)[0]
-            if not is_version(number_text):
+            if not is_version(number_text) and number_text != COMMIT:
                 continue
-            number = int(number_text)
+            number = int(number_text) if is_version(number_text) else -1
             try:
                 lease = float(json.loads(self.objects.read(f"{CLAIMS}/{name}"))["lease"])
             except FileNotFoundError:
@@ -465,16 +567,24 @@ class _Remote:
                 for rel in files:
                     self.objects.delete(f"{number}/{rel}")
             self.objects.delete(f"{CLAIMS}/{name}")
-        for number, files in listing.items():
+            removed.add(name)
+        for number, files in listing.items() if warn else ():
             claimed = any(n.split(".", 1)[0] == str(number) for n in claims)
             if MARKER not in files and not claimed:
                 log.warning(
                     "pusher: leaving %s: incomplete and not claimed by a tfkfp push",
                     self.uri(number),
                 )
+        return removed
 
     def publish(
-        self, model_dir: str, marker: dict, numbers: Callable[[int], int], fixed: bool, lease: float
+        self,
+        model_dir: str,
+        marker: dict,
+        numbers: Callable[[int], int],
+        fixed: bool,
+        lease: float,
+        admit: Admit,
     ) -> int:
         push_id = marker["push_id"]
         number, key = numbers(0), None
@@ -487,14 +597,25 @@ class _Remote:
             log.info("pusher: version %d is taken by another push, trying the next", number)
             time.sleep(random.uniform(0, 0.2 * (attempt + 1)))
             listing, claims = self._listing()
-            seen = [*listing, *(int(c.split(".")[0]) for c in claims if c.split(".")[0].isdigit())]
+            seen = [
+                *listing,
+                *(int(c.split(".")[0]) for c in claims if is_version(c.split(".")[0])),
+            ]
             number = numbers(max([number, *seen]))
         else:
             raise InputError(
                 f"destination: other pushes kept taking version numbers in {self.uri()} "
                 f"({CLAIM_ATTEMPTS} attempts)"
             )
-        keeper = _Lease(lambda: self._renew(key, push_id, lease), lease, self.uri(number))
+        # the claims this push holds, renewed together: its version's, later the commit lock's
+        # and, when it moves its version up, the new number's
+        keys = [key]
+        keeper = _Lease(
+            lambda: all([self._renew(k, push_id, lease) for k in list(keys)]),
+            lease,
+            self.uri(number),
+        )
+        moved_from = None
         try:
             listing, claims = self._listing()
             mine = key.removeprefix(CLAIMS + "/")
@@ -508,33 +629,124 @@ class _Remote:
                 progress.add(files[rel], files=1)
             written = {rel: e.size for rel, e in self.objects.list(f"{number}/").items()}
             written = {rel.removeprefix(f"{number}/"): s for rel, s in written.items()}
+            written = {rel: s for rel, s in written.items() if not is_bookkeeping(rel)}
             _verify(
                 written,
                 lambda rel: self.objects.chunks(f"{number}/{rel}"),
                 marker,
                 self.uri(number),
             )
-            keeper.check()
-            text = json.dumps(marker).encode()
-            if self.objects.root.scheme == "gs":
-                # belt and braces where the store offers compare-and-set: never replace a marker
-                if not self.objects.create(f"{number}/{MARKER}", text):
-                    raise RuntimeError(f"pusher: {self.uri(number)} got a marker meanwhile")
-            else:
-                self.objects.write(f"{number}/{MARKER}", text)
+            with self._commit_lock(push_id, lease, keys, keeper):
+                # the newest version as it is now, with no other push publishing meanwhile
+                listing, _ = self._listing()
+                others = {n: f for n, f in listing.items() if n != number}
+                complete = _complete(self._versions(others))
+                supersedes = admit(complete)
+                newest = complete[-1].number if complete else 0
+                if newest > number:
+                    if fixed:
+                        raise InputError(
+                            f"version: {number} is not above the newest version {newest} "
+                            f"in {self.uri()}"
+                        )
+                    if supersedes:  # else it keeps the number it took when it started, as TFX
+                        moved_from = number, key
+                        number, key = self._move_up(number, newest, marker, numbers, lease, keys)
+                keeper.check()
+                text = json.dumps(marker).encode()
+                if self.objects.root.scheme == "gs":
+                    # belt and braces where the store offers compare-and-set: never replace a
+                    # marker
+                    if not self.objects.create(f"{number}/{MARKER}", text):
+                        raise RuntimeError(f"pusher: {self.uri(number)} got a marker meanwhile")
+                else:
+                    self.objects.write(f"{number}/{MARKER}", text)
         except BaseException:
             keeper.stop()
             with contextlib.suppress(Exception):  # best effort; else the lease runs out
-                written = self.objects.list(f"{number}/")
-                if f"{number}/{MARKER}" not in written:  # never take files from under a marker
-                    for rel in written:
-                        self.objects.delete(rel)
-                self.objects.delete(key)
+                for n in {number, moved_from[0] if moved_from else number}:
+                    written = self.objects.list(f"{n}/")
+                    if f"{n}/{MARKER}" not in written:  # never take files from under a marker
+                        for rel in written:
+                            self.objects.delete(rel)
+                for k in keys:
+                    self.objects.delete(k)
             raise
         keeper.stop()
-        with contextlib.suppress(Exception):  # a claim left behind is removed once stale
-            self.objects.delete(key)
+        with contextlib.suppress(Exception):  # leftovers are removed once their lease ran out
+            if moved_from:
+                for rel in self.objects.list(f"{moved_from[0]}/"):
+                    self.objects.delete(rel)
+            for k in keys:
+                self.objects.delete(k)
         return number
+
+    @contextlib.contextmanager
+    def _commit_lock(
+        self, push_id: str, lease: float, keys: list[str], keeper: _Lease
+    ) -> Iterator[None]:
+        """Serializes the last step of pushes to this destination (check the newest, publish):
+        the claim protocol on the name COMMIT. A dead holder's claim goes once its lease ran out.
+        """
+        # short pauses: a holder needs about a second (list, read markers, write one)
+        started, pause = time.monotonic(), 0.05
+        while not (key := self._claim(COMMIT, push_id, lease)):
+            keeper.check()  # this push's own claims stay renewed while it waits
+            if time.monotonic() - started > 10 * lease:
+                raise InputError(
+                    f"destination: other pushes kept publishing to {self.uri()} for "
+                    f"{time.monotonic() - started:.0f} s"
+                )
+            time.sleep(random.uniform(pause / 2, pause))
+            pause = min(2 * pause, 0.5)
+        keys.append(key)
+        try:
+            yield
+        finally:
+            keys.remove(key)
+            with contextlib.suppress(Exception):  # else it is removed once its lease ran out
+                self.objects.delete(key)
+
+    def _move_up(
+        self,
+        number: int,
+        newest: int,
+        marker: dict,
+        numbers: Callable[[int], int],
+        lease: float,
+        keys: list[str],
+    ) -> tuple[int, str]:
+        """Copies this push's verified files above `newest`, published by another push while
+        this one uploaded (numbers are taken when a push starts), which this push was judged fit
+        to supersede. Returns the new number and its claim; the old files go after the marker.
+        """
+        old, target = number, newest
+        for _ in range(CLAIM_ATTEMPTS):
+            number = numbers(target)
+            key = self._claim(number, marker["push_id"], lease)
+            if key:
+                break
+            target = number
+        else:
+            raise InputError(
+                f"destination: other pushes kept taking version numbers in {self.uri()} "
+                f"({CLAIM_ATTEMPTS} attempts)"
+            )
+        keys.append(key)
+        log.info(
+            "pusher: version %d was published while this push uploaded %d: copying it to %d",
+            newest,
+            old,
+            number,
+        )
+        for rel in marker["files"]:  # saved_model.pb last
+            self.objects.copy(f"{old}/{rel}", f"{number}/{rel}")
+        written = {rel: e.size for rel, e in self.objects.list(f"{number}/").items()}
+        written = {rel.removeprefix(f"{number}/"): s for rel, s in written.items()}
+        _verify(
+            written, lambda rel: self.objects.chunks(f"{number}/{rel}"), marker, self.uri(number)
+        )
+        return number, key
 
 
 class _Objects:
@@ -640,6 +852,10 @@ class _Objects:
                     str(err).splitlines()[0][:200],
                 )
                 time.sleep(attempt)
+
+    def copy(self, src_rel: str, dst_rel: str) -> None:
+        """Copies an object within the store (server side)."""
+        self.storage.copy(self.uri(src_rel), self.uri(dst_rel), "destination")
 
     def delete(self, rel: str) -> None:
         self.storage.delete(self.uri(rel), "destination")

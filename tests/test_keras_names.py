@@ -4,6 +4,7 @@ import os
 import sys
 
 from tests.helpers import TRAINER_MODULES
+from tests.helpers.tuner import tuner_process
 from tfkfp.containers import trainer, user_module
 
 
@@ -50,10 +51,8 @@ def test_keras_names_point_at_tf_keras_only_inside():
 
 
 def test_tuner_fn_with_a_keras_package_callback_tunes(tmp_path, ingested, transformed):
-    from test_tuner import _tuner_process
-
     module = str(TRAINER_MODULES / "tfx_penguin" / "penguin_tuner_lambda.py")
-    code, result, stderr = _tuner_process(
+    code, result, stderr = tuner_process(
         tmp_path, ingested, transformed, module_file=module, custom_config={"max_trials": 1}
     )
     assert code == 0, stderr[-3000:]

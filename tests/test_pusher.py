@@ -1,21 +1,24 @@
-import contextlib
 import json
 import os
 import re
 import signal
-import socket
-import struct
 import subprocess
 import sys
-import textwrap
-import threading
 import time
-import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.pusher import (
+    GCS_DATA,
+    S3_DATA,
+    FaultyProxy,
+    named_file,
+    once,
+    run_pusher_process,
+    upload_order,
+)
 from tfkfp.containers import layout, pusher, versions
 from tfkfp.containers.layout import PUSHED as MARKER
 from tfkfp.containers.runtime import InputError
@@ -70,8 +73,9 @@ def test_unwritable_destination(tmp_path, trained):
 
 
 def test_model_without_saved_model(tmp_path):
+    (tmp_path / "model").mkdir()
     with pytest.raises(InputError, match="no SavedModel"):
-        pusher.run(str(tmp_path), _blessing(tmp_path, True), str(tmp_path / "serving"))
+        pusher.run(str(tmp_path / "model"), _blessing(tmp_path, True), str(tmp_path / "serving"))
 
 
 def test_missing_blessing(tmp_path, trained):
@@ -95,23 +99,6 @@ def test_output_uri_points_at_the_pushed_version(monkeypatch):
     )
 
 
-def _run_in_process(env: dict | None = None, preamble: str = "", **kwargs) -> subprocess.Popen:
-    """Starts the pusher as its container would, in a fresh process."""
-    code = textwrap.dedent(preamble) + textwrap.dedent(
-        f"""
-        from tfkfp.containers import pusher, runtime
-        runtime.entrypoint(pusher.run, **{kwargs!r})
-        """
-    )
-    return subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-
-
 def _same_files(model_dir: str, version_dir: Path) -> bool:
     """The version holds exactly the model's files, byte for byte, plus the marker."""
     src = Path(model_dir)
@@ -132,7 +119,7 @@ def test_local_push_killed_mid_copy_leaves_no_version_and_a_retry_completes(
     blessing = _blessing(tmp_path, True)
     # The kernel kills the process (SIGXFSZ) once a written file passes 1 MiB: a crash in the
     # middle of copying, at a known point. Python ignores SIGXFSZ unless told otherwise.
-    proc = _run_in_process(
+    proc = run_pusher_process(
         preamble="""
         import resource, signal
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
@@ -174,14 +161,14 @@ def test_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, bucket):
     blessing = _blessing(tmp_path, True)
     first = pusher.run(trained.model, blessing, dest)
     assert first.pushed and first.pushed_uri == f"{dest}/{first.version}"
-    files = [f for f, _ in _uploads(trained.model)]
+    files = [f for f, _ in upload_order(trained.model)]
     prefix = f"models/penguins/{first.version}/"
     assert _files(bucket, "models/") == sorted(prefix + f for f in [*files, MARKER])  # no claim
     for rel in files:
         assert bucket.get(prefix + rel) == (Path(trained.model) / rel).read_bytes()
     marker = json.loads(bucket.get(prefix + MARKER))
     assert marker["content_hash"] == first.content_hash
-    assert marker["files"] == {f: s for f, s in _uploads(trained.model)}
+    assert marker["files"] == {f: s for f, s in upload_order(trained.model)}
     assert versions.latest_complete(dest) == first.pushed_uri
 
     again = pusher.run(trained.model, blessing, dest)  # same content: no second version
@@ -259,128 +246,6 @@ def test_gcs_without_credentials_fails_fast_with_one_line(tmp_path, trained):
     )
 
 
-class FaultyProxy:
-    """A loopback TCP proxy in front of a storage server that cuts, holds or fails requests.
-
-    Requests whose request line matches `pattern` (the ones carrying a file's bytes) are
-    numbered as they pass. `policy(n, line)` returns None to let request n through,
-    `("cut", k)` to forward k bytes of it then reset both connections, `("hold", k)` to forward
-    k bytes then stall, the client waiting on a half-sent request, or `("fail", status)` to
-    answer it with that HTTP status itself, as an overloaded server does.
-    """
-
-    def __init__(self, target_url: str, pattern: bytes):
-        host, port = target_url.removeprefix("http://").split(":")
-        self.target = (host, int(port))
-        self.pattern = re.compile(pattern + rb"[^ ]*")
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.policy = lambda n, line: None
-        self.requests = 0
-        self.faults = 0
-        self.held = threading.Event()
-        self.release = threading.Event()
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.listener.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            dropped = threading.Event()
-            for pump, args in ((self._up, (client, upstream)), (self._down, (upstream, client))):
-                threading.Thread(target=pump, args=(*args, dropped), daemon=True).start()
-
-    @staticmethod
-    def _reset(dropped: threading.Event, *socks: socket.socket) -> None:
-        dropped.set()
-        for sock in socks:
-            # SO_LINGER 0 makes close() send RST, as a dropped connection does. shutdown(SHUT_RD)
-            # first wakes the other pump's recv(), which would otherwise keep the socket alive.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RD)
-            sock.close()
-
-    @staticmethod
-    def _down(upstream: socket.socket, client: socket.socket, dropped: threading.Event) -> None:
-        try:
-            while data := upstream.recv(65536):
-                client.sendall(data)
-            if not dropped.is_set():
-                client.shutdown(socket.SHUT_WR)  # the server closed: so does the proxy
-        except OSError:
-            pass
-
-    @staticmethod
-    def _answer(client: socket.socket, pending: bytes, status: int) -> None:
-        """Reads the rest of a request (headers, Content-Length body), answers it, closes."""
-        while b"\r\n\r\n" not in pending and (data := client.recv(65536)):
-            pending += data
-        head, _, body = pending.partition(b"\r\n\r\n")
-        length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
-        remaining = int(length.group(1)) - len(body) if length else 0
-        while remaining > 0 and (data := client.recv(min(65536, remaining))):
-            remaining -= len(data)
-        text = b"<Error><Code>ServiceUnavailable</Code><Message>injected</Message></Error>"
-        client.sendall(
-            b"HTTP/1.1 %d Injected\r\nContent-Type: application/xml\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (status, len(text), text)
-        )
-
-    def _up(self, client: socket.socket, upstream: socket.socket, dropped: threading.Event) -> None:
-        tail, received, scanned, fault, budget = b"", 0, 0, None, 0
-        try:
-            while data := client.recv(65536):
-                window, window_start = tail + data, received - len(tail)
-                for match in self.pattern.finditer(window):
-                    at = window_start + match.start()
-                    if fault is not None or at < scanned:
-                        continue
-                    scanned = at + 1
-                    with self.lock:
-                        self.requests += 1
-                        decision = self.policy(self.requests, match.group())
-                    if decision:
-                        fault, size = decision
-                        budget = max(0, at - received) + (0 if fault == "fail" else size)
-                tail, received = window[-4096:], received + len(data)
-                if fault is None:
-                    upstream.sendall(data)
-                    continue
-                upstream.sendall(data[:budget])
-                if fault != "fail" and budget >= len(data):
-                    budget -= len(data)
-                    continue
-                with self.lock:
-                    self.faults += 1
-                if fault == "fail":
-                    upstream.close()
-                    self._answer(client, data[budget:], size)
-                    self._reset(dropped, client)
-                    return
-                if fault == "hold":
-                    self.held.set()
-                    self.release.wait()
-                self._reset(dropped, upstream, client)
-                return
-            upstream.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-
-# Requests carrying file bytes: GCS resumable-upload chunks, S3 multipart-upload parts.
-GCS_DATA = rb"PUT /upload/storage/v1/"
-S3_DATA = rb"PUT /[^ ?]*\?partNumber="
-
-
 @pytest.fixture
 def gcs_proxy(gcs):
     proxy = FaultyProxy(gcs.url, GCS_DATA)
@@ -395,30 +260,9 @@ def s3_proxy(s3):
     proxy.close()
 
 
-def _named(name: str) -> Callable[[bytes], bool]:
-    """Whether a data request line is for a file of that name (GCS quotes it in `name=`)."""
-    quoted = urllib.parse.quote(name, safe="").encode()
-    return lambda line: (
-        line.split(b"?")[0].endswith(b"/" + name.encode()) or (b"%2F" + quoted + b"&" in line)
-    )
-
-
 def _files(store, prefix: str = "") -> list[str]:
     """Object names under a prefix, without pyarrow's folder markers (names ending in '/')."""
     return [n for n in store.names(prefix) if not n.endswith("/")]
-
-
-def _once(matches: Callable[[bytes], bool], decision: tuple) -> Callable[[int, bytes], tuple]:
-    """A proxy policy applying `decision` to the first request that matches, once."""
-    done = []
-
-    def policy(n: int, line: bytes) -> tuple | None:
-        if done or not matches(line):
-            return None
-        done.append(n)
-        return decision
-
-    return policy
 
 
 def _serving_version(names: list[str]) -> int | None:
@@ -427,19 +271,12 @@ def _serving_version(names: list[str]) -> int | None:
     return max((int(p[-2]) for p in parts if p[-2].isdigit()), default=None)
 
 
-def _uploads(model_dir: str) -> list[tuple[str, int]]:
-    """The pusher's upload order: (file, size), saved_model.pb last, then the marker."""
-    return [
-        (f, os.path.getsize(os.path.join(model_dir, f))) for f in versions._model_files(model_dir)
-    ]
-
-
 def test_gcs_connection_dropped_mid_upload_is_retried(
     tmp_path, trained, gcs, gcs_proxy, monkeypatch
 ):
-    uploads = _uploads(trained.model)
+    uploads = upload_order(trained.model)
     name, size = max(uploads, key=lambda u: u[1])
-    gcs_proxy.policy = _once(_named(name), ("cut", size // 2))
+    gcs_proxy.policy = once(named_file(name), ("cut", size // 2))
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_proxy.url)
     dest = f"gs://{gcs.bucket}/m"
     result = pusher.run(trained.model, _blessing(tmp_path, True), dest)
@@ -470,7 +307,7 @@ def _failing_push_then_retry(tmp_path, trained, store, proxy, monkeypatch, env: 
     assert [(v.number, v.complete) for v in versions.iter_versions(dest)] == [
         (result.version, True)
     ]
-    files = [f for f, _ in _uploads(trained.model)]
+    files = [f for f, _ in upload_order(trained.model)]
     assert _files(store, "m/") == sorted(f"m/{result.version}/{f}" for f in [*files, MARKER])
 
 
@@ -486,14 +323,14 @@ def test_gcs_server_failing_mid_push_leaves_no_complete_version(
 def _killed_push_then_retry(tmp_path, trained, store, proxy, env: str, dest: str):
     """A pusher SIGKILLed while saved_model.pb is half uploaded: nothing visible to
     latest_complete or TF Serving; once its lease ran out, the next push removes it."""
-    uploads = _uploads(trained.model)
+    uploads = upload_order(trained.model)
     assert uploads[-1][0] == "saved_model.pb"
-    is_graph = _named("saved_model.pb")
+    is_graph = named_file("saved_model.pb")
     # hold the upload of saved_model.pb halfway: every other file is stored by then
     proxy.policy = lambda n, line: ("hold", uploads[-1][1] // 2) if is_graph(line) else None
     blessing = _blessing(tmp_path, True)
     lease = 2.0
-    proc = _run_in_process(
+    proc = run_pusher_process(
         env={env: proxy.url},
         model=trained.model,
         blessing=blessing,
@@ -554,9 +391,9 @@ def test_s3_unreachable_endpoint_fails_with_one_line(tmp_path, trained, s3, monk
 
 
 def test_s3_connection_dropped_mid_upload_is_retried(tmp_path, trained, s3, s3_proxy, monkeypatch):
-    uploads = _uploads(trained.model)
+    uploads = upload_order(trained.model)
     name, size = max(uploads, key=lambda u: u[1])
-    s3_proxy.policy = _once(_named(name), ("cut", size // 2))
+    s3_proxy.policy = once(named_file(name), ("cut", size // 2))
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_proxy.url)
     dest = f"s3://{s3.name}/m"
     result = pusher.run(trained.model, _blessing(tmp_path, True), dest)
@@ -575,7 +412,7 @@ def test_s3_server_errors_are_retried(tmp_path, trained, s3, s3_proxy, monkeypat
     assert s3_proxy.faults == 3
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3.url)
     version = f"m/{result.version}/"
-    for rel, _ in _uploads(trained.model):
+    for rel, _ in upload_order(trained.model):
         assert s3.get(version + rel) == (Path(trained.model) / rel).read_bytes()
     assert versions.latest_complete(dest) == result.pushed_uri
 
@@ -631,7 +468,7 @@ def test_damaged_marker_fails_in_one_line_and_publishes_nothing(
     with pytest.raises(InputError, match=rf"^destination: {re.escape(where)}.*") as err:
         versions.latest_complete(dest)  # the evaluator's baseline lookup
     assert "\n" not in str(err.value)
-    proc = _run_in_process(
+    proc = run_pusher_process(
         model=trained.model, blessing=_blessing(tmp_path, True), destination=dest
     )
     _, stderr = proc.communicate(timeout=120)

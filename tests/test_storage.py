@@ -1,8 +1,10 @@
 """The storage layer against real servers: the GCS emulator and moto's S3 server, on loopback."""
 
 import os
+import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -138,9 +140,15 @@ def test_endpoint_not_answering_is_retried_then_one_line(scheme, monkeypatch):
     monkeypatch.setenv("STORAGE_EMULATOR_HOST" if scheme == "gs" else "AWS_ENDPOINT_URL", dead)
     for key, value in S3_CREDENTIALS.items():
         monkeypatch.setenv(key, value)
+    started = time.monotonic()
     with storage.retry_seconds(2), pytest.raises(InputError) as err:
         storage.read_bytes(f"{scheme}://b/data.csv", "data_uri")
-    assert str(err.value).startswith(f"data_uri: cannot reach {dead} for {scheme}://b within 2 s")
+    waited = time.monotonic() - started
+    prefix = f"data_uri: cannot reach {dead} for {scheme}://b (gave up after "
+    assert str(err.value).startswith(prefix), err.value
+    # the message says how long it really tried, not only the retry limit
+    said = re.match(r"(\d+) s of retries, limit 2 s; ", str(err.value)[len(prefix) :])
+    assert said and abs(int(said.group(1)) - waited) <= 1.5, (err.value, waited)
 
 
 def test_s3_access_denied(locked_s3, monkeypatch):

@@ -2,62 +2,21 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, TRAINER_MODULES, write_module
+from tests.helpers import write_module
+from tests.helpers.tuner import TUNED_MODULE, tuner_process
 from tfkfp.containers import hyperparameters as hp_layout
 from tfkfp.containers import trainer, tuner
 from tfkfp.containers.runtime import InputError
-
-TUNED_MODULE = str(TRAINER_MODULES / "tfx_penguin" / "penguin_tuner.py")
-
-
-def _tuner_process(out, ingested, transformed, **kw):
-    """Runs the tuner's entrypoint in a fresh process (its own TensorFlow and KerasTuner)."""
-    args = {
-        "examples": transformed.examples,
-        "schema": ingested.schema,
-        "module_file": TUNED_MODULE,
-        "best_hyperparameters": str(out / "best_hyperparameters"),
-        "trials": str(out / "trials.md"),
-        "trials_chart": str(out / "trials.html"),
-        "transform_graph": transformed.graph,
-        "train_steps": 3,
-        "eval_steps": 2,
-        "custom_config": {"max_trials": 3},
-        **kw,
-    }
-    code = (
-        "import dataclasses, json\n"
-        "from tfkfp.containers import tuner\n"
-        "from tfkfp.containers.runtime import entrypoint\n"
-        f"result = entrypoint(tuner.run, **{args!r})\n"
-        "print('TUNER_RESULT ' + json.dumps(dataclasses.asdict(result)), flush=True)\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "TF_CONFIG")}
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"},
-        cwd=REPO,
-        timeout=900,
-    )
-    result = None
-    for line in proc.stdout.splitlines():
-        if line.startswith("TUNER_RESULT "):
-            result = json.loads(line.split(" ", 1)[1])
-    return proc.returncode, result, proc.stderr
 
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory, ingested, transformed):
     out = tmp_path_factory.mktemp("tuner")
-    code, result, stderr = _tuner_process(out, ingested, transformed)
+    code, result, stderr = tuner_process(out, ingested, transformed)
     assert code == 0, stderr[-4000:]
     return out, result, stderr
 
@@ -110,7 +69,7 @@ def test_trials_chart_in_a_browser(tuned, chromium, tmp_path):
 @pytest.mark.slow
 def test_search_under_mirrored_on_two_logical_cpus(tmp_path, ingested, transformed):
     """The trainer's strategy rules: the trials' models are built in the tuner's strategy."""
-    code, result, stderr = _tuner_process(
+    code, result, stderr = tuner_process(
         tmp_path, ingested, transformed, cpu_replicas=2, custom_config={"max_trials": 1}
     )
     assert code == 0, stderr[-3000:]
@@ -242,7 +201,7 @@ def test_bad_module_exits_2_in_one_line(tmp_path, ingested, transformed, source,
     import re
 
     module = write_module(tmp_path / "m.py", source)
-    code, result, stderr = _tuner_process(tmp_path, ingested, transformed, module_file=module)
+    code, result, stderr = tuner_process(tmp_path, ingested, transformed, module_file=module)
     assert code == 2 and result is None, stderr[-3000:]
     assert re.match(message, stderr.strip().splitlines()[-1]), stderr[-2000:]
     assert not (tmp_path / "best_hyperparameters").exists()
@@ -252,7 +211,7 @@ def test_bad_module_exits_2_in_one_line(tmp_path, ingested, transformed, source,
 
 def test_max_trials_zero_is_refused_in_one_line(tmp_path, ingested, transformed):
     """KerasTuner reads max_trials=0 as no limit: it ran the whole search space."""
-    code, result, stderr = _tuner_process(
+    code, result, stderr = tuner_process(
         tmp_path, ingested, transformed, custom_config={"max_trials": 0}
     )
     assert code == 2 and result is None, stderr[-3000:]
