@@ -12,6 +12,7 @@ def pusher(
     destination: str,
     pushed_model: Output[Model],
     version: int = 0,
+    infra_blessing: Input[Artifact] | None = None,
 ) -> NamedTuple("Outputs", [("pushed", bool), ("pushed_uri", str)]):
     """Copies a blessed SavedModel to <destination>/<version>/ (folder, gs:// or s3://).
 
@@ -22,6 +23,8 @@ def pusher(
         pushed_model: Points at the pushed version (see `output_uri` for the KFP backend);
             metadata pushed, destination, version, content_hash, pushed_uri.
         version: Version number; 0 picks a Unix timestamp above every existing version.
+        infra_blessing: infra_validate's blessing, a second gate: INFRA_NOT_BLESSED is
+            recorded, not pushed.
 
     Returns:
         pushed: whether a complete version holds this model; pushed_uri: where.
@@ -37,6 +40,7 @@ def pusher(
         blessing=blessing.path,
         destination=destination,
         version=version,
+        infra_blessing=infra_blessing.path if infra_blessing else None,
     )
     pushed_model.metadata.update(result)
     pushed_model.uri = stage.output_uri(result, pushed_model.uri)

@@ -8,6 +8,8 @@ Schema artifact: `schema.pbtxt`. Statistics and anomalies: `Split-<split>/Featur
 `Split-<split>/SchemaDiff.pb`. Blessing artifact: `BLESSED` or `NOT_BLESSED` and
 `blessing.json`. Push destination: one folder per integer version, complete once it holds
 `PUSHED.json` (written last). A TFX model artifact keeps its SavedModel in `Format-Serving/`.
+Inference result (infer): `prediction_logs-*.gz`, PredictionLog TFRecords. Infra blessing
+(infra_validate): `INFRA_BLESSED` or `INFRA_NOT_BLESSED` and `infra_validation.json`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ NOT_BLESSED = "NOT_BLESSED"
 BLESSING_FILE = "blessing.json"
 PUSHED = "PUSHED.json"
 TFX_SERVING = "Format-Serving"
+INFRA_BLESSED = "INFRA_BLESSED"  # infra_validate's markers (TFX's InfraValidator)
+INFRA_NOT_BLESSED = "INFRA_NOT_BLESSED"
+INFRA_FILE = "infra_validation.json"
+PREDICTION_LOGS = "prediction_logs"  # infer: prediction_logs-*.gz (TFX's BulkInferrer)
+PREDICTIONS_PARQUET = "predictions"  # infer: predictions-*.parquet
 
 
 def split_folder(split: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-from tfkfp.containers.layout import BLESSED, NOT_BLESSED
+from tfkfp.containers.layout import BLESSED, INFRA_BLESSED, INFRA_NOT_BLESSED, NOT_BLESSED
 from tfkfp.containers.runtime import InputError, log
 from tfkfp.containers.versions import (
     LEASE,
@@ -36,6 +36,17 @@ def is_blessed(blessing: str) -> bool:
     raise InputError(f"blessing: no {BLESSED} or {NOT_BLESSED} marker in {blessing!r}")
 
 
+def _infra_blessed(infra_blessing: str) -> bool:
+    """Reads infra_validate's blessing; fails when the artifact has no marker."""
+    if os.path.exists(os.path.join(infra_blessing, INFRA_BLESSED)):
+        return True
+    if os.path.exists(os.path.join(infra_blessing, INFRA_NOT_BLESSED)):
+        return False
+    raise InputError(
+        f"infra_blessing: no {INFRA_BLESSED} or {INFRA_NOT_BLESSED} marker in {infra_blessing!r}"
+    )
+
+
 def output_uri(result: dict, artifact_uri: str) -> str:
     """Where the `pushed_model` output artifact should point once the pusher has run.
 
@@ -55,6 +66,7 @@ def run(
     blessing: str,
     destination: str,
     version: int = 0,
+    infra_blessing: str | None = None,
     retry_timeout: float = RETRY_TIMEOUT,
     lease: float = LEASE,
 ) -> dict:
@@ -77,6 +89,9 @@ def run(
     }
     if not is_blessed(blessing):
         log.info("pusher: model is NOT_BLESSED, nothing pushed")
+        return result
+    if infra_blessing and not _infra_blessed(infra_blessing):
+        log.info("pusher: model is INFRA_NOT_BLESSED (infra_validate), nothing pushed")
         return result
     if not os.path.isfile(os.path.join(model, "saved_model.pb")):
         raise InputError(f"model: no SavedModel (saved_model.pb) in {model!r}")

@@ -28,6 +28,7 @@ from tfkfp.components import STAGES
 COMPONENT_ONLY = {
     # not read: an input only so that new data at the same data_uri is a new cache key
     "ingest": {"data_fingerprint"},
+    "infer": {"data_fingerprint"},
     # filled by the component from run()'s result (KFP UI metadata)
     "evaluator": {"metrics", "classification_metrics"},
     "pusher": {"pushed_model"},
