@@ -63,7 +63,7 @@ def _strict_model(path: Path, ingested) -> str:
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
         def serve(self, examples):
             parsed = tf.io.parse_example(examples, spec)
-            return {"mass": parsed["body_mass_g"] * 2.0}
+            return {"mass": tf.cast(parsed["body_mass_g"], tf.float32) * 2.0}
 
     module = Strict()
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
