@@ -23,8 +23,8 @@ def pusher(
         pushed_model: Points at the pushed version (see `output_uri` for the KFP backend);
             metadata pushed, destination, version, content_hash, pushed_uri.
         version: Version number; 0 picks a Unix timestamp above every existing version.
-        infra_blessing: infra_validate's blessing, a second gate: INFRA_NOT_BLESSED is
-            recorded, not pushed.
+        infra_blessing: infra_validate's blessing, a second gate; an INFRA_NOT_BLESSED model
+            is recorded, not pushed.
 
     Returns:
         pushed: whether a complete version holds this model; pushed_uri: where.

@@ -138,13 +138,9 @@ def _preflight(model_dir: str, signature_name: str, input_name: str, sample: lis
 
 def _input_schema(sample: list[bytes]):
     """Arrow types of the examples' features, from the sample's values."""
-    import pyarrow as pa
     from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
 
-    batch = ExamplesToRecordBatchDecoder().DecodeBatch(sample)
-    return pa.schema(
-        [pa.field(name, col.type) for name, col in zip(batch.schema.names, batch.columns)]
-    )
+    return ExamplesToRecordBatchDecoder().DecodeBatch(sample).schema
 
 
 class _Handler:
@@ -360,7 +356,6 @@ def _run_pipeline(
     import apache_beam as beam
     from apache_beam.ml.inference.base import RunInference
     from apache_beam.options.pipeline_options import StandardOptions
-
     from tfkfp.containers.runtime import publishing, writing_at
 
     handler = _Handler.make(model_at, signature_name, input_name, batch_size)
@@ -389,9 +384,7 @@ def _run_pipeline(
                 for split in split_names
             ]
             read = reads | "Splits" >> beam.Flatten(pipeline=pipeline)
-        results = (
-            read | "RunInference" >> RunInference(handler) | "Progress" >> beam.ParDo(Count())
-        )
+        results = read | "RunInference" >> RunInference(handler) | "Progress" >> beam.ParDo(Count())
         _ = (
             results
             | "PredictionLog"
@@ -449,5 +442,3 @@ def _rows(outcome) -> int:
     if not total:
         total = sum(c.attempted or 0 for c in counters)
     return int(total)
-
-

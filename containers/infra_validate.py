@@ -242,11 +242,11 @@ def run(
             json.dump([r.hex() for r in records], fh)
         out = os.path.join(workdir, "found.json")
         command = [sys.executable, "-m", __name__, model_dir, examples_file, out]
-        log.info("infra_validate: loading %s in a fresh process (%g s limit)", model_dir, timeout_seconds)
+        log.info(
+            "infra_validate: loading %s in a fresh process (%g s limit)", model_dir, timeout_seconds
+        )
         try:
-            proc = subprocess.run(
-                command, capture_output=True, text=True, timeout=timeout_seconds
-            )
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_seconds)
         except subprocess.TimeoutExpired:
             found = {"load_error": f"no answer within timeout_seconds {timeout_seconds:g}"}
         else:

@@ -151,7 +151,9 @@ def test_raw_feature_signature_gets_json_instances(tmp_path):
 
     module = TwoForms()
     tf.saved_model.save(
-        module, str(tmp_path / "model"), signatures={"serving_default": module.serve, "raw": module.raw}
+        module,
+        str(tmp_path / "model"),
+        signatures={"serving_default": module.serve, "raw": module.raw},
     )
     records = []
     for i in range(4):
@@ -196,6 +198,9 @@ def test_pusher_pushes_an_infra_blessed_model(tmp_path, trained, ingested):
     blessed.mkdir()
     (blessed / "BLESSED").write_text("")
     pushed = pusher.run(
-        trained.model, str(blessed), str(tmp_path / "serving"), infra_blessing=str(tmp_path / "infra")
+        trained.model,
+        str(blessed),
+        str(tmp_path / "serving"),
+        infra_blessing=str(tmp_path / "infra"),
     )
     assert pushed["pushed"] is True

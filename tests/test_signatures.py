@@ -42,7 +42,8 @@ EMPTY = ([], {})
 
 
 def _stage_run(component):
-    return importlib.import_module(f"tfkfp.containers.{component.name}").run
+    # kfp spells a two-word stage with a hyphen (infra_validate -> infra-validate)
+    return importlib.import_module(f"tfkfp.containers.{component.name.replace('-', '_')}").run
 
 
 def _accepts_none(hint) -> bool:
