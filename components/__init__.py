@@ -7,6 +7,7 @@ from tfkfp.components.infra_validate import infra_validate
 from tfkfp.components.ingest import ingest
 from tfkfp.components.pusher import pusher
 from tfkfp.components.statistics import statistics
+from tfkfp.components.tflite import tflite
 from tfkfp.components.trainer import trainer
 from tfkfp.components.transform import transform
 from tfkfp.components.tuner import tuner
@@ -20,6 +21,7 @@ STAGES = (
     transform,
     tuner,
     trainer,
+    tflite,
     evaluator,
     infra_validate,
     pusher,
@@ -35,6 +37,7 @@ __all__ = [
     "ingest",
     "pusher",
     "statistics",
+    "tflite",
     "trainer",
     "transform",
     "tuner",

@@ -31,6 +31,8 @@ INFRA_NOT_BLESSED = "INFRA_NOT_BLESSED"
 INFRA_FILE = "infra_validation.json"
 PREDICTION_LOGS = "prediction_logs"  # infer: prediction_logs-*.gz (TFX's BulkInferrer)
 PREDICTIONS_PARQUET = "predictions"  # infer: predictions-*.parquet
+TFX_TFLITE = "Format-TFLite"  # tflite: Format-TFLite/tflite (TFX's rewriter layout)
+TFLITE_FILE = "tflite"
 
 
 def split_folder(split: str) -> str:

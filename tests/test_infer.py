@@ -186,7 +186,7 @@ def test_examples_that_miss_the_parse_spec_name_the_example(tmp_path, trained, p
     assert not (tmp_path / "result").exists()
 
 
-def test_cli_error_is_one_line_exit_2(tmp_path):
+def test_batch_inference_pipeline_without_a_pushed_model_fails_in_one_line(tmp_path):
     proc = run_cli(
         "run",
         "infer",
@@ -198,7 +198,9 @@ def test_cli_error_is_one_line_exit_2(tmp_path):
         timeout=900,
     )
     assert proc.returncode != 0
-    assert "model_from: no complete version" in proc.stderr
+    [task_log] = glob.glob(str(tmp_path / "root" / "*" / "logs" / "infer.log"))
+    errors = [ln for ln in Path(task_log).read_text().splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "model_from: no complete version" in errors[0], proc.stdout
 
 
 @pytest.mark.slow
@@ -242,3 +244,24 @@ def test_portable_runner_reads_and_writes_the_uris(tmp_path, trained, ingested, 
     assert len(_logs(str(shared / "result"))) == ingested.counts["eval"]
     assert glob.glob(str(shared / "predictions" / "predictions-*.parquet"))
     assert not (pod / "result").exists()
+
+
+@pytest.mark.pipeline
+def test_batch_inference_pipeline_runs_with_kfp_local(tmp_path, trained):
+    """`tfkfp run infer --local` with the newest push of the demo model, Parquet out."""
+    destination = tmp_path / "serving"
+    pusher.run(trained.model, _blessing(tmp_path, "BLESSED"), str(destination))
+    proc = run_cli(
+        "run",
+        "infer",
+        "--local",
+        "--param",
+        f"model_from={destination}",
+        "--pipeline-root",
+        str(tmp_path / "root"),
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [logs] = glob.glob(str(tmp_path / "root" / "*" / "infer" / "inference_result" / "*.gz"))
+    assert len(_records(logs)) == 344
+    assert glob.glob(str(tmp_path / "root" / "*" / "infer" / "predictions" / "*.parquet"))

@@ -1,0 +1,103 @@
+"""tflite: conversion in TFX's rewriter layout, the TFLite interpreter against the SavedModel."""
+
+import glob
+import os
+
+import numpy as np
+import pytest
+from tfkfp.containers import tflite
+from tfkfp.containers.runtime import InputError
+
+FEATURES = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
+SPECIES = (b"Adelie", b"Chinstrap", b"Gentoo")
+
+
+def _rows(examples: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The split's rows with every numeric feature: (features, species ids)."""
+    import tensorflow as tf
+
+    files = sorted(glob.glob(os.path.join(examples, f"Split-{split}", "*.gz")))
+    xs, ys = [], []
+    for record in tf.data.TFRecordDataset(files, "GZIP"):
+        feats = tf.train.Example.FromString(record.numpy()).features.feature
+        values = []
+        for name in FEATURES:
+            kind = feats[name].WhichOneof("kind") if name in feats else None
+            found = list(getattr(feats[name], kind).value) if kind else []
+            values.append(float(found[0]) if found else None)
+        if None not in values:
+            xs.append(values)
+            ys.append(SPECIES.index(feats["species"].bytes_list.value[0]))
+    return np.array(xs, np.float32), np.array(ys)
+
+
+@pytest.fixture(scope="module")
+def raw_model(tmp_path_factory, ingested) -> str:
+    """A real Keras penguin classifier whose serving signature takes the raw numeric features."""
+    import tensorflow as tf
+
+    x, y = _rows(ingested.examples, "train")
+    norm = tf.keras.layers.Normalization()
+    norm.adapt(x)
+    model = tf.keras.Sequential(
+        [norm, tf.keras.layers.Dense(16, activation="relu"), tf.keras.layers.Dense(3, "softmax")]
+    )
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=20, verbose=0)
+
+    class Raw(tf.Module):
+        def __init__(self, keras_model):
+            super().__init__()
+            self.model = keras_model
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)] * 4)
+        def serve(self, bill_length_mm, bill_depth_mm, flipper_length_mm, body_mass_g):
+            stacked = tf.stack(
+                [bill_length_mm, bill_depth_mm, flipper_length_mm, body_mass_g], axis=1
+            )
+            return {"probabilities": self.model(stacked)}
+
+    module = Raw(model)
+    path = str(tmp_path_factory.mktemp("raw") / "model")
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path
+
+
+def test_tflite_outputs_match_the_saved_model_on_eval_rows(tmp_path, raw_model, ingested):
+    import tensorflow as tf
+
+    result = tflite.run(raw_model, str(tmp_path / "out"), examples=ingested.examples)
+    # TFX's rewriter layout
+    assert os.listdir(tmp_path / "out") == ["Format-TFLite"]
+    path = tmp_path / "out" / "Format-TFLite" / "tflite"
+    assert path.stat().st_size == result["bytes"]
+    x, _ = _rows(ingested.examples, "eval")
+    assert result["rows"] == len(x) and result["rows"] > 50
+    # Stated tolerance: 1e-5 absolute on softmax probabilities (float32 kernels differ in order).
+    assert result["tolerance"] == 1e-5
+    assert 0 <= result["max_abs_difference"]["probabilities"] <= 1e-5
+    # Independently of the stage: the whole eval split as one batch through the interpreter.
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    runner = interpreter.get_signature_runner("serving_default")
+    got = runner(**{name: x[:, i] for i, name in enumerate(FEATURES)})["probabilities"]
+    fn = tf.saved_model.load(raw_model).signatures["serving_default"]
+    want = fn(**{name: tf.constant(x[:, i]) for i, name in enumerate(FEATURES)})["probabilities"]
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-5)
+
+
+def test_unsupported_op_is_one_line_naming_it(tmp_path, trained):
+    with pytest.raises(InputError) as err:
+        tflite.run(trained.model, str(tmp_path / "out"))
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("model: signature serving_default uses ops TFLite's builtins lack: ")
+    assert "ParseExampleV2" in message and "select_tf_ops" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_outputs_beyond_the_tolerance_publish_nothing(tmp_path, raw_model, ingested):
+    with pytest.raises(
+        InputError, match=r"differ from the SavedModel's by up to .* \(tolerance 0\)"
+    ):
+        tflite.run(raw_model, str(tmp_path / "out"), examples=ingested.examples, tolerance=0.0)
+    assert not (tmp_path / "out").exists()
