@@ -13,6 +13,8 @@ def pusher(
     pushed_model: Output[Model],
     version: int = 0,
     infra_blessing: Input[Artifact] | None = None,
+    tflite_model: Input[Model] | None = None,
+    push_format: str = "saved_model",
 ) -> NamedTuple("Outputs", [("pushed", bool), ("pushed_uri", str)]):
     """Copies a blessed SavedModel to <destination>/<version>/ (folder, gs:// or s3://).
 
@@ -25,6 +27,9 @@ def pusher(
         version: Version number; 0 picks a Unix timestamp above every existing version.
         infra_blessing: infra_validate's blessing, a second gate; an INFRA_NOT_BLESSED model
             is recorded, not pushed.
+        tflite_model: The tflite stage's output, pushed as `model.tflite`.
+        push_format: saved_model, tflite (model.tflite only) or both (model.tflite beside
+            the SavedModel).
 
     Returns:
         pushed: whether a complete version holds this model; pushed_uri: where.
@@ -41,6 +46,8 @@ def pusher(
         destination=destination,
         version=version,
         infra_blessing=infra_blessing.path if infra_blessing else None,
+        tflite_model=tflite_model.path if tflite_model else None,
+        push_format=push_format,
     )
     pushed_model.metadata.update(result)
     pushed_model.uri = stage.output_uri(result, pushed_model.uri)

@@ -67,6 +67,8 @@ def run(
     destination: str,
     version: int = 0,
     infra_blessing: str | None = None,
+    tflite_model: str | None = None,
+    push_format: str = "saved_model",
     retry_timeout: float = RETRY_TIMEOUT,
     lease: float = LEASE,
 ) -> dict:
@@ -93,12 +95,46 @@ def run(
     if infra_blessing and not _infra_blessed(infra_blessing):
         log.info("pusher: model is INFRA_NOT_BLESSED (infra_validate), nothing pushed")
         return result
-    if not os.path.isfile(os.path.join(model, "saved_model.pb")):
+    if push_format not in PUSH_FORMATS:
+        raise InputError(
+            f"push_format: expected one of {', '.join(PUSH_FORMATS)}, got {push_format!r}"
+        )
+    if push_format != "tflite" and not os.path.isfile(os.path.join(model, "saved_model.pb")):
         raise InputError(f"model: no SavedModel (saved_model.pb) in {model!r}")
+    import tempfile
+
     from tfkfp.containers import storage
 
-    with storage.retry_seconds(retry_timeout):
-        return _push(store, model, version, lease, result)
+    with tempfile.TemporaryDirectory(prefix="tfkfp-push-") as workdir:
+        if push_format != "saved_model":
+            model = _with_tflite(model, tflite_model, push_format, workdir)
+        with storage.retry_seconds(retry_timeout):
+            return _push(store, model, version, lease, result)
+
+
+# What a version holds: the SavedModel, the TFLite model (`model.tflite`), or both.
+PUSH_FORMATS = ("saved_model", "tflite", "both")
+
+
+def _with_tflite(model: str, tflite_model: str | None, push_format: str, workdir: str) -> str:
+    """A folder with what the version should hold: `model.tflite`, beside the SavedModel or not."""
+    import shutil
+
+    from tfkfp.containers.layout import TFLITE_FILE, TFX_TFLITE
+
+    source = os.path.join(tflite_model or "", TFX_TFLITE, TFLITE_FILE)
+    if not tflite_model or not os.path.isfile(source):
+        raise InputError(
+            f"tflite_model: push_format {push_format} needs the tflite stage's output "
+            f"({TFX_TFLITE}/{TFLITE_FILE}), got {tflite_model!r}"
+        )
+    folder = os.path.join(workdir, "version")
+    if push_format == "both":
+        shutil.copytree(model, folder)
+    else:
+        os.makedirs(folder)
+    shutil.copyfile(source, os.path.join(folder, "model.tflite"))
+    return folder
 
 
 def _push(store: _Local | _Remote, model: str, version: int, lease: float, result: dict) -> dict:

@@ -101,3 +101,46 @@ def test_outputs_beyond_the_tolerance_publish_nothing(tmp_path, raw_model, inges
     ):
         tflite.run(raw_model, str(tmp_path / "out"), examples=ingested.examples, tolerance=0.0)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("push_format", "expected"),
+    [("both", {"model.tflite", "saved_model.pb"}), ("tflite", {"model.tflite"})],
+)
+def test_pusher_pushes_tflite_beside_or_instead_of_the_saved_model(
+    tmp_path, raw_model, push_format, expected
+):
+    from tfkfp.containers import pusher
+
+    tflite.run(raw_model, str(tmp_path / "tflite"))
+    (tmp_path / "blessing").mkdir()
+    (tmp_path / "blessing" / "BLESSED").write_text("")
+    pushed = pusher.run(
+        raw_model,
+        str(tmp_path / "blessing"),
+        str(tmp_path / "serving"),
+        tflite_model=str(tmp_path / "tflite"),
+        push_format=push_format,
+    )
+    files = set(os.listdir(pushed["pushed_uri"]))
+    assert expected | {"PUSHED.json"} <= files
+    if push_format == "tflite":
+        assert "saved_model.pb" not in files and "variables" not in files
+    version = pushed["pushed_uri"]
+    with (
+        open(os.path.join(version, "model.tflite"), "rb") as fh,
+        open(tmp_path / "tflite" / "Format-TFLite" / "tflite", "rb") as src,
+    ):
+        assert fh.read() == src.read()
+
+
+def test_pusher_without_the_tflite_model_it_was_asked_for_is_an_input_error(tmp_path, raw_model):
+    from tfkfp.containers import pusher
+
+    (tmp_path / "blessing").mkdir()
+    (tmp_path / "blessing" / "BLESSED").write_text("")
+    with pytest.raises(InputError, match="tflite_model: push_format both needs the tflite stage"):
+        pusher.run(
+            raw_model, str(tmp_path / "blessing"), str(tmp_path / "serving"), push_format="both"
+        )
+    assert not (tmp_path / "serving").exists()
