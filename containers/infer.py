@@ -25,6 +25,7 @@ from tfkfp.containers.layout import (
     NOT_BLESSED,
     PREDICTION_LOGS,
     PREDICTIONS_PARQUET,
+    TFX_SERVING,
     split_pattern,
 )
 from tfkfp.containers.runtime import (
@@ -300,16 +301,15 @@ def run(
         features = _input_schema(sample) if parquet else None
         schema = _parquet_schema(features, outputs) if parquet else None
         if remote:
-            model_at = (
-                beam_location(model_dir, model_uri, "model")
-                if model
-                else beam_location("", source, "model_from")
-            )
+            if model:
+                model_at = beam_location(model, model_uri, "model")
+                if model_dir != model:  # TFX's layout: the SavedModel is in Format-Serving/
+                    model_at = storage.join(model_at, TFX_SERVING)
+            else:
+                model_at = beam_location("", source, "model_from")
             examples_at = beam_location(examples, examples_uri, "examples") if examples else None
             result_at = beam_location(inference_result, inference_result_uri, "inference_result")
             parquet_at = beam_location(predictions, predictions_uri, "predictions")
-            if model and os.path.isdir(os.path.join(model_uri, "Format-Serving")):
-                model_at = os.path.join(model_at, "Format-Serving")
         else:
             model_at, examples_at = model_dir, examples
             result_at, parquet_at = inference_result, predictions

@@ -144,3 +144,38 @@ def test_pusher_without_the_tflite_model_it_was_asked_for_is_an_input_error(tmp_
             raw_model, str(tmp_path / "blessing"), str(tmp_path / "serving"), push_format="both"
         )
     assert not (tmp_path / "serving").exists()
+
+
+def test_versions_command_lists_what_each_version_holds(tmp_path, raw_model):
+    import json
+
+    from conftest import run_cli
+    from tfkfp.containers import pusher
+
+    tflite.run(raw_model, str(tmp_path / "tflite"))
+    (tmp_path / "blessing").mkdir()
+    (tmp_path / "blessing" / "BLESSED").write_text("")
+    destination = str(tmp_path / "serving")
+    first = pusher.run(raw_model, str(tmp_path / "blessing"), destination, version=1)
+    second = pusher.run(
+        raw_model,
+        str(tmp_path / "blessing"),
+        destination,
+        version=2,
+        tflite_model=str(tmp_path / "tflite"),
+        push_format="both",
+    )
+    os.makedirs(os.path.join(destination, "3"))  # a push under way
+    proc = run_cli("versions", destination)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("1  ") and "  saved_model  " in lines[0]
+    assert f"sha256:{first['content_hash'][:12]}" in lines[0]
+    assert lines[1].startswith("2  ") and "saved_model+tflite" in lines[1]
+    assert f"sha256:{second['content_hash'][:12]}" in lines[1]
+    assert lines[2] == "3  incomplete (no PUSHED.json)"
+    rows = json.loads(run_cli("versions", destination, "--json").stdout)
+    assert [r["version"] for r in rows] == [1, 2, 3] and rows[1]["uri"] == second["pushed_uri"]
+    proc = run_cli("versions", "ftp://nowhere/x")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import warnings
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -525,6 +526,46 @@ def _newest_output(
     return None
 
 
+# --- versions --------------------------------------------------------------------------------
+
+
+def list_versions(destination: str) -> list[dict[str, Any]]:
+    """Each version under a push destination: number, complete, and what its marker records."""
+    from datetime import datetime
+
+    from tfkfp.containers import storage
+    from tfkfp.containers.layout import PUSHED
+    from tfkfp.containers.versions import iter_versions, storage_for
+
+    storage.check(destination, "destination")
+    store = storage_for(destination)
+    rows = []
+    for version in iter_versions(destination):
+        row: dict[str, Any] = {"version": version.number, "complete": version.complete}
+        if version.complete:
+            where = storage.join(store.uri(version.number), PUSHED)
+            marker = json.loads(storage.read_text(where, "destination"))
+            pushed_at = marker.get("pushed_at")
+            row.update(
+                uri=store.uri(version.number),
+                content_hash=marker["content_hash"],
+                pushed_at=datetime.fromtimestamp(pushed_at, UTC).isoformat(timespec="seconds")
+                if pushed_at
+                else None,
+                source=marker.get("source"),
+                formats=[
+                    name
+                    for name, file in (
+                        ("saved_model", "saved_model.pb"),
+                        ("tflite", "model.tflite"),
+                    )
+                    if file in version.files
+                ],
+            )
+        rows.append(row)
+    return rows
+
+
 # --- entrypoint ------------------------------------------------------------------------------
 
 
@@ -612,6 +653,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="schema.pbtxt to write")
     p.add_argument("--input-format", default="auto", help="auto, csv, tfrecord or parquet")
 
+    p = sub.add_parser(
+        "versions",
+        help="list the versions under a push destination",
+        description="One line per version (newest last): number, pushed time, formats, content "
+        "hash and source; --json for every recorded fact.",
+    )
+    p.add_argument("destination", help="push destination: folder, gs://... or s3://...")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
     p = sub.add_parser("images", help="build the tfkfp container images")
     images_sub = p.add_subparsers(dest="images_command", required=True)
     p = images_sub.add_parser("build", help="build Dockerfile.cpu (or .gpu) with the docker SDK")
@@ -659,6 +709,18 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "schema":
             require_runtime("schema")
             print(write_schema(args.data, args.output, args.input_format))
+        elif args.command == "versions":
+            rows = list_versions(args.destination)
+            if args.json:
+                print(json.dumps(rows, indent=1))
+            for row in [] if args.json else rows:
+                if not row["complete"]:
+                    print(f"{row['version']}  incomplete (no PUSHED.json)")
+                    continue
+                print(
+                    f"{row['version']}  {row['pushed_at']}  {'+'.join(row['formats'])}  "
+                    f"sha256:{row['content_hash'][:12]}  from {row['source']}"
+                )
         elif args.command == "images":
             from tfkfp import images
 
