@@ -103,13 +103,21 @@ def run(
         raise InputError(f"model: no SavedModel (saved_model.pb) in {model!r}")
     import tempfile
 
-    from tfkfp.containers import storage
+    from tfkfp.containers import model_card, storage
 
     with tempfile.TemporaryDirectory(prefix="tfkfp-push-") as workdir:
-        if push_format != "saved_model":
-            model = _with_tflite(model, tflite_model, push_format, workdir)
+        folder = (
+            _with_tflite(model, tflite_model, push_format, workdir)
+            if push_format != "saved_model"
+            else model
+        )
         with storage.retry_seconds(retry_timeout):
-            return _push(store, model, version, lease, result)
+            pushed = _push(store, folder, version, lease, result)
+            if (
+                model_card.read(pushed["pushed_uri"]) is None
+            ):  # the same model pushed before keeps its card
+                model_card.write(model_card.facts(pushed, model, blessing, infra_blessing))
+            return pushed
 
 
 # What a version holds: the SavedModel, the TFLite model (`model.tflite`), or both.

@@ -191,16 +191,55 @@ def test_model_without_serving_default_is_an_input_error(tmp_path, ingested):
     assert not (tmp_path / "blessing").exists()
 
 
-def test_pusher_pushes_an_infra_blessed_model(tmp_path, trained, ingested):
+def test_pusher_pushes_an_infra_blessed_model_with_its_model_card(
+    tmp_path, trained, ingested, monkeypatch
+):
+    from tfkfp.containers import evaluator, model_card
+    from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
+
+    evaluation = evaluator.run(
+        model=trained.model,
+        examples=ingested.examples,
+        eval_config=EVAL_CONFIG,
+        evaluation=str(tmp_path / "evaluation"),
+        blessing=str(tmp_path / "blessing"),
+        report=str(tmp_path / "report.md"),
+        slice_chart=str(tmp_path / "slices.html"),
+        schema=ingested.schema,
+    )
+    assert evaluation.blessed, evaluation.reason
     infra = infra_validate.run(trained.model, ingested.examples, str(tmp_path / "infra"))
     assert infra["blessed"]
-    blessed = tmp_path / "eval-blessing"
-    blessed.mkdir()
-    (blessed / "BLESSED").write_text("")
+    monkeypatch.setenv("KFP_RUN_ID", "run-123")
+    monkeypatch.setenv("KFP_PIPELINE_NAME", "penguins")
     pushed = pusher.run(
         trained.model,
-        str(blessed),
+        str(tmp_path / "blessing"),
         str(tmp_path / "serving"),
         infra_blessing=str(tmp_path / "infra"),
     )
     assert pushed["pushed"] is True
+    version = pushed["pushed_uri"]
+    assert {"PUSHED.json", "model_card.json", "model_card.md"} <= set(os.listdir(version))
+    card = model_card.read(version)
+    assert card["content_hash"] == pushed["content_hash"] and card["source"] == trained.model
+    assert card["kfp"]["run_id"] == "run-123" and card["kfp"]["pipeline_name"] == "penguins"
+    ev = card["evaluation"]
+    assert ev["blessed"] is True and ev["metrics"] == pytest.approx(evaluation.metrics)
+    assert "Overall" in ev["slices"] and len(ev["slices"]) > 1  # per island too
+    assert ev["thresholds"] == evaluation.thresholds and ev["baseline_note"]
+    assert card["infra_validation"]["blessed"] is True
+    assert card["packages"]["tensorflow"] and card["image"]
+    text = (Path(version) / "model_card.md").read_text()
+    assert "run-123" in text and "Blessed: **True**" in text and "SparseCategoricalAccuracy" in text
+    # the same model pushed again keeps its version and its card
+    again = pusher.run(trained.model, str(tmp_path / "blessing"), str(tmp_path / "serving"))
+    assert again["pushed_uri"] == version and model_card.read(version) == card
+    # the versions listing stays as it was: the card is no part of the version's marker
+    from tfkfp import cli
+
+    [row] = cli.list_versions(str(tmp_path / "serving"))
+    assert row["complete"] and row["content_hash"] == pushed["content_hash"]
+    assert row["model_card"] == card
+    line = cli._card_line(row)
+    assert "run run-123; pipeline penguins; blessed True (" in line and "infra True" in line

@@ -533,7 +533,7 @@ def list_versions(destination: str) -> list[dict[str, Any]]:
     """Each version under a push destination: number, complete, and what its marker records."""
     from datetime import datetime
 
-    from tfkfp.containers import storage
+    from tfkfp.containers import model_card, storage
     from tfkfp.containers.layout import PUSHED
     from tfkfp.containers.versions import iter_versions, storage_for
 
@@ -561,9 +561,26 @@ def list_versions(destination: str) -> list[dict[str, Any]]:
                     )
                     if file in version.files
                 ],
+                model_card=model_card.read(store.uri(version.number)),
             )
         rows.append(row)
     return rows
+
+
+def _card_line(row: dict[str, Any]) -> str:
+    """A version's model card in a few words: run, pipeline, overall metrics, infra check."""
+    card = row.get("model_card")
+    if not card:
+        return "  (no model card)"
+    ev, infra = card["evaluation"], card["infra_validation"]
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted((ev.get("metrics") or {}).items()))
+    parts = [
+        f"run {card['kfp'].get('run_id') or '?'}",
+        f"pipeline {card['kfp'].get('pipeline_name') or '?'}",
+        f"blessed {ev.get('blessed')}" + (f" ({metrics})" if metrics else ""),
+        f"infra {'not run' if infra is None else infra['blessed']}",
+    ]
+    return "  " + "; ".join(parts)
 
 
 # --- entrypoint ------------------------------------------------------------------------------
@@ -719,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 print(
                     f"{row['version']}  {row['pushed_at']}  {'+'.join(row['formats'])}  "
-                    f"sha256:{row['content_hash'][:12]}  from {row['source']}"
+                    f"sha256:{row['content_hash'][:12]}  from {row['source']}{_card_line(row)}"
                 )
         elif args.command == "images":
             from tfkfp import images
