@@ -17,7 +17,10 @@ from pathlib import Path
 import pytest
 from tfkfp.containers import layout, pusher, versions
 from tfkfp.containers.layout import PUSHED as MARKER
+from tfkfp.containers.model_card import CARD_JSON, CARD_MD
 from tfkfp.containers.runtime import InputError
+
+CARD = [CARD_JSON, CARD_MD]  # written into each new version after its marker
 
 
 def _blessing(tmp_path, blessed: bool) -> str:
@@ -173,7 +176,8 @@ def test_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, bucket):
     assert first["pushed"] and first["pushed_uri"] == f"{dest}/{first['version']}"
     files = [f for f, _ in _uploads(trained.model)]
     prefix = f"models/penguins/{first['version']}/"
-    assert _files(bucket, "models/") == sorted(prefix + f for f in [*files, MARKER])  # no claim
+    written = [*files, MARKER, *CARD]
+    assert _files(bucket, "models/") == sorted(prefix + f for f in written)  # no claim
     for rel in files:
         assert bucket.get(prefix + rel) == (Path(trained.model) / rel).read_bytes()
     marker = json.loads(bucket.get(prefix + MARKER))
@@ -468,7 +472,9 @@ def _failing_push_then_retry(tmp_path, trained, store, proxy, monkeypatch, env: 
         (result["version"], True)
     ]
     files = [f for f, _ in _uploads(trained.model)]
-    assert _files(store, "m/") == sorted(f"m/{result['version']}/{f}" for f in [*files, MARKER])
+    assert _files(store, "m/") == sorted(
+        f"m/{result['version']}/{f}" for f in [*files, MARKER, *CARD]
+    )
 
 
 def test_gcs_server_failing_mid_push_leaves_no_complete_version(
@@ -524,7 +530,7 @@ def _killed_push_then_retry(tmp_path, trained, store, proxy, env: str, dest: str
         (result["version"], True)
     ]
     assert _files(store, "m/") == sorted(
-        f"m/{result['version']}/{f}" for f in [*(f for f, _ in uploads), MARKER]
+        f"m/{result['version']}/{f}" for f in [*(f for f, _ in uploads), MARKER, *CARD]
     )
     assert _serving_version(_files(store, "m/")) == result["version"]
 
