@@ -174,18 +174,51 @@ class _Handler:
         return SavedModelHandler(model_uri, inference_fn=inference_fn, **sizes)
 
 
+def _tensor_proto(value):
+    """A numpy value (batch dimension 1 added) as a TensorProto, without tf.make_tensor_proto.
+
+    make_tensor_proto costs tens of microseconds per call: most of infer's time per row.
+    """
+    import numpy as np
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+    value = np.asarray(value)
+    kinds = {
+        np.dtype(np.float32): (types_pb2.DT_FLOAT, "float_val"),
+        np.dtype(np.float64): (types_pb2.DT_DOUBLE, "double_val"),
+        np.dtype(np.int64): (types_pb2.DT_INT64, "int64_val"),
+        np.dtype(np.int32): (types_pb2.DT_INT32, "int_val"),
+    }
+    shape = tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in (1, *value.shape)]
+    )
+    if value.dtype in kinds:
+        dtype, field = kinds[value.dtype]
+        proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape)
+        getattr(proto, field).extend(value.reshape(-1).tolist())
+        return proto
+    if value.dtype.kind in "OS":
+        return tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_STRING, tensor_shape=shape, string_val=value.reshape(-1).tolist()
+        )
+    import tensorflow as tf
+
+    return tf.make_tensor_proto(value[None])
+
+
 def _prediction_log(result, signature_name: str, input_name: str) -> bytes:
     """One example's `PredictionLog` (predict_log), serialized."""
-    import tensorflow as tf
+    import numpy as np
     from tensorflow_serving.apis import prediction_log_pb2
 
     entry = prediction_log_pb2.PredictionLog()
     request = entry.predict_log.request
     request.model_spec.signature_name = signature_name
-    request.inputs[input_name].CopyFrom(tf.make_tensor_proto([result.example], dtype=tf.string))
+    example = np.array(result.example, dtype=object)
+    request.inputs[input_name].CopyFrom(_tensor_proto(example))
     outputs = entry.predict_log.response.outputs
     for key, value in result.inference.items():
-        outputs[key].CopyFrom(tf.make_tensor_proto(value[None]))
+        outputs[key].CopyFrom(_tensor_proto(value))
     entry.predict_log.response.model_spec.signature_name = signature_name
     return entry.SerializeToString()
 
