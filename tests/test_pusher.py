@@ -113,11 +113,11 @@ def _run_in_process(env: dict | None = None, preamble: str = "", **kwargs) -> su
 
 
 def _same_files(model_dir: str, version_dir: Path) -> bool:
-    """The version holds exactly the model's files, byte for byte, plus the marker."""
+    """The version holds exactly the model's files, byte for byte, plus the marker and card."""
     src = Path(model_dir)
     wanted = sorted(p.relative_to(src) for p in src.rglob("*") if p.is_file())
     got = sorted(p.relative_to(version_dir) for p in version_dir.rglob("*") if p.is_file())
-    return got == sorted([*wanted, Path(layout.PUSHED)]) and all(
+    return got == sorted([*wanted, Path(layout.PUSHED), *map(Path, CARD)]) and all(
         (src / f).read_bytes() == (version_dir / f).read_bytes() for f in wanted
     )
 
@@ -186,7 +186,9 @@ def test_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, bucket):
     assert versions.latest_complete(dest) == first["pushed_uri"]
 
     again = pusher.run(trained.model, blessing, dest)  # same content: no second version
-    assert again["version"] == first["version"] and len(_files(bucket, "models/")) == len(files) + 1
+    assert again["version"] == first["version"] and len(_files(bucket, "models/")) == len(
+        files
+    ) + 1 + len(CARD)
 
     changed = copy_tree(trained.model, "changed")
     (Path(changed) / "assets.extra").mkdir(exist_ok=True)
