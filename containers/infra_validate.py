@@ -227,12 +227,9 @@ def run(
     if timeout_seconds <= 0:
         raise InputError(f"timeout_seconds: expected a positive number, got {timeout_seconds}")
     started = time.perf_counter()
+    # Signatures are checked by the fresh process: importing TensorFlow here too would
+    # double the stage's start-up.
     model_dir = serving.saved_model_dir(model, "model")
-    if "serving_default" not in serving.signatures(model_dir, "model"):
-        raise InputError(
-            f"model: the SavedModel has no serving_default signature "
-            f"(has {sorted(serving.signatures(model_dir, 'model'))})"
-        )
     records = _examples(examples, split, num_examples)
     if not records:
         raise InputError(f"examples: the '{split}' split has no examples")
@@ -256,6 +253,11 @@ def run(
             else:
                 tail = " ".join(proc.stderr.strip().splitlines()[-1:])
                 found = {"load_error": f"the serving process died (exit {proc.returncode}): {tail}"}
+    names = [sig["signature"] for sig in found.get("signatures", [])]
+    if "load_error" not in found and "serving_default" not in names:
+        raise InputError(
+            f"model: the SavedModel has no serving_default signature (has {sorted(names)})"
+        )
     ok, reason = _verdict(found, max_latency_ms)
     result = {
         "blessed": ok,
