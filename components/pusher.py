@@ -14,6 +14,9 @@ def pusher(
     pushed_model: Output[Model],
     version: int = 0,
     allow_worse: bool = False,
+    infra_blessing: Input[Artifact] | None = None,
+    tflite_model: Input[Model] | None = None,
+    push_format: str = "saved_model",
 ) -> NamedTuple("Outputs", [("pushed", bool), ("pushed_uri", str)]):
     """Copies a blessed SavedModel to <destination>/<version>/ (folder, gs:// or s3://).
 
@@ -28,6 +31,11 @@ def pusher(
         version: Version number; 0 picks a Unix timestamp above every existing version.
         allow_worse: Push even when the model fails the eval config's change thresholds
             against a newer version pushed after its evaluation (a concurrent run).
+        infra_blessing: infra_validate's blessing, a second gate; an INFRA_NOT_BLESSED model
+            is recorded, not pushed.
+        tflite_model: The tflite stage's output, pushed as `model.tflite`.
+        push_format: saved_model, tflite (model.tflite only) or both (model.tflite beside
+            the SavedModel).
 
     Returns:
         pushed: whether a complete version holds this model.
@@ -46,6 +54,9 @@ def pusher(
         destination=destination,
         version=version,
         allow_worse=allow_worse,
+        infra_blessing=infra_blessing.path if infra_blessing else None,
+        tflite_model=tflite_model.path if tflite_model else None,
+        push_format=push_format,
     )
     pushed_model.metadata.update(asdict(result))
     pushed_model.uri = stage.output_uri(result, pushed_model.uri)

@@ -10,6 +10,8 @@ Schema artifact: `schema.pbtxt`. Statistics and anomalies: `Split-<split>/Featur
 `PUSHED.json` (written last); `PUSHED.json` and the other BOOKKEEPING files at a version's top
 level are tfkfp's, not the model's: a push of a pushed version leaves them out. A TFX model
 artifact keeps its SavedModel in `Format-Serving/`.
+Inference result (infer): `prediction_logs-*.gz`, PredictionLog TFRecords. Infra blessing
+(infra_validate): `INFRA_BLESSED` or `INFRA_NOT_BLESSED` and `infra_validation.json`.
 """
 
 from __future__ import annotations
@@ -29,8 +31,17 @@ BLESSING_FILE = "blessing.json"
 PUSHED = "PUSHED.json"
 # Files tfkfp writes at a pushed version's top level beside the model: never part of a model's
 # files or content hash, so promoting `<staging>/<version>` pushes the model alone.
-BOOKKEEPING = (PUSHED,)
+CARD_JSON = "model_card.json"  # the model card beside PUSHED.json (containers/model_card.py)
+CARD_MD = "model_card.md"
+BOOKKEEPING = (PUSHED, CARD_JSON, CARD_MD)
 TFX_SERVING = "Format-Serving"
+INFRA_BLESSED = "INFRA_BLESSED"  # infra_validate's markers (TFX's InfraValidator)
+INFRA_NOT_BLESSED = "INFRA_NOT_BLESSED"
+INFRA_FILE = "infra_validation.json"
+PREDICTION_LOGS = "prediction_logs"  # infer: prediction_logs-*.gz (TFX's BulkInferrer)
+PREDICTIONS_PARQUET = "predictions"  # infer: predictions-*.parquet
+TFX_TFLITE = "Format-TFLite"  # tflite: Format-TFLite/tflite (TFX's rewriter layout)
+TFLITE_FILE = "tflite"
 
 
 def split_folder(split: str) -> str:

@@ -15,7 +15,13 @@ import time
 from dataclasses import asdict, dataclass, replace
 
 from tfkfp.containers import events
-from tfkfp.containers.layout import BLESSED, BLESSING_FILE, NOT_BLESSED
+from tfkfp.containers.layout import (
+    BLESSED,
+    BLESSING_FILE,
+    INFRA_BLESSED,
+    INFRA_NOT_BLESSED,
+    NOT_BLESSED,
+)
 from tfkfp.containers.runtime import InputError, log
 from tfkfp.containers.versions import (
     LEASE,
@@ -156,6 +162,17 @@ def _same_uri(a: str, b: str) -> bool:
         return False
 
 
+def _infra_blessed(infra_blessing: str) -> bool:
+    """Reads infra_validate's blessing; fails when the artifact has no marker."""
+    if os.path.exists(os.path.join(infra_blessing, INFRA_BLESSED)):
+        return True
+    if os.path.exists(os.path.join(infra_blessing, INFRA_NOT_BLESSED)):
+        return False
+    raise InputError(
+        f"infra_blessing: no {INFRA_BLESSED} or {INFRA_NOT_BLESSED} marker in {infra_blessing!r}"
+    )
+
+
 def output_uri(result: PushResult, artifact_uri: str) -> str:
     """Where the `pushed_model` output artifact should point once the pusher has run.
 
@@ -176,6 +193,9 @@ def run(
     destination: str,
     version: int = 0,
     allow_worse: bool = False,
+    infra_blessing: str | None = None,
+    tflite_model: str | None = None,
+    push_format: str = "saved_model",
     retry_timeout: float = RETRY_TIMEOUT,
     lease: float = LEASE,
 ) -> PushResult:
@@ -201,12 +221,62 @@ def run(
             **asdict(result),
         )
         return result
-    if not os.path.isfile(os.path.join(model, "saved_model.pb")):
+    if infra_blessing and not _infra_blessed(infra_blessing):
+        result = replace(result, reason="not infra-blessed")
+        events.result(
+            "pusher",
+            "model is INFRA_NOT_BLESSED (infra_validate), nothing pushed",
+            summary="model is INFRA_NOT_BLESSED, nothing pushed",
+            **asdict(result),
+        )
+        return result
+    if push_format not in PUSH_FORMATS:
+        raise InputError(
+            f"push_format: expected one of {', '.join(PUSH_FORMATS)}, got {push_format!r}"
+        )
+    if push_format != "tflite" and not os.path.isfile(os.path.join(model, "saved_model.pb")):
         raise InputError(f"model: no SavedModel (saved_model.pb) in {model!r}")
-    from tfkfp.containers import storage
+    import tempfile
 
-    with storage.retry_seconds(retry_timeout):
-        return _push(store, model, version, lease, result, evaluation(blessing), allow_worse)
+    from tfkfp.containers import model_card, storage
+
+    with tempfile.TemporaryDirectory(prefix="tfkfp-push-") as workdir:
+        folder = (
+            _with_tflite(model, tflite_model, push_format, workdir)
+            if push_format != "saved_model"
+            else model
+        )
+        with storage.retry_seconds(retry_timeout):
+            pushed = _push(store, folder, version, lease, result, evaluation(blessing), allow_worse)
+            # the same model pushed before keeps its card
+            if pushed.pushed and model_card.read(pushed.pushed_uri) is None:
+                model_card.write(model_card.facts(asdict(pushed), model, blessing, infra_blessing))
+            return pushed
+
+
+# What a version holds: the SavedModel, the TFLite model (`model.tflite`), or both.
+PUSH_FORMATS = ("saved_model", "tflite", "both")
+
+
+def _with_tflite(model: str, tflite_model: str | None, push_format: str, workdir: str) -> str:
+    """A folder with what the version should hold: `model.tflite`, beside the SavedModel or not."""
+    import shutil
+
+    from tfkfp.containers.layout import TFLITE_FILE, TFX_TFLITE
+
+    source = os.path.join(tflite_model or "", TFX_TFLITE, TFLITE_FILE)
+    if not tflite_model or not os.path.isfile(source):
+        raise InputError(
+            f"tflite_model: push_format {push_format} needs the tflite stage's output "
+            f"({TFX_TFLITE}/{TFLITE_FILE}), got {tflite_model!r}"
+        )
+    folder = os.path.join(workdir, "version")
+    if push_format == "both":
+        shutil.copytree(model, folder)
+    else:
+        os.makedirs(folder)
+    shutil.copyfile(source, os.path.join(folder, "model.tflite"))
+    return folder
 
 
 def _check_outside(model: str, destination: str) -> None:

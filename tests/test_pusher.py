@@ -20,8 +20,11 @@ from tests.helpers.pusher import (
     upload_order,
 )
 from tfkfp.containers import layout, pusher, versions
+from tfkfp.containers.layout import CARD_JSON, CARD_MD
 from tfkfp.containers.layout import PUSHED as MARKER
 from tfkfp.containers.runtime import InputError
+
+CARD = [CARD_JSON, CARD_MD]  # written into each new version after its marker
 
 
 def _blessing(tmp_path, blessed: bool) -> str:
@@ -100,11 +103,11 @@ def test_output_uri_points_at_the_pushed_version(monkeypatch):
 
 
 def _same_files(model_dir: str, version_dir: Path) -> bool:
-    """The version holds exactly the model's files, byte for byte, plus the marker."""
+    """The version holds exactly the model's files, byte for byte, plus the marker and card."""
     src = Path(model_dir)
     wanted = sorted(p.relative_to(src) for p in src.rglob("*") if p.is_file())
     got = sorted(p.relative_to(version_dir) for p in version_dir.rglob("*") if p.is_file())
-    return got == sorted([*wanted, Path(layout.PUSHED)]) and all(
+    return got == sorted([*wanted, Path(layout.PUSHED), *map(Path, CARD)]) and all(
         (src / f).read_bytes() == (version_dir / f).read_bytes() for f in wanted
     )
 
@@ -163,7 +166,8 @@ def test_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, bucket):
     assert first.pushed and first.pushed_uri == f"{dest}/{first.version}"
     files = [f for f, _ in upload_order(trained.model)]
     prefix = f"models/penguins/{first.version}/"
-    assert _files(bucket, "models/") == sorted(prefix + f for f in [*files, MARKER])  # no claim
+    written = [*files, MARKER, *CARD]
+    assert _files(bucket, "models/") == sorted(prefix + f for f in written)  # no claim
     for rel in files:
         assert bucket.get(prefix + rel) == (Path(trained.model) / rel).read_bytes()
     marker = json.loads(bucket.get(prefix + MARKER))
@@ -172,7 +176,9 @@ def test_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, bucket):
     assert versions.latest_complete(dest) == first.pushed_uri
 
     again = pusher.run(trained.model, blessing, dest)  # same content: no second version
-    assert again.version == first.version and len(_files(bucket, "models/")) == len(files) + 1
+    assert again.version == first.version and len(_files(bucket, "models/")) == len(
+        files
+    ) + 1 + len(CARD)
 
     changed = copy_tree(trained.model, "changed")
     (Path(changed) / "assets.extra").mkdir(exist_ok=True)
@@ -308,7 +314,7 @@ def _failing_push_then_retry(tmp_path, trained, store, proxy, monkeypatch, env: 
         (result.version, True)
     ]
     files = [f for f, _ in upload_order(trained.model)]
-    assert _files(store, "m/") == sorted(f"m/{result.version}/{f}" for f in [*files, MARKER])
+    assert _files(store, "m/") == sorted(f"m/{result.version}/{f}" for f in [*files, MARKER, *CARD])
 
 
 def test_gcs_server_failing_mid_push_leaves_no_complete_version(
@@ -364,7 +370,7 @@ def _killed_push_then_retry(tmp_path, trained, store, proxy, env: str, dest: str
         (result.version, True)
     ]
     assert _files(store, "m/") == sorted(
-        f"m/{result.version}/{f}" for f in [*(f for f, _ in uploads), MARKER]
+        f"m/{result.version}/{f}" for f in [*(f for f, _ in uploads), MARKER, *CARD]
     )
     assert _serving_version(_files(store, "m/")) == result.version
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tfkfp.containers import storage, versions
+from tfkfp.containers.layout import CARD_JSON, CARD_MD
 from tfkfp.containers.layout import PUSHED as MARKER
 from tfkfp.containers.versions import CLAIMS
 
@@ -119,6 +120,8 @@ def _check(dest: str, answers: list[dict], tmp_path: Path) -> list[int]:
         storage.download(storage.join(dest, str(version.number)), str(local), "check")
         marker = json.loads((local / MARKER).read_text())
         (local / MARKER).unlink()
+        for card in (CARD_JSON, CARD_MD):  # written after the marker, no part of the model
+            (local / card).unlink()
         got = {f: os.path.getsize(local / f) for f in versions._model_files(str(local))}
         assert got == marker["files"], f"version {version.number}: files differ from its marker"
         assert versions.content_hash(str(local)) == marker["content_hash"] == version.content_hash

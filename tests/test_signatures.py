@@ -29,6 +29,7 @@ from tfkfp.components import STAGES
 COMPONENT_ONLY = {
     # not read: an input only so that new data at the same data_uri is a new cache key
     "ingest": {"data_fingerprint"},
+    "infer": {"data_fingerprint"},
     # filled by the component from run()'s result (KFP UI metadata)
     "evaluator": {"metrics", "classification_metrics"},
     "pusher": {"pushed_model"},
@@ -42,7 +43,8 @@ EMPTY = ([], {})
 
 
 def _stage_run(component):
-    return importlib.import_module(f"tfkfp.containers.{component.name}").run
+    # kfp spells a two-word stage with a hyphen (infra_validate -> infra-validate)
+    return importlib.import_module(f"tfkfp.containers.{component.name.replace('-', '_')}").run
 
 
 def _accepts_none(hint) -> bool:

@@ -656,7 +656,7 @@ BAD_SCHEMA = {
 def test_every_schema_reader_refuses_a_schema_that_is_not_text(
     clean, tmp_path, ingested, transformed, trained, stage, how
 ):
-    """One reader (runtime.load_schema) for every stage: one line naming the input."""
+    """One reader (layout.load_schema) for every stage: one line naming the input."""
     from tfkfp.containers import evaluator, trainer, transform, tuner
     from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
 

@@ -111,6 +111,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input-format", default="auto", help="auto, csv, tfrecord or parquet")
     p.add_argument("--delimiter", default="", help="CSV delimiter (default: detected, as ingest)")
 
+    p = sub.add_parser(
+        "versions",
+        help="list the versions under a push destination",
+        description="One line per version (newest last): number, pushed time, formats, content "
+        "hash and source; --json for every recorded fact.",
+    )
+    p.add_argument("destination", help="push destination: folder, gs://... or s3://...")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
     p = sub.add_parser("images", help="build the tfkfp container images")
     images_sub = p.add_subparsers(dest="images_command", required=True)
     p = images_sub.add_parser("build", help="build Dockerfile.cpu (or .gpu) with the docker SDK")
@@ -164,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
             require_runtime("schema")
             check_output(args.output, kind="a schema.pbtxt file path")
             print(schema.write_schema(args.data, args.output, args.input_format, args.delimiter))
+        elif args.command == "versions":
+            from tfkfp.cli import versions
+
+            return versions.command(args.destination, args.json)
         elif args.command == "images":
             from tfkfp import images
 

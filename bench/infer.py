@@ -1,0 +1,145 @@
+"""infer against calling Beam's RunInference directly, on synthetic taxi examples.
+
+Target (issue 23): infer <= 1.10x of a plain Beam job (read, RunInference with the same
+TensorFlow model handler, write the outputs) on the same examples and model. Both run in a fresh
+process, so start-up and imports count on both sides; best of `reps`. Also the wall time of
+infra_validate on the same model.
+
+    python -m bench.infer [--sizes 15000] [--reps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import RESULTS, synth, write_json
+
+DIRECT = """
+import os, pickle, sys
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import apache_beam as beam
+from apache_beam.ml.inference.base import RunInference
+from tfkfp.containers.infer import _Handler
+from tfkfp.containers.beam import beam_options
+
+model, examples, out = sys.argv[1:4]
+handler = _Handler.make(model, "serving_default", "examples", 0)
+with beam.Pipeline(options=beam_options([])) as p:
+    reads = [p | f"Read{s}" >> beam.io.ReadFromTFRecord(f"{examples}/Split-{s}/*.gz")
+             for s in ("train", "eval")]
+    (reads | beam.Flatten()
+     | RunInference(handler)
+     | beam.Map(lambda r: pickle.dumps((r.example, {k: v.tolist() for k, v in r.inference.items()})))
+     | beam.io.WriteToTFRecord(os.path.join(out, "results"), file_name_suffix=".gz", num_shards=1))
+"""
+
+
+def _model(path: Path) -> str:
+    """A small real model over two taxi features (serialized tf.Examples in, a score out)."""
+    code = f"""
+import os
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import tensorflow as tf
+
+class Fare(tf.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = tf.Variable([[0.3], [0.01]])
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve(self, examples):
+        spec = {{
+            "trip_miles": tf.io.FixedLenFeature([1], tf.float32, default_value=[0.0]),
+            "trip_seconds": tf.io.FixedLenFeature([1], tf.int64, default_value=[0]),
+        }}
+        f = tf.io.parse_example(examples, spec)
+        x = tf.concat([f["trip_miles"], tf.cast(f["trip_seconds"], tf.float32)], axis=1)
+        return {{"score": tf.sigmoid(tf.matmul(x, self.w))}}
+
+m = Fare()
+tf.saved_model.save(m, {str(path)!r}, signatures={{"serving_default": m.serve}})
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    return str(path)
+
+
+def _timed(args: list[str]) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{args[:2]} failed:\n{proc.stderr[-4000:]}")
+    return time.perf_counter() - started
+
+
+def _stage(stage: str, **kwargs) -> list[str]:
+    return [
+        "-c",
+        f"from tfkfp.containers import {stage}; from tfkfp.containers.runtime import entrypoint;"
+        f"entrypoint({stage}.run, **{kwargs!r})",
+    ]
+
+
+def measure(rows: int, work: Path, reps: int) -> dict:
+    from tfkfp.containers import ingest
+
+    csv = synth.generate(rows, work / f"taxi_{rows}.csv")
+    examples = work / f"examples_{rows}"
+    ingest.run(str(csv), str(examples), str(work / f"schema_{rows}"))
+    model = _model(work / "model")
+    infer_s, direct_s = [], []
+    for rep in range(reps):  # alternating, so drift on a shared machine hits both
+        out = work / f"infer_{rows}_{rep}"
+        infer_s.append(
+            _timed(
+                _stage(
+                    "infer",
+                    inference_result=str(out / "result"),
+                    predictions=str(out / "predictions"),
+                    model=model,
+                    examples=str(examples),
+                )
+            )
+        )
+        direct = work / f"direct_{rows}_{rep}"
+        direct.mkdir()
+        direct_s.append(_timed(["-c", DIRECT, model, str(examples), str(direct)]))
+    infra = work / "infra"
+    infra_s = _timed(
+        _stage("infra_validate", model=model, examples=str(examples), blessing=str(infra))
+    )
+    return {
+        "rows": rows,
+        "infer_s": round(min(infer_s), 2),
+        "direct_s": round(min(direct_s), 2),
+        "ratio": round(min(infer_s) / min(direct_s), 3),
+        "infra_validate_s": round(infra_s, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="15000")
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="tfkfp-bench-infer-"))
+    try:
+        results = [measure(int(n), work, args.reps) for n in args.sizes.split(",")]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for r in results:
+        print(
+            f"infer {r['rows']} rows: {r['infer_s']} s vs RunInference directly "
+            f"{r['direct_s']} s ({r['ratio']}x); infra_validate {r['infra_validate_s']} s"
+        )
+    write_json(RESULTS / "infer.json", {"results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,489 @@
+"""infer: batch inference (TFX's BulkInferrer) on Beam's RunInference and its TF model handler.
+
+Inputs: a model artifact or the newest complete version under a push destination
+(`model_from`); an examples artifact (some or all splits) or any `data_uri` ingest reads.
+Output, TFX's layout: `inference_result/prediction_logs-*.gz`, gzip TFRecords of
+tensorflow_serving's `PredictionLog` (a `predict_log` per example: the serialized example as the
+request's input, the signature's outputs for it as the response, batch dimension 1).
+Optionally `predictions/predictions-*.parquet`: the examples' features beside the outputs.
+
+An unblessed model (evaluator's or infra_validate's blessing) is skipped, as TFX does: nothing
+is written and the log says so in one line.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+from tfkfp.containers import events, manifest, serving, storage
+from tfkfp.containers.beam import beam_location, beam_options, runs_remotely
+from tfkfp.containers.layout import (
+    BLESSED,
+    INFRA_BLESSED,
+    INFRA_NOT_BLESSED,
+    NOT_BLESSED,
+    PREDICTION_LOGS,
+    PREDICTIONS_PARQUET,
+    TFX_SERVING,
+    split_pattern,
+)
+from tfkfp.containers.runtime import (
+    InputError,
+    select_keras,
+)
+
+# Examples checked against the model in this process before the Beam job starts: a mismatch
+# with the parse spec fails here in one line, naming the example, instead of deep in Beam.
+PREFLIGHT_ROWS = 64
+# Examples read to fix the Parquet file's input columns (types come from their values).
+SCHEMA_SAMPLE_ROWS = 1000
+ROWS_COUNTER = "rows_inferred"
+
+
+def blessed(blessing: str) -> tuple[bool, str]:
+    """(whether the blessing artifact blesses the model, which marker said so)."""
+    for marker, verdict in (
+        (BLESSED, True),
+        (INFRA_BLESSED, True),
+        (NOT_BLESSED, False),
+        (INFRA_NOT_BLESSED, False),
+    ):
+        if os.path.exists(os.path.join(blessing, marker)):
+            return verdict, marker
+    raise InputError(
+        f"blessing: no {BLESSED}/{NOT_BLESSED} or {INFRA_BLESSED}/{INFRA_NOT_BLESSED} marker "
+        f"in {blessing!r}"
+    )
+
+
+def resolve_model(model: str | None, model_from: str, workdir: str) -> tuple[str, str]:
+    """(local SavedModel folder, where it came from): the artifact, else the newest push."""
+    if model:
+        return serving.saved_model_dir(model, "model"), model
+    if not model_from:
+        raise InputError("model: expected a model artifact or model_from (a push destination)")
+    from tfkfp.containers.versions import latest_complete
+
+    storage.check(model_from, "model_from")
+    try:
+        uri = latest_complete(model_from)
+    except InputError as err:
+        raise InputError(f"model_from: {str(err).removeprefix('destination: ')}") from None
+    if uri is None:
+        raise InputError(f"model_from: no complete version (with PUSHED.json) under {model_from}")
+    local = storage.local_path(uri) or storage.download(
+        uri, os.path.join(workdir, "model"), "model_from"
+    )
+    return serving.saved_model_dir(local, "model_from"), uri
+
+
+def _splits(examples: str, splits: list[str] | None) -> list[str]:
+    """The splits to read: those asked for, else every `Split-*` folder of the artifact."""
+    found = manifest.read(examples)
+    if found:
+        available = sorted(found["splits"])
+    else:
+        names, _ = storage.list_dir(examples, "examples")
+        available = sorted(
+            n.rstrip("/").removeprefix("Split-") for n in names if n.startswith("Split-")
+        )
+    if not available:
+        raise InputError(f"examples: no Split-<name> folders in {examples}")
+    wanted = list(splits or available)
+    missing = [s for s in wanted if s not in available]
+    if missing:
+        raise InputError(
+            f"splits: {', '.join(missing)} not in the examples (has {', '.join(available)})"
+        )
+    manifest.verify(examples, wanted, "examples")
+    return wanted
+
+
+def _sample(examples: str | None, split_names: list[str], records: list[bytes] | None, n: int):
+    """The first n serialized examples (from the data in hand, else the first split's files)."""
+    if records is not None:
+        return records[:n]
+    from tfkfp.containers.ingest import _read_tfrecords
+
+    sample: list[bytes] = []
+    for split in split_names:
+        for stat in storage.list_files(split_pattern(examples, split), "examples"):
+            for record in _read_tfrecords(stat.uri):
+                sample.append(record)
+                if len(sample) >= n:
+                    return sample
+    return sample
+
+
+def _preflight(model_dir: str, signature_name: str, input_name: str, sample: list[bytes]):
+    """Runs the model on the first examples here; one line naming the example it refuses."""
+    fn = serving.load(model_dir).signatures[signature_name]
+    try:
+        return serving.query(fn, input_name, sample)
+    except Exception:  # TF raises several error types for examples the parse spec refuses
+        failure = serving.first_failure(fn, input_name, sample)
+        if failure is None:
+            raise
+        index, message = failure
+        raise InputError(
+            f"examples: example {index} does not fit the model's {signature_name} "
+            f"(its parse spec): {message}"
+        ) from None
+
+
+def _input_schema(sample: list[bytes]):
+    """Arrow types of the examples' features, from the sample's values."""
+    from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
+
+    return ExamplesToRecordBatchDecoder().DecodeBatch(sample).schema
+
+
+class _Handler:
+    """Builds Beam's TFModelHandlerTensor for serialized tf.Examples (kept lazy: imports TF)."""
+
+    @staticmethod
+    def make(model_uri: str, signature_name: str, input_name: str, batch_size: int):
+        from apache_beam.ml.inference.base import PredictionResult
+        from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
+
+        def inference_fn(model, batch, inference_args, model_id=None):
+            outputs = serving.query(model.signatures[signature_name], input_name, list(batch))
+            for i, example in enumerate(batch):
+                yield PredictionResult(
+                    example, {k: v[i] for k, v in outputs.items()}, model_id=model_id
+                )
+
+        class SavedModelHandler(TFModelHandlerTensor):
+            """Beam's handler, loading the SavedModel's signatures as TF Serving does.
+
+            The stock loader goes through Keras's load_model, which Keras 3 refuses for a
+            SavedModel folder and which needs a Keras object: tfkfp's trainer exports
+            signatures from `tf.saved_model.save`, whatever the Keras flavour.
+            """
+
+            def load_model(self):
+                return serving.load(self._model_uri)
+
+        sizes = {"min_batch_size": 1, "max_batch_size": batch_size} if batch_size else {}
+        return SavedModelHandler(model_uri, inference_fn=inference_fn, **sizes)
+
+
+def _tensor_proto(value):
+    """A numpy value (batch dimension 1 added) as a TensorProto, without tf.make_tensor_proto.
+
+    make_tensor_proto costs tens of microseconds per call: most of infer's time per row.
+    """
+    import numpy as np
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+    value = np.asarray(value)
+    kinds = {
+        np.dtype(np.float32): (types_pb2.DT_FLOAT, "float_val"),
+        np.dtype(np.float64): (types_pb2.DT_DOUBLE, "double_val"),
+        np.dtype(np.int64): (types_pb2.DT_INT64, "int64_val"),
+        np.dtype(np.int32): (types_pb2.DT_INT32, "int_val"),
+    }
+    shape = tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in (1, *value.shape)]
+    )
+    if value.dtype in kinds:
+        dtype, field = kinds[value.dtype]
+        proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape)
+        getattr(proto, field).extend(value.reshape(-1).tolist())
+        return proto
+    if value.dtype.kind in "OS":
+        return tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_STRING, tensor_shape=shape, string_val=value.reshape(-1).tolist()
+        )
+    import tensorflow as tf
+
+    return tf.make_tensor_proto(value[None])
+
+
+def _prediction_log(result, signature_name: str, input_name: str) -> bytes:
+    """One example's `PredictionLog` (predict_log), serialized."""
+    import numpy as np
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    entry = prediction_log_pb2.PredictionLog()
+    request = entry.predict_log.request
+    request.model_spec.signature_name = signature_name
+    example = np.array(result.example, dtype=object)
+    request.inputs[input_name].CopyFrom(_tensor_proto(example))
+    outputs = entry.predict_log.response.outputs
+    for key, value in result.inference.items():
+        outputs[key].CopyFrom(_tensor_proto(value))
+    entry.predict_log.response.model_spec.signature_name = signature_name
+    return entry.SerializeToString()
+
+
+def _output_columns(outputs: dict[str, Any], features) -> dict[str, str]:
+    """Parquet column name per output key (suffixed when a feature has that name)."""
+    return {k: (f"{k}_prediction" if k in features.names else k) for k in outputs}
+
+
+def _parquet_schema(features, outputs: dict[str, Any]):
+    import pyarrow as pa
+
+    fields = list(features)
+    for key, column in _output_columns(outputs, features).items():
+        value = outputs[key][0]
+        arrow = pa.from_numpy_dtype(value.dtype) if value.dtype.kind != "O" else pa.binary()
+        fields.append(pa.field(column, pa.list_(arrow) if value.ndim else arrow))
+    return pa.schema(fields)
+
+
+def _to_table(results: list, schema, features):
+    """Arrow table of a batch of PredictionResults: the examples' features, then the outputs."""
+    import numpy as np
+    import pyarrow as pa
+    from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
+
+    batch = ExamplesToRecordBatchDecoder().DecodeBatch([r.example for r in results])
+    unknown = sorted(set(batch.schema.names) - set(features.names))
+    if unknown:
+        raise InputError(
+            f"examples: feature {', '.join(unknown)} is not among the first "
+            f"{SCHEMA_SAMPLE_ROWS} examples' features, which fix the Parquet columns"
+        )
+    columns = []
+    for field in features:
+        if field.name in batch.schema.names:
+            columns.append(batch.column(field.name).cast(field.type))
+        else:
+            columns.append(pa.nulls(len(results), field.type))
+    names = _output_columns(results[0].inference, features)
+    for key, column in names.items():
+        values = np.stack([r.inference[key] for r in results])
+        kind = schema.field(column).type
+        if values.ndim > 1:
+            columns.append(pa.array(list(values.reshape(len(results), -1)), type=kind))
+        else:
+            columns.append(pa.array(values, type=kind))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def run(
+    inference_result: str,
+    predictions: str,
+    model: str | None = None,
+    model_from: str = "",
+    examples: str | None = None,
+    data_uri: str = "",
+    splits: list[str] | None = None,
+    input_format: str = "auto",
+    blessing: str | None = None,
+    signature_name: str = "serving_default",
+    parquet: bool = False,
+    batch_size: int = 0,
+    beam_pipeline_args: list[str] | None = None,
+    model_uri: str = "",
+    examples_uri: str = "",
+    inference_result_uri: str = "",
+    predictions_uri: str = "",
+) -> dict[str, Any]:
+    """Runs the model over the examples with Beam's RunInference; writes PredictionLogs.
+
+    Parameters are the component's (documented in tfkfp.components.infer); artifacts arrive as
+    local paths, and a remote Beam runner's workers get their URIs (`*_uri`).
+
+    Returns:
+        `inferred` (False when skipped), `rows`, `model` (where it came from), `reason`.
+    """
+    select_keras("tf_keras")  # only signatures are called; the flavour must still be fixed
+    if (examples is None) == (not data_uri):
+        raise InputError("examples: expected an examples artifact or a data_uri (exactly one)")
+    if batch_size < 0:
+        raise InputError(f"batch_size: expected 0 (Beam decides) or more, got {batch_size}")
+    result: dict[str, Any] = {"inferred": False, "rows": 0, "model": "", "reason": ""}
+    if blessing:
+        ok, marker = blessed(blessing)
+        if not ok:
+            result["reason"] = f"model not blessed ({marker} in {blessing}): skipped, as TFX does"
+            events.result(
+                "infer", "%s", result["reason"], summary="skipped (not blessed)", **result
+            )
+            for folder in (inference_result, predictions):
+                os.makedirs(folder, exist_ok=True)
+            return result
+    options = beam_options(beam_pipeline_args)
+    remote = runs_remotely(options)
+    with tempfile.TemporaryDirectory(prefix="tfkfp-infer-") as workdir:
+        model_dir, source = resolve_model(model, model_from, workdir)
+        result["model"] = source
+        input_name = serving.example_input(model_dir, signature_name, "model")
+        records = None
+        split_names: list[str] = []
+        if data_uri:
+            from tfkfp.containers.ingest import _read
+
+            _, chunks = _read(data_uri, input_format)
+            records = [r for _, batch in chunks for r in batch]
+            total: int | None = len(records)
+        else:
+            split_names = _splits(examples, splits)
+            total = manifest.records(examples, split_names)
+        sample = _sample(examples, split_names, records, max(PREFLIGHT_ROWS, SCHEMA_SAMPLE_ROWS))
+        if not sample:
+            raise InputError(f"examples: no examples in {examples or data_uri}")
+        outputs = _preflight(model_dir, signature_name, input_name, sample[:PREFLIGHT_ROWS])
+        features = _input_schema(sample) if parquet else None
+        schema = _parquet_schema(features, outputs) if parquet else None
+        if remote:
+            if model:
+                model_at = beam_location(model, model_uri, "model")
+                if model_dir != model:  # TFX's layout: the SavedModel is in Format-Serving/
+                    model_at = storage.join(model_at, TFX_SERVING)
+            else:
+                model_at = beam_location("", source, "model_from")
+            examples_at = beam_location(examples, examples_uri, "examples") if examples else None
+            result_at = beam_location(inference_result, inference_result_uri, "inference_result")
+            parquet_at = beam_location(predictions, predictions_uri, "predictions")
+        else:
+            model_at, examples_at = model_dir, examples
+            result_at, parquet_at = inference_result, predictions
+        rows = _run_pipeline(
+            options,
+            model_at,
+            signature_name,
+            input_name,
+            examples_at,
+            split_names,
+            records,
+            result_at,
+            parquet_at if parquet else None,
+            schema,
+            features,
+            batch_size,
+            total,
+            remote,
+        )
+    if not parquet and not remote:
+        os.makedirs(predictions, exist_ok=True)
+    result.update(inferred=True, rows=rows)
+    events.result(
+        "infer",
+        "%d rows inferred with %s (%s)",
+        rows,
+        source,
+        signature_name,
+        summary=f"{rows:,} rows inferred",
+        **result,
+    )
+    return result
+
+
+def _run_pipeline(
+    options,
+    model_at: str,
+    signature_name: str,
+    input_name: str,
+    examples_at: str | None,
+    split_names: list[str],
+    records: list[bytes] | None,
+    result_at: str,
+    parquet_at: str | None,
+    schema,
+    features,
+    batch_size: int,
+    total: int | None,
+    remote: bool,
+) -> int:
+    """The Beam job: read, RunInference, PredictionLogs (and Parquet) written; returns rows."""
+    import apache_beam as beam
+    from apache_beam.ml.inference.base import RunInference
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    from tfkfp.containers.publish import publishing, writing_at
+
+    handler = _Handler.make(model_at, signature_name, input_name, batch_size)
+    runner = options.view_as(StandardOptions).runner or ""
+    # One file per output on a local runner (as TFX does); remote runners choose.
+    shards = 0 if remote and "Portable" not in runner else 1
+
+    class Count(beam.DoFn):
+        def setup(self):
+            self.progress = events.Progress(
+                "infer",
+                "{done}{of_total} rows inferred",
+                total=total,
+                detail="{done:,} rows inferred",
+            )
+            self.rows = beam.metrics.Metrics.counter("tfkfp", ROWS_COUNTER)
+
+        def process(self, element):
+            self.progress.add(1)
+            self.rows.inc()
+            yield element
+
+    def write(result_dir: str, parquet_dir: str | None) -> int:
+        pipeline = beam.Pipeline(options=options)
+        if records is not None:
+            read = pipeline | "Data" >> beam.Create(records, reshuffle=False)
+        else:
+            reads = [
+                pipeline
+                | f"Read[{split}]" >> beam.io.ReadFromTFRecord(split_pattern(examples_at, split))
+                for split in split_names
+            ]
+            read = reads | "Splits" >> beam.Flatten(pipeline=pipeline)
+        results = read | "RunInference" >> RunInference(handler) | "Progress" >> beam.ParDo(Count())
+        _ = (
+            results
+            | "PredictionLog"
+            >> beam.Map(_prediction_log, signature_name=signature_name, input_name=input_name)
+            | "WritePredictionLogs"
+            >> beam.io.WriteToTFRecord(
+                os.path.join(result_dir, PREDICTION_LOGS),
+                file_name_suffix=".gz",
+                num_shards=shards,
+            )
+        )
+        if parquet_dir:
+            from apache_beam.io.parquetio import WriteToParquetBatched
+
+            _ = (
+                results
+                | "Batch" >> beam.BatchElements(min_batch_size=256, max_batch_size=4096)
+                | "Table" >> beam.Map(_to_table, schema=schema, features=features)
+                | "WriteParquet"
+                >> WriteToParquetBatched(
+                    os.path.join(parquet_dir, PREDICTIONS_PARQUET),
+                    schema,
+                    file_name_suffix=".parquet",
+                    num_shards=shards,
+                )
+            )
+        outcome = pipeline.run()
+        outcome.wait_until_finish()
+        return _rows(outcome)
+
+    if remote:
+        with writing_at(result_at, "inference_result"):
+            if parquet_at:
+                with writing_at(parquet_at, "predictions"):
+                    return write(result_at, parquet_at)
+            return write(result_at, None)
+    with publishing(result_at) as result_tmp:
+        if parquet_at:
+            with publishing(parquet_at) as parquet_tmp:
+                return write(result_tmp, parquet_tmp)
+        return write(result_tmp, None)
+
+
+def _rows(outcome) -> int:
+    """Rows the job inferred, from its `rows` counter (committed where the runner has them)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    counters = outcome.metrics().query(MetricsFilter().with_name(ROWS_COUNTER))["counters"]
+    total = 0
+    for counter in counters:
+        try:
+            total += counter.committed or 0
+        except Exception:  # some runners only report attempted values
+            total += counter.attempted or 0
+    if not total:
+        total = sum(c.attempted or 0 for c in counters)
+    return int(total)

@@ -1,0 +1,292 @@
+"""infra_validate: TFX's InfraValidator (LOAD_AND_QUERY), without a TF Serving binary.
+
+The candidate is loaded in a fresh Python process (in a pipeline: the CPU image's, the image a
+server would run) under a time limit, and every signature is sent `num_examples` eval examples
+in the form a model server gets them: a batch of serialized tf.Examples for a signature that
+takes one string tensor (TF Serving's `examples` input / gRPC Predict), and JSON `instances`
+(one object of feature values per example, decoded as TF Serving's REST API does) for a
+signature over raw features. Checked: no error, every output's first dimension equals the batch,
+latency per single-example request. Output, TFX's layout: `INFRA_BLESSED` or
+`INFRA_NOT_BLESSED`, plus `infra_validation.json` (what was sent, latencies, the first refusal).
+
+A refused example is named in one line: the signature, the example's index in the split and
+the model's error. The TF Serving model server itself cannot be installed here (no PyPI or
+Debian package): docs/known-limits.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from tfkfp.containers import events, serving
+from tfkfp.containers.layout import INFRA_BLESSED, INFRA_FILE, INFRA_NOT_BLESSED
+from tfkfp.containers.manifest import require_split
+from tfkfp.containers.publish import publishing
+from tfkfp.containers.runtime import InputError, log
+
+
+def _examples(examples: str, split: str, n: int) -> list[bytes]:
+    """The split's first n serialized examples."""
+    import glob
+
+    from tfkfp.containers.ingest import _read_tfrecords
+
+    pattern = require_split(examples, split, "examples")
+    found: list[bytes] = []
+    for path in sorted(glob.glob(pattern)):
+        for record in _read_tfrecords(path):
+            found.append(record)
+            if len(found) >= n:
+                return found
+    return found
+
+
+def _instances(records: list[bytes]) -> list[dict[str, Any]]:
+    """Examples as TF Serving's REST `instances`: one JSON object of feature values each."""
+    import tensorflow as tf
+
+    rows = []
+    for record in records:
+        example = tf.train.Example.FromString(record)
+        row: dict[str, Any] = {}
+        for name, feature in example.features.feature.items():
+            kind = feature.WhichOneof("kind")
+            values = list(getattr(feature, kind).value) if kind else []
+            if kind == "bytes_list":
+                values = [v.decode("utf-8", "replace") for v in values]
+            row[name] = values[0] if len(values) == 1 else values
+        rows.append(row)
+    return json.loads(json.dumps(rows))  # what travels over HTTP
+
+
+def _raw_inputs(signature, instances: list[dict[str, Any]]) -> dict[str, Any]:
+    """A raw-feature signature's input tensors from JSON instances (TF Serving's row format)."""
+    import tensorflow as tf
+
+    _, kwargs = signature.structured_input_signature
+    inputs = {}
+    for name, spec in kwargs.items():
+        missing = [i for i, row in enumerate(instances) if name not in row]
+        if missing:
+            raise _Refused(missing[0], f"instance has no {name!r} (the signature's input)")
+        values = [row[name] for row in instances]
+        tensor = tf.constant(values, dtype=spec.dtype)
+        if spec.shape.rank == 2 and tensor.shape.rank == 1:
+            tensor = tensor[:, None]
+        inputs[name] = tensor
+    return inputs
+
+
+class _Refused(Exception):
+    def __init__(self, index: int, message: str):
+        super().__init__(message)
+        self.index, self.message = index, message
+
+
+def _check_outputs(outputs: dict[str, Any], n: int) -> str | None:
+    for key, value in outputs.items():
+        if not value.shape or value.shape[0] != n:
+            return f"output {key!r} has shape {list(value.shape)}, expected a first dimension {n}"
+    return None
+
+
+def _query_signature(name: str, fn, records: list[bytes], instances) -> dict[str, Any]:
+    """Sends one signature the examples as a batch, then one at a time (latency)."""
+    import numpy as np
+
+    info: dict[str, Any] = {"signature": name}
+    example_input = serving._takes_examples_fn(fn)
+    if example_input:
+        info["request"] = "serialized tf.Example"
+
+        def call(batch: list[int]) -> dict[str, Any]:
+            return serving.query(fn, example_input, [records[i] for i in batch])
+    else:
+        info["request"] = "JSON instances"
+
+        def call(batch: list[int]) -> dict[str, Any]:
+            inputs = _raw_inputs(fn, [instances[i] for i in batch])
+            return {k: v.numpy() for k, v in fn(**inputs).items()}
+
+    everything = list(range(len(records)))
+    try:
+        outputs = call(everything)
+    except _Refused as err:
+        return {**info, "refused": err.index, "error": err.message}
+    except Exception:  # TF raises several error types for a request it cannot serve
+        for i in everything:
+            try:
+                call([i])
+            except _Refused as err:
+                return {**info, "refused": err.index, "error": err.message}
+            except Exception as err:
+                return {**info, "refused": i, "error": serving.error_line(err)}
+        return {**info, "refused": None, "error": "the batch failed, every example alone passed"}
+    wrong = _check_outputs(outputs, len(records))
+    if wrong:
+        return {**info, "refused": None, "error": wrong}
+    latencies = []
+    for i in everything:
+        started = time.perf_counter()
+        try:
+            single = call([i])
+        except _Refused as err:
+            return {**info, "refused": err.index, "error": err.message}
+        except Exception as err:
+            return {**info, "refused": i, "error": serving.error_line(err)}
+        latencies.append((time.perf_counter() - started) * 1000)
+        wrong = _check_outputs(single, 1)
+        if wrong:
+            return {**info, "refused": i, "error": wrong}
+    return {
+        **info,
+        "outputs": {k: list(v.shape[1:]) for k, v in outputs.items()},
+        "latency_ms": {
+            "p50": round(float(np.percentile(latencies, 50)), 3),
+            "max": round(float(max(latencies)), 3),
+        },
+    }
+
+
+def load_and_query(model_dir: str, records: list[bytes]) -> dict[str, Any]:
+    """What the fresh process does: load the SavedModel, query every signature."""
+    started = time.perf_counter()
+    loaded = serving.load(model_dir)
+    load_seconds = round(time.perf_counter() - started, 3)
+    instances = _instances(records)
+    results = [
+        _query_signature(name, fn, records, instances)
+        for name, fn in sorted(loaded.signatures.items())
+    ]
+    return {"load_seconds": load_seconds, "signatures": results}
+
+
+def _child(model_dir: str, examples_file: str, out: str) -> None:
+    """Entry of the fresh process: reads the examples, writes its findings as JSON."""
+    from tfkfp.containers.runtime import select_keras, setup_logging
+
+    setup_logging()
+    select_keras("tf_keras")
+    with open(examples_file) as fh:
+        records = [bytes.fromhex(r) for r in json.load(fh)]
+    try:
+        found = load_and_query(model_dir, records)
+    except Exception as err:  # a model that does not load: that is the finding
+        found = {"load_error": serving.error_line(err)}
+    with open(out + ".tmp", "w") as fh:
+        json.dump(found, fh)
+    os.replace(out + ".tmp", out)
+
+
+def _verdict(found: dict[str, Any], max_latency_ms: float) -> tuple[bool, str]:
+    if "load_error" in found:
+        return False, f"the model did not load: {found['load_error']}"
+    if not found["signatures"]:
+        return False, "the model has no signatures to query"
+    for sig in found["signatures"]:
+        if "error" in sig:
+            where = (
+                f"refused example {sig['refused']}"
+                if sig.get("refused") is not None
+                else "answered wrongly"
+            )
+            return False, f"signature {sig['signature']} {where} ({sig['request']}): {sig['error']}"
+        p50 = sig["latency_ms"]["p50"]
+        if max_latency_ms and p50 > max_latency_ms:
+            return False, (
+                f"signature {sig['signature']}: median latency {p50:.1f} ms is above "
+                f"max_latency_ms {max_latency_ms:g}"
+            )
+    names = ", ".join(s["signature"] for s in found["signatures"])
+    return True, f"loaded in {found['load_seconds']:.1f} s; {names} answered every example"
+
+
+def run(
+    model: str,
+    examples: str,
+    blessing: str,
+    split: str = "eval",
+    num_examples: int = 10,
+    timeout_seconds: float = 120.0,
+    max_latency_ms: float = 0.0,
+) -> dict[str, Any]:
+    """Loads the model in a fresh process, queries every signature, writes the infra blessing.
+
+    Parameters are the component's (documented in tfkfp.components.infra_validate); artifacts
+    arrive as local paths.
+
+    Returns:
+        `blessed`, `reason` (one line), `load_seconds`, `wall_seconds`, `signatures`.
+    """
+    if num_examples < 1:
+        raise InputError(f"num_examples: expected 1 or more, got {num_examples}")
+    if timeout_seconds <= 0:
+        raise InputError(f"timeout_seconds: expected a positive number, got {timeout_seconds}")
+    started = time.perf_counter()
+    # Signatures are checked by the fresh process: importing TensorFlow here too would
+    # double the stage's start-up.
+    model_dir = serving.saved_model_dir(model, "model")
+    records = _examples(examples, split, num_examples)
+    if not records:
+        raise InputError(f"examples: the '{split}' split has no examples")
+    with tempfile.TemporaryDirectory(prefix="tfkfp-infra-") as workdir:
+        examples_file = os.path.join(workdir, "examples.json")
+        with open(examples_file, "w") as fh:
+            json.dump([r.hex() for r in records], fh)
+        out = os.path.join(workdir, "found.json")
+        command = [sys.executable, "-m", __name__, model_dir, examples_file, out]
+        log.info(
+            "infra_validate: loading %s in a fresh process (%g s limit)", model_dir, timeout_seconds
+        )
+        try:
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_seconds)
+        except subprocess.TimeoutExpired:
+            found = {"load_error": f"no answer within timeout_seconds {timeout_seconds:g}"}
+        else:
+            if os.path.isfile(out):
+                with open(out) as fh:
+                    found = json.load(fh)
+            else:
+                tail = " ".join(proc.stderr.strip().splitlines()[-1:])
+                found = {"load_error": f"the serving process died (exit {proc.returncode}): {tail}"}
+    names = [sig["signature"] for sig in found.get("signatures", [])]
+    if "load_error" not in found and "serving_default" not in names:
+        raise InputError(
+            f"model: the SavedModel has no serving_default signature (has {sorted(names)})"
+        )
+    ok, reason = _verdict(found, max_latency_ms)
+    result = {
+        "blessed": ok,
+        "reason": reason,
+        "examples": len(records),
+        "split": split,
+        "load_seconds": found.get("load_seconds"),
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "signatures": found.get("signatures", []),
+    }
+    with publishing(blessing) as tmp:
+        open(os.path.join(tmp, INFRA_BLESSED if ok else INFRA_NOT_BLESSED), "w").close()
+        with open(os.path.join(tmp, INFRA_FILE), "w") as fh:
+            json.dump(result, fh, indent=1)
+    marker = INFRA_BLESSED if ok else INFRA_NOT_BLESSED
+    events.result(
+        "infra_validate",
+        "%s: %s",
+        marker,
+        reason,
+        summary=marker,
+        blessed=ok,
+        reason=reason,
+        wall_seconds=result["wall_seconds"],
+    )
+    return result
+
+
+if __name__ == "__main__":
+    _child(*sys.argv[1:4])

@@ -1,0 +1,156 @@
+"""A model card beside each pushed version's PUSHED.json: `model_card.md` and `model_card.json`.
+
+What the pusher knows when it pushes: the version and its content hash, the KFP run and
+pipeline when the task runs under KFP, the evaluator's blessing (metrics per slice, thresholds
+and their results, the baseline and why it was chosen), infra_validate's result, the package
+versions and the image. Written after the version is complete (a card never makes a version
+look complete; readers ignore it). Imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from importlib import metadata
+from typing import Any
+
+from tfkfp.containers import storage
+from tfkfp.containers.layout import BLESSING_FILE, CARD_JSON, CARD_MD, INFRA_FILE
+
+PACKAGES = (
+    "tfkfp",
+    "tensorflow",
+    "tensorflow-cpu",
+    "tensorflow-transform",
+    "tensorflow-model-analysis",
+    "apache-beam",
+    "tf_keras",
+    "keras",
+    "kfp",
+)
+# Environment variables that name the KFP run and pipeline, where a launcher sets them.
+KFP_ENV = {
+    "run_id": ("KFP_RUN_ID", "KFP_PIPELINE_RUN_ID"),
+    "run_name": ("KFP_RUN_NAME",),
+    "pipeline_name": ("KFP_PIPELINE_NAME",),
+    "pod": ("KFP_POD_NAME",),
+}
+
+
+def _read_json(folder: str | None, name: str) -> dict[str, Any] | None:
+    if not folder:
+        return None
+    path = os.path.join(folder, name)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def facts(
+    result: dict[str, Any], model: str, blessing: str, infra_blessing: str | None
+) -> dict[str, Any]:
+    """Everything the card says, as JSON-ready data."""
+    from tfkfp.components.images import CPU_IMAGE
+
+    evaluation = _read_json(blessing, BLESSING_FILE) or {}
+    infra = _read_json(infra_blessing, INFRA_FILE)
+    kfp = {
+        key: next((os.environ[n] for n in names if os.environ.get(n)), None)
+        for key, names in KFP_ENV.items()
+    }
+    return {
+        "version": result["version"],
+        "uri": result["pushed_uri"],
+        "content_hash": result["content_hash"],
+        "source": model,
+        "kfp": kfp,
+        "evaluation": {
+            "blessed": evaluation.get("blessed"),
+            "reason": evaluation.get("reason"),
+            "data": evaluation.get("data"),
+            "metrics": evaluation.get("metrics", {}),
+            "slices": evaluation.get("slices", {}),
+            "thresholds": evaluation.get("thresholds", []),
+            "baseline": evaluation.get("baseline"),
+            "baseline_note": evaluation.get("baseline_note"),
+        },
+        "infra_validation": None
+        if infra is None
+        else {k: infra.get(k) for k in ("blessed", "reason", "load_seconds", "signatures")},
+        "packages": _versions(),
+        "python": platform.python_version(),
+        "image": os.environ.get("TFKFP_IMAGE") or CPU_IMAGE,
+        "not_recorded": [
+            "data fingerprint",
+            "module file hash",
+            "hyperparameters",
+            "train/eval row counts",
+        ],
+    }
+
+
+def markdown(card: dict[str, Any]) -> str:
+    """The card as Markdown."""
+    ev = card["evaluation"]
+    lines = [
+        f"# Model card: version {card['version']}",
+        "",
+        f"- Location: `{card['uri']}` (content sha256 `{card['content_hash']}`)",
+        f"- Source: `{card['source']}`",
+        f"- KFP run: {card['kfp']['run_id'] or 'unknown'}; pipeline: "
+        f"{card['kfp']['pipeline_name'] or 'unknown'}",
+        f"- Image: `{card['image']}`; Python {card['python']}",
+        "- Packages: " + ", ".join(f"{k} {v}" for k, v in card["packages"].items()),
+        "",
+        "## Evaluation",
+        "",
+        f"Blessed: **{ev['blessed']}** ({ev['reason']}). Data: `{ev['data']}`.",
+        f"Baseline: `{ev['baseline'] or 'none'}` ({ev['baseline_note']}).",
+        "",
+        "| threshold | slices | result |",
+        "| --- | --- | --- |",
+    ]
+    for row in ev["thresholds"]:
+        what = f"{row.get('metric')} {row.get('kind', '')} {row.get('threshold', '')}".strip()
+        lines.append(f"| {what} | {row.get('slices', '')} | {row.get('result', '')} |")
+    lines += ["", "| slice | metric | candidate | baseline |", "| --- | --- | --- | --- |"]
+    for slice_name, metrics in ev["slices"].items():
+        for name, values in metrics.items():
+            lines.append(
+                f"| {slice_name} | {name} | {values.get('candidate')} | {values.get('baseline')} |"
+            )
+    infra = card["infra_validation"]
+    lines += ["", "## Infra validation", ""]
+    lines.append(
+        "not run" if infra is None else f"blessed: **{infra['blessed']}** ({infra['reason']})"
+    )
+    lines += ["", "Not recorded yet: " + ", ".join(card["not_recorded"]) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def write(card: dict[str, Any]) -> None:
+    """Writes model_card.json and model_card.md into the pushed version (folder or object store)."""
+    storage.write_text(
+        storage.join(card["uri"], CARD_JSON), json.dumps(card, indent=1), "destination"
+    )
+    storage.write_text(storage.join(card["uri"], CARD_MD), markdown(card), "destination")
+
+
+def read(version_uri: str) -> dict[str, Any] | None:
+    """A version's card, None when it has none."""
+    uri = storage.join(version_uri, CARD_JSON)
+    if storage.stat(uri, "destination") is None:
+        return None
+    return json.loads(storage.read_text(uri, "destination"))

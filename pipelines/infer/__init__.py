@@ -1,0 +1,1 @@
+"""Batch inference: the newest pushed model over new data, PredictionLogs and Parquet out."""

@@ -1,0 +1,269 @@
+"""infer (TFX's BulkInferrer): the demo's real model over real examples, with Beam's RunInference."""
+
+import glob
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import run_cli
+from tfkfp.containers import infer, pusher
+from tfkfp.containers.runtime import InputError
+
+
+def _records(pattern: str) -> list[bytes]:
+    import tensorflow as tf
+
+    return [r.numpy() for r in tf.data.TFRecordDataset(sorted(glob.glob(pattern)), "GZIP")]
+
+
+def _logs(result_dir: str) -> list:
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    files = glob.glob(os.path.join(result_dir, "prediction_logs-*.gz"))
+    assert files, os.listdir(result_dir)
+    return [prediction_log_pb2.PredictionLog.FromString(r) for r in _records(files[0])]
+
+
+def _direct(model_dir: str, records: list[bytes]) -> dict[bytes, dict[str, np.ndarray]]:
+    """The model's outputs per serialized example, straight from its serving signature."""
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(model_dir).signatures["serving_default"]
+    outputs = {k: v.numpy() for k, v in fn(examples=tf.constant(records)).items()}
+    return {r: {k: v[i] for k, v in outputs.items()} for i, r in enumerate(records)}
+
+
+def _blessing(tmp_path: Path, marker: str) -> str:
+    folder = tmp_path / f"blessing-{marker}"
+    folder.mkdir()
+    (folder / marker).write_text("")
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def inferred(tmp_path_factory, trained, ingested):
+    out = tmp_path_factory.mktemp("infer")
+    result = infer.run(
+        inference_result=str(out / "result"),
+        predictions=str(out / "predictions"),
+        model=trained.model,
+        examples=ingested.examples,
+        splits=["eval"],
+        parquet=True,
+    )
+    return out, result
+
+
+def test_prediction_logs_equal_the_models_own_outputs(inferred, trained, ingested):
+    import tensorflow as tf
+
+    out, result = inferred
+    assert result["inferred"] and result["rows"] == ingested.counts["eval"]
+    # TFX's layout: one gzip TFRecord file set named prediction_logs in the artifact
+    assert [os.path.basename(p) for p in glob.glob(str(out / "result" / "*"))] == [
+        "prediction_logs-00000-of-00001.gz"
+    ]
+    logs = _logs(str(out / "result"))
+    records = _records(os.path.join(ingested.examples, "Split-eval", "*.gz"))
+    assert len(logs) == len(records)
+    direct = _direct(trained.model, records)
+    seen = set()
+    for entry in logs:
+        request, response = entry.predict_log.request, entry.predict_log.response
+        assert request.model_spec.signature_name == "serving_default"
+        [example] = tf.make_ndarray(request.inputs["examples"]).tolist()
+        seen.add(example)
+        for key, want in direct[example].items():
+            got = tf.make_ndarray(response.outputs[key])
+            assert got.shape == (1, *want.shape)
+            np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=1e-6)
+    assert seen == set(records)
+
+
+def test_parquet_holds_the_input_columns_beside_the_outputs(inferred, trained, ingested):
+    import pyarrow.parquet as pq
+
+    out, _ = inferred
+    [path] = glob.glob(str(out / "predictions" / "predictions-*.parquet"))
+    table = pq.read_table(path)
+    assert table.num_rows == ingested.counts["eval"]
+    records = _records(os.path.join(ingested.examples, "Split-eval", "*.gz"))
+    direct = _direct(trained.model, records)
+    [output] = next(iter(direct.values()))  # the demo model's one output
+    assert {"species", "island", "body_mass_g", output} <= set(table.column_names)
+    by_features = {}
+    for record, outputs in direct.items():
+        by_features.setdefault(_example_key(record), []).append(outputs[output])
+    for row in table.to_pylist():
+        prediction = row.pop(output)
+        key = tuple(sorted((k, _canon(v)) for k, v in row.items() if v))
+        assert any(np.allclose(prediction, o, atol=1e-6) for o in by_features[key])
+
+
+def _canon(values) -> tuple:
+    return tuple(float(np.float32(v)) if isinstance(v, float) else v for v in values)
+
+
+def _example_key(record: bytes) -> tuple:
+    """An example's features as sorted (name, values), missing and empty ones left out."""
+    import tensorflow as tf
+
+    features = tf.train.Example.FromString(record).features.feature
+    key = []
+    for name, feature in features.items():
+        kind = feature.WhichOneof("kind")
+        values = list(getattr(feature, kind).value) if kind else []
+        if values:
+            key.append((name, _canon(values)))
+    return tuple(sorted(key))
+
+
+def test_newest_push_over_any_data_uri(tmp_path, trained, penguins_csv):
+    destination = str(tmp_path / "serving")
+    pushed = pusher.run(trained.model, _blessing(tmp_path, "BLESSED"), destination)
+    result = infer.run(
+        inference_result=str(tmp_path / "result"),
+        predictions=str(tmp_path / "predictions"),
+        model_from=destination,
+        data_uri=str(penguins_csv),
+    )
+    assert result["model"] == pushed["pushed_uri"]
+    assert result["rows"] == 344 == len(_logs(str(tmp_path / "result")))
+    assert os.listdir(tmp_path / "predictions") == []  # Parquet only when asked
+
+
+@pytest.mark.parametrize("marker", ["NOT_BLESSED", "INFRA_NOT_BLESSED"])
+def test_unblessed_model_is_skipped_in_one_line(tmp_path, trained, ingested, marker, caplog):
+    caplog.set_level("INFO", logger="tfkfp")
+    result = infer.run(
+        inference_result=str(tmp_path / "result"),
+        predictions=str(tmp_path / "predictions"),
+        model=trained.model,
+        examples=ingested.examples,
+        blessing=_blessing(tmp_path, marker),
+    )
+    assert result["inferred"] is False and result["rows"] == 0
+    assert os.listdir(tmp_path / "result") == []
+    lines = [r.getMessage() for r in caplog.records if "not blessed" in r.getMessage()]
+    assert len(lines) == 1 and marker in lines[0]
+
+
+def test_model_without_serving_default_is_refused(tmp_path, ingested):
+    import tensorflow as tf
+
+    class Other(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def other(self, examples):
+            return {"n": tf.strings.length(examples)}
+
+    module = Other()
+    tf.saved_model.save(module, str(tmp_path / "model"), signatures={"other": module.other})
+    with pytest.raises(InputError, match=r"model: the SavedModel has no serving_default .*other"):
+        infer.run(
+            inference_result=str(tmp_path / "result"),
+            predictions=str(tmp_path / "predictions"),
+            model=str(tmp_path / "model"),
+            examples=ingested.examples,
+        )
+    assert not (tmp_path / "result").exists()
+
+
+def test_examples_that_miss_the_parse_spec_name_the_example(tmp_path, trained, penguins_csv):
+    lines = penguins_csv.read_text().splitlines()
+    header = lines[0].split(",")
+    drop = header.index("island")  # always present: FixedLen in the parse spec
+    rows = [",".join(v for i, v in enumerate(ln.split(",")) if i != drop) for ln in lines]
+    (tmp_path / "new.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(InputError, match=r"^examples: example 0 does not fit .*island"):
+        infer.run(
+            inference_result=str(tmp_path / "result"),
+            predictions=str(tmp_path / "predictions"),
+            model=trained.model,
+            data_uri=str(tmp_path / "new.csv"),
+        )
+    assert not (tmp_path / "result").exists()
+
+
+def test_batch_inference_pipeline_without_a_pushed_model_fails_in_one_line(tmp_path):
+    proc = run_cli(
+        "run",
+        "infer",
+        "--local",
+        "--param",
+        f"model_from={tmp_path / 'empty'}",
+        "--pipeline-root",
+        str(tmp_path / "root"),
+        timeout=900,
+    )
+    assert proc.returncode != 0
+    [task_log] = glob.glob(str(tmp_path / "root" / "*" / "logs" / "infer.log"))
+    errors = [ln for ln in Path(task_log).read_text().splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "model_from: no complete version" in errors[0], proc.stdout
+
+
+@pytest.mark.slow
+def test_portable_runner_reads_and_writes_the_uris(tmp_path, trained, ingested, beam_portable):
+    """Beam's portable runner: workers get the URIs, the pod's copy holds 5 examples only."""
+    from kfp.dsl import Artifact, Dataset, Model
+
+    from tfkfp.components import infer as component
+
+    shared, pod = tmp_path / "bucket", tmp_path / "pod"
+    shutil.copytree(ingested.examples, shared / "examples")
+    shutil.copytree(trained.model, shared / "model")
+    shutil.copytree(trained.model, pod / "model")
+    for split in ("train", "eval"):
+        os.makedirs(pod / "examples" / f"Split-{split}")
+        import tensorflow as tf
+
+        path = str(pod / "examples" / f"Split-{split}" / "data.gz")
+        with tf.io.TFRecordWriter(path, "GZIP") as writer:
+            for record in _records(os.path.join(ingested.examples, f"Split-{split}", "*.gz"))[:5]:
+                writer.write(record)
+
+    def in_pod(cls, uri, path):
+        class InPod(cls):
+            @property
+            def path(self) -> str:
+                return str(path)
+
+        return InPod(uri=str(uri))
+
+    result_artifact = in_pod(Artifact, shared / "result", pod / "result")
+    outputs = component.python_func(
+        inference_result=result_artifact,
+        predictions=in_pod(Dataset, shared / "predictions", pod / "predictions"),
+        model=in_pod(Model, shared / "model", pod / "model"),
+        examples=in_pod(Dataset, shared / "examples", pod / "examples"),
+        splits=["eval"],
+        parquet=True,
+        beam_pipeline_args=beam_portable,
+    )
+    assert outputs.rows == ingested.counts["eval"]
+    assert len(_logs(str(shared / "result"))) == ingested.counts["eval"]
+    assert glob.glob(str(shared / "predictions" / "predictions-*.parquet"))
+    assert not (pod / "result").exists()
+
+
+@pytest.mark.pipeline
+def test_batch_inference_pipeline_runs_with_kfp_local(tmp_path, trained):
+    """`tfkfp run infer --local` with the newest push of the demo model, Parquet out."""
+    destination = tmp_path / "serving"
+    pusher.run(trained.model, _blessing(tmp_path, "BLESSED"), str(destination))
+    proc = run_cli(
+        "run",
+        "infer",
+        "--local",
+        "--param",
+        f"model_from={destination}",
+        "--pipeline-root",
+        str(tmp_path / "root"),
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [logs] = glob.glob(str(tmp_path / "root" / "*" / "infer" / "inference_result" / "*.gz"))
+    assert len(_records(logs)) == 344
+    assert glob.glob(str(tmp_path / "root" / "*" / "infer" / "predictions" / "*.parquet"))
