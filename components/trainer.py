@@ -21,6 +21,9 @@ def trainer(
     keras: str = "tf_keras",
     strategy: str = "auto",
     cpu_replicas: int = 0,
+    workers: int = 1,
+    backend: str = "jobset",
+    gpus_per_node: int = 0,
 ):
     """Runs the module file's TFX-style run_fn(fn_args) and checks the exported SavedModel.
 
@@ -48,9 +51,46 @@ def trainer(
         strategy: auto (TF_CONFIG with several workers: multi_worker; GPUs: mirrored over all;
             else default), mirrored, multi_worker or default. Only the chief publishes outputs.
         cpu_replicas: Logical CPU devices to mirror over (testing without GPUs).
+        workers: Nodes to train on. 1 (default): this task trains. More: this task launches
+            a job of that many pods (backend) that train with MultiWorkerMirroredStrategy, the
+            chief writing model, model_run and curves to their object-store URIs.
+        backend: The job for workers > 1: jobset (JobSet), trainjob (Kubeflow Trainer v2 with
+            tfkfp's ClusterTrainingRuntime) or vertex (see docs/cluster/multi-node.md).
+        gpus_per_node: nvidia.com/gpu limit of each pod when workers > 1.
     """
-    from tfkfp.containers import trainer as stage
     from tfkfp.containers.runtime import entrypoint
+
+    if workers != 1:
+        from tfkfp.containers import launcher
+
+        opt = {"transform_graph": transform_graph, "base_model": base_model}
+        opt["best_hyperparameters"] = best_hyperparameters
+        info = entrypoint(
+            launcher.run,
+            stage="trainer",
+            workers=workers,
+            backend=backend,
+            gpus_per_node=gpus_per_node,
+            kwargs={
+                "examples": examples.uri,
+                "schema": schema.uri,
+                "module_file": module_file,
+                "model": model.uri,
+                "model_run": model_run.uri,
+                "curves": curves.uri,
+                **{k: v.uri for k, v in opt.items() if v},
+                "train_steps": train_steps,
+                "eval_steps": eval_steps,
+                "hyperparameters": hyperparameters,
+                "custom_config": custom_config,
+                "keras": keras,
+                "strategy": strategy,
+                "cpu_replicas": cpu_replicas,
+            },
+        )
+        model.metadata.update(info)
+        return
+    from tfkfp.containers import trainer as stage
 
     info = entrypoint(
         stage.run,
