@@ -58,50 +58,23 @@ def trainer(
             tfkfp's ClusterTrainingRuntime) or vertex (see docs/cluster/multi-node.md).
         gpus_per_node: nvidia.com/gpu limit of each pod when workers > 1.
     """
+    from tfkfp.containers import trainer as stage
     from tfkfp.containers.runtime import entrypoint
 
-    if workers != 1:
-        from tfkfp.containers import launcher
-
-        opt = {"transform_graph": transform_graph, "base_model": base_model}
-        opt["best_hyperparameters"] = best_hyperparameters
-        info = entrypoint(
-            launcher.run,
-            stage="trainer",
-            workers=workers,
-            backend=backend,
-            gpus_per_node=gpus_per_node,
-            kwargs={
-                "examples": examples.uri,
-                "schema": schema.uri,
-                "module_file": module_file,
-                "model": model.uri,
-                "model_run": model_run.uri,
-                "curves": curves.uri,
-                **{k: v.uri for k, v in opt.items() if v},
-                "train_steps": train_steps,
-                "eval_steps": eval_steps,
-                "hyperparameters": hyperparameters,
-                "custom_config": custom_config,
-                "keras": keras,
-                "strategy": strategy,
-                "cpu_replicas": cpu_replicas,
-            },
-        )
-        model.metadata.update(info)
-        return
-    from tfkfp.containers import trainer as stage
+    # The pods of a multi-node job read and write the object store, not this pod's files.
+    def loc(artifact):
+        return (artifact.uri if workers != 1 else artifact.path) if artifact else None
 
     info = entrypoint(
         stage.run,
-        examples=examples.path,
-        schema=schema.path,
+        examples=loc(examples),
+        schema=loc(schema),
         module_file=module_file,
-        model=model.path,
-        model_run=model_run.path,
-        curves=curves.path,
-        transform_graph=transform_graph.path if transform_graph else None,
-        base_model=base_model.path if base_model else None,
+        model=loc(model),
+        model_run=loc(model_run),
+        curves=loc(curves),
+        transform_graph=loc(transform_graph),
+        base_model=loc(base_model),
         train_steps=train_steps,
         eval_steps=eval_steps,
         hyperparameters=hyperparameters,
@@ -109,6 +82,9 @@ def trainer(
         keras=keras,
         strategy=strategy,
         cpu_replicas=cpu_replicas,
-        best_hyperparameters=best_hyperparameters.path if best_hyperparameters else None,
+        workers=workers,
+        backend=backend,
+        gpus_per_node=gpus_per_node,
+        best_hyperparameters=loc(best_hyperparameters),
     )
     model.metadata.update(info)

@@ -77,6 +77,10 @@ def _load_run_fn(module_file: str):
     raise InputError(f"module_file: {module_file} defines no function run_fn()")
 
 
+# The launch mode's parameters: the launcher's, not the pods' run().
+_LAUNCH = ("workers", "backend", "gpus_per_node")
+
+
 def run(
     examples: str,
     schema: str,
@@ -94,15 +98,25 @@ def run(
     keras: str = "tf_keras",
     strategy: str = "auto",
     cpu_replicas: int = 0,
+    workers: int = 1,
+    backend: str = "jobset",
+    gpus_per_node: int = 0,
 ) -> dict[str, Any]:
     """Builds FnArgs, runs `run_fn` under the chosen strategy, checks the export.
 
     Parameters are the component's (documented in tfkfp.components.trainer); artifacts
-    arrive as local paths (`best_hyperparameters` may also be any location of one).
+    arrive as local paths (`best_hyperparameters` may also be any location of one). With
+    `workers != 1` they are object-store URIs and this process only launches the job that
+    trains (tfkfp.containers.launcher).
 
     Returns:
         What the component records as model metadata.
     """
+    if workers != 1:
+        from tfkfp.containers import launcher
+
+        args = {k: v for k, v in locals().items() if k not in _LAUNCH}
+        return launcher.run("trainer", workers, backend, args, gpus_per_node)
     select_keras(keras)  # before anything (the user module included) imports TensorFlow
     # TF reads this when it first initialises the GPUs; an explicit user setting wins.
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")

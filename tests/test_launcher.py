@@ -233,3 +233,86 @@ def test_sigterm_deletes_the_job(api, monkeypatch):
         "/apis/jobset.x-k8s.io/v1alpha2/namespaces/kubeflow-user/jobsets/tfkfp-trainer-x",
     ) in cluster.calls
     assert signal.getsignal(signal.SIGTERM) is not None
+
+
+# --- the launcher's outputs, and the pods' side, on an object store (moto's S3 server) ---
+
+
+def _trainer_kwargs(root: str) -> dict:
+    return {
+        "examples": f"{root}/examples",
+        "schema": f"{root}/schema",
+        "module_file": "tfkfp.pipelines.penguins.module",
+        "model": f"{root}/model",
+        "model_run": f"{root}/model_run",
+        "curves": f"{root}/curves.html",
+    }
+
+
+def test_failed_job_publishes_nothing(api, s3, capsys, monkeypatch):
+    cluster, api_client = api
+    monkeypatch.setattr(launcher.time, "sleep", lambda s: None)
+    cluster.final = {"type": "Failed", "status": "True", "message": "worker 1 failed"}
+    kwargs = _trainer_kwargs(s3.uri)
+    s3.client.put_object(Bucket=s3.name, Key="model/saved_model.pb", Body=b"earlier attempt")
+    s3.client.put_object(Bucket=s3.name, Key="curves.html", Body=b"earlier attempt")
+    with pytest.raises(SystemExit) as exit_:
+        launcher.run(
+            "trainer", 2, "jobset", kwargs, image="tfkfp:1", namespace=NS, api_client=api_client
+        )
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: JobSet tfkfp-trainer-") and "worker 1 failed" in err[-1]
+    assert s3.names() == []
+    # The job the launcher built: its pods run the trainer with these URIs.
+    (body,) = cluster.objects.values()
+    pod = body["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["command"] == launcher.worker_command("trainer", kwargs)
+
+
+def test_multi_node_needs_object_store_outputs(tmp_path):
+    from tfkfp.containers import trainer
+
+    kwargs = _trainer_kwargs(str(tmp_path))
+    with pytest.raises(InputError, match="model: workers > 1 write it from their own pods"):
+        trainer.run(**kwargs, workers=2)
+    with pytest.raises(InputError, match="workers: expected 1 or more nodes, got 0"):
+        trainer.run(**kwargs, workers=0)
+
+
+@pytest.mark.slow
+def test_pod_worker_reads_and_writes_the_store(tmp_path, s3, ingested, transformed):
+    """What one pod runs (TFKFP_WORKERS=1): inputs from S3, the chief's outputs back to it."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from tfkfp.containers import storage, trainer
+
+    kwargs = _trainer_kwargs(s3.uri)
+    storage.upload(transformed.examples, kwargs["examples"], "examples")
+    storage.upload(ingested.schema, kwargs["schema"], "schema")
+    storage.upload(transformed.graph, f"{s3.uri}/transform_graph", "transform_graph")
+    kwargs.update(transform_graph=f"{s3.uri}/transform_graph", train_steps=2, eval_steps=1)
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "TF_USE_LEGACY_KERAS")}
+    env.update(
+        JOBSET_NAME="tfkfp-trainer-x",
+        REPLICATED_JOB_NAME="node",
+        JOB_INDEX="0",
+        JOB_COMPLETION_INDEX="0",
+        TFKFP_WORKERS="1",
+        TF_CPP_MIN_LOG_LEVEL="1",
+    )
+    proc = subprocess.run(
+        [sys.executable, *launcher.worker_command("trainer", kwargs)[1:]],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "TF_CONFIG derived from the JobSet environment" in proc.stderr
+    assert "model/saved_model.pb" in s3.names("model/")
+    assert s3.names("curves.html") == ["curves.html"]
+    trainer.check_saved_model(storage.download(kwargs["model"], str(tmp_path / "m"), "model"))
