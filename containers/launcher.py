@@ -452,11 +452,10 @@ def worker(stage: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Runs the stage in this pod: inputs from the store, the chief's outputs to it."""
     from importlib import import_module
 
-    from tfkfp.containers import cluster_config, storage
+    from tfkfp.containers import storage
     from tfkfp.containers import strategy as strategies
 
-    cluster_config.ensure_tf_config()
-    _, is_chief, task = strategies.cluster()
+    _, is_chief, task = strategies.cluster()  # derives TF_CONFIG from the pod's env
     outputs = _OUTPUTS[stage]
     local = dict(kwargs)
     with tempfile.TemporaryDirectory(prefix=f"tfkfp-{stage}-") as scratch:
