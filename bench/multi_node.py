@@ -26,7 +26,7 @@ from bench import write_json
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 MODULE = "tfkfp.pipelines.penguins.module"
-STEPS = (20, 220)
+STEPS = (50, 3050)
 
 
 def _port() -> int:
