@@ -22,6 +22,9 @@ def trainer(
     keras: str = "tf_keras",
     strategy: str = "auto",
     cpu_replicas: int = 0,
+    workers: int = 1,
+    backend: str = "jobset",
+    gpus_per_node: int = 0,
 ):
     """Runs the module file's TFX-style run_fn(fn_args) and checks the exported SavedModel.
 
@@ -49,22 +52,32 @@ def trainer(
         strategy: auto (TF_CONFIG with several workers: multi_worker; GPUs: mirrored over all;
             else default), mirrored, multi_worker or default. Only the chief publishes outputs.
         cpu_replicas: Logical CPU devices to mirror over (testing without GPUs).
+        workers: Nodes to train on. 1 (default): this task trains. More: this task launches
+            a job of that many pods (backend) that train with MultiWorkerMirroredStrategy, the
+            chief writing model, model_run and curves to their object-store URIs.
+        backend: The job for workers > 1: jobset (JobSet), trainjob (Kubeflow Trainer v2 with
+            tfkfp's ClusterTrainingRuntime) or vertex (see docs/cluster/multi-node.md).
+        gpus_per_node: nvidia.com/gpu limit of each pod when workers > 1.
     """
     from dataclasses import asdict
 
     from tfkfp.containers import trainer as stage
     from tfkfp.containers.runtime import entrypoint
 
+    # The pods of a multi-node job read and write the object store, not this pod's files.
+    def loc(artifact):
+        return (artifact.uri if workers != 1 else artifact.path) if artifact else None
+
     info = entrypoint(
         stage.run,
-        examples=examples.path,
-        schema=schema.path,
+        examples=loc(examples),
+        schema=loc(schema),
         module_file=module_file,
-        model=model.path,
-        model_run=model_run.path,
-        curves=curves.path,
-        transform_graph=transform_graph.path if transform_graph else None,
-        base_model=base_model.path if base_model else None,
+        model=loc(model),
+        model_run=loc(model_run),
+        curves=loc(curves),
+        transform_graph=loc(transform_graph),
+        base_model=loc(base_model),
         train_steps=train_steps,
         eval_steps=eval_steps,
         hyperparameters=hyperparameters,
@@ -72,6 +85,9 @@ def trainer(
         keras=keras,
         strategy=strategy,
         cpu_replicas=cpu_replicas,
-        best_hyperparameters=best_hyperparameters.path if best_hyperparameters else None,
+        workers=workers,
+        backend=backend,
+        gpus_per_node=gpus_per_node,
+        best_hyperparameters=loc(best_hyperparameters),
     )
     model.metadata.update(asdict(info))

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 
+from tfkfp.containers import cluster_config
 from tfkfp.containers.runtime import InputError, log
 
 STRATEGIES = ("auto", "mirrored", "multi_worker", "default")
@@ -32,7 +33,12 @@ def check(strategy: str, cpu_replicas: int, choices: tuple[str, ...] = STRATEGIE
 
 
 def cluster() -> tuple[int, bool, str]:
-    """Training workers in TF_CONFIG, whether this task is the chief, and its `type:index`."""
+    """Training workers in TF_CONFIG, whether this task is the chief, and its `type:index`.
+
+    In a JobSet or TrainJob pod without TF_CONFIG, it is derived first (cluster_config).
+    """
+    if cluster_config.ensure_tf_config():
+        log.info("TF_CONFIG derived from the JobSet environment: %s", os.environ["TF_CONFIG"])
     raw = os.environ.get("TF_CONFIG", "").strip()
     if not raw:
         return 1, True, "local"

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tfkfp.containers import events, user_module
 from tfkfp.containers import hyperparameters as hp_layout
@@ -26,6 +26,9 @@ from tfkfp.containers.fn_args import common_fn_args
 from tfkfp.containers.layout import TFX_SERVING
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, log, select_keras
+
+if TYPE_CHECKING:
+    from tfkfp.containers.launcher import LaunchResult
 
 
 def _base_model_path(base_model_dir: str) -> str:
@@ -95,6 +98,10 @@ class TrainerResult:
     run_fn_seconds: float
 
 
+# The launch mode's parameters: the launcher's, not the pods' run().
+_LAUNCH = ("workers", "backend", "gpus_per_node")
+
+
 def run(
     examples: str,
     schema: str,
@@ -112,15 +119,25 @@ def run(
     keras: str = "tf_keras",
     strategy: str = "auto",
     cpu_replicas: int = 0,
-) -> TrainerResult:
+    workers: int = 1,
+    backend: str = "jobset",
+    gpus_per_node: int = 0,
+) -> TrainerResult | LaunchResult:
     """Builds FnArgs, runs `run_fn` under the chosen strategy, checks the export.
 
     Parameters are the component's (documented in tfkfp.components.trainer); artifacts
-    arrive as local paths (`best_hyperparameters` may also be any location of one).
+    arrive as local paths (`best_hyperparameters` may also be any location of one). With
+    `workers != 1` they are object-store URIs and this process only launches the job that
+    trains (tfkfp.containers.launcher).
 
     Returns:
         What the component records as model metadata.
     """
+    if workers != 1:
+        from tfkfp.containers import launcher
+
+        args = {k: v for k, v in locals().items() if k not in _LAUNCH}
+        return launcher.run("trainer", workers, backend, args, gpus_per_node)
     select_keras(keras)  # before anything (the user module included) imports TensorFlow
     # TF reads this when it first initialises the GPUs; an explicit user setting wins.
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")

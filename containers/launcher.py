@@ -1,0 +1,511 @@
+"""Multi-node trainer and tuner: the KFP task launches a JobSet, a TrainJob or Vertex pools.
+
+With `workers > 1` the trainer's (or tuner's) KFP task is a launcher: it builds the job from
+the manifests shipped in tfkfp/manifests/, submits it with the `kubernetes` client, streams
+the chief's log lines, waits, and fails with the job's own reason in one line. Every pod runs
+`python -m tfkfp.containers.launcher worker <stage> <json>`: it reads its inputs from the
+object store, derives TF_CONFIG (cluster_config), runs the stage, and the chief (worker 0)
+writes the outputs to the artifacts' URIs through the storage layer. The launcher pod never
+needs the data.
+
+The job's name is derived from the model artifact's URI, so a retried task finds the job of
+its earlier attempt and deletes it before submitting again: no two jobs write one artifact.
+SIGTERM (a cancelled run) deletes the job too.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from tfkfp.containers import events
+from tfkfp.containers.runtime import InputError, log
+
+
+@dataclass
+class LaunchResult:
+    """A multi-node job that trained: what the component records as model metadata."""
+
+    workers: int
+    backend: str
+    job: str
+
+
+BACKENDS = ("jobset", "trainjob", "vertex")
+RUNTIME = "tfkfp-tensorflow"  # the ClusterTrainingRuntime in tfkfp/manifests/trainingruntime.yaml
+# What each backend's custom resource is, and how a user installs it when it is missing.
+CRDS = {
+    "jobset": {
+        "group": "jobset.x-k8s.io",
+        "version": "v1alpha2",
+        "plural": "jobsets",
+        "kind": "JobSet",
+        "install": "kubectl apply --server-side -f https://github.com/kubernetes-sigs/jobset/"
+        "releases/download/v0.12.0/manifests.yaml",
+        "done": ("Completed",),
+    },
+    "trainjob": {
+        "group": "trainer.kubeflow.org",
+        "version": "v1alpha1",
+        "plural": "trainjobs",
+        "kind": "TrainJob",
+        "install": "kubectl apply --server-side -k 'https://github.com/kubeflow/trainer.git/"
+        "manifests/overlays/manager?ref=v2.3.0-rc.3' && kubectl apply -f "
+        "$(python -c 'import tfkfp,os;print(os.path.dirname(tfkfp.__file__))')"
+        "/manifests/trainingruntime.yaml",
+        "done": ("Complete",),
+    },
+}
+
+
+def check(workers: int, backend: str) -> None:
+    """Fails on a worker count below 1 or an unknown backend, before any work."""
+    if workers < 1:
+        raise InputError(f"workers: expected 1 or more nodes, got {workers}")
+    if backend not in BACKENDS:
+        raise InputError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+
+
+def manifest(name: str) -> dict[str, Any]:
+    """A YAML manifest shipped in tfkfp/manifests/ (the first document)."""
+    import yaml
+
+    text = resources.files("tfkfp").joinpath("manifests", name).read_text()
+    return next(yaml.safe_load_all(text))
+
+
+def job_name(stage: str, model_uri: str) -> str:
+    """The same name for every attempt of one task (its output URI): a DNS-1035 label."""
+    return f"tfkfp-{stage}-{hashlib.sha256(model_uri.encode()).hexdigest()[:10]}"
+
+
+def worker_command(stage: str, kwargs: dict[str, Any]) -> list[str]:
+    """What every pod runs: the stage's run(**kwargs) with artifact URIs, chief publishing."""
+    return ["python", "-m", "tfkfp.containers.launcher", "worker", stage, json.dumps(kwargs)]
+
+
+def _gpu_resources(gpus: int) -> dict[str, Any]:
+    return {"limits": {"nvidia.com/gpu": gpus}} if gpus else {}
+
+
+def jobset_manifest(
+    name: str, image: str, workers: int, command: list[str], gpus: int = 0
+) -> dict[str, Any]:
+    """The shipped JobSet with this job's name, image, command, pod count and GPUs per pod."""
+    js = copy.deepcopy(manifest("jobset.yaml"))
+    js["metadata"]["name"] = name
+    job = js["spec"]["replicatedJobs"][0]["template"]["spec"]
+    job["parallelism"] = job["completions"] = workers
+    container = job["template"]["spec"]["containers"][0]
+    container["image"] = image
+    container["command"] = command
+    for env in container["env"]:
+        if env["name"] == "TFKFP_WORKERS":
+            env["value"] = str(workers)
+    if gpus:
+        container["resources"] = _gpu_resources(gpus)
+    return js
+
+
+def trainjob_manifest(
+    name: str, image: str, workers: int, command: list[str], gpus: int = 0
+) -> dict[str, Any]:
+    """A TrainJob on tfkfp's ClusterTrainingRuntime (plainML)."""
+    trainer: dict[str, Any] = {
+        "image": image,
+        "command": command,
+        "numNodes": workers,
+        "env": [{"name": "TFKFP_WORKERS", "value": str(workers)}],
+    }
+    if gpus:
+        trainer["resourcesPerNode"] = _gpu_resources(gpus)
+    return {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "tfkfp"}},
+        "spec": {
+            "runtimeRef": {
+                "name": RUNTIME,
+                "kind": "ClusterTrainingRuntime",
+                "apiGroup": "trainer.kubeflow.org",
+            },
+            "trainer": trainer,
+        },
+    }
+
+
+def vertex_worker_pool_specs(
+    image: str,
+    workers: int,
+    command: list[str],
+    machine_type: str = "n1-standard-4",
+    accelerator_type: str = "ACCELERATOR_TYPE_UNSPECIFIED",
+    accelerator_count: int = 0,
+    boot_disk_type: str = "pd-ssd",
+    boot_disk_size_gb: int = 100,
+) -> list[dict[str, Any]]:
+    """CustomJob worker_pool_specs as GCPC's create_custom_training_job_from_component makes
+    them (kubeflow/pipelines 7b70c7b, preview/custom_job/utils.py): pool 0 is the chief (one
+    replica), pool 1 the other workers. Vertex sets TF_CONFIG itself (cluster chief + worker).
+    """
+    pool: dict[str, Any] = {
+        "machine_spec": {"machine_type": machine_type},
+        "replica_count": 1,
+        "container_spec": {"image_uri": image, "command": command, "args": [], "env": []},
+        "disk_spec": {"boot_disk_type": boot_disk_type, "boot_disk_size_gb": boot_disk_size_gb},
+    }
+    if accelerator_count:
+        pool["machine_spec"]["accelerator_type"] = accelerator_type
+        pool["machine_spec"]["accelerator_count"] = accelerator_count
+    pools = [pool]
+    if workers > 1:
+        rest = copy.deepcopy(pool)
+        rest["replica_count"] = workers - 1
+        pools.append(rest)
+    return pools
+
+
+# --- submit, watch, cancel (the kubernetes client) ---
+
+
+def _namespace() -> str:
+    path = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+    if os.path.isfile(path):
+        with open(path) as fh:
+            return fh.read().strip()
+    return os.environ.get("TFKFP_NAMESPACE", "default")
+
+
+class Job:
+    """One submitted JobSet or TrainJob, through the kubernetes client's API objects."""
+
+    def __init__(self, backend: str, body: dict[str, Any], namespace: str, api_client=None):
+        from kubernetes import client
+
+        self.crd = CRDS[backend]
+        self.body, self.namespace = body, namespace
+        self.name = body["metadata"]["name"]
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self._args = (self.crd["group"], self.crd["version"], namespace, self.crd["plural"])
+
+    def _missing_crd(self) -> InputError:
+        crd = f"{self.crd['plural']}.{self.crd['group']}"
+        return InputError(
+            f"backend: the cluster has no {self.crd['kind']} CRD ({crd}); install it: "
+            f"{self.crd['install']}"
+        )
+
+    def get(self) -> dict[str, Any] | None:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            return self.custom.get_namespaced_custom_object(*self._args, self.name)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def delete(self, wait: float = 60.0) -> None:
+        """Deletes the job (its pods with it) and waits until it is gone."""
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self.custom.delete_namespaced_custom_object(
+                *self._args, self.name, propagation_policy="Foreground"
+            )
+        except ApiException as err:
+            if err.status != 404:
+                raise
+            return
+        deadline = time.monotonic() + wait
+        while self.get() is not None and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+    def submit(self) -> None:
+        """Creates the job; an earlier attempt's job of the same name is deleted first."""
+        from kubernetes.client.rest import ApiException
+
+        try:
+            earlier = self.get()
+        except ApiException as err:
+            if err.status == 404:
+                raise self._missing_crd() from None
+            raise
+        if earlier is not None:
+            log.info("%s %s: deleting an earlier attempt's job", self.crd["kind"], self.name)
+            self.delete()
+        try:
+            self.custom.create_namespaced_custom_object(*self._args, self.body)
+        except ApiException as err:
+            if err.status == 404:
+                raise self._missing_crd() from None
+            raise
+        log.info("%s %s submitted in namespace %s", self.crd["kind"], self.name, self.namespace)
+
+    def state(self) -> tuple[str, str]:
+        """("running" | "succeeded" | "failed", the job's own message)."""
+        body = self.get()
+        if body is None:
+            return "failed", "the job was deleted"
+        for cond in (body.get("status") or {}).get("conditions") or []:
+            if cond.get("status") != "True":
+                continue
+            if cond.get("type") in self.crd["done"]:
+                return "succeeded", cond.get("message", "")
+            if cond.get("type") == "Failed":
+                return "failed", cond.get("message") or cond.get("reason", "")
+        return "running", ""
+
+    def _pods(self, selector: str = "") -> list:
+        label = f"jobset.sigs.k8s.io/jobset-name={self.name}"
+        return self.core.list_namespaced_pod(
+            self.namespace, label_selector=",".join(x for x in (label, selector) if x)
+        ).items
+
+    def failed_worker_line(self) -> str:
+        """The last `error:` line (else the last line) of a failed pod's log."""
+        for pod in self._pods():
+            if (pod.status and pod.status.phase) != "Failed":
+                continue
+            text = self.core.read_namespaced_pod_log(
+                pod.metadata.name, self.namespace, tail_lines=50
+            )
+            lines = [x for x in text.splitlines() if x.strip()]
+            errors = [x for x in lines if x.startswith("error:")]
+            if lines:
+                return f"{pod.metadata.name}: {(errors or lines)[-1].strip()}"
+        return ""
+
+    def stream_chief(self, stop: threading.Event) -> None:
+        """Copies the chief pod's log lines into this task's log until the pod ends."""
+        chief = "batch.kubernetes.io/job-completion-index=0,jobset.sigs.k8s.io/job-index=0"
+        while not stop.is_set():
+            pods = [p for p in self._pods(chief) if p.status and p.status.phase != "Pending"]
+            if pods:
+                break
+            stop.wait(2.0)
+        else:
+            return
+        resp = self.core.read_namespaced_pod_log(
+            pods[0].metadata.name, self.namespace, follow=True, _preload_content=False
+        )
+        for line in resp.stream():
+            for part in line.decode(errors="replace").splitlines():
+                print(f"[chief] {part}", flush=True)
+            if stop.is_set():
+                break
+
+    def wait(self, poll: float = 5.0) -> str:
+        """Waits for the end; returns the success message or raises with the failure's."""
+        stop = threading.Event()
+        streamer = threading.Thread(target=self._stream_quietly, args=(stop,), daemon=True)
+        streamer.start()
+        try:
+            while True:
+                state, message = self.state()
+                if state == "succeeded":
+                    streamer.join(timeout=30)  # the chief's last lines, before we return
+                    return message
+                if state == "failed":
+                    worker = self.failed_worker_line()
+                    raise JobFailed(
+                        f"{self.crd['kind']} {self.name} failed: {message}"
+                        + (f"; {worker}" if worker else "")
+                    )
+                time.sleep(poll)
+        finally:
+            stop.set()
+
+    def _stream_quietly(self, stop: threading.Event) -> None:
+        try:
+            self.stream_chief(stop)
+        except Exception as err:  # the log copy is a convenience; the job's state decides
+            log.warning("could not stream the chief's log: %s", err)
+
+
+class JobFailed(RuntimeError):
+    """The job ran and failed (not a user input error: exit 1)."""
+
+
+def launch(backend: str, body: dict[str, Any], namespace: str | None = None, api_client=None):
+    """Submits the job, deletes it on SIGTERM (a cancelled run), waits for its end."""
+    job = Job(backend, body, namespace or _namespace(), api_client)
+    job.submit()
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def cancelled(signum, frame):
+        log.info("cancelled: deleting %s %s", job.crd["kind"], job.name)
+        job.delete()
+        raise SystemExit(143)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        signal.signal(signal.SIGTERM, cancelled)
+    try:
+        return job.wait()
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _own_image(api_client=None) -> str:
+    """The image of this (launcher) pod: the workers run the same one."""
+    from tfkfp.components.images import CPU_IMAGE
+
+    try:
+        from kubernetes import client
+
+        pod = client.CoreV1Api(api_client).read_namespaced_pod(os.environ["HOSTNAME"], _namespace())
+        return pod.spec.containers[0].image
+    except Exception as err:  # outside a pod, or no right to read it
+        log.warning("launcher: own image unknown (%s); the workers run %s", err, CPU_IMAGE)
+        return CPU_IMAGE
+
+
+def run(
+    stage: str,
+    workers: int,
+    backend: str,
+    kwargs: dict[str, Any],
+    gpus_per_node: int = 0,
+    image: str | None = None,
+    namespace: str | None = None,
+    api_client=None,
+) -> LaunchResult:
+    """The launcher: submits `stage` on `workers` nodes and waits for the chief's outputs.
+
+    Args:
+        stage: trainer.
+        workers: Nodes (pods), each running the stage; worker 0 is the chief.
+        backend: jobset, trainjob or vertex.
+        kwargs: The stage's run() arguments, artifacts as object-store URIs.
+        gpus_per_node: nvidia.com/gpu limit of each pod (0: none).
+        image: The workers' image (default: this pod's).
+        namespace: Where the job runs (default: this pod's namespace).
+        api_client: A kubernetes ApiClient (default: the in-cluster configuration).
+
+    Returns:
+        What the component records as model metadata.
+    """
+    from tfkfp.containers import storage
+
+    check(workers, backend)
+    if gpus_per_node < 0:
+        raise InputError(f"gpus_per_node: expected 0 or more, got {gpus_per_node}")
+    for key in _OUTPUTS[stage]:
+        if storage.local_path(storage.check(kwargs[key], key)) is not None:
+            raise InputError(
+                f"{key}: workers > 1 write it from their own pods, so it must be on an object "
+                f"store (gs://, s3://, minio://), got the local path {kwargs[key]}"
+            )
+    if backend == "vertex":
+        raise InputError(
+            "backend: vertex jobs are submitted by Vertex AI Pipelines, not by this task: use "
+            "launcher.vertex_worker_pool_specs with GCPC's CustomTrainingJobOp (docs/cluster/"
+            "multi-node.md)"
+        )
+    if api_client is None:
+        from kubernetes import config
+
+        config.load_incluster_config()
+    name = job_name(stage, kwargs[_OUTPUTS[stage][0]])
+    command = worker_command(stage, kwargs)
+    image = image or _own_image(api_client)
+    make = jobset_manifest if backend == "jobset" else trainjob_manifest
+    body = make(name, image, workers, command, gpus_per_node)
+    for key in _OUTPUTS[stage]:  # nothing of an earlier attempt may pass for this one's
+        _clear(kwargs[key], key)
+    try:
+        message = launch(backend, body, namespace, api_client)
+    except BaseException as failure:
+        for key in _OUTPUTS[stage]:  # a failed or cancelled job publishes nothing
+            try:
+                _clear(kwargs[key], key)
+            except Exception as err:
+                log.warning("%s: could not remove a partial output: %s", key, err)
+        if isinstance(failure, JobFailed):  # the job's reason, one line, no traceback
+            print(f"error: {failure}", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
+        raise
+    result = LaunchResult(workers=workers, backend=backend, job=name)
+    events.result(
+        stage,
+        "%s %s succeeded: %s",
+        backend,
+        name,
+        message,
+        summary=f"{workers} workers ({backend} {name})",
+        workers=workers,
+        backend=backend,
+        job=name,
+    )
+    return result
+
+
+# --- inside each pod ---
+
+# The stage arguments that are artifacts: inputs to read, outputs only the chief writes.
+_INPUTS = ("examples", "schema", "transform_graph", "base_model", "best_hyperparameters")
+_OUTPUTS = {"trainer": ("model", "model_run", "curves")}
+_FILE_OUTPUTS = ("curves",)
+
+
+def _clear(uri: str, what: str) -> None:
+    """Removes an output (a folder, or a file for `curves`) at its URI; none there is fine."""
+    from tfkfp.containers import storage
+
+    if what in _FILE_OUTPUTS:
+        storage.delete(uri, what, missing_ok=True)
+    else:
+        storage.delete_tree(uri, what)
+
+
+def worker(stage: str, kwargs: dict[str, Any]) -> Any:
+    """Runs the stage in this pod: inputs from the store, the chief's outputs to it."""
+    from importlib import import_module
+
+    from tfkfp.containers import storage
+    from tfkfp.containers import strategy as strategies
+
+    _, is_chief, task = strategies.cluster()  # derives TF_CONFIG from the pod's env
+    outputs = _OUTPUTS[stage]
+    local = dict(kwargs)
+    with tempfile.TemporaryDirectory(prefix=f"tfkfp-{stage}-") as scratch:
+        for key in _INPUTS:
+            if key in kwargs and kwargs[key] and key not in outputs:
+                local[key] = storage.download(kwargs[key], os.path.join(scratch, key), key)
+        for key in outputs:
+            local[key] = os.path.join(scratch, "out", key)
+        os.makedirs(os.path.join(scratch, "out"))
+        info = import_module(f"tfkfp.containers.{stage}").run(**local)
+        if is_chief:
+            for key in outputs:
+                if os.path.exists(local[key]):
+                    _clear(kwargs[key], key)
+                    storage.upload(local[key], kwargs[key], key)
+            log.info("%s (%s): outputs written to %s", stage, task, [kwargs[k] for k in outputs])
+    return info
+
+
+def main(argv: list[str]) -> None:
+    from tfkfp.containers.runtime import entrypoint
+
+    if len(argv) != 3 or argv[0] != "worker" or argv[1] not in _OUTPUTS:
+        print("usage: python -m tfkfp.containers.launcher worker trainer JSON", file=sys.stderr)
+        raise SystemExit(2)
+    entrypoint(worker, stage=argv[1], kwargs=json.loads(argv[2]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
