@@ -47,7 +47,8 @@ def infer(
             get the artifacts' URIs (gs:// or a shared filesystem).
 
     Returns:
-        inferred: False when skipped (unblessed); rows: examples inferred.
+        inferred: False when skipped (unblessed).
+        rows: Examples inferred.
     """
     from collections import namedtuple
 

@@ -17,18 +17,16 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tfkfp.containers import events, user_module
 from tfkfp.containers import hyperparameters as hp_layout
 from tfkfp.containers import strategy as strategies
 from tfkfp.containers.fn_args import common_fn_args
+from tfkfp.containers.launcher import LaunchResult
 from tfkfp.containers.layout import TFX_SERVING
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, log, select_keras
-
-if TYPE_CHECKING:
-    from tfkfp.containers.launcher import LaunchResult
 
 
 def _base_model_path(base_model_dir: str) -> str:

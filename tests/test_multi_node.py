@@ -66,7 +66,9 @@ def test_bad_pod_env(extra, message):
 
 
 def test_strategy_cluster_derives_tf_config(monkeypatch):
-    monkeypatch.delenv("TF_CONFIG", raising=False)
+    # set first so that monkeypatch removes the TF_CONFIG cluster() derives (else it leaks)
+    monkeypatch.setenv("TF_CONFIG", "")
+    monkeypatch.delenv("TF_CONFIG")
     for name, value in _pod_env("tj", "node", 0, 1, TFKFP_WORKERS="2").items():
         monkeypatch.setenv(name, value)
     assert strategy.cluster() == (2, False, "worker:1")
