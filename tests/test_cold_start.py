@@ -97,7 +97,7 @@ def bad_inputs(tmp) -> dict[str, tuple[dict, str]]:
                 "model_run": out["b"],
                 "curves": out["c"],
             },
-            "examples",
+            "schema",  # checked first: both are empty folders
         ),
         "evaluator": (
             {

@@ -771,7 +771,7 @@ def test_baseline_with_other_outputs(tmp_path, trained, ingested):
     assert report.baseline_note.startswith(f"baseline {baseline} not used: its serving_default")
     assert "not used" in report.reason
     md = (tmp_path / "report.md").read_text()
-    assert f"Baseline: none (baseline {baseline} not used" in md
+    assert f"Baseline: none ({escape(f'baseline {baseline} not used')}" in md
     metadata = report.blessing_metadata()
     assert metadata["baseline_note"] == report.baseline_note and _nulls(metadata) == []
 

@@ -22,7 +22,7 @@ def test_module_mixing_keras_and_tf_keras_callbacks_trains(tmp_path, ingested, t
         train_steps=4,
         eval_steps=1,
     )
-    assert info["keras"] == "tf_keras"
+    assert info.keras == "tf_keras"
     assert (tmp_path / "model" / "saved_model.pb").is_file()
     # the process's own `keras` is back afterwards
     assert sys.modules.get("keras") is keras_before

@@ -166,7 +166,9 @@ def test_stage_reports_reach_the_display(tmp_path, caplog):
     display.start("pusher", tmp_path)
     out = io.StringIO()
     with contextlib.redirect_stderr(out):
-        pushed = pusher.run(str(tmp_path), str(blessing), str(tmp_path / "serving"))
+        model = tmp_path / "model"
+        model.mkdir()
+        pushed = pusher.run(str(model), str(blessing), str(tmp_path / "serving"))
     display.output(out.getvalue())
     display.end("pusher", ok=True)
     assert display.tasks["pusher"].key == "model is NOT_BLESSED, nothing pushed"
