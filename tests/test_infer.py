@@ -130,7 +130,7 @@ def test_newest_push_over_any_data_uri(tmp_path, trained, penguins_csv):
         model_from=destination,
         data_uri=str(penguins_csv),
     )
-    assert result["model"] == pushed["pushed_uri"]
+    assert result["model"] == pushed.pushed_uri
     assert result["rows"] == 344 == len(_logs(str(tmp_path / "result")))
     assert os.listdir(tmp_path / "predictions") == []  # Parquet only when asked
 

@@ -103,7 +103,7 @@ def test_model_that_fails_on_real_examples_is_refused_naming_the_example(
     pushed = pusher.run(
         model, str(blessed), str(tmp_path / "serving"), infra_blessing=str(tmp_path / "blessing")
     )
-    assert pushed["pushed"] is False and not (tmp_path / "serving").exists()
+    assert pushed.pushed is False and not (tmp_path / "serving").exists()
 
 
 def test_missing_vocabulary_asset_fails_the_load(tmp_path, ingested):
@@ -220,11 +220,11 @@ def test_pusher_pushes_an_infra_blessed_model_with_its_model_card(
         str(tmp_path / "serving"),
         infra_blessing=str(tmp_path / "infra"),
     )
-    assert pushed["pushed"] is True
-    version = pushed["pushed_uri"]
+    assert pushed.pushed is True
+    version = pushed.pushed_uri
     assert {"PUSHED.json", "model_card.json", "model_card.md"} <= set(os.listdir(version))
     card = model_card.read(version)
-    assert card["content_hash"] == pushed["content_hash"] and card["source"] == trained.model
+    assert card["content_hash"] == pushed.content_hash and card["source"] == trained.model
     assert card["kfp"]["run_id"] == "run-123" and card["kfp"]["pipeline_name"] == "penguins"
     ev = card["evaluation"]
     assert ev["blessed"] is True and ev["metrics"] == pytest.approx(evaluation.metrics)
@@ -237,12 +237,12 @@ def test_pusher_pushes_an_infra_blessed_model_with_its_model_card(
     assert all(f"| Overall | {name} |" in text for name in evaluation.metrics), text
     # the same model pushed again keeps its version and its card
     again = pusher.run(trained.model, str(tmp_path / "blessing"), str(tmp_path / "serving"))
-    assert again["pushed_uri"] == version and model_card.read(version) == card
+    assert again.pushed_uri == version and model_card.read(version) == card
     # the versions listing stays as it was: the card is no part of the version's marker
     from tfkfp.cli import versions as cli
 
     [row] = cli.list_versions(str(tmp_path / "serving"))
-    assert row["complete"] and row["content_hash"] == pushed["content_hash"]
+    assert row["complete"] and row["content_hash"] == pushed.content_hash
     assert row["model_card"] == card
     line = cli._card_line(row)
     assert "run run-123; pipeline penguins; blessed True (" in line and "infra True" in line

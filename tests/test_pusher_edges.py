@@ -21,6 +21,7 @@ from tests.helpers.pusher import (
     upload_order,
 )
 from tfkfp.containers import pusher, storage, versions
+from tfkfp.containers.layout import BOOKKEEPING, CARD_JSON
 from tfkfp.containers.layout import PUSHED as MARKER
 from tfkfp.containers.runtime import InputError
 
@@ -89,9 +90,12 @@ def test_promoting_a_pushed_version_pushes_the_model_alone(
     assert promoted["pushed"] and promoted["content_hash"] == staged["content_hash"]
     model_files = {f for f, _ in upload_order(trained.model)}
     pushed = _files(promoted["pushed_uri"])
-    assert set(pushed) == model_files | {MARKER}
+    # the model's files and the promoted version's own bookkeeping (marker, model card)
+    assert set(pushed) == model_files | set(BOOKKEEPING)
     marker = json.loads(pushed[MARKER])
     assert set(marker["files"]) == model_files and marker["source"] == source
+    card = json.loads(pushed[CARD_JSON])  # its own card, not the source's copied along
+    assert card["uri"] == promoted["pushed_uri"] and card["source"] == source
     assert versions.latest_complete(prod) == promoted["pushed_uri"]
 
     # the destination keeps working: the evaluator's baseline lookup, then the next pushes
@@ -111,7 +115,9 @@ def test_promoting_a_pushed_version_pushes_the_model_alone(
     # promoting the promoted version once more (prod -> live): still only the model's files
     live = _push(_local_copy(promoted["pushed_uri"], tmp_path, "p"), blessing, f"{base}/live")
     assert live["content_hash"] == staged["content_hash"]
-    assert set(_files(live["pushed_uri"])) == model_files | {MARKER}
+    live_files = _files(live["pushed_uri"])
+    assert set(live_files) == model_files | set(BOOKKEEPING)
+    assert json.loads(live_files[CARD_JSON])["uri"] == live["pushed_uri"]
 
 
 def test_a_version_promoted_before_the_fix_still_reads(tmp_path, trained, copy_tree):
@@ -183,7 +189,7 @@ def test_fixed_version_can_be_retried_once_a_killed_push_lease_ran_out(
     assert result["version"] == 1234 and result["pushed_uri"] == f"{dest}/1234"
     assert [(v.number, v.complete) for v in versions.iter_versions(dest)] == [(1234, True)]
     left = [n for n in store.names("m/") if not n.endswith("/")]
-    assert sorted(left) == sorted(f"m/1234/{f}" for f in [*(f for f, _ in uploads), MARKER])
+    assert sorted(left) == sorted(f"m/1234/{f}" for f in [*(f for f, _ in uploads), *BOOKKEEPING])
 
 
 # --- item 5: a destination inside the model -----------------------------------------------------
@@ -414,7 +420,8 @@ def test_two_concurrent_pushes_the_better_model_ends_newest(
             assert "was published while this push uploaded" in stderr["better"]
     names = [s.uri for s in storage.list_files(dest, "check", hidden=True)]
     assert not [n for n in names if "/." in n], names  # no claim, lock or staging left
-    assert len(names) == len(complete) * (len(upload_order(trained.model)) + 2)
+    # per version: the model's files, the variant's assets.extra/who.txt, marker and model card
+    assert len(names) == len(complete) * (len(upload_order(trained.model)) + 1 + len(BOOKKEEPING))
 
 
 def test_newest_rule_explicit_override_and_the_evaluators_own_verdict(tmp_path, trained, copy_tree):

@@ -123,11 +123,11 @@ def test_pusher_pushes_tflite_beside_or_instead_of_the_saved_model(
         tflite_model=str(tmp_path / "tflite"),
         push_format=push_format,
     )
-    files = set(os.listdir(pushed["pushed_uri"]))
+    files = set(os.listdir(pushed.pushed_uri))
     assert expected | {"PUSHED.json"} <= files
     if push_format == "tflite":
         assert "saved_model.pb" not in files and "variables" not in files
-    version = pushed["pushed_uri"]
+    version = pushed.pushed_uri
     with (
         open(os.path.join(version, "model.tflite"), "rb") as fh,
         open(tmp_path / "tflite" / "Format-TFLite" / "tflite", "rb") as src,
@@ -172,12 +172,12 @@ def test_versions_command_lists_what_each_version_holds(tmp_path, raw_model):
     lines = proc.stdout.splitlines()
     assert len(lines) == 3
     assert lines[0].startswith("1  ") and "  saved_model  " in lines[0]
-    assert f"sha256:{first['content_hash'][:12]}" in lines[0]
+    assert f"sha256:{first.content_hash[:12]}" in lines[0]
     assert "run ?; pipeline ?; blessed None; infra not run" in lines[0]  # a card, no evaluator
     assert lines[1].startswith("2  ") and "saved_model+tflite" in lines[1]
-    assert f"sha256:{second['content_hash'][:12]}" in lines[1]
+    assert f"sha256:{second.content_hash[:12]}" in lines[1]
     assert lines[2] == "3  incomplete (no PUSHED.json)"
     rows = json.loads(run_cli("versions", destination, "--json").stdout)
-    assert [r["version"] for r in rows] == [1, 2, 3] and rows[1]["uri"] == second["pushed_uri"]
+    assert [r["version"] for r in rows] == [1, 2, 3] and rows[1]["uri"] == second.pushed_uri
     proc = run_cli("versions", "ftp://nowhere/x")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
