@@ -361,7 +361,10 @@ def launch(backend: str, body: dict[str, Any], namespace: str | None = None, api
 
 def _own_image(api_client=None) -> str:
     """The image of this (launcher) pod: the workers run the same one."""
-    from tfkfp.components.images import CPU_IMAGE
+    # not tfkfp.components: importing it builds every component, which kfp's runtime mode refuses
+    from tfkfp import __version__
+
+    fallback = os.environ.get("TFKFP_IMAGE", f"tfkfp:{__version__}")
 
     try:
         from kubernetes import client
@@ -369,8 +372,8 @@ def _own_image(api_client=None) -> str:
         pod = client.CoreV1Api(api_client).read_namespaced_pod(os.environ["HOSTNAME"], _namespace())
         return pod.spec.containers[0].image
     except Exception as err:  # outside a pod, or no right to read it
-        log.warning("launcher: own image unknown (%s); the workers run %s", err, CPU_IMAGE)
-        return CPU_IMAGE
+        log.warning("launcher: own image unknown (%s); the workers run %s", err, fallback)
+        return fallback
 
 
 def run(

@@ -62,7 +62,8 @@ def facts(
     result: dict[str, Any], model: str, blessing: str, infra_blessing: str | None
 ) -> dict[str, Any]:
     """Everything the card says, as JSON-ready data."""
-    from tfkfp.components.images import CPU_IMAGE
+    # not tfkfp.components: importing it builds every component, which kfp's runtime mode refuses
+    from tfkfp import __version__
 
     evaluation = _read_json(blessing, BLESSING_FILE) or {}
     infra = _read_json(infra_blessing, INFRA_FILE)
@@ -91,7 +92,8 @@ def facts(
         else {k: infra.get(k) for k in ("blessed", "reason", "load_seconds", "signatures")},
         "packages": _versions(),
         "python": platform.python_version(),
-        "image": os.environ.get("TFKFP_IMAGE") or CPU_IMAGE,
+        "image": os.environ.get("TFKFP_IMAGE")
+        or f"tfkfp:{__version__} (default tag; TFKFP_IMAGE unset)",
         "not_recorded": [
             "data fingerprint",
             "module file hash",
