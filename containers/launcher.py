@@ -341,7 +341,6 @@ class JobFailed(RuntimeError):
 def launch(backend: str, body: dict[str, Any], namespace: str | None = None, api_client=None):
     """Submits the job, deletes it on SIGTERM (a cancelled run), waits for its end."""
     job = Job(backend, body, namespace or _namespace(), api_client)
-    job.submit()
     previous = signal.getsignal(signal.SIGTERM)
 
     def cancelled(signum, frame):
@@ -349,10 +348,12 @@ def launch(backend: str, body: dict[str, Any], namespace: str | None = None, api
         job.delete()
         raise SystemExit(143)
 
+    # installed before the job exists: a cancel between submitting and waiting must delete it
     in_main = threading.current_thread() is threading.main_thread()
     if in_main:
         signal.signal(signal.SIGTERM, cancelled)
     try:
+        job.submit()
         return job.wait()
     finally:
         if in_main:
