@@ -135,7 +135,9 @@ def test_a_renamed_column_stops_the_run_before_training(tmp_path):
         "--param", f"previous_statistics_uri={tmp_path / 'previous'}",
         cwd=tmp_path, timeout=900,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the run says loudly that validation stopped it: exit 2 and the anomalies in one line
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "tfkfp: error: validation stopped the run: 2 anomalies" in proc.stderr
     (run,) = (tmp_path / "build" / "local_outputs").glob("taxi-*")
     report = (run / "validate" / "report").read_text()
     assert "Not valid" in report
