@@ -49,7 +49,21 @@ def find_python310() -> str | None:
     """A Python 3.10 interpreter: $TFKFP_PYTHON310, python3.10 on PATH, or pyenv's."""
     candidates = [os.environ.get("TFKFP_PYTHON310"), shutil.which("python3.10")]
     candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.10*/bin/python")))
-    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+    return next((c for c in candidates if c and _is_python310(c)), None)
+
+
+def _is_python310(python: str) -> bool:
+    # pyenv's `python3.10` shim is on PATH even when another version is selected; it then exits 127.
+    try:
+        found = subprocess.run(
+            [python, "-c", "import sys; print(sys.version_info[:2] == (3, 10))"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except OSError:
+        return False
+    return found.stdout.strip() == "True"
 
 
 def tfx_python(python310: str) -> str:
