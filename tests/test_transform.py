@@ -86,7 +86,7 @@ def test_missing_split(tmp_path, ingested):
 
 
 def test_beam_runs_in_process_unless_a_runner_is_named():
-    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions, TypeOptions
 
     from tfkfp.containers.beam import IN_PROCESS_RUNNER, beam_options
 
@@ -96,6 +96,9 @@ def test_beam_runs_in_process_unless_a_runner_is_named():
     options = beam_options(["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
     assert options.view_as(DirectOptions).direct_num_workers == 2
     assert beam_options(["--runner=FlinkRunner"]).view_as(StandardOptions).runner == "FlinkRunner"
+    # The stages' own construction-time type checks are off unless the user asks for them.
+    assert not beam_options([]).view_as(TypeOptions).pipeline_type_check
+    assert beam_options(["--pipeline_type_check"]).view_as(TypeOptions).pipeline_type_check
     with pytest.raises(InputError, match="beam_pipeline_args: runner 'NoSuchRunner'"):
         beam_options(["--runner=NoSuchRunner"])
 

@@ -42,11 +42,12 @@ PIPELINE = textwrap.dedent(
             time.sleep(300)
 
     @dsl.component(base_image="python:3.11", install_kfp_package=False)
-    def flavour(keras: str, marker: str):
-        import json, os
+    def flavour(keras: str, marker: str, name: str):
+        import json, os, sys
+        tfma_loaded = "tensorflow_model_analysis" in sys.modules
         import tensorflow as tf
-        with open(f"{marker}.{keras}", "w") as fh:
-            json.dump({"legacy": os.environ["TF_USE_LEGACY_KERAS"],
+        with open(f"{marker}.{name}", "w") as fh:
+            json.dump({"legacy": os.environ["TF_USE_LEGACY_KERAS"], "tfma": tfma_loaded,
                        "keras": tf.keras.__name__, "pid": os.getpid()}, fh)
 
     @dsl.pipeline(name="warmtest")
@@ -56,8 +57,9 @@ PIPELINE = textwrap.dedent(
 
     @dsl.pipeline(name="flavours")
     def flavours(marker: str):
-        a = flavour(keras="tf_keras", marker=marker)
-        flavour(keras="keras3", marker=marker).after(a)
+        a = flavour(keras="tf_keras", marker=marker, name="first")
+        b = flavour(keras="keras3", marker=marker, name="keras3").after(a)
+        flavour(keras="tf_keras", marker=marker, name="later").after(b)
     """
 )
 
@@ -168,11 +170,16 @@ def test_each_task_gets_its_keras_flavour_decided_before_tensorflow(tmp_path):
     proc, marker, _ = start_run(tmp_path, "flavours")
     out, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, out + err
-    legacy = json.loads(Path(f"{marker}.tf_keras").read_text())
-    keras3 = json.loads(Path(f"{marker}.keras3").read_text())
+    legacy, keras3, later = (
+        json.loads(Path(f"{marker}.{name}").read_text()) for name in ("first", "keras3", "later")
+    )
     assert legacy["legacy"] == "1" and legacy["keras"].startswith("tf_keras"), legacy
     assert keras3["legacy"] == "0" and keras3["keras"].startswith("keras"), keras3
     assert not keras3["keras"].startswith("tf_keras")
+    # The first heavy task starts once its own imports are done; what later stages need (TFMA)
+    # is imported while it runs, so a later task of the same worker finds it loaded.
+    assert not legacy["tfma"] and later["tfma"], (legacy, later)
+    assert later["legacy"] == "1" and later["pid"] != legacy["pid"]
 
 
 def test_task_parts_reads_kfp_commands():

@@ -37,29 +37,37 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-# What the stages import, heaviest first. A module missing here is skipped (the task that needs
-# it then imports it, or fails, as it would in a fresh process).
+# What the stages import, heaviest first, in two parts: what the first heavy task (transform)
+# needs, and the rest, imported while that task runs on the other core. A module missing here is
+# skipped (the task that needs it then imports it, or fails, as it would in a fresh process).
 PRELOAD = {
     "tf_keras": (
-        "tensorflow",
-        "tf_keras",
-        "apache_beam",
-        "tensorflow_transform",
-        "tensorflow_transform.beam",
-        "tensorflow_model_analysis",
-        "tfx_bsl.public.tfxio",
-        "tfx_bsl.coders.example_coder",
-        "pyarrow.csv",
-        "pyarrow.compute",
-        "pandas",
-        "kfp.dsl.executor_main",
+        (
+            "tensorflow",
+            "tf_keras",
+            "apache_beam",
+            "tensorflow_transform",
+            "tensorflow_transform.beam",
+            "tfx_bsl.public.tfxio",
+            "tfx_bsl.coders.example_coder",
+            "kfp.dsl.executor_main",
+        ),
+        (
+            "tensorflow_model_analysis",
+            "pyarrow.csv",
+            "pyarrow.compute",
+            "pandas",
+        ),
     ),
     "keras3": (
-        "tensorflow",
-        "keras",
-        "tensorflow_transform",
-        "tfx_bsl.public.tfxio",
-        "kfp.dsl.executor_main",
+        (
+            "tensorflow",
+            "keras",
+            "tensorflow_transform",
+            "tfx_bsl.public.tfxio",
+            "kfp.dsl.executor_main",
+        ),
+        (),
     ),
 }
 LEGACY_KERAS = {"tf_keras": "1", "keras3": "0"}
@@ -165,9 +173,10 @@ class Zygote:
         theirs.close()
         self.reader = self.channel.makefile("r", encoding="utf-8")
         self.state: bool | None = None  # ready (True) or dead (False) once known
+        self.retired = False  # it said it cannot fork safely any more
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return not self.retired and self.process.poll() is None
 
     def ready(self, wait: bool) -> bool:
         """Whether the imports are done (waiting for them with `wait`); False if it died."""
@@ -222,7 +231,9 @@ class Zygote:
             for line in output:
                 print(line.decode("utf-8", "replace"), end="")
             print("\n")  # as kfp's runner: the end of the task's output
-            status = self._reply().get("status")
+            reply = self._reply()
+            status = reply.get("status")
+            self.retired = bool(reply.get("retire"))
         except KeyboardInterrupt:
             self._interrupt(pid, output)
             raise
@@ -374,16 +385,29 @@ def fork_hazards() -> list[str]:
     return hazards
 
 
-def preload(flavour: str) -> list[str]:
-    """Imports what the stages import; returns the modules imported."""
+def preload(names: tuple[str, ...]) -> list[str]:
+    """Imports `names`; returns those imported."""
     loaded = []
-    for name in PRELOAD[flavour]:
+    for name in names:
         try:
             importlib.import_module(name)
         except ImportError:
             continue
         loaded.append(name)
     return loaded
+
+
+def _settle(loaded: list[str]) -> list[str]:
+    """Readies this process's imports for forking; returns what would make a fork unsafe."""
+    # The imported objects stay put: children's collections then do not walk (and so copy)
+    # the worker's pages, which forked children otherwise share copy-on-write.
+    gc.collect()
+    gc.freeze()
+    hazards = fork_hazards()
+    if hazards:
+        # Forking copies the threads' locks, not the threads: a child could hang.
+        print(f"tfkfp.warm: cannot fork safely after {loaded}: {hazards}", file=sys.stderr)
+    return hazards
 
 
 def _child(request: dict[str, Any], out_fd: int, flavour: str) -> None:
@@ -440,15 +464,9 @@ def serve(fd: int, flavour: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run forwards Ctrl-C to the task itself
     channel = socket.socket(fileno=fd)
     started = time.perf_counter()
-    loaded = preload(flavour)
-    # The imported objects stay put: children's collections then do not walk (and so copy)
-    # the worker's pages, which forked children otherwise share copy-on-write.
-    gc.collect()
-    gc.freeze()
-    hazards = fork_hazards()
-    if hazards:
-        # Forking copies the threads' locks, not the threads: a child could hang.
-        print(f"tfkfp.warm: cannot fork safely after {loaded}: {hazards}", file=sys.stderr)
+    first, rest = PRELOAD[flavour]
+    loaded = preload(first)
+    if _settle(loaded):
         raise SystemExit(3)
     print(
         f"tfkfp.warm: {flavour} worker ready in {time.perf_counter() - started:.1f} s",
@@ -476,8 +494,15 @@ def serve(fd: int, flavour: str) -> None:
             _child(request, out_fd, flavour)
         os.close(out_fd)
         channel.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        retire = False
+        if rest:  # while the first task runs: the later tasks' imports
+            loaded += preload(rest)
+            rest = ()
+            retire = bool(_settle(loaded))
         _, status = os.waitpid(pid, 0)
-        channel.sendall(json.dumps({"status": status}).encode() + b"\n")
+        channel.sendall(json.dumps({"status": status, "retire": retire}).encode() + b"\n")
+        if retire:
+            raise SystemExit(3)  # the run starts a new worker for the next task
 
 
 @contextlib.contextmanager
