@@ -80,8 +80,8 @@ def _run(seconds: float, blessed: bool = True, pushed: bool = True) -> dict:
 
 def test_peer_ratios_are_per_pair_and_leave_out_pairs_that_did_not_push():
     pairs = [
-        {"tfkfp": _run(30.0), "tfx": _run(120.0)},  # 0.25
-        {"tfkfp": _run(40.0), "tfx": _run(100.0)},  # 0.40
+        {"tfkfp": _run(30.0), "tfx": _run(120.0), "one process": _run(24.0)},  # 0.25
+        {"tfkfp": _run(40.0), "tfx": _run(100.0), "one process": _run(30.0)},  # 0.40
         {"tfkfp": _run(10.0), "tfx": _run(100.0, blessed=False)},  # TFX did not bless
         {"tfkfp": _run(5.0, pushed=False), "tfx": _run(100.0)},  # tfkfp did not push
         {"tfkfp": _run(36.0), "tfx": _run(120.0)},  # 0.30
@@ -95,10 +95,14 @@ def test_peer_ratios_are_per_pair_and_leave_out_pairs_that_did_not_push():
     assert summary["ratio_median"] == 0.3
     assert summary["tfkfp_median_s"] == 36.0
     assert summary["tfx_median_s"] == 120.0
+    # The floor: tfkfp's stages in one process, against TFX in the same round.
+    assert summary["floor_ratios"] == [0.2, 0.3]
+    assert summary["floor_ratio_min"] == 0.2
     table = tfx_peer.report([{"pipeline": "penguins", "pairs": pairs, **summary}])
-    assert "| penguins | 1 | 30.0 s | 120.0 s | 0.25× |" in table
+    assert "| penguins | 1 | 30.0 s | 120.0 s | 0.25× | 24.0 s | 0.20× |" in table
+    assert "| penguins | 5 | 36.0 s | 120.0 s | 0.30× | | |" in table
     assert "| penguins | 3 | 10.0 s | 100.0 s | not blessed+pushed |" in table
-    assert "| penguins | 0.25× | 0.30× |" in table
+    assert "| penguins | 0.25× | 0.30× | ≤ 0.25× min, ≤ 0.3× median | 0.20× |" in table
 
 
 def test_peer_without_any_complete_pair_has_no_ratio():
