@@ -14,8 +14,15 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/tfkfp demo
 
+# Every test, on three pytest-xdist workers (most of the time is waiting: subprocesses, pip,
+# Docker builds, servers); tests sharing a module fixture stay on one worker (--dist loadgroup,
+# tests/conftest.py). Then the `serial` tests (timed, or signalling pytest's own process) alone.
+# --durations prints where the time went.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	@rc=0; \
+	$(BIN)/python -m pytest -m "not serial" -n 3 --dist loadgroup --durations=30 || rc=$$?; \
+	$(BIN)/python -m pytest -m serial --durations=10 || rc=$$?; \
+	exit $$rc
 
 # The inner loop (about 2.5 min here): no Docker, fresh environments, multi-process training,
 # portable Beam or full pipeline runs (pytest markers), on up to four cores.

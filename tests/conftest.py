@@ -7,6 +7,8 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import fcntl
+import json
 import shutil
 import subprocess
 import sys
@@ -35,6 +37,51 @@ from tests.helpers.servers import (
     wait_for_port,
 )
 
+# --- pytest-xdist (make test runs on several workers) ------------------------------------------
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keeps the tests of a module that share a module-scoped fixture on one xdist worker.
+
+    `make test` runs with `--dist loadgroup`: other tests go to any worker one by one, but a
+    module fixture (a built image, a fresh venv, a pipeline run) is then made once, not on
+    every worker that happens to get one of its tests.
+    """
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None or item.get_closest_marker("xdist_group"):
+            continue
+        if any(
+            defs and defs[-1].scope in ("module", "class")
+            for defs in info.name2fixturedefs.values()
+        ):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def once_per_run(tmp_path_factory, name: str, cls, make):
+    """`make(out_dir)` run once for all xdist workers of this run; its dataclass shared as JSON.
+
+    Without xdist it is simply `make(tmp_path_factory.mktemp(name))`. With it, the first worker
+    to ask makes it under the run's common base directory while the others wait on a lock, then
+    read what it wrote: the same real stages, run once instead of once per worker.
+    """
+    from dataclasses import asdict
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return make(tmp_path_factory.mktemp(name))
+    root = tmp_path_factory.getbasetemp().parent
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = root / f"{name}.json"
+        if done.is_file():
+            return cls(**json.loads(done.read_text()))
+        out = root / name
+        shutil.rmtree(out, ignore_errors=True)  # a worker that failed making it
+        out.mkdir()
+        value = make(out)
+        done.write_text(json.dumps(asdict(value)))
+        return value
+
 
 @pytest.fixture(scope="session")
 def penguins_csv() -> Path:
@@ -45,29 +92,38 @@ def penguins_csv() -> Path:
 def ingested(tmp_path_factory, penguins_csv) -> Ingested:
     from tfkfp.containers import ingest
 
-    out = tmp_path_factory.mktemp("ingest")
-    counts = ingest.run(str(penguins_csv), str(out / "examples"), str(out / "schema")).rows
-    return Ingested(str(out / "examples"), str(out / "schema"), counts)
+    def make(out: Path) -> Ingested:
+        counts = ingest.run(str(penguins_csv), str(out / "examples"), str(out / "schema")).rows
+        return Ingested(str(out / "examples"), str(out / "schema"), counts)
+
+    return once_per_run(tmp_path_factory, "ingest", Ingested, make)
 
 
 @pytest.fixture(scope="session")
 def transformed(tmp_path_factory, ingested) -> Transformed:
     from tfkfp.containers import transform
 
-    out = tmp_path_factory.mktemp("transform")
-    counts = transform.run(
-        ingested.examples,
-        ingested.schema,
-        PENGUINS_MODULE,
-        str(out / "graph"),
-        str(out / "examples"),
-    ).rows
-    return Transformed(str(out / "graph"), str(out / "examples"), counts)
+    def make(out: Path) -> Transformed:
+        counts = transform.run(
+            ingested.examples,
+            ingested.schema,
+            PENGUINS_MODULE,
+            str(out / "graph"),
+            str(out / "examples"),
+        ).rows
+        return Transformed(str(out / "graph"), str(out / "examples"), counts)
+
+    return once_per_run(tmp_path_factory, "transform", Transformed, make)
 
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, ingested, transformed) -> Trained:
-    return train_penguins(tmp_path_factory.mktemp("trainer"), ingested, transformed, 150)
+    return once_per_run(
+        tmp_path_factory,
+        "trainer",
+        Trained,
+        lambda out: train_penguins(out, ingested, transformed, 150),
+    )
 
 
 @pytest.fixture
@@ -86,7 +142,12 @@ def copy_tree(tmp_path):
 @pytest.fixture(scope="session")
 def weak_trained(tmp_path_factory, ingested, transformed) -> Trained:
     """A real penguin model trained for one step: a baseline a trained model beats."""
-    return train_penguins(tmp_path_factory.mktemp("weak_trainer"), ingested, transformed, 1)
+    return once_per_run(
+        tmp_path_factory,
+        "weak_trainer",
+        Trained,
+        lambda out: train_penguins(out, ingested, transformed, 1),
+    )
 
 
 # --- trainer ------------------------------------------------------------------------------
@@ -287,7 +348,10 @@ def docker_client():
     """A running Docker engine; started here (apt-get install docker.io) when none answers."""
     from tests.helpers import docker_env
 
-    return docker_env.engine()
+    # xdist workers would otherwise each start a dockerd
+    with open(os.path.join(tempfile.gettempdir(), "tfkfp-dockerd.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return docker_env.engine()
 
 
 @pytest.fixture(scope="session")
@@ -295,7 +359,10 @@ def base_image(docker_client) -> str:
     """A local Debian bookworm + Python 3.11 image (no registry is reachable on these machines)."""
     from tests.helpers import docker_env
 
-    return docker_env.base_image(docker_client)
+    # xdist workers would otherwise each debootstrap it
+    with open(os.path.join(tempfile.gettempdir(), "tfkfp-base-image.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return docker_env.base_image(docker_client)
 
 
 # --- Beam's portable runner: a job service and an external worker pool, as a cluster's ------------
@@ -342,8 +409,6 @@ def beam_portable(tmp_path_factory) -> list[str]:
 @pytest.fixture(scope="session")
 def chromium(tmp_path_factory) -> Chromium:
     """Debian's `chromium`, installed with apt-get when missing (as tests/helpers/docker_env.py does)."""
-    import fcntl
-
     # make test-fast's workers (pytest-xdist) would otherwise race for dpkg's lock
     with open(os.path.join(tempfile.gettempdir(), "tfkfp-chromium.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

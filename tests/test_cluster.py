@@ -180,6 +180,7 @@ def plain_http_server(tmp_path):
     server.server_close()
 
 
+@pytest.mark.serial  # timed: make test runs it alone, not beside its busy xdist workers
 @pytest.mark.parametrize("page", [None, "<html>It works!</html>"])
 def test_host_that_is_not_kfp_is_one_line_exit_2_and_fast(
     plain_http_server, taxi_yaml, tmp_path, page

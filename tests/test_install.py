@@ -3,6 +3,8 @@
 Each test makes its own environment with pip from constraints.txt (the lock), as a user would.
 """
 
+import contextlib
+import fcntl
 import glob
 import hashlib
 import json
@@ -64,6 +66,15 @@ def _pip(venv: Path, *args: str, timeout=1800) -> None:
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
+@contextlib.contextmanager
+def _writing_the_checkout():
+    """Held while a build writes into the checkout (tfkfp.egg-info): one at a time across the
+    xdist workers of make test (the wheel and the editable installs of the other Pythons)."""
+    with open(REPO / ".tfkfp-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 # --- the wheel, installed the way an author installs tfkfp ----------------------------------
 
 
@@ -71,7 +82,8 @@ def _pip(venv: Path, *args: str, timeout=1800) -> None:
 def wheel(tmp_path_factory) -> Path:
     """`python -m build` of the working tree: an sdist, then the wheel built from that sdist."""
     out = tmp_path_factory.mktemp("dist")
-    proc = _run(sys.executable, "-m", "build", "--outdir", out, REPO, cwd=REPO)
+    with _writing_the_checkout():
+        proc = _run(sys.executable, "-m", "build", "--outdir", out, REPO, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-4000:]
     wheels = list(out.glob("tfkfp-*.whl"))
     assert len(wheels) == 1, sorted(p.name for p in out.iterdir())
@@ -222,7 +234,8 @@ def _runtime_venv(python: str, version: str) -> Path:
         return venv
     shutil.rmtree(venv, ignore_errors=True)
     _make_venv(python, venv)
-    _pip(venv, "-e", ".[runtime]", timeout=3600)
+    with _writing_the_checkout():
+        _pip(venv, "-e", ".[runtime]", timeout=3600)
     stamp.write_text(digest.hexdigest())
     return venv
 

@@ -216,8 +216,9 @@ def test_retry_deletes_the_earlier_attempts_job(api, monkeypatch):
 
 
 # SIGTERM to this process: the launcher's handler needs the main thread, which an xdist worker
-# (make test-fast) may not give it; make test runs it in one process.
+# (make test-fast) may not give it; make test runs it in one process (serial).
 @pytest.mark.slow
+@pytest.mark.serial
 def test_sigterm_deletes_the_job(api, monkeypatch):
     cluster, api_client = api
     cluster.final = None  # runs until cancelled

@@ -112,6 +112,7 @@ def _same_files(model_dir: str, version_dir: Path) -> bool:
     )
 
 
+@pytest.mark.serial  # a push within the dead one's 1 s lease: make test runs it alone
 def test_local_push_killed_mid_copy_leaves_no_version_and_a_retry_completes(
     tmp_path, trained, copy_tree
 ):

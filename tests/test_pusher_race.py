@@ -18,7 +18,8 @@ from tfkfp.containers.layout import PUSHED as MARKER
 from tfkfp.containers.versions import CLAIMS
 
 # 20 rounds of 2-4 racing processes on three stores: minutes; make test runs them, test-fast not.
-pytestmark = pytest.mark.slow
+# Leases are timed: make test runs them after the parallel part, alone (serial).
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 ROUNDS = 20
 
