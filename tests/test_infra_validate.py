@@ -193,9 +193,7 @@ def test_model_without_serving_default_is_an_input_error(tmp_path, ingested):
     assert not (tmp_path / "blessing").exists()
 
 
-def test_pusher_pushes_an_infra_blessed_model_with_its_model_card(
-    tmp_path, trained, ingested, monkeypatch
-):
+def test_pusher_pushes_an_infra_blessed_model_with_its_model_card(tmp_path, trained, ingested):
     from tfkfp.containers import evaluator, model_card
     from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
 
@@ -212,20 +210,25 @@ def test_pusher_pushes_an_infra_blessed_model_with_its_model_card(
     assert evaluation.blessed, evaluation.reason
     infra = infra_validate.run(trained.model, ingested.examples, str(tmp_path / "infra"))
     assert infra["blessed"]
-    monkeypatch.setenv("KFP_RUN_ID", "run-123")
-    monkeypatch.setenv("KFP_PIPELINE_NAME", "penguins")
     pushed = pusher.run(
         trained.model,
         str(tmp_path / "blessing"),
         str(tmp_path / "serving"),
         infra_blessing=str(tmp_path / "infra"),
+        run_id="run-123",
+        run_name="{{$.pipeline_job_name}}",  # a placeholder nobody resolved: unknown
+        pipeline_name="penguins",
     )
     assert pushed.pushed is True
     version = pushed.pushed_uri
     assert {"PUSHED.json", "model_card.json", "model_card.md"} <= set(os.listdir(version))
     card = model_card.read(version)
     assert card["content_hash"] == pushed.content_hash and card["source"] == trained.model
-    assert card["kfp"]["run_id"] == "run-123" and card["kfp"]["pipeline_name"] == "penguins"
+    assert card["kfp"] == {"run_id": "run-123", "run_name": "unknown", "pipeline_name": "penguins"}
+    # called without the model artifact's metadata: every such fact says unknown, none is null
+    assert card["data"] == {"fingerprint": "unknown", "rows": {"train": "unknown", "eval": "unknown"}}
+    assert card["module_file"] == {"ref": "unknown", "sha256": "unknown"}
+    assert card["hyperparameters"] == "unknown"
     ev = card["evaluation"]
     assert ev["blessed"] is True and ev["metrics"] == pytest.approx(evaluation.metrics)
     assert "Overall" in ev["slices"] and len(ev["slices"]) > 1  # per island too
