@@ -181,9 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     out: dict = {"results": results}
     if len(results) > 1:
-        out["linearity"] = _linearity(
-            [r["rows"] for r in results], [r["infer_s"] for r in results]
-        )
+        out["linearity"] = _linearity([r["rows"] for r in results], [r["infer_s"] for r in results])
         print(
             f"infer marginal cost: {out['linearity']['marginal_us_per_row']} us/row, spread "
             f"{out['linearity']['spread']:.2f}x (target <= 1.20x)"
