@@ -56,7 +56,7 @@ def checked_push(
 
     The pusher takes both blessings (each a gate, as in TFX) and the KFP run's id and name
     from KFP's placeholders for the model card. With `push_tflite` (a pipeline parameter),
-    a second branch converts the model to TFLite, checked on eval rows, and pushes
+    a second branch converts the model to TFLite (with TensorFlow ops) and pushes
     `model.tflite` beside the SavedModel.
     """
     with dsl.If(evaluated.outputs["blessed"] == True):  # noqa: E712 (compiles to a CEL condition)
@@ -77,7 +77,10 @@ def checked_push(
             with dsl.If(push_tflite == False):  # noqa: E712
                 pusher(**push)
             with dsl.Else():
-                converted = tflite(model=model, examples=examples)
+                # The example models' serving signature parses tf.Examples (ParseExampleV2),
+                # which TFLite's builtins lack: bundled TensorFlow ops, so the app needs the
+                # Flex delegate, and the interpreter here has none to compare outputs with.
+                converted = tflite(model=model, select_tf_ops=True)
                 pusher(
                     **push, tflite_model=converted.outputs["tflite_model"], push_format="both"
                 ).set_display_name("pusher (with TFLite)")

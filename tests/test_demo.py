@@ -175,3 +175,12 @@ def test_model_card_records_what_made_the_version(demo_runs, penguins_csv):
     text = (version / "model_card.md").read_text()
     assert f"sha256:{digest}" in text and card["data"]["fingerprint"] in text
     assert "null" not in json.dumps({k: card[k] for k in ("kfp", "data", "module_file")})
+
+
+@pytest.mark.pipeline
+def test_push_tflite_pushes_model_tflite_beside_the_saved_model(tmp_path):
+    proc = run_cli("run", "penguins", "--local", "--param", "push_tflite=true", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (version,) = (tmp_path / "serving" / "penguins").iterdir()
+    assert (version / "saved_model.pb").is_file() and (version / "model.tflite").stat().st_size
+    assert json.loads((version / "model_card.json").read_text())["infra_validation"]["blessed"]

@@ -82,8 +82,8 @@ def penguins(
         schema_uri: A curated schema.pbtxt the data must match (empty: inferred).
         previous_statistics_uri: Statistics of an earlier run, for drift (empty: none).
         keras: tf_keras or keras3.
-        push_tflite: Also convert the model to TFLite (checked on eval rows) and push
-            `model.tflite` beside the SavedModel.
+        push_tflite: Also convert the model to TFLite (with TensorFlow ops: the app needs
+            the Flex delegate) and push `model.tflite` beside the SavedModel.
     """
     examples, checked = checked_examples(data_uri, schema_uri, previous_statistics_uri)
     # Anomalies stop the run before any training: a failed task says so in one line, the
