@@ -19,6 +19,7 @@ from importlib import metadata
 from typing import Any
 
 from tfkfp.containers import storage
+from tfkfp.containers.hyperparameters import whole_numbers
 from tfkfp.containers.layout import BLESSING_FILE, CARD_JSON, CARD_MD, INFRA_FILE
 
 PACKAGES = (
@@ -89,7 +90,8 @@ def facts(
 
     evaluation = _read_json(blessing, BLESSING_FILE) or {}
     infra = _read_json(infra_blessing, INFRA_FILE)
-    meta = model_metadata or {}
+    # KFP's backend hands artifact metadata over as a protobuf Struct: 260 arrives as 260.0
+    meta = whole_numbers(model_metadata or {})
     kfp = {key: known((kfp or {}).get(key)) for key in ("run_id", "run_name", "pipeline_name")}
     rows = meta.get("rows") if isinstance(meta.get("rows"), dict) else {}
     return {
