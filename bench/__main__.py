@@ -10,6 +10,7 @@ from bench import (
     cold_start,
     e2e,
     images,
+    infer,
     progress,
     report,
     scale,
@@ -55,6 +56,8 @@ def main() -> None:
         ("trainer", lambda: trainer.main([])),
         ("tuner", lambda: tuner.main([])),
         ("statistics", lambda: statistics.main(SIZES)),
+        # infer vs RunInference at each size, then infra_validate on the demo model.
+        ("infer", lambda: infer.main(["--sizes", ",".join(map(str, SIZES))])),
         # One run per source (about 3 x 45 s): the 1.3x target has a wide margin here.
         ("storage", lambda: storage.main(SIZES[-1], reps=1)),
         ("images", lambda: images.main([])),

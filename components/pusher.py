@@ -17,8 +17,15 @@ def pusher(
     infra_blessing: Input[Artifact] | None = None,
     tflite_model: Input[Model] | None = None,
     push_format: str = "saved_model",
+    run_id: str = "",
+    run_name: str = "",
+    pipeline_name: str = "",
 ) -> NamedTuple("Outputs", [("pushed", bool), ("pushed_uri", str)]):
     """Copies a blessed SavedModel to <destination>/<version>/ (folder, gs:// or s3://).
+
+    Beside each new version's PUSHED.json: model_card.md and model_card.json, with what the
+    model artifact's metadata says (the trainer's module file hash, hyperparameters, data
+    fingerprint, rows per split), the blessings, the run and the packages.
 
     Args:
         model: SavedModel from the trainer.
@@ -36,6 +43,10 @@ def pusher(
         tflite_model: The tflite stage's output, pushed as `model.tflite`.
         push_format: saved_model, tflite (model.tflite only) or both (model.tflite beside
             the SavedModel).
+        run_id: The KFP run's id for the model card; pipelines pass
+            `dsl.PIPELINE_JOB_ID_PLACEHOLDER`. Empty: the card says unknown.
+        run_name: The KFP run's name for the model card (`dsl.PIPELINE_JOB_NAME_PLACEHOLDER`).
+        pipeline_name: The pipeline's name for the model card.
 
     Returns:
         pushed: whether a complete version holds this model.
@@ -57,6 +68,10 @@ def pusher(
         infra_blessing=infra_blessing.path if infra_blessing else None,
         tflite_model=tflite_model.path if tflite_model else None,
         push_format=push_format,
+        run_id=run_id,
+        run_name=run_name,
+        pipeline_name=pipeline_name,
+        model_metadata=dict(model.metadata),
     )
     pushed_model.metadata.update(asdict(result))
     pushed_model.uri = stage.output_uri(result, pushed_model.uri)

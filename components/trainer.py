@@ -32,7 +32,9 @@ def trainer(
         examples: Training examples (transformed ones when transform_graph is given).
         schema: Raw schema (fn_args.schema_path).
         module_file: Path, gs:// or s3:// URI, or dotted module name defining run_fn(fn_args).
-        model: The serving SavedModel (fn_args.serving_model_dir).
+        model: The serving SavedModel (fn_args.serving_model_dir). Metadata: how it was
+            trained, module_file and module_file_sha256, the hyperparameters run_fn got, and
+            the examples' data_fingerprint and rows per split (for the pusher's model card).
         model_run: TensorBoard logs (fn_args.model_run_dir).
         curves: Loss and each compiled metric per epoch, train and validation, drawn from the
             TensorBoard logs in model_run (a page saying none were logged otherwise).
@@ -91,3 +93,5 @@ def trainer(
         best_hyperparameters=loc(best_hyperparameters),
     )
     model.metadata.update(asdict(info))
+    # the model card's data facts travel with the model (no shared files on a cluster)
+    model.metadata.update(stage.upstream(examples.metadata))

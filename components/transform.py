@@ -21,7 +21,8 @@ def transform(
         module_file: Path, gs:// or s3:// URI, or dotted module name defining
             preprocessing_fn(inputs).
         transform_graph: TFTransformOutput folder (transform_fn, transformed_metadata, metadata).
-        transformed_examples: Transformed gzip TFRecord splits.
+        transformed_examples: Transformed gzip TFRecord splits. Metadata: rows per split and
+            the raw examples' data_fingerprint.
         beam_pipeline_args: Beam options, e.g. --runner=DataflowRunner; in the task by default.
             A remote runner's workers get the artifacts' URIs (gs:// or a shared filesystem)
             and write the outputs straight there (cleared first).
@@ -42,3 +43,6 @@ def transform(
         transformed_examples_uri=transformed_examples.uri,
     ).rows
     transformed_examples.metadata["rows"] = counts
+    # carried on for the model card (the trainer reads the transformed examples)
+    if examples.metadata.get("data_fingerprint"):
+        transformed_examples.metadata["data_fingerprint"] = examples.metadata["data_fingerprint"]

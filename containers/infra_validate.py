@@ -290,3 +290,8 @@ def run(
 
 if __name__ == "__main__":
     _child(*sys.argv[1:4])
+    # The findings are on disk. TensorFlow's interpreter teardown (its thread pools, the
+    # loaded graph) took 2-4 s here, as long as loading the model: skip it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

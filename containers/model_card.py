@@ -1,10 +1,13 @@
 """A model card beside each pushed version's PUSHED.json: `model_card.md` and `model_card.json`.
 
 What the pusher knows when it pushes: the version and its content hash, the KFP run and
-pipeline when the task runs under KFP, the evaluator's blessing (metrics per slice, thresholds
+pipeline (parameters the pipeline fills with KFP's placeholders), the data fingerprint, module
+file hash, hyperparameters and rows per split (the model artifact's KFP metadata: the trainer
+carries them on from its examples), the evaluator's blessing (metrics per slice, thresholds
 and their results, the baseline and why it was chosen), infra_validate's result, the package
-versions and the image. Written after the version is complete (a card never makes a version
-look complete; readers ignore it). Imports no TensorFlow.
+versions and the image. A fact nobody handed on reads "unknown", never null. Written after
+the version is complete (a card never makes a version look complete; readers ignore it).
+Imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from importlib import metadata
 from typing import Any
 
 from tfkfp.containers import storage
+from tfkfp.containers.hyperparameters import whole_numbers
 from tfkfp.containers.layout import BLESSING_FILE, CARD_JSON, CARD_MD, INFRA_FILE
 
 PACKAGES = (
@@ -29,13 +33,17 @@ PACKAGES = (
     "keras",
     "kfp",
 )
-# Environment variables that name the KFP run and pipeline, where a launcher sets them.
-KFP_ENV = {
-    "run_id": ("KFP_RUN_ID", "KFP_PIPELINE_RUN_ID"),
-    "run_name": ("KFP_RUN_NAME",),
-    "pipeline_name": ("KFP_PIPELINE_NAME",),
-    "pod": ("KFP_POD_NAME",),
-}
+# What the card says of a fact nobody handed on.
+UNKNOWN = "unknown"
+
+
+def known(value: Any) -> Any:
+    """`value`, or "unknown" when empty or a KFP placeholder left unresolved (`{{$.…}}`)."""
+    if value is None or value == "" or value == {}:
+        return UNKNOWN
+    if isinstance(value, str) and value.startswith("{{$"):
+        return UNKNOWN
+    return value
 
 
 def _read_json(folder: str | None, name: str) -> dict[str, Any] | None:
@@ -59,24 +67,50 @@ def _versions() -> dict[str, str]:
 
 
 def facts(
-    result: dict[str, Any], model: str, blessing: str, infra_blessing: str | None
+    result: dict[str, Any],
+    model: str,
+    blessing: str,
+    infra_blessing: str | None,
+    model_metadata: dict[str, Any] | None = None,
+    kfp: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Everything the card says, as JSON-ready data."""
+    """Everything the card says, as JSON-ready data.
+
+    Args:
+        result: The push result (version, pushed_uri, content_hash).
+        model: The model folder pushed.
+        blessing: The evaluator's blessing folder.
+        infra_blessing: infra_validate's blessing folder, or None.
+        model_metadata: The model artifact's KFP metadata (the trainer's: module_file,
+            module_file_sha256, hyperparameters, data_fingerprint, rows).
+        kfp: run_id, run_name and pipeline_name as the pusher got them.
+    """
     # not tfkfp.components: importing it builds every component, which kfp's runtime mode refuses
     from tfkfp import __version__
 
     evaluation = _read_json(blessing, BLESSING_FILE) or {}
     infra = _read_json(infra_blessing, INFRA_FILE)
-    kfp = {
-        key: next((os.environ[n] for n in names if os.environ.get(n)), None)
-        for key, names in KFP_ENV.items()
-    }
+    # KFP's backend hands artifact metadata over as a protobuf Struct: 260 arrives as 260.0
+    meta = whole_numbers(model_metadata or {})
+    kfp = {key: known((kfp or {}).get(key)) for key in ("run_id", "run_name", "pipeline_name")}
+    rows = meta.get("rows") if isinstance(meta.get("rows"), dict) else {}
     return {
         "version": result["version"],
         "uri": result["pushed_uri"],
         "content_hash": result["content_hash"],
         "source": model,
         "kfp": kfp,
+        "data": {
+            "fingerprint": known(meta.get("data_fingerprint")),
+            "rows": {split: known(rows.get(split)) for split in ("train", "eval")}
+            | {split: n for split, n in rows.items() if split not in ("train", "eval")},
+        },
+        "module_file": {
+            "ref": known(meta.get("module_file")),
+            "sha256": known(meta.get("module_file_sha256")),
+        },
+        # {} when run_fn got none (a fact); unknown when no trainer metadata came with the model
+        "hyperparameters": meta["hyperparameters"] if "hyperparameters" in meta else UNKNOWN,
         "evaluation": {
             "blessed": evaluation.get("blessed"),
             "reason": evaluation.get("reason"),
@@ -94,12 +128,6 @@ def facts(
         "python": platform.python_version(),
         "image": os.environ.get("TFKFP_IMAGE")
         or f"tfkfp:{__version__} (default tag; TFKFP_IMAGE unset)",
-        "not_recorded": [
-            "data fingerprint",
-            "module file hash",
-            "hyperparameters",
-            "train/eval row counts",
-        ],
     }
 
 
@@ -111,8 +139,17 @@ def markdown(card: dict[str, Any]) -> str:
         "",
         f"- Location: `{card['uri']}` (content sha256 `{card['content_hash']}`)",
         f"- Source: `{card['source']}`",
-        f"- KFP run: {card['kfp']['run_id'] or 'unknown'}; pipeline: "
-        f"{card['kfp']['pipeline_name'] or 'unknown'}",
+        f"- KFP run: {card['kfp']['run_id']} ({card['kfp']['run_name']}); pipeline: "
+        f"{card['kfp']['pipeline_name']}",
+        f"- Data: fingerprint `{card['data']['fingerprint']}`; rows "
+        + ", ".join(f"{split} {n}" for split, n in card["data"]["rows"].items()),
+        f"- Module file: `{card['module_file']['ref']}` ({card['module_file']['sha256']})",
+        "- Hyperparameters: "
+        + (
+            json.dumps(card["hyperparameters"], sort_keys=True)
+            if isinstance(card["hyperparameters"], dict)
+            else str(card["hyperparameters"])
+        ),
         f"- Image: `{card['image']}`; Python {card['python']}",
         "- Packages: " + ", ".join(f"{k} {v}" for k, v in card["packages"].items()),
         "",
@@ -138,7 +175,6 @@ def markdown(card: dict[str, Any]) -> str:
     lines.append(
         "not run" if infra is None else f"blessed: **{infra['blessed']}** ({infra['reason']})"
     )
-    lines += ["", "Not recorded yet: " + ", ".join(card["not_recorded"]) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -196,13 +196,18 @@ def run(
     infra_blessing: str | None = None,
     tflite_model: str | None = None,
     push_format: str = "saved_model",
+    run_id: str = "",
+    run_name: str = "",
+    pipeline_name: str = "",
+    model_metadata: dict | None = None,
     retry_timeout: float = RETRY_TIMEOUT,
     lease: float = LEASE,
 ) -> PushResult:
     """Pushes a blessed model to `<destination>/<version>/`; records and skips an unblessed one.
 
     Parameters are the component's (documented in tfkfp.components.pusher); artifacts
-    arrive as local paths. Only here (tests): retry_timeout, seconds object-store calls retry
+    arrive as local paths, the model artifact's KFP metadata as model_metadata (the model
+    card's module file, hyperparameters and data facts). Only here (tests): retry_timeout, seconds object-store calls retry
     transient errors; lease, seconds a push's staging or claim stays its own unrenewed.
 
     Returns:
@@ -250,7 +255,11 @@ def run(
             pushed = _push(store, folder, version, lease, result, evaluation(blessing), allow_worse)
             # the same model pushed before keeps its card
             if pushed.pushed and model_card.read(pushed.pushed_uri) is None:
-                model_card.write(model_card.facts(asdict(pushed), model, blessing, infra_blessing))
+                kfp = {"run_id": run_id, "run_name": run_name, "pipeline_name": pipeline_name}
+                card = model_card.facts(
+                    asdict(pushed), model, blessing, infra_blessing, model_metadata, kfp
+                )
+                model_card.write(card)
             return pushed
 
 

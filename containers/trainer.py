@@ -26,7 +26,7 @@ from tfkfp.containers.fn_args import common_fn_args
 from tfkfp.containers.launcher import LaunchResult
 from tfkfp.containers.layout import TFX_SERVING
 from tfkfp.containers.publish import publishing
-from tfkfp.containers.runtime import InputError, log, select_keras
+from tfkfp.containers.runtime import InputError, log, select_keras, without_nulls
 
 
 def _base_model_path(base_model_dir: str) -> str:
@@ -67,11 +67,12 @@ def check_saved_model(model_dir: str) -> None:
 
 
 def _load_run_fn(module_file: str):
-    """The module's run_fn; an Estimator-era module (trainer_fn only) is told what to write."""
+    """The module's run_fn and the sha256 of the module file's bytes; an Estimator-era module
+    (trainer_fn only) is told what to write."""
     module = user_module.load(module_file)
     run_fn = getattr(module, "run_fn", None)
     if callable(run_fn):
-        return run_fn
+        return run_fn, user_module.file_sha256(module)
     if callable(getattr(module, "trainer_fn", None)):
         raise InputError(
             f"module_file: {module_file} defines trainer_fn() (TFX's Estimator trainer) but no "
@@ -83,7 +84,11 @@ def _load_run_fn(module_file: str):
 
 @dataclass
 class TrainerResult:
-    """How the model was trained: what the component records as model metadata."""
+    """How the model was trained: what the component records as model metadata.
+
+    module_file, module_file_sha256 (`sha256:<hex>` of the module file's bytes) and
+    hyperparameters (what run_fn got; a KerasTuner config's values) reach the model card.
+    """
 
     strategy: str
     replicas: int
@@ -94,6 +99,9 @@ class TrainerResult:
     keras: str
     tensorflow: str
     run_fn_seconds: float
+    module_file: str
+    module_file_sha256: str
+    hyperparameters: dict[str, Any]
 
 
 # The launch mode's parameters: the launcher's, not the pods' run().
@@ -169,7 +177,7 @@ def run(
     fn_args.base_model = base_model_path
     fn_args.strategy = dist
     with user_module.keras_names(), strategies.adopted(tf, dist, strategy_name) as built_in:
-        run_fn = _load_run_fn(module_file)
+        run_fn, module_sha256 = _load_run_fn(module_file)
         timings = _train(run_fn, is_chief, task, model, model_run, fn_args)
     log.info(
         "trainer: run_fn created its variables under %s", "; then ".join(built_in) or "nothing"
@@ -188,7 +196,29 @@ def run(
         keras=keras,
         tensorflow=tf.__version__,
         run_fn_seconds=timings["run_fn_seconds"],
+        module_file=module_file,
+        module_file_sha256=module_sha256,
+        hyperparameters=_recorded(fn_args.hyperparameters),
     )
+
+
+def _recorded(hyperparameters: dict[str, Any] | None) -> dict[str, Any]:
+    """The hyperparameters as the model card records them: a KerasTuner config's values,
+    without nulls (KFP's backend cannot record a null in artifact metadata)."""
+    hp = dict(hyperparameters or {})
+    if {"space", "values"} <= hp.keys() and isinstance(hp["values"], dict):
+        hp = hp["values"]
+    return without_nulls(hp)
+
+
+# What the model carries forward from its examples' metadata (ingest's, through transform's).
+UPSTREAM = ("data_fingerprint", "rows")
+
+
+def upstream(examples_metadata: dict[str, Any]) -> dict[str, Any]:
+    """The data facts the model artifact carries on to the pusher's model card: the data
+    fingerprint and the rows per split, from the training examples' KFP metadata."""
+    return {k: examples_metadata[k] for k in UPSTREAM if examples_metadata.get(k) is not None}
 
 
 @contextlib.contextmanager

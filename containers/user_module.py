@@ -162,6 +162,12 @@ def load(module_ref: str) -> ModuleType:
         ) from err
 
 
+def file_sha256(module: ModuleType) -> str:
+    """`sha256:<hex>` of an imported module file's bytes (the model card's module file hash)."""
+    with open(module.__file__, "rb") as fh:
+        return "sha256:" + hashlib.sha256(fh.read()).hexdigest()
+
+
 def load_function(module_ref: str, name: str):
     """Returns `name` from the user module, failing clearly when it is missing."""
     module = load(module_ref)

@@ -2,7 +2,15 @@
 
 from kfp import dsl
 
-from tfkfp.components import fingerprint, ingest, statistics, validate
+from tfkfp.components import (
+    fingerprint,
+    infra_validate,
+    ingest,
+    pusher,
+    statistics,
+    tflite,
+    validate,
+)
 from tfkfp.components.images import CPU_IMAGE
 
 
@@ -34,6 +42,48 @@ def transformed_inputs(examples: dsl.PipelineTask, transformed: dsl.PipelineTask
         "schema": examples.outputs["schema"],
         "transform_graph": transformed.outputs["transform_graph"],
     }
+
+
+def checked_push(
+    pipeline_name: str,
+    model,
+    examples,
+    evaluated: dsl.PipelineTask,
+    destination: str,
+    push_tflite: bool | None = None,
+) -> None:
+    """TFX's order after the evaluator: blessed -> infra_validate -> infra-blessed -> pusher.
+
+    The pusher takes both blessings (each a gate, as in TFX) and the KFP run's id and name
+    from KFP's placeholders for the model card. With `push_tflite` (a pipeline parameter),
+    a second branch converts the model to TFLite (with TensorFlow ops) and pushes
+    `model.tflite` beside the SavedModel.
+    """
+    with dsl.If(evaluated.outputs["blessed"] == True):  # noqa: E712 (compiles to a CEL condition)
+        infra = infra_validate(model=model, examples=examples)
+        with dsl.If(infra.outputs["blessed"] == True):  # noqa: E712
+            push = dict(
+                model=model,
+                blessing=evaluated.outputs["blessing"],
+                infra_blessing=infra.outputs["blessing"],
+                destination=destination,
+                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                pipeline_name=pipeline_name,
+            )
+            if push_tflite is None:
+                pusher(**push)
+                return
+            with dsl.If(push_tflite == False):  # noqa: E712
+                pusher(**push)
+            with dsl.Else():
+                # The example models' serving signature parses tf.Examples (ParseExampleV2),
+                # which TFLite's builtins lack: bundled TensorFlow ops, so the app needs the
+                # Flex delegate, and the interpreter here has none to compare outputs with.
+                converted = tflite(model=model, select_tf_ops=True)
+                pusher(
+                    **push, tflite_model=converted.outputs["tflite_model"], push_format="both"
+                ).set_display_name("pusher (with TFLite)")
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)

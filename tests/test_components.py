@@ -47,10 +47,19 @@ def test_pipeline_compile_load_compile_is_stable(tmp_path):
     assert normalized_yaml((tmp_path / "b.yaml").read_text()) == normalized_yaml(first.read_text())
     spec = yaml.safe_load(first.read_text())
     # training runs only on valid data, the pusher only when the evaluator blesses the model
-    # (dsl.If/dsl.Else on valid: a condition-branches group; the else branch fails the run)
+    # and infra_validate then blesses it too (TFX's order); dsl.If/dsl.Else on valid: a
+    # condition-branches group, the else branch fails the run
     branches = spec["components"]["comp-condition-branches-1"]["dag"]["tasks"]
-    condition = branches["condition-3"]["triggerPolicy"]["condition"]
+    condition = branches["condition-7"]["triggerPolicy"]["condition"]
     assert "validate-valid" in condition and "true" in condition
-    assert branches["condition-4"]["triggerPolicy"]["condition"] == f"!({condition})"
-    inner = spec["components"]["comp-condition-3"]["dag"]["tasks"]["condition-2"]
+    assert branches["condition-8"]["triggerPolicy"]["condition"] == f"!({condition})"
+    inner = spec["components"]["comp-condition-7"]["dag"]["tasks"]["condition-2"]
     assert "evaluator-blessed" in inner["triggerPolicy"]["condition"]
+    infra = spec["components"]["comp-condition-2"]["dag"]["tasks"]
+    assert "infra-validate" in infra
+    assert "infra-validate-blessed" in infra["condition-3"]["triggerPolicy"]["condition"]
+    # the pusher (the TFLite branch's too) takes infra_validate's blessing as its second gate
+    for branch, task in (("comp-condition-5", "pusher"), ("comp-condition-6", "pusher-2")):
+        push = spec["components"][branch]["dag"]["tasks"][task]["inputs"]
+        assert "infra_blessing" in push["artifacts"]
+        assert push["parameters"]["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"

@@ -184,3 +184,47 @@ def test_gpu_image_trains_on_cpu(docker_client, gpu_image, ingested, transformed
     assert "trainer: strategy " in result.logs
     assert "GPUs visible: none" in result.logs
     assert (work / "model" / "saved_model.pb").is_file()
+
+
+@pytest.mark.slow
+def test_infra_validate_loads_and_queries_in_the_cpu_image(
+    docker_client, cpu_image, trained, ingested, tmp_path
+):
+    """The serving check runs where a server would: the CPU image's Python and TensorFlow."""
+    from tests.helpers import strict_model
+    from tfkfp.images import run_stage
+
+    work = tmp_path / "work"
+    shutil.copytree(Path(trained.model), work / "model")
+    shutil.copytree(Path(ingested.examples), work / "examples")
+    strict_model(work / "strict", ingested)  # loads, but requires `sex`, missing in some rows
+    _shared_dir(work)
+    runs = {}
+    for name in ("model", "strict"):
+        runs[name] = run_stage(
+            docker_client,
+            cpu_image,
+            "infra_validate",
+            {
+                "model": str(work / name),
+                "examples": str(work / "examples"),
+                "blessing": str(work / f"{name}_blessing"),
+                "num_examples": 1000,  # the whole eval split, rows without `sex` included
+            },
+            mounts=[str(work)],
+        )
+        assert runs[name].exit_code == 0, runs[name].logs[-4000:]
+        assert "in a fresh process" in runs[name].logs
+    found = json.loads((work / "model_blessing" / "infra_validation.json").read_text())
+    assert (work / "model_blessing" / "INFRA_BLESSED").is_file(), found["reason"]
+    assert {s["signature"] for s in found["signatures"]} == {
+        "serving_default",
+        "transform_features",
+    }
+    assert found["load_seconds"] > 0
+    # written by the image's non-root user, not by this process
+    assert (work / "model_blessing" / "INFRA_BLESSED").stat().st_uid == 1000
+    refused = json.loads((work / "strict_blessing" / "infra_validation.json").read_text())
+    assert (work / "strict_blessing" / "INFRA_NOT_BLESSED").is_file()
+    assert "signature serving_default refused example " in refused["reason"]
+    assert "sex" in refused["reason"]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import strict_model
 from tfkfp.containers import infra_validate, pusher
 from tfkfp.containers.runtime import InputError
 
@@ -47,38 +48,13 @@ def test_demo_model_is_infra_blessed(tmp_path, trained, ingested):
     assert found["examples"] == 10 and found["load_seconds"] > 0
 
 
-def _strict_model(path: Path, ingested) -> str:
-    """Loads fine, but its parse spec requires every raw feature, a sometimes-missing one too."""
-    import tensorflow as tf
-
-    from tfkfp.containers.layout import load_schema
-
-    schema = load_schema(ingested.schema)
-    kinds = {0: tf.string, 1: tf.string, 2: tf.int64, 3: tf.float32}
-    spec = {
-        f.name: tf.io.FixedLenFeature([1], kinds[f.type])
-        for f in schema.feature
-        if f.name != "species"
-    }
-
-    class Strict(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-        def serve(self, examples):
-            parsed = tf.io.parse_example(examples, spec)
-            return {"mass": tf.cast(parsed["body_mass_g"], tf.float32) * 2.0}
-
-    module = Strict()
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-    return str(path)
-
-
 def test_model_that_fails_on_real_examples_is_refused_naming_the_example(
     tmp_path, ingested, caplog
 ):
     caplog.set_level("INFO", logger="tfkfp")
     import tensorflow as tf
 
-    model = _strict_model(tmp_path / "strict", ingested)
+    model = strict_model(tmp_path / "strict", ingested)
     records = _eval_records(ingested.examples)
     missing = [
         i
@@ -193,9 +169,7 @@ def test_model_without_serving_default_is_an_input_error(tmp_path, ingested):
     assert not (tmp_path / "blessing").exists()
 
 
-def test_pusher_pushes_an_infra_blessed_model_with_its_model_card(
-    tmp_path, trained, ingested, monkeypatch
-):
+def test_pusher_pushes_an_infra_blessed_model_with_its_model_card(tmp_path, trained, ingested):
     from tfkfp.containers import evaluator, model_card
     from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
 
@@ -212,20 +186,28 @@ def test_pusher_pushes_an_infra_blessed_model_with_its_model_card(
     assert evaluation.blessed, evaluation.reason
     infra = infra_validate.run(trained.model, ingested.examples, str(tmp_path / "infra"))
     assert infra["blessed"]
-    monkeypatch.setenv("KFP_RUN_ID", "run-123")
-    monkeypatch.setenv("KFP_PIPELINE_NAME", "penguins")
     pushed = pusher.run(
         trained.model,
         str(tmp_path / "blessing"),
         str(tmp_path / "serving"),
         infra_blessing=str(tmp_path / "infra"),
+        run_id="run-123",
+        run_name="{{$.pipeline_job_name}}",  # a placeholder nobody resolved: unknown
+        pipeline_name="penguins",
     )
     assert pushed.pushed is True
     version = pushed.pushed_uri
     assert {"PUSHED.json", "model_card.json", "model_card.md"} <= set(os.listdir(version))
     card = model_card.read(version)
     assert card["content_hash"] == pushed.content_hash and card["source"] == trained.model
-    assert card["kfp"]["run_id"] == "run-123" and card["kfp"]["pipeline_name"] == "penguins"
+    assert card["kfp"] == {"run_id": "run-123", "run_name": "unknown", "pipeline_name": "penguins"}
+    # called without the model artifact's metadata: every such fact says unknown, none is null
+    assert card["data"] == {
+        "fingerprint": "unknown",
+        "rows": {"train": "unknown", "eval": "unknown"},
+    }
+    assert card["module_file"] == {"ref": "unknown", "sha256": "unknown"}
+    assert card["hyperparameters"] == "unknown"
     ev = card["evaluation"]
     assert ev["blessed"] is True and ev["metrics"] == pytest.approx(evaluation.metrics)
     assert "Overall" in ev["slices"] and len(ev["slices"]) > 1  # per island too

@@ -511,3 +511,34 @@ def test_kfp_local_pipeline_pushes_to_the_emulator_bucket(tmp_path, gcs, penguin
     assert int(meta["version"]) == version.number and meta["content_hash"] == version.content_hash
     params = json.loads(output.read_text())["parameterValues"]
     assert params == {"pushed": True, "pushed_uri": f"{dest}/{version.number}"}
+
+
+def test_model_card_takes_the_model_metadata_as_kfp_delivers_it():
+    """On the KFP backend artifact metadata is a protobuf Struct: every number a float."""
+    from tfkfp.containers import model_card
+
+    metadata = {
+        "rows": {"train": 260.0, "eval": 84.0},
+        "data_fingerprint": "sha256:" + "a" * 64,
+        "module_file": "gs://bucket/module.py",
+        "module_file_sha256": "sha256:" + "b" * 64,
+        "hyperparameters": {"learning_rate": 0.01, "units": 8.0},
+    }
+    card = model_card.facts(
+        {"version": 7, "pushed_uri": "/serving/7", "content_hash": "c"},
+        "/model",
+        "/no/blessing",
+        None,
+        metadata,
+        {"run_id": "{{$.pipeline_job_uuid}}", "run_name": "", "pipeline_name": "mine"},
+    )
+    assert card["data"] == {
+        "fingerprint": metadata["data_fingerprint"],
+        "rows": {"train": 260, "eval": 84},
+    }
+    assert card["module_file"] == {"ref": "gs://bucket/module.py", "sha256": "sha256:" + "b" * 64}
+    assert card["hyperparameters"] == {"learning_rate": 0.01, "units": 8}
+    # a placeholder nobody resolved and an empty parameter both say unknown
+    assert card["kfp"] == {"run_id": "unknown", "run_name": "unknown", "pipeline_name": "mine"}
+    text = model_card.markdown(card)
+    assert "rows train 260, eval 84" in text and '"units": 8' in text

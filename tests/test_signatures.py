@@ -36,7 +36,8 @@ COMPONENT_ONLY = {
     "tuner": {"metrics"},
 }
 # run() parameters only tests set (with a default the component relies on).
-RUN_ONLY = {"pusher": {"retry_timeout", "lease"}}
+# The pusher's model_metadata is the model artifact's KFP metadata, handed on by the body.
+RUN_ONLY = {"pusher": {"retry_timeout", "lease", "model_metadata"}}
 KFP_TYPES = {"String": str, "Integer": int, "Float": float, "Boolean": bool}
 KFP_TYPES |= {"List": list, "Dict": dict}
 EMPTY = ([], {})

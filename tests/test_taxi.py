@@ -116,6 +116,46 @@ def test_kfp_ui_gets_roc_and_confusion_matrix_for_the_binary_label(taxi_run):
     assert len(metadata["confusionMatrix"]["rows"]) == 2
 
 
+def test_taxi_model_is_infra_validated_before_the_push(taxi_run, tmp_path):
+    """The pipeline's infra_validate task on the real taxi model, then the same model refusing
+    an example that lacks a feature its serving signature requires."""
+    cwd, proc = taxi_run
+    assert proc.returncode == 0
+    from tfkfp.containers import infra_validate
+
+    blessing = _output(cwd, "infra-validate", "blessing")
+    assert (blessing / "INFRA_BLESSED").is_file()
+    found = json.loads((blessing / "infra_validation.json").read_text())
+    by_name = {s["signature"]: s for s in found["signatures"]}
+    assert set(by_name) == {"serving_default", "transform_features"}
+    assert by_name["serving_default"]["outputs"] == {"probabilities": [1]}
+    model = sorted((cwd / "serving" / "taxi").iterdir())[-1]
+    card = json.loads((model / "model_card.json").read_text())
+    assert card["infra_validation"]["blessed"] is True
+    assert card["kfp"]["pipeline_name"] == "taxi"
+
+    import tensorflow as tf
+
+    examples = _output(cwd, "ingest", "examples")
+    files = sorted(str(p) for p in (examples / "Split-eval").glob("*.gz"))
+    records = [r.numpy() for r in tf.data.TFRecordDataset(files, "GZIP").take(6)]
+    broken = tf.train.Example.FromString(records[4])
+    del broken.features.feature["trip_start_hour"]  # in every CSV row: required at serving
+    records[4] = broken.SerializeToString()
+    (tmp_path / "examples" / "Split-eval").mkdir(parents=True)
+    path = str(tmp_path / "examples" / "Split-eval" / "data.gz")
+    with tf.io.TFRecordWriter(path, "GZIP") as writer:
+        for record in records:
+            writer.write(record)
+    result = infra_validate.run(
+        str(model), str(tmp_path / "examples"), str(tmp_path / "infra"), num_examples=6
+    )
+    assert result["blessed"] is False
+    assert "signature serving_default refused example 4 " in result["reason"]
+    assert "trip_start_hour" in result["reason"] and "\n" not in result["reason"]
+    assert (tmp_path / "infra" / "INFRA_NOT_BLESSED").is_file()
+
+
 @pytest.mark.pipeline
 def test_a_renamed_column_stops_the_run_before_training(tmp_path):
     """Against the previous run's statistics the renamed column is gone; training is skipped."""

@@ -4,8 +4,13 @@ import os
 
 from kfp import dsl
 
-from tfkfp.components import evaluator, pusher, trainer, transform
-from tfkfp.pipelines.steps import checked_examples, stop_on_anomalies, transformed_inputs
+from tfkfp.components import evaluator, trainer, transform
+from tfkfp.pipelines.steps import (
+    checked_examples,
+    checked_push,
+    stop_on_anomalies,
+    transformed_inputs,
+)
 
 # TFMA EvalConfig (config_pb2 JSON). The label is computed by preprocessing_fn, so TFMA gets it
 # from the model's transform_features signature. The threshold gates the overall slice only:
@@ -61,8 +66,9 @@ def penguins(
     schema_uri: str = "",
     previous_statistics_uri: str = "",
     keras: str = "tf_keras",
+    push_tflite: bool = False,
 ):
-    """Trains, evaluates and (when blessed) pushes a penguin species model.
+    """Trains, evaluates and (when blessed and infra-validated) pushes a penguin species model.
 
     Args:
         data_uri: CSV file or folder (a gs://, s3:// or /gcs/ path on a cluster).
@@ -76,6 +82,8 @@ def penguins(
         schema_uri: A curated schema.pbtxt the data must match (empty: inferred).
         previous_statistics_uri: Statistics of an earlier run, for drift (empty: none).
         keras: tf_keras or keras3.
+        push_tflite: Also convert the model to TFLite (with TensorFlow ops: the app needs
+            the Flex delegate) and push `model.tflite` beside the SavedModel.
     """
     examples, checked = checked_examples(data_uri, schema_uri, previous_statistics_uri)
     # Anomalies stop the run before any training: a failed task says so in one line, the
@@ -102,12 +110,14 @@ def penguins(
             baseline_from=push_destination,
             beam_pipeline_args=beam_pipeline_args,
         )
-        with dsl.If(evaluated.outputs["blessed"] == True):  # noqa: E712 (compiles to a CEL condition)
-            pusher(
-                model=trained.outputs["model"],
-                blessing=evaluated.outputs["blessing"],
-                destination=push_destination,
-            )
+        checked_push(
+            "penguins",
+            model=trained.outputs["model"],
+            examples=examples.outputs["examples"],
+            evaluated=evaluated,
+            destination=push_destination,
+            push_tflite=push_tflite,
+        )
     with dsl.Else():
         stop_on_anomalies(checked)
 

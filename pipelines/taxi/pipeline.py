@@ -4,9 +4,14 @@ import os
 
 from kfp import dsl
 
-from tfkfp.components import evaluator, pusher, trainer, transform
+from tfkfp.components import evaluator, trainer, transform
 from tfkfp.components.images import GPU_IMAGE
-from tfkfp.pipelines.steps import checked_examples, stop_on_anomalies, transformed_inputs
+from tfkfp.pipelines.steps import (
+    checked_examples,
+    checked_push,
+    stop_on_anomalies,
+    transformed_inputs,
+)
 
 # TFMA EvalConfig (config_pb2 JSON). The label is computed by preprocessing_fn, so TFMA gets it
 # from the model's transform_features signature. Metrics are reported overall and per hour and
@@ -65,7 +70,7 @@ def taxi(
     previous_statistics_uri: str = "",
     use_gpu: bool = False,
 ):
-    """Trains, evaluates (sliced by hour and payment type) and, when blessed, pushes a model.
+    """Trains, evaluates (sliced by hour and payment type), infra-validates, pushes a blessed model.
 
     Args:
         data_uri: CSV file or folder (a gs://, s3:// or /gcs/ path on a cluster).
@@ -116,12 +121,13 @@ def taxi(
             eval_config=eval_config,
             beam_pipeline_args=beam_pipeline_args,
         )
-        with dsl.If(evaluated.outputs["blessed"] == True):  # noqa: E712
-            pusher(
-                model=model,
-                blessing=evaluated.outputs["blessing"],
-                destination=push_destination,
-            )
+        checked_push(
+            "taxi",
+            model=model,
+            examples=examples.outputs["examples"],
+            evaluated=evaluated,
+            destination=push_destination,
+        )
     with dsl.Else():
         stop_on_anomalies(checked)
 

@@ -155,3 +155,28 @@ def markdown_html(text: str) -> str:
     from markdown_it import MarkdownIt
 
     return MarkdownIt("commonmark").enable("table").render(text)
+
+
+def strict_model(path: Path, ingested: Ingested) -> str:
+    """Loads fine, but its parse spec requires every raw feature, a sometimes-missing one too."""
+    import tensorflow as tf
+
+    from tfkfp.containers.layout import load_schema
+
+    schema = load_schema(ingested.schema)
+    kinds = {0: tf.string, 1: tf.string, 2: tf.int64, 3: tf.float32}
+    spec = {
+        f.name: tf.io.FixedLenFeature([1], kinds[f.type])
+        for f in schema.feature
+        if f.name != "species"
+    }
+
+    class Strict(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def serve(self, examples):
+            parsed = tf.io.parse_example(examples, spec)
+            return {"mass": tf.cast(parsed["body_mass_g"], tf.float32) * 2.0}
+
+    module = Strict()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return str(path)
