@@ -10,6 +10,7 @@ from bench import (
     cold_start,
     e2e,
     images,
+    multi_node,
     progress,
     report,
     scale,
@@ -54,6 +55,8 @@ def main() -> None:
         ("scale", lambda: scale.main(SIZES)),
         ("trainer", lambda: trainer.main([])),
         ("tuner", lambda: tuner.main([])),
+        # 1, 2 and 4 trainer processes on loopback, and the launcher's own overhead (about 15 min)
+        ("multi-node (loopback)", lambda: multi_node.main([])),
         ("statistics", lambda: statistics.main(SIZES)),
         # One run per source (about 3 x 45 s): the 1.3x target has a wide margin here.
         ("storage", lambda: storage.main(SIZES[-1], reps=1)),
