@@ -366,6 +366,7 @@ class KubernetesJob(Backend):
             if stop.is_set():
                 break
 
+
 VERTEX_API = "https://{location}-aiplatform.googleapis.com"
 _VERTEX_ENDED = {
     "JOB_STATE_SUCCEEDED": "succeeded",

@@ -295,16 +295,23 @@ def _parallel_role() -> tuple[str, int]:
     return ("oracle" if is_chief else "trials"), machines
 
 
-def _start_trials_child(kwargs: dict[str, Any], scratch: str) -> subprocess.Popen:
-    """The chief machine's own trials, in a child process (the oracle blocks this one)."""
+def _start_trials_child(kwargs: dict[str, Any]) -> subprocess.Popen:
+    """The chief machine's own trials, in a child process (the oracle blocks this one).
+
+    Started before this process loads TensorFlow and the module, so the chief's trials begin
+    with the other machines'; it waits for the oracle (KerasTuner's client waits until ready).
+    """
+    scratch = tempfile.mkdtemp(prefix="tfkfp-tuner-trials-")
     args = {**kwargs, **{key: os.path.join(scratch, key) for key in _OUTPUTS}}
     env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_TUNER_ID": "tfkfp-main"}
     proc = subprocess.Popen([sys.executable, "-c", _TRIALS_CHILD, json.dumps(args)], env=env)
+    proc.stopping = False  # set when this process ends it (its own failure)
 
     def watch() -> None:
         # A dead trials process would leave the oracle waiting for it forever.
         code = proc.wait()
-        if code != 0:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if code != 0 and not proc.stopping:
             print(f"error: tuner: the chief's trials process exited with {code}", flush=True)
             os._exit(2 if code == 2 else 1)
 
@@ -397,6 +404,30 @@ def run(
     fn_args = common_fn_args(
         examples, schema, transform_graph, train_steps, eval_steps, custom_config
     )
+    child = _start_trials_child(kwargs) if role == "oracle" else None
+    try:
+        out = {key: kwargs[key] for key in _OUTPUTS}
+        return _tune(fn_args, module_file, strategy, cpu_replicas, role, machines, child, **out)
+    except BaseException:
+        if child is not None and child.poll() is None:
+            child.stopping = True
+            child.terminate()
+        raise
+
+
+def _tune(
+    fn_args,
+    module_file: str,
+    strategy: str,
+    cpu_replicas: int,
+    role: str,
+    machines: int,
+    child: subprocess.Popen | None,
+    best_hyperparameters: str,
+    trials: str,
+    trials_chart: str,
+) -> TunerResult | None:
+    """The search and its outputs, once the stage's inputs are checked (run's second half)."""
 
     import tensorflow as tf
 
@@ -419,10 +450,8 @@ def run(
             user_module.keras_names(),
             strategies.adopted(tf, dist, strategy_name, scope=False, **adopting),
         ):
-            child = None
             if role == "oracle":
                 _wait_for_every_machine(tuner.oracle, machines)
-                child = _start_trials_child(kwargs, fn_args.working_dir)
             search_seconds = _search(tuner, fit_kwargs, seconds, role)
             if child is not None:
                 child.wait()

@@ -54,7 +54,9 @@ class Cluster:
         pods = int(spec["parallelism"])
         command = spec["template"]["spec"]["containers"][0]["command"]
         loopback = [f"127.0.0.1:{free_port()}" for _ in range(pods)]
-        base = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "TF_USE_LEGACY_KERAS")}
+        base = {
+            k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "TF_USE_LEGACY_KERAS")
+        }
         for index in range(pods):
             env = {
                 **base,
@@ -75,8 +77,11 @@ class Cluster:
             log = self.local_pods / f"{pod}.log"
             with open(log, "w") as out:
                 proc = subprocess.Popen(
-                    [sys.executable, *command[1:]], stdout=out, stderr=subprocess.STDOUT,
-                    env=env, cwd=REPO,
+                    [sys.executable, *command[1:]],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=REPO,
                 )
             self.procs[pod] = (proc, log, index)
 
@@ -91,8 +96,12 @@ class Cluster:
     def local_condition(self) -> dict | None:
         codes = [proc.poll() for proc, _, _ in self.procs.values()]
         if any(code not in (None, 0) for code in codes):
-            return {"type": "Failed", "status": "True", "reason": "FailedJobs",
-                    "message": "jobset failed due to one or more job failures"}
+            return {
+                "type": "Failed",
+                "status": "True",
+                "reason": "FailedJobs",
+                "message": "jobset failed due to one or more job failures",
+            }
         if codes and all(code == 0 for code in codes):
             return {"type": "Completed", "status": "True", "message": "jobset completed"}
         return None
@@ -110,7 +119,8 @@ class Cluster:
             pods.append({"metadata": {"name": name, "labels": labels}, "status": {"phase": phase}})
         wanted = dict(x.split("=", 1) for x in selector.split(",") if "=" in x)
         return [
-            p for p in pods
+            p
+            for p in pods
             if all(p["metadata"]["labels"].get(k, v) == v for k, v in wanted.items())
         ]
 

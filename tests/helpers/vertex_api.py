@@ -29,6 +29,7 @@ class FakeVertex:
         self.error = ""  # error.message of a job that reaches JOB_STATE_FAILED
         self.created = threading.Event()
         self.steps: dict[str, list[str]] = {}
+        self.projects = {"p1"}  # others are refused, as a project the caller may not use
 
     def add(self, parent: str, body: dict, state: str) -> dict:
         name = f"{parent}/customJobs/{1000 + len(self.jobs)}"
@@ -57,9 +58,22 @@ def _handler(vertex: FakeVertex):
             length = int(self.headers.get("Content-Length") or 0)
             return json.loads(self.rfile.read(length)) if length else {}
 
+        def _refused(self, path: str) -> bool:
+            project = re.match(r"/v1/projects/([^/]+)/", path)
+            if project and project[1] not in vertex.projects:
+                self._error(
+                    403,
+                    "PERMISSION_DENIED",
+                    f"Permission denied on resource project {project[1]}.",
+                )
+                return True
+            return False
+
         def do_POST(self):
             path = urlparse(self.path).path
             vertex.calls.append(("POST", path))
+            if self._refused(path):
+                return
             m = re.fullmatch(r"/v1/(projects/[^/]+/locations/[^/]+)/customJobs", path)
             if m:
                 body = self._body()
@@ -85,6 +99,8 @@ def _handler(vertex: FakeVertex):
         def do_GET(self):
             url = urlparse(self.path)
             vertex.calls.append(("GET", url.path))
+            if self._refused(url.path):
+                return
             m = re.fullmatch(r"/v1/(projects/[^/]+/locations/[^/]+)/customJobs", url.path)
             if m:
                 wanted = parse_qs(url.query).get("filter", [""])[0]
