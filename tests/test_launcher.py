@@ -388,5 +388,6 @@ def test_tuner_jobset_launch_runs_parallel_trials(tmp_path, s3, ingested, transf
     assert "tuner/trials" in names and "tuner/trials_chart" in names
     table = storage.read_text(kwargs["trials"], "trials")
     assert table.count("| COMPLETED |") == 3
-    out = capsys.readouterr().out
-    assert "[chief] " in out and "tuner: 2 machines run trials in parallel" in out
+    captured = capsys.readouterr()
+    assert "[chief] " in captured.out, captured.err[-2000:]
+    assert "tuner: 2 machines run trials in parallel" in captured.out

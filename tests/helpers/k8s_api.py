@@ -166,7 +166,7 @@ def _handler(cluster: Cluster):
                 )
             m = re.fullmatch(r"/api/v1/namespaces/[^/]+/pods/([^/]+)/log", path)
             if m:
-                if m.group(1) in cluster.procs and query.get("follow") == ["true"]:
+                if m.group(1) in cluster.procs and query.get("follow", [""])[0].lower() == "true":
                     return self._follow(*cluster.procs[m.group(1)][:2])
                 if m.group(1) in cluster.procs:
                     return self._send(200, cluster.procs[m.group(1)][1].read_text())
