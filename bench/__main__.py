@@ -11,6 +11,7 @@ from bench import (
     e2e,
     images,
     infer,
+    multi_node,
     progress,
     report,
     scale,
@@ -55,6 +56,8 @@ def main() -> None:
         ("scale", lambda: scale.main(SIZES)),
         ("trainer", lambda: trainer.main([])),
         ("tuner", lambda: tuner.main([])),
+        # 1, 2 and 4 trainer processes on loopback, and the launcher's own overhead (about 15 min)
+        ("multi-node (loopback)", lambda: multi_node.main([])),
         ("statistics", lambda: statistics.main(SIZES)),
         # infer vs RunInference at each size, then infra_validate on the demo model.
         ("infer", lambda: infer.main(["--sizes", ",".join(map(str, SIZES))])),

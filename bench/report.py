@@ -96,6 +96,22 @@ def table(results: dict) -> str:
             f"| data_accessor vs hand-tuned tf.data reader | {t['ratio']:.3f}× "
             f"(medians {t['ratio_of_medians']:.3f}×) | {t['target']}× |"
         )
+    multi = results.get("multi_node")
+    if multi:
+        for row in multi["rows"]:
+            rows.append(
+                f"| multi-node on loopback ({multi['cores']} cores): {row['workers']} worker(s) "
+                f"| {row['steps_per_s']} steps/s, {row['vs_1_worker']:.2f}× of 1 worker | "
+                "none (one machine: no scaling expected) |"
+            )
+        if multi.get("launcher"):
+            over = multi["launcher"]
+            rows.append(
+                "| launcher's own overhead, submit → first step in the chief's log (2 workers, "
+                "local API server and pods, no cluster) | "
+                f"{over['launcher_overhead_s']:.1f} s ({over['launcher_first_step_s']:.1f} s vs "
+                f"{over['direct_first_step_s']:.1f} s started directly) | |"
+            )
     tuner = results.get("tuner")
     if tuner:
         rows.append(
@@ -226,6 +242,7 @@ def main() -> dict:
         "scale",
         "trainer",
         "tuner",
+        "multi_node",
         "statistics",
         "storage",
         "images",

@@ -20,6 +20,9 @@ def tuner(
     keras: str = "tf_keras",
     strategy: str = "auto",
     cpu_replicas: int = 0,
+    workers: int = 1,
+    backend: str = "jobset",
+    gpus_per_node: int = 0,
 ):
     """TFX's Tuner: the module file's tuner_fn(fn_args) and its KerasTuner search.
 
@@ -39,34 +42,56 @@ def tuner(
         keras: tf_keras (default, TFX's tf.keras) or keras3; KerasTuner uses the same.
         strategy: auto (GPUs: mirrored over all; else default), mirrored or default.
         cpu_replicas: Logical CPU devices to mirror over (testing without GPUs).
+        workers: Machines running trials in parallel (KerasTuner's distributed tuning, as TFX's
+            num_parallel_trials). 1 (default): this task tunes. More: this task launches a job
+            of that many pods (backend); the chief hosts the oracle and writes the outputs to
+            their object-store URIs.
+        backend: The job for workers > 1: jobset (JobSet), trainjob (Kubeflow Trainer v2 with
+            tfkfp's ClusterTrainingRuntime) or vertex (a Vertex AI CustomJob).
+        gpus_per_node: GPUs of each pod when workers > 1 (each trial mirrors over them).
     """
+    from dataclasses import asdict
+
     from tfkfp.containers import tuner as stage
     from tfkfp.containers.runtime import entrypoint, without_nulls
 
+    # The pods of a multi-node job read and write the object store, not this pod's files.
+    def loc(artifact):
+        return (artifact.uri if workers != 1 else artifact.path) if artifact else None
+
     result = entrypoint(
         stage.run,
-        examples=examples.path,
-        schema=schema.path,
+        examples=loc(examples),
+        schema=loc(schema),
         module_file=module_file,
-        best_hyperparameters=best_hyperparameters.path,
-        trials=trials.path,
-        trials_chart=trials_chart.path,
-        transform_graph=transform_graph.path if transform_graph else None,
+        best_hyperparameters=loc(best_hyperparameters),
+        trials=loc(trials),
+        trials_chart=loc(trials_chart),
+        transform_graph=loc(transform_graph),
         train_steps=train_steps,
         eval_steps=eval_steps,
         custom_config=custom_config,
         keras=keras,
         strategy=strategy,
         cpu_replicas=cpu_replicas,
+        workers=workers,
+        backend=backend,
+        gpus_per_node=gpus_per_node,
     )
-    metrics.log_metric(result.objective, result.best_score)
-    metrics.log_metric("trials_completed", result.completed)
+    info = asdict(result)
+    launched = {}
+    if "job" in info:  # a launcher: the chief's result, as data
+        launched, info = info, info.pop("result")
+    completed = sum(t["status"] == "COMPLETED" for t in info["trials"])
+    metrics.log_metric(info["objective"], info["best_score"])
+    metrics.log_metric("trials_completed", completed)
     best_hyperparameters.metadata.update(
-        objective=result.objective,
-        direction=result.direction,
-        best_score=result.best_score,
-        values=without_nulls(result.best_values),
-        strategy=result.strategy,
-        replicas=result.replicas,
-        search_seconds=result.search_seconds,
+        objective=info["objective"],
+        direction=info["direction"],
+        best_score=info["best_score"],
+        values=without_nulls(info["best_values"]),
+        strategy=info["strategy"],
+        replicas=info["replicas"],
+        search_seconds=info["search_seconds"],
+        **launched,
     )

@@ -1,8 +1,11 @@
-"""Multi-node trainer and tuner: the KFP task launches a JobSet, a TrainJob or Vertex pools.
+"""Multi-node trainer and tuner: the KFP task launches a JobSet, a TrainJob or a Vertex CustomJob.
 
-With `workers > 1` the trainer's (or tuner's) KFP task is a launcher: it builds the job from
-the manifests shipped in tfkfp/manifests/, submits it with the `kubernetes` client, streams
-the chief's log lines, waits, and fails with the job's own reason in one line. Every pod runs
+With `workers > 1` the trainer's (or tuner's) KFP task is a launcher: it builds the job (from
+the manifests shipped in tfkfp/manifests/, or Vertex worker pools), submits it (the
+`kubernetes` client, or Vertex AI's REST API through google-auth), streams the chief's log
+lines (Kubernetes), waits, and fails with the job's own reason in one line. Each backend is
+one `Backend` (submit, state, cancel, the failed worker's line, the chief's log); the waiting,
+cancelling on SIGTERM and publishing are shared. Every pod runs
 `python -m tfkfp.containers.launcher worker <stage> <json>`: it reads its inputs from the
 object store, derives TF_CONFIG (cluster_config), runs the stage, and the chief (worker 0)
 writes the outputs to the artifacts' URIs through the storage layer. The launcher pod never
@@ -19,12 +22,13 @@ import copy
 import hashlib
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -39,8 +43,11 @@ class LaunchResult:
     workers: int
     backend: str
     job: str
+    result: dict[str, Any] = field(default_factory=dict)  # the chief's run() result
 
 
+# The launch mode's parameters: the launcher's, not the pods' run().
+LAUNCH = ("workers", "backend", "gpus_per_node")
 BACKENDS = ("jobset", "trainjob", "vertex")
 RUNTIME = "tfkfp-tensorflow"  # the ClusterTrainingRuntime in tfkfp/manifests/trainingruntime.yaml
 # What each backend's custom resource is, and how a user installs it when it is missing.
@@ -186,13 +193,67 @@ def _namespace() -> str:
     return os.environ.get("TFKFP_NAMESPACE", "default")
 
 
-class Job:
+class Backend:
+    """One submitted job of some backend; `launch` waits for it and cancels it on SIGTERM."""
+
+    kind = "job"
+    name = ""
+
+    def submit(self) -> None:
+        """Creates the job; an earlier attempt's job (same task) is cancelled first."""
+        raise NotImplementedError
+
+    def state(self) -> tuple[str, str]:
+        """("running" | "succeeded" | "failed", the job's own message)."""
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        """Stops the job (and its pods or replicas) and waits until it has."""
+        raise NotImplementedError
+
+    def failed_worker_line(self) -> str:
+        """The failed worker's last error line, when the backend can tell."""
+        return ""
+
+    def stream_chief(self, stop: threading.Event) -> None:
+        """Copies the chief's log lines into this task's log, when the backend can."""
+
+    def wait(self, poll: float = 5.0) -> str:
+        """Waits for the end; returns the success message or raises with the failure's."""
+        stop = threading.Event()
+        streamer = threading.Thread(target=self._stream_quietly, args=(stop,), daemon=True)
+        streamer.start()
+        try:
+            while True:
+                state, message = self.state()
+                if state == "succeeded":
+                    streamer.join(timeout=30)  # the chief's last lines, before we return
+                    return message
+                if state == "failed":
+                    worker = self.failed_worker_line()
+                    raise JobFailed(
+                        f"{self.kind} {self.name} failed: {message}"
+                        + (f"; {worker}" if worker else "")
+                    )
+                time.sleep(poll)
+        finally:
+            stop.set()
+
+    def _stream_quietly(self, stop: threading.Event) -> None:
+        try:
+            self.stream_chief(stop)
+        except Exception as err:  # the log copy is a convenience; the job's state decides
+            log.warning("could not stream the chief's log: %s", err)
+
+
+class KubernetesJob(Backend):
     """One submitted JobSet or TrainJob, through the kubernetes client's API objects."""
 
     def __init__(self, backend: str, body: dict[str, Any], namespace: str, api_client=None):
         from kubernetes import client
 
         self.crd = CRDS[backend]
+        self.kind = self.crd["kind"]
         self.body, self.namespace = body, namespace
         self.name = body["metadata"]["name"]
         self.custom = client.CustomObjectsApi(api_client)
@@ -216,7 +277,7 @@ class Job:
                 return None
             raise
 
-    def delete(self, wait: float = 60.0) -> None:
+    def cancel(self, wait: float = 60.0) -> None:
         """Deletes the job (its pods with it) and waits until it is gone."""
         from kubernetes.client.rest import ApiException
 
@@ -244,7 +305,7 @@ class Job:
             raise
         if earlier is not None:
             log.info("%s %s: deleting an earlier attempt's job", self.crd["kind"], self.name)
-            self.delete()
+            self.cancel()
         try:
             self.custom.create_namespaced_custom_object(*self._args, self.body)
         except ApiException as err:
@@ -254,7 +315,6 @@ class Job:
         log.info("%s %s submitted in namespace %s", self.crd["kind"], self.name, self.namespace)
 
     def state(self) -> tuple[str, str]:
-        """("running" | "succeeded" | "failed", the job's own message)."""
         body = self.get()
         if body is None:
             return "failed", "the job was deleted"
@@ -306,46 +366,141 @@ class Job:
             if stop.is_set():
                 break
 
-    def wait(self, poll: float = 5.0) -> str:
-        """Waits for the end; returns the success message or raises with the failure's."""
-        stop = threading.Event()
-        streamer = threading.Thread(target=self._stream_quietly, args=(stop,), daemon=True)
-        streamer.start()
-        try:
-            while True:
-                state, message = self.state()
-                if state == "succeeded":
-                    streamer.join(timeout=30)  # the chief's last lines, before we return
-                    return message
-                if state == "failed":
-                    worker = self.failed_worker_line()
-                    raise JobFailed(
-                        f"{self.crd['kind']} {self.name} failed: {message}"
-                        + (f"; {worker}" if worker else "")
-                    )
-                time.sleep(poll)
-        finally:
-            stop.set()
 
-    def _stream_quietly(self, stop: threading.Event) -> None:
-        try:
-            self.stream_chief(stop)
-        except Exception as err:  # the log copy is a convenience; the job's state decides
-            log.warning("could not stream the chief's log: %s", err)
+VERTEX_API = "https://{location}-aiplatform.googleapis.com"
+_VERTEX_ENDED = {
+    "JOB_STATE_SUCCEEDED": "succeeded",
+    "JOB_STATE_FAILED": "failed",
+    "JOB_STATE_CANCELLED": "failed",
+    "JOB_STATE_EXPIRED": "failed",
+}
+
+
+def _camel(value: Any) -> Any:
+    """Proto field names as the REST API's JSON spells them (machine_spec -> machineSpec)."""
+    if isinstance(value, dict):
+        return {re.sub(r"_([a-z])", lambda m: m[1].upper(), k): _camel(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_camel(v) for v in value]
+    return value
+
+
+class VertexJob(Backend):
+    """One Vertex AI CustomJob, through the REST API (`projects/*/locations/*/customJobs`).
+
+    Vertex names a job itself; the task's job name is its display name and a label, so a
+    retried task finds its earlier attempt's job (a list filtered by the label) and cancels it.
+    Vertex sets TF_CONFIG in every replica (pool 0: chief, pool 1: workers).
+    """
+
+    kind = "Vertex CustomJob"
+
+    def __init__(
+        self,
+        name: str,
+        pools: list[dict[str, Any]],
+        project: str,
+        location: str,
+        session=None,
+        endpoint: str | None = None,
+    ):
+        self.name, self.pools = name, pools
+        self.project, self.location = project, location
+        self.endpoint = (endpoint or VERTEX_API.format(location=location)).rstrip("/")
+        self.parent = f"projects/{project}/locations/{location}"
+        self.resource = ""  # projects/.../customJobs/<id>, once created
+        if session is None:
+            import google.auth
+            from google.auth.transport.requests import AuthorizedSession
+
+            credentials, _ = google.auth.default(
+                scopes=["https://www.googleapis.com/auth/cloud-platform"]
+            )
+            session = AuthorizedSession(credentials)
+        self.session = session
+
+    def _call(self, method: str, path: str, **kwargs) -> dict[str, Any]:
+        resp = self.session.request(method, f"{self.endpoint}/v1/{path}", timeout=60, **kwargs)
+        if resp.status_code >= 400:
+            try:
+                detail = resp.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                detail = resp.text[:200]
+            if resp.status_code in (401, 403, 404):
+                raise InputError(
+                    f"backend: Vertex AI refused {method} {path} ({resp.status_code}): {detail}"
+                )
+            raise RuntimeError(f"Vertex AI {method} {path}: {resp.status_code} {detail}")
+        return resp.json() if resp.content else {}
+
+    def _earlier(self) -> list[dict[str, Any]]:
+        label = f'labels.tfkfp-job="{self.name}"'
+        jobs, token = [], ""
+        while True:
+            params = {"filter": label, **({"pageToken": token} if token else {})}
+            page = self._call("GET", f"{self.parent}/customJobs", params=params)
+            jobs += page.get("customJobs", [])
+            token = page.get("nextPageToken", "")
+            if not token:
+                return [j for j in jobs if j.get("state") not in _VERTEX_ENDED]
+
+    def submit(self) -> None:
+        for job in self._earlier():
+            log.info("Vertex CustomJob %s: cancelling an earlier attempt's job", job["name"])
+            self._cancel(job["name"])
+        body = {
+            "displayName": self.name,
+            "labels": {"tfkfp-job": self.name, "app-kubernetes-io-managed-by": "tfkfp"},
+            "jobSpec": {"workerPoolSpecs": _camel(self.pools)},
+        }
+        self.resource = self._call("POST", f"{self.parent}/customJobs", json=body)["name"]
+        job_id = self.resource.rsplit("/", 1)[-1]
+        log.info(
+            "Vertex CustomJob %s submitted: https://console.cloud.google.com/vertex-ai/"
+            "locations/%s/training/%s?project=%s (its logs are in Cloud Logging)",
+            self.resource,
+            self.location,
+            job_id,
+            self.project,
+        )
+
+    def state(self) -> tuple[str, str]:
+        job = self._call("GET", self.resource)
+        state = _VERTEX_ENDED.get(job.get("state", ""), "running")
+        if state != "failed":
+            return state, job.get("state", "")
+        lines = [x.strip() for x in (job.get("error") or {}).get("message", "").splitlines()]
+        lines = [x for x in lines if x]
+        errors = [x for x in lines if x.startswith("error:")]
+        message = (lines[0] if lines else job["state"]) + (
+            f"; {errors[-1]}" if errors and errors[-1] != lines[0] else ""
+        )
+        return state, message
+
+    def _cancel(self, resource: str, wait: float = 120.0) -> None:
+        self._call("POST", f"{resource}:cancel")
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if self._call("GET", resource).get("state") in _VERTEX_ENDED:
+                return
+            time.sleep(2.0)
+
+    def cancel(self) -> None:
+        if self.resource:
+            self._cancel(self.resource)
 
 
 class JobFailed(RuntimeError):
     """The job ran and failed (not a user input error: exit 1)."""
 
 
-def launch(backend: str, body: dict[str, Any], namespace: str | None = None, api_client=None):
-    """Submits the job, deletes it on SIGTERM (a cancelled run), waits for its end."""
-    job = Job(backend, body, namespace or _namespace(), api_client)
+def launch(job: Backend) -> str:
+    """Submits the job, cancels it on SIGTERM (a cancelled run), waits for its end."""
     previous = signal.getsignal(signal.SIGTERM)
 
     def cancelled(signum, frame):
-        log.info("cancelled: deleting %s %s", job.crd["kind"], job.name)
-        job.delete()
+        log.info("cancelled: stopping %s %s", job.kind, job.name)
+        job.cancel()
         raise SystemExit(143)
 
     # installed before the job exists: a cancel between submitting and waiting must delete it
@@ -366,7 +521,8 @@ def _own_image(api_client=None) -> str:
     from tfkfp import __version__
 
     fallback = os.environ.get("TFKFP_IMAGE", f"tfkfp:{__version__}")
-
+    if api_client is False:  # not on Kubernetes (Vertex AI Pipelines)
+        return fallback
     try:
         from kubernetes import client
 
@@ -375,6 +531,35 @@ def _own_image(api_client=None) -> str:
     except Exception as err:  # outside a pod, or no right to read it
         log.warning("launcher: own image unknown (%s); the workers run %s", err, fallback)
         return fallback
+
+
+def vertex_job(
+    name: str, image: str, workers: int, command: list[str], gpus: int = 0, session=None
+) -> VertexJob:
+    """A CustomJob in this task's project and region (what Vertex AI sets in its containers).
+
+    TFKFP_VERTEX_MACHINE_TYPE (n1-standard-4) and TFKFP_VERTEX_ACCELERATOR (NVIDIA_TESLA_T4,
+    with gpus_per_node > 0) choose the machines; TFKFP_VERTEX_ENDPOINT replaces the API's host.
+    """
+    env = os.environ
+    project = env.get("CLOUD_ML_PROJECT_ID") or env.get("GOOGLE_CLOUD_PROJECT")
+    location = env.get("CLOUD_ML_REGION") or env.get("GOOGLE_CLOUD_REGION")
+    if not project or not location:
+        raise InputError(
+            "backend: vertex needs the project and region of the job (CLOUD_ML_PROJECT_ID and "
+            "CLOUD_ML_REGION, which Vertex AI Pipelines sets; else GOOGLE_CLOUD_PROJECT and "
+            f"GOOGLE_CLOUD_REGION), got project {project!r}, region {location!r}"
+        )
+    pools = vertex_worker_pool_specs(
+        image,
+        workers,
+        command,
+        machine_type=env.get("TFKFP_VERTEX_MACHINE_TYPE", "n1-standard-4"),
+        accelerator_type=env.get("TFKFP_VERTEX_ACCELERATOR", "NVIDIA_TESLA_T4"),
+        accelerator_count=gpus,
+    )
+    endpoint = env.get("TFKFP_VERTEX_ENDPOINT")
+    return VertexJob(name, pools, project, location, session, endpoint)
 
 
 def run(
@@ -390,17 +575,18 @@ def run(
     """The launcher: submits `stage` on `workers` nodes and waits for the chief's outputs.
 
     Args:
-        stage: trainer.
-        workers: Nodes (pods), each running the stage; worker 0 is the chief.
+        stage: trainer or tuner.
+        workers: Nodes (pods, replicas), each running the stage; worker 0 is the chief.
         backend: jobset, trainjob or vertex.
         kwargs: The stage's run() arguments, artifacts as object-store URIs.
-        gpus_per_node: nvidia.com/gpu limit of each pod (0: none).
-        image: The workers' image (default: this pod's).
-        namespace: Where the job runs (default: this pod's namespace).
-        api_client: A kubernetes ApiClient (default: the in-cluster configuration).
+        gpus_per_node: GPUs of each node (nvidia.com/gpu limit; Vertex accelerator count).
+        image: The workers' image (default: this pod's; on Vertex, TFKFP_IMAGE's).
+        namespace: Where the job runs (default: this pod's namespace; not for Vertex).
+        api_client: A kubernetes ApiClient (default: the in-cluster configuration), or for
+            vertex an authorized requests session (default: google-auth's credentials).
 
     Returns:
-        What the component records as model metadata.
+        What the component records as metadata: the job, and the chief's run() result.
     """
     from tfkfp.containers import storage
 
@@ -413,36 +599,38 @@ def run(
                 f"{key}: workers > 1 write it from their own pods, so it must be on an object "
                 f"store (gs://, s3://, minio://), got the local path {kwargs[key]}"
             )
-    if backend == "vertex":
-        raise InputError(
-            "backend: vertex jobs are submitted by Vertex AI Pipelines, not by this task: use "
-            "launcher.vertex_worker_pool_specs with GCPC's CustomTrainingJobOp (docs/cluster/"
-            "multi-node.md)"
-        )
-    if api_client is None:
-        from kubernetes import config
-
-        config.load_incluster_config()
     name = job_name(stage, kwargs[_OUTPUTS[stage][0]])
     command = worker_command(stage, kwargs)
-    image = image or _own_image(api_client)
-    make = jobset_manifest if backend == "jobset" else trainjob_manifest
-    body = make(name, image, workers, command, gpus_per_node)
-    for key in _OUTPUTS[stage]:  # nothing of an earlier attempt may pass for this one's
-        _clear(kwargs[key], key)
+    job: Backend
+    if backend == "vertex":
+        image = image or _own_image(False)
+        job = vertex_job(name, image, workers, command, gpus_per_node, api_client)
+    else:
+        if api_client is None:
+            from kubernetes import config
+
+            config.load_incluster_config()
+        image = image or _own_image(api_client)
+        make = jobset_manifest if backend == "jobset" else trainjob_manifest
+        body = make(name, image, workers, command, gpus_per_node)
+        job = KubernetesJob(backend, body, namespace or _namespace(), api_client)
+    written = [(kwargs[key], key) for key in _OUTPUTS[stage]] + [(_result_uri(stage, kwargs), "")]
+    for uri, key in written:  # nothing of an earlier attempt may pass for this one's
+        _clear(uri, key)
     try:
-        message = launch(backend, body, namespace, api_client)
+        message = launch(job)
+        chief = json.loads(storage.read_text(_result_uri(stage, kwargs), "the chief's result"))
     except BaseException as failure:
-        for key in _OUTPUTS[stage]:  # a failed or cancelled job publishes nothing
+        for uri, key in written:  # a failed or cancelled job publishes nothing
             try:
-                _clear(kwargs[key], key)
+                _clear(uri, key)
             except Exception as err:
-                log.warning("%s: could not remove a partial output: %s", key, err)
+                log.warning("%s: could not remove a partial output: %s", key or uri, err)
         if isinstance(failure, JobFailed):  # the job's reason, one line, no traceback
             print(f"error: {failure}", file=sys.stderr, flush=True)
             raise SystemExit(1) from None
         raise
-    result = LaunchResult(workers=workers, backend=backend, job=name)
+    result = LaunchResult(workers=workers, backend=backend, job=name, result=chief)
     events.result(
         stage,
         "%s %s succeeded: %s",
@@ -461,16 +649,24 @@ def run(
 
 # The stage arguments that are artifacts: inputs to read, outputs only the chief writes.
 _INPUTS = ("examples", "schema", "transform_graph", "base_model", "best_hyperparameters")
-_OUTPUTS = {"trainer": ("model", "model_run", "curves")}
-_FILE_OUTPUTS = ("curves",)
+_OUTPUTS = {
+    "trainer": ("model", "model_run", "curves"),
+    "tuner": ("best_hyperparameters", "trials", "trials_chart"),
+}
+_FILE_OUTPUTS = ("curves", "trials", "trials_chart", "")  # "": the chief's result
+
+
+def _result_uri(stage: str, kwargs: dict[str, Any]) -> str:
+    """Where the chief leaves its run() result for the launcher: beside the first output."""
+    return kwargs[_OUTPUTS[stage][0]].rstrip("/") + ".result.json"
 
 
 def _clear(uri: str, what: str) -> None:
-    """Removes an output (a folder, or a file for `curves`) at its URI; none there is fine."""
+    """Removes an output (a folder, or a file) at its URI; none there is fine."""
     from tfkfp.containers import storage
 
     if what in _FILE_OUTPUTS:
-        storage.delete(uri, what, missing_ok=True)
+        storage.delete(uri, what or "the chief's result", missing_ok=True)
     else:
         storage.delete_tree(uri, what)
 
@@ -498,6 +694,9 @@ def worker(stage: str, kwargs: dict[str, Any]) -> Any:
                 if os.path.exists(local[key]):
                     _clear(kwargs[key], key)
                     storage.upload(local[key], kwargs[key], key)
+            # last: its presence tells the launcher the outputs are complete
+            summary = json.dumps(asdict(info) if info is not None else {}, default=str)
+            storage.write_text(_result_uri(stage, kwargs), summary, "the chief's result")
             log.info("%s (%s): outputs written to %s", stage, task, [kwargs[k] for k in outputs])
     return info
 
@@ -506,7 +705,10 @@ def main(argv: list[str]) -> None:
     from tfkfp.containers.runtime import entrypoint
 
     if len(argv) != 3 or argv[0] != "worker" or argv[1] not in _OUTPUTS:
-        print("usage: python -m tfkfp.containers.launcher worker trainer JSON", file=sys.stderr)
+        print(
+            "usage: python -m tfkfp.containers.launcher worker trainer|tuner JSON",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     entrypoint(worker, stage=argv[1], kwargs=json.loads(argv[2]))
 

@@ -23,7 +23,7 @@ from tfkfp.containers import events, user_module
 from tfkfp.containers import hyperparameters as hp_layout
 from tfkfp.containers import strategy as strategies
 from tfkfp.containers.fn_args import common_fn_args
-from tfkfp.containers.launcher import LaunchResult
+from tfkfp.containers.launcher import LAUNCH, LaunchResult
 from tfkfp.containers.layout import TFX_SERVING
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, log, select_keras, without_nulls
@@ -104,10 +104,6 @@ class TrainerResult:
     hyperparameters: dict[str, Any]
 
 
-# The launch mode's parameters: the launcher's, not the pods' run().
-_LAUNCH = ("workers", "backend", "gpus_per_node")
-
-
 def run(
     examples: str,
     schema: str,
@@ -142,7 +138,7 @@ def run(
     if workers != 1:
         from tfkfp.containers import launcher
 
-        args = {k: v for k, v in locals().items() if k not in _LAUNCH}
+        args = {k: v for k, v in locals().items() if k not in LAUNCH}
         return launcher.run("trainer", workers, backend, args, gpus_per_node)
     select_keras(keras)  # before anything (the user module included) imports TensorFlow
     # TF reads this when it first initialises the GPUs; an explicit user setting wins.

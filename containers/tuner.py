@@ -3,10 +3,17 @@
 As TFX's Tuner: `tuner_fn` gets an FnArgs like the trainer's (train/eval files, schema,
 transform graph, steps, custom_config) plus `working_dir` for the trials (a scratch folder
 here, deleted after the search), returns `TunerFnResult(tuner, fit_kwargs)`, and
-`tuner.search(**fit_kwargs)` runs under the trainer's strategy rules (`strategy`; the tuner runs
-on one machine, so multi_worker is not offered). The best trial's
+`tuner.search(**fit_kwargs)` runs under the trainer's strategy rules (`strategy`; every trial
+runs on one machine, so multi_worker is not offered). The best trial's
 `HyperParameters.get_config()` is published in TFX's layout (`hyperparameters`), with a
 Markdown table of the trials for the KFP UI.
+
+Several machines (`workers > 1`, or a TF_CONFIG listing several tasks) run trials in parallel,
+as TFX's distributed Tuner does (`num_parallel_trials` on Cloud AI Platform / Vertex): KerasTuner's
+distributed tuning, one trial per machine at a time. The chief's process hosts the oracle
+(KERASTUNER_TUNER_ID=chief, on the chief's TF_CONFIG port) and starts a child process that runs
+trials beside the other machines'; when the oracle ends, the chief, which holds every trial,
+publishes the outputs. A KerasTuner environment already set (KERASTUNER_ORACLE_IP, ...) wins.
 """
 
 from __future__ import annotations
@@ -14,7 +21,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +33,7 @@ from tfkfp.containers import events, user_module
 from tfkfp.containers import hyperparameters as hp_layout
 from tfkfp.containers import strategy as strategies
 from tfkfp.containers.fn_args import common_fn_args
+from tfkfp.containers.launcher import LAUNCH, LaunchResult
 from tfkfp.containers.markdown import code, escape
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, log, select_keras
@@ -116,14 +127,16 @@ def _progress(tuner, started: dict[str, float], seconds: dict[str, float]) -> No
         result = end(trial)
         took = time.perf_counter() - started.get(trial.trial_id, time.perf_counter())
         seconds[trial.trial_id] = round(took, 2)
-        done = oracle.trials.get(trial.trial_id, trial)
+        known = getattr(oracle, "trials", None)  # a chief oracle's client has none
+        done = known.get(trial.trial_id, trial) if known is not None else trial
+        number = len(known) if known is not None else int(trial.trial_id) + 1
         best = _best(oracle)
         max_trials = getattr(oracle, "max_trials", None)
         best_so_far = _fmt(best.score) if best else "none"
         events.progress(
             "tuner",
             "trial %d/%s %s: %s %s in %.1f s (best so far %s), %s",
-            len(oracle.trials),
+            number,
             max_trials or "?",
             done.status,
             name,
@@ -131,9 +144,9 @@ def _progress(tuner, started: dict[str, float], seconds: dict[str, float]) -> No
             took,
             best_so_far,
             json.dumps(done.hyperparameters.values, default=str),
-            completed=len(oracle.trials),
+            completed=number,
             total=max_trials,
-            detail=f"trial {len(oracle.trials)}/{max_trials or '?'}  {name} "
+            detail=f"trial {number}/{max_trials or '?'}  {name} "
             f"{_fmt(done.score)} (best so far {best_so_far})",
         )
         return result
@@ -144,7 +157,8 @@ def _progress(tuner, started: dict[str, float], seconds: dict[str, float]) -> No
 
 def _best(oracle):
     """The best completed trial, or None (KerasTuner also ranks failed trials, without a score)."""
-    ranked = oracle.get_best_trials(len(oracle.trials) or 1)
+    known = getattr(oracle, "trials", None)  # a chief oracle's client asks the chief
+    ranked = oracle.get_best_trials(len(known) if known else oracle.max_trials or 100)
     return next((t for t in ranked if t.status == "COMPLETED" and t.score is not None), None)
 
 
@@ -199,8 +213,13 @@ def render_markdown(result: TunerResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _search(tuner, fit_kwargs: dict[str, Any], seconds: dict[str, float]) -> float:
-    """Runs the search; a search with no completed trial is the module's error, in one line."""
+def _search(
+    tuner, fit_kwargs: dict[str, Any], seconds: dict[str, float], role: str = "alone"
+) -> float:
+    """Runs the search; a search with no completed trial is the module's error, in one line.
+
+    A `trials` process (one machine of several) leaves that verdict to the chief's oracle.
+    """
     _progress(tuner, {}, seconds)
     log.info(
         "tuner: search with %s (max_trials %s), objective %s",
@@ -213,11 +232,11 @@ def _search(tuner, fit_kwargs: dict[str, Any], seconds: dict[str, float]) -> flo
         tuner.search(**fit_kwargs)
     except RuntimeError as err:
         # KerasTuner's "Number of consecutive failures exceeded the limit"; others propagate.
-        if "consecutive failures" not in str(err) or _best(tuner.oracle):
+        if "consecutive failures" not in str(err) or role == "trials" or _best(tuner.oracle):
             raise
         log.error("tuner: the last failed trial:\n%s", str(err))
     took = time.perf_counter() - started
-    if _best(tuner.oracle) is None:
+    if role != "trials" and _best(tuner.oracle) is None:
         failed = [t for t in tuner.oracle.trials.values() if t.status != "COMPLETED"]
         reason = ""
         if failed and failed[-1].message:
@@ -227,6 +246,97 @@ def _search(tuner, fit_kwargs: dict[str, Any], seconds: dict[str, float]) -> flo
             f"{len(failed)} failed{reason})"
         )
     return took
+
+
+# The outputs a trials-only process gets (scratch paths: it publishes nothing).
+_OUTPUTS = ("best_hyperparameters", "trials", "trials_chart")
+# A trials process beside the chief's oracle: the same run(), another KerasTuner identity.
+_TRIALS_CHILD = (
+    "import json, sys\n"
+    "from tfkfp.containers import tuner\n"
+    "from tfkfp.containers.runtime import entrypoint\n"
+    "entrypoint(tuner.run, **json.loads(sys.argv[1]))\n"
+)
+
+
+def _parallel_role() -> tuple[str, int]:
+    """This process's part when trials run on several machines, from TF_CONFIG.
+
+    Sets KerasTuner's environment (KERASTUNER_ORACLE_IP / _PORT / _TUNER_ID) and removes
+    TF_CONFIG: every trial trains on one machine. A KerasTuner environment already set wins.
+
+    Returns:
+        ("alone" | "oracle" | "trials", the machines that run trials).
+    """
+    tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "")
+    if os.environ.get("KERASTUNER_ORACLE_IP") and tuner_id:
+        # KerasTuner treats every ID containing "chief" as the oracle's
+        return ("oracle" if "chief" in tuner_id else "trials"), 1
+    machines, is_chief, task = strategies.cluster()
+    if machines == 1:
+        return "alone", 1
+    cluster = json.loads(os.environ.pop("TF_CONFIG"))["cluster"]
+    chief = (cluster.get("chief") or cluster.get("master") or cluster["worker"])[0]
+    host, port = chief.rsplit(":", 1)
+    os.environ["KERASTUNER_ORACLE_PORT"] = port  # the chief's TF port: no TF server uses it
+    if is_chief:
+        os.environ.update(KERASTUNER_ORACLE_IP="0.0.0.0", KERASTUNER_TUNER_ID="chief")
+    else:
+        ident = f"tfkfp-{task.replace(':', '-')}"
+        os.environ.update(KERASTUNER_ORACLE_IP=host, KERASTUNER_TUNER_ID=ident)
+    log.info(
+        "tuner: %d machines run trials in parallel; %s is %s (oracle at %s:%s)",
+        machines,
+        task,
+        "the chief: the oracle, and trials in a child process" if is_chief else "running trials",
+        host,
+        port,
+    )
+    return ("oracle" if is_chief else "trials"), machines
+
+
+def _start_trials_child(kwargs: dict[str, Any]) -> subprocess.Popen:
+    """The chief machine's own trials, in a child process (the oracle blocks this one).
+
+    Started before this process loads TensorFlow and the module, so the chief's trials begin
+    with the other machines'; it waits for the oracle (KerasTuner's client waits until ready).
+    """
+    scratch = tempfile.mkdtemp(prefix="tfkfp-tuner-trials-")
+    args = {**kwargs, **{key: os.path.join(scratch, key) for key in _OUTPUTS}}
+    env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_TUNER_ID": "tfkfp-main"}
+    proc = subprocess.Popen([sys.executable, "-c", _TRIALS_CHILD, json.dumps(args)], env=env)
+    proc.stopping = False  # set when this process ends it (its own failure)
+
+    def watch() -> None:
+        # A dead trials process would leave the oracle waiting for it forever.
+        code = proc.wait()
+        shutil.rmtree(scratch, ignore_errors=True)
+        if code != 0 and not proc.stopping:
+            print(f"error: tuner: the chief's trials process exited with {code}", flush=True)
+            os._exit(2 if code == 2 else 1)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return proc
+
+
+def _wait_for_every_machine(oracle, machines: int) -> None:
+    """Keeps KerasTuner's oracle serving until every machine asked it for a trial.
+
+    Its server stops once no tuner it has seen is running; a machine that starts after the
+    others took the last trial would then wait an hour for an oracle that is gone.
+    """
+    from keras_tuner.src.distribute import oracle_chief
+
+    seen: set[str] = set()
+    create_trial = oracle.create_trial
+
+    def recording(tuner_id):
+        seen.add(tuner_id)
+        return create_trial(tuner_id)
+
+    oracle.create_trial = recording
+    exit_chief = oracle_chief.exit_chief
+    oracle_chief.exit_chief = lambda o: len(seen) >= machines and exit_chief(o)
 
 
 def _write_file(path: str, text: str) -> str:
@@ -251,7 +361,10 @@ def run(
     keras: str = "tf_keras",
     strategy: str = "auto",
     cpu_replicas: int = 0,
-) -> TunerResult:
+    workers: int = 1,
+    backend: str = "jobset",
+    gpus_per_node: int = 0,
+) -> TunerResult | LaunchResult | None:
     """Calls tuner_fn, runs the search, publishes the best hyperparameters and the trials table.
 
     Args:
@@ -269,19 +382,52 @@ def run(
         strategy: `auto` (MirroredStrategy over several GPUs, else default), `mirrored` or
             `default`; a module's own `tf.distribute.MirroredStrategy()` is this one.
         cpu_replicas: Splits the CPU into this many logical devices (tests of MirroredStrategy).
+        workers: Machines running trials in parallel; more than 1 launches a job (the
+            launcher) whose pods get artifact URIs.
+        backend: The job for workers > 1: jobset, trainjob or vertex.
+        gpus_per_node: GPUs of each pod when workers > 1.
+
+    Returns:
+        The search's result; a LaunchResult from a launcher; None from a machine that only
+        ran trials (the chief publishes).
     """
+    if workers != 1:
+        from tfkfp.containers import launcher
+
+        args = {k: v for k, v in locals().items() if k not in LAUNCH}
+        return launcher.run("tuner", workers, backend, args, gpus_per_node)
+    kwargs = {k: v for k, v in locals().items() if k not in LAUNCH}
     select_keras(keras)  # before anything (the user module included) imports TensorFlow
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     strategies.check(strategy, cpu_replicas, STRATEGIES)
-    workers, _, task = strategies.cluster()
-    if workers > 1:
-        raise InputError(
-            f"TF_CONFIG: lists {workers} workers; the tuner runs its trials on one machine "
-            "(run it as a single task; multi-worker training is the trainer's)"
-        )
+    role, machines = _parallel_role()
     fn_args = common_fn_args(
         examples, schema, transform_graph, train_steps, eval_steps, custom_config
     )
+    child = _start_trials_child(kwargs) if role == "oracle" else None
+    try:
+        out = {key: kwargs[key] for key in _OUTPUTS}
+        return _tune(fn_args, module_file, strategy, cpu_replicas, role, machines, child, **out)
+    except BaseException:
+        if child is not None and child.poll() is None:
+            child.stopping = True
+            child.terminate()
+        raise
+
+
+def _tune(
+    fn_args,
+    module_file: str,
+    strategy: str,
+    cpu_replicas: int,
+    role: str,
+    machines: int,
+    child: subprocess.Popen | None,
+    best_hyperparameters: str,
+    trials: str,
+    trials_chart: str,
+) -> TunerResult | None:
+    """The search and its outputs, once the stage's inputs are checked (run's second half)."""
 
     import tensorflow as tf
 
@@ -304,7 +450,14 @@ def run(
             user_module.keras_names(),
             strategies.adopted(tf, dist, strategy_name, scope=False, **adopting),
         ):
-            search_seconds = _search(tuner, fit_kwargs, seconds)
+            if role == "oracle":
+                _wait_for_every_machine(tuner.oracle, machines)
+            search_seconds = _search(tuner, fit_kwargs, seconds, role)
+            if child is not None:
+                child.wait()
+        if role == "trials":
+            log.info("tuner: this machine's trials are done; the chief publishes the outputs")
+            return None
         oracle = tuner.oracle
         best_trial = _best(oracle)
         config = best_trial.hyperparameters.get_config()  # what TFX writes

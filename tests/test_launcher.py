@@ -5,15 +5,13 @@ objects, pods, pod logs) from a small in-memory table: a unit test of our own lo
 cluster (no Kubernetes API server runs here; see docs/known-limits.md).
 """
 
-import json
 import os
-import re
 import signal
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.helpers.k8s_api import Cluster, serve
 from tfkfp.containers import launcher
 from tfkfp.containers.runtime import InputError
 
@@ -21,111 +19,12 @@ COMMAND = launcher.worker_command("trainer", {"model": "gs://b/m"})
 NS = "kubeflow-user"
 
 
-class Cluster:
-    """What the fake API server knows: objects by path, pods, logs, and a script of states."""
-
-    def __init__(self, crds=("jobset.x-k8s.io", "trainer.kubeflow.org")):
-        self.crds = set(crds)
-        self.objects: dict[str, dict] = {}
-        self.calls: list[tuple[str, str]] = []
-        self.pods: list[dict] = []
-        self.logs: dict[str, str] = {}
-        self.finish_after = 2  # GETs of the job before it gets `final`
-        self.final: dict | None = {"type": "Completed", "status": "True", "message": "done"}
-        self.posted = threading.Event()
-        self.gets = 0
-
-
-def _handler(cluster: Cluster):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def _send(self, code, body):
-            data = (body if isinstance(body, str) else json.dumps(body)).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _not_found(self):
-            self._send(
-                404,
-                {
-                    "kind": "Status",
-                    "status": "Failure",
-                    "reason": "NotFound",
-                    "message": "the server could not find the requested resource",
-                    "code": 404,
-                },
-            )
-
-        def _route(self, method):
-            path = self.path.split("?")[0]
-            cluster.calls.append((method, path))
-            m = re.fullmatch(r"/apis/([^/]+)/[^/]+/namespaces/[^/]+/[^/]+(?:/([^/]+))?", path)
-            if m:
-                if m.group(1) not in cluster.crds:
-                    return self._not_found()
-                return self._custom(method, path, m.group(2))
-            if re.fullmatch(r"/api/v1/namespaces/[^/]+/pods", path):
-                return self._send(
-                    200,
-                    {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": cluster.pods},
-                )
-            m = re.fullmatch(r"/api/v1/namespaces/[^/]+/pods/([^/]+)/log", path)
-            if m:
-                return self._send(200, cluster.logs.get(m.group(1), ""))
-            return self._not_found()
-
-        def _custom(self, method, path, name):
-            if method == "POST":
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                key = f"{path}/{body['metadata']['name']}"
-                if key in cluster.objects:
-                    return self._send(
-                        409, {"kind": "Status", "code": 409, "reason": "AlreadyExists"}
-                    )
-                cluster.objects[key] = body
-                cluster.posted.set()
-                return self._send(201, body)
-            obj = cluster.objects.get(path)
-            if obj is None:
-                return self._not_found()
-            if method == "DELETE":
-                del cluster.objects[path]
-                return self._send(200, {"kind": "Status", "status": "Success"})
-            cluster.gets += 1
-            if cluster.gets > cluster.finish_after and cluster.final:
-                obj = {**obj, "status": {"conditions": [cluster.final]}}
-            return self._send(200, obj)
-
-        def do_GET(self):
-            self._route("GET")
-
-        def do_POST(self):
-            self._route("POST")
-
-        def do_DELETE(self):
-            self._route("DELETE")
-
-    return Handler
-
-
 @pytest.fixture
 def api():
     """A fake API server and a kubernetes ApiClient pointed at it."""
-    from kubernetes import client
-
     cluster = Cluster()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(cluster))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    config = client.Configuration(host=f"http://127.0.0.1:{server.server_address[1]}")
-    with client.ApiClient(config) as api_client:
+    with serve(cluster) as api_client:
         yield cluster, api_client
-    server.shutdown()
 
 
 def _pod(name, phase, index="0"):
@@ -134,6 +33,7 @@ def _pod(name, phase, index="0"):
             "name": name,
             "labels": {
                 "jobset.sigs.k8s.io/jobset-name": "tfkfp-trainer-x",
+                "jobset.sigs.k8s.io/job-index": "0",
                 "batch.kubernetes.io/job-completion-index": index,
             },
         },
@@ -144,7 +44,7 @@ def _pod(name, phase, index="0"):
 def _launch(api_client, backend="jobset", name="tfkfp-trainer-x"):
     maker = launcher.jobset_manifest if backend == "jobset" else launcher.trainjob_manifest
     body = maker(name, "tfkfp:1", 2, COMMAND)
-    return body, launcher.launch(backend, body, NS, api_client)
+    return body, launcher.launch(launcher.KubernetesJob(backend, body, NS, api_client))
 
 
 def test_submit_stream_and_succeed(api, capsys, monkeypatch):
@@ -321,3 +221,174 @@ def test_pod_worker_reads_and_writes_the_store(tmp_path, s3, ingested, transform
     assert "model/saved_model.pb" in s3.names("model/")
     assert s3.names("curves.html") == ["curves.html"]
     trainer.check_saved_model(storage.download(kwargs["model"], str(tmp_path / "m"), "model"))
+
+
+# --- Vertex AI CustomJobs, through the REST API (a local server speaking its shapes) ---
+
+VERTEX_PARENT = "projects/p1/locations/europe-west4"
+
+
+@pytest.fixture
+def vertex(monkeypatch):
+    import requests
+
+    from tests.helpers.vertex_api import FakeVertex
+    from tests.helpers.vertex_api import serve as serve_vertex
+
+    fake = FakeVertex()
+    monkeypatch.setattr(launcher.time, "sleep", lambda s: None)
+    monkeypatch.setenv("CLOUD_ML_PROJECT_ID", "p1")
+    monkeypatch.setenv("CLOUD_ML_REGION", "europe-west4")
+    with serve_vertex(fake) as endpoint, requests.Session() as session:
+        monkeypatch.setenv("TFKFP_VERTEX_ENDPOINT", endpoint)
+        yield fake, session
+
+
+def _vertex_job(session, workers=3, gpus=0):
+    return launcher.vertex_job("tfkfp-trainer-x", "tfkfp:1", workers, COMMAND, gpus, session)
+
+
+def test_vertex_submits_polls_and_succeeds(vertex):
+    fake, session = vertex
+    assert launcher.launch(_vertex_job(session, gpus=2)) == "JOB_STATE_SUCCEEDED"
+    (job,) = fake.jobs.values()
+    assert job["name"].startswith(f"{VERTEX_PARENT}/customJobs/")
+    assert (
+        job["displayName"] == "tfkfp-trainer-x" and job["labels"]["tfkfp-job"] == job["displayName"]
+    )
+    chief, workers = job["jobSpec"]["workerPoolSpecs"]
+    assert (chief["replicaCount"], workers["replicaCount"]) == (1, 2)
+    assert chief["containerSpec"] == {
+        "imageUri": "tfkfp:1",
+        "command": COMMAND,
+        "args": [],
+        "env": [],
+    }
+    assert chief["machineSpec"] == {
+        "machineType": "n1-standard-4",
+        "acceleratorType": "NVIDIA_TESLA_T4",
+        "acceleratorCount": 2,
+    }
+    gets = [p for m, p in fake.calls if m == "GET" and p.endswith(job["name"])]
+    assert len(gets) == 3  # PENDING, RUNNING, SUCCEEDED
+
+
+def test_vertex_failure_is_the_jobs_error_in_one_line(vertex):
+    fake, session = vertex
+    fake.script = ["JOB_STATE_RUNNING", "JOB_STATE_FAILED"]
+    fake.error = (
+        "The replica workerpool1-0 exited with a non-zero status of 2.\n"
+        "Termination reason: Error.\nTraceback (most recent call last):\n"
+        "error: examples: no split 'train'\n"
+    )
+    with pytest.raises(launcher.JobFailed) as err:
+        launcher.launch(_vertex_job(session))
+    assert str(err.value) == (
+        "Vertex CustomJob tfkfp-trainer-x failed: The replica workerpool1-0 exited with a "
+        "non-zero status of 2.; error: examples: no split 'train'"
+    )
+
+
+def test_vertex_retry_cancels_the_earlier_attempts_job(vertex):
+    fake, session = vertex
+    labels = {"tfkfp-job": "tfkfp-trainer-x"}
+    earlier = fake.add(VERTEX_PARENT, {"displayName": "x", "labels": labels}, "JOB_STATE_RUNNING")
+    done = fake.add(VERTEX_PARENT, {"displayName": "x", "labels": labels}, "JOB_STATE_FAILED")
+    other = fake.add(VERTEX_PARENT, {"labels": {"tfkfp-job": "other"}}, "JOB_STATE_RUNNING")
+    launcher.launch(_vertex_job(session))
+    posts = [p for m, p in fake.calls if m == "POST"]
+    assert posts.index(f"/v1/{earlier['name']}:cancel") < posts.index(
+        f"/v1/{VERTEX_PARENT}/customJobs"
+    )
+    assert fake.jobs[earlier["name"]]["state"] == "JOB_STATE_CANCELLED"
+    assert f"/v1/{done['name']}:cancel" not in posts  # ended: left alone
+    assert fake.jobs[other["name"]]["state"] == "JOB_STATE_RUNNING"
+
+
+@pytest.mark.slow  # SIGTERM needs the main thread (see test_sigterm_deletes_the_job)
+def test_vertex_sigterm_cancels_the_job(vertex, monkeypatch):
+    fake, session = vertex
+    fake.script = ["JOB_STATE_RUNNING"] * 10_000
+    monkeypatch.setattr(launcher.time, "sleep", lambda s: threading.Event().wait(0.05))
+
+    def cancel():
+        fake.created.wait(30)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=cancel, daemon=True).start()
+    with pytest.raises(SystemExit) as exit_:
+        launcher.launch(_vertex_job(session))
+    assert exit_.value.code == 143
+    (job,) = fake.jobs.values()
+    assert ("POST", f"/v1/{job['name']}:cancel") in fake.calls
+    assert job["state"] == "JOB_STATE_CANCELLED"
+
+
+def test_vertex_needs_project_and_region(vertex, monkeypatch):
+    _, session = vertex
+    monkeypatch.delenv("CLOUD_ML_REGION")
+    monkeypatch.delenv("GOOGLE_CLOUD_REGION", raising=False)
+    with pytest.raises(InputError) as err:
+        _vertex_job(session)
+    assert "\n" not in str(err.value)
+    assert str(err.value).startswith("backend: vertex needs the project and region")
+
+
+def test_vertex_refusal_is_one_line(vertex, monkeypatch):
+    _, session = vertex
+    monkeypatch.setenv("CLOUD_ML_PROJECT_ID", "other")
+    with pytest.raises(InputError) as err:
+        launcher.launch(_vertex_job(session))
+    assert str(err.value) == (
+        "backend: Vertex AI refused GET projects/other/locations/europe-west4/customJobs (403): "
+        "Permission denied on resource project other."
+    )
+
+
+# --- the launcher end to end: JobSet pods as local processes on loopback, outputs on S3 ---
+
+
+@pytest.mark.slow
+def test_tuner_jobset_launch_runs_parallel_trials(tmp_path, s3, ingested, transformed, capsys):
+    """The tuner's launch mode: submit, pods (local processes) tune in parallel, chief publishes.
+
+    The fake API server runs each pod of the JobSet it receives as a local process with a JobSet
+    pod's env (TF_CONFIG on loopback ports); its chief's log is what the launcher streams.
+    """
+    from tests.helpers.tuner import TUNED_MODULE
+    from tfkfp.containers import storage
+
+    cluster = Cluster()
+    cluster.local_pods = tmp_path
+    kwargs = {
+        "examples": f"{s3.uri}/examples",
+        "schema": f"{s3.uri}/schema",
+        "transform_graph": f"{s3.uri}/transform_graph",
+        "module_file": TUNED_MODULE,
+        "best_hyperparameters": f"{s3.uri}/tuner/best_hyperparameters",
+        "trials": f"{s3.uri}/tuner/trials",
+        "trials_chart": f"{s3.uri}/tuner/trials_chart",
+        "train_steps": 3,
+        "eval_steps": 2,
+        "custom_config": {"max_trials": 3},
+    }
+    storage.upload(transformed.examples, kwargs["examples"], "examples")
+    storage.upload(ingested.schema, kwargs["schema"], "schema")
+    storage.upload(transformed.graph, kwargs["transform_graph"], "transform_graph")
+    with serve(cluster) as api_client:
+        result = launcher.run(
+            "tuner", 2, "jobset", kwargs, image="tfkfp:1", namespace=NS, api_client=api_client
+        )
+    logs = {p.name: p.read_text() for p in tmp_path.glob("*.log")}
+    assert result.job.startswith("tfkfp-tuner-") and result.workers == 2, logs
+    tuned = result.result
+    assert len(tuned["trials"]) == 3 and all(t["status"] == "COMPLETED" for t in tuned["trials"])
+    assert tuned["best_score"] == max(t["score"] for t in tuned["trials"])
+    names = s3.names("tuner/")
+    assert "tuner/best_hyperparameters/best_hyperparameters.txt" in names
+    assert "tuner/trials" in names and "tuner/trials_chart" in names
+    table = storage.read_text(kwargs["trials"], "trials")
+    assert table.count("| COMPLETED |") == 3
+    captured = capsys.readouterr()
+    assert "[chief] " in captured.out, captured.err[-2000:]
+    assert "tuner: 2 machines run trials in parallel" in captured.out

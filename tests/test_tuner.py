@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import write_module
-from tests.helpers.tuner import TUNED_MODULE, tuner_process
+from tests.helpers.tuner import TUNED_MODULE, finish_tuner, tuner_popen, tuner_process
 from tfkfp.containers import hyperparameters as hp_layout
 from tfkfp.containers import trainer, tuner
 from tfkfp.containers.runtime import InputError
@@ -223,7 +223,7 @@ def test_max_trials_zero_is_refused_in_one_line(tmp_path, ingested, transformed)
     assert not (tmp_path / "best_hyperparameters").exists()
 
 
-def test_tuner_refuses_multi_worker_and_bad_strategy(tmp_path, ingested, transformed, monkeypatch):
+def test_tuner_refuses_multi_worker_strategy(tmp_path, ingested, transformed):
     with pytest.raises(InputError, match="strategy: expected one of auto, mirrored, default"):
         tuner.run(
             transformed.examples,
@@ -234,18 +234,79 @@ def test_tuner_refuses_multi_worker_and_bad_strategy(tmp_path, ingested, transfo
             str(tmp_path / "t.html"),
             strategy="multi_worker",
         )
-    cluster = {"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": 0}}
-    monkeypatch.setenv("TF_CONFIG", json.dumps(cluster))
-    with pytest.raises(InputError, match="TF_CONFIG: lists 2 workers; the tuner runs"):
-        tuner.run(
-            transformed.examples,
-            ingested.schema,
-            TUNED_MODULE,
-            str(tmp_path / "hp"),
-            str(tmp_path / "t.md"),
-            str(tmp_path / "t.html"),
-        )
     assert not (tmp_path / "hp").exists()
+
+
+@pytest.mark.parametrize("workers", [0, -2])
+def test_tuner_workers_below_one_is_one_line_exit_2(tmp_path, ingested, transformed, workers):
+    code, result, stderr = tuner_process(tmp_path, ingested, transformed, workers=workers)
+    assert code == 2 and result is None
+    assert stderr.strip().splitlines()[-1] == (
+        f"error: workers: expected 1 or more nodes, got {workers}"
+    )
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "best_hyperparameters").exists()
+
+
+@pytest.mark.slow
+def test_parallel_trials_with_derived_configs_on_loopback(tmp_path, ingested, transformed):
+    """Two tuner "pods" with the TF_CONFIG their JobSet env derives: trials in parallel.
+
+    KerasTuner's distributed tuning, as TFX's num_parallel_trials: the chief hosts the oracle
+    on its TF_CONFIG port and runs trials in a child process, pod 1 runs trials against that
+    oracle; the chief alone publishes, with every trial in its table. The pods' DNS names
+    cannot resolve here, so each host:port is swapped for a 127.0.0.1 port.
+    """
+    from tests.helpers import free_port
+    from tfkfp.containers import cluster_config
+
+    pods = [
+        {
+            "JOBSET_NAME": "tfkfp-tuner-x",
+            "REPLICATED_JOB_NAME": "node",
+            "JOB_INDEX": "0",
+            "JOB_COMPLETION_INDEX": str(i),
+            "TFKFP_WORKERS": "2",
+        }
+        for i in range(2)
+    ]
+    configs = [cluster_config.derive(env) for env in pods]
+    loopback = {h: f"127.0.0.1:{free_port()}" for h in configs[0]["cluster"]["worker"]}
+    procs = []
+    for index, config in enumerate(configs):
+        config["cluster"]["worker"] = [loopback[h] for h in config["cluster"]["worker"]]
+        procs.append(
+            tuner_popen(
+                tmp_path / f"pod{index}",
+                ingested,
+                transformed,
+                env={"TF_CONFIG": json.dumps(config)},
+                custom_config={"max_trials": 4},
+                train_steps=40,
+            )
+        )
+    (chief_code, result, chief_err), (code, none, err) = [finish_tuner(p) for p in procs]
+    assert chief_code == 0, chief_err[-4000:]
+    assert code == 0, err[-4000:]
+    assert none is None  # pod 1 ran trials and published nothing
+    assert "tuner: 2 machines run trials in parallel; worker:0 is the chief" in chief_err
+    assert "tuner: 2 machines run trials in parallel; worker:1 is running trials" in err
+    # both machines ran trials: the chief's child and pod 1 each report at least one
+    assert "tuner: trial " in chief_err, chief_err[-3000:]
+    assert "tuner: trial " in err, err[-3000:]
+    assert len(result["trials"]) == 4
+    assert all(t["status"] == "COMPLETED" for t in result["trials"])
+    assert result["best_score"] == max(t["score"] for t in result["trials"])
+    config = json.loads(
+        (
+            tmp_path / "pod0" / "best_hyperparameters" / hp_layout.BEST_HYPERPARAMETERS_FILE
+        ).read_text()
+    )
+    assert config["values"] == result["best_values"]
+    rows = (tmp_path / "pod0" / "trials.md").read_text().count("| COMPLETED |")
+    assert rows == 4
+    assert not (tmp_path / "pod1" / "best_hyperparameters").exists()
+    assert not (tmp_path / "pod1" / "trials.md").exists()
 
 
 # --- the penguins_tuned pipeline through kfp.local ---
