@@ -488,6 +488,10 @@ class VertexJob(Backend):
     def cancel(self) -> None:
         if self.resource:
             self._cancel(self.resource)
+            return
+        # Cancelled while the create call was in flight: the job may exist with no name known here.
+        for job in self._earlier():
+            self._cancel(job["name"])
 
 
 class JobFailed(RuntimeError):
