@@ -18,6 +18,7 @@ ALL_TASKS = {
     "transform",
     "trainer",
     "evaluator",
+    "infra-validate",
     "pusher",
 }
 
