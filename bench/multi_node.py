@@ -80,9 +80,10 @@ def _job(work: Path, data: tuple[str, str, str], workers: int, steps: int) -> di
             eval_steps=1,
         )
         code = (
-            "import json,sys\nfrom tfkfp.containers import trainer\n"
+            "import dataclasses,json,sys\nfrom tfkfp.containers import trainer\n"
             "from tfkfp.containers.runtime import entrypoint\n"
-            "print(json.dumps(entrypoint(trainer.run, **json.loads(sys.argv[1]))))\n"
+            "result = entrypoint(trainer.run, **json.loads(sys.argv[1]))\n"
+            "print(json.dumps(dataclasses.asdict(result)))\n"
         )
         env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
         env.update(TF_CPP_MIN_LOG_LEVEL="2")
