@@ -173,7 +173,8 @@ def test_versions_command_lists_what_each_version_holds(tmp_path, raw_model):
     assert len(lines) == 3
     assert lines[0].startswith("1  ") and "  saved_model  " in lines[0]
     assert f"sha256:{first.content_hash[:12]}" in lines[0]
-    assert "run unknown; pipeline unknown; blessed None; infra not run" in lines[0]  # a card, no evaluator
+    # a card, no evaluator
+    assert "run unknown; pipeline unknown; blessed None; infra not run" in lines[0]
     assert lines[1].startswith("2  ") and "saved_model+tflite" in lines[1]
     assert f"sha256:{second.content_hash[:12]}" in lines[1]
     assert lines[2] == "3  incomplete (no PUSHED.json)"
