@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 from tfkfp.containers import events, manifest, serving, storage
 from tfkfp.containers.beam import beam_location, beam_options, runs_remotely
@@ -140,20 +141,59 @@ def _input_schema(sample: list[bytes]):
     return ExamplesToRecordBatchDecoder().DecodeBatch(sample).schema
 
 
+class Inferred(NamedTuple):
+    """One example's result: Beam's PredictionResult fields plus its serialized PredictionLog."""
+
+    example: bytes
+    inference: dict[str, Any]
+    model_id: str | None
+    log: bytes
+
+
 class _Handler:
     """Builds Beam's TFModelHandlerTensor for serialized tf.Examples (kept lazy: imports TF)."""
 
     @staticmethod
-    def make(model_uri: str, signature_name: str, input_name: str, batch_size: int):
+    def make(
+        model_uri: str,
+        signature_name: str,
+        input_name: str,
+        batch_size: int,
+        total: int | None = None,
+        prediction_logs: bool = False,
+    ):
+        """Beam's TF handler; with `prediction_logs` it yields `Inferred` rows and counts them.
+
+        Without it, plain `PredictionResult`s: Beam's own behaviour, which bench/infer.py's
+        direct job measures against.
+        """
+        from apache_beam.metrics import Metrics
         from apache_beam.ml.inference.base import PredictionResult
         from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
 
+        rows = Metrics.counter("tfkfp", ROWS_COUNTER)
+        progress: list[events.Progress] = []  # made on the worker, at its first batch
+
         def inference_fn(model, batch, inference_args, model_id=None):
-            outputs = serving.query(model.signatures[signature_name], input_name, list(batch))
-            for i, example in enumerate(batch):
-                yield PredictionResult(
-                    example, {k: v[i] for k, v in outputs.items()}, model_id=model_id
+            batch = list(batch)
+            outputs = serving.query(model.signatures[signature_name], input_name, batch)
+            per_row = [{k: v[i] for k, v in outputs.items()} for i in range(len(batch))]
+            if not prediction_logs:
+                return [PredictionResult(e, per_row[i], model_id) for i, e in enumerate(batch)]
+            # Whole batches: per-row proto building was most of infer's cost beyond Beam's.
+            logs = _prediction_logs(batch, outputs, signature_name, input_name)
+            if not progress:
+                progress.append(
+                    events.Progress(
+                        "infer",
+                        "{done}{of_total} rows inferred",
+                        total=total,
+                        detail="{done:,} rows inferred",
+                    )
                 )
+            progress[0].add(len(batch))
+            rows.inc(len(batch))
+            return [Inferred(e, per_row[i], model_id, logs[i]) for i, e in enumerate(batch)]
 
         class SavedModelHandler(TFModelHandlerTensor):
             """Beam's handler, loading the SavedModel's signatures as TF Serving does.
@@ -170,53 +210,70 @@ class _Handler:
         return SavedModelHandler(model_uri, inference_fn=inference_fn, **sizes)
 
 
-def _tensor_proto(value):
-    """A numpy value (batch dimension 1 added) as a TensorProto, without tf.make_tensor_proto.
-
-    make_tensor_proto costs tens of microseconds per call: most of infer's time per row.
-    """
+def _tensor_layout(value) -> tuple[int, str] | None:
+    """(DataType, TensorProto value field) for a numpy dtype, None when TF must convert it."""
     import numpy as np
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorflow.core.framework import types_pb2
 
-    value = np.asarray(value)
-    kinds = {
+    if value.dtype.kind in "OS":
+        return types_pb2.DT_STRING, "string_val"
+    return {
         np.dtype(np.float32): (types_pb2.DT_FLOAT, "float_val"),
         np.dtype(np.float64): (types_pb2.DT_DOUBLE, "double_val"),
         np.dtype(np.int64): (types_pb2.DT_INT64, "int64_val"),
         np.dtype(np.int32): (types_pb2.DT_INT32, "int_val"),
-    }
-    shape = tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in (1, *value.shape)]
-    )
-    if value.dtype in kinds:
-        dtype, field = kinds[value.dtype]
-        proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape)
-        getattr(proto, field).extend(value.reshape(-1).tolist())
-        return proto
-    if value.dtype.kind in "OS":
-        return tensor_pb2.TensorProto(
-            dtype=types_pb2.DT_STRING, tensor_shape=shape, string_val=value.reshape(-1).tolist()
-        )
-    import tensorflow as tf
-
-    return tf.make_tensor_proto(value[None])
+        np.dtype(np.bool_): (types_pb2.DT_BOOL, "bool_val"),
+    }.get(value.dtype)
 
 
-def _prediction_log(result, signature_name: str, input_name: str) -> bytes:
-    """One example's `PredictionLog` (predict_log), serialized."""
+def _prediction_logs(
+    examples: list[bytes], outputs: dict[str, Any], signature_name: str, input_name: str
+) -> list[bytes]:
+    """Each example's `PredictionLog` (predict_log, batch dimension 1), serialized.
+
+    Dtypes and shapes are worked out once per batch; tf.make_tensor_proto (tens of
+    microseconds a call) only for dtypes TensorProto has no plain value field for.
+    """
     import numpy as np
+    from tensorflow.core.framework import tensor_shape_pb2, types_pb2
     from tensorflow_serving.apis import prediction_log_pb2
 
-    entry = prediction_log_pb2.PredictionLog()
-    request = entry.predict_log.request
-    request.model_spec.signature_name = signature_name
-    example = np.array(result.example, dtype=object)
-    request.inputs[input_name].CopyFrom(_tensor_proto(example))
-    outputs = entry.predict_log.response.outputs
-    for key, value in result.inference.items():
-        outputs[key].CopyFrom(_tensor_proto(value))
-    entry.predict_log.response.model_spec.signature_name = signature_name
-    return entry.SerializeToString()
+    def shape(dims) -> tensor_shape_pb2.TensorShapeProto:
+        return tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in dims]
+        )
+
+    n = len(examples)
+    columns = []
+    for key, value in outputs.items():
+        value = np.asarray(value)
+        layout = _tensor_layout(value)
+        values = value.reshape(n, -1).tolist() if layout else value
+        columns.append((key, layout, shape((1, *value.shape[1:])), values))
+    example_shape = shape((1,))
+    logs = []
+    for i, example in enumerate(examples):
+        entry = prediction_log_pb2.PredictionLog()
+        request = entry.predict_log.request
+        request.model_spec.signature_name = signature_name
+        tensor = request.inputs[input_name]
+        tensor.dtype = types_pb2.DT_STRING
+        tensor.tensor_shape.CopyFrom(example_shape)
+        tensor.string_val.append(example)
+        response = entry.predict_log.response
+        response.model_spec.signature_name = signature_name
+        for key, layout, dims, values in columns:
+            tensor = response.outputs[key]
+            if layout is None:
+                import tensorflow as tf
+
+                tensor.CopyFrom(tf.make_tensor_proto(values[i][None]))
+                continue
+            tensor.dtype = layout[0]
+            tensor.tensor_shape.CopyFrom(dims)
+            getattr(tensor, layout[1]).extend(values[i])
+        logs.append(entry.SerializeToString())
+    return logs
 
 
 def _output_columns(outputs: dict[str, Any], features) -> dict[str, str]:
@@ -398,25 +455,12 @@ def _run_pipeline(
 
     from tfkfp.containers.publish import publishing, writing_at
 
-    handler = _Handler.make(model_at, signature_name, input_name, batch_size)
+    handler = _Handler.make(
+        model_at, signature_name, input_name, batch_size, total, prediction_logs=True
+    )
     runner = options.view_as(StandardOptions).runner or ""
     # One file per output on a local runner (as TFX does); remote runners choose.
     shards = 0 if remote and "Portable" not in runner else 1
-
-    class Count(beam.DoFn):
-        def setup(self):
-            self.progress = events.Progress(
-                "infer",
-                "{done}{of_total} rows inferred",
-                total=total,
-                detail="{done:,} rows inferred",
-            )
-            self.rows = beam.metrics.Metrics.counter("tfkfp", ROWS_COUNTER)
-
-        def process(self, element):
-            self.progress.add(1)
-            self.rows.inc()
-            yield element
 
     def write(result_dir: str, parquet_dir: str | None) -> int:
         pipeline = beam.Pipeline(options=options)
@@ -429,11 +473,10 @@ def _run_pipeline(
                 for split in split_names
             ]
             read = reads | "Splits" >> beam.Flatten(pipeline=pipeline)
-        results = read | "RunInference" >> RunInference(handler) | "Progress" >> beam.ParDo(Count())
+        results = read | "RunInference" >> RunInference(handler)
         _ = (
             results
-            | "PredictionLog"
-            >> beam.Map(_prediction_log, signature_name=signature_name, input_name=input_name)
+            | "PredictionLog" >> beam.Map(attrgetter("log"))
             | "WritePredictionLogs"
             >> beam.io.WriteToTFRecord(
                 os.path.join(result_dir, PREDICTION_LOGS),

@@ -267,3 +267,32 @@ def test_batch_inference_pipeline_runs_with_kfp_local(tmp_path, trained):
     [logs] = glob.glob(str(tmp_path / "root" / "*" / "infer" / "inference_result" / "*.gz"))
     assert len(_records(logs)) == 344
     assert glob.glob(str(tmp_path / "root" / "*" / "infer" / "predictions" / "*.parquet"))
+
+
+def test_prediction_logs_hold_what_tensorflow_makes_of_each_output():
+    """Batch-built PredictionLogs equal tf.make_tensor_proto's, dtype by dtype."""
+    import tensorflow as tf
+
+    examples = [b"first", b"second"]
+    outputs = {
+        "float": np.array([[0.25, 0.75], [0.5, 0.5]], dtype=np.float32),
+        "double": np.array([1.5, 2.5]),
+        "int64": np.array([[[1], [2]], [[3], [4]]], dtype=np.int64),
+        "int32": np.array([7, 8], dtype=np.int32),
+        "bool": np.array([True, False]),
+        "bytes": np.array([b"a", b"bc"], dtype=object),
+        "half": np.array([0.5, 1.5], dtype=np.float16),  # no plain field: TF converts it
+    }
+    logs = infer._prediction_logs(examples, outputs, "serving_default", "examples")
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    for i, example in enumerate(examples):
+        entry = prediction_log_pb2.PredictionLog.FromString(logs[i])
+        request, response = entry.predict_log.request, entry.predict_log.response
+        assert request.model_spec.signature_name == response.model_spec.signature_name
+        assert request.inputs["examples"] == tf.make_tensor_proto(np.array([example], object))
+        assert set(response.outputs) == set(outputs)
+        for key, value in outputs.items():
+            got = tf.make_ndarray(response.outputs[key])
+            assert got.dtype == value.dtype and got.shape == (1, *value.shape[1:]), key
+            np.testing.assert_array_equal(got[0], value[i])
