@@ -231,47 +231,47 @@ def _prediction_logs(
 ) -> list[bytes]:
     """Each example's `PredictionLog` (predict_log, batch dimension 1), serialized.
 
-    Dtypes and shapes are worked out once per batch; tf.make_tensor_proto (tens of
-    microseconds a call) only for dtypes TensorProto has no plain value field for.
+    One template per batch holds what every row shares (signature names, dtypes, shapes); a
+    row copies it and adds its values. tf.make_tensor_proto (tens of microseconds a call)
+    only for dtypes TensorProto has no plain value field for.
     """
     import numpy as np
-    from tensorflow.core.framework import tensor_shape_pb2, types_pb2
+    from tensorflow.core.framework import types_pb2
     from tensorflow_serving.apis import prediction_log_pb2
 
-    def shape(dims) -> tensor_shape_pb2.TensorShapeProto:
-        return tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in dims]
-        )
-
     n = len(examples)
-    columns = []
+    template = prediction_log_pb2.PredictionLog()
+    request = template.predict_log.request
+    request.model_spec.signature_name = signature_name
+    tensor = request.inputs[input_name]
+    tensor.dtype = types_pb2.DT_STRING
+    tensor.tensor_shape.dim.add(size=1)
+    response = template.predict_log.response
+    response.model_spec.signature_name = signature_name
+    columns, converted = [], []
     for key, value in outputs.items():
         value = np.asarray(value)
         layout = _tensor_layout(value)
-        values = value.reshape(n, -1).tolist() if layout else value
-        columns.append((key, layout, shape((1, *value.shape[1:])), values))
-    example_shape = shape((1,))
+        if layout is None:
+            converted.append((key, value))
+            continue
+        tensor = response.outputs[key]
+        tensor.dtype = layout[0]
+        for size in (1, *value.shape[1:]):
+            tensor.tensor_shape.dim.add(size=size)
+        columns.append((key, layout[1], value.reshape(n, -1).tolist()))
     logs = []
     for i, example in enumerate(examples):
         entry = prediction_log_pb2.PredictionLog()
-        request = entry.predict_log.request
-        request.model_spec.signature_name = signature_name
-        tensor = request.inputs[input_name]
-        tensor.dtype = types_pb2.DT_STRING
-        tensor.tensor_shape.CopyFrom(example_shape)
-        tensor.string_val.append(example)
-        response = entry.predict_log.response
-        response.model_spec.signature_name = signature_name
-        for key, layout, dims, values in columns:
-            tensor = response.outputs[key]
-            if layout is None:
-                import tensorflow as tf
+        entry.CopyFrom(template)
+        entry.predict_log.request.inputs[input_name].string_val.append(example)
+        tensors = entry.predict_log.response.outputs
+        for key, field, values in columns:
+            getattr(tensors[key], field).extend(values[i])
+        for key, value in converted:
+            import tensorflow as tf
 
-                tensor.CopyFrom(tf.make_tensor_proto(values[i][None]))
-                continue
-            tensor.dtype = layout[0]
-            tensor.tensor_shape.CopyFrom(dims)
-            getattr(tensor, layout[1]).extend(values[i])
+            tensors[key].CopyFrom(tf.make_tensor_proto(value[i][None]))
         logs.append(entry.SerializeToString())
     return logs
 
