@@ -360,11 +360,15 @@ class KubernetesJob(Backend):
         resp = self.core.read_namespaced_pod_log(
             pods[0].metadata.name, self.namespace, follow=True, _preload_content=False
         )
-        for line in resp.stream():
-            for part in line.decode(errors="replace").splitlines():
-                print(f"[chief] {part}", flush=True)
+        pending = b""  # a chunk can end inside a line: print whole lines only
+        for chunk in resp.stream():
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                print(f"[chief] {line.decode(errors='replace').rstrip()}", flush=True)
             if stop.is_set():
                 break
+        if pending.strip():
+            print(f"[chief] {pending.decode(errors='replace').rstrip()}", flush=True)
 
 
 VERTEX_API = "https://{location}-aiplatform.googleapis.com"

@@ -7,7 +7,10 @@ cluster (no Kubernetes API server runs here; see docs/known-limits.md).
 
 import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 
@@ -60,6 +63,37 @@ def test_submit_stream_and_succeed(api, capsys, monkeypatch):
     assert ("POST", path) in cluster.calls
     out = capsys.readouterr().out
     assert "[chief] epoch 1/2" in out and "[chief] epoch 2/2" in out
+
+
+def test_chief_lines_arrive_while_it_runs_and_whole_when_a_write_splits_one(api, tmp_path, capsys):
+    cluster, api_client = api
+    log, go = tmp_path / "chief.log", tmp_path / "go"
+    code = (
+        "import os, sys, time\n"
+        "sys.stdout.write('step 1\\nstep 2 of'); sys.stdout.flush(); time.sleep(0.5)\n"
+        "sys.stdout.write(' 3\\n'); sys.stdout.flush()\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.05)\n"
+        "print('end')\n"
+    )
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=out)
+    cluster.procs["tfkfp-trainer-x-node-0-0-local"] = (proc, log, 0)
+    body = launcher.jobset_manifest("tfkfp-trainer-x", "tfkfp:1", 2, COMMAND)
+    job = launcher.KubernetesJob("jobset", body, NS, api_client)
+    streamer = threading.Thread(target=job.stream_chief, args=(threading.Event(),))
+    streamer.start()
+    seen, deadline = "", time.monotonic() + 60
+    while "step 2 of 3" not in seen and time.monotonic() < deadline:
+        time.sleep(0.1)
+        seen += capsys.readouterr().out
+    try:
+        assert proc.poll() is None  # the lines came while the chief still ran
+        assert "[chief] step 1\n[chief] step 2 of 3\n" in seen
+    finally:
+        go.touch()
+        streamer.join(timeout=30)
+        proc.wait(timeout=30)
+    assert "[chief] end\n" in seen + capsys.readouterr().out
 
 
 def test_failure_names_the_job_reason_and_the_worker_error(api, monkeypatch):

@@ -174,18 +174,26 @@ def _handler(cluster: Cluster):
             return self._not_found()
 
         def _follow(self, proc, log: Path):
-            """A followed log: lines as the process writes them, until it ends."""
+            """A followed log as the API server sends one: chunked, each write as it comes.
+
+            (Unchunked, a client reading in blocks would see lines only 64 KiB at a time.)
+            """
+            self.protocol_version = "HTTP/1.1"  # chunked encoding needs it; this reply only
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Connection", "close")
             self.end_headers()
             with open(log, "rb") as fh:
                 while True:
                     ended = proc.poll() is not None
                     chunk = fh.read()
                     if chunk:
-                        self.wfile.write(chunk)
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                         self.wfile.flush()
                     elif ended:
+                        self.wfile.write(b"0\r\n\r\n")
+                        self.close_connection = True
                         return
                     else:
                         time.sleep(0.05)
