@@ -260,6 +260,8 @@ def _prediction_logs(
         for size in (1, *value.shape[1:]):
             tensor.tensor_shape.dim.add(size=size)
         columns.append((key, layout[1], value.reshape(n, -1).tolist()))
+    if converted:
+        import tensorflow as tf
     logs = []
     for i, example in enumerate(examples):
         entry = prediction_log_pb2.PredictionLog()
@@ -269,8 +271,6 @@ def _prediction_logs(
         for key, field, values in columns:
             getattr(tensors[key], field).extend(values[i])
         for key, value in converted:
-            import tensorflow as tf
-
             tensors[key].CopyFrom(tf.make_tensor_proto(value[i][None]))
         logs.append(entry.SerializeToString())
     return logs
