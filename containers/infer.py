@@ -161,10 +161,12 @@ class _Handler:
         batch_size: int,
         total: int | None = None,
         prediction_logs: bool = False,
+        keep_outputs: bool = True,
     ):
         """Beam's TF handler; with `prediction_logs` it yields `Inferred` rows and counts them.
 
-        Without it, plain `PredictionResult`s: Beam's own behaviour, which bench/infer.py's
+        `keep_outputs=False` leaves `Inferred.inference` empty (the logs hold the outputs).
+        Without `prediction_logs`, plain `PredictionResult`s: Beam's own behaviour, which bench/infer.py's
         direct job measures against.
         """
         from apache_beam.metrics import Metrics
@@ -177,8 +179,8 @@ class _Handler:
         def inference_fn(model, batch, inference_args, model_id=None):
             batch = list(batch)
             outputs = serving.query(model.signatures[signature_name], input_name, batch)
-            per_row = [{k: v[i] for k, v in outputs.items()} for i in range(len(batch))]
             if not prediction_logs:
+                per_row = [{k: v[i] for k, v in outputs.items()} for i in range(len(batch))]
                 return [PredictionResult(e, per_row[i], model_id) for i, e in enumerate(batch)]
             # Whole batches: per-row proto building was most of infer's cost beyond Beam's.
             logs = _prediction_logs(batch, outputs, signature_name, input_name)
@@ -193,6 +195,9 @@ class _Handler:
                 )
             progress[0].add(len(batch))
             rows.inc(len(batch))
+            if not keep_outputs:  # the outputs are in the logs; Parquet alone needs them apart
+                return [Inferred(e, {}, model_id, log) for e, log in zip(batch, logs, strict=True)]
+            per_row = [{k: v[i] for k, v in outputs.items()} for i in range(len(batch))]
             return [Inferred(e, per_row[i], model_id, logs[i]) for i, e in enumerate(batch)]
 
         class SavedModelHandler(TFModelHandlerTensor):
@@ -456,7 +461,13 @@ def _run_pipeline(
     from tfkfp.containers.publish import publishing, writing_at
 
     handler = _Handler.make(
-        model_at, signature_name, input_name, batch_size, total, prediction_logs=True
+        model_at,
+        signature_name,
+        input_name,
+        batch_size,
+        total,
+        prediction_logs=True,
+        keep_outputs=parquet_at is not None,
     )
     runner = options.view_as(StandardOptions).runner or ""
     # One file per output on a local runner (as TFX does); remote runners choose.
