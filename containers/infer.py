@@ -165,9 +165,9 @@ class _Handler:
     ):
         """Beam's TF handler; with `prediction_logs` it yields `Inferred` rows and counts them.
 
-        `keep_outputs=False` leaves `Inferred.inference` empty (the logs hold the outputs).
-        Without `prediction_logs`, plain `PredictionResult`s: Beam's own behaviour, which bench/infer.py's
-        direct job measures against.
+        `keep_outputs=False` yields the serialized logs alone (they hold the outputs). Without
+        `prediction_logs`, plain `PredictionResult`s: Beam's own behaviour, which
+        bench/infer.py's direct job measures against.
         """
         from apache_beam.metrics import Metrics
         from apache_beam.ml.inference.base import PredictionResult
@@ -196,7 +196,7 @@ class _Handler:
             progress[0].add(len(batch))
             rows.inc(len(batch))
             if not keep_outputs:  # the outputs are in the logs; Parquet alone needs them apart
-                return [Inferred(e, {}, model_id, log) for e, log in zip(batch, logs, strict=True)]
+                return logs
             per_row = [{k: v[i] for k, v in outputs.items()} for i in range(len(batch))]
             return [Inferred(e, per_row[i], model_id, logs[i]) for i, e in enumerate(batch)]
 
@@ -485,15 +485,11 @@ def _run_pipeline(
             ]
             read = reads | "Splits" >> beam.Flatten(pipeline=pipeline)
         results = read | "RunInference" >> RunInference(handler)
-        _ = (
-            results
-            | "PredictionLog" >> beam.Map(attrgetter("log"))
-            | "WritePredictionLogs"
-            >> beam.io.WriteToTFRecord(
-                os.path.join(result_dir, PREDICTION_LOGS),
-                file_name_suffix=".gz",
-                num_shards=shards,
-            )
+        logs = results | "PredictionLog" >> beam.Map(attrgetter("log")) if parquet_dir else results
+        _ = logs | "WritePredictionLogs" >> beam.io.WriteToTFRecord(
+            os.path.join(result_dir, PREDICTION_LOGS),
+            file_name_suffix=".gz",
+            num_shards=shards,
         )
         if parquet_dir:
             from apache_beam.io.parquetio import WriteToParquetBatched
