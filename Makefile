@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -m serial --durations=10 || rc=$$?; \
 	exit $$rc
 
-# The inner loop (about 2.5 min here): no Docker, fresh environments, multi-process training,
+# The inner loop (its time: bench/results/tests.json): no Docker, fresh environments, multi-process training,
 # portable Beam or full pipeline runs (pytest markers), on up to four cores.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not pipeline" -n auto --maxprocesses 4
@@ -44,7 +44,7 @@ components: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m tfkfp.docs
 
-# Benchmarks (27 min here; needs the images): ratios against baselines measured in the same
+# Benchmarks (needs the images): ratios against baselines measured in the same
 # run, written to bench/results/ (JSON, results.md, results.png).
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -24,31 +24,18 @@ from bench import RESULTS, write_json
 from tfkfp.containers import events
 
 REPO = Path(__file__).resolve().parent.parent
-STAGES = (
-    "ingest",
-    "statistics",
-    "validate",
-    "transform",
-    "trainer",
-    "evaluator",
-    "infra-validate",  # kfp's task name for infra_validate
-    "pusher",
-)
-# What each task imports before its work: kfp's executor, the stage, the libraries it loads.
-STAGE_IMPORTS = {
-    "ingest": "import pyarrow.csv, pyarrow.compute; from tfx_bsl.coders import example_coder",
-    "statistics": "import numpy, pandas, pyarrow.compute; from tfx_bsl.coders import example_coder; "
-    "from tensorflow_metadata.proto.v0 import statistics_pb2",
-    "validate": "import numpy; from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2",
-    "transform": "import os; os.environ['TF_USE_LEGACY_KERAS']='1'; "
-    "import apache_beam, tensorflow_transform.beam; from tfx_bsl.public import tfxio",
-    "trainer": "import os; os.environ['TF_USE_LEGACY_KERAS']='1'; "
-    "import tensorflow as tf, tensorflow_transform; tf.keras.layers.Dense",
-    "evaluator": "import os; os.environ['TF_USE_LEGACY_KERAS']='1'; "
-    "import tensorflow_model_analysis",
-    "infra-validate": "import json, subprocess, tempfile",  # TensorFlow only in its child
-    "pusher": "import hashlib, json, shutil",
-}
+
+
+def stage_imports(task: str) -> str:
+    """What a task imports before its work: its stage module and the libraries it declares."""
+    import importlib
+
+    stage = task.replace("-", "_")  # kfp's task names use dashes
+    try:
+        module = importlib.import_module(f"tfkfp.containers.{stage}")
+    except ImportError:  # a task that runs no tfkfp stage
+        return "pass"
+    return "; ".join([f"import {module.__name__}"] + [f"import {lib}" for lib in module.LIBRARIES])
 
 
 def parse_run(logs: Path) -> dict[str, dict[str, float]]:
@@ -110,8 +97,9 @@ def measure(name: str, params: dict[str, str]) -> dict:
     """End-to-end and per-stage times of one pipeline run."""
     elapsed, marks = run_pipeline(name, params)
     stages = []
-    for stage in STAGES:
-        m = marks.get(stage, {})
+    # The tasks as they ran (a pipeline's own set: skipped branches are absent).
+    for stage in sorted(marks, key=lambda task: marks[task].get("start", 0.0)):
+        m = marks[stage]
         if "start" not in m or "end" not in m:
             continue
         total = m["end"] - m["start"]
@@ -120,7 +108,7 @@ def measure(name: str, params: dict[str, str]) -> dict:
         if "first" in m:
             imports = max(0.0, m["first"] - m["start"])
         else:
-            imports = max(0.0, import_seconds(STAGE_IMPORTS[stage]))
+            imports = max(0.0, import_seconds(stage_imports(stage)))
         exit_s = m["end"] - m.get("last", m["end"])
         stages.append(
             {

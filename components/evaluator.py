@@ -16,6 +16,10 @@ from kfp.dsl import (
 from tfkfp.components.images import CPU_IMAGE
 
 
+# The TFX component this stage stands in for (the docs' stage tables).
+TFX = "Evaluator, Resolver"
+
+
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def evaluator(
     model: Input[Model],

@@ -3,6 +3,10 @@ from kfp import dsl
 from tfkfp.components.images import CPU_IMAGE
 
 
+# The TFX component this stage stands in for (the docs' stage tables).
+TFX = "input fingerprinting of ExampleGen"
+
+
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def fingerprint(data_uri: str) -> str:
     """Names, sizes and versions of the files at data_uri, hashed: feeds ingest's cache key.

@@ -6,6 +6,10 @@ from kfp.dsl import Artifact, Dataset, Input, Model, Output
 from tfkfp.components.images import CPU_IMAGE
 
 
+# The TFX component this stage stands in for (the docs' stage tables).
+TFX = "InfraValidator"
+
+
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def infra_validate(
     model: Input[Model],

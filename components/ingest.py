@@ -4,6 +4,10 @@ from kfp.dsl import Artifact, Dataset, Output
 from tfkfp.components.images import CPU_IMAGE
 
 
+# The TFX component this stage stands in for (the docs' stage tables).
+TFX = "CsvExampleGen, SchemaGen, ImportSchemaGen"
+
+
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def ingest(
     data_uri: str,

@@ -6,6 +6,10 @@ from kfp.dsl import Artifact, Input, Markdown, Output
 from tfkfp.components.images import CPU_IMAGE
 
 
+# The TFX component this stage stands in for (the docs' stage tables).
+TFX = "ExampleValidator"
+
+
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def validate(
     statistics: Input[Artifact],

@@ -27,6 +27,9 @@ from tfkfp.containers.publish import publishing, writing_at
 from tfkfp.containers.runtime import InputError, log, select_keras
 from tfkfp.containers.slices import SliceNames
 
+# The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
+LIBRARIES: tuple[str, ...] = ("tensorflow", "apache_beam", "tensorflow_model_analysis")
+
 # A config naming one of these is a classification task: the evaluator then adds confusion
 # matrix plots (and the ROC for binary labels) for the KFP UI.
 CLASSIFICATION_METRICS = frozenset(

@@ -13,6 +13,9 @@ import hashlib
 
 from tfkfp.containers import events, storage
 
+# The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
+LIBRARIES: tuple[str, ...] = ()
+
 
 def run(data_uri: str) -> str:
     """Fingerprints the files at `data_uri` (a file, a folder or a glob) from a listing.

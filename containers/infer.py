@@ -35,6 +35,9 @@ from tfkfp.containers.runtime import (
     select_keras,
 )
 
+# The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
+LIBRARIES: tuple[str, ...] = ("tensorflow", "apache_beam")
+
 # Examples checked against the model in this process before the Beam job starts: a mismatch
 # with the parse spec fails here in one line, naming the example, instead of deep in Beam.
 PREFLIGHT_ROWS = 64

@@ -30,6 +30,11 @@ from tfkfp.containers.manifest import require_split
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, log
 
+# The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
+LIBRARIES: tuple[str, ...] = ()
+# Loaded only by the child process that serves the model.
+CHILD_LIBRARIES: tuple[str, ...] = ("tensorflow",)
+
 
 def _examples(examples: str, split: str, n: int) -> list[bytes]:
     """The split's first n serialized examples."""

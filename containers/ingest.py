@@ -35,6 +35,9 @@ from tfkfp.containers.layout import SCHEMA_FILE, SPLITS, load_schema, split_dir
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, log
 
+# The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
+LIBRARIES: tuple[str, ...] = ()
+
 MISSING = ("", "NA")
 INT_PATTERN = r"^[+-]?\d+$"
 CHUNK_ROWS = 50_000

@@ -36,6 +36,9 @@ from tfkfp.containers.versions import (
     storage_for,
 )
 
+# The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
+LIBRARIES: tuple[str, ...] = ()
+
 # How long object-store calls keep retrying transient errors (5xx, 429, dropped connections).
 RETRY_TIMEOUT = 120.0
 

@@ -22,6 +22,9 @@ from tfkfp.containers.layout import SPLITS, STATS_FILE, split_folder
 from tfkfp.containers.publish import publish_file, publishing
 from tfkfp.containers.runtime import InputError, log
 
+# The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
+LIBRARIES: tuple[str, ...] = ()
+
 BATCH_ROWS = 50_000
 QUANTILES = 10
 TOP_VALUES = 20

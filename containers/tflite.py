@@ -20,6 +20,9 @@ from tfkfp.containers.layout import TFLITE_FILE, TFX_TFLITE
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, select_keras
 
+# The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
+LIBRARIES: tuple[str, ...] = ("tensorflow",)
+
 
 def _unsupported_ops(message: str) -> list[str]:
     """Op names the converter could not map, from its error text."""

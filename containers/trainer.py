@@ -28,6 +28,9 @@ from tfkfp.containers.layout import TFX_SERVING
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, log, select_keras, without_nulls
 
+# The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
+LIBRARIES: tuple[str, ...] = ("tensorflow",)
+
 
 def _base_model_path(base_model_dir: str) -> str:
     """The SavedModel folder in a model artifact: ours, or TFX's `Format-Serving` layout."""

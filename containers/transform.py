@@ -18,6 +18,9 @@ from tfkfp.containers.manifest import require_split
 from tfkfp.containers.publish import publishing, writing_at
 from tfkfp.containers.runtime import log, select_keras
 
+# The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
+LIBRARIES: tuple[str, ...] = ("tensorflow", "apache_beam", "tensorflow_transform")
+
 
 @dataclass
 class TransformResult:

@@ -38,6 +38,9 @@ from tfkfp.containers.markdown import code, escape
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, log, select_keras
 
+# The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
+LIBRARIES: tuple[str, ...] = ("tensorflow",)
+
 STRATEGIES = ("auto", "mirrored", "default")
 
 

@@ -29,6 +29,9 @@ from tfkfp.containers.markdown import code, escape
 from tfkfp.containers.publish import publish_file, publishing
 from tfkfp.containers.runtime import InputError, log
 
+# The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
+LIBRARIES: tuple[str, ...] = ()
+
 SPLITS = stats_io.SPLITS
 _STATS_TYPES = {"INT": "INT", "FLOAT": "FLOAT", "BYTES": "STRING"}  # schema type -> stats type
 

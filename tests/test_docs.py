@@ -86,6 +86,29 @@ def test_stage_reference_is_current():
     assert committed == docs.render(), "docs/reference/stages.md is stale: run `make docs`"
 
 
+def test_generated_blocks_are_current():
+    # The README's and the docs' lists of stages, tasks and commands are generated (make docs).
+    for path in docs.BLOCKS:
+        assert (REPO / path).read_text() == docs.fill_blocks(path), (
+            f"{path} is stale: run `make docs`"
+        )
+
+
+def test_no_stage_list_typed_by_hand():
+    # A stage list outside a generated block goes stale when a stage is added.
+    from tfkfp.components import STAGES
+
+    names = [docs._name(c) for c in STAGES]
+    pages = [REPO / "README.md", DOCS / "index.md", DOCS / "development.md"]
+    for page in pages:
+        text = re.sub(
+            r"<!-- generated:(\S+).*?<!-- /generated:\1 -->", "", page.read_text(), flags=re.S
+        )
+        for line in text.splitlines():
+            listed = [n for n in names if re.search(rf"\b{n}\b", line)]
+            assert len(listed) < 6, f"{page.name} lists stages by hand: {line.strip()!r}"
+
+
 def test_stage_reference_has_every_parameter_documented():
     from tfkfp.components import STAGES
 

@@ -203,14 +203,38 @@ def test_task_parts_reads_kfp_commands():
 
 
 def test_heavy_tasks_wait_for_the_warm_worker_light_ones_need_not():
-    from tfkfp.components import evaluator, ingest, pusher, trainer, transform
+    for stage in ("transform", "trainer", "evaluator", "infer"):
+        assert warm.needs_heavy_imports(stage), stage
+    for stage in ("ingest", "pusher", "fingerprint", "infra_validate"):
+        assert not warm.needs_heavy_imports(stage), stage
+    assert warm.needs_heavy_imports("a_users_own_component")
 
-    def source(component) -> str:
-        return component.component_spec.implementation.container.command[-1]
 
-    assert warm.needs_heavy_imports("def f():\n    import tensorflow as tf\n")
-    assert not warm.needs_heavy_imports("def f():\n    import tensorflow_metadata\n")
-    for component in (transform, trainer, evaluator):
-        assert warm.needs_heavy_imports(source(component)), component.name
-    for component in (ingest, pusher):
-        assert not warm.needs_heavy_imports(source(component)), component.name
+def test_each_stage_declares_the_heavy_libraries_it_imports():
+    # LIBRARIES is what warm runs trust; it must name exactly the heavy packages the module imports.
+    import ast
+    import importlib
+
+    from tfkfp.components import STAGES
+
+    heavy = {"tensorflow", "apache_beam", "tensorflow_transform", "tensorflow_model_analysis"}
+    for component in STAGES:
+        module = importlib.import_module(
+            component.python_func.__module__.replace("components", "containers")
+        )
+        tree = ast.parse(open(module.__file__, encoding="utf-8").read())
+        imported = {
+            name.split(".")[0]
+            for node in ast.walk(tree)
+            for name in (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
+        }
+        found = imported & heavy
+        # TensorFlow comes with tf.Transform, TFMA and Beam's TF model handler.
+        declared = set(module.LIBRARIES) | set(getattr(module, "CHILD_LIBRARIES", ()))
+        assert declared == found | ({"tensorflow"} if found else set()), module.__name__

@@ -24,7 +24,6 @@ import importlib
 import importlib.util
 import json
 import os
-import re
 import select
 import shutil
 import signal
@@ -128,27 +127,15 @@ def output_paths(args: list[str]) -> list[str]:
     ]
 
 
-# An import of one of the libraries the warm worker holds.
-HEAVY_IMPORT = re.compile(
-    r"^\s*(?:from|import)\s+(?:tensorflow|tensorflow_transform|tensorflow_model_analysis"
-    r"|apache_beam|tf_keras|keras)(?:[.\s]|$)",
-    re.M,
-)
-# How a component body names the tfkfp stage it runs (`from tfkfp.containers import transform`).
-STAGE_MODULE = re.compile(r"from tfkfp\.containers import (\w+)")
-
-
-def needs_heavy_imports(source: str) -> bool:
-    """Whether a component imports TensorFlow, Beam or TFMA: itself, or the tfkfp stage it runs."""
-    if HEAVY_IMPORT.search(source):
+def needs_heavy_imports(stage: str) -> bool:
+    """Whether a task's stage loads TensorFlow, Beam or TFMA, as the stage module declares it
+    (`LIBRARIES`); a function that is not a tfkfp stage is taken as heavy (it waits, as a
+    cold start would pay the imports anyway)."""
+    try:
+        module = importlib.import_module(f"tfkfp.containers.{stage}")
+    except ImportError:
         return True
-    for match in STAGE_MODULE.finditer(source):
-        spec = importlib.util.find_spec(f"tfkfp.containers.{match[1]}")
-        if spec and spec.origin and spec.origin.endswith(".py"):
-            with open(spec.origin, encoding="utf-8") as fh:
-                if HEAVY_IMPORT.search(fh.read()):
-                    return True
-    return False
+    return bool(getattr(module, "LIBRARIES", True))
 
 
 class Zygote:
@@ -338,7 +325,7 @@ class Pool:
         try:
             zygote = self.start(keras_flavour(args))
             # A light task starts cold while the worker still imports; a heavy one waits for it.
-            if not zygote.ready(wait=needs_heavy_imports(source)):
+            if not zygote.ready(wait=needs_heavy_imports(stage)):
                 self.lock.release()
                 try:
                     return fallback(full_command=full_command, env_vars=env_vars)
