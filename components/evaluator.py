@@ -15,7 +15,6 @@ from kfp.dsl import (
 
 from tfkfp.components.images import CPU_IMAGE
 
-
 # The TFX component this stage stands in for (the docs' stage tables).
 TFX = "Evaluator, Resolver"
 

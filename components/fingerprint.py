@@ -2,7 +2,6 @@ from kfp import dsl
 
 from tfkfp.components.images import CPU_IMAGE
 
-
 # The TFX component this stage stands in for (the docs' stage tables).
 TFX = "input fingerprinting of ExampleGen"
 

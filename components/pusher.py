@@ -5,7 +5,6 @@ from kfp.dsl import Artifact, Input, Model, Output
 
 from tfkfp.components.images import CPU_IMAGE
 
-
 # The TFX component this stage stands in for (the docs' stage tables).
 TFX = "Pusher"
 

@@ -3,7 +3,6 @@ from kfp.dsl import Dataset, Input, Model, Output
 
 from tfkfp.components.images import CPU_IMAGE
 
-
 # The TFX component this stage stands in for (the docs' stage tables).
 TFX = "Trainer's TFLite rewriter"
 
