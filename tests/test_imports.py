@@ -168,3 +168,19 @@ def test_stage_code_never_imports_the_components():
                 names = [a.name for a in node.names]
             found += [f"{path.name}: {n}" for n in names if n.startswith("tfkfp.components")]
     assert found == []
+
+
+def test_every_cli_command_module_declares_its_arguments_and_handler():
+    """Each command's module declares its own arguments and handler; no module goes unmapped."""
+    import importlib
+
+    from tfkfp.cli import COMMANDS
+
+    mapped = {module for module, _ in COMMANDS.values()}
+    for module_name in mapped:
+        module = importlib.import_module(f"tfkfp.cli.{module_name}")
+        assert callable(module.add_arguments) and callable(module.handle), module_name
+    folder = REPO / "tfkfp" / "cli"
+    helpers = {"common"}  # what the command modules share
+    found = {p.stem for p in folder.glob("*.py") if not p.stem.startswith("_")} - helpers
+    assert found == mapped

@@ -222,7 +222,7 @@ def command_table() -> str:
     from tfkfp.cli import _parser
 
     rows = []
-    for action in _parser()._subparsers._group_actions:
+    for action in _parser(every=True)._subparsers._group_actions:
         helps = {a.dest: a.help for a in action._choices_actions}
         for name, sub in action.choices.items():
             nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
@@ -235,10 +235,10 @@ def command_table() -> str:
 
 
 def cli_modules() -> str:
-    """The CLI's command-group modules, read from the package folder."""
-    folder = Path(__file__).parent / "cli"
-    names = sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
-    return ", ".join(f"`{n}`" for n in names)
+    """The CLI's command-group modules, from its command map."""
+    from tfkfp.cli import COMMANDS
+
+    return ", ".join(f"`{n}`" for n in sorted({module for module, _ in COMMANDS.values()}))
 
 
 # Which blocks each page carries, and what fills them.

@@ -186,6 +186,44 @@ def submit(
     return {"run_id": result.run_id, "url": url}
 
 
+def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
+    """`tfkfp upload` and `tfkfp submit`."""
+    p.add_argument(
+        "--host", help="KFP API URL (default: $KF_PIPELINES_ENDPOINT, or in-cluster as kfp does)"
+    )
+    p.add_argument("--namespace", help="Kubernetes namespace (multi-user KFP)")
+    p.add_argument("--existing-token", help="bearer token for the KFP API")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the KFP API's answers before giving up (default 120)",
+    )
+    p.add_argument("file", help="compiled pipeline YAML (or a pipeline name/file to compile)")
+    if name == "upload":
+        p.description = (
+            "Uploads FILE as a new pipeline, or as a new version when a pipeline of that name "
+            "exists."
+        )
+        p.add_argument("--name", help="pipeline name (default: the name in the YAML)")
+        p.add_argument("--version", help="version name (default: <name> <timestamp>)")
+        return
+    p.description = "Starts a run of FILE in an experiment and prints the run's UI link."
+    p.add_argument("--experiment", help="experiment name (default: kfp's, 'Default')")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--run-name", help="run name (default: file name and time)")
+    p.add_argument("--pipeline-root", help="where the cluster writes artifacts (gs://...)")
+    p.add_argument(
+        "--enable-caching",
+        action=argparse.BooleanOptionalAction,
+        help="override every task's caching option for this run (default: as compiled)",
+    )
+
+
+def handle(name: str, args: argparse.Namespace) -> int:
+    return command(args)
+
+
 def command(args: argparse.Namespace) -> int:
     import kfp_server_api
     import urllib3

@@ -5,6 +5,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
+VERBOSE_HELP = (
+    "stream every task's output (TensorFlow's start-up messages, kfp's executor input) as it "
+    "comes; by default one line per stage, the full output in the run folder's logs/"
+)
+
 
 class UsageError(Exception):
     """Bad command-line input: printed as one line, exit code 2."""

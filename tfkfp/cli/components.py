@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 COMPONENTS_DIR = Path(__file__).resolve().parents[2] / "components"
@@ -19,3 +20,13 @@ def compile_components(out_dir: Path = COMPONENTS_DIR) -> list[Path]:
         compiler.Compiler().compile(component, str(path))
         written.append(path)
     return written
+
+
+def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out-dir", help="where to write (default: the components/ folder)")
+
+
+def handle(name: str, args: argparse.Namespace) -> int:
+    for path in compile_components(Path(args.out_dir) if args.out_dir else COMPONENTS_DIR):
+        print(path)
+    return 0

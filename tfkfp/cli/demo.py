@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
 from pathlib import Path
 
 from tfkfp import local
+from tfkfp.cli.common import VERBOSE_HELP, require_runtime
 from tfkfp.cli.pipelines import compile_pipeline, load_pipeline
 
 
@@ -99,3 +101,12 @@ def _newest_output(
         if candidate.is_file():
             return candidate
     return None
+
+
+def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
+
+
+def handle(name: str, args: argparse.Namespace) -> int:
+    require_runtime("demo")
+    return demo(verbose=args.verbose)

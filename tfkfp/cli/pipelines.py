@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.util
 import json
@@ -10,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tfkfp.cli.common import UsageError, require_runtime
+from tfkfp.cli.common import VERBOSE_HELP, UsageError, require_runtime
 
 
 def load_pipeline(ref: str):
@@ -287,4 +288,44 @@ def run_local(args) -> int:
         verbose=args.verbose,
         warm=not args.cold,
     )
+    return 0
+
+
+def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
+    """`tfkfp compile` and `tfkfp run`."""
+    p.add_argument("pipeline", help="name (penguins), folder, file.py or file.py:function")
+    if name == "compile":
+        p.add_argument("-o", "--output", required=True, help="YAML file to write")
+        p.add_argument("--image", help="image for every component (default: tfkfp:<version>)")
+        p.add_argument(
+            "--enable-caching",
+            action=argparse.BooleanOptionalAction,
+            help="set every task's KFP caching option (default: as compiled, i.e. on)",
+        )
+        return
+    p.add_argument("--local", action="store_true", required=True, help="run with kfp.local")
+    p.add_argument("--docker", action="store_true", help="run each task in its image")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--pipeline-root", default="build/local_outputs")
+    p.add_argument(
+        "--enable-caching",
+        action="store_true",
+        help="reuse outputs of identical earlier local tasks (kfp.local's cache; off by default)",
+    )
+    p.add_argument(
+        "--cold",
+        action="store_true",
+        help="start every task in a new interpreter, as kfp.local does (default: forked from a "
+        "worker that imported TensorFlow, Beam and TFMA once)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
+
+
+def handle(name: str, args: argparse.Namespace) -> int:
+    if name == "run":
+        return run_local(args)
+    if args.image:
+        os.environ["TFKFP_IMAGE"] = args.image
+    check_output(args.output)  # before the pipeline's imports and compile
+    print(compile_pipeline(load_pipeline(args.pipeline), args.output, args.enable_caching))
     return 0

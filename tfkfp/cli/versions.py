@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from datetime import UTC
 from typing import Any
@@ -76,3 +77,16 @@ def command(destination: str, as_json: bool) -> int:
             f"sha256:{row['content_hash'][:12]}  from {row['source']}{_card_line(row)}"
         )
     return 0
+
+
+def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "One line per version (newest last): number, pushed time, formats, content hash and "
+        "source; --json for every recorded fact."
+    )
+    p.add_argument("destination", help="push destination: folder, gs://... or s3://...")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def handle(name: str, args: argparse.Namespace) -> int:
+    return command(args.destination, args.json)
