@@ -31,6 +31,7 @@ from tfkfp.containers.layout import (
     PREDICTION_LOGS,
     PREDICTIONS_PARQUET,
     TFX_SERVING,
+    load_schema,
     split_pattern,
 )
 from tfkfp.containers.runtime import (
@@ -175,15 +176,18 @@ def _preflight(
     return outputs
 
 
-def _input_schema(examples: Iterator[tuple[str, bytes]]):
-    """Arrow types of the examples' features, from every example (not a sample of them).
+def _input_schema(examples: Iterator[tuple[str, bytes]], schema=None):
+    """Arrow types of the examples' features: from their schema, else from every example.
 
-    A feature's type is that of the first example holding a value for it: a column empty in
-    the first thousand rows (the taxi data's pickup_census_tract) is typed by its later values.
+    Never from a sample: a column empty in the first thousand rows (the taxi data's
+    pickup_census_tract) would be typed null and its later values refused. Without a schema, a
+    feature's type is that of the first example holding a value for it (one pass over all).
     """
     import pyarrow as pa
     from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
 
+    if schema is not None:
+        return ExamplesToRecordBatchDecoder(schema.SerializeToString()).ArrowSchema()
     decoder = ExamplesToRecordBatchDecoder()
     types: dict[str, Any] = {}
     batch: list[bytes] = []
@@ -465,6 +469,7 @@ def run(
     model: str | None = None,
     model_from: str = "",
     examples: str | None = None,
+    schema: str | None = None,
     data_uri: str = "",
     splits: list[str] | None = None,
     input_format: str = "auto",
@@ -513,10 +518,12 @@ def run(
         input_name = serving.example_input(model_dir, signature_name, "model")
         records = None
         split_names: list[str] = []
+        features_schema = load_schema(schema, "schema") if schema else None
         if data_uri:
             from tfkfp.containers.ingest import _read
 
-            _, chunks = _read(data_uri, input_format)
+            read_schema, chunks = _read(data_uri, input_format)
+            features_schema = features_schema or read_schema
             records = [r for _, batch in chunks for r in batch]
             total: int | None = len(records)
         else:
@@ -526,10 +533,13 @@ def run(
         if not sample:
             raise InputError(f"examples: no examples in {examples or data_uri}")
         outputs = _preflight(model_dir, source, signature_name, input_name, sample)
-        features = schema = None
+        features = table_schema = None
         if parquet:
-            features = _input_schema(_examples(examples, split_names, records))
-            schema = _parquet_schema(features, _output_types(model_dir, signature_name, outputs))
+            every = _examples(examples, split_names, records)
+            features = _input_schema(every, features_schema)
+            table_schema = _parquet_schema(
+                features, _output_types(model_dir, signature_name, outputs)
+            )
         if remote:
             if model:
                 model_at = beam_location(model, model_uri, "model")
@@ -554,7 +564,7 @@ def run(
                 records,
                 result_at,
                 parquet_at if parquet else None,
-                schema,
+                table_schema,
                 features,
                 batch_size,
                 total,

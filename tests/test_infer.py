@@ -429,17 +429,28 @@ def test_string_outputs_named_like_a_feature_go_to_parquet(tmp_path, models, ing
         assert row["labels"][1] == b"%f" % row["score"]
 
 
-def test_parquet_columns_are_typed_from_every_row_of_the_taxi_data(tmp_path, capsys):
-    """TFX's taxi data: pickup_census_tract is empty until its last row (issue 36)."""
+@pytest.mark.parametrize("with_schema", [True, False])
+def test_parquet_columns_are_typed_from_every_row_of_the_taxi_data(tmp_path, with_schema):
+    """TFX's taxi data: pickup_census_tract is empty until its last row (issue 36).
+
+    With ingest's schema the columns are the schema's (a feature no example holds included);
+    without it, typed from a pass over every example.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
     import tensorflow as tf
+    from tensorflow_metadata.proto.v0 import schema_pb2
 
     from tests.helpers.serving_models import save_example_model
     from tfkfp.containers import ingest
+    from tfkfp.containers.layout import SCHEMA_FILE, load_schema
 
     taxi = Path(__file__).resolve().parents[1] / "pipelines" / "taxi" / "data" / "chicago_taxi.csv"
     ingest.run(str(taxi), str(tmp_path / "examples"), str(tmp_path / "schema"))
+    if with_schema:
+        schema = load_schema(str(tmp_path / "schema"))
+        schema.feature.add(name="in_no_example", type=schema_pb2.INT)
+        (tmp_path / "schema" / SCHEMA_FILE).write_text(str(schema))
     model = save_example_model(
         str(tmp_path / "model"),
         {"trip_miles": tf.io.VarLenFeature(tf.float32)},
@@ -451,6 +462,7 @@ def test_parquet_columns_are_typed_from_every_row_of_the_taxi_data(tmp_path, cap
         predictions=str(tmp_path / "predictions"),
         model=model,
         examples=str(tmp_path / "examples"),
+        schema=str(tmp_path / "schema") if with_schema else None,
         parquet=True,
     )
     assert result["rows"] == 15002
@@ -460,6 +472,7 @@ def test_parquet_columns_are_typed_from_every_row_of_the_taxi_data(tmp_path, cap
     tracts = [v for v in table.column("pickup_census_tract").to_pylist() if v]
     assert tracts == [[17031081401]]
     assert table.schema.field("miles").type == pa.float32()
+    assert ("in_no_example" in table.column_names) == with_schema
 
 
 def test_a_row_lacking_a_required_feature_is_named(tmp_path, penguins_csv, capsys):
