@@ -17,6 +17,7 @@ Debian package): docs/known-limits.md.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -29,6 +30,10 @@ from tfkfp.containers.layout import INFRA_BLESSED, INFRA_FILE, INFRA_NOT_BLESSED
 from tfkfp.containers.manifest import require_split
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, log
+
+# The longest wait for the fresh process: a day. Beyond the clock's range (1e12 s) the wait
+# itself fails; a model that takes longer to load than a day is not being validated.
+MAX_TIMEOUT_SECONDS = 86_400.0
 
 
 def _examples(examples: str, split: str, n: int) -> list[bytes]:
@@ -226,8 +231,16 @@ def run(
     """
     if num_examples < 1:
         raise InputError(f"num_examples: expected 1 or more, got {num_examples}")
-    if timeout_seconds <= 0:
-        raise InputError(f"timeout_seconds: expected a positive number, got {timeout_seconds}")
+    if not 0 < timeout_seconds <= MAX_TIMEOUT_SECONDS:  # also false for NaN
+        raise InputError(
+            f"timeout_seconds: expected a number of seconds in (0, {MAX_TIMEOUT_SECONDS:g}], "
+            f"got {timeout_seconds:g}"
+        )
+    if not 0 <= max_latency_ms < math.inf:  # NaN would pass every comparison: nothing checked
+        raise InputError(
+            f"max_latency_ms: expected 0 (not checked) or a finite number of milliseconds, "
+            f"got {max_latency_ms:g}"
+        )
     started = time.perf_counter()
     # Signatures are checked by the fresh process: importing TensorFlow here too would
     # double the stage's start-up.

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import strict_model
+from tests.helpers.contract import one_line_error
 from tfkfp.containers import infra_validate, pusher
-from tfkfp.containers.runtime import InputError
+from tfkfp.containers.runtime import InputError, entrypoint
 
 
 def _eval_records(examples: str) -> list[bytes]:
@@ -228,3 +229,56 @@ def test_pusher_pushes_an_infra_blessed_model_with_its_model_card(tmp_path, trai
     assert row["model_card"] == card
     line = cli._card_line(row)
     assert "run run-123; pipeline penguins; blessed True (" in line and "infra True" in line
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    from tests.helpers.serving_models import body_mass, penguin_model
+
+    return penguin_model(
+        str(tmp_path_factory.mktemp("small") / "model"), lambda p: {"mass": body_mass(p)}
+    )
+
+
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        (
+            "timeout_seconds",
+            1e12,
+            r"timeout_seconds: expected a number of seconds in \(0, 86400\], got 1e\+12",
+        ),
+        ("timeout_seconds", float("nan"), r"timeout_seconds: expected .* in \(0, 86400\], got nan"),
+        ("timeout_seconds", float("inf"), r"timeout_seconds: expected .* in \(0, 86400\], got inf"),
+        ("timeout_seconds", 0.0, r"timeout_seconds: expected .* in \(0, 86400\], got 0$"),
+        ("max_latency_ms", float("nan"), r"max_latency_ms: expected 0 \(not checked\) or a finite"),
+        ("max_latency_ms", -1.0, r"max_latency_ms: expected 0 \(not checked\) or a finite"),
+        ("max_latency_ms", float("inf"), r"max_latency_ms: expected 0 \(not checked\) or a finite"),
+    ],
+)
+def test_out_of_range_numbers_are_one_line(
+    tmp_path, small_model, ingested, capsys, name, value, expected
+):
+    import re
+
+    line = one_line_error(
+        capsys,
+        infra_validate.run,
+        model=small_model,
+        examples=ingested.examples,
+        blessing=str(tmp_path / "blessing"),
+        **{name: value},
+    )
+    assert re.match(f"error: {expected}", line), line
+    assert not (tmp_path / "blessing").exists()
+
+
+def test_the_largest_timeout_is_accepted(tmp_path, small_model, ingested):
+    result = entrypoint(
+        infra_validate.run,
+        model=small_model,
+        examples=ingested.examples,
+        blessing=str(tmp_path / "blessing"),
+        timeout_seconds=infra_validate.MAX_TIMEOUT_SECONDS,
+    )
+    assert result["blessed"], result["reason"]
