@@ -10,6 +10,7 @@ signature over serialized tf.Examples gets them as they are.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import warnings
@@ -73,11 +74,24 @@ def _inputs(fn, records: list[bytes]) -> tuple[dict[str, Any], int]:
     return inputs, len(rows)
 
 
+def largest_difference(got, want) -> float:
+    """max |got - want|; NaN where both are NaN agrees, NaN on one side only is infinite.
+
+    A NaN difference would compare false with any tolerance and so pass silently.
+    """
+    import numpy as np
+
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    gap = np.abs(got - want)
+    gap[np.isnan(got) & np.isnan(want)] = 0.0
+    gap[np.isnan(gap)] = np.inf
+    return float(gap.max(initial=0.0))
+
+
 def compare(
     model_dir: str, flatbuffer: bytes, signature_name: str, records: list[bytes]
 ) -> dict[str, Any]:
     """Largest |TFLite - SavedModel| per output over the rows, each row run one at a time."""
-    import numpy as np
     import tensorflow as tf
 
     fn = serving.load(model_dir).signatures[signature_name]
@@ -99,7 +113,7 @@ def compare(
             ) from None
         want = {k: v.numpy() for k, v in fn(**{k: tf.constant(v) for k, v in row.items()}).items()}
         for key, value in want.items():
-            gap = float(np.max(np.abs(got[key].astype(np.float64) - value.astype(np.float64))))
+            gap = largest_difference(got[key], value)
             differences[key] = max(differences.get(key, 0.0), gap)
     return {"rows": rows, "max_abs_difference": differences}
 
@@ -123,8 +137,8 @@ def run(
         `bytes`, `rows` compared, `max_abs_difference` per output, `tolerance`.
     """
     select_keras("tf_keras")
-    if tolerance < 0:
-        raise InputError(f"tolerance: expected 0 or more, got {tolerance}")
+    if not 0 <= tolerance < math.inf:  # NaN passes every comparison, inf every difference
+        raise InputError(f"tolerance: expected a finite number 0 or more, got {tolerance:g}")
     model_dir = serving.saved_model_dir(model, "model")
     found = serving.signatures(model_dir, "model")
     if signature_name not in found:
