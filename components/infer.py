@@ -55,6 +55,7 @@ def infer(
         rows: Examples inferred.
     """
     from collections import namedtuple
+    from dataclasses import asdict
 
     from tfkfp.containers import infer as stage
     from tfkfp.containers.runtime import entrypoint, without_nulls
@@ -80,7 +81,7 @@ def infer(
         inference_result_uri=inference_result.uri,
         predictions_uri=predictions.uri,
     )
-    inference_result.metadata.update(without_nulls(result))
+    inference_result.metadata.update(without_nulls(asdict(result)))
     if data_fingerprint:
         inference_result.metadata["data_fingerprint"] = data_fingerprint
-    return namedtuple("Outputs", ["inferred", "rows"])(result["inferred"], result["rows"])
+    return namedtuple("Outputs", ["inferred", "rows"])(result.inferred, result.rows)

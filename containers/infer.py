@@ -18,6 +18,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -49,6 +50,23 @@ ROWS_COUNTER = "rows_inferred"
 # worker knows the example's bytes, not where it came from, so run() finds it afterwards.
 ROW_FAILURE = "the model refused the example with SHA-1"
 _BEAM_STEP = re.compile(r" \[while running '[^']*'\]")
+
+
+@dataclass
+class InferResult:
+    """What infer did.
+
+    Attributes:
+        inferred: False when skipped (an unblessed model).
+        rows: Examples inferred.
+        model: Where the model came from (the artifact, or the pushed version's URI).
+        reason: Why it was skipped; empty otherwise.
+    """
+
+    inferred: bool = False
+    rows: int = 0
+    model: str = ""
+    reason: str = ""
 
 
 def blessed(blessing: str) -> tuple[bool, str]:
@@ -482,14 +500,14 @@ def run(
     examples_uri: str = "",
     inference_result_uri: str = "",
     predictions_uri: str = "",
-) -> dict[str, Any]:
+) -> InferResult:
     """Runs the model over the examples with Beam's RunInference; writes PredictionLogs.
 
     Parameters are the component's (documented in tfkfp.components.infer); artifacts arrive as
     local paths, and a remote Beam runner's workers get their URIs (`*_uri`).
 
     Returns:
-        `inferred` (False when skipped), `rows`, `model` (where it came from), `reason`.
+        Whether it inferred, how many rows, with which model (or why it skipped).
     """
     select_keras("tf_keras")  # only signatures are called; the flavour must still be fixed
     if (examples is None) == (not data_uri):
@@ -501,20 +519,20 @@ def run(
     if not remote:  # a remote runner's workers write to the URIs; only the outputs' folders here
         check_writable(inference_result, "inference_result")
         check_writable(predictions, "predictions")
-    result: dict[str, Any] = {"inferred": False, "rows": 0, "model": "", "reason": ""}
+    result = InferResult()
     if blessing:
         ok, marker = blessed(blessing)
         if not ok:
-            result["reason"] = f"model not blessed ({marker} in {blessing}): skipped, as TFX does"
+            result.reason = f"model not blessed ({marker} in {blessing}): skipped, as TFX does"
             events.result(
-                "infer", "%s", result["reason"], summary="skipped (not blessed)", **result
+                "infer", "%s", result.reason, summary="skipped (not blessed)", **asdict(result)
             )
             for folder in (inference_result, predictions):
                 os.makedirs(folder, exist_ok=True)
             return result
     with tempfile.TemporaryDirectory(prefix="tfkfp-infer-") as workdir:
         model_dir, source = resolve_model(model, model_from, workdir)
-        result["model"] = source
+        result.model = source
         input_name = serving.example_input(model_dir, signature_name, "model")
         records = None
         split_names: list[str] = []
@@ -577,7 +595,7 @@ def run(
             raise located from None
     if not parquet and not remote:
         os.makedirs(predictions, exist_ok=True)
-    result.update(inferred=True, rows=rows)
+    result.inferred, result.rows = True, rows
     events.result(
         "infer",
         "%d rows inferred with %s (%s)",
@@ -585,7 +603,7 @@ def run(
         source,
         signature_name,
         summary=f"{rows:,} rows inferred",
-        **result,
+        **asdict(result),
     )
     return result
 

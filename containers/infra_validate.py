@@ -26,7 +26,8 @@ import time
 from typing import Any
 
 from tfkfp.containers import events, serving
-from tfkfp.containers.layout import INFRA_BLESSED, INFRA_FILE, INFRA_NOT_BLESSED
+from tfkfp.containers.infra_blessing import InfraValidation
+from tfkfp.containers.layout import INFRA_BLESSED, INFRA_NOT_BLESSED
 from tfkfp.containers.manifest import require_split
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, log
@@ -220,14 +221,14 @@ def run(
     num_examples: int = 10,
     timeout_seconds: float = 120.0,
     max_latency_ms: float = 0.0,
-) -> dict[str, Any]:
+) -> InfraValidation:
     """Loads the model in a fresh process, queries every signature, writes the infra blessing.
 
     Parameters are the component's (documented in tfkfp.components.infra_validate); artifacts
     arrive as local paths.
 
     Returns:
-        `blessed`, `reason` (one line), `load_seconds`, `wall_seconds`, `signatures`.
+        The finding, as written into the blessing's `infra_validation.json`.
     """
     if num_examples < 1:
         raise InputError(f"num_examples: expected 1 or more, got {num_examples}")
@@ -274,19 +275,18 @@ def run(
             f"model: the SavedModel has no serving_default signature (has {sorted(names)})"
         )
     ok, reason = _verdict(found, max_latency_ms)
-    result = {
-        "blessed": ok,
-        "reason": reason,
-        "examples": len(records),
-        "split": split,
-        "load_seconds": found.get("load_seconds"),
-        "wall_seconds": round(time.perf_counter() - started, 3),
-        "signatures": found.get("signatures", []),
-    }
+    result = InfraValidation(
+        blessed=ok,
+        reason=reason,
+        examples=len(records),
+        split=split,
+        load_seconds=found.get("load_seconds"),
+        wall_seconds=round(time.perf_counter() - started, 3),
+        signatures=found.get("signatures", []),
+    )
     with publishing(blessing) as tmp:
         open(os.path.join(tmp, INFRA_BLESSED if ok else INFRA_NOT_BLESSED), "w").close()
-        with open(os.path.join(tmp, INFRA_FILE), "w") as fh:
-            json.dump(result, fh, indent=1)
+        result.write(tmp)
     marker = INFRA_BLESSED if ok else INFRA_NOT_BLESSED
     events.result(
         "infra_validate",
@@ -296,7 +296,7 @@ def run(
         summary=marker,
         blessed=ok,
         reason=reason,
-        wall_seconds=result["wall_seconds"],
+        wall_seconds=result.wall_seconds,
     )
     return result
 

@@ -14,12 +14,30 @@ import math
 import os
 import re
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 from tfkfp.containers import events, serving
 from tfkfp.containers.layout import TFLITE_FILE, TFX_TFLITE
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, select_keras
+
+
+@dataclass
+class TfliteResult:
+    """The converted model, and how closely it follows the SavedModel.
+
+    Attributes:
+        bytes: Size of the `.tflite` flatbuffer.
+        rows: Rows compared (0 without examples).
+        tolerance: The largest difference allowed.
+        max_abs_difference: Largest |TFLite - SavedModel| per output; None without examples.
+    """
+
+    bytes: int
+    rows: int
+    tolerance: float
+    max_abs_difference: dict[str, float] | None = None
 
 
 def _unsupported_ops(message: str) -> list[str]:
@@ -127,14 +145,14 @@ def run(
     split: str = "eval",
     num_examples: int = 100,
     tolerance: float = 1e-5,
-) -> dict[str, Any]:
+) -> TfliteResult:
     """Converts the model; with examples, checks the TFLite outputs against the SavedModel's.
 
     Parameters are the component's (documented in tfkfp.components.tflite); artifacts arrive as
     local paths.
 
     Returns:
-        `bytes`, `rows` compared, `max_abs_difference` per output, `tolerance`.
+        The flatbuffer's size and, with examples, how closely it follows the SavedModel.
     """
     select_keras("tf_keras")
     if not 0 <= tolerance < math.inf:  # NaN passes every comparison, inf every difference
@@ -146,7 +164,7 @@ def run(
             f"model: the SavedModel has no {signature_name} signature (has {sorted(found)})"
         )
     flatbuffer = convert(model_dir, signature_name, select_tf_ops)
-    result: dict[str, Any] = {"bytes": len(flatbuffer), "rows": 0, "tolerance": tolerance}
+    result = TfliteResult(bytes=len(flatbuffer), rows=0, tolerance=tolerance)
     if examples:
         from tfkfp.containers.infra_validate import _examples
 
@@ -159,7 +177,8 @@ def run(
                 f"tflite_model: TFLite's outputs differ from the SavedModel's by up to {worst:.3g} "
                 f"on {checked['rows']} {split} rows (tolerance {tolerance:g})"
             )
-        result.update(checked)
+        result.rows = checked["rows"]
+        result.max_abs_difference = checked["max_abs_difference"]
     with publishing(tflite_model) as tmp:
         os.makedirs(os.path.join(tmp, TFX_TFLITE))
         with open(os.path.join(tmp, TFX_TFLITE, TFLITE_FILE), "wb") as fh:
@@ -168,10 +187,10 @@ def run(
         "tflite",
         "%d bytes; %d rows within %g of the SavedModel",
         len(flatbuffer),
-        result["rows"],
+        result.rows,
         tolerance,
         summary=f"{len(flatbuffer):,} bytes",
         bytes=len(flatbuffer),
-        rows=result["rows"],
+        rows=result.rows,
     )
     return result

@@ -62,7 +62,7 @@ def test_prediction_logs_equal_the_models_own_outputs(inferred, trained, ingeste
     import tensorflow as tf
 
     out, result = inferred
-    assert result["inferred"] and result["rows"] == ingested.counts["eval"]
+    assert result.inferred and result.rows == ingested.counts["eval"]
     # TFX's layout: one gzip TFRecord file set named prediction_logs in the artifact
     assert [os.path.basename(p) for p in glob.glob(str(out / "result" / "*"))] == [
         "prediction_logs-00000-of-00001.gz"
@@ -131,8 +131,8 @@ def test_newest_push_over_any_data_uri(tmp_path, trained, penguins_csv):
         model_from=destination,
         data_uri=str(penguins_csv),
     )
-    assert result["model"] == pushed.pushed_uri
-    assert result["rows"] == 344 == len(_logs(str(tmp_path / "result")))
+    assert result.model == pushed.pushed_uri
+    assert result.rows == 344 == len(_logs(str(tmp_path / "result")))
     assert os.listdir(tmp_path / "predictions") == []  # Parquet only when asked
 
 
@@ -146,7 +146,7 @@ def test_unblessed_model_is_skipped_in_one_line(tmp_path, trained, ingested, mar
         examples=ingested.examples,
         blessing=_blessing(tmp_path, marker),
     )
-    assert result["inferred"] is False and result["rows"] == 0
+    assert result.inferred is False and result.rows == 0
     assert os.listdir(tmp_path / "result") == []
     lines = [r.getMessage() for r in caplog.records if "not blessed" in r.getMessage()]
     assert len(lines) == 1 and marker in lines[0]
@@ -418,7 +418,7 @@ def test_string_outputs_named_like_a_feature_go_to_parquet(tmp_path, models, ing
         splits=["eval"],
         parquet=True,
     )
-    assert result["rows"] == ingested.counts["eval"]
+    assert result.rows == ingested.counts["eval"]
     [path] = glob.glob(str(tmp_path / "predictions" / "predictions-*.parquet"))
     table = pq.read_table(path)
     assert table.schema.field("species_prediction").type == pa.binary()
@@ -465,7 +465,7 @@ def test_parquet_columns_are_typed_from_every_row_of_the_taxi_data(tmp_path, wit
         schema=str(tmp_path / "schema") if with_schema else None,
         parquet=True,
     )
-    assert result["rows"] == 15002
+    assert result.rows == 15002
     table = pq.read_table(tmp_path / "predictions")
     assert table.num_rows == 15002
     assert table.schema.field("pickup_census_tract").type == pa.large_list(pa.int64())

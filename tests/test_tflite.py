@@ -72,12 +72,12 @@ def test_tflite_outputs_match_the_saved_model_on_eval_rows(tmp_path, raw_model, 
     # TFX's rewriter layout
     assert os.listdir(tmp_path / "out") == ["Format-TFLite"]
     path = tmp_path / "out" / "Format-TFLite" / "tflite"
-    assert path.stat().st_size == result["bytes"]
+    assert path.stat().st_size == result.bytes
     x, _ = _rows(ingested.examples, "eval")
-    assert result["rows"] == len(x) and result["rows"] > 50
+    assert result.rows == len(x) and result.rows > 50
     # Stated tolerance: 1e-5 absolute on softmax probabilities (float32 kernels differ in order).
-    assert result["tolerance"] == 1e-5
-    assert 0 <= result["max_abs_difference"]["probabilities"] <= 1e-5
+    assert result.tolerance == 1e-5
+    assert 0 <= result.max_abs_difference["probabilities"] <= 1e-5
     # Independently of the stage: the whole eval split as one batch through the interpreter.
     interpreter = tf.lite.Interpreter(model_path=str(path))
     runner = interpreter.get_signature_runner("serving_default")
