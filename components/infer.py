@@ -16,6 +16,7 @@ def infer(
     model: Input[Model] | None = None,
     model_from: str = "",
     examples: Input[Dataset] | None = None,
+    schema: Input[Artifact] | None = None,
     data_uri: str = "",
     data_fingerprint: str = "",
     splits: list = [],
@@ -36,6 +37,9 @@ def infer(
         model_from: Push destination (folder, gs://, s3://) whose newest complete version is
             the model.
         examples: Examples artifact (ingest's or TFX's Split-<name>/ layout).
+        schema: The examples' schema (ingest's), which types the Parquet input columns.
+            Without it, a pass over every example types them; with data_uri, the data's
+            own schema as ingest infers it.
         data_uri: Instead of examples: any file, folder or glob ingest reads (CSV, TFRecord,
             Parquet), read in this task.
         data_fingerprint: The fingerprint step's hash of the files at data_uri. Not read: as
@@ -54,6 +58,7 @@ def infer(
         rows: Examples inferred.
     """
     from collections import namedtuple
+    from dataclasses import asdict
 
     from tfkfp.containers import infer as stage
     from tfkfp.containers.runtime import entrypoint, without_nulls
@@ -65,6 +70,7 @@ def infer(
         model=model.path if model else None,
         model_from=model_from,
         examples=examples.path if examples else None,
+        schema=schema.path if schema else None,
         data_uri=data_uri,
         splits=splits,
         input_format=input_format,
@@ -78,7 +84,7 @@ def infer(
         inference_result_uri=inference_result.uri,
         predictions_uri=predictions.uri,
     )
-    inference_result.metadata.update(without_nulls(result))
+    inference_result.metadata.update(without_nulls(asdict(result)))
     if data_fingerprint:
         inference_result.metadata["data_fingerprint"] = data_fingerprint
-    return namedtuple("Outputs", ["inferred", "rows"])(result["inferred"], result["rows"])
+    return namedtuple("Outputs", ["inferred", "rows"])(result.inferred, result.rows)

@@ -52,6 +52,6 @@ def infra_validate(
     )
     # never null in artifact metadata: KFP's launcher cannot record it (load_seconds of a failed load)
     for key in ("blessed", "reason", "load_seconds", "wall_seconds"):
-        if result[key] is not None:
-            blessing.metadata[key] = result[key]
-    return namedtuple("Outputs", ["blessed"])(result["blessed"])
+        if getattr(result, key) is not None:
+            blessing.metadata[key] = getattr(result, key)
+    return namedtuple("Outputs", ["blessed"])(result.blessed)

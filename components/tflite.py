@@ -31,6 +31,8 @@ def tflite(
         num_examples: Rows compared.
         tolerance: Largest absolute difference allowed between the two models' outputs.
     """
+    from dataclasses import asdict
+
     from tfkfp.containers import tflite as stage
     from tfkfp.containers.runtime import entrypoint, without_nulls
 
@@ -45,4 +47,4 @@ def tflite(
         num_examples=num_examples,
         tolerance=tolerance,
     )
-    tflite_model.metadata.update(without_nulls(result))
+    tflite_model.metadata.update(without_nulls(asdict(result)))

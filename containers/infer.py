@@ -13,8 +13,12 @@ is written and the log says so in one line.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -28,6 +32,7 @@ from tfkfp.containers.layout import (
     PREDICTION_LOGS,
     PREDICTIONS_PARQUET,
     TFX_SERVING,
+    load_schema,
     split_pattern,
 )
 from tfkfp.containers.runtime import (
@@ -41,9 +46,30 @@ LIBRARIES: tuple[str, ...] = ("tensorflow", "apache_beam")
 # Examples checked against the model in this process before the Beam job starts: a mismatch
 # with the parse spec fails here in one line, naming the example, instead of deep in Beam.
 PREFLIGHT_ROWS = 64
-# Examples read to fix the Parquet file's input columns (types come from their values).
-SCHEMA_SAMPLE_ROWS = 1000
+# Examples decoded at a time when the Parquet file's input columns are typed.
+SCHEMA_BATCH_ROWS = 4096
 ROWS_COUNTER = "rows_inferred"
+# Tags a worker's failure on one example: the example's SHA-1 and the model's error follow. A
+# worker knows the example's bytes, not where it came from, so run() finds it afterwards.
+ROW_FAILURE = "the model refused the example with SHA-1"
+_BEAM_STEP = re.compile(r" \[while running '[^']*'\]")
+
+
+@dataclass
+class InferResult:
+    """What infer did.
+
+    Attributes:
+        inferred: False when skipped (an unblessed model).
+        rows: Examples inferred.
+        model: Where the model came from (the artifact, or the pushed version's URI).
+        reason: Why it was skipped; empty otherwise.
+    """
+
+    inferred: bool = False
+    rows: int = 0
+    model: str = ""
+    reason: str = ""
 
 
 def blessed(blessing: str) -> tuple[bool, str]:
@@ -105,43 +131,150 @@ def _splits(examples: str, splits: list[str] | None) -> list[str]:
     return wanted
 
 
-def _sample(examples: str | None, split_names: list[str], records: list[bytes] | None, n: int):
-    """The first n serialized examples (from the data in hand, else the first split's files)."""
+def _examples(
+    examples: str | None, split_names: list[str], records: list[bytes] | None
+) -> Iterator[tuple[str, bytes]]:
+    """(where, serialized example) for every example, in reading order, read lazily.
+
+    `where` names the example for an error line: its split, file and record index in an
+    examples artifact, its index in the data read from data_uri.
+    """
     if records is not None:
-        return records[:n]
+        for i, record in enumerate(records):
+            yield f"example {i} of data_uri", record
+        return
     from tfkfp.containers.ingest import _read_tfrecords
 
-    sample: list[bytes] = []
     for split in split_names:
         for stat in storage.list_files(split_pattern(examples, split), "examples"):
-            for record in _read_tfrecords(stat.uri):
-                sample.append(record)
-                if len(sample) >= n:
-                    return sample
+            name = stat.uri.rstrip("/").rsplit("/", 1)[-1]
+            for i, record in enumerate(_read_tfrecords(stat.uri)):
+                yield f"split {split}, file {name}, record {i}", record
+
+
+def _sample(examples: str | None, split_names: list[str], records: list[bytes] | None, n: int):
+    """The first n (where, serialized example) pairs."""
+    sample = []
+    for item in _examples(examples, split_names, records):
+        sample.append(item)
+        if len(sample) >= n:
+            break
     return sample
 
 
-def _preflight(model_dir: str, signature_name: str, input_name: str, sample: list[bytes]):
+def check_batch(outputs: dict[str, Any], n: int, model: str, signature_name: str) -> None:
+    """Fails in one line unless every output has one value (or row) per example of the batch."""
+    for key, value in outputs.items():
+        shape = tuple(getattr(value, "shape", ()))
+        if not shape or shape[0] != n:
+            raise InputError(
+                f"model: {model}: signature {signature_name} returned {key!r} with shape "
+                f"{list(shape)} for {n} examples; expected one value or row per example "
+                f"(a first dimension of {n})"
+            )
+
+
+def _preflight(
+    model_dir: str, source: str, signature_name: str, input_name: str, sample: list
+) -> dict[str, Any]:
     """Runs the model on the first examples here; one line naming the example it refuses."""
     fn = serving.load(model_dir).signatures[signature_name]
+    records = [record for _, record in sample]
     try:
-        return serving.query(fn, input_name, sample)
+        outputs = serving.query(fn, input_name, records)
     except Exception:  # TF raises several error types for examples the parse spec refuses
-        failure = serving.first_failure(fn, input_name, sample)
+        failure = serving.first_failure(fn, input_name, records)
         if failure is None:
             raise
         index, message = failure
+        where = sample[index][0]
+        detail = "" if where.startswith(f"example {index} ") else f" ({where})"
         raise InputError(
-            f"examples: example {index} does not fit the model's {signature_name} "
+            f"examples: example {index}{detail} does not fit the model's {signature_name} "
             f"(its parse spec): {message}"
         ) from None
+    check_batch(outputs, len(records), source, signature_name)
+    return outputs
 
 
-def _input_schema(sample: list[bytes]):
-    """Arrow types of the examples' features, from the sample's values."""
+def _input_schema(examples: Iterator[tuple[str, bytes]], schema=None):
+    """Arrow types of the examples' features: from their schema, else from every example.
+
+    Never from a sample: a column empty in the first thousand rows (the taxi data's
+    pickup_census_tract) would be typed null and its later values refused. Without a schema, a
+    feature's type is that of the first example holding a value for it (one pass over all).
+    """
+    import pyarrow as pa
     from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
 
-    return ExamplesToRecordBatchDecoder().DecodeBatch(sample).schema
+    if schema is not None:
+        return ExamplesToRecordBatchDecoder(schema.SerializeToString()).ArrowSchema()
+    decoder = ExamplesToRecordBatchDecoder()
+    types: dict[str, Any] = {}
+    batch: list[bytes] = []
+
+    def add(records: list[bytes]) -> None:
+        for field in decoder.DecodeBatch(records).schema:
+            if pa.types.is_null(types.get(field.name, pa.null())):
+                types[field.name] = field.type
+
+    for _, record in examples:
+        batch.append(record)
+        if len(batch) >= SCHEMA_BATCH_ROWS:
+            add(batch)
+            batch = []
+    if batch:
+        add(batch)
+    return pa.schema([pa.field(name, kind) for name, kind in types.items()])
+
+
+def _output_types(model_dir: str, signature_name: str, seen: dict[str, Any]) -> dict[str, Any]:
+    """Arrow type per output of the signature, from its declared dtype and rank.
+
+    Outputs of rank 1 (one value per example) are plain columns, higher ranks lists of each
+    example's values, flattened. Where the signature leaves the rank unknown, the rank `seen`
+    in the preflight's outputs decides.
+    """
+    import pyarrow as pa
+    import tensorflow as tf
+
+    outputs = serving.signatures(model_dir, "model")[signature_name].outputs
+    types = {}
+    for key, info in outputs.items():
+        dtype = tf.dtypes.as_dtype(info.dtype)
+        arrow = pa.binary() if dtype == tf.string else pa.from_numpy_dtype(dtype.as_numpy_dtype)
+        shape = info.tensor_shape
+        rank = seen[key].ndim if shape.unknown_rank else len(shape.dim)
+        scalar = rank == 1
+        types[key] = arrow if scalar else pa.list_(arrow)
+    return types
+
+
+def _located(
+    err: BaseException,
+    examples: str | None,
+    split_names: list[str],
+    records: list[bytes] | None,
+    signature_name: str,
+) -> InputError | None:
+    """The one-line error for a worker's failure on one example, or a stage input error.
+
+    Beam re-raises a worker's exception with the step appended (or, on a remote runner, as
+    another type holding its text); the row is found again by the digest the worker sent.
+    """
+    text = str(err)
+    found = re.search(rf"{ROW_FAILURE} ([0-9a-f]{{40}}) (.*)", text)
+    if found:
+        digest, message = found.group(1), _BEAM_STEP.sub("", found.group(2)).strip()
+        for where, record in _examples(examples, split_names, records):
+            if hashlib.sha1(record).hexdigest() == digest:
+                return InputError(
+                    f"examples: {where}: the model's {signature_name} refused it: {message}"
+                )
+        return InputError(f"examples: an example the model's {signature_name} refused: {message}")
+    if isinstance(err, InputError):
+        return InputError(" ".join(_BEAM_STEP.sub("", text).split()))
+    return None
 
 
 class Inferred(NamedTuple):
@@ -181,7 +314,17 @@ class _Handler:
 
         def inference_fn(model, batch, inference_args, model_id=None):
             batch = list(batch)
-            outputs = serving.query(model.signatures[signature_name], input_name, batch)
+            fn = model.signatures[signature_name]
+            try:
+                outputs = serving.query(fn, input_name, batch)
+            except Exception:  # TF raises several error types for an example it refuses
+                failure = serving.first_failure(fn, input_name, batch)
+                if failure is None:
+                    raise
+                index, message = failure
+                digest = hashlib.sha1(batch[index]).hexdigest()
+                raise InputError(f"{ROW_FAILURE} {digest} {message}") from None
+            check_batch(outputs, len(batch), model_uri, signature_name)
             if not prediction_logs:
                 per_row = [{k: v[i] for k, v in outputs.items()} for i in range(len(batch))]
                 return [PredictionResult(e, per_row[i], model_id) for i, e in enumerate(batch)]
@@ -290,13 +433,12 @@ def _output_columns(outputs: dict[str, Any], features) -> dict[str, str]:
 
 
 def _parquet_schema(features, outputs: dict[str, Any]):
+    """The examples' feature columns, then the outputs' (`outputs`: Arrow type per key)."""
     import pyarrow as pa
 
     fields = list(features)
     for key, column in _output_columns(outputs, features).items():
-        value = outputs[key][0]
-        arrow = pa.from_numpy_dtype(value.dtype) if value.dtype.kind != "O" else pa.binary()
-        fields.append(pa.field(column, pa.list_(arrow) if value.ndim else arrow))
+        fields.append(pa.field(column, outputs[key]))
     return pa.schema(fields)
 
 
@@ -307,12 +449,6 @@ def _to_table(results: list, schema, features):
     from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
 
     batch = ExamplesToRecordBatchDecoder().DecodeBatch([r.example for r in results])
-    unknown = sorted(set(batch.schema.names) - set(features.names))
-    if unknown:
-        raise InputError(
-            f"examples: feature {', '.join(unknown)} is not among the first "
-            f"{SCHEMA_SAMPLE_ROWS} examples' features, which fix the Parquet columns"
-        )
     columns = []
     for field in features:
         if field.name in batch.schema.names:
@@ -321,13 +457,31 @@ def _to_table(results: list, schema, features):
             columns.append(pa.nulls(len(results), field.type))
     names = _output_columns(results[0].inference, features)
     for key, column in names.items():
-        values = np.stack([r.inference[key] for r in results])
         kind = schema.field(column).type
-        if values.ndim > 1:
-            columns.append(pa.array(list(values.reshape(len(results), -1)), type=kind))
-        else:
+        values = [r.inference[key] for r in results]
+        if pa.types.is_list(kind):
+            columns.append(pa.array([np.asarray(v).reshape(-1) for v in values], type=kind))
+        elif pa.types.is_binary(kind):  # numpy's bytes dtype would drop trailing NULs
             columns.append(pa.array(values, type=kind))
+        else:
+            columns.append(pa.array(np.asarray(values), type=kind))
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def check_writable(path: str, what: str) -> None:
+    """Fails in one line, before any work, when nothing can be written where `path` goes.
+
+    Outputs are staged beside their final path and renamed into place (containers/publish.py),
+    so the parent folder must take a new entry.
+    """
+    parent = os.path.dirname(path.rstrip("/")) or "."
+    try:
+        os.makedirs(parent, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=".tfkfp-write-check-", dir=parent))
+    except OSError as err:
+        raise InputError(
+            f"{what}: cannot write to {path}: {err.strerror or err}; expected a writable location"
+        ) from None
 
 
 def run(
@@ -336,6 +490,7 @@ def run(
     model: str | None = None,
     model_from: str = "",
     examples: str | None = None,
+    schema: str | None = None,
     data_uri: str = "",
     splits: list[str] | None = None,
     input_format: str = "auto",
@@ -348,54 +503,64 @@ def run(
     examples_uri: str = "",
     inference_result_uri: str = "",
     predictions_uri: str = "",
-) -> dict[str, Any]:
+) -> InferResult:
     """Runs the model over the examples with Beam's RunInference; writes PredictionLogs.
 
     Parameters are the component's (documented in tfkfp.components.infer); artifacts arrive as
     local paths, and a remote Beam runner's workers get their URIs (`*_uri`).
 
     Returns:
-        `inferred` (False when skipped), `rows`, `model` (where it came from), `reason`.
+        Whether it inferred, how many rows, with which model (or why it skipped).
     """
     select_keras("tf_keras")  # only signatures are called; the flavour must still be fixed
     if (examples is None) == (not data_uri):
         raise InputError("examples: expected an examples artifact or a data_uri (exactly one)")
     if batch_size < 0:
         raise InputError(f"batch_size: expected 0 (Beam decides) or more, got {batch_size}")
-    result: dict[str, Any] = {"inferred": False, "rows": 0, "model": "", "reason": ""}
+    options = beam_options(beam_pipeline_args)
+    remote = runs_remotely(options)
+    if not remote:  # a remote runner's workers write to the URIs; only the outputs' folders here
+        check_writable(inference_result, "inference_result")
+        check_writable(predictions, "predictions")
+    result = InferResult()
     if blessing:
         ok, marker = blessed(blessing)
         if not ok:
-            result["reason"] = f"model not blessed ({marker} in {blessing}): skipped, as TFX does"
+            result.reason = f"model not blessed ({marker} in {blessing}): skipped, as TFX does"
             events.result(
-                "infer", "%s", result["reason"], summary="skipped (not blessed)", **result
+                "infer", "%s", result.reason, summary="skipped (not blessed)", **asdict(result)
             )
             for folder in (inference_result, predictions):
                 os.makedirs(folder, exist_ok=True)
             return result
-    options = beam_options(beam_pipeline_args)
-    remote = runs_remotely(options)
     with tempfile.TemporaryDirectory(prefix="tfkfp-infer-") as workdir:
         model_dir, source = resolve_model(model, model_from, workdir)
-        result["model"] = source
+        result.model = source
         input_name = serving.example_input(model_dir, signature_name, "model")
         records = None
         split_names: list[str] = []
+        features_schema = load_schema(schema, "schema") if schema else None
         if data_uri:
             from tfkfp.containers.ingest import _read
 
-            _, chunks = _read(data_uri, input_format)
+            read_schema, chunks = _read(data_uri, input_format)
+            features_schema = features_schema or read_schema
             records = [r for _, batch in chunks for r in batch]
             total: int | None = len(records)
         else:
             split_names = _splits(examples, splits)
             total = manifest.records(examples, split_names)
-        sample = _sample(examples, split_names, records, max(PREFLIGHT_ROWS, SCHEMA_SAMPLE_ROWS))
+        sample = _sample(examples, split_names, records, PREFLIGHT_ROWS)
         if not sample:
             raise InputError(f"examples: no examples in {examples or data_uri}")
-        outputs = _preflight(model_dir, signature_name, input_name, sample[:PREFLIGHT_ROWS])
-        features = _input_schema(sample) if parquet else None
-        schema = _parquet_schema(features, outputs) if parquet else None
+        outputs = _preflight(model_dir, source, signature_name, input_name, sample)
+        features = table_schema = None
+        if parquet:
+            every = _examples(examples, split_names, records)
+            features = _input_schema(every, features_schema)
+            table_schema = _parquet_schema(
+                features, _output_types(model_dir, signature_name, outputs)
+            )
         if remote:
             if model:
                 model_at = beam_location(model, model_uri, "model")
@@ -409,25 +574,31 @@ def run(
         else:
             model_at, examples_at = model_dir, examples
             result_at, parquet_at = inference_result, predictions
-        rows = _run_pipeline(
-            options,
-            model_at,
-            signature_name,
-            input_name,
-            examples_at,
-            split_names,
-            records,
-            result_at,
-            parquet_at if parquet else None,
-            schema,
-            features,
-            batch_size,
-            total,
-            remote,
-        )
+        try:
+            rows = _run_pipeline(
+                options,
+                model_at,
+                signature_name,
+                input_name,
+                examples_at,
+                split_names,
+                records,
+                result_at,
+                parquet_at if parquet else None,
+                table_schema,
+                features,
+                batch_size,
+                total,
+                remote,
+            )
+        except Exception as err:
+            located = _located(err, examples, split_names, records, signature_name)
+            if located is None:
+                raise
+            raise located from None
     if not parquet and not remote:
         os.makedirs(predictions, exist_ok=True)
-    result.update(inferred=True, rows=rows)
+    result.inferred, result.rows = True, rows
     events.result(
         "infer",
         "%d rows inferred with %s (%s)",
@@ -435,7 +606,7 @@ def run(
         source,
         signature_name,
         summary=f"{rows:,} rows inferred",
-        **result,
+        **asdict(result),
     )
     return result
 

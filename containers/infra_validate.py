@@ -17,6 +17,7 @@ Debian package): docs/known-limits.md.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -25,7 +26,8 @@ import time
 from typing import Any
 
 from tfkfp.containers import events, serving
-from tfkfp.containers.layout import INFRA_BLESSED, INFRA_FILE, INFRA_NOT_BLESSED
+from tfkfp.containers.infra_blessing import InfraValidation
+from tfkfp.containers.layout import INFRA_BLESSED, INFRA_NOT_BLESSED
 from tfkfp.containers.manifest import require_split
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, log
@@ -34,6 +36,10 @@ from tfkfp.containers.runtime import InputError, log
 LIBRARIES: tuple[str, ...] = ()
 # Loaded only by the child process that serves the model.
 CHILD_LIBRARIES: tuple[str, ...] = ("tensorflow",)
+
+# The longest wait for the fresh process: a day. Beyond the clock's range (1e12 s) the wait
+# itself fails; a model that takes longer to load than a day is not being validated.
+MAX_TIMEOUT_SECONDS = 86_400.0
 
 
 def _examples(examples: str, split: str, n: int) -> list[bytes]:
@@ -220,19 +226,27 @@ def run(
     num_examples: int = 10,
     timeout_seconds: float = 120.0,
     max_latency_ms: float = 0.0,
-) -> dict[str, Any]:
+) -> InfraValidation:
     """Loads the model in a fresh process, queries every signature, writes the infra blessing.
 
     Parameters are the component's (documented in tfkfp.components.infra_validate); artifacts
     arrive as local paths.
 
     Returns:
-        `blessed`, `reason` (one line), `load_seconds`, `wall_seconds`, `signatures`.
+        The finding, as written into the blessing's `infra_validation.json`.
     """
     if num_examples < 1:
         raise InputError(f"num_examples: expected 1 or more, got {num_examples}")
-    if timeout_seconds <= 0:
-        raise InputError(f"timeout_seconds: expected a positive number, got {timeout_seconds}")
+    if not 0 < timeout_seconds <= MAX_TIMEOUT_SECONDS:  # also false for NaN
+        raise InputError(
+            f"timeout_seconds: expected a number of seconds in (0, {MAX_TIMEOUT_SECONDS:g}], "
+            f"got {timeout_seconds:g}"
+        )
+    if not 0 <= max_latency_ms < math.inf:  # NaN would pass every comparison: nothing checked
+        raise InputError(
+            f"max_latency_ms: expected 0 (not checked) or a finite number of milliseconds, "
+            f"got {max_latency_ms:g}"
+        )
     started = time.perf_counter()
     # Signatures are checked by the fresh process: importing TensorFlow here too would
     # double the stage's start-up.
@@ -266,19 +280,18 @@ def run(
             f"model: the SavedModel has no serving_default signature (has {sorted(names)})"
         )
     ok, reason = _verdict(found, max_latency_ms)
-    result = {
-        "blessed": ok,
-        "reason": reason,
-        "examples": len(records),
-        "split": split,
-        "load_seconds": found.get("load_seconds"),
-        "wall_seconds": round(time.perf_counter() - started, 3),
-        "signatures": found.get("signatures", []),
-    }
+    result = InfraValidation(
+        blessed=ok,
+        reason=reason,
+        examples=len(records),
+        split=split,
+        load_seconds=found.get("load_seconds"),
+        wall_seconds=round(time.perf_counter() - started, 3),
+        signatures=found.get("signatures", []),
+    )
     with publishing(blessing) as tmp:
         open(os.path.join(tmp, INFRA_BLESSED if ok else INFRA_NOT_BLESSED), "w").close()
-        with open(os.path.join(tmp, INFRA_FILE), "w") as fh:
-            json.dump(result, fh, indent=1)
+        result.write(tmp)
     marker = INFRA_BLESSED if ok else INFRA_NOT_BLESSED
     events.result(
         "infra_validate",
@@ -288,7 +301,7 @@ def run(
         summary=marker,
         blessed=ok,
         reason=reason,
-        wall_seconds=result["wall_seconds"],
+        wall_seconds=result.wall_seconds,
     )
     return result
 

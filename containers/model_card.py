@@ -20,7 +20,8 @@ from typing import Any
 
 from tfkfp.containers import storage
 from tfkfp.containers.hyperparameters import whole_numbers
-from tfkfp.containers.layout import BLESSING_FILE, CARD_JSON, CARD_MD, INFRA_FILE
+from tfkfp.containers.infra_blessing import InfraValidation
+from tfkfp.containers.layout import BLESSING_FILE, CARD_JSON, CARD_MD
 
 PACKAGES = (
     "tfkfp",
@@ -89,7 +90,7 @@ def facts(
     from tfkfp import __version__
 
     evaluation = _read_json(blessing, BLESSING_FILE) or {}
-    infra = _read_json(infra_blessing, INFRA_FILE)
+    infra = InfraValidation.read_if_present(infra_blessing)
     # KFP's backend hands artifact metadata over as a protobuf Struct: 260 arrives as 260.0
     meta = whole_numbers(model_metadata or {})
     kfp = {key: known((kfp or {}).get(key)) for key in ("run_id", "run_name", "pipeline_name")}
@@ -123,7 +124,12 @@ def facts(
         },
         "infra_validation": None
         if infra is None
-        else {k: infra.get(k) for k in ("blessed", "reason", "load_seconds", "signatures")},
+        else {
+            "blessed": infra.blessed,
+            "reason": infra.reason,
+            "load_seconds": infra.load_seconds,
+            "signatures": infra.signatures,
+        },
         "packages": _versions(),
         "python": platform.python_version(),
         "image": os.environ.get("TFKFP_IMAGE")

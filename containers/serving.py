@@ -71,7 +71,9 @@ def error_line(err: BaseException) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     kept = []
     for line in lines:
-        if line.startswith(("Graph execution error", "Detected at node", "File ", "Traceback")):
+        if line.startswith(
+            ("Graph execution error", "Detected at node", "File ", "Traceback", "<stack traces")
+        ):
             continue
         if line.startswith("[[") or line.startswith("Stack trace"):
             break

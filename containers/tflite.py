@@ -10,9 +10,11 @@ signature over serialized tf.Examples gets them as they are.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 from tfkfp.containers import events, serving
@@ -22,6 +24,23 @@ from tfkfp.containers.runtime import InputError, select_keras
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
 LIBRARIES: tuple[str, ...] = ("tensorflow",)
+
+
+@dataclass
+class TfliteResult:
+    """The converted model, and how closely it follows the SavedModel.
+
+    Attributes:
+        bytes: Size of the `.tflite` flatbuffer.
+        rows: Rows compared (0 without examples).
+        tolerance: The largest difference allowed.
+        max_abs_difference: Largest |TFLite - SavedModel| per output; None without examples.
+    """
+
+    bytes: int
+    rows: int
+    tolerance: float
+    max_abs_difference: dict[str, float] | None = None
 
 
 def _unsupported_ops(message: str) -> list[str]:
@@ -76,11 +95,24 @@ def _inputs(fn, records: list[bytes]) -> tuple[dict[str, Any], int]:
     return inputs, len(rows)
 
 
+def largest_difference(got, want) -> float:
+    """max |got - want|; NaN where both are NaN agrees, NaN on one side only is infinite.
+
+    A NaN difference would compare false with any tolerance and so pass silently.
+    """
+    import numpy as np
+
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    gap = np.abs(got - want)
+    gap[np.isnan(got) & np.isnan(want)] = 0.0
+    gap[np.isnan(gap)] = np.inf
+    return float(gap.max(initial=0.0))
+
+
 def compare(
     model_dir: str, flatbuffer: bytes, signature_name: str, records: list[bytes]
 ) -> dict[str, Any]:
     """Largest |TFLite - SavedModel| per output over the rows, each row run one at a time."""
-    import numpy as np
     import tensorflow as tf
 
     fn = serving.load(model_dir).signatures[signature_name]
@@ -102,7 +134,7 @@ def compare(
             ) from None
         want = {k: v.numpy() for k, v in fn(**{k: tf.constant(v) for k, v in row.items()}).items()}
         for key, value in want.items():
-            gap = float(np.max(np.abs(got[key].astype(np.float64) - value.astype(np.float64))))
+            gap = largest_difference(got[key], value)
             differences[key] = max(differences.get(key, 0.0), gap)
     return {"rows": rows, "max_abs_difference": differences}
 
@@ -116,18 +148,18 @@ def run(
     split: str = "eval",
     num_examples: int = 100,
     tolerance: float = 1e-5,
-) -> dict[str, Any]:
+) -> TfliteResult:
     """Converts the model; with examples, checks the TFLite outputs against the SavedModel's.
 
     Parameters are the component's (documented in tfkfp.components.tflite); artifacts arrive as
     local paths.
 
     Returns:
-        `bytes`, `rows` compared, `max_abs_difference` per output, `tolerance`.
+        The flatbuffer's size and, with examples, how closely it follows the SavedModel.
     """
     select_keras("tf_keras")
-    if tolerance < 0:
-        raise InputError(f"tolerance: expected 0 or more, got {tolerance}")
+    if not 0 <= tolerance < math.inf:  # NaN passes every comparison, inf every difference
+        raise InputError(f"tolerance: expected a finite number 0 or more, got {tolerance:g}")
     model_dir = serving.saved_model_dir(model, "model")
     found = serving.signatures(model_dir, "model")
     if signature_name not in found:
@@ -135,7 +167,7 @@ def run(
             f"model: the SavedModel has no {signature_name} signature (has {sorted(found)})"
         )
     flatbuffer = convert(model_dir, signature_name, select_tf_ops)
-    result: dict[str, Any] = {"bytes": len(flatbuffer), "rows": 0, "tolerance": tolerance}
+    result = TfliteResult(bytes=len(flatbuffer), rows=0, tolerance=tolerance)
     if examples:
         from tfkfp.containers.infra_validate import _examples
 
@@ -148,7 +180,8 @@ def run(
                 f"tflite_model: TFLite's outputs differ from the SavedModel's by up to {worst:.3g} "
                 f"on {checked['rows']} {split} rows (tolerance {tolerance:g})"
             )
-        result.update(checked)
+        result.rows = checked["rows"]
+        result.max_abs_difference = checked["max_abs_difference"]
     with publishing(tflite_model) as tmp:
         os.makedirs(os.path.join(tmp, TFX_TFLITE))
         with open(os.path.join(tmp, TFX_TFLITE, TFLITE_FILE), "wb") as fh:
@@ -157,10 +190,10 @@ def run(
         "tflite",
         "%d bytes; %d rows within %g of the SavedModel",
         len(flatbuffer),
-        result["rows"],
+        result.rows,
         tolerance,
         summary=f"{len(flatbuffer):,} bytes",
         bytes=len(flatbuffer),
-        rows=result["rows"],
+        rows=result.rows,
     )
     return result

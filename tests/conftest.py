@@ -431,3 +431,22 @@ def kfp_server():
     yield state
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder nothing can be written under: a read-only tmpfs as root, else mode 0o555."""
+    path = tmp_path / "read-only"
+    path.mkdir()
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        yield path
+        path.chmod(0o755)
+        return
+    mount = ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(path)]
+    if subprocess.run(mount, capture_output=True).returncode:
+        pytest.skip("root without the right to mount a read-only tmpfs")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)

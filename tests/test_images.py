@@ -192,6 +192,7 @@ def test_infra_validate_loads_and_queries_in_the_cpu_image(
 ):
     """The serving check runs where a server would: the CPU image's Python and TensorFlow."""
     from tests.helpers import strict_model
+    from tfkfp.containers.infra_blessing import InfraValidation
     from tfkfp.images import run_stage
 
     work = tmp_path / "work"
@@ -215,16 +216,16 @@ def test_infra_validate_loads_and_queries_in_the_cpu_image(
         )
         assert runs[name].exit_code == 0, runs[name].logs[-4000:]
         assert "in a fresh process" in runs[name].logs
-    found = json.loads((work / "model_blessing" / "infra_validation.json").read_text())
-    assert (work / "model_blessing" / "INFRA_BLESSED").is_file(), found["reason"]
-    assert {s["signature"] for s in found["signatures"]} == {
+    found = InfraValidation.read(str(work / "model_blessing"))
+    assert (work / "model_blessing" / "INFRA_BLESSED").is_file(), found.reason
+    assert {s["signature"] for s in found.signatures} == {
         "serving_default",
         "transform_features",
     }
-    assert found["load_seconds"] > 0
+    assert found.load_seconds > 0
     # written by the image's non-root user, not by this process
     assert (work / "model_blessing" / "INFRA_BLESSED").stat().st_uid == 1000
-    refused = json.loads((work / "strict_blessing" / "infra_validation.json").read_text())
+    refused = InfraValidation.read(str(work / "strict_blessing"))
     assert (work / "strict_blessing" / "INFRA_NOT_BLESSED").is_file()
-    assert "signature serving_default refused example " in refused["reason"]
-    assert "sex" in refused["reason"]
+    assert "signature serving_default refused example " in refused.reason
+    assert "sex" in refused.reason

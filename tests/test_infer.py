@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from tests.helpers import run_cli
+from tests.helpers.contract import one_line_error
 from tfkfp.containers import infer, pusher
-from tfkfp.containers.runtime import InputError
+from tfkfp.containers.runtime import InputError, entrypoint
 
 
 def _records(pattern: str) -> list[bytes]:
@@ -61,7 +62,7 @@ def test_prediction_logs_equal_the_models_own_outputs(inferred, trained, ingeste
     import tensorflow as tf
 
     out, result = inferred
-    assert result["inferred"] and result["rows"] == ingested.counts["eval"]
+    assert result.inferred and result.rows == ingested.counts["eval"]
     # TFX's layout: one gzip TFRecord file set named prediction_logs in the artifact
     assert [os.path.basename(p) for p in glob.glob(str(out / "result" / "*"))] == [
         "prediction_logs-00000-of-00001.gz"
@@ -130,8 +131,8 @@ def test_newest_push_over_any_data_uri(tmp_path, trained, penguins_csv):
         model_from=destination,
         data_uri=str(penguins_csv),
     )
-    assert result["model"] == pushed.pushed_uri
-    assert result["rows"] == 344 == len(_logs(str(tmp_path / "result")))
+    assert result.model == pushed.pushed_uri
+    assert result.rows == 344 == len(_logs(str(tmp_path / "result")))
     assert os.listdir(tmp_path / "predictions") == []  # Parquet only when asked
 
 
@@ -145,7 +146,7 @@ def test_unblessed_model_is_skipped_in_one_line(tmp_path, trained, ingested, mar
         examples=ingested.examples,
         blessing=_blessing(tmp_path, marker),
     )
-    assert result["inferred"] is False and result["rows"] == 0
+    assert result.inferred is False and result.rows == 0
     assert os.listdir(tmp_path / "result") == []
     lines = [r.getMessage() for r in caplog.records if "not blessed" in r.getMessage()]
     assert len(lines) == 1 and marker in lines[0]
@@ -296,3 +297,212 @@ def test_prediction_logs_hold_what_tensorflow_makes_of_each_output():
             got = tf.make_ndarray(response.outputs[key])
             assert got.dtype == value.dtype and got.shape == (1, *value.shape[1:]), key
             np.testing.assert_array_equal(got[0], value[i])
+
+
+# --- Bad input through the stage as its component calls it (entrypoint(stage.run, ...)) -------
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Hand-made SavedModels over the penguins' features, one per way a model can misbehave."""
+    import tensorflow as tf
+
+    from tests.helpers.serving_models import body_mass, penguin_model
+
+    root = tmp_path_factory.mktemp("models")
+
+    def refuses_heavy(parsed):
+        mass = body_mass(parsed)
+        check = tf.debugging.assert_less(mass, 6000.0, message="mass too big")
+        with tf.control_dependencies([check]):
+            return {"score": tf.identity(mass)}
+
+    def strings(parsed):
+        species = tf.sparse.to_dense(parsed["species"], default_value=b"")
+        return {
+            "species": tf.strings.reduce_join(species, axis=1),  # named like an input feature
+            "labels": tf.stack([species[:, 0], tf.strings.as_string(body_mass(parsed))], 1),
+            "score": body_mass(parsed),
+        }
+
+    return {
+        "scalar": penguin_model(
+            str(root / "scalar"), lambda p: {"score": tf.reduce_mean(body_mass(p))}
+        ),
+        "row": penguin_model(
+            str(root / "row"), lambda p: {"score": tf.reduce_mean(body_mass(p), 0, keepdims=True)}
+        ),
+        "refuses_heavy": penguin_model(str(root / "refuses_heavy"), refuses_heavy),
+        "strings": penguin_model(str(root / "strings"), strings),
+    }
+
+
+@pytest.mark.parametrize("read_only", ["inference_result", "predictions"])
+def test_read_only_output_is_one_line_and_nothing_written(
+    tmp_path, read_only_dir, models, ingested, capsys, read_only
+):
+    outputs = {"inference_result": tmp_path / "result", "predictions": tmp_path / "predictions"}
+    outputs[read_only] = read_only_dir / "out"
+    line = one_line_error(
+        capsys,
+        infer.run,
+        **{k: str(v) for k, v in outputs.items()},
+        model=models["strings"],
+        examples=ingested.examples,
+        parquet=True,
+    )
+    assert line.startswith(f"error: {read_only}: cannot write to {outputs[read_only]}"), line
+    assert "expected a writable location" in line
+    assert not any(p.exists() for p in outputs.values())
+
+
+@pytest.mark.parametrize("kind, shape", [("scalar", "[]"), ("row", "[1]")])
+def test_wrong_batch_dimension_names_the_model(tmp_path, models, ingested, capsys, kind, shape):
+    line = one_line_error(
+        capsys,
+        infer.run,
+        inference_result=str(tmp_path / "result"),
+        predictions=str(tmp_path / "predictions"),
+        model=models[kind],
+        examples=ingested.examples,
+        parquet=True,
+    )
+    assert line.startswith(f"error: model: {models[kind]}: signature serving_default returned "), (
+        line
+    )
+    assert f"'score' with shape {shape} for " in line and "one value or row per example" in line
+    assert not (tmp_path / "result").exists() and not (tmp_path / "predictions").exists()
+
+
+def test_a_row_the_model_refuses_is_named(tmp_path, models, ingested, capsys):
+    """Only one eval row is refused, after the rows checked before the Beam job starts."""
+    import tensorflow as tf
+
+    [path] = glob.glob(os.path.join(ingested.examples, "Split-eval", "*.gz"))
+    records = _records(path)
+    heavy = [
+        i
+        for i, r in enumerate(records)
+        if max(
+            tf.train.Example.FromString(r).features.feature["body_mass_g"].int64_list.value or [0]
+        )
+        >= 6000
+    ]
+    assert heavy and heavy[0] >= infer.PREFLIGHT_ROWS  # else the preflight would see it
+    line = one_line_error(
+        capsys,
+        infer.run,
+        inference_result=str(tmp_path / "result"),
+        predictions=str(tmp_path / "predictions"),
+        model=models["refuses_heavy"],
+        examples=ingested.examples,
+        splits=["eval"],
+        parquet=True,
+    )
+    where = f"split eval, file {os.path.basename(path)}, record {heavy[0]}"
+    assert line.startswith(f"error: examples: {where}: the model's serving_default refused it: ")
+    assert "assertion failed: [mass too big]" in line and "SHA-1" not in line, line
+    assert not (tmp_path / "result").exists() and not (tmp_path / "predictions").exists()
+
+
+def test_string_outputs_named_like_a_feature_go_to_parquet(tmp_path, models, ingested):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    result = entrypoint(
+        infer.run,
+        inference_result=str(tmp_path / "result"),
+        predictions=str(tmp_path / "predictions"),
+        model=models["strings"],
+        examples=ingested.examples,
+        splits=["eval"],
+        parquet=True,
+    )
+    assert result.rows == ingested.counts["eval"]
+    [path] = glob.glob(str(tmp_path / "predictions" / "predictions-*.parquet"))
+    table = pq.read_table(path)
+    assert table.schema.field("species_prediction").type == pa.binary()
+    assert table.schema.field("labels").type == pa.list_(pa.binary())
+    for row in table.to_pylist():
+        assert [row["species_prediction"]] == row["species"]
+        assert row["labels"][0] == row["species"][0]
+        assert row["labels"][1] == b"%f" % row["score"]
+
+
+@pytest.mark.parametrize("with_schema", [True, False])
+def test_parquet_columns_are_typed_from_every_row_of_the_taxi_data(tmp_path, with_schema):
+    """TFX's taxi data: pickup_census_tract is empty until its last row (issue 36).
+
+    With ingest's schema the columns are the schema's (a feature no example holds included);
+    without it, typed from a pass over every example.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import tensorflow as tf
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from tests.helpers.serving_models import save_example_model
+    from tfkfp.containers import ingest
+    from tfkfp.containers.layout import SCHEMA_FILE, load_schema
+
+    taxi = Path(__file__).resolve().parents[1] / "pipelines" / "taxi" / "data" / "chicago_taxi.csv"
+    ingest.run(str(taxi), str(tmp_path / "examples"), str(tmp_path / "schema"))
+    if with_schema:
+        schema = load_schema(str(tmp_path / "schema"))
+        schema.feature.add(name="in_no_example", type=schema_pb2.INT)
+        (tmp_path / "schema" / SCHEMA_FILE).write_text(str(schema))
+    model = save_example_model(
+        str(tmp_path / "model"),
+        {"trip_miles": tf.io.VarLenFeature(tf.float32)},
+        lambda p: {"miles": tf.sparse.reduce_sum(p["trip_miles"], axis=1, output_is_sparse=False)},
+    )
+    result = entrypoint(
+        infer.run,
+        inference_result=str(tmp_path / "result"),
+        predictions=str(tmp_path / "predictions"),
+        model=model,
+        examples=str(tmp_path / "examples"),
+        schema=str(tmp_path / "schema") if with_schema else None,
+        parquet=True,
+    )
+    assert result.rows == 15002
+    table = pq.read_table(tmp_path / "predictions")
+    assert table.num_rows == 15002
+    assert table.schema.field("pickup_census_tract").type == pa.large_list(pa.int64())
+    tracts = [v for v in table.column("pickup_census_tract").to_pylist() if v]
+    assert tracts == [[17031081401]]
+    assert table.schema.field("miles").type == pa.float32()
+    assert ("in_no_example" in table.column_names) == with_schema
+
+
+def test_a_row_lacking_a_required_feature_is_named(tmp_path, penguins_csv, capsys):
+    """The 300th row lacks island, which the model's parse spec requires (FixedLen)."""
+    import tensorflow as tf
+
+    from tests.helpers.serving_models import save_example_model
+
+    lines = penguins_csv.read_text().splitlines()
+    column = lines[0].split(",").index("island")
+    cells = lines[300].split(",")  # the 300th data row (line 0 is the header)
+    cells[column] = ""
+    lines[300] = ",".join(cells)
+    (tmp_path / "new.csv").write_text("\n".join(lines) + "\n")
+    model = save_example_model(
+        str(tmp_path / "model"),
+        {"island": tf.io.FixedLenFeature([1], tf.string)},
+        lambda p: {"island_length": tf.strings.length(p["island"][:, 0])},
+    )
+    line = one_line_error(
+        capsys,
+        infer.run,
+        inference_result=str(tmp_path / "result"),
+        predictions=str(tmp_path / "predictions"),
+        model=model,
+        data_uri=str(tmp_path / "new.csv"),
+        parquet=True,
+    )
+    assert line.startswith(
+        "error: examples: example 299 of data_uri: the model's serving_default refused it: "
+    ), line
+    assert "island" in line and "is required but could not be found" in line
+    assert not (tmp_path / "result").exists() and not (tmp_path / "predictions").exists()

@@ -1,14 +1,15 @@
 """infra_validate (TFX's InfraValidator, LOAD_AND_QUERY): real loads in a fresh process."""
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import strict_model
+from tests.helpers.contract import one_line_error
 from tfkfp.containers import infra_validate, pusher
-from tfkfp.containers.runtime import InputError
+from tfkfp.containers.infra_blessing import InfraValidation
+from tfkfp.containers.runtime import InputError, entrypoint
 
 
 def _eval_records(examples: str) -> list[bytes]:
@@ -36,16 +37,17 @@ def _marker(blessing: str) -> list[str]:
 
 def test_demo_model_is_infra_blessed(tmp_path, trained, ingested):
     result = infra_validate.run(trained.model, ingested.examples, str(tmp_path / "blessing"))
-    assert result["blessed"], result["reason"]
+    assert result.blessed, result.reason
     assert _marker(str(tmp_path / "blessing")) == ["INFRA_BLESSED", "infra_validation.json"]
-    found = json.loads((tmp_path / "blessing" / "infra_validation.json").read_text())
-    by_name = {s["signature"]: s for s in found["signatures"]}
+    found = InfraValidation.read(str(tmp_path / "blessing"))
+    assert found == result  # what run() returns is what the blessing holds
+    by_name = {s["signature"]: s for s in found.signatures}
     # every exported signature was queried, each with serialized tf.Examples
     assert set(by_name) == {"serving_default", "transform_features"}
     assert by_name["serving_default"]["request"] == "serialized tf.Example"
     assert list(by_name["serving_default"]["outputs"].values()) == [[3]]  # 3 species
     assert by_name["serving_default"]["latency_ms"]["p50"] > 0
-    assert found["examples"] == 10 and found["load_seconds"] > 0
+    assert found.examples == 10 and found.load_seconds > 0
 
 
 def test_model_that_fails_on_real_examples_is_refused_naming_the_example(
@@ -65,9 +67,9 @@ def test_model_that_fails_on_real_examples_is_refused_naming_the_example(
     result = infra_validate.run(
         model, ingested.examples, str(tmp_path / "blessing"), num_examples=missing[0] + 1
     )
-    assert result["blessed"] is False
+    assert result.blessed is False
     assert _marker(str(tmp_path / "blessing")) == ["INFRA_NOT_BLESSED", "infra_validation.json"]
-    reason = result["reason"]
+    reason = result.reason
     assert "\n" not in reason
     assert f"signature serving_default refused example {missing[0]} " in reason
     assert "sex" in reason  # the model's own error names the feature
@@ -107,9 +109,9 @@ def test_missing_vocabulary_asset_fails_the_load(tmp_path, ingested):
     tf.saved_model.save(module, str(model), signatures={"serving_default": module.serve})
     os.remove(model / "assets" / "vocab.txt")
     result = infra_validate.run(str(model), ingested.examples, str(tmp_path / "blessing"))
-    assert result["blessed"] is False
-    assert result["reason"].startswith("the model did not load: ")
-    assert "vocab.txt" in result["reason"] and "\n" not in result["reason"]
+    assert result.blessed is False
+    assert result.reason.startswith("the model did not load: ")
+    assert "vocab.txt" in result.reason and "\n" not in result.reason
 
 
 def test_raw_feature_signature_gets_json_instances(tmp_path):
@@ -141,8 +143,8 @@ def test_raw_feature_signature_gets_json_instances(tmp_path):
         records.append(example.SerializeToString())
     examples = _write_examples(tmp_path / "examples", records)
     result = infra_validate.run(str(tmp_path / "model"), examples, str(tmp_path / "blessing"))
-    assert result["blessed"], result["reason"]
-    forms = {s["signature"]: s["request"] for s in result["signatures"]}
+    assert result.blessed, result.reason
+    forms = {s["signature"]: s["request"] for s in result.signatures}
     assert forms == {"raw": "JSON instances", "serving_default": "serialized tf.Example"}
 
 
@@ -150,8 +152,8 @@ def test_time_limit_refuses_a_model_that_does_not_answer_in_time(tmp_path, train
     result = infra_validate.run(
         trained.model, ingested.examples, str(tmp_path / "blessing"), timeout_seconds=0.2
     )
-    assert result["blessed"] is False
-    assert "no answer within timeout_seconds 0.2" in result["reason"]
+    assert result.blessed is False
+    assert "no answer within timeout_seconds 0.2" in result.reason
 
 
 def test_model_without_serving_default_is_an_input_error(tmp_path, ingested):
@@ -185,7 +187,7 @@ def test_pusher_pushes_an_infra_blessed_model_with_its_model_card(tmp_path, trai
     )
     assert evaluation.blessed, evaluation.reason
     infra = infra_validate.run(trained.model, ingested.examples, str(tmp_path / "infra"))
-    assert infra["blessed"]
+    assert infra.blessed
     pushed = pusher.run(
         trained.model,
         str(tmp_path / "blessing"),
@@ -228,3 +230,71 @@ def test_pusher_pushes_an_infra_blessed_model_with_its_model_card(tmp_path, trai
     assert row["model_card"] == card
     line = cli._card_line(row)
     assert "run run-123; pipeline penguins; blessed True (" in line and "infra True" in line
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    from tests.helpers.serving_models import body_mass, penguin_model
+
+    return penguin_model(
+        str(tmp_path_factory.mktemp("small") / "model"), lambda p: {"mass": body_mass(p)}
+    )
+
+
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        (
+            "timeout_seconds",
+            1e12,
+            r"timeout_seconds: expected a number of seconds in \(0, 86400\], got 1e\+12",
+        ),
+        ("timeout_seconds", float("nan"), r"timeout_seconds: expected .* in \(0, 86400\], got nan"),
+        ("timeout_seconds", float("inf"), r"timeout_seconds: expected .* in \(0, 86400\], got inf"),
+        ("timeout_seconds", 0.0, r"timeout_seconds: expected .* in \(0, 86400\], got 0$"),
+        ("max_latency_ms", float("nan"), r"max_latency_ms: expected 0 \(not checked\) or a finite"),
+        ("max_latency_ms", -1.0, r"max_latency_ms: expected 0 \(not checked\) or a finite"),
+        ("max_latency_ms", float("inf"), r"max_latency_ms: expected 0 \(not checked\) or a finite"),
+    ],
+)
+def test_out_of_range_numbers_are_one_line(
+    tmp_path, small_model, ingested, capsys, name, value, expected
+):
+    import re
+
+    line = one_line_error(
+        capsys,
+        infra_validate.run,
+        model=small_model,
+        examples=ingested.examples,
+        blessing=str(tmp_path / "blessing"),
+        **{name: value},
+    )
+    assert re.match(f"error: {expected}", line), line
+    assert not (tmp_path / "blessing").exists()
+
+
+def test_the_largest_timeout_is_accepted(tmp_path, small_model, ingested):
+    result = entrypoint(
+        infra_validate.run,
+        model=small_model,
+        examples=ingested.examples,
+        blessing=str(tmp_path / "blessing"),
+        timeout_seconds=infra_validate.MAX_TIMEOUT_SECONDS,
+    )
+    assert result.blessed, result.reason
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, r"infra_blessing: no infra_validation.json in "),
+        ('{"blessed": tru', r"infra_blessing: .*infra_validation.json is not readable JSON"),
+        ('{"blessed": true}', r"infra_blessing: .*infra_validation.json is not infra_validate's"),
+    ],
+)
+def test_a_damaged_infra_validation_json_is_one_line(tmp_path, content, message):
+    if content is not None:
+        (tmp_path / "infra_validation.json").write_text(content)
+    with pytest.raises(InputError, match=message):
+        InfraValidation.read(str(tmp_path))

@@ -122,11 +122,12 @@ def test_taxi_model_is_infra_validated_before_the_push(taxi_run, tmp_path):
     cwd, proc = taxi_run
     assert proc.returncode == 0
     from tfkfp.containers import infra_validate
+    from tfkfp.containers.infra_blessing import InfraValidation
 
     blessing = _output(cwd, "infra-validate", "blessing")
     assert (blessing / "INFRA_BLESSED").is_file()
-    found = json.loads((blessing / "infra_validation.json").read_text())
-    by_name = {s["signature"]: s for s in found["signatures"]}
+    found = InfraValidation.read(str(blessing))
+    by_name = {s["signature"]: s for s in found.signatures}
     assert set(by_name) == {"serving_default", "transform_features"}
     assert by_name["serving_default"]["outputs"] == {"probabilities": [1]}
     model = sorted((cwd / "serving" / "taxi").iterdir())[-1]
@@ -150,9 +151,9 @@ def test_taxi_model_is_infra_validated_before_the_push(taxi_run, tmp_path):
     result = infra_validate.run(
         str(model), str(tmp_path / "examples"), str(tmp_path / "infra"), num_examples=6
     )
-    assert result["blessed"] is False
-    assert "signature serving_default refused example 4 " in result["reason"]
-    assert "trip_start_hour" in result["reason"] and "\n" not in result["reason"]
+    assert result.blessed is False
+    assert "signature serving_default refused example 4 " in result.reason
+    assert "trip_start_hour" in result.reason and "\n" not in result.reason
     assert (tmp_path / "infra" / "INFRA_NOT_BLESSED").is_file()
 
 

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from tests.helpers.contract import one_line_error
 from tfkfp.containers import tflite
 from tfkfp.containers.runtime import InputError
 
@@ -71,12 +72,12 @@ def test_tflite_outputs_match_the_saved_model_on_eval_rows(tmp_path, raw_model, 
     # TFX's rewriter layout
     assert os.listdir(tmp_path / "out") == ["Format-TFLite"]
     path = tmp_path / "out" / "Format-TFLite" / "tflite"
-    assert path.stat().st_size == result["bytes"]
+    assert path.stat().st_size == result.bytes
     x, _ = _rows(ingested.examples, "eval")
-    assert result["rows"] == len(x) and result["rows"] > 50
+    assert result.rows == len(x) and result.rows > 50
     # Stated tolerance: 1e-5 absolute on softmax probabilities (float32 kernels differ in order).
-    assert result["tolerance"] == 1e-5
-    assert 0 <= result["max_abs_difference"]["probabilities"] <= 1e-5
+    assert result.tolerance == 1e-5
+    assert 0 <= result.max_abs_difference["probabilities"] <= 1e-5
     # Independently of the stage: the whole eval split as one batch through the interpreter.
     interpreter = tf.lite.Interpreter(model_path=str(path))
     runner = interpreter.get_signature_runner("serving_default")
@@ -102,6 +103,49 @@ def test_outputs_beyond_the_tolerance_publish_nothing(tmp_path, raw_model, inges
     ):
         tflite.run(raw_model, str(tmp_path / "out"), examples=ingested.examples, tolerance=0.0)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("tolerance", [float("nan"), -1e-5, float("inf")])
+def test_tolerance_that_checks_nothing_is_one_line(
+    tmp_path, raw_model, ingested, capsys, tolerance
+):
+    """NaN passes every comparison and inf every difference: neither can fail a model."""
+    line = one_line_error(
+        capsys,
+        tflite.run,
+        model=raw_model,
+        tflite_model=str(tmp_path / "out"),
+        examples=ingested.examples,
+        tolerance=tolerance,
+    )
+    assert line == f"error: tolerance: expected a finite number 0 or more, got {tolerance:g}"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_nan_output_on_one_side_only_is_a_difference(tmp_path, ingested):
+    """A NaN in TFLite's output where the SavedModel has a number is beyond any tolerance."""
+    import tensorflow as tf
+
+    class Model(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def serve(self, body_mass_g):
+            return {"half": body_mass_g / 2.0}
+
+    module = Model()
+    path = str(tmp_path / "model")
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    flatbuffer = tflite.convert(path, "serving_default", False)
+    records = [
+        tf.train.Example(
+            features=tf.train.Features(
+                feature={"body_mass_g": tf.train.Feature(float_list=tf.train.FloatList(value=[v]))}
+            )
+        ).SerializeToString()
+        for v in (3000.0, float("nan"), 4000.0)
+    ]
+    checked = tflite.compare(path, flatbuffer, "serving_default", records)
+    assert checked["max_abs_difference"] == {"half": 0.0}  # NaN on both sides agrees
+    assert tflite.largest_difference(np.array([1.0, np.nan]), np.array([1.0, 2.0])) == np.inf
 
 
 @pytest.mark.parametrize(
