@@ -172,9 +172,13 @@ def run(
     fn_args.hyperparameters = hp_layout.checked(hyperparameters, hp_name)
     fn_args.base_model = base_model_path
     fn_args.strategy = dist
-    with user_module.keras_names(), strategies.adopted(tf, dist, strategy_name) as built_in:
+    with (
+        user_module.keras_names(),
+        strategies.refusing_parameter_servers(tf),
+        strategies.adopted(tf, dist, strategy_name) as built_in,
+    ):
         run_fn, module_sha256 = _load_run_fn(module_file)
-        timings = _train(run_fn, is_chief, task, model, model_run, fn_args)
+        timings = _train(run_fn, is_chief, task, model, model_run, fn_args, keras)
     log.info(
         "trainer: run_fn created its variables under %s", "; then ".join(built_in) or "nothing"
     )
@@ -287,7 +291,52 @@ def _progress_lines():
         keras.Model.fit = original
 
 
-def _train(run_fn, is_chief, task, model_dir, model_run_dir, fn_args) -> dict[str, float]:
+ESTIMATOR_HINT = (
+    "TensorFlow >= 2.16 ships no Estimator: build, fit and save the Keras model in run_fn "
+    "itself, see docs/coming-from-tfx.md#estimator-era-modules"
+)
+
+
+@contextlib.contextmanager
+def _seed_patterns(keras: str):
+    """Errors of code written for TFX 1.x / Keras 2 as one line naming the change to make.
+
+    - A run_fn that calls the module's `trainer_fn` (the Generic Trainer RFC's conversion
+      recipe) reaches `tf.keras.estimator.model_to_estimator` or `tf.estimator`, gone since
+      TensorFlow 2.16.
+    - `model.save(dir, save_format='tf')` (every TFX example module) is Keras 2 only.
+    """
+    try:
+        yield
+    except NotImplementedError as err:
+        if "model_to_estimator" not in str(err):
+            raise
+        raise InputError(
+            f"run_fn: calls model_to_estimator (a trainer_fn); {ESTIMATOR_HINT}"
+        ) from err
+    except AttributeError as err:
+        if "has no attribute 'estimator'" not in str(err):
+            raise
+        raise InputError(f"run_fn: uses tf.estimator (a trainer_fn); {ESTIMATOR_HINT}") from err
+    except ValueError as err:
+        text = str(err)
+        if isinstance(err, InputError) or not (
+            "`save_format` argument is deprecated in Keras 3" in text
+            or "Invalid filepath extension for saving" in text
+        ):
+            raise
+        raise InputError(
+            f"run_fn: model.save(dir{', save_format=...' if 'save_format' in text else ''}) "
+            f"writes no SavedModel under keras={keras} (Keras 3): save with "
+            "tf.saved_model.save(model, fn_args.serving_model_dir, signatures=...) (works in "
+            "both Keras flavours) or model.export(fn_args.serving_model_dir), or run the "
+            "trainer with keras=tf_keras"
+        ) from err
+
+
+def _train(
+    run_fn, is_chief, task, model_dir, model_run_dir, fn_args, keras: str = "tf_keras"
+) -> dict[str, float]:
     """Runs run_fn with scratch and staged output folders; only the chief publishes."""
     scratch = tempfile.mkdtemp(prefix="tfkfp-trainer-")
     timings: dict[str, float] = {}
@@ -305,7 +354,7 @@ def _train(run_fn, is_chief, task, model_dir, model_run_dir, fn_args) -> dict[st
             "" if is_chief else " (not the chief: its export goes to a scratch folder)",
         )
         started = time.perf_counter()
-        with _progress_lines():
+        with _progress_lines(), _seed_patterns(keras):
             run_fn(fn_args)
         timings["run_fn_seconds"] = round(time.perf_counter() - started, 3)
 
