@@ -398,6 +398,8 @@ def _all_done(dist, ok: bool, task: str) -> None:
         )
         done = int(done)
     except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.InternalError) as err:
+        if not ok:
+            return  # this worker fails anyway, with its own error
         raise RuntimeError(
             f"trainer: {task}: another worker (the chief?) stopped before the end: see its log "
             f"({serving_error_line(err)})"
