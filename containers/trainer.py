@@ -402,7 +402,7 @@ def _all_done(dist, ok: bool, task: str) -> None:
             return  # this worker fails anyway, with its own error
         raise RuntimeError(
             f"trainer: {task}: another worker (the chief?) stopped before the end: see its log "
-            f"({serving_error_line(err)})"
+            f"({_first_line(err)})"
         ) from None
     if ok and done < dist.num_replicas_in_sync:
         raise RuntimeError(
@@ -411,7 +411,7 @@ def _all_done(dist, ok: bool, task: str) -> None:
         )
 
 
-def serving_error_line(err: Exception) -> str:
+def _first_line(err: Exception) -> str:
     """The first line of a TensorFlow error, without its op details."""
     return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
 
