@@ -38,7 +38,8 @@ def evaluator(
     """TFMA on the raw eval split, candidate against baseline; thresholds decide the blessing.
 
     Args:
-        model: Candidate SavedModel.
+        model: Candidate SavedModel, or a TFLite model (the tflite stage's output), evaluated
+            as TFMA's tf_lite model type on the raw features, without a baseline.
         examples: Raw examples from ingest (eval split).
         eval_config: TFMA EvalConfig in config_pb2 JSON form (one model spec: the candidate).
         evaluation: Raw TFMA output, for notebooks (tfma.load_eval_result).

@@ -3,6 +3,9 @@
 The baseline is found without a metadata store: a model artifact, or the newest complete version
 under a push destination (the pusher's layout). Candidate and baseline go through one TFMA run.
 Checks before TFMA: eval_checks; reading TFMA's output and the report: eval_report.
+
+A TFLite model (the tflite stage's `Format-TFLite/tflite`) is evaluated as TFMA's `tf_lite`
+model type: the flatbuffer's inputs are fed the eval examples' raw features by name.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from tfkfp.containers.eval_report import BASELINE, CANDIDATE, Evaluation
 from tfkfp.containers.layout import (
     BLESSING_FILE,
     PUSHED,
+    TFLITE_FILE,
+    TFX_TFLITE,
     blessing_marker,
     load_schema,
     split_pattern,
@@ -121,6 +126,100 @@ def _baseline(
     return local, uri, note
 
 
+# --- TFLite candidates -------------------------------------------------------------------------
+
+
+def tflite_folder(model_dir: str) -> str | None:
+    """The folder holding a TFLite flatbuffer named `tflite` (TFMA's layout) in a model
+    artifact that has no SavedModel: ours/TFX's `Format-TFLite/`, or the artifact itself."""
+    if os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
+        return None
+    for folder in (os.path.join(model_dir, TFX_TFLITE), model_dir):
+        if os.path.isfile(os.path.join(folder, TFLITE_FILE)):
+            return folder
+    return None
+
+
+def check_tflite(config, folder: str, schema) -> tuple[int | None, list[str]]:
+    """Sets TFMA's `tf_lite` model type; fails in one line on what a flatbuffer cannot do.
+
+    Returns:
+        (the size of the prediction's last dimension or None, the flatbuffer's signature keys).
+    """
+    import warnings
+
+    import tensorflow as tf
+
+    spec = config.model_specs[0]
+    if spec.model_type and spec.model_type != "tf_lite":
+        raise InputError(
+            f"eval_config: model_type {spec.model_type!r} for a TFLite model (expected tf_lite "
+            "or nothing)"
+        )
+    if spec.preprocessing_function_names:
+        raise InputError(
+            "eval_config: preprocessing_function_names "
+            f"{list(spec.preprocessing_function_names)} cannot run in a TFLite model (it has "
+            "one signature); give it the raw features and read the label from the examples"
+        )
+    if (
+        spec.label_key
+        and schema is not None
+        and spec.label_key not in {f.name for f in schema.feature}
+    ):
+        raise InputError(
+            f"eval_config: label_key {spec.label_key!r} is not a raw feature, which a TFLite "
+            f"model's evaluation needs (schema has {sorted(f.name for f in schema.feature)})"
+        )
+    for spec in config.model_specs:
+        spec.model_type = "tf_lite"
+    with open(os.path.join(folder, TFLITE_FILE), "rb") as fh:
+        flatbuffer = fh.read()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+            interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    except ValueError as err:
+        raise InputError(f"model: {folder}/{TFLITE_FILE} is not a TFLite model ({err})") from None
+    keys = list(interpreter.get_signature_list())
+    outputs = interpreter.get_output_details()
+    shape = list(outputs[0]["shape"]) if len(outputs) == 1 else []
+    return (int(shape[-1]) if len(shape) >= 2 and shape[-1] > 0 else None), keys
+
+
+def _tflite_extractors(config, shared, adapter, signature_keys: list[str]):
+    """TFMA's TFLite extractors, with inputs named by the flatbuffer's own signature.
+
+    TFMA 0.52 strips only `serving_default_` from an input's tensor name to find its
+    feature; a model converted from another signature (`serving_raw`: raw features, beside
+    a serving_default over serialized examples) names its inputs `serving_raw_<feature>:0`,
+    which TFMA would fill with -1 and only warn.
+    """
+    import tensorflow_model_analysis as tfma
+    from tensorflow_model_analysis.extractors import tflite_predict_extractor as tfl
+
+    prefixes = [f"{key}_" for key in signature_keys]
+
+    class SignatureInputs(tfl.TFLitePredictionDoFn):
+        def _get_input_name_from_input_detail(self, input_detail):
+            name = input_detail["name"]
+            for prefix in prefixes:
+                if name.startswith(prefix):
+                    name = name[len(prefix) :]
+                    break
+            return name.split(":")[0]
+
+    predict = tfl.TFLitePredictExtractor(
+        eval_config=config, eval_shared_model=shared, do_fn=SignatureInputs
+    )
+    return tfma.default_extractors(
+        eval_shared_model=shared,
+        eval_config=config,
+        tensor_adapter_config=adapter,
+        custom_predict_extractor=predict,
+    )
+
+
 # --- the plots the KFP UI draws -------------------------------------------------------------------
 
 
@@ -170,6 +269,7 @@ def _analyze(
     options: Any,
     schema: Any,
     progress: events.Progress,
+    tflite_signatures: list[str] | None = None,
 ) -> None:
     """tfma.run_model_analysis on TFRecords, with a row count between reading and TFMA.
 
@@ -206,6 +306,10 @@ def _analyze(
         progress.add(batch.num_rows)
         return batch
 
+    extractors = None
+    if tflite_signatures is not None:
+        extractors = _tflite_extractors(config, eval_shared_model, adapter, tflite_signatures)
+
     tf.io.gfile.makedirs(output)
     with beam.Pipeline(options=options) as pipeline:
         _ = (
@@ -216,6 +320,7 @@ def _analyze(
             >> tfma.ExtractEvaluateAndWriteResults(
                 eval_config=config,
                 eval_shared_model=eval_shared_model,
+                extractors=extractors,
                 display_only_data_location=data_location,
                 display_only_file_format="tfrecords",
                 output_path=output,
@@ -297,7 +402,9 @@ def run(
         from tfkfp.containers import storage
 
         storage.check(baseline_from, "baseline_from")  # a bad scheme fails before any work
-    eval_checks.require_saved_model(model, "candidate model")
+    tflite_at = tflite_folder(model)
+    if tflite_at is None:
+        eval_checks.require_saved_model(model, "candidate model")
     data_location = require_split(examples, "eval", "examples")
     raw_schema = load_schema(schema) if schema else None
     # The inputs are there; TFMA (with TensorFlow and Beam) loads next, for the config (seconds).
@@ -305,10 +412,12 @@ def run(
     config = eval_checks.parse_eval_config(eval_config)
     options = beam_options(beam_pipeline_args)
     remote = runs_remotely(options)
-    model_at = model
+    model_at = tflite_at or model
     if remote:
         # The workers are elsewhere: they read and write the artifacts' URIs, not pod paths.
         model_at = beam_location(model, model_uri, "model")
+        if tflite_at is not None and tflite_at != model:
+            model_at = f"{model_at.rstrip('/')}/{TFX_TFLITE}"
         data_location = split_pattern(beam_location(examples, examples_uri, "examples"), "eval")
         evaluation_out = writing_at(
             beam_location(evaluation, evaluation_uri, "evaluation"), "evaluation"
@@ -317,7 +426,13 @@ def run(
         evaluation_out = publishing(evaluation)
     names = eval_checks.check_metrics(config)
     eval_checks.check_thresholds(config)
-    signatures = eval_checks.check_model(config, model, raw_schema, "candidate model")
+    tflite_signatures = None
+    if tflite_at is not None:
+        # A flatbuffer has no SavedModel signatures: nothing to map, no transformed label.
+        tflite_outputs, tflite_signatures = check_tflite(config, tflite_at, raw_schema)
+        signatures: dict[str, Any] = {}
+    else:
+        signatures = eval_checks.check_model(config, model, raw_schema, "candidate model")
     features, records = eval_checks.sample_features(data_location)
     eval_checks.check_data(config, signatures, raw_schema, features, model, records)
     slice_name = SliceNames.for_config(config, model, raw_schema)
@@ -328,17 +443,23 @@ def run(
     from tensorflow_model_analysis.utils import config_util
 
     with tempfile.TemporaryDirectory(prefix="tfkfp-evaluator-") as workdir:
-        baseline_at, baseline_uri, baseline_note = _baseline(
-            config,
-            raw_schema,
-            baseline_model,
-            baseline_from,
-            baseline_model_uri,
-            remote,
-            workdir,
-            signatures,
-            records,
-        )
+        if tflite_at is not None:
+            # TFMA 0.52 cannot mix tf_lite with other model types in one run, and a pushed
+            # version's SavedModel is not this flatbuffer: change thresholds are skipped.
+            baseline_at, baseline_uri = None, None
+            baseline_note = "TFLite candidate: evaluated without a baseline"
+        else:
+            baseline_at, baseline_uri, baseline_note = _baseline(
+                config,
+                raw_schema,
+                baseline_model,
+                baseline_from,
+                baseline_model_uri,
+                remote,
+                workdir,
+                signatures,
+                records,
+            )
         has_baseline = baseline_at is not None
         label_key = config.model_specs[0].label_key
         # No baseline: TFMA's rubber stamp, change thresholds dropped (the report lists them).
@@ -347,7 +468,11 @@ def run(
         )
         candidate_name = CANDIDATE if has_baseline else ""
         classification = _is_classification(config)
-        n_outputs = _n_outputs(signatures, config.model_specs[0])
+        n_outputs = (
+            tflite_outputs
+            if tflite_at is not None
+            else _n_outputs(signatures, config.model_specs[0])
+        )
         binary = n_outputs in (1, 2)
         if classification:
             _add_plots(config, [candidate_name], binary, n_outputs == 2)
@@ -385,6 +510,7 @@ def run(
                     total=manifest.records(examples, ["eval"]),
                     detail="{done:,} rows evaluated",
                 ),
+                tflite_signatures,
             )
             log.info("evaluator: TFMA done, reading results")
             slices = eval_report.read_slices(eval_tmp, candidate_name, slice_name)

@@ -268,6 +268,11 @@ class FnArgs:
         return f"FnArgs({fields})"
 
 
+# TFX's deprecated name of FnArgs (`tfx.components.trainer.executor.TrainerFnArgs`), which
+# older module files import and annotate run_fn with.
+TrainerFnArgs = FnArgs
+
+
 def _steps(name: str, value: int | None) -> int | None:
     from tfkfp.containers.runtime import InputError
 

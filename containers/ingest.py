@@ -7,12 +7,14 @@ stores without a full download. Progress every PROGRESS_EVERY seconds
 
 Schema inference follows TFX's CSV convention: a column with no decimal point is INT, one that
 parses as a number FLOAT, otherwise BYTES; a column missing in some rows is VarLen (sparse in
-`preprocessing_fn`), one always present is fixed-length. Unlike TFX, `NA` is missing too, and an
+`preprocessing_fn`), one always present with the same number N of values in every row is
+fixed-length, shape [N] (TFDV's inference). Unlike TFX, `NA` is missing too, and an
 integer column beyond int64 (a 20-digit id) is BYTES with a warning, kept exact (TFX makes it a
 lossy FLOAT). The CSV delimiter is given or detected per file: tab for `.tsv`, else whichever of
 `,` `;` tab splits the header into the most columns.
 Parquet keeps its own types (integers and booleans INT, floats FLOAT, strings BYTES; lists
-VarLen; decimals BYTES as their exact text, with a warning); a null is a missing value.
+of one length [N], others VarLen; decimals BYTES as their exact text, with a warning); a null
+is a missing value.
 
 No TensorFlow: pyarrow reads CSV and Parquet, tfx_bsl's C++ coder encodes tf.Examples (a missing
 value is an empty Feature, as in TFX's own CSV path) and the TFRecord framing is written here,
@@ -280,10 +282,13 @@ def _schema(columns: Iterable[_Column]):
             # As TFDV infers it: a feature no example has may stay absent, nothing else is
             # known; the data it was inferred from must satisfy the schema.
             feature.presence.min_count = 0
-        elif col.missing == 0 and col.min_values == col.max_values == 1:
+        elif col.missing == 0 and col.min_values == col.max_values >= 1:
+            # Every row holds the same N values (a scalar, or an image's N pixels): a fixed
+            # shape [N], as TFDV infers it, so TFXIO gives a dense [batch, N] tensor, not a
+            # SparseTensor a Reshape cannot take.
             feature.presence.min_fraction = 1.0
             feature.presence.min_count = 1
-            feature.shape.dim.add(size=1)
+            feature.shape.dim.add(size=col.min_values)
         else:
             feature.presence.min_count = 1
             feature.value_count.min = col.min_values

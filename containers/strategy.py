@@ -247,3 +247,48 @@ def _returning(namespace, path: tuple[str, ...], dist, dist_name: str, stage: st
         yield
     finally:
         setattr(namespace, attr, original)
+
+
+# Where TensorFlow 2.21 exposes ParameterServerStrategy (tf.distribute and its experimental alias).
+_PARAMETER_SERVER = (("ParameterServerStrategy",), ("experimental", "ParameterServerStrategy"))
+
+
+@contextlib.contextmanager
+def refusing_parameter_servers(tf, stage: str = "trainer", fn: str = "run_fn"):
+    """`tf.distribute.ParameterServerStrategy(...)` fails in one line while the function runs.
+
+    Parameter servers need `ps` tasks and a coordinator, which tfkfp's jobs (chief/worker
+    replicas) never start; TensorFlow would fail later with a cluster-spec traceback.
+    """
+    with contextlib.ExitStack() as stack:
+        for path in _PARAMETER_SERVER:
+            *parents, attr = path
+            namespace = tf.distribute
+            for parent in parents:
+                namespace = getattr(namespace, parent, None)
+            original = getattr(namespace, attr, None) if namespace is not None else None
+            if original is None:
+                continue
+
+            dotted = ".".join(path)
+
+            class _Refusing(type(original)):
+                # isinstance/issubclass answer as the original class does (Keras checks them).
+                def __call__(cls, *args, _path=dotted, **kwargs):
+                    raise InputError(
+                        f"{fn}: creates tf.distribute.{_path}, which the {stage} does not run "
+                        "(no parameter servers, only chief/worker replicas): use "
+                        "fn_args.strategy or tf.distribute.MirroredStrategy(), and workers=N "
+                        "for several machines"
+                    )
+
+                def __instancecheck__(cls, obj, _original=original):
+                    return isinstance(obj, _original)
+
+                def __subclasscheck__(cls, sub, _original=original):
+                    return issubclass(sub, _original)
+
+            refuse = _Refusing(original.__name__, (original,), {"__doc__": original.__doc__})
+            setattr(namespace, attr, refuse)
+            stack.callback(setattr, namespace, attr, original)
+        yield

@@ -175,9 +175,16 @@ def run(
     fn_args.hyperparameters = hp_layout.checked(hyperparameters, hp_name)
     fn_args.base_model = base_model_path
     fn_args.strategy = dist
-    with user_module.keras_names(), strategies.adopted(tf, dist, strategy_name) as built_in:
+    with (
+        user_module.keras_names(),
+        strategies.refusing_parameter_servers(tf),
+        strategies.adopted(tf, dist, strategy_name) as built_in,
+    ):
         run_fn, module_sha256 = _load_run_fn(module_file)
-        timings = _train(run_fn, is_chief, task, model, model_run, fn_args)
+        collective = workers > 1 and strategy_name == "MultiWorkerMirroredStrategy"
+        timings = _train(
+            run_fn, is_chief, task, model, model_run, fn_args, keras, collective=collective
+        )
     log.info(
         "trainer: run_fn created its variables under %s", "; then ".join(built_in) or "nothing"
     )
@@ -221,7 +228,7 @@ def upstream(examples_metadata: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _progress_lines():
+def _progress_lines(fitted: list | None = None):
     """Every `tf.keras.Model.fit` in run_fn reports `trainer: step s/n` and `trainer: epoch e/E: ...`.
 
     A callback is added to each fit call rather than asked of run_fn: module files written for
@@ -279,6 +286,8 @@ def _progress_lines():
             )
 
     def fit(self, *args, callbacks=None, **kwargs):
+        if fitted is not None:  # the model a chief-only save leaves the other workers to save
+            fitted[:] = [self]
         if len(args) >= 6:  # callbacks given by position (x, y, batch_size, epochs, verbose, ...)
             return original(self, *args, **kwargs)
         return original(self, *args, callbacks=[*(callbacks or []), ProgressLines()], **kwargs)
@@ -290,10 +299,144 @@ def _progress_lines():
         keras.Model.fit = original
 
 
-def _train(run_fn, is_chief, task, model_dir, model_run_dir, fn_args) -> dict[str, float]:
-    """Runs run_fn with scratch and staged output folders; only the chief publishes."""
+ESTIMATOR_HINT = (
+    "TensorFlow >= 2.16 ships no Estimator: build, fit and save the Keras model in run_fn "
+    "itself, see docs/coming-from-tfx.md#estimator-era-modules"
+)
+
+
+@contextlib.contextmanager
+def _seed_patterns(keras: str, collective_chief: bool = False):
+    """Errors of code written for TFX 1.x / Keras 2 as one line naming the change to make.
+
+    - A run_fn that calls the module's `trainer_fn` (the Generic Trainer RFC's conversion
+      recipe) reaches `tf.keras.estimator.model_to_estimator` or `tf.estimator`, gone since
+      TensorFlow 2.16.
+    - `model.save(dir, save_format='tf')` (every TFX example module) is Keras 2 only.
+    """
+    try:
+        with _collective_failures(collective_chief):
+            yield
+    except NotImplementedError as err:
+        if "model_to_estimator" not in str(err):
+            raise
+        raise InputError(
+            f"run_fn: calls model_to_estimator (a trainer_fn); {ESTIMATOR_HINT}"
+        ) from err
+    except AttributeError as err:
+        if "has no attribute 'estimator'" not in str(err):
+            raise
+        raise InputError(f"run_fn: uses tf.estimator (a trainer_fn); {ESTIMATOR_HINT}") from err
+    except ValueError as err:
+        text = str(err)
+        if isinstance(err, InputError) or not (
+            "`save_format` argument is deprecated in Keras 3" in text
+            or "Invalid filepath extension for saving" in text
+        ):
+            raise
+        raise InputError(
+            f"run_fn: model.save(dir{', save_format=...' if 'save_format' in text else ''}) "
+            f"writes no SavedModel under keras={keras} (Keras 3): save with "
+            "tf.saved_model.save(model, fn_args.serving_model_dir, signatures=...) (works in "
+            "both Keras flavours) or model.export(fn_args.serving_model_dir), or run the "
+            "trainer with keras=tf_keras"
+        ) from err
+
+
+CHIEF_ONLY_SAVE = (
+    "under MultiWorkerMirroredStrategy saving is collective: save on every worker, not only "
+    "`if _is_chief()` (fn_args.serving_model_dir is a scratch folder on the others)"
+)
+
+
+@contextlib.contextmanager
+def _collective_failures(collective_chief: bool):
+    """On the chief of a multi-worker job, a collective op aborted because another worker left
+    it (most often: that worker skipped a collective save, `if _is_chief(): model.save(...)`)
+    is one line naming the fix."""
+    try:
+        yield
+    except Exception as err:
+        if not collective_chief or "Collective" not in str(err):
+            raise
+        if type(err).__name__ not in ("UnavailableError", "CancelledError", "AbortedError"):
+            raise
+        raise InputError(
+            f"run_fn: a collective op failed on the chief because another worker left it "
+            f"({type(err).__name__}); if only the chief saves, {CHIEF_ONLY_SAVE}"
+        ) from err
+
+
+def _save_for_the_chief(fitted: list, serving_dir: str, task: str) -> None:
+    """A non-chief whose run_fn saved nothing (the RFC's `if _is_chief(): model.save(...)`)
+    saves the model it fit to its scratch folder, so the chief's collective save completes."""
+    import tensorflow as tf
+
+    if not fitted:
+        raise InputError(
+            f"run_fn: saved no model on {task} and fit no Keras model the trainer could save "
+            f"for it; {CHIEF_ONLY_SAVE}"
+        )
+    log.info(
+        "trainer: run_fn saved no model on %s (a chief-only save): saving the model it fit to "
+        "a scratch folder on its behalf, which the chief's save needs",
+        task,
+    )
+    tf.saved_model.save(fitted[0], serving_dir)
+
+
+def _all_done(dist, ok: bool, task: str) -> None:
+    """Every worker says whether it finished (one all-reduce); a worker fails unless all did.
+
+    The chief joins after its export is checked, so a worker never reports success for a run
+    whose chief failed; a chief that died instead fails this collective on the others.
+    """
+    import tensorflow as tf
+
+    try:
+        done = dist.reduce(
+            tf.distribute.ReduceOp.SUM,
+            dist.run(lambda: tf.constant(1 if ok else 0, tf.int32)),
+            axis=None,
+        )
+        done = int(done)
+    except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.InternalError) as err:
+        if not ok:
+            return  # this worker fails anyway, with its own error
+        raise RuntimeError(
+            f"trainer: {task}: another worker (the chief?) stopped before the end: see its log "
+            f"({_first_line(err)})"
+        ) from None
+    if ok and done < dist.num_replicas_in_sync:
+        raise RuntimeError(
+            f"trainer: {task}: the chief failed to export the model (see its log); this "
+            "worker's training is discarded"
+        )
+
+
+def _first_line(err: Exception) -> str:
+    """The first line of a TensorFlow error, without its op details."""
+    return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+
+
+def _train(
+    run_fn,
+    is_chief,
+    task,
+    model_dir,
+    model_run_dir,
+    fn_args,
+    keras: str = "tf_keras",
+    collective: bool = False,
+) -> dict[str, float]:
+    """Runs run_fn with scratch and staged output folders; only the chief publishes.
+
+    With `collective` (MultiWorkerMirroredStrategy over several workers) a non-chief whose
+    run_fn saved nothing saves for it, and every worker waits for the others at the end.
+    """
     scratch = tempfile.mkdtemp(prefix="tfkfp-trainer-")
     timings: dict[str, float] = {}
+    fitted: list = []
 
     def call_run_fn(serving_dir: str, run_dir: str) -> None:
         fn_args.working_dir = scratch
@@ -308,7 +451,7 @@ def _train(run_fn, is_chief, task, model_dir, model_run_dir, fn_args) -> dict[st
             "" if is_chief else " (not the chief: its export goes to a scratch folder)",
         )
         started = time.perf_counter()
-        with _progress_lines():
+        with _progress_lines(fitted), _seed_patterns(keras, collective and is_chief):
             run_fn(fn_args)
         timings["run_fn_seconds"] = round(time.perf_counter() - started, 3)
 
@@ -316,10 +459,22 @@ def _train(run_fn, is_chief, task, model_dir, model_run_dir, fn_args) -> dict[st
         if is_chief:
             with publishing(model_dir) as model_tmp, publishing(model_run_dir) as run_tmp:
                 call_run_fn(model_tmp, run_tmp)
-                check_saved_model(model_tmp)
+                try:
+                    check_saved_model(model_tmp)
+                except InputError:
+                    if collective:
+                        _all_done(fn_args.strategy, False, task)
+                    raise
+                if collective:
+                    _all_done(fn_args.strategy, True, task)
             log.info("trainer: exported SavedModel to %s", model_dir)
         else:
-            call_run_fn(os.path.join(scratch, "serving"), os.path.join(scratch, "model_run"))
+            serving = os.path.join(scratch, "serving")
+            call_run_fn(serving, os.path.join(scratch, "model_run"))
+            if collective and not os.path.isfile(os.path.join(serving, "saved_model.pb")):
+                _save_for_the_chief(fitted, serving, task)
+            if collective:
+                _all_done(fn_args.strategy, True, task)
             log.info("trainer: %s done; %s left to the chief", task, model_dir)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

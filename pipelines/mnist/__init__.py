@@ -1,0 +1,1 @@
+"""MNIST-style images (8x8 digits): fixed-length pixel lists, a CNN, TFLite, both evaluated."""
