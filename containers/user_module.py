@@ -20,9 +20,11 @@ from tfkfp.containers.runtime import InputError, log
 def _download(loc) -> str:
     """Copies a gs:// or s3:// module file and its helpers into a temp folder; returns its path.
 
-    The helpers are what a local module file could import from its folder: the `.py` files and
-    the packages (sub-folders with `__init__.py`) beside it. The import then goes as for a
-    local file.
+    The helpers are what a local module file could import from its import root: the `.py`
+    files and the packages (sub-folders with `__init__.py`) there. The import root is the
+    module's folder, or, for a module inside a package (`models/keras_model/model.py` with
+    `__init__.py` files above it, as `tfx template copy` lays a project out), the folder above
+    the top package, whose whole package is fetched. The import then goes as for a local file.
     """
     from tfkfp.containers import storage
 
@@ -33,7 +35,14 @@ def _download(loc) -> str:
     if storage.stat(loc.uri, "module_file") is None:
         storage.read_bytes(loc.uri, "module_file")  # names the missing bucket or object
         raise InputError(f"module_file: no such file {loc.uri}")
-    folder = loc.uri.rsplit("/", 1)[0]
+    parts = loc.key.split("/")[:-1]  # the module's folders below the bucket
+    root = len(parts)
+    while root > 0:
+        init = storage.join(f"{loc.scheme}://{loc.bucket}", *parts[:root], "__init__.py")
+        if storage.stat(init, "module_file") is None:
+            break
+        root -= 1
+    folder = storage.join(f"{loc.scheme}://{loc.bucket}", *parts[:root])
     folders, files = storage.list_dir(folder, "module_file")
     local_dir = tempfile.mkdtemp(prefix="tfkfp-module-")
     for f in files:
@@ -44,9 +53,12 @@ def _download(loc) -> str:
         if storage.stat(storage.join(package, "__init__.py"), "module_file") is not None:
             storage.download(package, os.path.join(local_dir, name), "module_file")
     log.info(
-        "downloaded module file %s with its helpers: %s", loc.uri, sorted(os.listdir(local_dir))
+        "downloaded module file %s with its helpers from %s: %s",
+        loc.uri,
+        folder,
+        sorted(os.listdir(local_dir)),
     )
-    return os.path.join(local_dir, os.path.basename(loc.key))
+    return os.path.join(local_dir, *parts[root:], os.path.basename(loc.key))
 
 
 # Folders of module files imported in this process (on sys.path, newest first).
@@ -103,18 +115,53 @@ def import_folder(folder: str) -> None:
     _HELPER_FOLDERS.insert(0, folder)
 
 
+def package_root(folder: str) -> tuple[str, list[str]]:
+    """The import root of a module file's folder and the packages from it down to the folder.
+
+    A folder without `__init__.py` is its own root (`[]`). For `proj/models/keras_model` with
+    `__init__.py` in both, the root is `proj` and the packages `["models", "keras_model"]`:
+    TFX runs such a module from the project root, where `from models import features` works.
+    """
+    root = os.path.abspath(folder)
+    packages: list[str] = []
+    while os.path.isfile(os.path.join(root, "__init__.py")):
+        parent = os.path.dirname(root)
+        if parent == root:
+            break
+        packages.insert(0, os.path.basename(root))
+        root = parent
+    return root, packages
+
+
 def _import_path(path: str, label: str) -> ModuleType:
-    """Imports the module file at `path` (its folder importable); `label` names it in errors."""
-    import_folder(os.path.dirname(os.path.abspath(path)))
-    # A unique name per file content keeps two module files from shadowing each other.
-    digest = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:10]
-    name = f"tfkfp_user_module_{digest}"
+    """Imports the module file at `path` (its import root importable); `label` names it in errors.
+
+    A module inside a package is imported under its dotted name below the package root
+    (`models.keras_model.model`), so its absolute and relative imports of the package work;
+    any other under a name unique to its path, so two module files never shadow each other.
+    """
+    root, packages = package_root(os.path.dirname(os.path.abspath(path)))
+    import_folder(root)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if packages and stem.isidentifier():
+        name = ".".join([*packages, stem])
+    else:
+        digest = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:10]
+        name = f"tfkfp_user_module_{digest}"
+    loaded = sys.modules.get(name)
+    if packages and _inside(getattr(loaded, "__file__", None), root):
+        same = os.path.abspath(loaded.__file__) == os.path.abspath(path)
+        if same:
+            return loaded  # imported before, by name or as this module file
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise InputError(f"module_file: {label} is not a Python file")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
     try:
+        if packages:
+            # The parent packages first, as `import models.keras_model.model` would.
+            importlib.import_module(".".join(packages))
+        sys.modules[name] = module
         spec.loader.exec_module(module)
     except Exception as err:
         sys.modules.pop(name, None)
