@@ -8,6 +8,7 @@ import importlib
 import importlib.abc
 import importlib.util
 import os
+import socket
 import sys
 import tempfile
 import traceback
@@ -63,6 +64,8 @@ def _download(loc) -> str:
 
 # Folders of module files imported in this process (on sys.path, newest first).
 _HELPER_FOLDERS: list[str] = []
+# Folders of module files imported by dotted name (not put on sys.path).
+_USER_FOLDERS: set[str] = set()
 
 
 def _helper_names(folder: str) -> set[str]:
@@ -166,6 +169,12 @@ def _import_path(path: str, label: str) -> ModuleType:
     except Exception as err:
         sys.modules.pop(name, None)
         log.error("importing %s failed:\n%s", label, traceback.format_exc())
+        network = _network_error(err)
+        if network is not None:
+            raise InputError(
+                f"module_file: {label} tried to reach the network while it was imported and "
+                f"failed ({_one_line(network)}{_at(err)}); {OFFLINE_HINT}"
+            ) from err
         raise InputError(
             f"module_file: {label} does not import: {type(err).__name__}: {err}"
         ) from err
@@ -189,7 +198,9 @@ def load(module_ref: str) -> ModuleType:
             raise InputError(f"module_file: no such file {module_ref!r}")
         return _import_path(module_ref, module_ref)
     try:
-        return importlib.import_module(module_ref)
+        module = importlib.import_module(module_ref)
+        _USER_FOLDERS.add(os.path.dirname(os.path.abspath(module.__file__ or "")))
+        return module
     except ModuleNotFoundError as err:
         # Only "the module itself is missing" means the name was wrong; a module that exists but
         # imports a missing package falls through to "does not import" with its traceback.
@@ -207,6 +218,134 @@ def load(module_ref: str) -> ModuleType:
         raise InputError(
             f"module_file: {module_ref} does not import: {type(err).__name__}: {err}"
         ) from err
+
+
+# What a module that downloads (TF Hub, Keras' get_file, a tokenizer's vocabulary) is told when
+# it cannot: KFP clusters often have no egress.
+OFFLINE_HINT = (
+    "a cluster without internet access cannot download at run time: put the files in a bucket "
+    "the pipeline can read (gs://, s3://) and load them from there, or into the image "
+    "(docs/module-files.md#modules-that-download)"
+)
+
+# Exception types that mean "could not reach a host" (and libraries' ones, by name: requests,
+# urllib3 and httpx are not imported here).
+_NETWORK_TYPES: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, socket.gaierror)
+_NETWORK_NAMES = {
+    "URLError",
+    "NewConnectionError",
+    "MaxRetryError",
+    "ConnectTimeout",
+    "ConnectError",
+}
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    """`err` and the exceptions it was raised from or while handling, outermost first."""
+    seen: list[BaseException] = []
+    todo = [err]
+    while todo:
+        current = todo.pop(0)
+        if current is None or any(current is s for s in seen):
+            continue
+        seen.append(current)
+        todo += [current.__cause__, current.__context__]
+    return seen
+
+
+def _network_error(err: BaseException) -> BaseException | None:
+    """The exception in `err`'s chain that says a host could not be reached, if any."""
+    import urllib.error
+
+    for current in _chain(err):
+        if isinstance(current, (*_NETWORK_TYPES, urllib.error.URLError)):
+            return current
+        if any(t.__name__ in _NETWORK_NAMES for t in type(current).__mro__):
+            return current
+    return None
+
+
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    """`Type: first line of the message`, cut to `limit` characters."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _own_folders() -> tuple[str, ...]:
+    """tfkfp's own code (never the user's, even when a module file sits in a checkout)."""
+    import tfkfp
+    import tfkfp.containers
+
+    return tuple(os.path.dirname(os.path.abspath(m.__file__)) for m in (tfkfp, tfkfp.containers))
+
+
+def _user_frames(err: BaseException) -> list[traceback.FrameSummary]:
+    """The frames of `err`'s traceback in module files this process imported, outermost first.
+
+    A frame counts when it is under a module file's import root, unless that root is a whole
+    library folder (a module file inside an installed package) or the frame is tfkfp's own
+    code around a module file that sits in a tfkfp checkout.
+    """
+    roots = [
+        r
+        for r in (*_HELPER_FOLDERS, *_USER_FOLDERS)
+        if os.path.basename(r) not in ("site-packages", "dist-packages")
+    ]
+    own = _own_folders()
+    frames = []
+    for frame in traceback.extract_tb(err.__traceback__):
+        path = os.path.abspath(frame.filename)
+        for root in roots:
+            if _inside(path, root) and not any(
+                _inside(path, o) and not (root == o or _inside(root, o)) for o in own
+            ):
+                frames.append(frame)
+                break
+    return frames
+
+
+def _shown(path: str) -> str:
+    """A user file's path relative to its import root (a downloaded module's temp folder)."""
+    for root in [*_HELPER_FOLDERS, *_USER_FOLDERS]:
+        if _inside(path, root):
+            return os.path.relpath(path, root)
+    return path
+
+
+def _at(err: BaseException) -> str:
+    """`, at file.py:12 in fn` for the deepest frame of the user's code in `err`'s traceback."""
+    frames = _user_frames(err)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f", at {_shown(last.filename)}:{last.lineno} in {last.name}"
+
+
+def failure_line(err: BaseException) -> str | None:
+    """The one line for an exception raised in the user's code, or None if it was not.
+
+    Names the module's function the stage called (preprocessing_fn, run_fn, tuner_fn, or a
+    KerasTuner build function: the outermost frame in the module's files), the exception and
+    the file:line it was raised at (the innermost such frame). A failure to reach a host gets
+    its own line: a module that downloads at run time fails so on a cluster without egress.
+    """
+    for current in _chain(err):
+        frames = _user_frames(current)
+        if not frames:
+            continue
+        called = frames[0].name
+        network = _network_error(err)
+        if network is not None:
+            return (
+                f"module_file: {called}() tried to reach the network and failed "
+                f"({_one_line(network)}{_at(current)}); {OFFLINE_HINT}"
+            )
+        return (
+            f"module_file: {called}() raised {_one_line(err)}{_at(current)} "
+            "(its traceback is logged above)"
+        )
+    return None
 
 
 def file_sha256(module: ModuleType) -> str:

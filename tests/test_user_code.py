@@ -1,10 +1,13 @@
 """User code as TFX projects write it: module files inside packages (TFX templates), and the one
 line a task ends with when the user's preprocessing_fn, run_fn or tuner_fn raises."""
 
+import logging
 import os
 import shutil
 
-from tests.helpers import REPO
+import pytest
+
+from tests.helpers import REPO, free_port
 from tfkfp.containers import trainer, transform, user_module
 from tfkfp.containers.runtime import entrypoint
 
@@ -79,3 +82,139 @@ def test_template_module_through_transform_and_trainer(tmp_path, ingested):
     )
     assert os.path.isfile(tmp_path / "model" / "saved_model.pb")
     assert info.module_file_sha256.startswith("sha256:")
+
+
+# --- exceptions raised in the user's functions --------------------------------------------------
+
+
+@pytest.fixture
+def task_log(caplog):
+    """What the stage logs (the entrypoint's logging setup replaces the root's handlers)."""
+    logger = logging.getLogger("tfkfp")
+    logger.addHandler(caplog.handler)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+
+
+def _module(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def _last_error_line(capsys) -> str:
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def _trainer_kwargs(tmp_path, ingested, transformed, module_file) -> dict:
+    return dict(
+        examples=transformed.examples,
+        schema=ingested.schema,
+        transform_graph=transformed.graph,
+        module_file=module_file,
+        model=str(tmp_path / "model"),
+        model_run=str(tmp_path / "model_run"),
+        curves=str(tmp_path / "curves.html"),
+        train_steps=2,
+        eval_steps=1,
+    )
+
+
+def test_preprocessing_fn_that_raises(tmp_path, ingested, capsys, task_log):
+    module = _module(
+        tmp_path / "prep.py",
+        "def _scale(x):\n"
+        "    raise ValueError('no column named fare')\n"
+        "\n"
+        "\n"
+        "def preprocessing_fn(inputs):\n"
+        "    return {'fare': _scale(inputs)}\n",
+    )
+    with pytest.raises(SystemExit) as exit_:
+        entrypoint(
+            transform.run,
+            examples=ingested.examples,
+            schema=ingested.schema,
+            module_file=module,
+            transform_graph=str(tmp_path / "graph"),
+            transformed_examples=str(tmp_path / "transformed"),
+        )
+    assert exit_.value.code == 2
+    assert _last_error_line(capsys) == (
+        "error: module_file: preprocessing_fn() raised ValueError: no column named fare, at "
+        "prep.py:2 in _scale (its traceback is logged above)"
+    )
+    # the traceback stays in the task's log, above the line
+    assert "Traceback" in task_log.text and 'prep.py", line 6, in preprocessing_fn' in task_log.text
+    assert not (tmp_path / "graph").exists() and not (tmp_path / "transformed").exists()
+
+
+def test_run_fn_that_raises(tmp_path, ingested, transformed, capsys, task_log):
+    module = _module(
+        tmp_path / "train.py",
+        "def run_fn(fn_args):\n"
+        "    settings = dict(fn_args.custom_config or {})\n"
+        "    return settings['learning_rate']\n",
+    )
+    with pytest.raises(SystemExit) as exit_:
+        entrypoint(trainer.run, **_trainer_kwargs(tmp_path, ingested, transformed, module))
+    assert exit_.value.code == 2
+    assert _last_error_line(capsys) == (
+        "error: module_file: run_fn() raised KeyError: 'learning_rate', at train.py:3 in run_fn "
+        "(its traceback is logged above)"
+    )
+    assert 'train.py", line 3, in run_fn' in task_log.text
+    assert not (tmp_path / "model").exists() and not (tmp_path / "model_run").exists()
+
+
+def test_tuner_fn_that_raises(tmp_path, ingested, transformed):
+    from tests.helpers.tuner import tuner_process
+
+    module = _module(
+        tmp_path / "tune.py",
+        "import math\n\n\ndef tuner_fn(fn_args):\n    trials = math.sqrt(-1)\n",
+    )
+    code, result, stderr = tuner_process(tmp_path, ingested, transformed, module_file=module)
+    assert (code, result) == (2, None), stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == (
+        "error: module_file: tuner_fn() raised ValueError: math domain error, at tune.py:5 in "
+        "tuner_fn (its traceback is logged above)"
+    )
+    assert "Traceback" in stderr
+    assert not (tmp_path / "best_hyperparameters").exists()
+
+
+def test_module_that_downloads_without_network(tmp_path, ingested, transformed, capsys):
+    """A closed port on loopback stands in for a cluster without egress: connection refused."""
+    url = f"http://127.0.0.1:{free_port()}/vocab.txt"
+    # at import
+    at_import = _module(
+        tmp_path / "at_import.py", f"import urllib.request\n\nurllib.request.urlopen({url!r})\n"
+    )
+    with pytest.raises(SystemExit) as exit_:
+        entrypoint(user_module.load, module_ref=at_import)
+    assert exit_.value.code == 2
+    line = _last_error_line(capsys)
+    assert line.startswith(
+        f"error: module_file: {at_import} tried to reach the network while it was imported and "
+        "failed (URLError: <urlopen error [Errno 111] Connection refused>, at at_import.py:3 in "
+        "<module>); a cluster without internet access cannot download at run time"
+    ), line
+    # in run_fn, through Keras' download helper (as TF Hub and Keras applications download)
+    in_run_fn = _module(
+        tmp_path / "in_run_fn.py",
+        "import tensorflow as tf\n"
+        "\n"
+        "\n"
+        "def run_fn(fn_args):\n"
+        f"    tf.keras.utils.get_file('vocab.txt', {url!r}, cache_dir={str(tmp_path)!r})\n",
+    )
+    with pytest.raises(SystemExit) as exit_:
+        entrypoint(trainer.run, **_trainer_kwargs(tmp_path, ingested, transformed, in_run_fn))
+    assert exit_.value.code == 2
+    line = _last_error_line(capsys)
+    assert line.startswith(
+        "error: module_file: run_fn() tried to reach the network and failed (URLError: "
+        "<urlopen error [Errno 111] Connection refused>, at in_run_fn.py:5 in run_fn); "
+        "a cluster without internet access cannot download at run time"
+    ), line
+    assert not (tmp_path / "model").exists()
