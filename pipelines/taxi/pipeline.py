@@ -68,6 +68,7 @@ def taxi(
     beam_pipeline_args: list = [],
     schema_uri: str = "",
     previous_statistics_uri: str = "",
+    train_fraction: float = 0.75,
     use_gpu: bool = False,
 ):
     """Trains, evaluates (sliced by hour and payment type), infra-validates, pushes a blessed model.
@@ -83,9 +84,13 @@ def taxi(
         beam_pipeline_args: Beam options for transform and evaluator.
         schema_uri: A curated schema.pbtxt the data must match (empty: inferred).
         previous_statistics_uri: Statistics of an earlier run, for drift (empty: none).
+        train_fraction: Share of rows ingest hashes into train, the rest into eval (TFX's
+            default 2:1 split is 0.667).
         use_gpu: Train in the GPU image with one nvidia.com/gpu (cluster only).
     """
-    examples, checked = checked_examples(data_uri, schema_uri, previous_statistics_uri)
+    examples, checked = checked_examples(
+        data_uri, schema_uri, previous_statistics_uri, train_fraction
+    )
     # Anomalies stop the run before any training: a failed task says so in one line, the
     # validate task's Markdown report lists them.
     with dsl.If(checked.outputs["valid"] == True):  # noqa: E712 (compiles to a CEL condition)

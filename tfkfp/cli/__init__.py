@@ -20,6 +20,28 @@ VERBOSE_HELP = (
 )
 
 
+class _PipelineHelp(argparse.Action):
+    """`tfkfp run [PIPELINE] --help`: the run options, then the pipeline's own parameters."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, **kw):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.print_help()
+        ref = getattr(namespace, "pipeline", None)
+        if ref:
+            from tfkfp.cli.common import UsageError
+            from tfkfp.cli.pipelines import pipeline_help
+
+            try:
+                text = pipeline_help(ref)
+            except UsageError as err:
+                parser.exit(2, f"tfkfp: error: {err}\n")
+            print()
+            print(text)
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfkfp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -37,11 +59,28 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile-components", help="regenerate components/*.yaml")
     p.add_argument("--out-dir", help="where to write (default: the components/ folder)")
 
-    p = sub.add_parser("run", help="run a pipeline locally with kfp.local")
+    p = sub.add_parser(
+        "run",
+        help="run a pipeline locally with kfp.local",
+        add_help=False,
+        epilog="`tfkfp run PIPELINE --help` also lists that pipeline's parameters.",
+    )
+    p.add_argument(
+        "-h",
+        "--help",
+        action=_PipelineHelp,
+        help="show this help (and, after PIPELINE, the pipeline's parameters) and exit",
+    )
     p.add_argument("pipeline", help="name (penguins), folder, file.py or file.py:function")
     p.add_argument("--local", action="store_true", required=True, help="run with kfp.local")
     p.add_argument("--docker", action="store_true", help="run each task in its image")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a pipeline parameter (repeat for more; `tfkfp run PIPELINE --help` lists them)",
+    )
     p.add_argument("--pipeline-root", default="build/local_outputs")
     p.add_argument(
         "--enable-caching",

@@ -57,6 +57,75 @@ def load_pipeline(ref: str):
     return next(iter(found.values()))
 
 
+def _documented(doc: str) -> dict[str, str]:
+    """`{name: description}` from a Google-style docstring's `Args:` section."""
+    found: dict[str, str] = {}
+    name = None
+    indent = None
+    in_args = False
+    for line in (doc or "").splitlines():
+        stripped = line.strip()
+        if stripped == "Args:":
+            in_args = True
+            continue
+        if not in_args:
+            continue
+        if not stripped:
+            continue
+        depth = len(line) - len(line.lstrip())
+        if indent is None:
+            indent = depth
+        if depth < indent:
+            break  # the next section
+        if depth == indent and ":" in stripped:
+            name, _, text = stripped.partition(":")
+            found[name.strip()] = text.strip()
+        elif name is not None:
+            found[name] += " " + stripped
+    return found
+
+
+def _shown_default(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value) if isinstance(value, (dict, list, bool)) else repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
+
+
+def pipeline_help(ref: str) -> str:
+    """The parameters of the pipeline `ref` names, from its function's signature and docstring.
+
+    One entry per parameter: name, type, default (or required, and what a local run fills in)
+    and the docstring's description: what `--param NAME=VALUE` takes.
+    """
+    import inspect
+    import textwrap
+
+    pipeline = load_pipeline(ref)
+    func = pipeline.pipeline_func
+    described = _documented(func.__doc__ or "")
+    try:
+        local = local_arguments(pipeline)
+    except Exception:  # a broken local_arguments() must not hide the parameters
+        local = {}
+    lines = [f"{pipeline.name}: {pipeline.description or ''}".rstrip(), ""]
+    lines.append(f"Parameters of {pipeline.name} (--param NAME=VALUE; lists and dicts as JSON):")
+    for name, param in inspect.signature(func).parameters.items():
+        kind = getattr(param.annotation, "__name__", str(param.annotation))
+        if param.default is inspect.Parameter.empty:
+            head = f"  {name}: {kind}, required"
+            if name in local:
+                head += f" (tfkfp run --local: {local[name]})"
+        else:
+            head = f"  {name}: {kind} = {_shown_default(param.default)}"
+            if name in local:
+                head += f" (tfkfp run --local: {local[name]})"
+        lines.append(head)
+        if described.get(name):
+            lines += textwrap.wrap(
+                described[name], width=96, initial_indent="      ", subsequent_indent="      "
+            )
+    return "\n".join(lines)
+
+
 def local_arguments(pipeline) -> dict[str, Any]:
     """Arguments for a local run from the pipeline module's `local_arguments()`, if it has one.
 
