@@ -1,12 +1,16 @@
 """The CLI as a user meets it: `tfkfp run PIPELINE --help`, `--docker` without an engine."""
 
 import inspect
+import io
+import re
+from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, run_cli
 from tfkfp.cli import main
 from tfkfp.cli.pipelines import load_pipeline
+from tfkfp.progress import Display
 
 PIPELINES = sorted(p.parent.name for p in (REPO / "pipelines").glob("*/pipeline.py"))
 
@@ -57,3 +61,50 @@ def test_run_help_without_a_pipeline(capsys):
     out = capsys.readouterr().out
     assert "`tfkfp run PIPELINE --help` also lists that pipeline's parameters" in out
     assert "Parameters of" not in out
+
+
+# --- what a local run shows for branches and display names -------------------------------------
+
+BRANCHES = str(REPO / "tests" / "modules" / "branch_pipeline.py")
+
+
+def _run_branches(tmp_path, *params):
+    proc = run_cli(
+        "run", BRANCHES, "--local", "--pipeline-root", str(tmp_path), *params, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def test_skipped_branches_are_named_by_their_tasks(tmp_path):
+    proc = _run_branches(tmp_path)
+    out = proc.stdout
+    # the push gate was false, and the Else branch did not run: named by their tasks
+    assert re.search(r"^  push +skipped$", out, re.M), out
+    assert re.search(r"^  data-not-valid skipped$", out, re.M), out
+    assert "condition" not in out and ")" not in out.replace("(named)", ""), out
+    proc = _run_branches(tmp_path, "--param", "valid=false")
+    # the whole training branch, a nested gate's task included, by display name
+    assert re.search(r"^  train \(named\), push skipped$", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^  data-not-valid ok ", proc.stdout, re.M), proc.stdout
+
+
+def test_kfp_local_warnings_about_settings_go_to_the_log(tmp_path):
+    proc = _run_branches(tmp_path)
+    # kfp.local warns that set_display_name has no effect locally: not on screen, in the log
+    assert "display_name" not in proc.stdout + proc.stderr, proc.stderr
+    logs = Path(re.search(r"task logs: (\S+)/", proc.stdout)[1])
+    logged = "".join(p.read_text() for p in logs.glob("*.log"))
+    assert "Task 'train': settings ['display_name'] have no effect" in logged
+
+
+def test_display_names_groups_of_an_upstream_failure(tmp_path):
+    out = io.StringIO()
+    display = Display(stream=out, live=False)
+    display.groups = {"condition-2": ["trainer", "pusher"], "condition-3": ["data-not-valid"]}
+    display.kfp_line("Skipping task condition-2: upstream task(s) ['condition-3'] failed.")
+    display.kfp_line("Skipping conditional task condition-3 (condition evaluated to False)")
+    assert out.getvalue().splitlines() == [
+        "  trainer, pusher skipped: data-not-valid failed",
+        "  data-not-valid skipped",
+    ]
