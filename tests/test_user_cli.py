@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, free_port, run_cli
 from tfkfp.cli import main
 from tfkfp.cli.pipelines import load_pipeline
 from tfkfp.progress import Display
@@ -108,3 +108,22 @@ def test_display_names_groups_of_an_upstream_failure(tmp_path):
         "  trainer, pusher skipped: data-not-valid failed",
         "  data-not-valid skipped",
     ]
+
+
+# --- --docker without a Docker engine -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["tcp", "unix"])
+def test_docker_runs_without_an_engine_say_so_in_one_line(tmp_path, where):
+    # Nothing listens there: a closed loopback port (connection refused), a missing socket.
+    host = f"tcp://127.0.0.1:{free_port()}" if where == "tcp" else f"unix://{tmp_path}/no.sock"
+    env = {"DOCKER_HOST": host}
+    root = tmp_path / "root"
+    run = run_cli("run", BRANCHES, "--local", "--docker", "--pipeline-root", str(root), env=env)
+    build = run_cli("images", "build", env=env)
+    assert (run.returncode, build.returncode) == (2, 2), run.stdout + run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tfkfp: error: Docker is not available ("), lines
+    assert lines == build.stderr.strip().splitlines()[-1:]
+    # before any task started: no run folder, nothing on stdout
+    assert run.stdout == "" and list(root.iterdir()) == []

@@ -347,6 +347,11 @@ def run_local(args) -> int:
     arguments = {**local_arguments(pipeline), **parse_params(pipeline, args.param)}
     check_required(pipeline, arguments)
     check_folder(args.pipeline_root, "--pipeline-root")
+    if args.docker:
+        # kfp.local's DockerRunner would fail the first task with the SDK's traceback.
+        from tfkfp import images
+
+        images.connect(timeout=60).close()  # one line, exit 2, as `tfkfp images build`
     local.run(
         pipeline,
         arguments,
