@@ -254,3 +254,20 @@ def test_ingest_split_is_a_pipeline_parameter(compiled, name):
     for task in ingests:
         given = task["inputs"]["parameters"]["train_fraction"]
         assert given == {"componentInputParameter": "train_fraction"}, given
+
+
+@pytest.mark.parametrize("name", ["penguins", "taxi"])
+def test_evaluator_baseline_is_the_push_destination(compiled, name):
+    """As TFX's pipelines resolve the latest blessed model: the newest push is the baseline."""
+    spec = yaml.safe_load(compiled[name])
+    evaluators = [
+        task
+        for key, value in _walk(spec)
+        if key == "tasks"
+        for task in value.values()
+        if task["componentRef"]["name"].startswith("comp-evaluator")
+    ]
+    assert evaluators
+    for task in evaluators:
+        given = task["inputs"]["parameters"]["baseline_from"]
+        assert given == {"componentInputParameter": "pipelinechannel--push_destination"}, given

@@ -17,6 +17,9 @@ from tfkfp.pipelines.steps import (
 # from the model's transform_features signature. Metrics are reported overall and per hour and
 # payment type; the AUC threshold gates the overall slice only, because a spec-wide threshold
 # applies to every slice and tiny slices (a 1-trip payment type) would block a good model.
+# As TFX's taxi pipeline resolves the latest blessed model as its baseline, the change threshold
+# compares with the newest model pushed before (`baseline_from`): a retrained model may not lose
+# more than 5 points of AUC; on a first run it is skipped.
 EVAL_CONFIG = {
     "model_specs": [
         {
@@ -44,7 +47,13 @@ EVAL_CONFIG = {
                     "per_slice_thresholds": [
                         {
                             "slicing_specs": [{}],
-                            "threshold": {"value_threshold": {"lower_bound": 0.7}},
+                            "threshold": {
+                                "value_threshold": {"lower_bound": 0.7},
+                                "change_threshold": {
+                                    "direction": "HIGHER_IS_BETTER",
+                                    "absolute": -0.05,
+                                },
+                            },
                         }
                     ],
                 },
@@ -124,6 +133,7 @@ def taxi(
             examples=examples.outputs["examples"],
             schema=examples.outputs["schema"],
             eval_config=eval_config,
+            baseline_from=push_destination,
             beam_pipeline_args=beam_pipeline_args,
         )
         checked_push(
