@@ -10,6 +10,7 @@ import pytest
 from tests.helpers import REPO, free_port, run_cli
 from tfkfp.cli import main
 from tfkfp.cli.pipelines import load_pipeline
+from tfkfp.containers.runtime import InputError
 from tfkfp.progress import Display
 
 PIPELINES = sorted(p.parent.name for p in (REPO / "pipelines").glob("*/pipeline.py"))
@@ -127,3 +128,47 @@ def test_docker_runs_without_an_engine_say_so_in_one_line(tmp_path, where):
     assert lines == build.stderr.strip().splitlines()[-1:]
     # before any task started: no run folder, nothing on stdout
     assert run.stdout == "" and list(root.iterdir()) == []
+
+
+# --- images with the user's own packages (resolution; the build is in tests/test_images.py) -----
+
+
+def test_requirements_that_conflict_with_our_pins_are_one_line(tmp_path):
+    """Resolved before any build: no Docker engine is needed to be told (DOCKER_HOST: none)."""
+    from tfkfp.images import SOURCE_ROOT
+
+    pinned = next(
+        line.strip()
+        for line in (SOURCE_ROOT / "constraints.txt").read_text().splitlines()
+        if line.startswith("numpy==")
+    )
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("inflection\nnumpy==1.26.4\n")
+    proc = run_cli(
+        "images", "build", "--requirements", str(requirements),
+        env={"DOCKER_HOST": f"unix://{tmp_path}/no.sock"},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert errors == [
+        f"tfkfp: error: --requirements {requirements}: conflicts with tfkfp's pinned versions "
+        f"(constraints.txt): the requirements ask for numpy==1.26.4; tfkfp pins {pinned}"
+    ]
+
+
+def test_requirements_are_pinned_to_what_the_image_has(tmp_path):
+    from tfkfp.images import SOURCE_ROOT, derived_tag, resolve_requirements
+
+    constraints = SOURCE_ROOT / "constraints.txt"
+    six = next(line for line in constraints.read_text().splitlines() if line.startswith("six=="))
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("inflection\nsix\n")
+    pins = resolve_requirements(str(requirements), constraints)
+    assert six in pins  # a package the image has: its version, not the newest
+    assert any(p.startswith("inflection==") for p in pins), pins
+    assert not any(p.lower().startswith("tensorflow==") for p in pins)
+    assert derived_tag("tfkfp:0.1.0") == "tfkfp-user:0.1.0"
+    assert derived_tag("registry:5000/team/tfkfp") == "registry:5000/team/tfkfp-user"
+    missing = tmp_path / "absent.txt"
+    with pytest.raises(InputError, match="no such file; expected a pip requirements file"):
+        resolve_requirements(str(missing), constraints)
