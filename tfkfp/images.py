@@ -317,7 +317,7 @@ def build_with_requirements(
     pins = resolve_requirements(
         requirements,
         Path(context) / "constraints.txt",
-        Path(context) / "constraints-gpu.txt" if gpu else None,
+        Path(context) / "docker" / "constraints-gpu.txt" if gpu else None,
     )
     client = client or connect()
     ensure_base_image(client, base_image)
