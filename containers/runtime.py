@@ -59,7 +59,10 @@ def entrypoint(stage: Callable[..., T], /, **kwargs: Any) -> T:
         # the log, then one line naming the function and the module's line. Looked up, not
         # imported: only a stage that loaded a module file can have failed in one.
         user_module = sys.modules.get("tfkfp.containers.user_module")
-        line = user_module.failure_line(err) if user_module is not None else None
+        try:
+            line = user_module.failure_line(err) if user_module is not None else None
+        except Exception:  # describing it must never hide the failure itself
+            line = None
         if line is None:
             raise
         log.error("the module file's code failed:", exc_info=True)
