@@ -144,7 +144,12 @@ def _import_path(path: str, label: str) -> ModuleType:
     any other under a name unique to its path, so two module files never shadow each other.
     """
     root, packages = package_root(os.path.dirname(os.path.abspath(path)))
-    import_folder(root)
+    if packages and root in {os.path.abspath(p) for p in sys.path if p}:
+        # Already importable from there (an installed package: site-packages): leave the
+        # import path as it is; only the module's own folder is the user's code.
+        _USER_FOLDERS.add(os.path.dirname(os.path.abspath(path)))
+    else:
+        import_folder(root)
     stem = os.path.splitext(os.path.basename(path))[0]
     if packages and stem.isidentifier():
         name = ".".join([*packages, stem])

@@ -4,6 +4,7 @@ line a task ends with when the user's preprocessing_fn, run_fn or tuner_fn raise
 import logging
 import os
 import shutil
+import sys
 
 import pytest
 
@@ -218,3 +219,21 @@ def test_module_that_downloads_without_network(tmp_path, ingested, transformed, 
         "a cluster without internet access cannot download at run time"
     ), line
     assert not (tmp_path / "model").exists()
+
+
+def test_module_inside_an_installed_package_keeps_the_import_path(tmp_path, monkeypatch):
+    """A package already importable (site-packages): imported by name, sys.path untouched."""
+    package = tmp_path / "site" / "team_models"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "model.py").write_text("def run_fn(fn_args):\n    return {}['missing']\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    before = list(sys.path)
+    module = user_module.load(str(package / "model.py"))
+    assert module.__name__ == "team_models.model" and sys.path == before
+    with pytest.raises(KeyError) as err:
+        module.run_fn(None)
+    assert user_module.failure_line(err.value) == (
+        "module_file: run_fn() raised KeyError: 'missing', at model.py:2 in run_fn "
+        "(its traceback is logged above)"
+    )
