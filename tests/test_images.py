@@ -244,6 +244,9 @@ def test_image_with_the_users_packages_runs_a_module_importing_one(
     assert proc.returncode == 0, proc.stderr[-4000:]
     tag = proc.stdout.strip().splitlines()[-1]
     assert tag == cpu_image.replace(":", "-user:", 1)
+    # the base's user is kept (non-root, as ours)
+    user = {docker_client.images.get(i).attrs["Config"]["User"] for i in (tag, cpu_image)}
+    assert len(user) == 1 and user != {""}, user
     module = Path(_shared_dir(tmp_path / "module")) / "module.py"
     module.write_text(
         "import inflection\n\n\ndef run_fn(fn_args):\n    return inflection.camelize('big_tipper')\n"

@@ -195,6 +195,8 @@ def build(
 DERIVED_DOCKERFILE = """\
 ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
+# The base image's user, put back at the end (tfkfp, or what a restricted variant sets).
+ARG BASE_USER=root
 USER root
 COPY requirements.txt pins.txt /tmp/user-deps/
 # Exact versions resolved against tfkfp's constraints.txt before the build (tfkfp/images.py);
@@ -202,7 +204,7 @@ COPY requirements.txt pins.txt /tmp/user-deps/
 RUN pip install --no-deps -r /tmp/user-deps/pins.txt \\
  && rm -rf /tmp/user-deps \\
  && python -c "import tfkfp.containers.runtime"
-USER tfkfp
+USER ${BASE_USER}
 """
 
 
@@ -321,6 +323,7 @@ def build_with_requirements(
     )
     client = client or connect()
     ensure_base_image(client, base_image)
+    base_user = client.images.get(base_image).attrs["Config"].get("User") or "root"
     with tempfile.TemporaryDirectory(prefix="tfkfp-derived-") as build_dir:
         shutil.copy(requirements, Path(build_dir) / "requirements.txt")
         (Path(build_dir) / "pins.txt").write_text("\n".join(pins) + "\n")
@@ -330,7 +333,7 @@ def build_with_requirements(
         chunks = client.api.build(
             path=build_dir,
             tag=tag,
-            buildargs={"BASE_IMAGE": base_image},
+            buildargs={"BASE_IMAGE": base_image, "BASE_USER": base_user},
             rm=True,
             forcerm=True,
             decode=True,
