@@ -54,6 +54,20 @@ def entrypoint(stage: Callable[..., T], /, **kwargs: Any) -> T:
         one_line = " ".join(str(err).splitlines())  # a library's message may span lines
         print(f"error: {one_line}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+    except Exception as err:
+        # Raised in the user's module (preprocessing_fn, run_fn, tuner_fn): its traceback in
+        # the log, then one line naming the function and the module's line. Looked up, not
+        # imported: only a stage that loaded a module file can have failed in one.
+        user_module = sys.modules.get("tfkfp.containers.user_module")
+        try:
+            line = user_module.failure_line(err) if user_module is not None else None
+        except Exception:  # describing it must never hide the failure itself
+            line = None
+        if line is None:
+            raise
+        log.error("the module file's code failed:", exc_info=True)
+        print(f"error: {' '.join(line.splitlines())}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     if os.environ.get("_KFP_RUNTIME") == "true" and sys.argv[0].endswith("executor_main.py"):
         atexit.register(_exit_without_teardown)
     return result

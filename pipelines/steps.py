@@ -15,9 +15,14 @@ from tfkfp.components.images import CPU_IMAGE
 
 
 def checked_examples(
-    data_uri: str, schema_uri: str = "", previous_statistics_uri: str = ""
+    data_uri: str,
+    schema_uri: str = "",
+    previous_statistics_uri: str = "",
+    train_fraction: float = 0.75,
 ) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
     """fingerprint -> ingest -> statistics -> validate, inside the calling pipeline.
+
+    `train_fraction` is ingest's (a pipeline parameter of the same name passes it on).
 
     Returns:
         (the ingest task, the validate task): gate training on `outputs["valid"]`, and stop
@@ -25,7 +30,12 @@ def checked_examples(
     """
     # Never cached: new data at the same data_uri must rerun ingest and everything after it.
     data = fingerprint(data_uri=data_uri).set_caching_options(False)
-    examples = ingest(data_uri=data_uri, data_fingerprint=data.output, schema_uri=schema_uri)
+    examples = ingest(
+        data_uri=data_uri,
+        data_fingerprint=data.output,
+        schema_uri=schema_uri,
+        train_fraction=train_fraction,
+    )
     stats = statistics(examples=examples.outputs["examples"])
     checked = validate(
         statistics=stats.outputs["statistics"],

@@ -229,3 +229,49 @@ def test_infra_validate_loads_and_queries_in_the_cpu_image(
     assert (work / "strict_blessing" / "INFRA_NOT_BLESSED").is_file()
     assert "signature serving_default refused example " in refused.reason
     assert "sex" in refused.reason
+
+
+@pytest.mark.slow
+def test_image_with_the_users_packages_runs_a_module_importing_one(
+    docker_client, cpu_image, tmp_path
+):
+    """`tfkfp images build --requirements`: FROM our image, a small PyPI package added."""
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("inflection==0.5.1\n")
+    proc = run_cli(
+        "images", "build", "--requirements", str(requirements), "--base-image", cpu_image,
+        timeout=BUILD_TIMEOUT_S,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    tag = proc.stdout.strip().splitlines()[-1]
+    assert tag == cpu_image.replace(":", "-user:", 1)
+    # the base's user is kept (non-root, as ours)
+    user = {docker_client.images.get(i).attrs["Config"]["User"] for i in (tag, cpu_image)}
+    assert len(user) == 1 and user != {""}, user
+    module = Path(_shared_dir(tmp_path / "module")) / "module.py"
+    module.write_text(
+        "import inflection\n\n\ndef run_fn(fn_args):\n    return inflection.camelize('big_tipper')\n"
+    )
+    probe = (
+        "from tfkfp.containers import user_module; "
+        "print('run_fn ->', user_module.load_function('/mnt/module/module.py', 'run_fn')(None))"
+    )
+    out = docker_client.containers.run(
+        tag,
+        ["python", "-c", probe],
+        volumes={str(module.parent): {"bind": "/mnt/module", "mode": "ro"}},
+        remove=True,
+    ).decode()
+    assert "run_fn -> BigTipper" in out
+    # the base image does not have it: the module needs the derived one
+    import docker
+
+    with pytest.raises(docker.errors.ContainerError) as err:
+        docker_client.containers.run(
+            cpu_image,
+            ["python", "-c", probe],
+            volumes={str(module.parent): {"bind": "/mnt/module", "mode": "ro"}},
+            remove=True,
+            stderr=True,
+        )
+    assert "does not import: ModuleNotFoundError: No module named" in str(err.value)

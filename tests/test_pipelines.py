@@ -100,6 +100,7 @@ def test_taxi_yaml_trains_on_a_gpu_only_when_asked(compiled):
     expected = {
         "data_uri", "push_destination", "module_file", "train_steps", "eval_steps",
         "eval_config", "beam_pipeline_args", "use_gpu", "schema_uri", "previous_statistics_uri",
+        "train_fraction",
     }  # fmt: skip
     assert set(params) == expected
     executors = spec["deploymentSpec"]["executors"]
@@ -232,3 +233,41 @@ def test_compile_to_unwritable_output_is_one_line_exit_2(tmp_path, output, messa
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_ingest_split_is_a_pipeline_parameter(compiled, name):
+    """ingest's train_fraction, under the same name, in every pipeline that ingests."""
+    spec = yaml.safe_load(compiled[name])
+    ingests = [
+        task
+        for key, value in _walk(spec)
+        if key == "tasks"
+        for task in value.values()
+        if task["componentRef"]["name"].startswith("comp-ingest")
+    ]
+    if not ingests:
+        assert name == "infer", f"{name} has no ingest task"  # reads its data as it is
+        return
+    declared = spec["root"]["inputDefinitions"]["parameters"]
+    assert declared["train_fraction"]["defaultValue"] == 0.75
+    for task in ingests:
+        given = task["inputs"]["parameters"]["train_fraction"]
+        assert given == {"componentInputParameter": "train_fraction"}, given
+
+
+@pytest.mark.parametrize("name", ["penguins", "taxi"])
+def test_evaluator_baseline_is_the_push_destination(compiled, name):
+    """As TFX's pipelines resolve the latest blessed model: the newest push is the baseline."""
+    spec = yaml.safe_load(compiled[name])
+    evaluators = [
+        task
+        for key, value in _walk(spec)
+        if key == "tasks"
+        for task in value.values()
+        if task["componentRef"]["name"].startswith("comp-evaluator")
+    ]
+    assert evaluators
+    for task in evaluators:
+        given = task["inputs"]["parameters"]["baseline_from"]
+        assert given == {"componentInputParameter": "pipelinechannel--push_destination"}, given

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -186,3 +187,25 @@ def test_a_renamed_column_stops_the_run_before_training(tmp_path):
     assert "`fare_usd`" in report
     assert not (run / "transform").exists() and not (run / "trainer").exists()
     assert not (tmp_path / "serving").exists()
+
+
+def test_a_second_run_compares_with_the_first(taxi_run, tmp_path):
+    """As TFX's taxi pipeline, the newest model pushed before is the evaluator's baseline."""
+    cwd, first = taxi_run
+    assert first.returncode == 0, first.stderr[-3000:]
+    # A copy of the first run's destination: the other tests here read the first run's.
+    destination = tmp_path / "serving" / "taxi"
+    shutil.copytree(cwd / "serving" / "taxi", destination)
+    (pushed,) = destination.iterdir()
+    second = run_cli(
+        "run", str(REPO / "pipelines" / "taxi"), "--local",
+        "--param", f"push_destination={destination}", "--param", "train_steps=150",
+        cwd=tmp_path, timeout=900,
+    )  # fmt: skip
+    assert second.returncode == 0, second.stderr[-3000:]
+    (run,) = (tmp_path / "build" / "local_outputs").glob("taxi-*")
+    blessing = json.loads((run / "evaluator" / "blessing" / "blessing.json").read_text())
+    assert blessing["baseline"] == str(pushed), blessing["baseline_note"]
+    assert blessing["baseline_metrics"]["auc"] > 0.85
+    change = [t for t in blessing["thresholds"] if t["kind"] == "change"]
+    assert change and all(t["result"] in ("pass", "fail") for t in change), change

@@ -191,6 +191,162 @@ def build(
     return built
 
 
+# The derived image's Dockerfile: the user's packages on top of ours, nothing else changed.
+DERIVED_DOCKERFILE = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+# The base image's user, put back at the end (tfkfp, or what a restricted variant sets).
+ARG BASE_USER=root
+USER root
+COPY requirements.txt pins.txt /tmp/user-deps/
+# Exact versions resolved against tfkfp's constraints.txt before the build (tfkfp/images.py);
+# what the image already holds at those versions is kept as it is.
+RUN pip install --no-deps -r /tmp/user-deps/pins.txt \\
+ && rm -rf /tmp/user-deps \\
+ && python -c "import tfkfp.containers.runtime"
+USER ${BASE_USER}
+"""
+
+
+def derived_tag(base: str) -> str:
+    """`tfkfp:0.1.0` -> `tfkfp-user:0.1.0`: the default tag of an image with user packages."""
+    repo, sep, tag = base.rpartition(":")
+    if not sep or "/" in tag:  # no tag, or the colon was a registry port
+        return f"{base}-user"
+    return f"{repo}-user:{tag}"
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _conflict_line(output: str) -> str:
+    """pip's resolver failure as one clause: what conflicts with what, or pip's first error."""
+    lines = output.splitlines()
+    if "The conflict is caused by:" in output:
+        start = lines.index("The conflict is caused by:") + 1
+        causes = []
+        for line in lines[start:]:
+            if not line.strip():
+                break
+            cause = line.strip()
+            cause = re.sub(r"^The user requested \(constraint\) ", "tfkfp pins ", cause)
+            cause = re.sub(r"^The user requested ", "the requirements ask for ", cause)
+            causes.append(cause)
+        return "conflicts with tfkfp's pinned versions (constraints.txt): " + "; ".join(causes)
+    errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR: ")]
+    return f"pip could not resolve them: {errors[0] if errors else (lines or ['no output'])[-1]}"
+
+
+def resolve_requirements(
+    requirements: str, constraints: Path, extra_constraints: Path | None = None
+) -> list[str]:
+    """Exact `name==version` pins for the packages in `requirements`, under tfkfp's pins.
+
+    pip resolves them (metadata only, nothing installed) with the image's constraints.txt as
+    constraints, so a package that needs another version of anything tfkfp pins is refused
+    here, before any build. `tensorflow` is left out: the CPU image has the same version as
+    `tensorflow-cpu` (docker/install_deps.py), the GPU image has it.
+
+    Raises:
+        InputError: no such file, or pip cannot resolve them (the conflict in one line).
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    what = f"--requirements {requirements}"
+    if not Path(requirements).is_file():
+        raise InputError(f"{what}: no such file; expected a pip requirements file")
+    if not constraints.is_file():
+        raise InputError(f"images: no {constraints.name} in {constraints.parent}")
+    with tempfile.TemporaryDirectory(prefix="tfkfp-resolve-") as tmp:
+        report = Path(tmp) / "report.json"
+        command = [
+            sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+            "--report", str(report), "-r", requirements, "-c", str(constraints),
+        ]  # fmt: skip
+        if extra_constraints is not None and extra_constraints.is_file():
+            command += ["-c", str(extra_constraints)]
+        log.info("images: resolving %s against %s", requirements, constraints)
+        proc = subprocess.run(command, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise InputError(f"{what}: {_conflict_line(proc.stdout + proc.stderr)}")
+        items = json.loads(report.read_text())["install"]
+    pins = [
+        f"{item['metadata']['name']}=={item['metadata']['version']}"
+        for item in items
+        if _canonical(item["metadata"]["name"]) != "tensorflow"
+    ]
+    log.info("images: %d distribution(s) resolved: %s", len(pins), ", ".join(pins))
+    return pins
+
+
+def build_with_requirements(
+    requirements: str,
+    gpu: bool = False,
+    tag: str | None = None,
+    base_image: str | None = None,
+    push: bool = False,
+    context: Path = SOURCE_ROOT,
+    client: docker.DockerClient | None = None,
+) -> Built:
+    """Builds an image FROM ours with the packages of a requirements file added.
+
+    For module files that import packages the image lacks (tensorflow-text, a team's own).
+    The packages are resolved on this machine against constraints.txt first (a conflict with
+    what tfkfp pins is one line, exit 2, before any build); the image then installs exactly
+    those versions.
+
+    Args:
+        requirements: pip requirements file.
+        gpu: Extend the GPU image instead of the CPU one.
+        tag: Tag of the new image; default: the base's repository with `-user`.
+        base_image: The image to extend; default: the one the components reference.
+        push: Push the tag after building.
+        context: Source checkout holding constraints.txt.
+        client: Docker client; connects from the environment when None.
+
+    Raises:
+        InputError: no such file, a conflict, no Docker, or the base image is missing.
+        BuildError: the build or the push failed.
+    """
+    import shutil
+    import tempfile
+
+    base_image = base_image or default_tag(gpu)
+    tag = tag or derived_tag(base_image)
+    pins = resolve_requirements(
+        requirements,
+        Path(context) / "constraints.txt",
+        Path(context) / "docker" / "constraints-gpu.txt" if gpu else None,
+    )
+    client = client or connect()
+    ensure_base_image(client, base_image)
+    base_user = client.images.get(base_image).attrs["Config"].get("User") or "root"
+    with tempfile.TemporaryDirectory(prefix="tfkfp-derived-") as build_dir:
+        shutil.copy(requirements, Path(build_dir) / "requirements.txt")
+        (Path(build_dir) / "pins.txt").write_text("\n".join(pins) + "\n")
+        (Path(build_dir) / "Dockerfile").write_text(DERIVED_DOCKERFILE)
+        log.info("images: building %s FROM %s with %s", tag, base_image, requirements)
+        started = time.monotonic()
+        chunks = client.api.build(
+            path=build_dir,
+            tag=tag,
+            buildargs={"BASE_IMAGE": base_image, "BASE_USER": base_user},
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        image_id = _stream(chunks, f"build of {tag}")
+    image = client.images.get(image_id or tag)
+    built = Built(tag, image.id, image.attrs["Size"], time.monotonic() - started)
+    log.info("images: built %s (%s) in %.0f s", tag, image.short_id, built.seconds)
+    if push:
+        push_image(client, tag)
+    return built
+
+
 def push_image(client: docker.DockerClient, tag: str) -> None:
     """Pushes `tag` to its registry, logging each layer's status once.
 

@@ -88,6 +88,46 @@ def _patch_oneof_artifacts() -> None:
     utils._tfkfp_unpatched = original  # tests show kfp's bug is still there
 
 
+def branch_tasks(pipeline_spec) -> dict[str, list[str]]:
+    """What each of KFP's group tasks holds: `{"condition-3": ["data-not-valid"], ...}`.
+
+    kfp.local logs a skipped `dsl.If` branch by its compiled group name (`condition-N`,
+    `condition-branches-N`); the display names it by the tasks it skipped instead (their
+    display names, as the KFP UI shows them).
+    """
+    components = pipeline_spec.components
+    found: dict[str, list[str]] = {}
+
+    def leaves(component_name: str) -> list[str]:
+        tasks = components[component_name].dag.tasks
+        depth: dict[str, int] = {}
+
+        def depth_of(key: str) -> int:  # run order: after what it depends on
+            if key not in depth:
+                depth[key] = 0
+                upstream = [d for d in tasks[key].dependent_tasks if d in tasks]
+                depth[key] = 1 + max(map(depth_of, upstream), default=-1)
+            return depth[key]
+
+        names: list[str] = []
+        for key in sorted(tasks, key=lambda k: (depth_of(k), k)):
+            task = tasks[key]
+            child = task.component_ref.name
+            if child in components and components[child].HasField("dag"):
+                inside = leaves(child)
+                found.setdefault(key, inside)
+                names += inside
+            else:
+                names.append(task.task_info.name or key)
+        return names
+
+    for key, task in pipeline_spec.root.dag.tasks.items():
+        child = task.component_ref.name
+        if child in components and components[child].HasField("dag"):
+            found.setdefault(key, leaves(child))
+    return found
+
+
 # The example pipelines' failing step when validation finds anomalies (pipelines/steps.py).
 VALIDATION_STOP_TASK = "data-not-valid"
 
@@ -124,6 +164,7 @@ def run(
     runner = local.DockerRunner() if docker else local.SubprocessRunner(use_venv=False)
     root = os.path.abspath(pipeline_root)
     display = display or Display(verbose=verbose)
+    display.groups = branch_tasks(pipeline.pipeline_spec)
     if verbose:
         log.info(
             "kfp.local: %s with %s, pipeline root %s", pipeline.name, type(runner).__name__, root
@@ -259,6 +300,17 @@ def _shown(display: Display) -> Iterator[None]:
                 warnings.filterwarnings(
                     "ignore", message="You may be attemping", category=RuntimeWarning
                 )
+                shown = warnings.showwarning
+
+                def to_log(message, category, filename, lineno, file=None, line=None):
+                    # kfp warns, per task, that a display name or resources have no effect
+                    # locally (README: ignored locally): the run's log, not the screen.
+                    if "current local runner" in str(message):
+                        display.kfp_line(f"{category.__name__}: {message}")
+                        return
+                    shown(message, category, filename, lineno, file, line)
+
+                warnings.showwarning = to_log
             yield
     finally:
         for (module, name), value in saved.items():

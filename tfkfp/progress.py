@@ -73,6 +73,8 @@ class Display:
         self.current: Task | None = None
         self.run_dir: Path | None = None
         self.failed: list[str] = []
+        # KFP's group tasks (condition-N) -> the tasks inside, to name skipped branches by.
+        self.groups: dict[str, list[str]] = {}
         self._pending: list[str] = []  # kfp log lines before the run folder is known
         self._progress = None
         if self.live:
@@ -169,9 +171,17 @@ class Display:
         hit = re.search(r"Task '?([\w-]+)'? cache hit", plain)
         if hit:
             self.say(f"  {hit[1]:<12} cached  (kfp.local's cache: outputs of an earlier run)")
-        skipped = re.search(r"Skipping (?:conditional )?task ([\w-]+)\W*(.*)$", plain)
+        skipped = re.search(r"Skipping conditional task ([\w-]+)", plain)
         if skipped:
-            self.say(f"  {skipped[1]:<12} skipped {skipped[2]}".rstrip())
+            self.say(f"  {self._named(skipped[1]):<12} skipped")
+        skipped = re.search(r"Skipping task ([\w-]+): upstream task\(s\) \[(.*)\] failed", plain)
+        if skipped:
+            upstream = ", ".join(self._named(n) for n in re.findall(r"'([^']+)'", skipped[2]))
+            self.say(f"  {self._named(skipped[1]):<12} skipped: {upstream} failed")
+
+    def _named(self, task: str) -> str:
+        """A task by what it runs: a KFP group (`condition-3`) by the tasks inside it."""
+        return ", ".join(self.groups.get(task) or [task])
 
     def _record(self, task: Task, record: dict[str, Any]) -> None:
         """A stage's event: the key figure shown at its end, and the live bar."""

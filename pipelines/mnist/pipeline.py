@@ -53,6 +53,7 @@ def mnist(
     beam_pipeline_args: list = [],
     schema_uri: str = "",
     previous_statistics_uri: str = "",
+    train_fraction: float = 0.75,
     keras: str = "tf_keras",
 ):
     """Trains a CNN, converts it to TFLite, evaluates both and pushes both when both pass.
@@ -70,9 +71,13 @@ def mnist(
         beam_pipeline_args: Beam options for the evaluators.
         schema_uri: A curated schema.pbtxt the data must match (empty: inferred).
         previous_statistics_uri: Statistics of an earlier run, for drift (empty: none).
+        train_fraction: Share of rows ingest hashes into train, the rest into eval (TFX's
+            default 2:1 split is 0.667).
         keras: tf_keras or keras3.
     """
-    examples, checked = checked_examples(data_uri, schema_uri, previous_statistics_uri)
+    examples, checked = checked_examples(
+        data_uri, schema_uri, previous_statistics_uri, train_fraction
+    )
     with dsl.If(checked.outputs["valid"] == True):  # noqa: E712 (compiles to a CEL condition)
         trained = trainer(
             examples=examples.outputs["examples"],

@@ -65,6 +65,7 @@ def penguins(
     beam_pipeline_args: list = [],
     schema_uri: str = "",
     previous_statistics_uri: str = "",
+    train_fraction: float = 0.75,
     keras: str = "tf_keras",
     push_tflite: bool = False,
 ):
@@ -81,11 +82,15 @@ def penguins(
         beam_pipeline_args: Beam options for transform and evaluator.
         schema_uri: A curated schema.pbtxt the data must match (empty: inferred).
         previous_statistics_uri: Statistics of an earlier run, for drift (empty: none).
+        train_fraction: Share of rows ingest hashes into train, the rest into eval (TFX's
+            default 2:1 split is 0.667).
         keras: tf_keras or keras3.
         push_tflite: Also convert the model to TFLite (with TensorFlow ops: the app needs
             the Flex delegate) and push `model.tflite` beside the SavedModel.
     """
-    examples, checked = checked_examples(data_uri, schema_uri, previous_statistics_uri)
+    examples, checked = checked_examples(
+        data_uri, schema_uri, previous_statistics_uri, train_fraction
+    )
     # Anomalies stop the run before any training: a failed task says so in one line, the
     # validate task's Markdown report lists them.
     with dsl.If(checked.outputs["valid"] == True):  # noqa: E712 (compiles to a CEL condition)

@@ -21,6 +21,7 @@ def penguins_tuned(
     eval_steps: int = 10,
     beam_pipeline_args: list = [],
     keras: str = "tf_keras",
+    train_fraction: float = 0.75,
 ):
     """Tunes, then trains with the best hyperparameters; or trains with values tuned before.
 
@@ -39,10 +40,14 @@ def penguins_tuned(
         eval_steps: Validation steps of the final model.
         beam_pipeline_args: Beam options for transform.
         keras: tf_keras or keras3 (tuner and trainer).
+        train_fraction: Share of rows ingest hashes into train, the rest into eval (TFX's
+            default 2:1 split is 0.667).
     """
     # Never cached: new data at the same data_uri must rerun ingest and everything after it.
     data = fingerprint(data_uri=data_uri).set_caching_options(False)
-    examples = ingest(data_uri=data_uri, data_fingerprint=data.output)
+    examples = ingest(
+        data_uri=data_uri, data_fingerprint=data.output, train_fraction=train_fraction
+    )
     transformed = transform(
         examples=examples.outputs["examples"],
         schema=examples.outputs["schema"],

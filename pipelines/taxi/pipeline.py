@@ -17,6 +17,9 @@ from tfkfp.pipelines.steps import (
 # from the model's transform_features signature. Metrics are reported overall and per hour and
 # payment type; the AUC threshold gates the overall slice only, because a spec-wide threshold
 # applies to every slice and tiny slices (a 1-trip payment type) would block a good model.
+# As TFX's taxi pipeline resolves the latest blessed model as its baseline, the change threshold
+# compares with the newest model pushed before (`baseline_from`): a retrained model may not lose
+# more than 5 points of AUC; on a first run it is skipped.
 EVAL_CONFIG = {
     "model_specs": [
         {
@@ -44,7 +47,13 @@ EVAL_CONFIG = {
                     "per_slice_thresholds": [
                         {
                             "slicing_specs": [{}],
-                            "threshold": {"value_threshold": {"lower_bound": 0.7}},
+                            "threshold": {
+                                "value_threshold": {"lower_bound": 0.7},
+                                "change_threshold": {
+                                    "direction": "HIGHER_IS_BETTER",
+                                    "absolute": -0.05,
+                                },
+                            },
                         }
                     ],
                 },
@@ -68,6 +77,7 @@ def taxi(
     beam_pipeline_args: list = [],
     schema_uri: str = "",
     previous_statistics_uri: str = "",
+    train_fraction: float = 0.75,
     use_gpu: bool = False,
 ):
     """Trains, evaluates (sliced by hour and payment type), infra-validates, pushes a blessed model.
@@ -83,9 +93,13 @@ def taxi(
         beam_pipeline_args: Beam options for transform and evaluator.
         schema_uri: A curated schema.pbtxt the data must match (empty: inferred).
         previous_statistics_uri: Statistics of an earlier run, for drift (empty: none).
+        train_fraction: Share of rows ingest hashes into train, the rest into eval (TFX's
+            default 2:1 split is 0.667).
         use_gpu: Train in the GPU image with one nvidia.com/gpu (cluster only).
     """
-    examples, checked = checked_examples(data_uri, schema_uri, previous_statistics_uri)
+    examples, checked = checked_examples(
+        data_uri, schema_uri, previous_statistics_uri, train_fraction
+    )
     # Anomalies stop the run before any training: a failed task says so in one line, the
     # validate task's Markdown report lists them.
     with dsl.If(checked.outputs["valid"] == True):  # noqa: E712 (compiles to a CEL condition)
@@ -119,6 +133,7 @@ def taxi(
             examples=examples.outputs["examples"],
             schema=examples.outputs["schema"],
             eval_config=eval_config,
+            baseline_from=push_destination,
             beam_pipeline_args=beam_pipeline_args,
         )
         checked_push(

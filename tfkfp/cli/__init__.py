@@ -35,7 +35,8 @@ def _parser(argv: list[str] | None = None, every: bool = False) -> argparse.Argu
     sub = parser.add_subparsers(dest="command", required=True)
     named = next((a for a in argv or () if not a.startswith("-")), None)
     for name, (module_name, summary) in COMMANDS.items():
-        p = sub.add_parser(name, help=summary)
+        # "resolve": a command's module may declare its own -h (`tfkfp run PIPELINE --help`).
+        p = sub.add_parser(name, help=summary, conflict_handler="resolve")
         if every or name == named:
             module = importlib.import_module(f"tfkfp.cli.{module_name}")
             module.add_arguments(name, p)

@@ -58,6 +58,75 @@ def load_pipeline(ref: str):
     return next(iter(found.values()))
 
 
+def _documented(doc: str) -> dict[str, str]:
+    """`{name: description}` from a Google-style docstring's `Args:` section."""
+    found: dict[str, str] = {}
+    name = None
+    indent = None
+    in_args = False
+    for line in (doc or "").splitlines():
+        stripped = line.strip()
+        if stripped == "Args:":
+            in_args = True
+            continue
+        if not in_args:
+            continue
+        if not stripped:
+            continue
+        depth = len(line) - len(line.lstrip())
+        if indent is None:
+            indent = depth
+        if depth < indent:
+            break  # the next section
+        if depth == indent and ":" in stripped:
+            name, _, text = stripped.partition(":")
+            found[name.strip()] = text.strip()
+        elif name is not None:
+            found[name] += " " + stripped
+    return found
+
+
+def _shown_default(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value) if isinstance(value, (dict, list, bool)) else repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
+
+
+def pipeline_help(ref: str) -> str:
+    """The parameters of the pipeline `ref` names, from its function's signature and docstring.
+
+    One entry per parameter: name, type, default (or required, and what a local run fills in)
+    and the docstring's description: what `--param NAME=VALUE` takes.
+    """
+    import inspect
+    import textwrap
+
+    pipeline = load_pipeline(ref)
+    func = pipeline.pipeline_func
+    described = _documented(func.__doc__ or "")
+    try:
+        local = local_arguments(pipeline)
+    except Exception:  # a broken local_arguments() must not hide the parameters
+        local = {}
+    lines = [f"{pipeline.name}: {pipeline.description or ''}".rstrip(), ""]
+    lines.append(f"Parameters of {pipeline.name} (--param NAME=VALUE; lists and dicts as JSON):")
+    for name, param in inspect.signature(func).parameters.items():
+        kind = getattr(param.annotation, "__name__", str(param.annotation))
+        if param.default is inspect.Parameter.empty:
+            head = f"  {name}: {kind}, required"
+            if name in local:
+                head += f" (tfkfp run --local: {local[name]})"
+        else:
+            head = f"  {name}: {kind} = {_shown_default(param.default)}"
+            if name in local:
+                head += f" (tfkfp run --local: {local[name]})"
+        lines.append(head)
+        if described.get(name):
+            lines += textwrap.wrap(
+                described[name], width=96, initial_indent="      ", subsequent_indent="      "
+            )
+    return "\n".join(lines)
+
+
 def local_arguments(pipeline) -> dict[str, Any]:
     """Arguments for a local run from the pipeline module's `local_arguments()`, if it has one.
 
@@ -279,6 +348,11 @@ def run_local(args) -> int:
     arguments = {**local_arguments(pipeline), **parse_params(pipeline, args.param)}
     check_required(pipeline, arguments)
     check_folder(args.pipeline_root, "--pipeline-root")
+    if args.docker:
+        # kfp.local's DockerRunner would fail the first task with the SDK's traceback.
+        from tfkfp import images
+
+        images.connect(timeout=60).close()  # one line, exit 2, as `tfkfp images build`
     local.run(
         pipeline,
         arguments,
@@ -289,6 +363,28 @@ def run_local(args) -> int:
         warm=not args.cold,
     )
     return 0
+
+
+class _PipelineHelp(argparse.Action):
+    """`tfkfp run [PIPELINE] --help`: the run options, then the pipeline's own parameters."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, **kw):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.print_help()
+        ref = getattr(namespace, "pipeline", None)
+        if ref:
+            from tfkfp.cli.common import UsageError
+            from tfkfp.cli.pipelines import pipeline_help
+
+            try:
+                text = pipeline_help(ref)
+            except UsageError as err:
+                parser.exit(2, f"tfkfp: error: {err}\n")
+            print()
+            print(text)
+        parser.exit()
 
 
 def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
@@ -303,9 +399,22 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
             help="set every task's KFP caching option (default: as compiled, i.e. on)",
         )
         return
+    p.epilog = "`tfkfp run PIPELINE --help` also lists that pipeline's parameters."
+    p.add_argument(
+        "-h",
+        "--help",
+        action=_PipelineHelp,
+        help="show this help (and, after PIPELINE, the pipeline's parameters) and exit",
+    )
     p.add_argument("--local", action="store_true", required=True, help="run with kfp.local")
     p.add_argument("--docker", action="store_true", help="run each task in its image")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a pipeline parameter (repeat for more; `tfkfp run PIPELINE --help` lists them)",
+    )
     p.add_argument("--pipeline-root", default="build/local_outputs")
     p.add_argument(
         "--enable-caching",
