@@ -63,6 +63,11 @@ def test_trainer_metrics_are_the_curves_last_values(trained):
         "replicas": 1.0,
         "workers": 1.0,
     }
+    # a multi-node job: the chief's numbers, read back by the launching task
+    from tfkfp.containers.launcher import LaunchResult
+
+    launched = LaunchResult(workers=2, backend="jobset", job="j", result=trained.info)
+    assert kfp_metrics(launched) == {**metrics, "workers": 2.0}
 
 
 def test_progress_lines_and_no_curves_page(tmp_path, ingested, transformed, caplog):
