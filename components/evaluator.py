@@ -27,6 +27,7 @@ def evaluator(
     evaluation: Output[Artifact],
     blessing: Output[Artifact],
     metrics: Output[Metrics],
+    slice_metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
     report: Output[Markdown],
     slice_chart: Output[HTML],
@@ -45,6 +46,9 @@ def evaluator(
         evaluation: Raw TFMA output, for notebooks (tfma.load_eval_result).
         blessing: BLESSED or NOT_BLESSED marker and blessing.json.
         metrics: Overall candidate metrics, shown in the KFP UI.
+        slice_metrics: Every number the report shows, for KFP's run comparison and its MLflow
+            integration: `<slice>/<metric>`, with a baseline `.../baseline` and `.../diff`,
+            and `blessed` (1 or 0).
         classification_metrics: Confusion matrix (and ROC for binary labels) when the eval
             config names a classification metric.
         report: Markdown: verdict, thresholds with pass/fail, per-slice metrics, baseline diff.
@@ -87,6 +91,8 @@ def evaluator(
     )
     for name, value in result.ui_metrics().items():
         metrics.log_metric(name, value)
+    for name, value in result.slice_metrics().items():
+        slice_metrics.log_metric(name, value)
     classification = result.classification
     if classification:
         classification_metrics.log_confusion_matrix(
@@ -99,6 +105,7 @@ def evaluator(
     # an output artifact without a file for a lost one and reruns the task (and the pusher).
     for artifact, content in (
         (metrics, result.ui_metrics()),
+        (slice_metrics, result.slice_metrics()),
         (classification_metrics, classification),
     ):
         with open(artifact.path, "w") as fh:

@@ -1,5 +1,5 @@
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Dataset, Input, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
 from tfkfp.components.images import CPU_IMAGE
 
@@ -15,6 +15,7 @@ def trainer(
     model: Output[Model],
     model_run: Output[Artifact],
     curves: Output[HTML],
+    metrics: Output[Metrics],
     transform_graph: Input[Artifact] | None = None,
     base_model: Input[Model] | None = None,
     best_hyperparameters: Input[Artifact] | None = None,
@@ -41,6 +42,9 @@ def trainer(
         model_run: TensorBoard logs (fn_args.model_run_dir).
         curves: Loss and each compiled metric per epoch, train and validation, drawn from the
             TensorBoard logs in model_run (a page saying none were logged otherwise).
+        metrics: Every number the trainer reports, for KFP's run comparison and its MLflow
+            integration: each curve's last value (`train/loss`, `validation/<metric>`),
+            run_fn_seconds, replicas, workers (the chief's when workers > 1).
         transform_graph: Transform graph (fn_args.transform_graph_path).
         base_model: Model to warm-start from (fn_args.base_model).
         best_hyperparameters: A tuner's best_hyperparameters (TFX's layout), or one imported
@@ -95,6 +99,14 @@ def trainer(
         gpus_per_node=gpus_per_node,
         best_hyperparameters=loc(best_hyperparameters),
     )
+    import json
+
+    scalars = stage.kfp_metrics(info)
+    for name, value in scalars.items():
+        metrics.log_metric(name, value)
+    # The UI reads the metadata; the file is for kfp.local's cache (see the evaluator).
+    with open(metrics.path, "w") as fh:
+        json.dump(scalars, fh)
     model.metadata.update(asdict(info))
     # the model card's data facts travel with the model (no shared files on a cluster)
     model.metadata.update(stage.upstream(examples.metadata))

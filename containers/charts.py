@@ -208,6 +208,33 @@ NO_CURVES = (
 )
 
 
+def _curve_tags(scalars: dict[str, dict[str, dict[int, float]]]) -> dict[str, dict]:
+    """The tags drawn as curves: Keras's per-epoch ones, else every non-eval scalar."""
+    per_epoch = {t: runs for t, runs in scalars.items() if t.startswith("epoch_")}
+    return per_epoch or {t: runs for t, runs in scalars.items() if not t.startswith("eval")}
+
+
+def final_values(log_dir: str) -> dict[str, float]:
+    """Each curve's last value, `<run>/<metric>` (`train/loss`, `validation/accuracy`): the
+    trainer's scalars for KFP's Metrics artifact. {} when nothing was logged or readable."""
+    import math
+
+    from tfkfp.containers.runtime import metric_name
+
+    try:
+        scalars = read_scalars(log_dir) if os.path.isdir(log_dir) else {}
+    except Exception as err:  # a corrupt event file must not fail a trained model
+        log.warning("trainer: could not read TensorBoard logs under %s: %s", log_dir, err)
+        return {}
+    found = {}
+    for tag, runs in _curve_tags(scalars).items():
+        for run, values in runs.items():
+            last = values[max(values)]
+            if math.isfinite(last):
+                found[metric_name(run or "train", tag.removeprefix("epoch_"))] = last
+    return found
+
+
 def training_curves(log_dir: str) -> str:
     """The trainer's page: loss and each compiled metric per epoch, train and validation."""
     try:
@@ -215,8 +242,7 @@ def training_curves(log_dir: str) -> str:
     except Exception as err:  # a corrupt event file must not fail a trained model
         log.warning("trainer: could not read TensorBoard logs under %s: %s", log_dir, err)
         return page("Training curves", [], f"The TensorBoard logs could not be read: {err}")
-    per_epoch = {t: runs for t, runs in scalars.items() if t.startswith("epoch_")}
-    chosen = per_epoch or {t: runs for t, runs in scalars.items() if not t.startswith("eval")}
+    chosen = _curve_tags(scalars)
     if not chosen:
         return page("Training curves", [], NO_CURVES)
     order = sorted(chosen, key=lambda t: (t != "epoch_loss" and t != "loss", t))

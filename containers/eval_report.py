@@ -75,6 +75,21 @@ class Evaluation:
         """
         return {k: v for k, v in self.metrics.items() if math.isfinite(v)}
 
+    def slice_metrics(self) -> dict[str, float]:
+        """Every number the report shows, for a second KFP Metrics artifact (run comparison,
+        MLflow): `<slice>/<metric>` for the candidate, `.../baseline` and `.../diff` with a
+        baseline, and `blessed` (1 or 0). Undefined values (NaN) are left out, as above."""
+        from tfkfp.containers.runtime import metric_name
+
+        found = {"blessed": 1.0 if self.blessed else 0.0}
+        for slice_name, metrics in self.slices.items():
+            for metric, values in metrics.items():
+                for kind, value in values.items():
+                    suffix = "" if kind == "candidate" else kind
+                    if isinstance(value, int | float) and math.isfinite(value):
+                        found[metric_name(slice_name, metric, suffix)] = float(value)
+        return found
+
 
 def _slice_name(slice_key) -> str:
     """A slice key as `column=value; ...` (vocabulary ids as they are: see SliceNames)."""

@@ -101,6 +101,14 @@ def without_nulls(value: Any) -> Any:
     return value
 
 
+def metric_name(*parts: str) -> str:
+    """A metric's name as KFP's Metrics artifact and MLflow (KFP 2.17 logs them there) both
+    take it: parts joined by '/', characters MLflow refuses (`=`, `;`, ...) as '_'."""
+    import re
+
+    return re.sub(r"[^\w.\- /:]", "_", "/".join(p for p in parts if p))
+
+
 def select_keras(flavour: str = "tf_keras") -> None:
     """Chooses tf.keras's flavour before TensorFlow is imported in this process.
 

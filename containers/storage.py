@@ -12,9 +12,15 @@ Locations (`parse` decides, before any work):
   STORAGE_EMULATOR_HOST=http://host:port points it at an emulator (no credentials then).
 - `s3://bucket/key` (and KFP's `minio://bucket/key`, the same store): AWS S3 or any
   S3-compatible server (MinIO, SeaweedFS, Ceph). Endpoint from AWS_ENDPOINT_URL_S3 or
-  AWS_ENDPOINT_URL (path-style addressing then, as MinIO needs), region from AWS_REGION or
-  AWS_DEFAULT_REGION, credentials from the AWS SDK's default chain (AWS_ACCESS_KEY_ID and
-  AWS_SECRET_ACCESS_KEY, AWS_PROFILE, web identity/IRSA, instance roles).
+  AWS_ENDPOINT_URL (path-style addressing then, as MinIO, SeaweedFS and Ceph serve;
+  TFKFP_S3_ADDRESSING_STYLE=virtual for stores that serve virtual-hosted names only), region
+  from AWS_REGION or AWS_DEFAULT_REGION, credentials from the AWS SDK's default chain
+  (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, web identity/IRSA, instance
+  roles). With an endpoint that is not AWS's own, request checksums are computed and response
+  checksums checked only when an operation requires them (AWS_REQUEST_CHECKSUM_CALCULATION and
+  AWS_RESPONSE_CHECKSUM_VALIDATION default to `when_required` there): the AWS SDK's default
+  since 2025 sends every upload `aws-chunked` with a trailing checksum, which MinIO and Ceph
+  versions refuse (kubeflow/pipelines#13314). A variable the user sets wins.
 Anything else (hdfs://, gcs://, http://, `gs:/typo`) is an InputError naming the input and the
 accepted forms.
 
@@ -28,6 +34,7 @@ Errors: every function takes `what`, the input's name, and turns the failures a 
 into `InputError("<what>: ...")` one-liners, the same for every stage and both clouds: unknown
 scheme, bucket missing, object missing, access denied, no credentials, endpoint not answering
 (after a bounded retry of transient errors: RETRY_SECONDS, or `with retry_seconds(s):`), an
+S3 endpoint answering neither path-style nor virtual-hosted requests like an S3 store, an
 empty folder/prefix, a glob matching nothing. Other errors propagate.
 
 API (URIs are strings; a local path is a URI too):
@@ -70,6 +77,7 @@ import contextvars
 import fnmatch
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -196,14 +204,15 @@ def retry_seconds(seconds: float) -> Iterator[None]:
 # --- filesystems -----------------------------------------------------------------------------
 
 
+def _s3_endpoint() -> str:
+    """The S3 endpoint override, or '' for AWS's own."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL", "")
+
+
 def _endpoint(scheme: str) -> str:
     if scheme == "gs":
         return os.environ.get("STORAGE_EMULATOR_HOST", "") or "storage.googleapis.com"
-    return (
-        os.environ.get("AWS_ENDPOINT_URL_S3")
-        or os.environ.get("AWS_ENDPOINT_URL")
-        or "the AWS S3 endpoint"
-    )
+    return _s3_endpoint() or "the AWS S3 endpoint"
 
 
 def _check_google_credentials(loc: Location, what: str) -> None:
@@ -288,12 +297,66 @@ def _check_aws_credentials(loc: Location, what: str) -> None:
         )
 
 
+ADDRESSING_VARIABLE = "TFKFP_S3_ADDRESSING_STYLE"
+_STYLES = ("path", "virtual")
+# The AWS SDK reads these when a client is made; `when_required` for endpoints not AWS's own.
+_CHECKSUM_VARIABLES = ("AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION")
+_env_lock = threading.Lock()
+
+
+def _is_aws(endpoint: str) -> bool:
+    """Whether an endpoint override still names AWS's own S3 (which takes every checksum)."""
+    import urllib.parse
+
+    host = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"//{endpoint}").hostname
+    return bool(host) and (host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn"))
+
+
+def _addressing_style(endpoint: str) -> str:
+    """'path' or 'virtual': the user's TFKFP_S3_ADDRESSING_STYLE, else path with an endpoint
+    override (MinIO, SeaweedFS, Ceph) and virtual-hosted on AWS."""
+    style = os.environ.get(ADDRESSING_VARIABLE, "").strip().lower()
+    if style and style not in _STYLES:
+        raise InputError(
+            f"{ADDRESSING_VARIABLE}: expected 'path' or 'virtual', got "
+            f"{os.environ[ADDRESSING_VARIABLE]!r}"
+        )
+    return style or ("path" if endpoint else "virtual")
+
+
+@contextlib.contextmanager
+def _checksum_defaults(endpoint: str) -> Iterator[None]:
+    """Sets the checksum variables to `when_required` while an S3 client for a non-AWS
+    endpoint is made (the SDK reads them then); the user's own values are left as they are."""
+    if not endpoint or _is_aws(endpoint):
+        yield
+        return
+    with _env_lock:
+        added = [k for k in _CHECKSUM_VARIABLES if k not in os.environ]
+        for key in added:
+            os.environ[key] = "when_required"
+        try:
+            yield
+        finally:
+            for key in added:
+                os.environ.pop(key, None)
+
+
 @lru_cache(maxsize=16)
-def _make_fs(scheme: str, endpoint: str, region: str, retry: float, identity: tuple = ()):
+def _make_fs(
+    scheme: str,
+    endpoint: str,
+    region: str,
+    retry: float,
+    identity: tuple = (),
+    style: str = "",
+    checksums: tuple = (),
+):
     """A filesystem per store, endpoint, region, retry budget and credential identity.
 
-    The AWS SDK reads credentials when the filesystem is made: `identity` (the variables that
-    name them) keeps a process that changes them from reusing the old ones.
+    The AWS SDK reads credentials and checksum settings when the filesystem is made:
+    `identity` (the variables that name the credentials) and `checksums` (the user's checksum
+    variables) keep a process that changes them from reusing the old ones.
     """
     import pyarrow.fs as pafs
 
@@ -311,15 +374,16 @@ def _make_fs(scheme: str, endpoint: str, region: str, retry: float, identity: tu
     kwargs = {}
     if endpoint:
         kwargs["endpoint_override"] = endpoint
-        kwargs["force_virtual_addressing"] = False
+        kwargs["force_virtual_addressing"] = style == "virtual"
     if region:
         kwargs["region"] = region
-    return pafs.S3FileSystem(
-        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=_s3_attempts(retry)),
-        connect_timeout=10,
-        request_timeout=120,
-        **kwargs,
-    )
+    with _checksum_defaults(endpoint):
+        return pafs.S3FileSystem(
+            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=_s3_attempts(retry)),
+            connect_timeout=10,
+            request_timeout=120,
+            **kwargs,
+        )
 
 
 def _fs_for(loc: Location, what: str):
@@ -334,12 +398,14 @@ def _fs_for(loc: Location, what: str):
             _check_google_credentials(loc, what)
         return _make_fs("gs", emulator, "", retry)
     _check_aws_credentials(loc, what)
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL", "")
+    endpoint = _s3_endpoint()
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "")
     identity = tuple(
         os.environ.get(k, "") for k in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_SESSION_TOKEN")
     )
-    return _make_fs("s3", endpoint, region, retry, identity)
+    checksums = tuple(os.environ.get(k, "") for k in _CHECKSUM_VARIABLES)
+    style = _addressing_style(endpoint)
+    return _make_fs("s3", endpoint, region, retry, identity, style, checksums)
 
 
 def filesystem(uri: str, what: str):
@@ -398,18 +464,69 @@ def _classify(err: BaseException) -> str | None:
         )
     ):
         return "unreachable"
+    if _NOT_S3_ANSWER.search(text):
+        return "addressing"
     if isinstance(err, FileNotFoundError) or "NOT_FOUND" in text or "Path does not exist" in text:
         return "missing"
     return None
 
 
+# Answers an S3 store gives to a request addressed in a style it does not serve, and answers
+# without an S3 error document (a web server or gateway that is no S3 store at that address).
+_NOT_S3_ANSWER = re.compile(
+    r"SecondLevelDomainForbidden|PermanentRedirect|"
+    r"HTTP status (405|501)\) during \w+ operation: ?$|"
+    r"RESOURCE_NOT_FOUND during ListObjects\w* operation: ?$",
+    re.MULTILINE,
+)
+
+
+def _style_answers(loc: Location, style: str) -> bool:
+    """Whether the S3 endpoint lists `loc`'s bucket like an S3 store in this addressing style."""
+    import pyarrow.fs as pafs
+
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "")
+    fs = _make_fs("s3", _s3_endpoint(), region, 0.0, ("probe",), style)
+    try:
+        fs.get_file_info(pafs.FileSelector(loc.bucket))
+    except OSError as err:
+        return _classify(err) not in ("addressing", "unreachable")
+    return True
+
+
+def _addressing_error(loc: Location, what: str, detail: str) -> InputError:
+    """One line for an endpoint that did not answer like an S3 store: which style it does
+    answer (one probe of the other style), or that it answers neither."""
+    endpoint = _s3_endpoint()
+    tried = _addressing_style(endpoint)
+    other = "virtual" if tried == "path" else "path"
+    if _style_answers(loc, other):
+        return InputError(
+            f"{what}: the S3 endpoint {endpoint} serves {loc.bucket_uri} with {other}-style "
+            f"addressing only; set {ADDRESSING_VARIABLE}={other} ({detail})"
+        )
+    return InputError(
+        f"{what}: the S3 endpoint {endpoint} answers neither path-style nor virtual-hosted "
+        f"requests for {loc.bucket_uri} like an S3 store; check AWS_ENDPOINT_URL ({detail})"
+    )
+
+
 def _bucket_exists(loc: Location, what: str) -> bool | None:
     import pyarrow.fs as pafs
 
+    fs = _fs_for(loc, what)
     try:
-        info = _fs_for(loc, what).get_file_info(loc.bucket)
+        info = fs.get_file_info(loc.bucket)
     except OSError:
         return None
+    if info.type == pafs.FileType.NotFound and loc.scheme == "s3" and _s3_endpoint():
+        # A HEAD's 404 has no body: a listing tells a missing bucket (NoSuchBucket) from an
+        # endpoint that is no S3 store at that address.
+        try:
+            fs.get_file_info(pafs.FileSelector(loc.bucket))
+        except OSError as err:
+            if _classify(err) == "addressing":
+                raise _addressing_error(loc, what, _first_line(err)) from None
     return info.type != pafs.FileType.NotFound
 
 
@@ -429,6 +546,8 @@ def _translate(
     if kind == "missing" and loc.scheme != "file" and _bucket_exists(loc, what) is False:
         kind = "bucket"
     detail = _first_line(err)
+    if kind == "addressing" and loc.scheme == "s3" and _s3_endpoint():
+        return _addressing_error(loc, what, detail)
     if kind == "bucket":
         return InputError(f"{what}: bucket {loc.bucket_uri} does not exist")
     if kind == "missing":

@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from tfkfp.containers import events, user_module
@@ -105,6 +105,21 @@ class TrainerResult:
     module_file: str
     module_file_sha256: str
     hyperparameters: dict[str, Any]
+    # Each training curve's last value (`train/loss`, `validation/<metric>`), the chief's.
+    final_metrics: dict[str, float]
+
+
+def kfp_metrics(info: TrainerResult | LaunchResult) -> dict[str, float]:
+    """Every number the trainer reports, for its KFP Metrics artifact (the chief's when a
+    multi-node job trained): the curves' last values, run_fn seconds, replicas, workers."""
+    result = asdict(info) if isinstance(info, TrainerResult) else dict(info.result)
+    found = dict(result.get("final_metrics") or {})
+    for key in ("run_fn_seconds", "replicas", "workers"):
+        if isinstance(result.get(key), int | float):
+            found[key] = float(result[key])
+    if isinstance(info, LaunchResult):
+        found["workers"] = float(info.workers)
+    return found
 
 
 def run(
@@ -188,10 +203,12 @@ def run(
     log.info(
         "trainer: run_fn created its variables under %s", "; then ".join(built_in) or "nothing"
     )
+    final_metrics: dict[str, float] = {}
     if is_chief:
         from tfkfp.containers import charts
 
         charts.write(curves, charts.training_curves(model_run))
+        final_metrics = charts.final_values(model_run)
     return TrainerResult(
         strategy=strategy_name,
         replicas=int(dist.num_replicas_in_sync),
@@ -205,6 +222,7 @@ def run(
         module_file=module_file,
         module_file_sha256=module_sha256,
         hyperparameters=_recorded(fn_args.hyperparameters),
+        final_metrics=final_metrics,
     )
 
 

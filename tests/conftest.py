@@ -240,6 +240,67 @@ def s3(s3_server, monkeypatch, request) -> Bucket:
     return Bucket(f"s3://{name}", name, s3_server, client)
 
 
+def _strict_s3_server(tmp_path_factory, *flags: str):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    script = Path(__file__).parent / "helpers" / "strict_s3.py"
+    return url, start_server(
+        [sys.executable, str(script), str(port), *flags],
+        tmp_path_factory.mktemp("s3strict") / "strict.log",
+        url,
+    )
+
+
+@pytest.fixture(scope="session")
+def strict_s3_server(tmp_path_factory) -> str:
+    """moto's S3 server refusing trailing-checksum (aws-chunked) uploads, as MinIO/Ceph do."""
+    url, (proc, log) = _strict_s3_server(tmp_path_factory)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def virtual_only_s3_server(tmp_path_factory) -> str:
+    """The strict server refusing path-style requests too; its URL names localhost, so that
+    virtual-hosted requests go to <bucket>.localhost (loopback for the AWS SDK's curl)."""
+    url, (proc, log) = _strict_s3_server(tmp_path_factory, "--virtual-only")
+    yield url.replace("127.0.0.1", "localhost")
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def _bucket_on(url: str, monkeypatch, request) -> Bucket:
+    import boto3
+
+    for key in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    for key in ("AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.delenv("TFKFP_S3_ADDRESSING_STYLE", raising=False)
+    for key, value in {**S3_CREDENTIALS, "AWS_ENDPOINT_URL": url}.items():
+        monkeypatch.setenv(key, value)
+    # The test's own client: path-style over 127.0.0.1 (creating a bucket passes every check).
+    client = boto3.client("s3", endpoint_url=url.replace("localhost", "127.0.0.1"))
+    name = bucket_name(request)
+    client.create_bucket(Bucket=name)
+    return Bucket(f"s3://{name}", name, url, client)
+
+
+@pytest.fixture
+def strict_s3(strict_s3_server, monkeypatch, request) -> Bucket:
+    """A fresh bucket on the strict S3 server, with AWS_ENDPOINT_URL and credentials set."""
+    return _bucket_on(strict_s3_server, monkeypatch, request)
+
+
+@pytest.fixture
+def virtual_only_s3(virtual_only_s3_server, monkeypatch, request) -> Bucket:
+    """A fresh bucket on the strict server that serves virtual-hosted addressing only."""
+    return _bucket_on(virtual_only_s3_server, monkeypatch, request)
+
+
 @pytest.fixture(params=["gs", "s3"])
 def bucket(request) -> Bucket:
     """A fresh bucket on the GCS emulator, then (second run) on the S3 server."""

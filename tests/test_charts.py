@@ -146,3 +146,24 @@ def test_kfp_metrics_leave_out_undefined_values():
         baseline_metrics={}, slices={}, thresholds=[], failures=[], classification=None,
     )  # fmt: skip
     assert result.ui_metrics() == {"auc": 0.8}
+
+
+def test_slice_metrics_name_every_number_as_mlflow_takes_them():
+    from tfkfp.containers.eval_report import Evaluation
+
+    slices = {
+        "Overall": {"auc": {"candidate": 0.8, "baseline": 0.7, "diff": 0.1}},
+        "island=Biscoe; sex=*": {"auc": {"candidate": float("nan")}, "n": {"candidate": 3}},
+    }
+    result = Evaluation(
+        blessed=False, reason="", candidate="m", baseline="b", baseline_note="", data="d",
+        metrics={"auc": 0.8}, baseline_metrics={"auc": 0.7}, slices=slices, thresholds=[],
+        failures=[], classification=None,
+    )  # fmt: skip
+    assert result.slice_metrics() == {
+        "blessed": 0.0,
+        "Overall/auc": 0.8,
+        "Overall/auc/baseline": 0.7,
+        "Overall/auc/diff": 0.1,
+        "island_Biscoe_ sex__/n": 3.0,
+    }

@@ -17,6 +17,16 @@ from tests.helpers import REPO, run_cli
 
 CPU_LIMIT_BYTES = 2.5e9
 BUILD_TIMEOUT_S = 3600
+# A pod under Pod Security "restricted" on OpenShift: an arbitrary UID in group 0, a read-only
+# root filesystem with a writable /tmp, no capabilities, no privilege escalation.
+ARBITRARY_UID = 1000680000
+RESTRICTED = {
+    "user": f"{ARBITRARY_UID}:0",
+    "read_only": True,
+    "tmpfs": {"/tmp": ""},
+    "cap_drop": ["ALL"],
+    "security_opt": ["no-new-privileges"],
+}
 
 
 def _shared_dir(path: Path) -> str:
@@ -68,6 +78,21 @@ def test_images_build_without_docker_says_how_to_get_it():
     assert "install Docker Engine" in lines[0]
 
 
+@pytest.mark.parametrize("dockerfile", ["Dockerfile.cpu", "Dockerfile.gpu"])
+def test_dockerfiles_run_as_a_numeric_user_in_group_0(dockerfile):
+    """What the kubelet and OpenShift need, read from both Dockerfiles (the GPU image, 7 GB,
+    is not built by default here): its build-and-run test takes RESTRICTED too."""
+    lines = (REPO / dockerfile).read_text().replace("\\\n", " ").splitlines()
+    instructions = [line.split(None, 1) for line in lines if line and not line.startswith("#")]
+    users = [args.strip() for op, args in instructions if op == "USER"]
+    assert users == ["1000:0"]  # numeric: runAsNonRoot can verify it; group 0
+    env = " ".join(args for op, args in instructions if op == "ENV")
+    assert "HOME=/tmp " in env + " " and "USER=tfkfp" in env
+    runs = " ".join(args for op, args in instructions if op == "RUN")
+    assert "useradd --create-home --uid 1000 --gid 0 tfkfp" in runs
+    assert "chmod -R g=u /home/tfkfp" in runs
+
+
 @pytest.mark.slow
 def test_images_build_unknown_base_image(docker_client):
     proc = run_cli("images", "build", "--base-image", "tfkfp-no-such-base:0", "--tag", "tfkfp-x:0")
@@ -116,6 +141,123 @@ def test_cpu_image_is_slim_checked_and_non_root(docker_client, cpu_image):
     assert "tfkfp at /opt/venv/lib/python3.11/site-packages/tfkfp/__init__.py" in out
     assert '"editable": true' not in out
     assert "tf-cpu 2." in out
+
+
+@pytest.mark.slow
+def test_cpu_image_runs_as_an_arbitrary_uid_on_a_read_only_root(docker_client, cpu_image):
+    """Imports every heavy library and touches its caches as a restricted pod would."""
+    assert docker_client.images.get(cpu_image).attrs["Config"]["User"] == "1000:0"
+    probe = (
+        "import os, getpass, tempfile; "
+        "import tensorflow as tf, keras, tf_keras, tensorflow_transform, "
+        "tensorflow_model_analysis, keras_tuner, apache_beam; "
+        "print('ids', os.getuid(), os.getgid(), getpass.getuser(), os.environ['HOME']); "
+        "print('keras', os.path.isdir(os.path.expanduser('~/.keras'))); "
+        "print('tmp', tempfile.mkdtemp()); "
+        "print('cwd writable', os.access('.', os.W_OK))"
+    )
+    out = docker_client.containers.run(
+        cpu_image, ["python", "-c", probe], remove=True, **RESTRICTED
+    ).decode()
+    assert f"ids {ARBITRARY_UID} 0 tfkfp /tmp" in out
+    assert "tmp /tmp/" in out
+    # The same UID on a writable root (OpenShift's default): the home is group 0's to write.
+    writable = {k: v for k, v in RESTRICTED.items() if k not in ("read_only", "tmpfs")}
+    out = docker_client.containers.run(
+        cpu_image,
+        ["sh", "-c", "touch /home/tfkfp/x && stat -c '%u:%g' /home/tfkfp/x && id -u"],
+        remove=True,
+        **writable,
+    ).decode()
+    assert out.split() == [f"{ARBITRARY_UID}:0", str(ARBITRARY_UID)]
+
+
+@pytest.mark.slow
+def test_penguins_stages_run_in_the_cpu_image_as_a_restricted_pod(
+    docker_client, cpu_image, tmp_path, penguins_csv
+):
+    """The penguins pipeline's stages in order, each in a fresh container of the CPU image
+    run as `docker run --user 1000680000:0 --read-only --tmpfs /tmp --cap-drop ALL
+    --security-opt no-new-privileges`: nothing is written outside the task's folders and /tmp."""
+    from tfkfp.images import run_stage
+    from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
+
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    shutil.copy(penguins_csv, work / "data" / "penguins.csv")
+    module_file = _module_with_helper(work / "module")
+    _shared_dir(work)
+    w = str(work)
+    steps = [
+        ("fingerprint", {"data_uri": f"{w}/data"}),
+        ("ingest", {"data_uri": f"{w}/data", "examples": f"{w}/ex", "schema": f"{w}/schema"}),
+        ("statistics", {"examples": f"{w}/ex", "statistics": f"{w}/stats", "view": f"{w}/v"}),
+        (
+            "validate",
+            {
+                "statistics": f"{w}/stats",
+                "schema": f"{w}/schema",
+                "anomalies": f"{w}/anomalies",
+                "report": f"{w}/anomalies.md",
+            },
+        ),
+        (
+            "transform",
+            {
+                "examples": f"{w}/ex",
+                "schema": f"{w}/schema",
+                "module_file": module_file,
+                "transform_graph": f"{w}/graph",
+                "transformed_examples": f"{w}/tex",
+            },
+        ),
+        (
+            "trainer",
+            {
+                "examples": f"{w}/tex",
+                "schema": f"{w}/schema",
+                "module_file": module_file,
+                "model": f"{w}/model",
+                "model_run": f"{w}/model_run",
+                "curves": f"{w}/curves.html",
+                "transform_graph": f"{w}/graph",
+                "train_steps": 150,
+                "eval_steps": 5,
+            },
+        ),
+        (
+            "evaluator",
+            {
+                "model": f"{w}/model",
+                "examples": f"{w}/ex",
+                "eval_config": EVAL_CONFIG,
+                "evaluation": f"{w}/evaluation",
+                "blessing": f"{w}/blessing",
+                "report": f"{w}/report.md",
+                "slice_chart": f"{w}/slices.html",
+                "schema": f"{w}/schema",
+            },
+        ),
+        ("infra_validate", {"model": f"{w}/model", "examples": f"{w}/ex", "blessing": f"{w}/ib"}),
+        (
+            "pusher",
+            {
+                "model": f"{w}/model",
+                "blessing": f"{w}/blessing",
+                "destination": f"{w}/serving",
+                "infra_blessing": f"{w}/ib",
+            },
+        ),
+    ]
+    for stage, kwargs in steps:
+        run = run_stage(docker_client, cpu_image, stage, kwargs, [w], options=RESTRICTED)
+        assert run.exit_code == 0, f"{stage}: {run.logs[-4000:]}"
+    assert (work / "blessing" / "BLESSED").is_file() and (work / "ib" / "INFRA_BLESSED").is_file()
+    [version] = (work / "serving").iterdir()
+    pushed = version / "saved_model.pb"
+    assert pushed.is_file() and (version / "model_card.md").is_file()
+    # written by the arbitrary UID, group 0
+    assert (pushed.stat().st_uid, pushed.stat().st_gid) == (ARBITRARY_UID, 0)
 
 
 @pytest.mark.slow
@@ -178,6 +320,7 @@ def test_gpu_image_trains_on_cpu(docker_client, gpu_image, ingested, transformed
             "eval_steps": 2,
         },
         mounts=[str(work)],
+        options=RESTRICTED,
     )
     assert result.exit_code == 0, result.logs[-4000:]
     assert result.env.get("TF_FORCE_GPU_ALLOW_GROWTH") == "true"

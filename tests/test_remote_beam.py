@@ -152,6 +152,7 @@ def test_evaluator_on_the_portable_runner_loads_the_model_by_uri(
         evaluation=_in_pod(Artifact, shared / "evaluation", out / "evaluation"),
         blessing=blessing,
         metrics=metrics,
+        slice_metrics=_in_pod(Metrics, out / "slice_metrics", out / "slice_metrics"),
         classification_metrics=_in_pod(ClassificationMetrics, out / "cm", out / "cm"),
         report=_in_pod(Markdown, out / "report.md", out / "report.md"),
         slice_chart=_in_pod(HTML, out / "slices.html", out / "slices.html"),

@@ -181,6 +181,14 @@ def test_kfp_local_pipeline_with_every_location_on_the_s3_server(
     _pipeline_on(s3, tmp_path, weak_trained, penguins_csv)
 
 
+@pytest.mark.pipeline
+def test_kfp_local_pipeline_with_every_location_on_the_strict_s3_server(
+    tmp_path, strict_s3, weak_trained, penguins_csv
+):
+    """The same on a server refusing trailing-checksum uploads, as MinIO/Ceph versions do."""
+    _pipeline_on(strict_s3, tmp_path, weak_trained, penguins_csv)
+
+
 # --- stage-level: denied access and no credentials end the stage in one line -----------------
 
 

@@ -31,7 +31,8 @@ COMPONENT_ONLY = {
     "ingest": {"data_fingerprint"},
     "infer": {"data_fingerprint"},
     # filled by the component from run()'s result (KFP UI metadata)
-    "evaluator": {"metrics", "classification_metrics"},
+    "evaluator": {"metrics", "classification_metrics", "slice_metrics"},
+    "trainer": {"metrics"},
     "pusher": {"pushed_model"},
     "tuner": {"metrics"},
 }

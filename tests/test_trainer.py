@@ -47,6 +47,29 @@ def test_curves_page_from_tensorboard_logs(trained):
     assert "<script src" not in page and "No training curves" not in page
 
 
+def test_trainer_metrics_are_the_curves_last_values(trained):
+    from tfkfp.containers import charts
+    from tfkfp.containers.trainer import TrainerResult, kfp_metrics
+
+    scalars = charts.read_scalars(trained.model_run)
+    last = scalars["epoch_loss"]["validation"]
+    final = trained.info["final_metrics"]
+    assert final["validation/loss"] == last[max(last)]
+    assert {"train/loss", "train/sparse_categorical_accuracy"} <= set(final)
+    metrics = kfp_metrics(TrainerResult(**trained.info))
+    assert metrics == {
+        **final,
+        "run_fn_seconds": trained.info["run_fn_seconds"],
+        "replicas": 1.0,
+        "workers": 1.0,
+    }
+    # a multi-node job: the chief's numbers, read back by the launching task
+    from tfkfp.containers.launcher import LaunchResult
+
+    launched = LaunchResult(workers=2, backend="jobset", job="j", result=trained.info)
+    assert kfp_metrics(launched) == {**metrics, "workers": 2.0}
+
+
 def test_progress_lines_and_no_curves_page(tmp_path, ingested, transformed, caplog):
     """A run_fn that logs no TensorBoard scalars still trains; its page says why it is empty."""
     caplog.set_level("INFO", logger="tfkfp")

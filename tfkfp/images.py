@@ -387,6 +387,7 @@ def run_stage(
     stage: str,
     kwargs: dict[str, Any],
     mounts: list[str],
+    options: dict[str, Any] | None = None,
 ) -> StageRun:
     """Runs `tfkfp.containers.<stage>.run(**kwargs)` in a fresh container of `image`.
 
@@ -399,6 +400,8 @@ def run_stage(
         stage: ingest, transform, trainer, evaluator or pusher.
         kwargs: Keyword arguments of the stage's `run` (JSON-serialisable).
         mounts: Host folders mounted read-write at the same path.
+        options: More `docker run` settings as the Docker SDK names them (user, read_only,
+            tmpfs, cap_drop, security_opt, ...).
 
     Returns:
         Exit code, the container's log, seconds from the start request to the first
@@ -418,6 +421,7 @@ def run_stage(
         # As KFP's component command sets it: kfp's __init__ then skips its client (kubernetes).
         environment={"_KFP_RUNTIME": "true"},
         detach=True,
+        **(options or {}),
     )
     try:
         exit_code = container.wait()["StatusCode"]
