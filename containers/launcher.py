@@ -18,12 +18,14 @@ SIGTERM (a cancelled run) deletes the job too.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import os
 import re
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -46,8 +48,6 @@ class LaunchResult:
     result: dict[str, Any] = field(default_factory=dict)  # the chief's run() result
 
 
-# The launch mode's parameters: the launcher's, not the pods' run().
-LAUNCH = ("workers", "backend", "gpus_per_node")
 BACKENDS = ("jobset", "trainjob", "vertex")
 RUNTIME = "tfkfp-tensorflow"  # the ClusterTrainingRuntime in tfkfp/manifests/trainingruntime.yaml
 # What each backend's custom resource is, and how a user installs it when it is missing.
@@ -75,12 +75,89 @@ CRDS = {
 }
 
 
-def check(workers: int, backend: str) -> None:
-    """Fails on a worker count below 1 or an unknown backend, before any work."""
+def check(workers: int, backend: str, gpus_per_node: int = 0) -> None:
+    """Fails on a worker count below 1, an unknown backend or a negative GPU count.
+
+    The stages call it first, with `workers=1` too: a wrong value is refused the same way
+    whether or not this task would have launched anything.
+    """
     if workers < 1:
         raise InputError(f"workers: expected 1 or more nodes, got {workers}")
     if backend not in BACKENDS:
         raise InputError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    if gpus_per_node < 0:
+        raise InputError(f"gpus_per_node: expected 0 or more, got {gpus_per_node}")
+
+
+# Every call to a cluster's API (Kubernetes, Vertex AI, a token endpoint) waits this long at most.
+API_TIMEOUT_ENV = "TFKFP_API_TIMEOUT"
+API_TIMEOUT = 60.0
+
+
+def api_timeout() -> float:
+    """Seconds one API call may wait for its answer (TFKFP_API_TIMEOUT, default 60)."""
+    text = os.environ.get(API_TIMEOUT_ENV, "")
+    try:
+        value = float(text) if text else API_TIMEOUT
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 86400:  # NaN fails too
+        raise InputError(f"{API_TIMEOUT_ENV}: expected seconds above 0, got {text!r}")
+    return value
+
+
+def _unreachable(what: str, where: str, err: BaseException, timeout: float) -> InputError:
+    """One line for an API that refused the connection or did not answer in time."""
+    text = f"{type(err).__name__} {err}".lower()
+    if "timed out" in text or "timeout" in text:
+        return InputError(
+            f"backend: {what} at {where} did not answer within {timeout:g} s "
+            f"({API_TIMEOUT_ENV} sets the bound)"
+        )
+    reason = getattr(err, "reason", None) or err
+    detail = " ".join(str(reason).split())[:200]
+    return InputError(f"backend: cannot reach {what} at {where}: {detail}")
+
+
+KUBECONFIG_DEFAULT = "~/.kube/config"
+
+
+def kubernetes_client():
+    """An ApiClient for this task's cluster and the namespace the job goes to.
+
+    In a pod: the in-cluster configuration (its service account). Elsewhere (a laptop, a CI
+    runner): the kubeconfig (KUBECONFIG, else ~/.kube/config) and its current context's
+    namespace. Neither: one line saying so. Each call waits TFKFP_API_TIMEOUT at most, and a
+    read that timed out is not tried again (the bound in the message is the wait).
+    """
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+    from urllib3.util.retry import Retry
+
+    configuration = client.Configuration()
+    namespace = None
+    kubeconfig = os.environ.get("KUBECONFIG") or KUBECONFIG_DEFAULT
+    paths = [os.path.expanduser(p) for p in kubeconfig.split(os.pathsep) if p]
+    try:
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config(client_configuration=configuration)
+            namespace = _namespace()
+        elif any(os.path.isfile(p) for p in paths):
+            config.load_kube_config(kubeconfig, client_configuration=configuration)
+            _, current = config.list_kube_config_contexts(kubeconfig)
+            namespace = (current or {}).get("context", {}).get("namespace")
+        else:
+            raise InputError(
+                "backend: no Kubernetes configuration found: not in a pod "
+                "(KUBERNETES_SERVICE_HOST is unset) and no kubeconfig at "
+                f"{kubeconfig} (KUBECONFIG); workers > 1 submit a job to a cluster"
+            )
+    except ConfigException as err:
+        raise InputError(f"backend: the Kubernetes configuration is unusable: {err}") from None
+    configuration.retries = Retry(total=3, read=0, backoff_factor=0.5)
+    return client.ApiClient(configuration), namespace or os.environ.get(
+        "TFKFP_NAMESPACE", "default"
+    )
 
 
 def manifest(name: str) -> dict[str, Any]:
@@ -221,12 +298,14 @@ class Backend:
     def wait(self, poll: float = 5.0) -> str:
         """Waits for the end; returns the success message or raises with the failure's."""
         stop = threading.Event()
+        self.ended = threading.Event()  # a streamer still looking for the chief's pod gives up
         streamer = threading.Thread(target=self._stream_quietly, args=(stop,), daemon=True)
         streamer.start()
         try:
             while True:
                 state, message = self.state()
                 if state == "succeeded":
+                    self.ended.set()
                     streamer.join(timeout=30)  # the chief's last lines, before we return
                     return message
                 if state == "failed":
@@ -252,6 +331,8 @@ class KubernetesJob(Backend):
     def __init__(self, backend: str, body: dict[str, Any], namespace: str, api_client=None):
         from kubernetes import client
 
+        # (connect, read): the client ignores a plain float
+        self.timeout = (api_timeout(), api_timeout())
         self.crd = CRDS[backend]
         self.kind = self.crd["kind"]
         self.body, self.namespace = body, namespace
@@ -271,7 +352,9 @@ class KubernetesJob(Backend):
         from kubernetes.client.rest import ApiException
 
         try:
-            return self.custom.get_namespaced_custom_object(*self._args, self.name)
+            return self.custom.get_namespaced_custom_object(
+                *self._args, self.name, _request_timeout=self.timeout
+            )
         except ApiException as err:
             if err.status == 404:
                 return None
@@ -283,7 +366,10 @@ class KubernetesJob(Backend):
 
         try:
             self.custom.delete_namespaced_custom_object(
-                *self._args, self.name, propagation_policy="Foreground"
+                *self._args,
+                self.name,
+                propagation_policy="Foreground",
+                _request_timeout=self.timeout,
             )
         except ApiException as err:
             if err.status != 404:
@@ -307,7 +393,9 @@ class KubernetesJob(Backend):
             log.info("%s %s: deleting an earlier attempt's job", self.crd["kind"], self.name)
             self.cancel()
         try:
-            self.custom.create_namespaced_custom_object(*self._args, self.body)
+            self.custom.create_namespaced_custom_object(
+                *self._args, self.body, _request_timeout=self.timeout
+            )
         except ApiException as err:
             if err.status == 404:
                 raise self._missing_crd() from None
@@ -330,7 +418,9 @@ class KubernetesJob(Backend):
     def _pods(self, selector: str = "") -> list:
         label = f"jobset.sigs.k8s.io/jobset-name={self.name}"
         return self.core.list_namespaced_pod(
-            self.namespace, label_selector=",".join(x for x in (label, selector) if x)
+            self.namespace,
+            label_selector=",".join(x for x in (label, selector) if x),
+            _request_timeout=self.timeout,
         ).items
 
     def failed_worker_line(self) -> str:
@@ -339,7 +429,7 @@ class KubernetesJob(Backend):
             if (pod.status and pod.status.phase) != "Failed":
                 continue
             text = self.core.read_namespaced_pod_log(
-                pod.metadata.name, self.namespace, tail_lines=50
+                pod.metadata.name, self.namespace, tail_lines=50, _request_timeout=self.timeout
             )
             lines = [x for x in text.splitlines() if x.strip()]
             errors = [x for x in lines if x.startswith("error:")]
@@ -350,15 +440,22 @@ class KubernetesJob(Backend):
     def stream_chief(self, stop: threading.Event) -> None:
         """Copies the chief pod's log lines into this task's log until the pod ends."""
         chief = "batch.kubernetes.io/job-completion-index=0,jobset.sigs.k8s.io/job-index=0"
-        while not stop.is_set():
+        ended = getattr(self, "ended", None) or threading.Event()
+        while True:  # one last look once the job ended: its chief may have just appeared
+            done = stop.is_set() or ended.is_set()
             pods = [p for p in self._pods(chief) if p.status and p.status.phase != "Pending"]
             if pods:
                 break
-            stop.wait(2.0)
-        else:
-            return
+            if done:
+                return
+            ended.wait(2.0)
+        # connecting is bounded; a followed log may stay silent as long as the chief does
         resp = self.core.read_namespaced_pod_log(
-            pods[0].metadata.name, self.namespace, follow=True, _preload_content=False
+            pods[0].metadata.name,
+            self.namespace,
+            follow=True,
+            _preload_content=False,
+            _request_timeout=(self.timeout[0], None),
         )
         pending = b""  # a chunk can end inside a line: print whole lines only
         for chunk in resp.stream():
@@ -413,18 +510,46 @@ class VertexJob(Backend):
         self.endpoint = (endpoint or VERTEX_API.format(location=location)).rstrip("/")
         self.parent = f"projects/{project}/locations/{location}"
         self.resource = ""  # projects/.../customJobs/<id>, once created
+        self.timeout = api_timeout()
         if session is None:
             import google.auth
+            from google.auth.exceptions import DefaultCredentialsError
             from google.auth.transport.requests import AuthorizedSession
 
-            credentials, _ = google.auth.default(
-                scopes=["https://www.googleapis.com/auth/cloud-platform"]
-            )
-            session = AuthorizedSession(credentials)
+            try:
+                credentials, _ = google.auth.default(
+                    scopes=["https://www.googleapis.com/auth/cloud-platform"]
+                )
+            except DefaultCredentialsError as err:
+                raise InputError(
+                    f"backend: vertex needs Google credentials (Vertex AI Pipelines gives its "
+                    f"tasks a service account; else GOOGLE_APPLICATION_CREDENTIALS): {err}"
+                ) from None
+            # the token refresh is bounded by each request's timeout as well
+            session = AuthorizedSession(credentials, refresh_timeout=self.timeout)
         self.session = session
 
     def _call(self, method: str, path: str, **kwargs) -> dict[str, Any]:
-        resp = self.session.request(method, f"{self.endpoint}/v1/{path}", timeout=60, **kwargs)
+        import requests
+        from google.auth import exceptions as auth_errors
+
+        url = f"{self.endpoint}/v1/{path}"
+        try:
+            resp = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except (requests.RequestException, auth_errors.TransportError) as err:
+            # a token endpoint's failure comes wrapped: its cause says timeout or refusal
+            cause = err.__cause__ or (err.args[0] if err.args else err)
+            where = self.endpoint
+            if isinstance(err, auth_errors.TransportError):
+                where = getattr(getattr(self.session, "credentials", None), "_token_uri", None)
+                what = "the Google token endpoint"
+            else:
+                what = "Vertex AI"
+            raise _unreachable(what, where or self.endpoint, cause, self.timeout) from None
+        except auth_errors.RefreshError as err:
+            raise InputError(
+                f"backend: vertex: the Google credentials were refused: {err}"
+            ) from None
         if resp.status_code >= 400:
             try:
                 detail = resp.json()["error"]["message"]
@@ -523,6 +648,19 @@ def launch(job: Backend) -> str:
             signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _kubernetes_answers(api_client):
+    """Turns an API server that refuses the connection or does not answer into one line."""
+    from urllib3.exceptions import HTTPError
+
+    try:
+        yield
+    except HTTPError as err:
+        host = api_client.configuration.host
+        reason = getattr(err, "reason", None) or err
+        raise _unreachable("the Kubernetes API server", host, reason, api_timeout()) from None
+
+
 def _own_image(api_client=None) -> str:
     """The image of this (launcher) pod: the workers run the same one."""
     # not tfkfp.components: importing it builds every component, which kfp's runtime mode refuses
@@ -531,13 +669,18 @@ def _own_image(api_client=None) -> str:
     fallback = os.environ.get("TFKFP_IMAGE", f"tfkfp:{__version__}")
     if api_client is False:  # not on Kubernetes (Vertex AI Pipelines)
         return fallback
-    try:
-        from kubernetes import client
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
 
-        pod = client.CoreV1Api(api_client).read_namespaced_pod(os.environ["HOSTNAME"], _namespace())
+    try:
+        pod = client.CoreV1Api(api_client).read_namespaced_pod(
+            os.environ.get("HOSTNAME") or socket.gethostname(),
+            _namespace(),
+            _request_timeout=(api_timeout(), api_timeout()),  # the client ignores a float
+        )
         return pod.spec.containers[0].image
-    except Exception as err:  # outside a pod, or no right to read it
-        log.warning("launcher: own image unknown (%s); the workers run %s", err, fallback)
+    except ApiException as err:  # outside a pod, or no right to read it
+        log.warning("launcher: own image unknown (%s); the workers run %s", err.reason, fallback)
         return fallback
 
 
@@ -598,9 +741,7 @@ def run(
     """
     from tfkfp.containers import storage
 
-    check(workers, backend)
-    if gpus_per_node < 0:
-        raise InputError(f"gpus_per_node: expected 0 or more, got {gpus_per_node}")
+    check(workers, backend, gpus_per_node)
     for key in _OUTPUTS[stage]:
         if storage.local_path(storage.check(kwargs[key], key)) is not None:
             raise InputError(
@@ -615,10 +756,10 @@ def run(
         job = vertex_job(name, image, workers, command, gpus_per_node, api_client)
     else:
         if api_client is None:
-            from kubernetes import config
-
-            config.load_incluster_config()
-        image = image or _own_image(api_client)
+            api_client, configured = kubernetes_client()
+            namespace = namespace or configured
+        with _kubernetes_answers(api_client):
+            image = image or _own_image(api_client)
         make = jobset_manifest if backend == "jobset" else trainjob_manifest
         body = make(name, image, workers, command, gpus_per_node)
         job = KubernetesJob(backend, body, namespace or _namespace(), api_client)
@@ -626,7 +767,11 @@ def run(
     for uri, key in written:  # nothing of an earlier attempt may pass for this one's
         _clear(uri, key)
     try:
-        message = launch(job)
+        if isinstance(job, KubernetesJob):
+            with _kubernetes_answers(job.core.api_client):
+                message = launch(job)
+        else:
+            message = launch(job)
         chief = json.loads(storage.read_text(_result_uri(stage, kwargs), "the chief's result"))
     except BaseException as failure:
         for uri, key in written:  # a failed or cancelled job publishes nothing
@@ -718,7 +863,19 @@ def main(argv: list[str]) -> None:
             file=sys.stderr,
         )
         raise SystemExit(2)
-    entrypoint(worker, stage=argv[1], kwargs=json.loads(argv[2]))
+    try:
+        kwargs = json.loads(argv[2])
+        if not isinstance(kwargs, dict):
+            raise ValueError(f"a {type(kwargs).__name__}, not an object")
+    except ValueError as err:  # the job's command cut short or edited by hand
+        print(
+            f"error: the worker's JSON argument: expected the stage's arguments as one JSON "
+            f"object, got {len(argv[2])} characters that are not one ({err})",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(2) from None
+    entrypoint(worker, stage=argv[1], kwargs=kwargs)
 
 
 if __name__ == "__main__":

@@ -29,11 +29,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfkfp.containers import events, user_module
+from tfkfp.containers import events, launcher, user_module
 from tfkfp.containers import hyperparameters as hp_layout
 from tfkfp.containers import strategy as strategies
 from tfkfp.containers.fn_args import common_fn_args
-from tfkfp.containers.launcher import LAUNCH, LaunchResult
+from tfkfp.containers.launcher import LaunchResult
 from tfkfp.containers.markdown import code, escape
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, log, select_keras
@@ -391,12 +391,25 @@ def run(
         The search's result; a LaunchResult from a launcher; None from a machine that only
         ran trials (the chief publishes).
     """
+    launcher.check(workers, backend, gpus_per_node)  # refused even when this task tunes
+    # Named one by one: the pods' (and the chief's trials process's) run() gets them as JSON.
+    kwargs = {
+        "examples": examples,
+        "schema": schema,
+        "module_file": module_file,
+        "best_hyperparameters": best_hyperparameters,
+        "trials": trials,
+        "trials_chart": trials_chart,
+        "transform_graph": transform_graph,
+        "train_steps": train_steps,
+        "eval_steps": eval_steps,
+        "custom_config": custom_config,
+        "keras": keras,
+        "strategy": strategy,
+        "cpu_replicas": cpu_replicas,
+    }
     if workers != 1:
-        from tfkfp.containers import launcher
-
-        args = {k: v for k, v in locals().items() if k not in LAUNCH}
-        return launcher.run("tuner", workers, backend, args, gpus_per_node)
-    kwargs = {k: v for k, v in locals().items() if k not in LAUNCH}
+        return launcher.run("tuner", workers, backend, kwargs, gpus_per_node)
     select_keras(keras)  # before anything (the user module included) imports TensorFlow
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     strategies.check(strategy, cpu_replicas, STRATEGIES)
