@@ -336,7 +336,40 @@ def _wait_for_every_machine(oracle, machines: int) -> None:
 
     oracle.create_trial = recording
     exit_chief = oracle_chief.exit_chief
-    oracle_chief.exit_chief = lambda o: len(seen) >= machines and exit_chief(o)
+    bound, started = _worker_wait(), time.monotonic()
+
+    def every_machine_seen(o) -> bool:
+        if len(seen) >= machines:
+            return exit_chief(o)
+        # a machine TF_CONFIG lists that never starts would keep the oracle up until killed
+        if time.monotonic() - started > bound:
+            raise InputError(
+                f"TF_CONFIG: lists {machines} machines, {len(seen)} asked the oracle for a "
+                f"trial within {bound:g} s ({WORKER_WAIT_ENV} sets the bound): did every "
+                "worker start?"
+            )
+        return False
+
+    oracle_chief.exit_chief = every_machine_seen
+
+
+WORKER_WAIT_ENV = "TFKFP_WORKER_WAIT"
+
+
+def _worker_wait() -> float:
+    """Seconds the oracle waits for every machine TF_CONFIG lists (TFKFP_WORKER_WAIT, 600).
+
+    KerasTuner's oracle checks every 20 s once the trials are done, so the wait can exceed
+    the bound by that much.
+    """
+    text = os.environ.get(WORKER_WAIT_ENV, "")
+    try:
+        value = float(text) if text else 600.0
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise InputError(f"{WORKER_WAIT_ENV}: expected seconds above 0, got {text!r}")
+    return value
 
 
 def _write_file(path: str, text: str) -> str:

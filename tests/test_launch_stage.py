@@ -352,3 +352,23 @@ def test_pod_entry_point_with_a_cut_short_argument():
         "error: the worker's JSON argument: expected the stage's arguments as one JSON object, "
         "got 40 characters that are not one ("
     )
+
+
+@pytest.mark.slow
+def test_tuner_chief_waits_for_a_missing_worker_within_a_bound(tmp_path, ingested, transformed):
+    """TF_CONFIG lists two machines, the second never starts: the chief's oracle gives up."""
+    from tests.helpers import free_port
+    from tests.helpers.tuner import finish_tuner, tuner_popen
+
+    cluster = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    config = {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": 0}}
+    env = {"TF_CONFIG": json.dumps(config), "TFKFP_WORKER_WAIT": "1"}
+    proc = tuner_popen(tmp_path, ingested, transformed, env=env, custom_config={"max_trials": 1})
+    code, result, stderr = finish_tuner(proc, timeout=600)
+    assert code == 2, stderr[-3000:]
+    errors = [x for x in stderr.splitlines() if x.startswith("error: ")]
+    assert errors == [
+        "error: TF_CONFIG: lists 2 machines, 1 asked the oracle for a trial within 1 s "
+        "(TFKFP_WORKER_WAIT sets the bound): did every worker start?"
+    ], stderr[-3000:]
+    assert result is None and not (tmp_path / "best_hyperparameters").exists()
