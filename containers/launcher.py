@@ -182,37 +182,194 @@ def _gpu_resources(gpus: int) -> dict[str, Any]:
     return {"limits": {"nvidia.com/gpu": gpus}} if gpus else {}
 
 
+# --- what every launched pod takes from the task's own pod (kfp-kubernetes settings) ---
+
+# Pod Security "restricted": what a launched pod gets unless the task's pod says otherwise.
+RESTRICTED_POD = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+# Labels and annotations that belong to the task's own pod, its workflow or its sidecar: a
+# worker carrying Argo's would be taken for a step of the run by Argo's controller.
+_NOT_INHERITED = (
+    "workflows.argoproj.io/",
+    "batch.kubernetes.io/",
+    "controller-uid",
+    "job-name",
+    "pod-template-hash",
+    "kubectl.kubernetes.io/",
+    "kubernetes.io/",
+    "sidecar.istio.io/status",
+    "istio.io/",
+    "security.istio.io/",
+    "service.istio.io/",
+    "prometheus.io/",
+)
+_OWN_ENV = ("TF_CONFIG", "TFKFP_WORKERS")  # the launcher sets them for each job
+
+
+@dataclass
+class Inherited:
+    """The task pod's settings every worker gets (camelCase, as the API's JSON)."""
+
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    pod: dict[str, Any] = field(default_factory=dict)  # serviceAccountName, volumes, ...
+    container: dict[str, Any] = field(default_factory=dict)  # env, envFrom, mounts, ...
+
+
+def inherited(task_pod: dict[str, Any] | None) -> Inherited:
+    """What workers take from the task's pod (None: not in a pod), restricted by default.
+
+    Env and envFrom keep their secret and config map references (never resolved here); the
+    service account token volume is left to each pod's own admission.
+    """
+    task_pod = task_pod or {}
+    meta, spec = task_pod.get("metadata") or {}, task_pod.get("spec") or {}
+
+    def kept(values: dict[str, str] | None) -> dict[str, str]:
+        return {k: v for k, v in (values or {}).items() if not k.startswith(_NOT_INHERITED)}
+
+    containers = spec.get("containers") or [{}]
+    main = next((c for c in containers if c.get("name") == "main"), containers[0])
+    dropped = {
+        v["name"] for v in spec.get("volumes") or [] if v["name"].startswith("kube-api-access")
+    }
+    pod: dict[str, Any] = {
+        key: copy.deepcopy(spec[key])
+        for key in (
+            "serviceAccountName",
+            "nodeSelector",
+            "tolerations",
+            "affinity",
+            "imagePullSecrets",
+        )
+        if spec.get(key)
+    }
+    volumes = [v for v in spec.get("volumes") or [] if v["name"] not in dropped]
+    if volumes:
+        pod["volumes"] = copy.deepcopy(volumes)
+    pod["securityContext"] = {**RESTRICTED_POD, **(spec.get("securityContext") or {})}
+    container: dict[str, Any] = {
+        "securityContext": {**RESTRICTED_CONTAINER, **(main.get("securityContext") or {})}
+    }
+    env = [e for e in main.get("env") or [] if e["name"] not in _OWN_ENV]
+    if env:
+        container["env"] = copy.deepcopy(env)
+    if main.get("envFrom"):
+        container["envFrom"] = copy.deepcopy(main["envFrom"])
+    mounts = [m for m in main.get("volumeMounts") or [] if m["name"] not in dropped]
+    if mounts:
+        container["volumeMounts"] = copy.deepcopy(mounts)
+    if main.get("resources"):
+        container["resources"] = copy.deepcopy(main["resources"])
+    labels = {**kept(meta.get("labels")), "sidecar.istio.io/inject": "false"}
+    return Inherited(labels, kept(meta.get("annotations")), pod, container)
+
+
+def _with_gpus(resources: dict[str, Any] | None, gpus: int) -> dict[str, Any]:
+    """The task's resources with the GPU limit the launch asks for (requests follow limits)."""
+    merged = copy.deepcopy(resources or {})
+    if gpus:
+        merged.setdefault("limits", {})["nvidia.com/gpu"] = gpus
+        if "nvidia.com/gpu" in merged.get("requests", {}):
+            merged["requests"]["nvidia.com/gpu"] = gpus
+    return merged
+
+
+def _merged_env(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    names = {e["name"] for e in ours}
+    return ours + [e for e in theirs if e["name"] not in names]
+
+
 def jobset_manifest(
-    name: str, image: str, workers: int, command: list[str], gpus: int = 0
+    name: str,
+    image: str,
+    workers: int,
+    command: list[str],
+    gpus: int = 0,
+    inherit: Inherited | None = None,
 ) -> dict[str, Any]:
-    """The shipped JobSet with this job's name, image, command, pod count and GPUs per pod."""
+    """The shipped JobSet with this job's name, image, command, pod count, GPUs per pod and
+    the task pod's settings (`inherited`; restricted security and no Istio sidecar alone)."""
+    inherit = inherit or inherited(None)
     js = copy.deepcopy(manifest("jobset.yaml"))
     js["metadata"]["name"] = name
     job = js["spec"]["replicatedJobs"][0]["template"]["spec"]
     job["parallelism"] = job["completions"] = workers
-    container = job["template"]["spec"]["containers"][0]
+    template = job["template"]
+    meta = template.setdefault("metadata", {})
+    meta["labels"] = {**inherit.labels, **(meta.get("labels") or {})}
+    if inherit.annotations:
+        meta["annotations"] = {**inherit.annotations, **(meta.get("annotations") or {})}
+    template["spec"].update(copy.deepcopy(inherit.pod))
+    container = template["spec"]["containers"][0]
     container["image"] = image
     container["command"] = command
     for env in container["env"]:
         if env["name"] == "TFKFP_WORKERS":
             env["value"] = str(workers)
-    if gpus:
-        container["resources"] = _gpu_resources(gpus)
+    extra = copy.deepcopy(inherit.container)
+    container["env"] = _merged_env(container["env"], extra.pop("env", []))
+    resources = _with_gpus(extra.pop("resources", None), gpus)
+    container.update(extra)
+    if resources:
+        container["resources"] = resources
     return js
 
 
 def trainjob_manifest(
-    name: str, image: str, workers: int, command: list[str], gpus: int = 0
+    name: str,
+    image: str,
+    workers: int,
+    command: list[str],
+    gpus: int = 0,
+    inherit: Inherited | None = None,
 ) -> dict[str, Any]:
-    """A TrainJob on tfkfp's ClusterTrainingRuntime (plainML)."""
+    """A TrainJob on tfkfp's ClusterTrainingRuntime (plainML), the task pod's settings as a
+    runtime patch (Trainer v2's runtimePatches; it has no envFrom: those are logged)."""
+    inherit = inherit or inherited(None)
+    extra = copy.deepcopy(inherit.container)
     trainer: dict[str, Any] = {
         "image": image,
         "command": command,
         "numNodes": workers,
-        "env": [{"name": "TFKFP_WORKERS", "value": str(workers)}],
+        "env": _merged_env(
+            [{"name": "TFKFP_WORKERS", "value": str(workers)}], extra.pop("env", [])
+        ),
     }
-    if gpus:
-        trainer["resourcesPerNode"] = _gpu_resources(gpus)
+    resources = _with_gpus(extra.pop("resources", None), gpus)
+    if resources:
+        trainer["resourcesPerNode"] = resources
+    if extra.pop("envFrom", None):
+        log.warning(
+            "launcher: a TrainJob's pods cannot take the task's envFrom (Trainer v2's runtime "
+            "patches have none); list those variables under env, or use backend=jobset"
+        )
+    patch_pod = {**copy.deepcopy(inherit.pod), "containers": [{"name": "node", **extra}]}
+    patch_meta = {"labels": inherit.labels}
+    if inherit.annotations:
+        patch_meta["annotations"] = inherit.annotations
+    patch = {
+        "manager": "tfkfp.launcher",
+        "trainingRuntimeSpec": {
+            "template": {
+                "spec": {
+                    "replicatedJobs": [
+                        {
+                            "name": "node",
+                            "template": {
+                                "spec": {"template": {"metadata": patch_meta, "spec": patch_pod}}
+                            },
+                        }
+                    ]
+                }
+            }
+        },
+    }
     return {
         "apiVersion": "trainer.kubeflow.org/v1alpha1",
         "kind": "TrainJob",
@@ -224,6 +381,7 @@ def trainjob_manifest(
                 "apiGroup": "trainer.kubeflow.org",
             },
             "trainer": trainer,
+            "runtimePatches": [patch],
         },
     }
 
@@ -663,25 +821,44 @@ def _kubernetes_answers(api_client):
 
 def _own_image(api_client=None) -> str:
     """The image of this (launcher) pod: the workers run the same one."""
+    return _own_pod(api_client)[0]
+
+
+def _own_pod(api_client=None) -> tuple[str, dict[str, Any] | None]:
+    """This (launcher) pod's image and spec (the API's JSON); (fallback image, None) outside a pod.
+
+    A pod that may not read itself fails in one line naming the RBAC rule it lacks: its
+    workers would otherwise start without the task's service account, secrets and volumes.
+    """
     # not tfkfp.components: importing it builds every component, which kfp's runtime mode refuses
     from tfkfp import __version__
 
     fallback = os.environ.get("TFKFP_IMAGE", f"tfkfp:{__version__}")
     if api_client is False:  # not on Kubernetes (Vertex AI Pipelines)
-        return fallback
+        return fallback, None
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
+    name, namespace = os.environ.get("HOSTNAME") or socket.gethostname(), _namespace()
     try:
         pod = client.CoreV1Api(api_client).read_namespaced_pod(
-            os.environ.get("HOSTNAME") or socket.gethostname(),
-            _namespace(),
+            name,
+            namespace,
             _request_timeout=(api_timeout(), api_timeout()),  # the client ignores a float
         )
-        return pod.spec.containers[0].image
-    except ApiException as err:  # outside a pod, or no right to read it
-        log.warning("launcher: own image unknown (%s); the workers run %s", err.reason, fallback)
-        return fallback
+    except ApiException as err:
+        if err.status == 403:
+            raise InputError(
+                f"backend: the launcher may not read its own pod {name} in namespace "
+                f'{namespace} (403); its service account needs the RBAC rule apiGroups [""], '
+                'resources ["pods"], verbs ["get"] (tfkfp/manifests/rbac.yaml)'
+            ) from None
+        # outside a pod (a kubeconfig on a laptop): nothing to inherit
+        log.warning("launcher: own pod unknown (%s); the workers run %s", err.reason, fallback)
+        return fallback, None
+    body = client.ApiClient().sanitize_for_serialization(pod)
+    main = next((c for c in pod.spec.containers if c.name == "main"), pod.spec.containers[0])
+    return main.image, body  # KFP names the task's container main
 
 
 def vertex_job(
@@ -759,9 +936,9 @@ def run(
             api_client, configured = kubernetes_client()
             namespace = namespace or configured
         with _kubernetes_answers(api_client):
-            image = image or _own_image(api_client)
+            own_image, task_pod = _own_pod(api_client)
         make = jobset_manifest if backend == "jobset" else trainjob_manifest
-        body = make(name, image, workers, command, gpus_per_node)
+        body = make(name, image or own_image, workers, command, gpus_per_node, inherited(task_pod))
         job = KubernetesJob(backend, body, namespace or _namespace(), api_client)
     written = [(kwargs[key], key) for key in _OUTPUTS[stage]] + [(_result_uri(stage, kwargs), "")]
     for uri, key in written:  # nothing of an earlier attempt may pass for this one's

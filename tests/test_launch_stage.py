@@ -372,3 +372,36 @@ def test_tuner_chief_waits_for_a_missing_worker_within_a_bound(tmp_path, ingeste
         "(TFKFP_WORKER_WAIT sets the bound): did every worker start?"
     ], stderr[-3000:]
     assert result is None and not (tmp_path / "best_hyperparameters").exists()
+
+
+# --- the launched pods inherit the task's pod (read through the API, as in a KFP task) ---
+
+
+def test_workers_inherit_the_task_pod_read_from_the_api(k8s, s3, monkeypatch):
+    from tests.test_manifests import TASK_POD
+
+    monkeypatch.setenv("HOSTNAME", TASK_POD["metadata"]["name"])
+    k8s.own_pod = TASK_POD
+    k8s.on_post = _plays_chief("trainer", f"{s3.uri}/model")
+    model = _trainer_body(s3.uri, gpus_per_node=1)
+    assert model.metadata["workers"] == 2
+    assert ("GET", f"/api/v1/namespaces/default/pods/{TASK_POD['metadata']['name']}") in k8s.calls
+    (body,) = k8s.objects.values()
+    template = body["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    assert container["image"] == "registry.example/tfkfp:1.2"  # the task's own image
+    assert template["spec"]["serviceAccountName"] == "pipeline-runner"
+    assert container["envFrom"] == [{"secretRef": {"name": "more-credentials"}}]
+    assert template["metadata"]["labels"]["sidecar.istio.io/inject"] == "false"
+
+
+def test_a_task_pod_that_may_not_read_itself(k8s, s3, monkeypatch):
+    monkeypatch.setenv("HOSTNAME", "trainer-pod")
+    k8s.own_pod = {"kind": "Status", "code": 403, "reason": "Forbidden", "message": "forbidden"}
+    line = one_line_error(trainer.run, **_trainer_kwargs(s3.uri))
+    assert line == (
+        "backend: the launcher may not read its own pod trainer-pod in namespace default (403); "
+        'its service account needs the RBAC rule apiGroups [""], resources ["pods"], verbs '
+        '["get"] (tfkfp/manifests/rbac.yaml)'
+    )
+    assert k8s.objects == {} and s3.names() == []
