@@ -18,12 +18,14 @@ SIGTERM (a cancelled run) deletes the job too.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import os
 import re
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -46,8 +48,6 @@ class LaunchResult:
     result: dict[str, Any] = field(default_factory=dict)  # the chief's run() result
 
 
-# The launch mode's parameters: the launcher's, not the pods' run().
-LAUNCH = ("workers", "backend", "gpus_per_node")
 BACKENDS = ("jobset", "trainjob", "vertex")
 RUNTIME = "tfkfp-tensorflow"  # the ClusterTrainingRuntime in tfkfp/manifests/trainingruntime.yaml
 # What each backend's custom resource is, and how a user installs it when it is missing.
@@ -75,12 +75,89 @@ CRDS = {
 }
 
 
-def check(workers: int, backend: str) -> None:
-    """Fails on a worker count below 1 or an unknown backend, before any work."""
+def check(workers: int, backend: str, gpus_per_node: int = 0) -> None:
+    """Fails on a worker count below 1, an unknown backend or a negative GPU count.
+
+    The stages call it first, with `workers=1` too: a wrong value is refused the same way
+    whether or not this task would have launched anything.
+    """
     if workers < 1:
         raise InputError(f"workers: expected 1 or more nodes, got {workers}")
     if backend not in BACKENDS:
         raise InputError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    if gpus_per_node < 0:
+        raise InputError(f"gpus_per_node: expected 0 or more, got {gpus_per_node}")
+
+
+# Every call to a cluster's API (Kubernetes, Vertex AI, a token endpoint) waits this long at most.
+API_TIMEOUT_ENV = "TFKFP_API_TIMEOUT"
+API_TIMEOUT = 60.0
+
+
+def api_timeout() -> float:
+    """Seconds one API call may wait for its answer (TFKFP_API_TIMEOUT, default 60)."""
+    text = os.environ.get(API_TIMEOUT_ENV, "")
+    try:
+        value = float(text) if text else API_TIMEOUT
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 86400:  # NaN fails too
+        raise InputError(f"{API_TIMEOUT_ENV}: expected seconds above 0, got {text!r}")
+    return value
+
+
+def _unreachable(what: str, where: str, err: BaseException, timeout: float) -> InputError:
+    """One line for an API that refused the connection or did not answer in time."""
+    text = f"{type(err).__name__} {err}".lower()
+    if "timed out" in text or "timeout" in text:
+        return InputError(
+            f"backend: {what} at {where} did not answer within {timeout:g} s "
+            f"({API_TIMEOUT_ENV} sets the bound)"
+        )
+    reason = getattr(err, "reason", None) or err
+    detail = " ".join(str(reason).split())[:200]
+    return InputError(f"backend: cannot reach {what} at {where}: {detail}")
+
+
+KUBECONFIG_DEFAULT = "~/.kube/config"
+
+
+def kubernetes_client():
+    """An ApiClient for this task's cluster and the namespace the job goes to.
+
+    In a pod: the in-cluster configuration (its service account). Elsewhere (a laptop, a CI
+    runner): the kubeconfig (KUBECONFIG, else ~/.kube/config) and its current context's
+    namespace. Neither: one line saying so. Each call waits TFKFP_API_TIMEOUT at most, and a
+    read that timed out is not tried again (the bound in the message is the wait).
+    """
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+    from urllib3.util.retry import Retry
+
+    configuration = client.Configuration()
+    namespace = None
+    kubeconfig = os.environ.get("KUBECONFIG") or KUBECONFIG_DEFAULT
+    paths = [os.path.expanduser(p) for p in kubeconfig.split(os.pathsep) if p]
+    try:
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config(client_configuration=configuration)
+            namespace = _namespace()
+        elif any(os.path.isfile(p) for p in paths):
+            config.load_kube_config(kubeconfig, client_configuration=configuration)
+            _, current = config.list_kube_config_contexts(kubeconfig)
+            namespace = (current or {}).get("context", {}).get("namespace")
+        else:
+            raise InputError(
+                "backend: no Kubernetes configuration found: not in a pod "
+                "(KUBERNETES_SERVICE_HOST is unset) and no kubeconfig at "
+                f"{kubeconfig} (KUBECONFIG); workers > 1 submit a job to a cluster"
+            )
+    except ConfigException as err:
+        raise InputError(f"backend: the Kubernetes configuration is unusable: {err}") from None
+    configuration.retries = Retry(total=3, read=0, backoff_factor=0.5)
+    return client.ApiClient(configuration), namespace or os.environ.get(
+        "TFKFP_NAMESPACE", "default"
+    )
 
 
 def manifest(name: str) -> dict[str, Any]:
@@ -105,37 +182,194 @@ def _gpu_resources(gpus: int) -> dict[str, Any]:
     return {"limits": {"nvidia.com/gpu": gpus}} if gpus else {}
 
 
+# --- what every launched pod takes from the task's own pod (kfp-kubernetes settings) ---
+
+# Pod Security "restricted": what a launched pod gets unless the task's pod says otherwise.
+RESTRICTED_POD = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+# Labels and annotations that belong to the task's own pod, its workflow or its sidecar: a
+# worker carrying Argo's would be taken for a step of the run by Argo's controller.
+_NOT_INHERITED = (
+    "workflows.argoproj.io/",
+    "batch.kubernetes.io/",
+    "controller-uid",
+    "job-name",
+    "pod-template-hash",
+    "kubectl.kubernetes.io/",
+    "kubernetes.io/",
+    "sidecar.istio.io/status",
+    "istio.io/",
+    "security.istio.io/",
+    "service.istio.io/",
+    "prometheus.io/",
+)
+_OWN_ENV = ("TF_CONFIG", "TFKFP_WORKERS")  # the launcher sets them for each job
+
+
+@dataclass
+class Inherited:
+    """The task pod's settings every worker gets (camelCase, as the API's JSON)."""
+
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    pod: dict[str, Any] = field(default_factory=dict)  # serviceAccountName, volumes, ...
+    container: dict[str, Any] = field(default_factory=dict)  # env, envFrom, mounts, ...
+
+
+def inherited(task_pod: dict[str, Any] | None) -> Inherited:
+    """What workers take from the task's pod (None: not in a pod), restricted by default.
+
+    Env and envFrom keep their secret and config map references (never resolved here); the
+    service account token volume is left to each pod's own admission.
+    """
+    task_pod = task_pod or {}
+    meta, spec = task_pod.get("metadata") or {}, task_pod.get("spec") or {}
+
+    def kept(values: dict[str, str] | None) -> dict[str, str]:
+        return {k: v for k, v in (values or {}).items() if not k.startswith(_NOT_INHERITED)}
+
+    containers = spec.get("containers") or [{}]
+    main = next((c for c in containers if c.get("name") == "main"), containers[0])
+    dropped = {
+        v["name"] for v in spec.get("volumes") or [] if v["name"].startswith("kube-api-access")
+    }
+    pod: dict[str, Any] = {
+        key: copy.deepcopy(spec[key])
+        for key in (
+            "serviceAccountName",
+            "nodeSelector",
+            "tolerations",
+            "affinity",
+            "imagePullSecrets",
+        )
+        if spec.get(key)
+    }
+    volumes = [v for v in spec.get("volumes") or [] if v["name"] not in dropped]
+    if volumes:
+        pod["volumes"] = copy.deepcopy(volumes)
+    pod["securityContext"] = {**RESTRICTED_POD, **(spec.get("securityContext") or {})}
+    container: dict[str, Any] = {
+        "securityContext": {**RESTRICTED_CONTAINER, **(main.get("securityContext") or {})}
+    }
+    env = [e for e in main.get("env") or [] if e["name"] not in _OWN_ENV]
+    if env:
+        container["env"] = copy.deepcopy(env)
+    if main.get("envFrom"):
+        container["envFrom"] = copy.deepcopy(main["envFrom"])
+    mounts = [m for m in main.get("volumeMounts") or [] if m["name"] not in dropped]
+    if mounts:
+        container["volumeMounts"] = copy.deepcopy(mounts)
+    if main.get("resources"):
+        container["resources"] = copy.deepcopy(main["resources"])
+    labels = {**kept(meta.get("labels")), "sidecar.istio.io/inject": "false"}
+    return Inherited(labels, kept(meta.get("annotations")), pod, container)
+
+
+def _with_gpus(resources: dict[str, Any] | None, gpus: int) -> dict[str, Any]:
+    """The task's resources with the GPU limit the launch asks for (requests follow limits)."""
+    merged = copy.deepcopy(resources or {})
+    if gpus:
+        merged.setdefault("limits", {})["nvidia.com/gpu"] = gpus
+        if "nvidia.com/gpu" in merged.get("requests", {}):
+            merged["requests"]["nvidia.com/gpu"] = gpus
+    return merged
+
+
+def _merged_env(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    names = {e["name"] for e in ours}
+    return ours + [e for e in theirs if e["name"] not in names]
+
+
 def jobset_manifest(
-    name: str, image: str, workers: int, command: list[str], gpus: int = 0
+    name: str,
+    image: str,
+    workers: int,
+    command: list[str],
+    gpus: int = 0,
+    inherit: Inherited | None = None,
 ) -> dict[str, Any]:
-    """The shipped JobSet with this job's name, image, command, pod count and GPUs per pod."""
+    """The shipped JobSet with this job's name, image, command, pod count, GPUs per pod and
+    the task pod's settings (`inherited`; restricted security and no Istio sidecar alone)."""
+    inherit = inherit or inherited(None)
     js = copy.deepcopy(manifest("jobset.yaml"))
     js["metadata"]["name"] = name
     job = js["spec"]["replicatedJobs"][0]["template"]["spec"]
     job["parallelism"] = job["completions"] = workers
-    container = job["template"]["spec"]["containers"][0]
+    template = job["template"]
+    meta = template.setdefault("metadata", {})
+    meta["labels"] = {**inherit.labels, **(meta.get("labels") or {})}
+    if inherit.annotations:
+        meta["annotations"] = {**inherit.annotations, **(meta.get("annotations") or {})}
+    template["spec"].update(copy.deepcopy(inherit.pod))
+    container = template["spec"]["containers"][0]
     container["image"] = image
     container["command"] = command
     for env in container["env"]:
         if env["name"] == "TFKFP_WORKERS":
             env["value"] = str(workers)
-    if gpus:
-        container["resources"] = _gpu_resources(gpus)
+    extra = copy.deepcopy(inherit.container)
+    container["env"] = _merged_env(container["env"], extra.pop("env", []))
+    resources = _with_gpus(extra.pop("resources", None), gpus)
+    container.update(extra)
+    if resources:
+        container["resources"] = resources
     return js
 
 
 def trainjob_manifest(
-    name: str, image: str, workers: int, command: list[str], gpus: int = 0
+    name: str,
+    image: str,
+    workers: int,
+    command: list[str],
+    gpus: int = 0,
+    inherit: Inherited | None = None,
 ) -> dict[str, Any]:
-    """A TrainJob on tfkfp's ClusterTrainingRuntime (plainML)."""
+    """A TrainJob on tfkfp's ClusterTrainingRuntime (plainML), the task pod's settings as a
+    runtime patch (Trainer v2's runtimePatches; it has no envFrom: those are logged)."""
+    inherit = inherit or inherited(None)
+    extra = copy.deepcopy(inherit.container)
     trainer: dict[str, Any] = {
         "image": image,
         "command": command,
         "numNodes": workers,
-        "env": [{"name": "TFKFP_WORKERS", "value": str(workers)}],
+        "env": _merged_env(
+            [{"name": "TFKFP_WORKERS", "value": str(workers)}], extra.pop("env", [])
+        ),
     }
-    if gpus:
-        trainer["resourcesPerNode"] = _gpu_resources(gpus)
+    resources = _with_gpus(extra.pop("resources", None), gpus)
+    if resources:
+        trainer["resourcesPerNode"] = resources
+    if extra.pop("envFrom", None):
+        log.warning(
+            "launcher: a TrainJob's pods cannot take the task's envFrom (Trainer v2's runtime "
+            "patches have none); list those variables under env, or use backend=jobset"
+        )
+    patch_pod = {**copy.deepcopy(inherit.pod), "containers": [{"name": "node", **extra}]}
+    patch_meta = {"labels": inherit.labels}
+    if inherit.annotations:
+        patch_meta["annotations"] = inherit.annotations
+    patch = {
+        "manager": "tfkfp.launcher",
+        "trainingRuntimeSpec": {
+            "template": {
+                "spec": {
+                    "replicatedJobs": [
+                        {
+                            "name": "node",
+                            "template": {
+                                "spec": {"template": {"metadata": patch_meta, "spec": patch_pod}}
+                            },
+                        }
+                    ]
+                }
+            }
+        },
+    }
     return {
         "apiVersion": "trainer.kubeflow.org/v1alpha1",
         "kind": "TrainJob",
@@ -147,6 +381,7 @@ def trainjob_manifest(
                 "apiGroup": "trainer.kubeflow.org",
             },
             "trainer": trainer,
+            "runtimePatches": [patch],
         },
     }
 
@@ -221,12 +456,14 @@ class Backend:
     def wait(self, poll: float = 5.0) -> str:
         """Waits for the end; returns the success message or raises with the failure's."""
         stop = threading.Event()
+        self.ended = threading.Event()  # a streamer still looking for the chief's pod gives up
         streamer = threading.Thread(target=self._stream_quietly, args=(stop,), daemon=True)
         streamer.start()
         try:
             while True:
                 state, message = self.state()
                 if state == "succeeded":
+                    self.ended.set()
                     streamer.join(timeout=30)  # the chief's last lines, before we return
                     return message
                 if state == "failed":
@@ -252,6 +489,8 @@ class KubernetesJob(Backend):
     def __init__(self, backend: str, body: dict[str, Any], namespace: str, api_client=None):
         from kubernetes import client
 
+        # (connect, read): the client ignores a plain float
+        self.timeout = (api_timeout(), api_timeout())
         self.crd = CRDS[backend]
         self.kind = self.crd["kind"]
         self.body, self.namespace = body, namespace
@@ -271,7 +510,9 @@ class KubernetesJob(Backend):
         from kubernetes.client.rest import ApiException
 
         try:
-            return self.custom.get_namespaced_custom_object(*self._args, self.name)
+            return self.custom.get_namespaced_custom_object(
+                *self._args, self.name, _request_timeout=self.timeout
+            )
         except ApiException as err:
             if err.status == 404:
                 return None
@@ -283,7 +524,10 @@ class KubernetesJob(Backend):
 
         try:
             self.custom.delete_namespaced_custom_object(
-                *self._args, self.name, propagation_policy="Foreground"
+                *self._args,
+                self.name,
+                propagation_policy="Foreground",
+                _request_timeout=self.timeout,
             )
         except ApiException as err:
             if err.status != 404:
@@ -307,7 +551,9 @@ class KubernetesJob(Backend):
             log.info("%s %s: deleting an earlier attempt's job", self.crd["kind"], self.name)
             self.cancel()
         try:
-            self.custom.create_namespaced_custom_object(*self._args, self.body)
+            self.custom.create_namespaced_custom_object(
+                *self._args, self.body, _request_timeout=self.timeout
+            )
         except ApiException as err:
             if err.status == 404:
                 raise self._missing_crd() from None
@@ -330,7 +576,9 @@ class KubernetesJob(Backend):
     def _pods(self, selector: str = "") -> list:
         label = f"jobset.sigs.k8s.io/jobset-name={self.name}"
         return self.core.list_namespaced_pod(
-            self.namespace, label_selector=",".join(x for x in (label, selector) if x)
+            self.namespace,
+            label_selector=",".join(x for x in (label, selector) if x),
+            _request_timeout=self.timeout,
         ).items
 
     def failed_worker_line(self) -> str:
@@ -339,7 +587,7 @@ class KubernetesJob(Backend):
             if (pod.status and pod.status.phase) != "Failed":
                 continue
             text = self.core.read_namespaced_pod_log(
-                pod.metadata.name, self.namespace, tail_lines=50
+                pod.metadata.name, self.namespace, tail_lines=50, _request_timeout=self.timeout
             )
             lines = [x for x in text.splitlines() if x.strip()]
             errors = [x for x in lines if x.startswith("error:")]
@@ -350,15 +598,22 @@ class KubernetesJob(Backend):
     def stream_chief(self, stop: threading.Event) -> None:
         """Copies the chief pod's log lines into this task's log until the pod ends."""
         chief = "batch.kubernetes.io/job-completion-index=0,jobset.sigs.k8s.io/job-index=0"
-        while not stop.is_set():
+        ended = getattr(self, "ended", None) or threading.Event()
+        while True:  # one last look once the job ended: its chief may have just appeared
+            done = stop.is_set() or ended.is_set()
             pods = [p for p in self._pods(chief) if p.status and p.status.phase != "Pending"]
             if pods:
                 break
-            stop.wait(2.0)
-        else:
-            return
+            if done:
+                return
+            ended.wait(2.0)
+        # connecting is bounded; a followed log may stay silent as long as the chief does
         resp = self.core.read_namespaced_pod_log(
-            pods[0].metadata.name, self.namespace, follow=True, _preload_content=False
+            pods[0].metadata.name,
+            self.namespace,
+            follow=True,
+            _preload_content=False,
+            _request_timeout=(self.timeout[0], None),
         )
         pending = b""  # a chunk can end inside a line: print whole lines only
         for chunk in resp.stream():
@@ -413,18 +668,46 @@ class VertexJob(Backend):
         self.endpoint = (endpoint or VERTEX_API.format(location=location)).rstrip("/")
         self.parent = f"projects/{project}/locations/{location}"
         self.resource = ""  # projects/.../customJobs/<id>, once created
+        self.timeout = api_timeout()
         if session is None:
             import google.auth
+            from google.auth.exceptions import DefaultCredentialsError
             from google.auth.transport.requests import AuthorizedSession
 
-            credentials, _ = google.auth.default(
-                scopes=["https://www.googleapis.com/auth/cloud-platform"]
-            )
-            session = AuthorizedSession(credentials)
+            try:
+                credentials, _ = google.auth.default(
+                    scopes=["https://www.googleapis.com/auth/cloud-platform"]
+                )
+            except DefaultCredentialsError as err:
+                raise InputError(
+                    f"backend: vertex needs Google credentials (Vertex AI Pipelines gives its "
+                    f"tasks a service account; else GOOGLE_APPLICATION_CREDENTIALS): {err}"
+                ) from None
+            # the token refresh is bounded by each request's timeout as well
+            session = AuthorizedSession(credentials, refresh_timeout=self.timeout)
         self.session = session
 
     def _call(self, method: str, path: str, **kwargs) -> dict[str, Any]:
-        resp = self.session.request(method, f"{self.endpoint}/v1/{path}", timeout=60, **kwargs)
+        import requests
+        from google.auth import exceptions as auth_errors
+
+        url = f"{self.endpoint}/v1/{path}"
+        try:
+            resp = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except (requests.RequestException, auth_errors.TransportError) as err:
+            # a token endpoint's failure comes wrapped: its cause says timeout or refusal
+            cause = err.__cause__ or (err.args[0] if err.args else err)
+            where = self.endpoint
+            if isinstance(err, auth_errors.TransportError):
+                where = getattr(getattr(self.session, "credentials", None), "_token_uri", None)
+                what = "the Google token endpoint"
+            else:
+                what = "Vertex AI"
+            raise _unreachable(what, where or self.endpoint, cause, self.timeout) from None
+        except auth_errors.RefreshError as err:
+            raise InputError(
+                f"backend: vertex: the Google credentials were refused: {err}"
+            ) from None
         if resp.status_code >= 400:
             try:
                 detail = resp.json()["error"]["message"]
@@ -523,22 +806,59 @@ def launch(job: Backend) -> str:
             signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _kubernetes_answers(api_client):
+    """Turns an API server that refuses the connection or does not answer into one line."""
+    from urllib3.exceptions import HTTPError
+
+    try:
+        yield
+    except HTTPError as err:
+        host = api_client.configuration.host
+        reason = getattr(err, "reason", None) or err
+        raise _unreachable("the Kubernetes API server", host, reason, api_timeout()) from None
+
+
 def _own_image(api_client=None) -> str:
     """The image of this (launcher) pod: the workers run the same one."""
+    return _own_pod(api_client)[0]
+
+
+def _own_pod(api_client=None) -> tuple[str, dict[str, Any] | None]:
+    """This (launcher) pod's image and spec (the API's JSON); (fallback image, None) outside a pod.
+
+    A pod that may not read itself fails in one line naming the RBAC rule it lacks: its
+    workers would otherwise start without the task's service account, secrets and volumes.
+    """
     # not tfkfp.components: importing it builds every component, which kfp's runtime mode refuses
     from tfkfp import __version__
 
     fallback = os.environ.get("TFKFP_IMAGE", f"tfkfp:{__version__}")
     if api_client is False:  # not on Kubernetes (Vertex AI Pipelines)
-        return fallback
-    try:
-        from kubernetes import client
+        return fallback, None
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
 
-        pod = client.CoreV1Api(api_client).read_namespaced_pod(os.environ["HOSTNAME"], _namespace())
-        return pod.spec.containers[0].image
-    except Exception as err:  # outside a pod, or no right to read it
-        log.warning("launcher: own image unknown (%s); the workers run %s", err, fallback)
-        return fallback
+    name, namespace = os.environ.get("HOSTNAME") or socket.gethostname(), _namespace()
+    try:
+        pod = client.CoreV1Api(api_client).read_namespaced_pod(
+            name,
+            namespace,
+            _request_timeout=(api_timeout(), api_timeout()),  # the client ignores a float
+        )
+    except ApiException as err:
+        if err.status == 403:
+            raise InputError(
+                f"backend: the launcher may not read its own pod {name} in namespace "
+                f'{namespace} (403); its service account needs the RBAC rule apiGroups [""], '
+                'resources ["pods"], verbs ["get"] (tfkfp/manifests/rbac.yaml)'
+            ) from None
+        # outside a pod (a kubeconfig on a laptop): nothing to inherit
+        log.warning("launcher: own pod unknown (%s); the workers run %s", err.reason, fallback)
+        return fallback, None
+    body = client.ApiClient().sanitize_for_serialization(pod)
+    main = next((c for c in pod.spec.containers if c.name == "main"), pod.spec.containers[0])
+    return main.image, body  # KFP names the task's container main
 
 
 def vertex_job(
@@ -598,9 +918,7 @@ def run(
     """
     from tfkfp.containers import storage
 
-    check(workers, backend)
-    if gpus_per_node < 0:
-        raise InputError(f"gpus_per_node: expected 0 or more, got {gpus_per_node}")
+    check(workers, backend, gpus_per_node)
     for key in _OUTPUTS[stage]:
         if storage.local_path(storage.check(kwargs[key], key)) is not None:
             raise InputError(
@@ -615,18 +933,22 @@ def run(
         job = vertex_job(name, image, workers, command, gpus_per_node, api_client)
     else:
         if api_client is None:
-            from kubernetes import config
-
-            config.load_incluster_config()
-        image = image or _own_image(api_client)
+            api_client, configured = kubernetes_client()
+            namespace = namespace or configured
+        with _kubernetes_answers(api_client):
+            own_image, task_pod = _own_pod(api_client)
         make = jobset_manifest if backend == "jobset" else trainjob_manifest
-        body = make(name, image, workers, command, gpus_per_node)
+        body = make(name, image or own_image, workers, command, gpus_per_node, inherited(task_pod))
         job = KubernetesJob(backend, body, namespace or _namespace(), api_client)
     written = [(kwargs[key], key) for key in _OUTPUTS[stage]] + [(_result_uri(stage, kwargs), "")]
     for uri, key in written:  # nothing of an earlier attempt may pass for this one's
         _clear(uri, key)
     try:
-        message = launch(job)
+        if isinstance(job, KubernetesJob):
+            with _kubernetes_answers(job.core.api_client):
+                message = launch(job)
+        else:
+            message = launch(job)
         chief = json.loads(storage.read_text(_result_uri(stage, kwargs), "the chief's result"))
     except BaseException as failure:
         for uri, key in written:  # a failed or cancelled job publishes nothing
@@ -718,7 +1040,19 @@ def main(argv: list[str]) -> None:
             file=sys.stderr,
         )
         raise SystemExit(2)
-    entrypoint(worker, stage=argv[1], kwargs=json.loads(argv[2]))
+    try:
+        kwargs = json.loads(argv[2])
+        if not isinstance(kwargs, dict):
+            raise ValueError(f"a {type(kwargs).__name__}, not an object")
+    except ValueError as err:  # the job's command cut short or edited by hand
+        print(
+            f"error: the worker's JSON argument: expected the stage's arguments as one JSON "
+            f"object, got {len(argv[2])} characters that are not one ({err})",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(2) from None
+    entrypoint(worker, stage=argv[1], kwargs=kwargs)
 
 
 if __name__ == "__main__":

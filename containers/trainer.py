@@ -19,11 +19,11 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tfkfp.containers import events, user_module
+from tfkfp.containers import events, launcher, user_module
 from tfkfp.containers import hyperparameters as hp_layout
 from tfkfp.containers import strategy as strategies
 from tfkfp.containers.fn_args import common_fn_args
-from tfkfp.containers.launcher import LAUNCH, LaunchResult
+from tfkfp.containers.launcher import LaunchResult
 from tfkfp.containers.layout import TFX_SERVING
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, log, select_keras, without_nulls
@@ -153,10 +153,27 @@ def run(
     Returns:
         What the component records as model metadata.
     """
+    launcher.check(workers, backend, gpus_per_node)  # refused even when this task trains
     if workers != 1:
-        from tfkfp.containers import launcher
-
-        args = {k: v for k, v in locals().items() if k not in LAUNCH}
+        # Named one by one: what the pods' run() gets is JSON, and nothing else may slip in.
+        args = {
+            "examples": examples,
+            "schema": schema,
+            "module_file": module_file,
+            "model": model,
+            "model_run": model_run,
+            "curves": curves,
+            "transform_graph": transform_graph,
+            "base_model": base_model,
+            "best_hyperparameters": best_hyperparameters,
+            "train_steps": train_steps,
+            "eval_steps": eval_steps,
+            "hyperparameters": hyperparameters,
+            "custom_config": custom_config,
+            "keras": keras,
+            "strategy": strategy,
+            "cpu_replicas": cpu_replicas,
+        }
         return launcher.run("trainer", workers, backend, args, gpus_per_node)
     select_keras(keras)  # before anything (the user module included) imports TensorFlow
     # TF reads this when it first initialises the GPUs; an explicit user setting wins.

@@ -29,11 +29,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfkfp.containers import events, user_module
+from tfkfp.containers import events, launcher, user_module
 from tfkfp.containers import hyperparameters as hp_layout
 from tfkfp.containers import strategy as strategies
 from tfkfp.containers.fn_args import common_fn_args
-from tfkfp.containers.launcher import LAUNCH, LaunchResult
+from tfkfp.containers.launcher import LaunchResult
 from tfkfp.containers.markdown import code, escape
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, log, select_keras
@@ -339,7 +339,40 @@ def _wait_for_every_machine(oracle, machines: int) -> None:
 
     oracle.create_trial = recording
     exit_chief = oracle_chief.exit_chief
-    oracle_chief.exit_chief = lambda o: len(seen) >= machines and exit_chief(o)
+    bound, started = _worker_wait(), time.monotonic()
+
+    def every_machine_seen(o) -> bool:
+        if len(seen) >= machines:
+            return exit_chief(o)
+        # a machine TF_CONFIG lists that never starts would keep the oracle up until killed
+        if time.monotonic() - started > bound:
+            raise InputError(
+                f"TF_CONFIG: lists {machines} machines, {len(seen)} asked the oracle for a "
+                f"trial within {bound:g} s ({WORKER_WAIT_ENV} sets the bound): did every "
+                "worker start?"
+            )
+        return False
+
+    oracle_chief.exit_chief = every_machine_seen
+
+
+WORKER_WAIT_ENV = "TFKFP_WORKER_WAIT"
+
+
+def _worker_wait() -> float:
+    """Seconds the oracle waits for every machine TF_CONFIG lists (TFKFP_WORKER_WAIT, 600).
+
+    KerasTuner's oracle checks every 20 s once the trials are done, so the wait can exceed
+    the bound by that much.
+    """
+    text = os.environ.get(WORKER_WAIT_ENV, "")
+    try:
+        value = float(text) if text else 600.0
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise InputError(f"{WORKER_WAIT_ENV}: expected seconds above 0, got {text!r}")
+    return value
 
 
 def _write_file(path: str, text: str) -> str:
@@ -394,12 +427,25 @@ def run(
         The search's result; a LaunchResult from a launcher; None from a machine that only
         ran trials (the chief publishes).
     """
+    launcher.check(workers, backend, gpus_per_node)  # refused even when this task tunes
+    # Named one by one: the pods' (and the chief's trials process's) run() gets them as JSON.
+    kwargs = {
+        "examples": examples,
+        "schema": schema,
+        "module_file": module_file,
+        "best_hyperparameters": best_hyperparameters,
+        "trials": trials,
+        "trials_chart": trials_chart,
+        "transform_graph": transform_graph,
+        "train_steps": train_steps,
+        "eval_steps": eval_steps,
+        "custom_config": custom_config,
+        "keras": keras,
+        "strategy": strategy,
+        "cpu_replicas": cpu_replicas,
+    }
     if workers != 1:
-        from tfkfp.containers import launcher
-
-        args = {k: v for k, v in locals().items() if k not in LAUNCH}
-        return launcher.run("tuner", workers, backend, args, gpus_per_node)
-    kwargs = {k: v for k, v in locals().items() if k not in LAUNCH}
+        return launcher.run("tuner", workers, backend, kwargs, gpus_per_node)
     select_keras(keras)  # before anything (the user module included) imports TensorFlow
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     strategies.check(strategy, cpu_replicas, STRATEGIES)

@@ -170,3 +170,206 @@ def test_workers_below_one(workers):
 def test_unknown_backend():
     with pytest.raises(InputError, match="backend: expected one of jobset, trainjob, vertex"):
         launcher.check(2, "tfjob")
+
+
+# --- launched pods inherit the task's pod (what kfp-kubernetes sets on it) ---
+
+# A KFP task pod as the backend makes it with kfp-kubernetes calls on the task:
+# use_secret_as_env / use_config_map_as_env, use_secret_as_volume, mount_pvc, empty_dir_mount,
+# add_node_selector, add_toleration, add_node_affinity, set_image_pull_secrets, add_pod_label,
+# add_pod_annotation, set_cpu_limit / set_memory_limit; plus Argo's and Istio's own marks.
+TASK_POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {
+        "name": "penguins-x7k2p-system-container-impl-123",
+        "labels": {
+            "pipelines.kubeflow.org/v2_component": "true",
+            "team": "ml",
+            "workflows.argoproj.io/workflow": "penguins-x7k2p",
+            "workflows.argoproj.io/completed": "false",
+        },
+        "annotations": {
+            "cost-center": "42",
+            "pipelines.kubeflow.org/v2_pipeline": "true",
+            "workflows.argoproj.io/node-name": "penguins-x7k2p.trainer",
+            "sidecar.istio.io/status": '{"containers":["istio-proxy"]}',
+        },
+    },
+    "spec": {
+        "serviceAccountName": "pipeline-runner",
+        "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+        "tolerations": [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        ],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {"key": "pool", "operator": "In", "values": ["gpu"]},
+                            ]
+                        }
+                    ]
+                }
+            }
+        },
+        "imagePullSecrets": [{"name": "registry-cred"}],
+        "securityContext": {"runAsUser": 1000680000, "fsGroup": 0},
+        "volumes": [
+            {"name": "gcs-key", "secret": {"secretName": "gcs-key"}},
+            {"name": "data", "persistentVolumeClaim": {"claimName": "shared-data"}},
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "kube-api-access-x1y2z", "projected": {"sources": []}},
+        ],
+        "containers": [
+            {
+                "name": "main",
+                "image": "registry.example/tfkfp:1.2",
+                "env": [
+                    {
+                        "name": "AWS_SECRET_ACCESS_KEY",
+                        "valueFrom": {"secretKeyRef": {"name": "minio", "key": "secretkey"}},
+                    },
+                    {
+                        "name": "AWS_ENDPOINT_URL",
+                        "valueFrom": {"configMapKeyRef": {"name": "store", "key": "endpoint"}},
+                    },
+                    {
+                        "name": "KFP_POD_NAME",
+                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+                    },
+                    {"name": "TFKFP_WORKERS", "value": "9"},
+                ],
+                "envFrom": [{"secretRef": {"name": "more-credentials"}}],
+                "volumeMounts": [
+                    {"name": "gcs-key", "mountPath": "/secrets/gcs", "readOnly": True},
+                    {"name": "data", "mountPath": "/data"},
+                    {"name": "scratch", "mountPath": "/scratch"},
+                    {
+                        "name": "kube-api-access-x1y2z",
+                        "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                    },
+                ],
+                "resources": {
+                    "limits": {"cpu": "4", "memory": "16Gi"},
+                    "requests": {"cpu": "2", "memory": "8Gi"},
+                },
+            }
+        ],
+    },
+}
+
+
+def _inherited_pod(body) -> tuple[dict, dict]:
+    """The worker pod template of a generated JobSet, and its container."""
+    template = body["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
+    return template, template["spec"]["containers"][0]
+
+
+def test_jobset_workers_inherit_the_task_pod():
+    inherit = launcher.inherited(copy.deepcopy(TASK_POD))
+    body = launcher.jobset_manifest("tfkfp-trainer-0123456789", "img:1", 3, COMMAND, 2, inherit)
+    _validate(body)
+    template, container = _inherited_pod(body)
+    spec, task = template["spec"], TASK_POD["spec"]
+    for key in ("serviceAccountName", "nodeSelector", "tolerations", "affinity"):
+        assert spec[key] == task[key], key
+    assert spec["imagePullSecrets"] == [{"name": "registry-cred"}]
+    assert [v["name"] for v in spec["volumes"]] == ["gcs-key", "data", "scratch"]
+    assert [m["name"] for m in container["volumeMounts"]] == ["gcs-key", "data", "scratch"]
+    env = {e["name"]: e for e in container["env"]}
+    # references stay references: the manifest never holds a secret's value
+    assert env["AWS_SECRET_ACCESS_KEY"] == task["containers"][0]["env"][0]
+    assert env["AWS_ENDPOINT_URL"]["valueFrom"]["configMapKeyRef"]["name"] == "store"
+    assert env["TFKFP_WORKERS"]["value"] == "3"  # the job's own, not the task pod's
+    assert container["envFrom"] == [{"secretRef": {"name": "more-credentials"}}]
+    assert container["resources"]["limits"] == {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": 2}
+    assert container["resources"]["requests"] == {"cpu": "2", "memory": "8Gi"}
+    labels, annotations = template["metadata"]["labels"], template["metadata"]["annotations"]
+    assert labels["sidecar.istio.io/inject"] == "false"
+    assert labels["team"] == "ml" and labels["pipelines.kubeflow.org/v2_component"] == "true"
+    assert not [k for k in {**labels, **annotations} if k.startswith("workflows.argoproj.io/")]
+    assert annotations == {"cost-center": "42", "pipelines.kubeflow.org/v2_pipeline": "true"}
+    # restricted by default, the task's own settings kept
+    assert spec["securityContext"] == {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "runAsUser": 1000680000,
+        "fsGroup": 0,
+    }
+    assert container["securityContext"] == launcher.RESTRICTED_CONTAINER
+
+
+def test_trainjob_workers_inherit_the_task_pod_through_a_runtime_patch():
+    inherit = launcher.inherited(copy.deepcopy(TASK_POD))
+    body = launcher.trainjob_manifest("tfkfp-trainer-0123456789", "img:1", 2, COMMAND, 1, inherit)
+    _validate(body)
+    (patch,) = body["spec"]["runtimePatches"]
+    (job,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    template = job["template"]["spec"]["template"]
+    assert job["name"] == "node"  # the replicated job of tfkfp's ClusterTrainingRuntime
+    assert template["spec"]["serviceAccountName"] == "pipeline-runner"
+    assert template["metadata"]["labels"]["sidecar.istio.io/inject"] == "false"
+    (container,) = template["spec"]["containers"]
+    assert container["name"] == "node" and "envFrom" not in container
+    assert container["securityContext"] == launcher.RESTRICTED_CONTAINER
+    env = {e["name"]: e for e in body["spec"]["trainer"]["env"]}
+    assert env["TFKFP_WORKERS"]["value"] == "2" and "secretKeyRef" in str(env)
+    assert body["spec"]["trainer"]["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == 1
+
+
+def test_launched_pods_are_kubernetes_pod_templates():
+    """The worker pod template, read by the kubernetes client's own models: a field the
+    models do not know is dropped on the way in, so the round trip shows every key is one."""
+    from kubernetes import client
+
+    api = client.ApiClient()
+    for task in (None, copy.deepcopy(TASK_POD)):
+        body = launcher.jobset_manifest("n", "img:1", 2, COMMAND, 1, launcher.inherited(task))
+        template, _ = _inherited_pod(body)
+
+        class Response:
+            data = json.dumps(template)
+
+        model = api.deserialize(Response(), "V1PodTemplateSpec")
+        # quantities come back as strings (the API takes 1 and "1" alike)
+        for container in template["spec"]["containers"]:
+            for kind in container.get("resources", {}).values():
+                kind.update({k: str(v) for k, v in kind.items()})
+        assert api.sanitize_for_serialization(model) == template
+
+
+@pytest.mark.parametrize("backend", ["jobset", "trainjob"])
+def test_launched_pods_match_the_kubernetes_schemas(backend):
+    """The worker pod, as the Kubernetes API server's own OpenAPI schemas see it
+    (kubernetes-validate, strict: an unknown field fails)."""
+    import kubernetes_validate
+
+    inherit = launcher.inherited(copy.deepcopy(TASK_POD))
+    if backend == "jobset":
+        body = launcher.jobset_manifest("n", "img:1", 2, COMMAND, 1, inherit)
+        template, _ = _inherited_pod(body)
+    else:
+        body = launcher.trainjob_manifest("n", "img:1", 2, COMMAND, 1, inherit)
+        (job,) = body["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"][
+            "replicatedJobs"
+        ]
+        template = job["template"]["spec"]["template"]
+        template["spec"]["containers"][0]["image"] = "img:1"  # the runtime's, in the cluster
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "w", **template["metadata"]}}
+    pod["spec"] = template["spec"]
+    kubernetes_validate.validate(pod, "1.33", strict=True)
+    broken = copy.deepcopy(pod)
+    broken["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalaton"] = False
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, "1.33", strict=True)
+
+
+def test_without_a_task_pod_workers_are_restricted_and_without_sidecar():
+    body = launcher.jobset_manifest("n", "img:1", 2, COMMAND)
+    template, container = _inherited_pod(body)
+    assert template["spec"]["securityContext"] == launcher.RESTRICTED_POD
+    assert container["securityContext"] == launcher.RESTRICTED_CONTAINER
+    assert template["metadata"]["labels"]["sidecar.istio.io/inject"] == "false"

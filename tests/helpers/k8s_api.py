@@ -42,6 +42,8 @@ class Cluster:
         self.local_pods: Path | None = None  # a folder for the pods' logs: run JobSets locally
         self.pod_env: dict[str, str] = {}
         self.procs: dict[str, tuple[subprocess.Popen, Path, int]] = {}
+        self.on_post = None  # called with each object created (e.g. to play the chief's part)
+        self.own_pod: dict | None = None  # what GET pods/<name> answers (404 when None)
 
     # --- JobSets run as local processes ---
 
@@ -164,6 +166,11 @@ def _handler(cluster: Cluster):
                 return self._send(
                     200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}
                 )
+            m = re.fullmatch(r"/api/v1/namespaces/[^/]+/pods/([^/]+)", path)
+            if m and cluster.own_pod is not None and method == "GET":
+                if cluster.own_pod.get("kind") == "Status":  # e.g. a 403 for a missing rule
+                    return self._send(cluster.own_pod["code"], cluster.own_pod)
+                return self._send(200, cluster.own_pod)
             m = re.fullmatch(r"/api/v1/namespaces/[^/]+/pods/([^/]+)/log", path)
             if m:
                 if m.group(1) in cluster.procs and query.get("follow", [""])[0].lower() == "true":
@@ -207,6 +214,8 @@ def _handler(cluster: Cluster):
                         409, {"kind": "Status", "code": 409, "reason": "AlreadyExists"}
                     )
                 cluster.objects[key] = body
+                if cluster.on_post is not None:
+                    cluster.on_post(body)
                 if cluster.local_pods is not None:
                     cluster.start(body)
                 cluster.posted.set()
@@ -236,6 +245,27 @@ def _handler(cluster: Cluster):
             self._route("DELETE")
 
     return Handler
+
+
+def write_kubeconfig(path: Path, server: str, namespace: str = "default") -> Path:
+    """A kubeconfig whose current context is `server` (what `kubectl` on a laptop reads)."""
+    import yaml
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {"server": server}}],
+        "users": [{"name": "me", "user": {"token": "test-token"}}],
+        "contexts": [
+            {
+                "name": "local",
+                "context": {"cluster": "local", "user": "me", "namespace": namespace},
+            }
+        ],
+        "current-context": "local",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 @contextlib.contextmanager

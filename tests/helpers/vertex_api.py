@@ -30,6 +30,8 @@ class FakeVertex:
         self.created = threading.Event()
         self.steps: dict[str, list[str]] = {}
         self.projects = {"p1"}  # others are refused, as a project the caller may not use
+        self.on_create = None  # called with each job created (e.g. to play the chief's part)
+        self.authorization: set[str] = set()  # the Authorization headers received
 
     def add(self, parent: str, body: dict, state: str) -> dict:
         name = f"{parent}/customJobs/{1000 + len(self.jobs)}"
@@ -72,6 +74,7 @@ def _handler(vertex: FakeVertex):
         def do_POST(self):
             path = urlparse(self.path).path
             vertex.calls.append(("POST", path))
+            vertex.authorization.add(self.headers.get("Authorization", ""))
             if self._refused(path):
                 return
             m = re.fullmatch(r"/v1/(projects/[^/]+/locations/[^/]+)/customJobs", path)
@@ -83,6 +86,8 @@ def _handler(vertex: FakeVertex):
                     return self._error(400, "INVALID_ARGUMENT", "displayName and jobSpec needed")
                 job = vertex.add(m.group(1), body, "JOB_STATE_QUEUED")
                 vertex.steps[job["name"]] = list(vertex.script)
+                if vertex.on_create is not None:
+                    vertex.on_create(job)
                 vertex.created.set()
                 return self._send(200, job)
             m = re.fullmatch(r"/v1/(projects/.+/customJobs/\d+):cancel", path)
@@ -99,6 +104,7 @@ def _handler(vertex: FakeVertex):
         def do_GET(self):
             url = urlparse(self.path)
             vertex.calls.append(("GET", url.path))
+            vertex.authorization.add(self.headers.get("Authorization", ""))
             if self._refused(url.path):
                 return
             m = re.fullmatch(r"/v1/(projects/[^/]+/locations/[^/]+)/customJobs", url.path)
@@ -136,3 +142,63 @@ def serve(vertex: FakeVertex):
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
+
+
+TOKEN = "local-access-token"
+
+
+@contextlib.contextmanager
+def serve_token():
+    """An OAuth 2.0 token endpoint (a service account's JWT grant) on loopback; yields its URL.
+
+    google-auth's service-account credentials (GOOGLE_APPLICATION_CREDENTIALS) take their
+    token from it, so the launcher's own credential path runs as it does with a key file.
+    """
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            data = json.dumps(
+                {"access_token": TOKEN, "expires_in": 3600, "token_type": "Bearer"}
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/token"
+    finally:
+        server.shutdown()
+
+
+def service_account_file(path, token_uri: str):
+    """An application-default credentials file (a service account key, made here) whose
+    token endpoint is `token_uri`: google-auth signs its JWT grant and posts it there."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    info = {
+        "type": "service_account",
+        "project_id": "p1",
+        "private_key_id": "local",
+        "private_key": pem,
+        "client_email": "launcher@p1.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": token_uri,
+    }
+    path.write_text(json.dumps(info))
+    return path
