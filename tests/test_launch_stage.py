@@ -13,8 +13,10 @@ No Kubernetes API server can run here (see docs/known-limits.md).
 import dataclasses
 import inspect
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -58,6 +60,8 @@ def _trainer_body(root: str, **params):
         model=model,
         model_run=dsl.Artifact(uri=f"{root}/model_run"),
         curves=dsl.HTML(uri=f"{root}/curves"),
+        # KFP hands a Metrics output as a local file it uploads afterwards
+        metrics=dsl.Metrics(uri=os.path.join(tempfile.mkdtemp(prefix="tfkfp-metrics-"), "m")),
         transform_graph=dsl.Artifact(uri=f"{root}/transform_graph"),
         train_steps=5,
         eval_steps=2,
