@@ -431,3 +431,18 @@ def kfp_server():
     yield state
     server.shutdown()
     server.server_close()
+
+
+# --- a full filesystem: a real tmpfs, filled to leave a chosen room -----------------------------
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 4 MiB tmpfs under tmp_path; `leave(n)` makes writes past n bytes fail with Errno 28."""
+    from tests.helpers.fullfs import SmallFs, can_mount
+
+    if not can_mount():
+        pytest.fail("mounting a tmpfs needs root; these machines run the tests as root")
+    fs = SmallFs(tmp_path / "small", 4 << 20)
+    yield fs
+    fs.unmount()
