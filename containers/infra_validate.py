@@ -270,7 +270,7 @@ def run(
         "wall_seconds": round(time.perf_counter() - started, 3),
         "signatures": found.get("signatures", []),
     }
-    with publishing(blessing) as tmp:
+    with publishing(blessing, "blessing") as tmp:
         open(os.path.join(tmp, INFRA_BLESSED if ok else INFRA_NOT_BLESSED), "w").close()
         with open(os.path.join(tmp, INFRA_FILE), "w") as fh:
             json.dump(result, fh, indent=1)

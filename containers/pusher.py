@@ -253,6 +253,7 @@ def run(
             if push_format != "saved_model"
             else model
         )
+        evaluated = evaluation(blessing)  # refuses a damaged blessing.json in its own words
         kfp = {"run_id": run_id, "run_name": run_name, "pipeline_name": pipeline_name}
         card = model_card.facts(
             asdict(result), model, blessing, infra_blessing, model_metadata, kfp
@@ -265,7 +266,7 @@ def run(
 
         with storage.retry_seconds(retry_timeout):
             pushed = _push(
-                store, folder, version, lease, result, evaluation(blessing), allow_worse,
+                store, folder, version, lease, result, evaluated, allow_worse,
                 bookkeeping,
             )  # fmt: skip
             if pushed.pushed:

@@ -419,15 +419,20 @@ def _classify(err: BaseException) -> str | None:
 _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
-def disk_error(err: OSError, what: str, where: str) -> InputError | None:
+def disk_error(err: BaseException, what: str, where: str) -> InputError | None:
     """A one-line error for a full, over-quota or read-only filesystem; None for other errors.
 
-    Stages publish through local folders, so these are the failures a user meets there.
+    Stages publish through local folders, so these are the failures a user meets there. The
+    libraries that write for them (TensorFlow, Beam) wrap the OS error in their own exceptions
+    (`ResourceExhaustedError` inside a `RuntimeError`): its text is what is left to recognise.
     """
-    if err.errno not in _DISK_ERRNOS:
-        return None
-    reason = os.strerror(err.errno).lower()
-    return InputError(f"{what}: {reason} writing {where} (Errno {err.errno})")
+    code = getattr(err, "errno", None)
+    if code not in _DISK_ERRNOS:
+        text = str(err)
+        code = next((c for c in sorted(_DISK_ERRNOS) if os.strerror(c) in text), None)
+        if code is None:
+            return None
+    return InputError(f"{what}: {os.strerror(code).lower()} writing {where} (Errno {code})")
 
 
 @contextlib.contextmanager

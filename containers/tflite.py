@@ -146,7 +146,7 @@ def run(
                 f"on {checked['rows']} {split} rows (tolerance {tolerance:g})"
             )
         result.update(checked)
-    with publishing(tflite_model) as tmp:
+    with publishing(tflite_model, "tflite_model") as tmp:
         os.makedirs(os.path.join(tmp, TFX_TFLITE))
         with open(os.path.join(tmp, TFX_TFLITE, TFLITE_FILE), "wb") as fh:
             fh.write(flatbuffer)

@@ -25,7 +25,7 @@ from tfkfp.containers import strategy as strategies
 from tfkfp.containers.fn_args import common_fn_args
 from tfkfp.containers.launcher import LAUNCH, LaunchResult
 from tfkfp.containers.layout import TFX_SERVING
-from tfkfp.containers.publish import publishing
+from tfkfp.containers.publish import outputs
 from tfkfp.containers.runtime import InputError, log, select_keras, without_nulls
 
 
@@ -174,14 +174,10 @@ def run(
     fn_args.strategy = dist
     with user_module.keras_names(), strategies.adopted(tf, dist, strategy_name) as built_in:
         run_fn, module_sha256 = _load_run_fn(module_file)
-        timings = _train(run_fn, is_chief, task, model, model_run, fn_args)
+        timings = _train(run_fn, is_chief, task, model, model_run, curves, fn_args)
     log.info(
         "trainer: run_fn created its variables under %s", "; then ".join(built_in) or "nothing"
     )
-    if is_chief:
-        from tfkfp.containers import charts
-
-        charts.write(curves, charts.training_curves(model_run))
     return TrainerResult(
         strategy=strategy_name,
         replicas=int(dist.num_replicas_in_sync),
@@ -287,7 +283,7 @@ def _progress_lines():
         keras.Model.fit = original
 
 
-def _train(run_fn, is_chief, task, model_dir, model_run_dir, fn_args) -> dict[str, float]:
+def _train(run_fn, is_chief, task, model_dir, model_run_dir, curves, fn_args) -> dict[str, float]:
     """Runs run_fn with scratch and staged output folders; only the chief publishes."""
     scratch = tempfile.mkdtemp(prefix="tfkfp-trainer-")
     timings: dict[str, float] = {}
@@ -311,9 +307,14 @@ def _train(run_fn, is_chief, task, model_dir, model_run_dir, fn_args) -> dict[st
 
     try:
         if is_chief:
-            with publishing(model_dir) as model_tmp, publishing(model_run_dir) as run_tmp:
+            from tfkfp.containers import charts
+
+            with outputs() as out:  # the model, its run logs and curves: all or none
+                model_tmp = out.folder(model_dir, "model")
+                run_tmp = out.folder(model_run_dir, "model_run")
                 call_run_fn(model_tmp, run_tmp)
                 check_saved_model(model_tmp)
+                out.file(curves, charts.training_curves(run_tmp), "curves")
             log.info("trainer: exported SavedModel to %s", model_dir)
         else:
             call_run_fn(os.path.join(scratch, "serving"), os.path.join(scratch, "model_run"))

@@ -438,11 +438,14 @@ def kfp_server():
 
 @pytest.fixture
 def small_fs(tmp_path):
-    """A 4 MiB tmpfs under tmp_path; `leave(n)` makes writes past n bytes fail with Errno 28."""
+    """A 64 MiB tmpfs under tmp_path; `leave(n)` makes writes past n bytes fail with Errno 28.
+
+    tmpfs takes memory only for what is written, the filler included.
+    """
     from tests.helpers.fullfs import SmallFs, can_mount
 
     if not can_mount():
         pytest.fail("mounting a tmpfs needs root; these machines run the tests as root")
-    fs = SmallFs(tmp_path / "small", 4 << 20)
+    fs = SmallFs(tmp_path / "small", 64 << 20)
     yield fs
     fs.unmount()

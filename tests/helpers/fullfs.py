@@ -24,6 +24,10 @@ class SmallFs:
         st = os.statvfs(self.path)
         return st.f_bavail * st.f_frsize
 
+    def used(self) -> int:
+        st = os.statvfs(self.path)
+        return (st.f_blocks - st.f_bfree) * st.f_frsize
+
     def leave(self, free: int) -> None:
         """Grows or shrinks the filler file so that `free` bytes (whole pages) stay free."""
         current = self.filler.stat().st_size if self.filler.exists() else 0
