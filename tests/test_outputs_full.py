@@ -104,6 +104,20 @@ def _infra_validate(out: Path, request) -> tuple:
     )
 
 
+def _infer(out: Path, request) -> tuple:
+    from tfkfp.containers import infer
+
+    ingested = request.getfixturevalue("ingested")
+    trained = request.getfixturevalue("trained")
+    return infer.run, dict(
+        inference_result=str(out / "logs"),
+        predictions=str(out / "parquet"),
+        model=trained.model,
+        examples=ingested.examples,
+        parquet=True,
+    )
+
+
 STAGES = {
     "ingest": _ingest,
     "statistics": _statistics,
@@ -112,6 +126,7 @@ STAGES = {
     "trainer": pytest.param(_trainer, marks=pytest.mark.slow),
     "evaluator": pytest.param(_evaluator, marks=pytest.mark.slow),
     "infra_validate": pytest.param(_infra_validate, marks=pytest.mark.slow),
+    "infer": pytest.param(_infer, marks=pytest.mark.slow),
 }
 
 
