@@ -172,7 +172,12 @@ def test_a_full_filesystem_publishes_none_of_a_stages_outputs(small_fs, make, re
         small_fs.unfill()
     code, err = _call(capsys, stage, kwargs)  # the retry, with room
     assert code == 0, err
-    assert _left(out) == published
+    assert _shape(_left(out)) == _shape(published)
+
+
+def _shape(paths: list[str]) -> list[str]:
+    """Paths with their numbers blanked: TensorBoard names event files by time and pid."""
+    return sorted(re.sub(r"\d+", "#", p) for p in paths)
 
 
 def test_the_tuner_on_a_full_filesystem_publishes_none_of_its_outputs(
