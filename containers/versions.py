@@ -677,6 +677,12 @@ class _Remote:
                 marker,
                 self.uri(number),
             )
+            # the card goes in before the commit lock (the lock is held briefly); rewritten
+            # under the lock only if the push moves to another number
+            carded = number
+            for name, data in bookkeeping(number).items():
+                keeper.check()
+                self.objects.write(f"{number}/{name}", data)
             with self._commit_lock(push_id, lease, keys, keeper):
                 # the newest version as it is now, with no other push publishing meanwhile
                 listing, _ = self._listing()
@@ -693,9 +699,9 @@ class _Remote:
                     if supersedes:  # else it keeps the number it took when it started, as TFX
                         moved_from = number, key
                         number, key = self._move_up(number, newest, marker, numbers, lease, keys)
-                for name, data in bookkeeping(number).items():  # before the marker
+                for name, data in bookkeeping(number).items() if number != carded else ():
                     keeper.check()
-                    self.objects.write(f"{number}/{name}", data)
+                    self.objects.write(f"{number}/{name}", data)  # before the marker
                 keeper.check()
                 text = json.dumps(marker).encode()
                 if self.objects.root.scheme == "gs":
