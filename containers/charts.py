@@ -161,9 +161,13 @@ def write(path: str, content: str) -> None:
     """Writes a page whole (a temp file renamed): a reader never sees half of it."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(content)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(content)
+        os.replace(tmp, path)
+    finally:  # never left beside the output
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 # --- trainer: curves from TensorBoard event files ------------------------------------------

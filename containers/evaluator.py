@@ -10,6 +10,7 @@ model type: the flatbuffer's inputs are fed the eval examples' raw features by n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -28,7 +29,7 @@ from tfkfp.containers.layout import (
     split_pattern,
 )
 from tfkfp.containers.manifest import require_split
-from tfkfp.containers.publish import publishing, writing_at
+from tfkfp.containers.publish import Outputs, outputs, writing_at
 from tfkfp.containers.runtime import InputError, log, select_keras
 from tfkfp.containers.slices import SliceNames
 
@@ -350,22 +351,17 @@ def bless(
     return False, f"Not blessed: {len(failures)} threshold check(s) failed."
 
 
-def _publish(result: Evaluation, blessing: str, report: str, slice_chart: str) -> None:
-    """The blessing's marker and JSON (in the staged artifact), the Markdown report and chart."""
-    with open(os.path.join(blessing, blessing_marker(result.blessed)), "w"):
+def _publish(
+    result: Evaluation, out: Outputs, blessing: str, report: str, slice_chart: str
+) -> None:
+    """Stages the Markdown report and chart, then the blessing: its marker and JSON."""
+    out.file(report, eval_report.render_markdown(result), "report")
+    out.file(slice_chart, charts.slice_charts(result), "slice_chart")
+    staged = out.folder(blessing, "blessing")  # moved in last: the verdict
+    with open(os.path.join(staged, blessing_marker(result.blessed)), "w"):
         pass
-    with open(os.path.join(blessing, BLESSING_FILE), "w") as fh:
+    with open(os.path.join(staged, BLESSING_FILE), "w") as fh:
         fh.write(result.to_json())
-    _write_atomically(report, eval_report.render_markdown(result))
-    charts.write(slice_chart, charts.slice_charts(result))
-
-
-def _write_atomically(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 # --- stage ---------------------------------------------------------------------------------
@@ -423,7 +419,7 @@ def run(
             beam_location(evaluation, evaluation_uri, "evaluation"), "evaluation"
         )
     else:
-        evaluation_out = publishing(evaluation)
+        evaluation_out = contextlib.nullcontext(None)  # staged with the other outputs
     names = eval_checks.check_metrics(config)
     eval_checks.check_thresholds(config)
     tflite_signatures = None
@@ -496,7 +492,9 @@ def run(
             model,
             baseline_uri or f"none ({baseline_note})",
         )
-        with evaluation_out as eval_tmp, publishing(blessing) as blessing_tmp:
+        # all outputs or none: a remote evaluation is deleted again when the others fail
+        with evaluation_out as eval_at, outputs() as out:
+            eval_tmp = eval_at or out.folder(evaluation, "evaluation")
             _analyze(
                 models if has_baseline else models[0],
                 config,
@@ -539,7 +537,7 @@ def run(
                 ),
                 slice_note=slice_name.note(),
             )
-            _publish(result, blessing_tmp, report, slice_chart)
+            _publish(result, out, blessing, report, slice_chart)
     events.result(
         "evaluator",
         "%s; overall %s",

@@ -632,7 +632,7 @@ def _run_pipeline(
     from apache_beam.ml.inference.base import RunInference
     from apache_beam.options.pipeline_options import StandardOptions
 
-    from tfkfp.containers.publish import publishing, writing_at
+    from tfkfp.containers.publish import outputs, writing_at
 
     handler = _Handler.make(
         model_at,
@@ -690,11 +690,10 @@ def _run_pipeline(
                 with writing_at(parquet_at, "predictions"):
                     return write(result_at, parquet_at)
             return write(result_at, None)
-    with publishing(result_at) as result_tmp:
-        if parquet_at:
-            with publishing(parquet_at) as parquet_tmp:
-                return write(result_tmp, parquet_tmp)
-        return write(result_tmp, None)
+    with outputs() as out:  # the prediction logs and the Parquet files: both or neither
+        result_tmp = out.folder(result_at, "inference_result")
+        parquet_tmp = out.folder(parquet_at, "predictions") if parquet_at else None
+        return write(result_tmp, parquet_tmp)
 
 
 def _rows(outcome) -> int:

@@ -289,7 +289,7 @@ def run(
         wall_seconds=round(time.perf_counter() - started, 3),
         signatures=found.get("signatures", []),
     )
-    with publishing(blessing) as tmp:
+    with publishing(blessing, "blessing") as tmp:
         open(os.path.join(tmp, INFRA_BLESSED if ok else INFRA_NOT_BLESSED), "w").close()
         result.write(tmp)
     marker = INFRA_BLESSED if ok else INFRA_NOT_BLESSED

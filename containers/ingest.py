@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from tfkfp.containers import events, manifest, storage
 from tfkfp.containers.layout import SCHEMA_FILE, SPLITS, load_schema, split_dir
-from tfkfp.containers.publish import publishing
+from tfkfp.containers.publish import outputs
 from tfkfp.containers.runtime import InputError, log
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
@@ -623,7 +623,9 @@ def run(
     from google.protobuf import text_format
 
     counts = dict.fromkeys(SPLITS, 0)
-    with publishing(examples) as ex_tmp, publishing(schema) as schema_tmp:
+    with outputs() as out:  # the examples and the schema: both or neither
+        ex_tmp = out.folder(examples, "examples")
+        schema_tmp = out.folder(schema, "schema")
         writers = {}
         for split in SPLITS:
             os.makedirs(split_dir(ex_tmp, split))

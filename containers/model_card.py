@@ -5,8 +5,8 @@ pipeline (parameters the pipeline fills with KFP's placeholders), the data finge
 file hash, hyperparameters and rows per split (the model artifact's KFP metadata: the trainer
 carries them on from its examples), the evaluator's blessing (metrics per slice, thresholds
 and their results, the baseline and why it was chosen), infra_validate's result, the package
-versions and the image. A fact nobody handed on reads "unknown", never null. Written after
-the version is complete (a card never makes a version look complete; readers ignore it).
+versions and the image. A fact nobody handed on reads "unknown", never null. Written into
+the version before its marker, so a complete version always has its card.
 Imports no TensorFlow.
 """
 
@@ -22,6 +22,7 @@ from tfkfp.containers import storage
 from tfkfp.containers.hyperparameters import whole_numbers
 from tfkfp.containers.infra_blessing import InfraValidation
 from tfkfp.containers.layout import BLESSING_FILE, CARD_JSON, CARD_MD
+from tfkfp.containers.runtime import InputError
 
 PACKAGES = (
     "tfkfp",
@@ -47,14 +48,18 @@ def known(value: Any) -> Any:
     return value
 
 
-def _read_json(folder: str | None, name: str) -> dict[str, Any] | None:
+def _read_json(folder: str | None, name: str, what: str) -> dict[str, Any] | None:
     if not folder:
         return None
     path = os.path.join(folder, name)
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(f"{what}: {path} is not valid JSON ({err})") from None
+    return data if isinstance(data, dict) else {}
 
 
 def _versions() -> dict[str, str]:
@@ -89,7 +94,7 @@ def facts(
     # not tfkfp.components: importing it builds every component, which kfp's runtime mode refuses
     from tfkfp import __version__
 
-    evaluation = _read_json(blessing, BLESSING_FILE) or {}
+    evaluation = _read_json(blessing, BLESSING_FILE, "blessing") or {}
     infra = InfraValidation.read_if_present(infra_blessing)
     # KFP's backend hands artifact metadata over as a protobuf Struct: 260 arrives as 260.0
     meta = whole_numbers(model_metadata or {})
@@ -184,17 +189,23 @@ def markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(card: dict[str, Any]) -> None:
-    """Writes model_card.json and model_card.md into the pushed version (folder or object store)."""
-    storage.write_text(
-        storage.join(card["uri"], CARD_JSON), json.dumps(card, indent=1), "destination"
-    )
-    storage.write_text(storage.join(card["uri"], CARD_MD), markdown(card), "destination")
+def files(card: dict[str, Any]) -> dict[str, bytes]:
+    """The card's files in a version, by name: model_card.json and model_card.md."""
+    return {
+        CARD_JSON: json.dumps(card, indent=1).encode("utf-8"),
+        CARD_MD: markdown(card).encode("utf-8"),
+    }
 
 
 def read(version_uri: str) -> dict[str, Any] | None:
-    """A version's card, None when it has none."""
+    """A version's card, None when it has none; InputError naming a card that does not parse."""
     uri = storage.join(version_uri, CARD_JSON)
     if storage.stat(uri, "destination") is None:
         return None
-    return json.loads(storage.read_text(uri, "destination"))
+    try:
+        card = json.loads(storage.read_bytes(uri, "destination"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(f"destination: {uri} is not valid JSON ({err})") from None
+    if not isinstance(card, dict):
+        raise InputError(f"destination: {uri} is not a model card (expected a JSON object)")
+    return card

@@ -8,10 +8,12 @@ Imports no TensorFlow, so it starts in well under a second.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 from tfkfp.containers import events
@@ -254,16 +256,49 @@ def run(
             if push_format != "saved_model"
             else model
         )
+        evaluated = evaluation(blessing)  # refuses a damaged blessing.json in its own words
+        kfp = {"run_id": run_id, "run_name": run_name, "pipeline_name": pipeline_name}
+        card = model_card.facts(
+            asdict(result), model, blessing, infra_blessing, model_metadata, kfp
+        )
+
+        def bookkeeping(number: int, digest: str) -> dict[str, bytes]:
+            """The model card of version `number`, written into it before its marker."""
+            uri = store.uri(number)
+            return model_card.files({**card, "version": number, "uri": uri, "content_hash": digest})
+
         with storage.retry_seconds(retry_timeout):
-            pushed = _push(store, folder, version, lease, result, evaluation(blessing), allow_worse)
-            # the same model pushed before keeps its card
-            if pushed.pushed and model_card.read(pushed.pushed_uri) is None:
-                kfp = {"run_id": run_id, "run_name": run_name, "pipeline_name": pipeline_name}
-                card = model_card.facts(
-                    asdict(pushed), model, blessing, infra_blessing, model_metadata, kfp
-                )
-                model_card.write(card)
+            pushed = _push(
+                store, folder, version, lease, result, evaluated, allow_worse,
+                bookkeeping,
+            )  # fmt: skip
+            if pushed.pushed:
+                _keep_card(pushed, bookkeeping)
             return pushed
+
+
+def _keep_card(pushed: PushResult, bookkeeping: Callable[[int, str], dict[str, bytes]]) -> None:
+    """The same model pushed before keeps its card; one with none or a damaged one gets one."""
+    from tfkfp.containers import model_card, storage
+
+    try:
+        if model_card.read(pushed.pushed_uri) is not None:
+            return
+    except InputError as err:
+        log.warning("pusher: rewriting the damaged model card: %s", err)
+    for name, data in bookkeeping(pushed.version, pushed.content_hash).items():
+        uri = storage.join(pushed.pushed_uri, name)
+        if not storage.is_local(uri):
+            storage.write_bytes(uri, data, "destination")  # an object appears whole
+            continue
+        staging = f"{uri}.tmp-{os.getpid()}"  # a folder's file: whole or not at all
+        try:
+            with storage.disk_errors("destination", uri), open(staging, "wb") as fh:
+                fh.write(data)
+            os.replace(staging, uri)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(staging)
 
 
 # What a version holds: the SavedModel, the TFLite model (`model.tflite`), or both.
@@ -311,6 +346,7 @@ def _push(
     result: PushResult,
     evaluated: dict,
     allow_worse: bool,
+    bookkeeping: Callable[[int, str], dict[str, bytes]],
 ) -> PushResult:
     store.connect()
     store.check()
@@ -360,7 +396,9 @@ def _push(
     try:
         admit([v for v in existing if v.complete])  # before uploading anything
         log.info("pusher: pushing %s to %s", model, store.uri())
-        number = store.publish(model, marker, numbers, bool(version), lease, admit)
+        number = store.publish(
+            model, marker, numbers, bool(version), lease, admit, lambda n: bookkeeping(n, digest)
+        )
     except NotNewer as why:
         result = replace(result, reason=f"not newer: {why}")
         events.result(

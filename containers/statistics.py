@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from tfkfp.containers import events, manifest, storage
 from tfkfp.containers.histograms import HISTOGRAM_BUCKETS
 from tfkfp.containers.layout import SPLITS, STATS_FILE, split_folder
-from tfkfp.containers.publish import publish_file, publishing
+from tfkfp.containers.publish import outputs
 from tfkfp.containers.runtime import InputError, log
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
@@ -291,12 +291,13 @@ def run(examples: str, statistics: str, view: str) -> StatisticsResult:
         result.rows[split] = dataset.num_examples
         result.features[split] = len(dataset.features)
     html = render(by_split)
-    with publishing(statistics) as stats_tmp:
+    with outputs() as out:  # the statistics and their view: both or neither
+        stats_tmp = out.folder(statistics, "statistics")
         for split, stats in by_split.items():
             os.makedirs(os.path.join(stats_tmp, split_folder(split)))
             with open(os.path.join(stats_tmp, split_folder(split), STATS_FILE), "wb") as fh:
                 fh.write(stats.SerializeToString())
-        publish_file(view, html)
+        out.file(view, html, "view")
     events.result(
         "statistics",
         "%s",

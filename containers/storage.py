@@ -64,6 +64,7 @@ API (URIs are strings; a local path is a URI too):
     upload(local_path, uri, what)            a file or folder tree
     filesystem(uri, what) -> (pyarrow FileSystem, path)  for readers that take one
     errors(what, uri, action) -> context manager translating storage errors
+    disk_errors(what, path) -> context manager: a full or read-only local filesystem, one line
 
 Over ~400 lines on purpose: the house rule is one module for storage access on every scheme
 (parsing, credentials, error wording, listing, reading, writing); split, each part would need
@@ -74,6 +75,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import fnmatch
 import os
 import re
@@ -428,6 +430,8 @@ def _first_line(err: BaseException) -> str:
 def _classify(err: BaseException) -> str | None:
     text = str(err)
     lowered = text.lower()
+    if getattr(err, "errno", None) in _DISK_ERRNOS:
+        return "disk"
     if "no_such_bucket" in lowered or "nosuchbucket" in lowered:
         return "bucket"
     if "oauth2 access token" in lowered or "no valid credentials" in lowered:
@@ -459,6 +463,14 @@ def _classify(err: BaseException) -> str | None:
             "CURL error [7]",
             "CURL error [6]",
             "CURL error [28]",
+            # the connection dropped on every retry: the peer's side of the network
+            "curlCode: 52",
+            "curlCode: 56",
+            "CURL error [52]",
+            "CURL error [56]",
+            # the server answered 503 until the retries gave up
+            "SERVICE_UNAVAILABLE",
+            "UNAVAILABLE: Retry policy exhausted",
             "Could not connect",
             "Could not resolve",
         )
@@ -511,6 +523,38 @@ def _addressing_error(loc: Location, what: str, detail: str) -> InputError:
     )
 
 
+# A local write that cannot succeed until the user frees room or changes the folder's mount.
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+
+
+def disk_error(err: BaseException, what: str, where: str) -> InputError | None:
+    """A one-line error for a full, over-quota or read-only filesystem; None for other errors.
+
+    Stages publish through local folders, so these are the failures a user meets there. The
+    libraries that write for them (TensorFlow, Beam) wrap the OS error in their own exceptions
+    (`ResourceExhaustedError` inside a `RuntimeError`): its text is what is left to recognise.
+    """
+    code = getattr(err, "errno", None)
+    if code not in _DISK_ERRNOS:
+        text = str(err)
+        code = next((c for c in sorted(_DISK_ERRNOS) if os.strerror(c) in text), None)
+        if code is None:
+            return None
+    return InputError(f"{what}: {os.strerror(code).lower()} writing {where} (Errno {code})")
+
+
+@contextlib.contextmanager
+def disk_errors(what: str, where: str) -> Iterator[None]:
+    """Turns a full, over-quota or read-only filesystem under `where` into a one-line error."""
+    try:
+        yield
+    except OSError as err:
+        translated = disk_error(err, what, where)
+        if translated is None:
+            raise
+        raise translated from None
+
+
 def _bucket_exists(loc: Location, what: str) -> bool | None:
     import pyarrow.fs as pafs
 
@@ -541,6 +585,8 @@ def _translate(
     err: BaseException, what: str, loc: Location, action: str, started: float
 ) -> InputError | None:
     kind = _classify(err)
+    if kind == "disk":
+        return disk_error(err, what, loc.uri)
     if kind is None or loc.scheme == "file" and kind not in ("missing", "denied"):
         return None
     if kind == "missing" and loc.scheme != "file" and _bucket_exists(loc, what) is False:

@@ -182,7 +182,7 @@ def run(
             )
         result.rows = checked["rows"]
         result.max_abs_difference = checked["max_abs_difference"]
-    with publishing(tflite_model) as tmp:
+    with publishing(tflite_model, "tflite_model") as tmp:
         os.makedirs(os.path.join(tmp, TFX_TFLITE))
         with open(os.path.join(tmp, TFX_TFLITE, TFLITE_FILE), "wb") as fh:
             fh.write(flatbuffer)

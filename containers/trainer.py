@@ -25,7 +25,7 @@ from tfkfp.containers import strategy as strategies
 from tfkfp.containers.fn_args import common_fn_args
 from tfkfp.containers.launcher import LaunchResult
 from tfkfp.containers.layout import TFX_SERVING
-from tfkfp.containers.publish import publishing
+from tfkfp.containers.publish import outputs
 from tfkfp.containers.runtime import InputError, log, select_keras, without_nulls
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
@@ -215,7 +215,7 @@ def run(
         run_fn, module_sha256 = _load_run_fn(module_file)
         collective = workers > 1 and strategy_name == "MultiWorkerMirroredStrategy"
         timings = _train(
-            run_fn, is_chief, task, model, model_run, fn_args, keras, collective=collective
+            run_fn, is_chief, task, model, model_run, curves, fn_args, keras, collective=collective
         )
     log.info(
         "trainer: run_fn created its variables under %s", "; then ".join(built_in) or "nothing"
@@ -224,7 +224,6 @@ def run(
     if is_chief:
         from tfkfp.containers import charts
 
-        charts.write(curves, charts.training_curves(model_run))
         final_metrics = charts.final_values(model_run)
     return TrainerResult(
         strategy=strategy_name,
@@ -460,6 +459,7 @@ def _train(
     task,
     model_dir,
     model_run_dir,
+    curves,
     fn_args,
     keras: str = "tf_keras",
     collective: bool = False,
@@ -492,7 +492,11 @@ def _train(
 
     try:
         if is_chief:
-            with publishing(model_dir) as model_tmp, publishing(model_run_dir) as run_tmp:
+            from tfkfp.containers import charts
+
+            with outputs() as out:  # the model, its run logs and curves: all or none
+                model_tmp = out.folder(model_dir, "model")
+                run_tmp = out.folder(model_run_dir, "model_run")
                 call_run_fn(model_tmp, run_tmp)
                 try:
                     check_saved_model(model_tmp)
@@ -502,6 +506,7 @@ def _train(
                     raise
                 if collective:
                     _all_done(fn_args.strategy, True, task)
+                out.file(curves, charts.training_curves(run_tmp), "curves")
             log.info("trainer: exported SavedModel to %s", model_dir)
         else:
             serving = os.path.join(scratch, "serving")

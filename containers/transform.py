@@ -7,6 +7,7 @@ which `WriteTransformFn` does not write) and `transformed_examples/Split-<split>
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from tfkfp.containers import events, manifest, user_module
 from tfkfp.containers.beam import beam_location, beam_options, runs_remotely
 from tfkfp.containers.layout import SPLITS, load_schema, split_dir, split_pattern
 from tfkfp.containers.manifest import require_split
-from tfkfp.containers.publish import publishing, writing_at
+from tfkfp.containers.publish import outputs, writing_at
 from tfkfp.containers.runtime import log, select_keras
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
@@ -81,9 +82,8 @@ def run(
             beam_location(transformed_examples, transformed_examples_uri, "transformed_examples"),
             "transformed_examples",
         )
-    else:
-        graph_out = publishing(transform_graph)
-        examples_out = publishing(transformed_examples)
+    else:  # staged locally with outputs(): both or neither
+        graph_out = examples_out = contextlib.nullcontext(None)
     preprocessing_fn = user_module.load_function(module_file, "preprocessing_fn")
 
     import apache_beam as beam
@@ -110,7 +110,10 @@ def run(
         progress.add(batch.num_rows)
         return RecordBatchToExamplesEncoder().encode(batch)
 
-    with examples_out as examples_tmp, graph_out as graph_tmp:
+    staged = contextlib.nullcontext(None) if remote else outputs()
+    with staged as out, examples_out as examples_at, graph_out as graph_at:
+        examples_tmp = examples_at or out.folder(transformed_examples, "transformed_examples")
+        graph_tmp = graph_at or out.folder(transform_graph, "transform_graph")
         # Analyzers write temporary files the workers share; TFX's default place for them.
         temp_dir = _temp_location(beam_pipeline_args) or (
             os.path.join(graph_tmp, ".temp_path")

@@ -35,7 +35,7 @@ from tfkfp.containers import strategy as strategies
 from tfkfp.containers.fn_args import common_fn_args
 from tfkfp.containers.launcher import LaunchResult
 from tfkfp.containers.markdown import code, escape
-from tfkfp.containers.publish import publishing
+from tfkfp.containers.publish import outputs
 from tfkfp.containers.runtime import InputError, log, select_keras
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
@@ -375,14 +375,6 @@ def _worker_wait() -> float:
     return value
 
 
-def _write_file(path: str, text: str) -> str:
-    staging = f"{path}.staging-{os.getpid()}"
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(staging, "w") as fh:
-        fh.write(text)
-    return staging
-
-
 def run(
     examples: str,
     schema: str,
@@ -522,20 +514,16 @@ def _tune(
             replicas=int(dist.num_replicas_in_sync),
             search_seconds=round(search_seconds, 2),
         )
-        table = _write_file(trials, render_markdown(result))
-        try:
-            with publishing(best_hyperparameters) as staging:
-                hp_layout.write(staging, config)
-            os.replace(table, trials)
-            from dataclasses import asdict
+        from dataclasses import asdict
 
-            from tfkfp.containers import charts
+        from tfkfp.containers import charts
 
-            page = charts.tuner_trials([asdict(t) for t in result.trials], objective, direction)
-            charts.write(trials_chart, page)
-        finally:
-            if os.path.exists(table):
-                os.remove(table)
+        page = charts.tuner_trials([asdict(t) for t in result.trials], objective, direction)
+        with outputs() as out:  # all three or none
+            staging = out.folder(best_hyperparameters, "best_hyperparameters")
+            hp_layout.write(staging, config)
+            out.file(trials, render_markdown(result), "trials")
+            out.file(trials_chart, page, "trials_chart")
     finally:
         shutil.rmtree(fn_args.working_dir, ignore_errors=True)
     events.result(

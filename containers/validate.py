@@ -26,7 +26,7 @@ from tfkfp.containers import statistics as stats_io
 from tfkfp.containers.histograms import rebucket
 from tfkfp.containers.layout import ANOMALIES_FILE, load_schema, split_folder
 from tfkfp.containers.markdown import code, escape
-from tfkfp.containers.publish import publish_file, publishing
+from tfkfp.containers.publish import outputs
 from tfkfp.containers.runtime import InputError, log
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
@@ -391,12 +391,13 @@ def run(
             for split, f in found.items()
         },
     )
-    with publishing(anomalies) as tmp:
+    with outputs() as out:  # the anomalies and their report: both or neither
+        tmp = out.folder(anomalies, "anomalies")
         for split, f in found.items():
             os.makedirs(os.path.join(tmp, split_folder(split)))
             with open(os.path.join(tmp, split_folder(split), ANOMALIES_FILE), "wb") as fh:
                 fh.write(f.proto.SerializeToString())
-        publish_file(report, markdown(result))
+        out.file(report, markdown(result), "report")
     count = sum(len(v) for v in result.anomalies.values())
     events.result(
         "validate",

@@ -4,19 +4,22 @@ Over ~400 lines on purpose: one concurrency protocol (staging folders and claims
 verified markers) for a folder and for object stores; its invariants read best side by side.
 The pusher publishes through it; the evaluator finds its baseline with `latest_complete`.
 
-A version is complete once it holds the marker `PUSHED.json`, written last and only after the
-pusher re-read what it wrote (sizes, and the content hash over every byte) from the
+A version is complete once it holds the marker `PUSHED.json`, written last (after the model
+and every bookkeeping file, the model card among them) and only after the pusher re-read what it
+wrote (sizes, and the content hash over every byte) from the
 destination. Readers, the evaluator's baseline lookup among them, ignore versions without it;
 a marker that does not parse, or whose file list the version does not match, is an error.
 
 Concurrent pushes (two runs of a pipeline, a KFP retry beside a slow first attempt) are safe:
 - Locally a push assembles its version in its own staging folder (`.staging-<id>-<lease>s`),
-  verifies it, adds the marker and renames it to `<version>`: rename(2) fails rather than
+  verifies it, adds the bookkeeping files (the model card) and the marker, last, and renames it
+  to `<version>`: rename(2) fails rather than
   replace a non-empty folder, so a number taken meanwhile makes the push try the next one.
 - On object stores a push first claims its number: it writes its own claim
   `.tfkfp-claims/<version>.<push id>`, lists the claims, and goes ahead only when its claim is
   the only one on that number and `<version>/` is empty; then it uploads (saved_model.pb last),
-  verifies, writes the marker and drops the claim. With the strong read-after-write and list
+  verifies, writes the bookkeeping files and the marker and drops the claim; a failure before
+  the marker removes every file it wrote there. With the strong read-after-write and list
   consistency of GCS and S3, two pushes can never both go ahead (the later writer's listing
   sees the earlier claim); pushes that see each other step back, all but the first in name
   order at once, and try a higher number. No compare-and-set is needed: S3's conditional put
@@ -118,6 +121,15 @@ class NotNewer(Exception):
 # commit lock); raises NotNewer to stop it; True when the push was judged fit to supersede the
 # newest version (then on an object store it moves above one published while it uploaded).
 Admit = Callable[[list[Version]], bool]
+# The bookkeeping files (name -> bytes) a push writes into version `number` before its marker.
+Bookkeeping = Callable[[int], dict[str, bytes]]
+
+
+def storage_disk_errors(root: str) -> contextlib.AbstractContextManager[None]:
+    """A full or read-only destination folder as one line naming it."""
+    from tfkfp.containers import storage
+
+    return storage.disk_errors("destination", root)
 
 
 def _complete(found: list[Version]) -> list[Version]:
@@ -296,38 +308,56 @@ class _Local:
         fixed: bool,
         lease: float,
         admit: Admit,
+        bookkeeping: Bookkeeping = lambda number: {},
     ) -> int:
         staging = os.path.join(self.root, f"{STAGING_PREFIX}{_push_id()}-{lease:g}s")
-        os.makedirs(staging)
+        with storage_disk_errors(self.root):
+            os.makedirs(staging)
         keeper = _Lease(lambda: (os.utime(staging), True)[1], lease, staging)
         try:
-            files = marker["files"]
-            progress = _progress("copied", sum(files.values()))
-            for rel in files:  # saved_model.pb last
-                target = os.path.join(staging, rel)
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                shutil.copyfile(os.path.join(model_dir, rel), target)
-                _fsync(target)
-                progress.add(files[rel], files=1)
-            _verify(
-                {rel: os.path.getsize(os.path.join(staging, rel)) for rel in _model_files(staging)},
-                _file_chunks(staging),
-                marker,
-                staging,
-            )
-            with open(os.path.join(staging, MARKER), "w") as fh:
-                json.dump(marker, fh)
-            _fsync(os.path.join(staging, MARKER))
-            for folder, _, _ in os.walk(staging):
-                _fsync(folder)
-            keeper.check()
-            with self._commit_lock():
-                return self._commit(staging, numbers, fixed, admit)
+            with storage_disk_errors(self.root):
+                files = marker["files"]
+                progress = _progress("copied", sum(files.values()))
+                for rel in files:  # saved_model.pb last
+                    target = os.path.join(staging, rel)
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    shutil.copyfile(os.path.join(model_dir, rel), target)
+                    _fsync(target)
+                    progress.add(files[rel], files=1)
+                _verify(
+                    {
+                        rel: os.path.getsize(os.path.join(staging, rel))
+                        for rel in _model_files(staging)
+                    },
+                    _file_chunks(staging),
+                    marker,
+                    staging,
+                )
+                for folder, _, _ in os.walk(staging):
+                    _fsync(folder)
+                keeper.check()
+                with self._commit_lock():
+                    return self._commit(staging, marker, numbers, fixed, admit, bookkeeping)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         finally:
             keeper.stop()
+
+    @staticmethod
+    def _finish(staging: str, marker: dict, files: dict[str, bytes]) -> None:
+        """Writes the bookkeeping files, then the marker, last, into a verified staging folder."""
+        for name in (*files, MARKER):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(staging, name))  # an earlier number's
+        for name, data in files.items():
+            with open(os.path.join(staging, name), "wb") as fh:
+                fh.write(data)
+            _fsync(os.path.join(staging, name))
+        with open(os.path.join(staging, MARKER), "w") as fh:
+            json.dump(marker, fh)
+        _fsync(os.path.join(staging, MARKER))
+        _fsync(staging)
 
     @contextlib.contextmanager
     def _commit_lock(self) -> Iterator[None]:
@@ -345,8 +375,17 @@ class _Local:
         finally:
             os.close(fd)  # releases the lock
 
-    def _commit(self, staging: str, numbers: Callable[[int], int], fixed: bool, admit: Admit):
-        """Under the commit lock: admits the push against the newest version, renames it."""
+    def _commit(
+        self,
+        staging: str,
+        marker: dict,
+        numbers: Callable[[int], int],
+        fixed: bool,
+        admit: Admit,
+        bookkeeping: Bookkeeping,
+    ) -> int:
+        """Under the commit lock: admits the push against the newest version, writes the
+        bookkeeping files of the number it takes and the marker last, renames it."""
         complete = _complete(self.versions())
         admit(complete)
         newest = complete[-1].number if complete else 0
@@ -356,6 +395,7 @@ class _Local:
             )
         number = numbers(newest)
         for _ in range(CLAIM_ATTEMPTS):
+            self._finish(staging, marker, bookkeeping(number))
             try:
                 # rename(2) is atomic and fails rather than replace a non-empty folder: a
                 # number another push took meanwhile is never overwritten.
@@ -585,6 +625,7 @@ class _Remote:
         fixed: bool,
         lease: float,
         admit: Admit,
+        bookkeeping: Bookkeeping = lambda number: {},
     ) -> int:
         push_id = marker["push_id"]
         number, key = numbers(0), None
@@ -636,6 +677,12 @@ class _Remote:
                 marker,
                 self.uri(number),
             )
+            # the card goes in before the commit lock (the lock is held briefly); rewritten
+            # under the lock only if the push moves to another number
+            carded = number
+            for name, data in bookkeeping(number).items():
+                keeper.check()
+                self.objects.write(f"{number}/{name}", data)
             with self._commit_lock(push_id, lease, keys, keeper):
                 # the newest version as it is now, with no other push publishing meanwhile
                 listing, _ = self._listing()
@@ -652,6 +699,9 @@ class _Remote:
                     if supersedes:  # else it keeps the number it took when it started, as TFX
                         moved_from = number, key
                         number, key = self._move_up(number, newest, marker, numbers, lease, keys)
+                for name, data in bookkeeping(number).items() if number != carded else ():
+                    keeper.check()
+                    self.objects.write(f"{number}/{name}", data)  # before the marker
                 keeper.check()
                 text = json.dumps(marker).encode()
                 if self.objects.root.scheme == "gs":

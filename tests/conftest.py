@@ -511,3 +511,21 @@ def read_only_dir(tmp_path):
         yield path
     finally:
         subprocess.run(["umount", str(path)], check=True)
+
+
+# --- a full filesystem: a real tmpfs, filled to leave a chosen room -----------------------------
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 64 MiB tmpfs under tmp_path; `leave(n)` makes writes past n bytes fail with Errno 28.
+
+    tmpfs takes memory only for what is written, the filler included.
+    """
+    from tests.helpers.fullfs import SmallFs, can_mount
+
+    if not can_mount():
+        pytest.fail("mounting a tmpfs needs root; these machines run the tests as root")
+    fs = SmallFs(tmp_path / "small", 64 << 20)
+    yield fs
+    fs.unmount()

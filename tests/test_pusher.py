@@ -24,7 +24,7 @@ from tfkfp.containers.layout import CARD_JSON, CARD_MD
 from tfkfp.containers.layout import PUSHED as MARKER
 from tfkfp.containers.runtime import InputError
 
-CARD = [CARD_JSON, CARD_MD]  # written into each new version after its marker
+CARD = [CARD_JSON, CARD_MD]  # written into each new version before its marker
 
 
 def _blessing(tmp_path, blessed: bool) -> str:

@@ -136,6 +136,24 @@ class ValidationStopped(RuntimeError):
     """The run failed at the example pipelines' validation stop: the data has anomalies."""
 
 
+class StageError(RuntimeError):
+    """A task failed with its stage's one-line `error:` (bad input, exit 2): that line, named."""
+
+
+def _stage_error(display: Display) -> str | None:
+    """The one-line error of the last failed task that printed one, as `<task>: <line>`.
+
+    kfp.local reports a task inside a condition as "Inner task failed: 'pusher' inside
+    'condition-…'"; the stage's own line says what to fix.
+    """
+    for name in reversed(display.failed):
+        task = display.tasks.get(name)
+        for line in reversed(task.tail if task else ()):
+            if line.startswith("error: "):
+                return f"{name}: {line.removeprefix('error: ')}"
+    return None
+
+
 def run(
     pipeline,
     arguments: dict[str, Any],
@@ -174,6 +192,7 @@ def run(
     local.init(
         runner=runner, pipeline_root=root, raise_on_error=True, enable_caching=enable_caching
     )
+    pool = None
     try:
         with _shown(display), _warm_tasks(warm and not docker) as pool:
             try:
@@ -185,6 +204,9 @@ def run(
     except RuntimeError as err:
         task = display.tasks.get(VALIDATION_STOP_TASK)
         if VALIDATION_STOP_TASK not in display.failed or task is None:
+            line = _stage_error(display)
+            if line is not None and not (pool and pool.died):
+                raise StageError(line) from err
             raise
         validated = display.tasks.get("validate")
         found = (validated.result or {}).get("anomalies_line") if validated else None

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except RuntimeError as err:
         local = sys.modules.get("tfkfp.local")  # loaded only by the commands that run pipelines
-        if local is not None and isinstance(err, local.ValidationStopped):
+        if local is not None and isinstance(err, local.ValidationStopped | local.StageError):
             print(f"tfkfp: error: {err}", file=sys.stderr)
             return 2
         # kfp.local raises RuntimeError when a task fails; the task's log above says why.

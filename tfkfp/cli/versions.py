@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from datetime import UTC
 from typing import Any
 
@@ -13,7 +14,8 @@ def list_versions(destination: str) -> list[dict[str, Any]]:
     from datetime import datetime
 
     from tfkfp.containers import model_card, storage
-    from tfkfp.containers.layout import PUSHED
+    from tfkfp.containers.layout import CARD_JSON, PUSHED
+    from tfkfp.containers.runtime import InputError
     from tfkfp.containers.versions import iter_versions, storage_for
 
     storage.check(destination, "destination")
@@ -22,15 +24,29 @@ def list_versions(destination: str) -> list[dict[str, Any]]:
     for version in iter_versions(destination):
         row: dict[str, Any] = {"version": version.number, "complete": version.complete}
         if version.complete:
-            where = storage.join(store.uri(version.number), PUSHED)
+            uri = store.uri(version.number)
+            where = storage.join(uri, PUSHED)
             marker = json.loads(storage.read_text(where, "destination"))
-            pushed_at = marker.get("pushed_at")
+            raw, pushed_at, damaged = marker.get("pushed_at"), None, []
+            try:
+                if _number(raw):
+                    pushed_at = datetime.fromtimestamp(raw, UTC).isoformat(timespec="seconds")
+            except (OverflowError, OSError, ValueError):
+                pass
+            if raw is not None and pushed_at is None:
+                damaged.append(f"{where}: pushed_at is {raw!r}, not a Unix time")
+            try:
+                card = model_card.read(uri)
+            except InputError as err:
+                card = None
+                damaged.append(str(err).removeprefix("destination: "))
+            if card is not None and (why := _card_damage(card)):
+                damaged.append(f"{storage.join(uri, CARD_JSON)}: {why}")
+                card = None
             row.update(
-                uri=store.uri(version.number),
+                uri=uri,
                 content_hash=marker["content_hash"],
-                pushed_at=datetime.fromtimestamp(pushed_at, UTC).isoformat(timespec="seconds")
-                if pushed_at
-                else None,
+                pushed_at=pushed_at,
                 source=marker.get("source"),
                 formats=[
                     name
@@ -40,24 +56,47 @@ def list_versions(destination: str) -> list[dict[str, Any]]:
                     )
                     if file in version.files
                 ],
-                model_card=model_card.read(store.uri(version.number)),
+                model_card=card,
             )
+            if damaged:
+                row["damaged"] = damaged
         rows.append(row)
     return rows
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _card_damage(card: dict[str, Any]) -> str:
+    """What in a model card `tfkfp versions` cannot show, "" when nothing."""
+    ev, kfp = card.get("evaluation"), card.get("kfp")
+    if not isinstance(ev, dict) or not isinstance(kfp, dict):
+        return "evaluation and kfp are not JSON objects"
+    metrics = ev.get("metrics")
+    if metrics is not None and not isinstance(metrics, dict):
+        return f"evaluation.metrics is {metrics!r}, not an object"
+    for name, value in (metrics or {}).items():
+        if not _number(value):
+            return f"metric {name} is {value!r}, not a number"
+    infra = card.get("infra_validation")
+    if infra is not None and not isinstance(infra, dict):
+        return f"infra_validation is {infra!r}, not an object"
+    return ""
 
 
 def _card_line(row: dict[str, Any]) -> str:
     """A version's model card in a few words: run, pipeline, overall metrics, infra check."""
     card = row.get("model_card")
     if not card:
-        return "  (no model card)"
+        return "  (no model card)" if not row.get("damaged") else ""
     ev, infra = card["evaluation"], card["infra_validation"]
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted((ev.get("metrics") or {}).items()))
     parts = [
         f"run {card['kfp'].get('run_id') or '?'}",
         f"pipeline {card['kfp'].get('pipeline_name') or '?'}",
         f"blessed {ev.get('blessed')}" + (f" ({metrics})" if metrics else ""),
-        f"infra {'not run' if infra is None else infra['blessed']}",
+        f"infra {'not run' if infra is None else infra.get('blessed')}",
     ]
     return "  " + "; ".join(parts)
 
@@ -75,6 +114,7 @@ def command(destination: str, as_json: bool) -> int:
         print(
             f"{row['version']}  {row['pushed_at']}  {'+'.join(row['formats'])}  "
             f"sha256:{row['content_hash'][:12]}  from {row['source']}{_card_line(row)}"
+            + "".join(f"  (damaged: {what})" for what in row.get("damaged", []))
         )
     return 0
 
