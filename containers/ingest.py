@@ -1,4 +1,10 @@
-"""ingest: CSV, TFRecord of tf.Example or Parquet -> gzip TFRecord splits + schema.pbtxt.
+"""ingest: CSV, TFRecord of tf.Example or Parquet -> sharded gzip TFRecord splits + schema.pbtxt.
+
+Two streaming passes, so memory is a block of rows whatever the data's size: the first keeps
+only per-column facts (missing cells, whether every value is an integer or a number, list
+lengths) and decides the schema over every row; the second types, encodes and writes the rows
+as it reads them. Each split goes to several gzip shards (shard_count): a gzip file cannot be
+split, so shards are what every Beam worker and every trainer worker reads a part of.
 
 Reads from any location the storage layer takes (a local path, a KFP mount, gs://, s3://): a
 file, a folder (every file under it, hidden ones skipped) or a glob, streamed from object

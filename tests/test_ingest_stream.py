@@ -110,3 +110,44 @@ def test_manifest_names_a_missing_or_truncated_shard(tmp_path):
     shards[1].unlink()
     with pytest.raises(InputError, match=rf"{shards[1].name} is missing"):
         manifest.verify(str(tmp_path / "ex"), ["train"])
+
+
+def _one_file_artifact(ingested, out: Path) -> str:
+    """The ingested examples as today's ingest wrote them before shards: one file per split."""
+    import shutil
+
+    shutil.copytree(ingested.examples, out)
+    for split in ("train", "eval"):
+        folder = out / f"Split-{split}"
+        shards = sorted(folder.iterdir())
+        records = [r for shard in shards for r in ingest._read_tfrecords(str(shard))]
+        for shard in shards:
+            shard.unlink()
+        writer = ingest._TFRecordWriter(str(folder / "data_tfrecord-00000-of-00001.gz"))
+        for record in records:
+            writer.write(record)
+        writer.close()
+    manifest.write(str(out), ingested.counts)
+    return str(out)
+
+
+def test_one_file_artifacts_read_as_before(tmp_path, ingested, transformed):
+    """Every reader of examples takes a one-file split (tfkfp's before shards, or TFX's)."""
+    from tests.helpers import PENGUINS_MODULE
+    from tfkfp.containers import fn_args, statistics, transform
+    from tfkfp.containers.infra_validate import _examples
+
+    examples = _one_file_artifact(ingested, tmp_path / "one")
+    assert len(os.listdir(Path(examples) / "Split-train")) == 1
+    stats = statistics.run(examples, str(tmp_path / "stats"), str(tmp_path / "view.html"))
+    assert stats.rows == ingested.counts
+    args = fn_args.common_fn_args(examples, ingested.schema, None, 1, 1, None)
+    assert args.train_files == [os.path.join(examples, "Split-train", "*.gz")]
+    assert len(_examples(examples, "eval", 5)) == 5
+    result = transform.run(
+        examples, ingested.schema, PENGUINS_MODULE, str(tmp_path / "g"), str(tmp_path / "t")
+    )
+    assert result.rows == ingested.counts
+    # and the sharded artifact transforms to several shards per split
+    for split in ("train", "eval"):
+        assert len(os.listdir(Path(transformed.examples) / f"Split-{split}")) > 1
