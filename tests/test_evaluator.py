@@ -159,7 +159,15 @@ def test_progress_lines_count_eval_rows_against_the_manifest(
 ):
     monkeypatch.setattr(events, "PROGRESS_EVERY", 0.0)  # a line per batch
     caplog.set_level("INFO", logger="tfkfp")
-    report = _run(tmp_path, trained.model, ingested, EVAL_CONFIG)
+    # Row counts are this process's: worker processes (the default on a pod with several CPUs)
+    # count their own rows in their own logs.
+    report = _run(
+        tmp_path,
+        trained.model,
+        ingested,
+        EVAL_CONFIG,
+        beam_pipeline_args=["--direct_num_workers=1"],
+    )
     total = ingested.counts["eval"]
     lines = [r.getMessage() for r in caplog.records if "rows evaluated" in r.getMessage()]
     assert lines and all(line.endswith(f"/{total} rows evaluated") for line in lines), lines
