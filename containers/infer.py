@@ -381,8 +381,7 @@ def run(
         if data_uri:
             from tfkfp.containers.ingest import _read
 
-            _, chunks = _read(data_uri, input_format)
-            records = [r for _, batch in chunks for r in batch]
+            records = [r for _, batch in _read(data_uri, input_format).chunks() for r in batch]
             total: int | None = len(records)
         else:
             split_names = _splits(examples, splits)

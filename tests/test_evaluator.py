@@ -375,14 +375,14 @@ def _examples_without(src: str, dst, split: str, feature: str) -> str:
     from tfkfp.containers import ingest, manifest
 
     shutil.copytree(src, dst)
-    [path] = glob.glob(os.path.join(dst, f"Split-{split}", "*.gz"))
-    records = list(ingest._read_tfrecords(path))
-    writer = ingest._TFRecordWriter(path)
-    for record in records:
-        example = tf.train.Example.FromString(record)
-        del example.features.feature[feature]
-        writer.write(example.SerializeToString())
-    writer.close()
+    for path in glob.glob(os.path.join(dst, f"Split-{split}", "*.gz")):  # every shard
+        records = list(ingest._read_tfrecords(path))
+        writer = ingest._TFRecordWriter(path)
+        for record in records:
+            example = tf.train.Example.FromString(record)
+            del example.features.feature[feature]
+            writer.write(example.SerializeToString())
+        writer.close()
     counts = {s: e["records"] for s, e in manifest.read(str(dst))["splits"].items()}
     manifest.write(str(dst), counts)
     return str(dst)
