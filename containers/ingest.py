@@ -51,7 +51,9 @@ FORMATS = ("auto", "csv", "tfrecord", "parquet")
 _TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".gz", ".tfrecord.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 # pyarrow parses CSV in blocks; a row must fit in one. Start here, grow x4 for larger rows.
-CSV_BLOCK_SIZE = 8 << 20
+# Its streaming reader reads up to 32 blocks ahead of a slower consumer (Arrow's background
+# readahead queue): 2 MiB blocks keep that within 64 MiB (8 MiB blocks held 256 MiB).
+CSV_BLOCK_SIZE = 2 << 20
 CSV_MAX_BLOCK_SIZE = 2 << 30
 # Auto-detected delimiters, the first winning ties; `delimiter` also takes these spellings of tab.
 DELIMITERS = (",", ";", "\t")
