@@ -839,20 +839,20 @@ def run(
             share = train_fraction if split == "train" else 1 - train_fraction
             n = shard_count(int(source.size * share), int(source.rows * share) or 1, cpus)
             writers[split] = _SplitWriter(split_dir(ex_tmp, split), n)
+        # The second pass: every PROGRESS_EVERY seconds, against the first pass's row count.
+        progress = events.Progress(
+            "ingest",
+            "{done}{of_total} rows written",
+            total=source.rows,
+            detail="{done:,} rows written",
+        )
         try:
             for keys, records in source.chunks():
                 for key, record in zip(keys, records, strict=True):
                     split = "train" if _is_train(key, train_fraction) else "eval"
                     writers[split].write(record)
                     counts[split] += 1
-                written_rows = sum(counts.values())
-                events.progress(
-                    "ingest",
-                    "%d rows written",
-                    written_rows,
-                    completed=written_rows,
-                    detail=f"{written_rows:,} rows written",
-                )
+                progress.add(len(records))
         finally:
             for writer in writers.values():
                 writer.close()
