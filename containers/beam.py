@@ -13,7 +13,9 @@ from tfkfp.containers.runtime import InputError, log
 IN_PROCESS_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 
 
-def beam_options(beam_pipeline_args: list[str] | None, per_worker: int | None = None):
+def beam_options(
+    beam_pipeline_args: list[str] | None, per_worker: int | None = None, rows: int | None = None
+):
     """Beam PipelineOptions from user args; an unusable runner fails before any work.
 
     The in-process runner gets as many worker processes as the pod's CPU and memory limits
@@ -22,6 +24,7 @@ def beam_options(beam_pipeline_args: list[str] | None, per_worker: int | None = 
     Args:
         beam_pipeline_args: The user's Beam args.
         per_worker: Estimated bytes of one worker process (pod_limits.WORKER_BYTES if None).
+        rows: Rows the stage reads, when known (small data runs fewer workers).
     """
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
     from apache_beam.runners.runner import create_runner
@@ -35,10 +38,10 @@ def beam_options(beam_pipeline_args: list[str] | None, per_worker: int | None = 
     runner = options.view_as(StandardOptions).runner
     if not runner or runner == "DirectRunner":
         return PipelineOptions(
-            [*args, *_local_workers(args, per_worker), f"--runner={IN_PROCESS_RUNNER}"]
+            [*args, *_local_workers(args, per_worker, rows), f"--runner={IN_PROCESS_RUNNER}"]
         )
     if runner in LOCAL_RUNNERS or runner == IN_PROCESS_RUNNER:
-        return PipelineOptions([*args, *_local_workers(args, per_worker)])
+        return PipelineOptions([*args, *_local_workers(args, per_worker, rows)])
     try:
         create_runner(runner)
     except (ValueError, ImportError) as err:
@@ -46,7 +49,7 @@ def beam_options(beam_pipeline_args: list[str] | None, per_worker: int | None = 
     return options
 
 
-def _local_workers(args: list[str], per_worker: int | None) -> list[str]:
+def _local_workers(args: list[str], per_worker: int | None, rows: int | None) -> list[str]:
     """The worker args the pod's limits give the in-process runner; none when the user set them."""
     from tfkfp.containers import pod_limits
 
@@ -54,7 +57,7 @@ def _local_workers(args: list[str], per_worker: int | None) -> list[str]:
     if given:
         log.info("beam_pipeline_args: %s given; the pod's own worker count is not used", given[0])
         return []
-    count = pod_limits.workers(per_worker or pod_limits.WORKER_BYTES)
+    count = pod_limits.workers(per_worker or pod_limits.WORKER_BYTES, rows=rows)
     if count == 1:
         return []
     log.info("beam: %d worker processes (the pod's CPU and memory limits)", count)

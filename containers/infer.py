@@ -27,6 +27,7 @@ from tfkfp.containers.layout import (
     NOT_BLESSED,
     PREDICTION_LOGS,
     PREDICTIONS_PARQUET,
+    SPLITS,
     TFX_SERVING,
     split_pattern,
 )
@@ -370,7 +371,9 @@ def run(
             for folder in (inference_result, predictions):
                 os.makedirs(folder, exist_ok=True)
             return result
-    options = beam_options(beam_pipeline_args)
+    # Rows by the manifest (every split ingest writes), for the worker count; None without one.
+    rows = manifest.records(examples, list(SPLITS)) if examples else None
+    options = beam_options(beam_pipeline_args, rows=rows)
     remote = runs_remotely(options)
     with tempfile.TemporaryDirectory(prefix="tfkfp-infer-") as workdir:
         model_dir, source = resolve_model(model, model_from, workdir)

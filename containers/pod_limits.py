@@ -24,6 +24,9 @@ SELF_CGROUP = "/proc/self/cgroup"
 # One Beam worker process: importing TensorFlow, tf.Transform, TFMA and Beam takes most of a
 # GB of RSS here (bench/scale.py measures whole stages); the rest is bundles in flight.
 WORKER_BYTES = 3 << 29  # 1.5 GiB
+# A worker process costs seconds to start (TensorFlow imports) and most of a GB: below this many
+# rows per worker the extra processes cost more than they save.
+ROWS_PER_WORKER = 100_000
 # v1 writes "no limit" as a huge page-aligned number rather than "max".
 _UNLIMITED = 1 << 60
 
@@ -144,11 +147,13 @@ def workers(
     root: str | None = None,
     self_cgroup: str | None = None,
     what: str = "beam_pipeline_args",
+    rows: int | None = None,
 ) -> int:
     """Local workers for this pod: its whole CPUs, as many as its memory limit holds.
 
     Args:
         per_worker: Estimated bytes one worker process takes.
+        rows: Rows the stage will read, when known: one worker per ROWS_PER_WORKER at most.
         root: The cgroup mount, CGROUP_ROOT if None.
         self_cgroup: This process's cgroup list, SELF_CGROUP if None.
         what: The input the error names.
@@ -166,6 +171,7 @@ def workers(
     else:
         count = max(1, math.floor(found.cpus + 1e-9))
     if found.memory is not None:
+        # One share for the stage's own process, which keeps the pipeline and its results.
         fits = found.memory // per_worker
         if fits < 1:
             raise InputError(
@@ -173,6 +179,7 @@ def workers(
                 f"worker's estimate {per_worker / 2**30:.2f} GiB; raise the task's memory limit "
                 "(set_memory_limit) or pass --direct_num_workers=1 to run regardless"
             )
+        fits = max(1, fits - 1) if count > 1 else 1
         if fits < count:
             log.info(
                 "pod: memory limit %.2f GiB holds %d worker(s) of %.2f GiB (of %d CPUs)",
@@ -182,4 +189,10 @@ def workers(
                 count,
             )
             count = int(fits)
+    if rows is not None and count > 1 and rows < count * ROWS_PER_WORKER:
+        by_rows = max(1, rows // ROWS_PER_WORKER)
+        log.info(
+            "pod: %d rows: %d worker(s) (one per %d rows at most)", rows, by_rows, ROWS_PER_WORKER
+        )
+        count = by_rows
     return count

@@ -64,7 +64,8 @@ def run(
         len(raw_schema.feature),
         module_file,
     )
-    options = beam_options(beam_pipeline_args)
+    total_rows = manifest.records(examples, SPLITS)
+    options = beam_options(beam_pipeline_args, rows=total_rows)
     remote = runs_remotely(options)
     if remote:
         # The workers are elsewhere: they read and write the artifacts' URIs, not pod paths.
@@ -97,7 +98,7 @@ def run(
     progress = events.Progress(
         "transform",
         "{done}{of_total} rows transformed",
-        total=manifest.records(examples, SPLITS),
+        total=total_rows,
         detail="{done:,} rows transformed",
     )
 

@@ -117,3 +117,23 @@ def test_beam_options_take_the_pods_workers_unless_given(tmp_path, monkeypatch, 
     given = beam.beam_options(["--direct_num_workers=1"]).view_as(DirectOptions)
     assert given.direct_num_workers == 1
     assert "--direct_num_workers=1 given" in caplog.text
+
+
+def test_small_data_runs_fewer_workers(tmp_path, caplog):
+    """A worker costs seconds to start and most of a GB: one per ROWS_PER_WORKER rows at most."""
+    caplog.set_level("INFO", logger="tfkfp")
+    root, own = _tree(tmp_path, {"cpu.max": "800000 100000"})
+    cpus = min(8, AFFINITY)
+    assert pod_limits.workers(GIB, root, own, rows=None) == cpus
+    assert pod_limits.workers(GIB, root, own, rows=344) == 1
+    big = 10 * pod_limits.ROWS_PER_WORKER
+    assert pod_limits.workers(GIB, root, own, rows=big) == cpus
+    if cpus > 1:
+        assert pod_limits.workers(GIB, root, own, rows=pod_limits.ROWS_PER_WORKER) == 1
+        assert "100000 rows: 1 worker(s)" in caplog.text
+
+
+def test_memory_keeps_a_share_for_the_stages_own_process(tmp_path):
+    root, own = _tree(tmp_path, {"cpu.max": "800000 100000", "memory.max": str(3 * GIB)})
+    # three shares: the stage's process and two workers (when the machine has two CPUs)
+    assert pod_limits.workers(GIB, root, own) == min(2, AFFINITY)
