@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from tfkfp.containers import events, manifest, pod_limits, storage
-from tfkfp.containers.layout import SCHEMA_FILE, SPLITS, load_schema, split_dir
+from tfkfp.containers.layout import MIN_SHARDS, SCHEMA_FILE, SPLITS, load_schema, split_dir
 from tfkfp.containers.publish import publishing
 from tfkfp.containers.runtime import InputError, log
 
@@ -46,7 +46,6 @@ INT_PATTERN = r"^[+-]?\d+$"
 CHUNK_ROWS = 50_000
 # Shards per split: one per SHARD_BYTES of input data, or per core, whichever is more.
 SHARD_BYTES = 64 << 20
-MIN_SHARDS = 4
 FORMATS = ("auto", "csv", "tfrecord", "parquet")
 _TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".gz", ".tfrecord.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")

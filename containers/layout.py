@@ -24,6 +24,9 @@ import os
 from tfkfp.containers.runtime import InputError
 
 SPLITS = ("train", "eval")
+# Shards per split that ingest and transform write at least: a multi-worker trainer's tf.data
+# FILE sharding needs a file per worker.
+MIN_SHARDS = 4
 SCHEMA_FILE = "schema.pbtxt"
 STATS_FILE = "FeatureStats.pb"  # DatasetFeatureStatisticsList, one per split (StatisticsGen)
 ANOMALIES_FILE = "SchemaDiff.pb"  # Anomalies, one per split (ExampleValidator)
