@@ -25,8 +25,9 @@ SELF_CGROUP = "/proc/self/cgroup"
 # GB of RSS here (bench/scale.py measures whole stages); the rest is bundles in flight.
 WORKER_BYTES = 3 << 29  # 1.5 GiB
 # A worker process costs seconds to start (TensorFlow imports) and most of a GB: below this many
-# rows per worker the extra processes cost more than they save.
-ROWS_PER_WORKER = 100_000
+# rows per worker the extra processes cost more than they save. Transform here, 2 workers vs 1
+# (bench/results/transform_workers.json): slower at 150k rows, faster at 1.5M; even near 500k.
+ROWS_PER_WORKER = 250_000
 # v1 writes "no limit" as a huge page-aligned number rather than "max".
 _UNLIMITED = 1 << 60
 

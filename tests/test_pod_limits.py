@@ -130,7 +130,7 @@ def test_small_data_runs_fewer_workers(tmp_path, caplog):
     assert pod_limits.workers(GIB, root, own, rows=big) == cpus
     if cpus > 1:
         assert pod_limits.workers(GIB, root, own, rows=pod_limits.ROWS_PER_WORKER) == 1
-        assert "100000 rows: 1 worker(s)" in caplog.text
+        assert f"{pod_limits.ROWS_PER_WORKER} rows: 1 worker(s)" in caplog.text
 
 
 def test_memory_keeps_a_share_for_the_stages_own_process(tmp_path):
