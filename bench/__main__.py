@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from bench import (
     RESULTS,
+    big,
     cold_start,
     e2e,
     images,
@@ -54,6 +55,9 @@ def main() -> None:
         ("warm vs one process", lambda: warm.main(["penguins", "taxi"])),
         ("cold starts (local process)", lambda: cold_start.main([])),
         ("scale", lambda: scale.main(SIZES)),
+        # ingest, statistics, transform, evaluator, infer at 150k and 1.5M rows, one CPU vs all:
+        # wall, cores used, peak RSS of the process tree (15M rows: `python -m bench.big`).
+        ("at scale, one core vs all", lambda: big.main(SIZES[1:])),
         ("trainer", lambda: trainer.main([])),
         ("tuner", lambda: tuner.main([])),
         # 1, 2 and 4 trainer processes on loopback, and the launcher's own overhead (about 15 min)

@@ -109,6 +109,8 @@ def measure(rows: int, work: Path, reps: int) -> dict:
                     predictions=str(out / "predictions"),
                     model=model,
                     examples=str(examples),
+                    # one process, as RunInference called directly (all cores: bench.big)
+                    beam_pipeline_args=["--direct_num_workers=1"],
                 )
             )
         )

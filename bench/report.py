@@ -83,7 +83,13 @@ def table(results: dict) -> str:
             )
         mp = scale["beam_multi_process"]
         rows.append(
-            f"| transform {mp['rows']:,} rows: 2 Beam processes vs 1 | {mp['speedup']:.2f}× | |"
+            f"| transform {mp['rows']:,} rows: all cores vs 1 worker | {mp['speedup']:.2f}× | |"
+        )
+    for run in (results.get("big") or {}).get("runs", []):
+        cores = "1 core" if run["cores"] == 1 else "all cores"
+        rows.append(
+            f"| {run['stage']} {run['rows']:,} rows, {cores}: wall, cores used, peak RSS "
+            f"| {run['wall_s']:.1f} s, {run['cores_used']:.2f}, {run['peak_rss_gb']:.2f} GB | |"
         )
     trainer = results.get("trainer")
     if trainer:
@@ -240,6 +246,7 @@ def main() -> dict:
         "e2e",
         "warm",
         "scale",
+        "big",
         "trainer",
         "tuner",
         "multi_node",

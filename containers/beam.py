@@ -5,7 +5,7 @@ Imports Beam only inside functions: the module is cheap to import.
 
 from __future__ import annotations
 
-from tfkfp.containers.runtime import InputError
+from tfkfp.containers.runtime import InputError, log
 
 # Beam 2.77's DirectRunner first tries the Prism runner, which it downloads from GitHub: seconds
 # lost per stage offline, and a different runner than the one tested where it succeeds. Naming
@@ -13,8 +13,19 @@ from tfkfp.containers.runtime import InputError
 IN_PROCESS_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 
 
-def beam_options(beam_pipeline_args: list[str] | None):
-    """Beam PipelineOptions from user args; an unusable runner fails before any work."""
+def beam_options(
+    beam_pipeline_args: list[str] | None, per_worker: int | None = None, rows: int | None = None
+):
+    """Beam PipelineOptions from user args; an unusable runner fails before any work.
+
+    The in-process runner gets as many worker processes as the pod's CPU and memory limits
+    allow (containers/pod_limits.py) unless the args name `--direct_num_workers` themselves.
+
+    Args:
+        beam_pipeline_args: The user's Beam args.
+        per_worker: Estimated bytes of one worker process (pod_limits.WORKER_BYTES if None).
+        rows: Rows the stage reads, when known (small data runs fewer workers).
+    """
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
     from apache_beam.runners.runner import create_runner
 
@@ -26,12 +37,35 @@ def beam_options(beam_pipeline_args: list[str] | None):
     options = PipelineOptions(args)
     runner = options.view_as(StandardOptions).runner
     if not runner or runner == "DirectRunner":
-        return PipelineOptions([*args, f"--runner={IN_PROCESS_RUNNER}"])
+        return PipelineOptions(
+            [*args, *_local_workers(args, per_worker, rows), f"--runner={IN_PROCESS_RUNNER}"]
+        )
+    if runner in LOCAL_RUNNERS or runner == IN_PROCESS_RUNNER:
+        return PipelineOptions([*args, *_local_workers(args, per_worker, rows)])
     try:
         create_runner(runner)
     except (ValueError, ImportError) as err:
         raise InputError(f"beam_pipeline_args: runner {runner!r} is not usable ({err})") from None
     return options
+
+
+def _local_workers(args: list[str], per_worker: int | None, rows: int | None) -> list[str]:
+    """The worker args the pod's limits give the in-process runner; none when the user set them."""
+    from tfkfp.containers import pod_limits
+
+    given = [a for a in args if a.startswith("--direct_num_workers")]
+    if given:
+        log.info("beam_pipeline_args: %s given; the pod's own worker count is not used", given[0])
+        return []
+    count = pod_limits.workers(per_worker or pod_limits.WORKER_BYTES, rows=rows)
+    if count == 1:
+        return []
+    log.info("beam: %d worker processes (the pod's CPU and memory limits)", count)
+    extra = [f"--direct_num_workers={count}"]
+    if not any(a.startswith("--direct_running_mode") for a in args):
+        # Threads share one GIL; processes are what use the pod's cores.
+        extra.append("--direct_running_mode=multi_processing")
+    return extra
 
 
 # Runners whose workers are this process or its children on this machine: they read the pod's

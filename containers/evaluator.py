@@ -406,7 +406,7 @@ def run(
     # The inputs are there; TFMA (with TensorFlow and Beam) loads next, for the config (seconds).
     log.info("evaluator: candidate model %s on the eval split; loading TFMA", model)
     config = eval_checks.parse_eval_config(eval_config)
-    options = beam_options(beam_pipeline_args)
+    options = beam_options(beam_pipeline_args, rows=manifest.records(examples, ["eval"]))
     remote = runs_remotely(options)
     model_at = tflite_at or model
     if remote:

@@ -31,6 +31,7 @@ from tfkfp.containers.layout import (
     NOT_BLESSED,
     PREDICTION_LOGS,
     PREDICTIONS_PARQUET,
+    SPLITS,
     TFX_SERVING,
     load_schema,
     split_pattern,
@@ -517,7 +518,9 @@ def run(
         raise InputError("examples: expected an examples artifact or a data_uri (exactly one)")
     if batch_size < 0:
         raise InputError(f"batch_size: expected 0 (Beam decides) or more, got {batch_size}")
-    options = beam_options(beam_pipeline_args)
+    # Rows by the manifest (every split ingest writes), for the worker count; None without one.
+    rows = manifest.records(examples, list(SPLITS)) if examples else None
+    options = beam_options(beam_pipeline_args, rows=rows)
     remote = runs_remotely(options)
     if not remote:  # a remote runner's workers write to the URIs; only the outputs' folders here
         check_writable(inference_result, "inference_result")
@@ -543,9 +546,9 @@ def run(
         if data_uri:
             from tfkfp.containers.ingest import _read
 
-            read_schema, chunks = _read(data_uri, input_format)
-            features_schema = features_schema or read_schema
-            records = [r for _, batch in chunks for r in batch]
+            source_read = _read(data_uri, input_format)
+            features_schema = features_schema or source_read.schema
+            records = [r for _, batch in source_read.chunks() for r in batch]
             total: int | None = len(records)
         else:
             split_names = _splits(examples, splits)

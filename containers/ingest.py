@@ -1,4 +1,10 @@
-"""ingest: CSV, TFRecord of tf.Example or Parquet -> gzip TFRecord splits + schema.pbtxt.
+"""ingest: CSV, TFRecord of tf.Example or Parquet -> sharded gzip TFRecord splits + schema.pbtxt.
+
+Two streaming passes, so memory is a block of rows whatever the data's size: the first keeps
+only per-column facts (missing cells, whether every value is an integer or a number, list
+lengths) and decides the schema over every row; the second types, encodes and writes the rows
+as it reads them. Each split goes to several gzip shards (shard_count): a gzip file cannot be
+split, so shards are what every Beam worker and every trainer worker reads a part of.
 
 Reads from any location the storage layer takes (a local path, a KFP mount, gs://, s3://): a
 file, a folder (every file under it, hidden ones skipped) or a glob, streamed from object
@@ -29,11 +35,11 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from tfkfp.containers import events, manifest, storage
-from tfkfp.containers.layout import SCHEMA_FILE, SPLITS, load_schema, split_dir
+from tfkfp.containers import events, manifest, pod_limits, storage
+from tfkfp.containers.layout import MIN_SHARDS, SCHEMA_FILE, SPLITS, load_schema, split_dir
 from tfkfp.containers.publish import outputs
 from tfkfp.containers.runtime import InputError, log
 
@@ -43,11 +49,15 @@ LIBRARIES: tuple[str, ...] = ()
 MISSING = ("", "NA")
 INT_PATTERN = r"^[+-]?\d+$"
 CHUNK_ROWS = 50_000
+# Shards per split: one per SHARD_BYTES of input data, or per core, whichever is more.
+SHARD_BYTES = 64 << 20
 FORMATS = ("auto", "csv", "tfrecord", "parquet")
 _TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".gz", ".tfrecord.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 # pyarrow parses CSV in blocks; a row must fit in one. Start here, grow x4 for larger rows.
-CSV_BLOCK_SIZE = 8 << 20
+# Its streaming reader reads up to 32 blocks ahead of a slower consumer (Arrow's background
+# readahead queue): 2 MiB blocks keep that within 64 MiB (8 MiB blocks held 256 MiB).
+CSV_BLOCK_SIZE = 2 << 20
 CSV_MAX_BLOCK_SIZE = 2 << 30
 # Auto-detected delimiters, the first winning ties; `delimiter` also takes these spellings of tab.
 DELIMITERS = (",", ";", "\t")
@@ -160,111 +170,6 @@ def _split(line: str, delimiter: str, uri: str) -> list[str]:
         raise InputError(f"data_uri: {uri} is not valid CSV ({err})") from None
 
 
-def _read_csv_file(uri: str, header: list[str], progress: events.Progress, delimiter: str = ","):
-    """One CSV file as a table of strings, streamed; the block grows for rows that need it."""
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-
-    block_size = CSV_BLOCK_SIZE
-    while True:
-        rows = 0
-        try:
-            with storage.errors("data_uri", uri), storage.open_input(uri, "data_uri") as stream:
-                reader = pcsv.open_csv(
-                    stream,
-                    read_options=pcsv.ReadOptions(
-                        column_names=header, skip_rows=1, block_size=block_size
-                    ),
-                    parse_options=pcsv.ParseOptions(delimiter=delimiter),
-                    convert_options=pcsv.ConvertOptions(
-                        column_types=dict.fromkeys(header, pa.string()),
-                        strings_can_be_null=False,
-                        null_values=[],
-                    ),
-                )
-                batches, done = [], 0
-                for batch in reader:
-                    batches.append(batch)
-                    rows += batch.num_rows
-                    # A stream has no position: the cells' bytes plus one separator each.
-                    done += batch.num_rows * batch.num_columns + sum(
-                        col.buffers()[2].size for col in batch.columns if col.buffers()[2]
-                    )
-                    progress.add(rows=batch.num_rows, current=done)
-                return pa.Table.from_batches(batches, schema=reader.schema)
-        except pa.ArrowInvalid as err:
-            reason = str(err).splitlines()[0]
-            progress.rows -= rows
-            if "straddling" in reason and block_size < CSV_MAX_BLOCK_SIZE:
-                block_size *= 4
-                log.info("ingest: a row of %s is larger than the block; reading with %d MiB",
-                         uri, block_size >> 20)  # fmt: skip
-                continue
-            if "UTF8" in reason:
-                raise InputError(f"data_uri: {uri} is not UTF-8 CSV ({reason})") from None
-            raise InputError(f"data_uri: {uri} is not valid CSV ({reason})") from None
-
-
-def _read_csv(files: list[storage.Stat], progress: events.Progress, delimiter: str = ""):
-    """All files as one pyarrow Table of trimmed strings (types are inferred afterwards)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    header: list[str] | None = None
-    tables = []
-    for f in files:
-        file_header, file_delimiter = _read_header(f.uri, delimiter)
-        if file_header is None:
-            progress.add(f.size, files=1)
-            continue
-        if header is None:
-            header = file_header
-            if len(set(header)) != len(header) or "" in header:
-                raise InputError(f"data_uri: {f.uri} has an empty or repeated column name")
-        elif file_header != header:
-            raise InputError(f"data_uri: {f.uri} has a different header than {files[0].uri}")
-        tables.append(_read_csv_file(f.uri, header, progress, file_delimiter))
-        progress.add(f.size, files=1)
-    if header is None or not sum(t.num_rows for t in tables):
-        raise InputError(
-            f"data_uri: no data rows in {', '.join(f.uri for f in files)} "
-            "(expected a header and rows)"
-        )
-    table = pa.concat_tables(tables).combine_chunks()
-    return pa.table({name: pc.utf8_trim_whitespace(table[name]) for name in header})
-
-
-def _typed_column(name: str, strings):
-    """Infers a column's type TFX-style and returns (_Column, list array with nulls for missing)."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    missing = pc.is_in(strings, value_set=pa.array(MISSING)).to_numpy(zero_copy_only=False)
-    present = pc.filter(strings, pa.array(~missing))
-    if len(present) == 0:
-        kind, values = "BYTES", present.cast(pa.large_binary())
-    elif pc.all(pc.match_substring_regex(present, INT_PATTERN)).as_py():
-        try:
-            kind, values = "INT", pc.cast(present, pa.int64())
-        except pa.ArrowInvalid:  # beyond int64: an id, kept exact as text
-            log.warning(
-                "ingest: column %r has integers beyond int64 (e.g. %s): read as BYTES (strings), "
-                "exact; a FLOAT would lose digits",
-                name,
-                _widest(present),
-            )
-            kind, values = "BYTES", present.cast(pa.large_binary())
-    else:
-        try:
-            kind, values = "FLOAT", pc.cast(pc.cast(present, pa.float64()), pa.float32())
-        except pa.ArrowInvalid:
-            kind, values = "BYTES", present.cast(pa.large_binary())
-    offsets = np.concatenate([[0], np.cumsum(~missing, dtype=np.int64)])
-    lists = pa.LargeListArray.from_arrays(pa.array(offsets), values, mask=pa.array(missing))
-    return _Column(name, kind, int(missing.sum()), empty=len(present) == 0), lists
-
-
 def _widest(strings) -> str:
     import pyarrow.compute as pc
 
@@ -299,39 +204,11 @@ def _schema(columns: Iterable[_Column]):
 Chunks = Iterator[tuple[list[bytes], list[bytes]]]  # (split keys, serialized tf.Examples)
 
 
-def _encoded(names: list[str], lists: list, keys) -> Chunks:
-    """tf.Examples of typed list columns, CHUNK_ROWS at a time, with each row's split key.
+def _arrow_column(name: str, array, warn: bool = True):
+    """A Parquet column as (_Column, list array with nulls for missing rows), by its own type.
 
-    `keys(start, n)` gives the rows' keys: their text, not the encoding (the encoder's
-    feature order varies by process).
+    `warn`: log the once-per-column warnings (a batch after the first says them again).
     """
-    import pyarrow as pa
-    from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
-
-    batch = pa.RecordBatch.from_arrays(lists, names=names)
-    encoder = RecordBatchToExamplesEncoder()
-    for start in range(0, batch.num_rows, CHUNK_ROWS):
-        yield keys(start, CHUNK_ROWS), encoder.encode(batch.slice(start, CHUNK_ROWS))
-
-
-def _csv_examples(
-    files: list[storage.Stat], progress: events.Progress, delimiter: str = ""
-) -> tuple[object, Chunks]:
-    import pyarrow.compute as pc
-
-    table = _read_csv(files, progress, delimiter)
-    typed = [_typed_column(name, table[name].combine_chunks()) for name in table.column_names]
-
-    def keys(start: int, n: int) -> list[bytes]:
-        rows = table.slice(start, n)
-        return [k.encode() for k in pc.binary_join_element_wise(*rows.columns, "\x1f").to_pylist()]
-
-    chunks = _encoded(table.column_names, [arr for _, arr in typed], keys)
-    return _schema(col for col, _ in typed), chunks
-
-
-def _arrow_column(name: str, array):
-    """A Parquet column as (_Column, list array with nulls for missing rows), by its own type."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -359,7 +236,7 @@ def _arrow_column(name: str, array):
         kind, values = "FLOAT", values.cast(pa.float64()).cast(pa.float32())
     elif pa.types.is_decimal(value_type):
         # float32 keeps ~7 digits (12345678.91 -> 12345679.0): the exact text instead.
-        log.warning(
+        (log.warning if warn else log.debug)(
             "ingest: column %r is Parquet %s: read as BYTES (its exact decimal text); "
             "cast it in preprocessing_fn (tf.strings.to_number) if a float is close enough",
             name,
@@ -398,53 +275,6 @@ def _row_text(lists) -> object:
     return joined.cast(pa.large_binary()).fill_null(b"")
 
 
-def _parquet_examples(
-    files: list[storage.Stat], progress: events.Progress
-) -> tuple[object, Chunks]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    tables, schema = [], None
-    for f in files:
-        try:
-            with (
-                storage.errors("data_uri", f.uri),
-                storage.open_input(f.uri, "data_uri", seekable=True) as fh,
-            ):
-                parquet = pq.ParquetFile(fh, pre_buffer=True)
-                if schema is None:
-                    schema = parquet.schema_arrow
-                elif not parquet.schema_arrow.equals(schema):
-                    raise InputError(
-                        f"data_uri: {f.uri} has different columns or types than {files[0].uri}"
-                    )
-                total, read = max(parquet.metadata.num_rows, 1), 0
-                for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
-                    tables.append(pa.Table.from_batches([batch]))
-                    read += batch.num_rows
-                    progress.add(rows=batch.num_rows, current=f.size * read // total)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
-            reason = str(err).splitlines()[0]
-            raise InputError(
-                f"data_uri: {f.uri} is not a readable Parquet file ({reason})"
-            ) from None
-        progress.add(f.size, files=1)
-    if schema is None or not sum(t.num_rows for t in tables):
-        raise InputError(f"data_uri: no rows in {', '.join(f.uri for f in files)}")
-    table = pa.concat_tables(tables).combine_chunks()
-    typed = [_arrow_column(name, table[name].combine_chunks()) for name in table.column_names]
-    lists = [arr for _, arr in typed]
-
-    def keys(start: int, n: int) -> list[bytes]:
-        texts = [_row_text(arr.slice(start, n)) for arr in lists]
-        return pc.binary_join_element_wise(
-            *texts, pa.scalar(b"\x1f", pa.large_binary())
-        ).to_pylist()
-
-    return _schema(col for col, _ in typed), _encoded(table.column_names, lists, keys)
-
-
 def _masked_crc(data: bytes) -> bytes:
     import google_crc32c
 
@@ -468,49 +298,388 @@ def _read_tfrecords(uri: str) -> Iterator[bytes]:
             yield data[:length]
 
 
-def _tfrecord_examples(
-    files: list[storage.Stat], progress: events.Progress
-) -> tuple[object, Chunks]:
+@dataclass
+class _Source:
+    """What the first pass over the data found; `chunks()` is the second pass."""
+
+    schema: object  # the inferred tensorflow_metadata Schema
+    size: int  # bytes of input
+    rows: int
+    chunks: Callable[[], Chunks]  # (split keys, serialized tf.Examples), batch by batch
+
+
+@dataclass
+class _CsvFacts:
+    """One CSV column's facts over every row seen: enough to type it as TFX does."""
+
+    missing: int = 0
+    present: int = 0
+    all_int: bool = True  # every present cell matches INT_PATTERN
+    int_fits: bool = True  # ... and fits int64
+    all_float: bool = True  # every present cell parses as a number
+    widest: str = ""  # the widest integer of a batch beyond int64, for the warning
+
+    def add(self, strings) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        missing = pc.is_in(strings, value_set=pa.array(MISSING))
+        present = pc.filter(strings, pc.invert(missing))
+        self.missing += len(strings) - len(present)
+        if not len(present):
+            return
+        self.present += len(present)
+        if self.all_int and pc.all(pc.match_substring_regex(present, INT_PATTERN)).as_py():
+            if self.int_fits:
+                try:
+                    pc.cast(present, pa.int64())
+                except pa.ArrowInvalid:
+                    self.int_fits = False
+            if not self.int_fits:
+                widest = _widest(present)
+                self.widest = max(self.widest, widest, key=len)
+            return  # integers parse as numbers too
+        self.all_int = False
+        if self.all_float:
+            try:
+                pc.cast(present, pa.float64())
+            except pa.ArrowInvalid:
+                self.all_float = False
+
+    def column(self, name: str) -> _Column:
+        if not self.present:
+            kind = "BYTES"
+        elif self.all_int and self.int_fits:
+            kind = "INT"
+        elif self.all_int:
+            log.warning(
+                "ingest: column %r has integers beyond int64 (e.g. %s): read as BYTES (strings), "
+                "exact; a FLOAT would lose digits",
+                name,
+                self.widest,
+            )
+            kind = "BYTES"
+        else:
+            kind = "FLOAT" if self.all_float else "BYTES"
+        return _Column(name, kind, self.missing, empty=not self.present)
+
+
+@dataclass
+class _CsvFile:
+    uri: str
+    delimiter: str
+    block_size: int  # the block its rows fit in (found by the first pass)
+
+
+def _csv_batches(f: _CsvFile, header: list[str]) -> Iterator[object]:
+    """One CSV file's rows as RecordBatches of trimmed strings, streamed block by block."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
+    with storage.errors("data_uri", f.uri), storage.open_input(f.uri, "data_uri") as stream:
+        reader = pcsv.open_csv(
+            stream,
+            read_options=pcsv.ReadOptions(
+                column_names=header, skip_rows=1, block_size=f.block_size
+            ),
+            parse_options=pcsv.ParseOptions(delimiter=f.delimiter),
+            convert_options=pcsv.ConvertOptions(
+                column_types=dict.fromkeys(header, pa.string()),
+                strings_can_be_null=False,
+                null_values=[],
+            ),
+        )
+        for batch in reader:
+            yield pa.RecordBatch.from_arrays(
+                [pc.utf8_trim_whitespace(col) for col in batch.columns], names=header
+            )
+
+
+def _csv_error(uri: str, err: Exception) -> InputError:
+    reason = str(err).splitlines()[0]
+    if "UTF8" in reason:
+        return InputError(f"data_uri: {uri} is not UTF-8 CSV ({reason})")
+    return InputError(f"data_uri: {uri} is not valid CSV ({reason})")
+
+
+def _csv_file_facts(
+    f: _CsvFile, header: list[str], progress: events.Progress
+) -> tuple[list[_CsvFacts], int]:
+    """First pass over one file: column facts and rows; grows the block for rows that need it."""
+    import pyarrow as pa
+
+    while True:
+        facts, rows = [_CsvFacts() for _ in header], 0
+        try:
+            done = 0
+            for batch in _csv_batches(f, header):
+                for fact, col in zip(facts, batch.columns, strict=True):
+                    fact.add(col)
+                rows += batch.num_rows
+                # A stream has no position: the cells' bytes plus one separator each.
+                done += batch.num_rows * batch.num_columns + sum(
+                    col.buffers()[2].size for col in batch.columns if col.buffers()[2]
+                )
+                progress.add(rows=batch.num_rows, current=done)
+            return facts, rows
+        except pa.ArrowInvalid as err:
+            progress.rows -= rows
+            if "straddling" in str(err) and f.block_size < CSV_MAX_BLOCK_SIZE:
+                f.block_size *= 4
+                log.info("ingest: a row of %s is larger than the block; reading with %d MiB",
+                         f.uri, f.block_size >> 20)  # fmt: skip
+                continue
+            raise _csv_error(f.uri, err) from None
+
+
+def _csv_source(
+    files: list[storage.Stat], progress: events.Progress, delimiter: str = ""
+) -> _Source:
+    """CSV: the first pass types every column over every row, the second encodes the rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    header: list[str] | None = None
+    readable: list[_CsvFile] = []
+    facts: list[_CsvFacts] = []
+    rows = 0
+    for f in files:
+        file_header, file_delimiter = _read_header(f.uri, delimiter)
+        if file_header is None:
+            progress.add(f.size, files=1)
+            continue
+        if header is None:
+            header = file_header
+            if len(set(header)) != len(header) or "" in header:
+                raise InputError(f"data_uri: {f.uri} has an empty or repeated column name")
+            facts = [_CsvFacts() for _ in header]
+        elif file_header != header:
+            raise InputError(f"data_uri: {f.uri} has a different header than {files[0].uri}")
+        csv_file = _CsvFile(f.uri, file_delimiter, CSV_BLOCK_SIZE)
+        file_facts, file_rows = _csv_file_facts(csv_file, header, progress)
+        for total, part in zip(facts, file_facts, strict=True):
+            total.missing += part.missing
+            total.present += part.present
+            total.all_int &= part.all_int
+            total.int_fits &= part.int_fits
+            total.all_float &= part.all_float
+            total.widest = max(total.widest, part.widest, key=len)
+        rows += file_rows
+        if file_rows:
+            readable.append(csv_file)
+        progress.add(f.size, files=1)
+    if header is None or not rows:
+        raise InputError(
+            f"data_uri: no data rows in {', '.join(f.uri for f in files)} "
+            "(expected a header and rows)"
+        )
+    columns = [fact.column(name) for fact, name in zip(facts, header, strict=True)]
+    names = list(header)
+
+    def chunks() -> Chunks:
+        from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
+
+        encoder = RecordBatchToExamplesEncoder()
+        sep = pa.scalar("\x1f")
+        for f in readable:
+            try:
+                for batch in _csv_batches(f, names):
+                    lists = [
+                        _typed_lists(col.kind, strings)
+                        for col, strings in zip(columns, batch.columns, strict=True)
+                    ]
+                    keys = pc.binary_join_element_wise(*batch.columns, sep).to_pylist()
+                    records = encoder.encode(pa.RecordBatch.from_arrays(lists, names=names))
+                    yield [k.encode() for k in keys], records
+            except pa.ArrowInvalid as err:
+                raise _csv_error(f.uri, err) from None
+
+    return _Source(_schema(columns), sum(f.size for f in files), rows, chunks)
+
+
+def _typed_lists(kind: str, strings):
+    """A column of trimmed strings as a list array of `kind` values, null where missing."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    missing = pc.is_in(strings, value_set=pa.array(MISSING)).to_numpy(zero_copy_only=False)
+    present = pc.filter(strings, pa.array(~missing))
+    if kind == "INT":
+        values = pc.cast(present, pa.int64())
+    elif kind == "FLOAT":
+        values = pc.cast(pc.cast(present, pa.float64()), pa.float32())
+    else:
+        values = present.cast(pa.large_binary())
+    offsets = np.concatenate([[0], np.cumsum(~missing, dtype=np.int64)])
+    return pa.LargeListArray.from_arrays(pa.array(offsets), values, mask=pa.array(missing))
+
+
+def _parquet_batches(f: storage.Stat, schema=None) -> Iterator[tuple[object, object, int]]:
+    """(arrow schema, RecordBatch, file bytes read so far) of one Parquet file, CHUNK_ROWS a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with (
+            storage.errors("data_uri", f.uri),
+            storage.open_input(f.uri, "data_uri", seekable=True) as fh,
+        ):
+            parquet = pq.ParquetFile(fh, pre_buffer=True)
+            total, read = max(parquet.metadata.num_rows, 1), 0
+            for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
+                read += batch.num_rows
+                yield parquet.schema_arrow, batch, f.size * read // total
+            if not read:
+                yield parquet.schema_arrow, None, f.size
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+        reason = str(err).splitlines()[0]
+        raise InputError(f"data_uri: {f.uri} is not a readable Parquet file ({reason})") from None
+
+
+def _parquet_source(files: list[storage.Stat], progress: events.Progress) -> _Source:
+    """Parquet: its own types; the first pass counts missing values and list lengths."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    schema, columns, rows = None, {}, 0
+    for f in files:
+        for file_schema, batch, done in _parquet_batches(f):
+            if schema is None:
+                schema = file_schema
+            elif not file_schema.equals(schema):
+                raise InputError(
+                    f"data_uri: {f.uri} has different columns or types than {files[0].uri}"
+                )
+            if batch is None:
+                continue
+            for name in batch.schema.names:
+                col, _ = _arrow_column(name, batch.column(name), warn=name not in columns)
+                columns[name] = _merge(columns.get(name), col)
+            rows += batch.num_rows
+            progress.add(rows=batch.num_rows, current=done)
+        progress.add(f.size, files=1)
+    if schema is None or not rows:
+        raise InputError(f"data_uri: no rows in {', '.join(f.uri for f in files)}")
+    names = list(schema.names)
+
+    def chunks() -> Chunks:
+        from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
+
+        encoder = RecordBatchToExamplesEncoder()
+        sep = pa.scalar(b"\x1f", pa.large_binary())
+        for f in files:
+            for _, batch, _ in _parquet_batches(f):
+                if batch is None:
+                    continue
+                lists = [_arrow_column(n, batch.column(n), warn=False)[1] for n in names]
+                keys = pc.binary_join_element_wise(*[_row_text(a) for a in lists], sep)
+                yield (
+                    keys.to_pylist(),
+                    encoder.encode(pa.RecordBatch.from_arrays(lists, names=names)),
+                )
+
+    return _Source(_schema(columns[n] for n in names), sum(f.size for f in files), rows, chunks)
+
+
+def _merge(total: _Column | None, part: _Column) -> _Column:
+    """One column's facts over two sets of rows."""
+    if total is None:
+        return part
+    if part.empty:
+        total.missing += part.missing
+        return total
+    if total.empty:
+        part.missing += total.missing
+        return part
+    if total.kind != part.kind:
+        raise InputError(
+            f"data_uri: feature {part.name!r} holds {total.kind} values in some records and "
+            f"{part.kind} values in others (expected one type per feature)"
+        )
+    total.missing += part.missing
+    total.min_values = min(total.min_values, part.min_values)
+    total.max_values = max(total.max_values, part.max_values)
+    return total
+
+
+def _tfrecord_chunks(files: list[storage.Stat], progress: events.Progress | None = None):
+    """Records of every file, CHUNK_ROWS at a time, each file's errors in one line."""
     import gzip
     import zlib
 
+    for f in files:
+        chunk: list[bytes] = []
+        try:
+            with storage.errors("data_uri", f.uri):
+                for record in _read_tfrecords(f.uri):
+                    chunk.append(record)
+                    if len(chunk) == CHUNK_ROWS:
+                        yield chunk
+                        if progress:
+                            progress.add(rows=len(chunk), current=0)
+                        chunk = []
+        except (gzip.BadGzipFile, zlib.error, ValueError, EOFError) as err:
+            raise InputError(f"data_uri: {f.uri} is not a readable TFRecord file ({err})") from None
+        if chunk:
+            yield chunk
+            if progress:
+                progress.add(rows=len(chunk), current=0)
+        if progress:
+            progress.add(f.size, files=1)
+
+
+def _tfrecord_source(files: list[storage.Stat], progress: events.Progress) -> _Source:
+    """tf.Examples: the first pass decodes them chunk by chunk for kinds and value counts."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
 
-    records: list[bytes] = []
-    for f in files:
-        try:
-            with storage.errors("data_uri", f.uri):
-                before = len(records)
-                for record in _read_tfrecords(f.uri):
-                    records.append(record)
-                    if len(records) % 10_000 == 0:
-                        progress.add(rows=len(records) - before, current=0)
-                        before = len(records)
-                progress.add(rows=len(records) - before, current=0)
-        except (gzip.BadGzipFile, zlib.error, ValueError, EOFError) as err:
-            raise InputError(f"data_uri: {f.uri} is not a readable TFRecord file ({err})") from None
-        progress.add(f.size, files=1)
-    if not records:
-        raise InputError(f"data_uri: no records in {', '.join(f.uri for f in files)}")
-    try:
-        batch = ExamplesToRecordBatchDecoder().DecodeBatch(records)
-    except Exception as err:  # the C++ decoder raises a bare RuntimeError/ValueError
-        raise InputError(f"data_uri: records are not tf.Examples ({err})") from None
+    decoder = ExamplesToRecordBatchDecoder()
     kinds = {"int64": "INT", "float": "FLOAT"}
-    columns = []
-    for name, array in zip(batch.schema.names, batch.columns, strict=True):
-        lengths = pc.list_value_length(array).fill_null(0)
-        present = pc.filter(lengths, pc.greater(lengths, 0))
-        kind = kinds.get(str(array.type.value_type), "BYTES")
-        bounds = pc.min_max(present).as_py() if len(present) else {"min": 1, "max": 1}
-        missing = len(records) - len(present)
-        columns.append(
-            _Column(name, kind, missing, bounds["min"], bounds["max"], empty=not len(present))
-        )
-    schema = _schema(sorted(columns, key=lambda c: c.name))
-    # Records are written back as they were read, so their bytes are a stable split key.
-    return schema, ((records[i : i + CHUNK_ROWS],) * 2 for i in range(0, len(records), CHUNK_ROWS))
+    columns: dict[str, _Column] = {}
+    rows = 0
+    for chunk in _tfrecord_chunks(files, progress):
+        try:
+            batch = decoder.DecodeBatch(chunk)
+        except Exception as err:  # the C++ decoder raises a bare RuntimeError/ValueError
+            raise InputError(f"data_uri: records are not tf.Examples ({err})") from None
+        for name, array in zip(batch.schema.names, batch.columns, strict=True):
+            first_seen = name not in columns
+            if pa.types.is_null(array.type) or pa.types.is_null(array.type.value_type):
+                # no record of the chunk has a value for it (an empty Feature)
+                col = _Column(name, "BYTES", len(chunk), empty=True)
+            else:
+                lengths = pc.list_value_length(array).fill_null(0)
+                present = pc.filter(lengths, pc.greater(lengths, 0))
+                kind = kinds.get(str(array.type.value_type), "BYTES")
+                bounds = pc.min_max(present).as_py() if len(present) else {"min": 1, "max": 1}
+                col = _Column(
+                    name,
+                    kind,
+                    len(chunk) - len(present),
+                    bounds["min"],
+                    bounds["max"],
+                    empty=not len(present),
+                )
+            if first_seen:  # absent from every earlier record
+                col.missing += rows
+            columns[name] = _merge(columns.get(name), col)
+        for name, col in columns.items():
+            if name not in batch.schema.names:  # absent from every record of this chunk
+                col.missing += len(chunk)
+        rows += len(chunk)
+    if not rows:
+        raise InputError(f"data_uri: no records in {', '.join(f.uri for f in files)}")
+    schema = _schema(sorted(columns.values(), key=lambda c: c.name))
+
+    def chunks() -> Chunks:
+        # Records are written back as they were read, so their bytes are a stable split key.
+        for chunk in _tfrecord_chunks(files):
+            yield chunk, chunk
+
+    return _Source(schema, sum(f.size for f in files), rows, chunks)
 
 
 class _TFRecordWriter:
@@ -519,14 +688,59 @@ class _TFRecordWriter:
     def __init__(self, path: str):
         import gzip
 
+        self.path = path
+        self.records = 0
         self._fh = gzip.open(path, "wb", compresslevel=6)
 
     def write(self, record: bytes) -> None:
         length = struct.pack("<Q", len(record))
         self._fh.write(length + _masked_crc(length) + record + _masked_crc(record))
+        self.records += 1
 
     def close(self) -> None:
         self._fh.close()
+
+
+def shard_count(split_bytes: int, split_rows: int, cpus: float | None) -> int:
+    """Shards of one split: one per SHARD_BYTES of input or per core, whichever is more.
+
+    Each shard is its own gzip file, the unit a Beam runner (local or remote) and a
+    multi-worker trainer's FILE sharding hand to one worker; at least MIN_SHARDS so a trainer
+    with that many workers gets one each, never more than the split's rows.
+    """
+    by_size = -(-split_bytes // SHARD_BYTES)
+    wanted = max(MIN_SHARDS, int(cpus or 1), by_size)
+    return max(1, min(wanted, split_rows))
+
+
+class _SplitWriter:
+    """One split as `n` gzip TFRecord shards, rows dealt round-robin (a shard per worker).
+
+    Shards that got no row are dropped at close and the rest named
+    `data_tfrecord-<i>-of-<n>.gz` (TFX's names), so no reader meets an empty file.
+    """
+
+    def __init__(self, folder: str, n: int):
+        self.folder = folder
+        self.rows = 0
+        self._shards = [
+            _TFRecordWriter(os.path.join(folder, f".part-{i:05d}.gz")) for i in range(n)
+        ]
+
+    def write(self, record: bytes) -> None:
+        self._shards[self.rows % len(self._shards)].write(record)
+        self.rows += 1
+
+    def close(self) -> None:
+        for shard in self._shards:
+            shard.close()
+        kept = [s for s in self._shards if s.records]
+        for shard in self._shards:
+            if not shard.records:
+                os.remove(shard.path)
+        for i, shard in enumerate(kept):
+            name = f"data_tfrecord-{i:05d}-of-{len(kept):05d}.gz"
+            os.replace(shard.path, os.path.join(self.folder, name))
 
 
 def _is_train(key: bytes, train_fraction: float) -> bool:
@@ -536,8 +750,8 @@ def _is_train(key: bytes, train_fraction: float) -> bool:
     return bucket < train_fraction * 10_000
 
 
-def _read(data_uri: str, input_format: str, delimiter: str = "") -> tuple[object, Chunks]:
-    """The data's inferred schema and its examples (lazily, CHUNK_ROWS at a time)."""
+def _read(data_uri: str, input_format: str, delimiter: str = "") -> _Source:
+    """The first pass over the data (its schema, size, rows); `chunks()` streams the second."""
     if input_format not in FORMATS:
         raise InputError(
             f"input_format: expected one of {', '.join(FORMATS)}, got {input_format!r}"
@@ -562,14 +776,14 @@ def _read(data_uri: str, input_format: str, delimiter: str = "") -> tuple[object
         detail="{rows:,} rows",
     )
     if fmt == "csv":
-        return _csv_examples(files, progress, delimiter)
-    read = {"tfrecord": _tfrecord_examples, "parquet": _parquet_examples}
+        return _csv_source(files, progress, delimiter)
+    read = {"tfrecord": _tfrecord_source, "parquet": _parquet_source}
     return read[fmt](files, progress)
 
 
 def infer_schema(data_uri: str, input_format: str = "auto", delimiter: str = ""):
     """The schema ingest infers for the data (`tfkfp schema` writes it for review)."""
-    return _read(data_uri, input_format, delimiter)[0]
+    return _read(data_uri, input_format, delimiter).schema
 
 
 def check_columns(curated, inferred, uri: str) -> None:
@@ -615,7 +829,8 @@ def run(
     if not 0.0 < train_fraction < 1.0:
         raise InputError(f"train_fraction: expected a number between 0 and 1, got {train_fraction}")
     curated = load_schema(schema_uri, "schema_uri") if schema_uri else None
-    inferred, chunks = _read(data_uri, input_format, delimiter)
+    source = _read(data_uri, input_format, delimiter)
+    inferred = source.schema
     if curated is not None:
         check_columns(curated, inferred, schema_uri)
     written = curated if curated is not None else inferred
@@ -627,25 +842,26 @@ def run(
         ex_tmp = out.folder(examples, "examples")
         schema_tmp = out.folder(schema, "schema")
         writers = {}
+        cpus = pod_limits.limits().cpus
         for split in SPLITS:
             os.makedirs(split_dir(ex_tmp, split))
-            writers[split] = _TFRecordWriter(
-                os.path.join(split_dir(ex_tmp, split), "data_tfrecord-00000-of-00001.gz")
-            )
+            share = train_fraction if split == "train" else 1 - train_fraction
+            n = shard_count(int(source.size * share), int(source.rows * share) or 1, cpus)
+            writers[split] = _SplitWriter(split_dir(ex_tmp, split), n)
+        # The second pass: every PROGRESS_EVERY seconds, against the first pass's row count.
+        progress = events.Progress(
+            "ingest",
+            "{done}{of_total} rows written",
+            total=source.rows,
+            detail="{done:,} rows written",
+        )
         try:
-            for keys, records in chunks:
+            for keys, records in source.chunks():
                 for key, record in zip(keys, records, strict=True):
                     split = "train" if _is_train(key, train_fraction) else "eval"
                     writers[split].write(record)
                     counts[split] += 1
-                written_rows = sum(counts.values())
-                events.progress(
-                    "ingest",
-                    "%d rows written",
-                    written_rows,
-                    completed=written_rows,
-                    detail=f"{written_rows:,} rows written",
-                )
+                progress.add(len(records))
         finally:
             for writer in writers.values():
                 writer.close()

@@ -4,6 +4,9 @@ Examples artifact (ingest, transform; TFX's layout)::
 
     Split-train/*.gz  Split-eval/*.gz  tfkfp_manifest.json
 
+Each split is one or more gzip TFRecord files (shards, `data_tfrecord-00000-of-00004.gz`, ...);
+readers take every `*.gz` file of the split's folder, so one-file splits read as before.
+
 Schema artifact: `schema.pbtxt`. Statistics and anomalies: `Split-<split>/FeatureStats.pb`,
 `Split-<split>/SchemaDiff.pb`. Blessing artifact: `BLESSED` or `NOT_BLESSED` and
 `blessing.json`. Push destination: one folder per integer version, complete once it holds
@@ -21,6 +24,9 @@ import os
 from tfkfp.containers.runtime import InputError
 
 SPLITS = ("train", "eval")
+# Shards per split that ingest and transform write at least: a multi-worker trainer's tf.data
+# FILE sharding needs a file per worker.
+MIN_SHARDS = 4
 SCHEMA_FILE = "schema.pbtxt"
 STATS_FILE = "FeatureStats.pb"  # DatasetFeatureStatisticsList, one per split (StatisticsGen)
 ANOMALIES_FILE = "SchemaDiff.pb"  # Anomalies, one per split (ExampleValidator)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from tfkfp.containers import events, manifest, user_module
 from tfkfp.containers.beam import beam_location, beam_options, runs_remotely
-from tfkfp.containers.layout import SPLITS, load_schema, split_dir, split_pattern
+from tfkfp.containers.layout import MIN_SHARDS, SPLITS, load_schema, split_dir, split_pattern
 from tfkfp.containers.manifest import require_split
 from tfkfp.containers.publish import outputs, writing_at
 from tfkfp.containers.runtime import log, select_keras
@@ -68,7 +68,8 @@ def run(
         len(raw_schema.feature),
         module_file,
     )
-    options = beam_options(beam_pipeline_args)
+    total_rows = manifest.records(examples, SPLITS)
+    options = beam_options(beam_pipeline_args, rows=total_rows)
     remote = runs_remotely(options)
     if remote:
         # The workers are elsewhere: they read and write the artifacts' URIs, not pod paths.
@@ -85,6 +86,15 @@ def run(
     else:  # staged locally with outputs(): both or neither
         graph_out = examples_out = contextlib.nullcontext(None)
     preprocessing_fn = user_module.load_function(module_file, "preprocessing_fn")
+    # The in-process runner hands a stage's whole input to a worker as one bundle, and Beam's
+    # default writes a file per bundle: one file, which a multi-worker trainer cannot
+    # FILE-shard. As many shards as the input has (at least MIN_SHARDS); a remote runner's
+    # bundles are its own.
+    shards = dict.fromkeys(SPLITS, 0)
+    if not remote:
+        import glob
+
+        shards = {s: max(MIN_SHARDS, len(glob.glob(patterns[s]))) for s in SPLITS}
 
     import apache_beam as beam
     import tensorflow_transform.beam as tft_beam
@@ -100,7 +110,7 @@ def run(
     progress = events.Progress(
         "transform",
         "{done}{of_total} rows transformed",
-        total=manifest.records(examples, SPLITS),
+        total=total_rows,
         detail="{done:,} rows transformed",
     )
 
@@ -147,6 +157,7 @@ def run(
                         os.path.join(split_dir(examples_tmp, split), "transformed_examples"),
                         file_name_suffix=".gz",
                         compression_type=CompressionTypes.GZIP,
+                        num_shards=shards[split],
                     )
                 )
         result = pipeline.result

@@ -140,3 +140,27 @@ def test_peer_is_skipped_with_one_line_without_python310(tmp_path, monkeypatch, 
     assert capsys.readouterr().out == (
         "bench.tfx_peer: skipped: no Python 3.10 (TFX 1.16 installs on 3.10 only)\n"
     )
+
+
+def test_big_measures_the_whole_process_tree(tmp_path):
+    """A child's memory counts in the peak; a run pinned to one CPU uses at most one core."""
+    from bench import big
+
+    code = (
+        "import subprocess, sys;"
+        "subprocess.run([sys.executable, '-c', "
+        "'import time; b = bytearray(300 << 20); b[::4096] = b\"x\" * len(b[::4096]); time.sleep(1)'],"
+        " check=True)"
+    )
+    found = big.measure(code, rows=10, one_cpu=False, log=tmp_path / "a.log")
+    assert found["peak_rss_gb"] >= 0.3
+    burn = (
+        "import multiprocessing as m, time\n"
+        "def spin():\n"
+        "    end = time.time() + 1.5\n"
+        "    while time.time() < end: pass\n"
+        "ps = [m.Process(target=spin) for _ in range(2)]\n"
+        "[p.start() for p in ps]; [p.join() for p in ps]\n"
+    )
+    pinned = big.measure(burn, rows=10, one_cpu=True, log=tmp_path / "b.log")
+    assert pinned["cpu_s"] > 0 and pinned["cores_used"] <= 1.05

@@ -159,7 +159,15 @@ def test_progress_lines_count_eval_rows_against_the_manifest(
 ):
     monkeypatch.setattr(events, "PROGRESS_EVERY", 0.0)  # a line per batch
     caplog.set_level("INFO", logger="tfkfp")
-    report = _run(tmp_path, trained.model, ingested, EVAL_CONFIG)
+    # Row counts are this process's: worker processes (the default on a pod with several CPUs)
+    # count their own rows in their own logs.
+    report = _run(
+        tmp_path,
+        trained.model,
+        ingested,
+        EVAL_CONFIG,
+        beam_pipeline_args=["--direct_num_workers=1"],
+    )
     total = ingested.counts["eval"]
     lines = [r.getMessage() for r in caplog.records if "rows evaluated" in r.getMessage()]
     assert lines and all(line.endswith(f"/{total} rows evaluated") for line in lines), lines
@@ -367,14 +375,14 @@ def _examples_without(src: str, dst, split: str, feature: str) -> str:
     from tfkfp.containers import ingest, manifest
 
     shutil.copytree(src, dst)
-    [path] = glob.glob(os.path.join(dst, f"Split-{split}", "*.gz"))
-    records = list(ingest._read_tfrecords(path))
-    writer = ingest._TFRecordWriter(path)
-    for record in records:
-        example = tf.train.Example.FromString(record)
-        del example.features.feature[feature]
-        writer.write(example.SerializeToString())
-    writer.close()
+    for path in glob.glob(os.path.join(dst, f"Split-{split}", "*.gz")):  # every shard
+        records = list(ingest._read_tfrecords(path))
+        writer = ingest._TFRecordWriter(path)
+        for record in records:
+            example = tf.train.Example.FromString(record)
+            del example.features.feature[feature]
+            writer.write(example.SerializeToString())
+        writer.close()
     counts = {s: e["records"] for s, e in manifest.read(str(dst))["splits"].items()}
     manifest.write(str(dst), counts)
     return str(dst)

@@ -205,9 +205,9 @@ def penguin_files(tmp_path, penguins_csv, ingested) -> dict:
     files = {
         "csv": [("a.csv", "".join(lines[:half]).encode()),
                 ("b.csv", "".join(lines[:1] + lines[half:]).encode())],
-        "tfrecord": [
+        "tfrecord": [  # each split's shards as one file (gzip members concatenate)
             (f"{split}.tfrecord.gz",
-             open(next(iter(glob_split(ingested.examples, split))), "rb").read())
+             b"".join(open(f, "rb").read() for f in glob_split(ingested.examples, split)))
             for split in ("train", "eval")
         ],
         "parquet": [("p.parquet",
@@ -278,9 +278,12 @@ def test_manifest_lists_each_split_file_with_size_checksum_and_records(ingested)
     for split, n in ingested.counts.items():
         entry = written["splits"][split]
         assert entry["records"] == n
-        [(name, info)] = entry["files"].items()
-        path = os.path.join(ingested.examples, f"Split-{split}", name)
-        assert info["bytes"] == os.path.getsize(path) and len(info["crc32c"]) == 8
+        assert set(entry["files"]) == set(
+            os.listdir(os.path.join(ingested.examples, f"Split-{split}"))
+        )
+        for name, info in entry["files"].items():  # every shard
+            path = os.path.join(ingested.examples, f"Split-{split}", name)
+            assert info["bytes"] == os.path.getsize(path) and len(info["crc32c"]) == 8
     assert manifest.verify(ingested.examples, ["train", "eval"]) is True
 
 
@@ -337,7 +340,11 @@ def test_damaged_split_file_is_refused_naming_it(tmp_path, ingested, how):
     with pytest.raises(InputError, match=r"\.extra\.gz is not in tfkfp_manifest\.json"):
         require_split(str(tmp_path / "examples"), "train", "examples")
     os.remove(path + ".extra.gz")
-    os.remove(path)
+    os.remove(path)  # one shard gone: named
+    with pytest.raises(InputError, match=f"examples: {path} is missing"):
+        require_split(str(tmp_path / "examples"), "train", "examples")
+    for shard in glob_split(str(tmp_path / "examples"), "train"):
+        os.remove(shard)
     with pytest.raises(InputError, match="no 'train' split files"):
         require_split(str(tmp_path / "examples"), "train", "examples")
 
@@ -353,7 +360,7 @@ def test_manifest_at_an_object_store_uri(tmp_path, ingested, bucket):
     written = manifest.write(uri, ingested.counts)
     assert written == manifest.read(ingested.examples)  # the same bytes, sizes and CRC32C
     assert manifest.verify(uri, ["train", "eval"]) is True
-    [train] = written["splits"]["train"]["files"]
+    train = sorted(written["splits"]["train"]["files"])[0]
     storage.write_bytes(f"{uri}/Split-train/{train}", b"x", "test")
     with pytest.raises(InputError, match=r"examples: .*/Split-train/.* is damaged: 1 bytes"):
         manifest.verify(uri, ["train"])

@@ -128,6 +128,9 @@ def test_progress_lines_count_rows_against_the_manifest(tmp_path, ingested, monk
         PENGUINS_MODULE,
         str(tmp_path / "graph"),
         str(tmp_path / "examples"),
+        # Row counts are this process's: worker processes (the default on a pod with several
+        # CPUs) count their own rows in their own logs.
+        beam_pipeline_args=["--direct_num_workers=1"],
     )
     total = sum(ingested.counts.values())
     lines = [r.getMessage() for r in caplog.records if "rows transformed" in r.getMessage()]

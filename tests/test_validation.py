@@ -155,8 +155,10 @@ def test_statistics_of_an_emptied_split_is_one_line(clean, tmp_path, capsys, man
 
     examples = tmp_path / "examples"
     shutil.copytree(clean / "examples", examples)
-    (target,) = (examples / "Split-eval").glob("*.gz")
-    target.write_bytes(gzip.compress(b""))  # a valid gzip file of no records
+    shards = sorted((examples / "Split-eval").glob("*.gz"))
+    for shard in shards:
+        shard.write_bytes(gzip.compress(b""))  # a valid gzip file of no records
+    target = shards[0]  # the first the manifest check meets
     if not manifest:
         (examples / "tfkfp_manifest.json").unlink()
     with pytest.raises(SystemExit) as exit_:
@@ -206,10 +208,11 @@ def test_statistics_of_unreadable_examples_is_one_line(clean, tmp_path, content,
 
     examples = tmp_path / "examples"
     shutil.copytree(clean / "examples", examples)
-    (target,) = (examples / "Split-eval").glob("*.gz")
+    shards = sorted((examples / "Split-eval").glob("*.gz"))
     if content == "truncated":
-        content = gzip.compress(gzip.decompress(target.read_bytes())[:-7])
-    target.unlink()
+        content = gzip.compress(gzip.decompress(shards[0].read_bytes())[:-7])
+    for shard in shards:  # the split becomes one unreadable file
+        shard.unlink()
     (examples / "Split-eval" / "data.gz").write_bytes(content)
     (examples / "tfkfp_manifest.json").unlink()  # examples not written by ingest: read as found
     with pytest.raises(InputError, match=message):

@@ -76,7 +76,7 @@ def write_module(path: Path, source: str) -> str:
 
 
 def damage_examples(src: str, dst: Path, split: str, how: str) -> str:
-    """Copies an examples artifact and damages its `split` file; returns that file's path.
+    """Copies an examples artifact and damages one file of `split` (its last shard); returns its path.
 
     `boundary`: a valid gzip TFRecord of the first half of the records (a copy cut short on a
     record boundary); `mid_record`: the records' bytes cut inside a record, gzipped again;
@@ -88,7 +88,7 @@ def damage_examples(src: str, dst: Path, split: str, how: str) -> str:
     from tfkfp.containers import ingest
 
     shutil.copytree(src, dst)
-    [path] = glob.glob(os.path.join(dst, f"Split-{split}", "*.gz"))
+    path = sorted(glob.glob(os.path.join(dst, f"Split-{split}", "*.gz")))[-1]
     if how == "boundary":
         records = list(ingest._read_tfrecords(path))
         writer = ingest._TFRecordWriter(path)
