@@ -374,15 +374,22 @@ def test_wrong_batch_dimension_names_the_model(tmp_path, models, ingested, capsy
     assert not (tmp_path / "result").exists() and not (tmp_path / "predictions").exists()
 
 
-def test_a_row_the_model_refuses_is_named(tmp_path, models, ingested, capsys):
+def test_a_row_the_model_refuses_is_named(tmp_path, models, ingested, capsys, monkeypatch):
     """Only one eval row is refused, after the rows checked before the Beam job starts."""
     import tensorflow as tf
 
-    [path] = glob.glob(os.path.join(ingested.examples, "Split-eval", "*.gz"))
-    records = _records(path)
+    # the eval split is sharded: fewer rows checked up front keep the refused one for the job
+    monkeypatch.setattr(infer, "PREFLIGHT_ROWS", 8)
+
+    # (shard, record within it) in reading order: the shards sorted, as infer reads them
+    rows = [
+        (path, i, r)
+        for path in sorted(glob.glob(os.path.join(ingested.examples, "Split-eval", "*.gz")))
+        for i, r in enumerate(_records(path))
+    ]
     heavy = [
-        i
-        for i, r in enumerate(records)
+        n
+        for n, (_, _, r) in enumerate(rows)
         if max(
             tf.train.Example.FromString(r).features.feature["body_mass_g"].int64_list.value or [0]
         )
@@ -399,7 +406,8 @@ def test_a_row_the_model_refuses_is_named(tmp_path, models, ingested, capsys):
         splits=["eval"],
         parquet=True,
     )
-    where = f"split eval, file {os.path.basename(path)}, record {heavy[0]}"
+    path, index, _ = rows[heavy[0]]
+    where = f"split eval, file {os.path.basename(path)}, record {index}"
     assert line.startswith(f"error: examples: {where}: the model's serving_default refused it: ")
     assert "assertion failed: [mass too big]" in line and "SHA-1" not in line, line
     assert not (tmp_path / "result").exists() and not (tmp_path / "predictions").exists()
