@@ -20,6 +20,7 @@ import pytest
 
 from tests.helpers import (
     PENGUINS_MODULE,
+    REPO,
     Ingested,
     Trained,
     Transformed,
@@ -529,3 +530,26 @@ def small_fs(tmp_path):
     fs = SmallFs(tmp_path / "small", 64 << 20)
     yield fs
     fs.unmount()
+
+
+# A real Pod Security checker: checkov's Kubernetes checks. Its own environment (checkov pins
+# versions tfkfp's constraints cannot take), made once per checkout under .venv-checkov.
+CHECKOV = "checkov==3.3.30"
+
+
+@pytest.fixture(scope="session")
+def checkov() -> Path:
+    """The `checkov` command of a virtualenv beside the checkout's."""
+    venv = REPO / ".venv-checkov"
+    exe = venv / "bin" / "checkov"
+    with open(REPO / ".venv-checkov.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not exe.exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            subprocess.run(
+                [str(venv / "bin" / "pip"), "install", "--quiet", CHECKOV],
+                check=True,
+                timeout=1200,
+            )
+    return exe

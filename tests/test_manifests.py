@@ -373,3 +373,69 @@ def test_without_a_task_pod_workers_are_restricted_and_without_sidecar():
     assert template["spec"]["securityContext"] == launcher.RESTRICTED_POD
     assert container["securityContext"] == launcher.RESTRICTED_CONTAINER
     assert template["metadata"]["labels"]["sidecar.istio.io/inject"] == "false"
+
+
+# checkov's checks of what Pod Security "restricted" asks (privileged, host namespaces,
+# privilege escalation, non-root, capabilities dropped, seccomp, a security context at all).
+PSS_RESTRICTED = {
+    "CKV_K8S_16", "CKV_K8S_17", "CKV_K8S_18", "CKV_K8S_19", "CKV_K8S_20", "CKV_K8S_23",
+    "CKV_K8S_28", "CKV_K8S_29", "CKV_K8S_30", "CKV_K8S_31", "CKV_K8S_37",
+}  # fmt: skip
+
+
+def _checkov_failures(checkov, tmp_path, pods: dict[str, dict]) -> dict[str, set[str]]:
+    """The restricted-policy checks checkov fails, per pod manifest."""
+    import subprocess
+
+    for name, pod in pods.items():
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(pod))
+    proc = subprocess.run(
+        [str(checkov), "-d", str(tmp_path), "--framework", "kubernetes", "--quiet", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    report = json.loads(proc.stdout)
+    failed: dict[str, set[str]] = {name: set() for name in pods}
+    for check in report["results"]["failed_checks"]:
+        name = Path(check["file_path"]).stem
+        if check["check_id"] in PSS_RESTRICTED:
+            failed[name].add(check["check_id"])
+    return failed
+
+
+@pytest.mark.slow
+def test_launched_pods_pass_a_real_pod_security_checker(checkov, tmp_path):
+    """Every worker pod the launcher writes (with and without a task pod to inherit from,
+    JobSet and TrainJob) passes checkov's restricted-policy checks; a bare pod does not."""
+
+    def as_pod(template: dict) -> dict:
+        meta = {"name": "w", "namespace": "team-a", **template["metadata"]}
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"]}
+
+    inherit = launcher.inherited(copy.deepcopy(TASK_POD))
+    trainjob = launcher.trainjob_manifest("n", "img:1", 2, COMMAND, 1, inherit)
+    (job,) = trainjob["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"][
+        "replicatedJobs"
+    ]
+    trainjob_template = job["template"]["spec"]["template"]
+    trainjob_template["spec"]["containers"][0]["image"] = "img:1"
+    pods = {
+        "jobset_inherited": as_pod(
+            _inherited_pod(launcher.jobset_manifest("n", "img:1", 2, COMMAND, 1, inherit))[0]
+        ),
+        "jobset_default": as_pod(
+            _inherited_pod(launcher.jobset_manifest("n", "img:1", 2, COMMAND))[0]
+        ),
+        "trainjob_inherited": as_pod(trainjob_template),
+        "bare": {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "bare", "namespace": "team-a"},
+            "spec": {"containers": [{"name": "c", "image": "img:1"}]},
+        },
+    }
+    failed = _checkov_failures(checkov, tmp_path, pods)
+    assert failed["bare"] >= {"CKV_K8S_20", "CKV_K8S_23", "CKV_K8S_31", "CKV_K8S_37"}, failed
+    for name in pods.keys() - {"bare"}:
+        assert failed[name] == set(), (name, failed[name])
