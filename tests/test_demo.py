@@ -114,7 +114,10 @@ def test_bad_data_path_fails_the_run_with_one_line(tmp_path):
         "--pipeline-root",
         str(tmp_path / "root"),
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # the task's own one-line error ends the run (bad input)
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"tfkfp: error: fingerprint: data_uri: no such file or folder {tmp_path / 'nope.csv'}"
+    ), proc.stderr
     output = proc.stdout + proc.stderr  # kfp.local streams task logs to stdout
     # The fingerprint step, the run's first task, says it; nothing after it runs.
     assert output.count(f"error: data_uri: no such file or folder {tmp_path / 'nope.csv'}") == 1

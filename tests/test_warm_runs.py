@@ -207,7 +207,9 @@ def test_heavy_tasks_wait_for_the_warm_worker_light_ones_need_not():
         assert warm.needs_heavy_imports(stage), stage
     for stage in ("ingest", "pusher", "fingerprint", "infra_validate"):
         assert not warm.needs_heavy_imports(stage), stage
-    assert warm.needs_heavy_imports("a_users_own_component")
+    # a user's own component: what its source imports
+    assert warm.needs_heavy_imports("mine", "def mine():\n    import tensorflow as tf\n")
+    assert not warm.needs_heavy_imports("mine", "def mine():\n    import tensorflow_metadata\n")
 
 
 def test_each_stage_declares_the_heavy_libraries_it_imports():

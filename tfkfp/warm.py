@@ -24,6 +24,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -127,15 +128,23 @@ def output_paths(args: list[str]) -> list[str]:
     ]
 
 
-def needs_heavy_imports(stage: str) -> bool:
-    """Whether a task's stage loads TensorFlow, Beam or TFMA, as the stage module declares it
-    (`LIBRARIES`); a function that is not a tfkfp stage is taken as heavy (it waits, as a
-    cold start would pay the imports anyway)."""
+# An import of one of the libraries the warm worker holds, in a user's own component (it
+# declares nothing; tfkfp's stages declare LIBRARIES).
+HEAVY_IMPORT = re.compile(
+    r"^\s*(?:from|import)\s+(?:tensorflow|tensorflow_transform|tensorflow_model_analysis"
+    r"|apache_beam|tf_keras|keras)(?:[.\s]|$)",
+    re.M,
+)
+
+
+def needs_heavy_imports(stage: str, source: str = "") -> bool:
+    """Whether a task loads TensorFlow, Beam or TFMA: for a tfkfp stage, as its module declares
+    (`LIBRARIES`); for a user's own component, whether its source imports one of them."""
     try:
         module = importlib.import_module(f"tfkfp.containers.{stage}")
     except ImportError:
-        return True
-    return bool(getattr(module, "LIBRARIES", True))
+        return bool(HEAVY_IMPORT.search(source))
+    return bool(module.LIBRARIES)
 
 
 class Zygote:
@@ -325,7 +334,7 @@ class Pool:
         try:
             zygote = self.start(keras_flavour(args))
             # A light task starts cold while the worker still imports; a heavy one waits for it.
-            if not zygote.ready(wait=needs_heavy_imports(stage)):
+            if not zygote.ready(wait=needs_heavy_imports(stage, source)):
                 self.lock.release()
                 try:
                     return fallback(full_command=full_command, env_vars=env_vars)
