@@ -21,6 +21,25 @@ T = TypeVar("T")
 KERAS_FLAVOURS = ("tf_keras", "keras3")
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to the `sys.stderr` of the moment, not the one at set-up.
+
+    A stream kept from set-up may since have been closed or replaced (a redirect, a test's
+    capture); logging would then print its own traceback in place of the record.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 class InputError(ValueError):
     """Bad user input: reported as one line naming the input, exit code 2."""
 
@@ -33,7 +52,7 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[_CurrentStderr()],
         force=True,
     )
     # TF's C++ INFO chatter drowns our progress lines; warnings and errors stay.
