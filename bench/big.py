@@ -2,7 +2,7 @@
 
 ingest, statistics, transform, evaluator and infer on synthetic taxi rows (bench.synth), each in
 a fresh process as its component body runs it, twice: pinned to one CPU (`sched_setaffinity`
-before the stage starts, which containers/pod_limits.py reads as the pod's CPUs, so Beam stages
+before the stage starts, which containers/store/pod_limits.py reads as the pod's CPUs, so Beam stages
 run one worker: a one-core pod) and with every CPU of the machine (the stages' default).
 
 Per run: wall seconds, cores used (CPU seconds / wall), peak RSS of the stage's process tree

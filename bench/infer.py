@@ -31,7 +31,7 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 from tfkfp.containers.infer import _Handler
-from tfkfp.containers.beam import beam_options
+from tfkfp.containers.store.beam import beam_options
 
 model, examples, out = sys.argv[1:4]
 handler = _Handler.make(model, "serving_default", "examples", 0)

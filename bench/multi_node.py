@@ -1,5 +1,5 @@
 """Multi-node training on loopback: 1, 2 and 4 trainer processes with TF_CONFIG derived from
-the JobSet pod environment (tfkfp.containers.cluster_config), the pods' DNS names swapped for
+the JobSet pod environment (tfkfp.containers.train.cluster_config), the pods' DNS names swapped for
 127.0.0.1 ports.
 
 steps/s is the chief's `run_fn_seconds` difference between two step counts (so process start,
@@ -48,7 +48,7 @@ def _prepare(work: Path) -> tuple[str, str, str]:
 
 
 def _job(work: Path, data: tuple[str, str, str], workers: int, steps: int) -> dict:
-    from tfkfp.containers import cluster_config
+    from tfkfp.containers.train import cluster_config
 
     examples, schema, graph = data
     pods = [
@@ -154,7 +154,8 @@ def _through_launcher(work: Path, data: tuple[str, str, str], workers: int) -> f
 
     from tests.helpers.k8s_api import Cluster, serve
     from tests.helpers.servers import S3_CREDENTIALS, start_server
-    from tfkfp.containers import launcher, storage
+    from tfkfp.containers.store import storage
+    from tfkfp.containers.train import launcher
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"

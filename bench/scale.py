@@ -6,7 +6,7 @@ and the library called directly (bench.direct). Printed per size: rows/s, the ov
 scaling (target within 20%). Runs shorter than a minute are measured twice, alternating which
 side goes first, and the best of each side counts. At the largest size, Beam's DirectRunner with
 two processes is compared with one. The examples manifest check each stage makes before reading
-(sizes and CRC32C, containers/manifest.py) is timed at every size as a share of the stage.
+(sizes and CRC32C, containers/store/examples.py) is timed at every size as a share of the stage.
 
     python -m bench.scale [--sizes 15000,150000,1500000]
 """
@@ -29,7 +29,7 @@ from bench import RESULTS, alternating, synth, write_json
 
 TAXI_MODULE = "tfkfp.pipelines.taxi.module"
 # The library called directly runs one process: so does the stage it is compared with. The
-# stage's default (no args) is a worker per CPU of the pod (containers/pod_limits.py).
+# stage's default (no args) is a worker per CPU of the pod (containers/store/pod_limits.py).
 ONE_WORKER = ["--direct_num_workers=1"]
 ALL_CORES: list[str] = []
 
@@ -168,7 +168,7 @@ def verify_seconds(examples: str, splits: list[str], reps: int = 3) -> float:
     Measured in this process on files just written or read (page cache warm, as in the stage,
     which reads them right after): sizes plus one CRC32C pass over the compressed bytes.
     """
-    from tfkfp.containers import manifest
+    from tfkfp.containers.store import examples as manifest
 
     times = []
     for _ in range(reps):

@@ -86,7 +86,7 @@ def _ingest(uri: str, out: Path, env: dict) -> float:
 def main(rows: int = 1_500_000, reps: int = 2, results: Path = RESULTS) -> dict:
     from google.cloud import storage as gcs
 
-    from tfkfp.containers import storage
+    from tfkfp.containers.store import storage
 
     work = Path(tempfile.mkdtemp(prefix="tfkfp-bench-storage-"))
     try:

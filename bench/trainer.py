@@ -74,7 +74,7 @@ start = time.perf_counter()
 mode, paths, out, module, train_steps, eval_steps = json.loads(sys.argv[1])
 if mode == "direct":
     import importlib.util
-    from tfkfp.containers.fn_args import FnArgs, make_data_accessor
+    from tfkfp.containers.train.fn_args import FnArgs, make_data_accessor
     spec = importlib.util.spec_from_file_location("taxi_module", module)
     user = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(user)
@@ -193,8 +193,8 @@ def bench_throughput(paths: dict[str, str], reps: int, epochs: int, batch_size: 
     import tensorflow_transform as tft
     from tfx_bsl.public import tfxio
 
-    from tfkfp.containers.fn_args import make_data_accessor
-    from tfkfp.containers.layout import split_pattern
+    from tfkfp.containers.store.layout import split_pattern
+    from tfkfp.containers.train.fn_args import make_data_accessor
 
     pattern = split_pattern(paths["transformed"], "train")
     files = sorted(tf.io.gfile.glob(pattern))

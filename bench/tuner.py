@@ -58,8 +58,8 @@ mode, paths, out, module, trials, steps = json.loads(sys.argv[1])
 config = {"max_trials": trials}
 if mode == "direct":
     import importlib.util
-    from tfkfp.containers.fn_args import FnArgs, make_data_accessor
-    from tfkfp.containers.hyperparameters import keras_tuner
+    from tfkfp.containers.train.fn_args import FnArgs, make_data_accessor
+    from tfkfp.containers.train.hyperparameters import keras_tuner
     keras_tuner()  # KerasTuner on tf.keras (tf_keras), as the module's models are
     spec = importlib.util.spec_from_file_location("tuned_module", module)
     user = importlib.util.module_from_spec(spec)

@@ -16,10 +16,16 @@ import os
 import tempfile
 from typing import Any
 
-from tfkfp.containers import charts, eval_checks, eval_report, events, manifest
-from tfkfp.containers.beam import beam_location, beam_options, runs_remotely
-from tfkfp.containers.eval_report import BASELINE, CANDIDATE, Evaluation
-from tfkfp.containers.layout import (
+from tfkfp.containers import events
+from tfkfp.containers.evaluation import checks as eval_checks
+from tfkfp.containers.evaluation import report as eval_report
+from tfkfp.containers.evaluation.report import BASELINE, CANDIDATE, Evaluation
+from tfkfp.containers.evaluation.slices import SliceNames
+from tfkfp.containers.runtime import InputError, log, select_keras
+from tfkfp.containers.store import examples as manifest
+from tfkfp.containers.store.beam import beam_location, beam_options, runs_remotely
+from tfkfp.containers.store.examples import require_split
+from tfkfp.containers.store.layout import (
     BLESSING_FILE,
     PUSHED,
     TFLITE_FILE,
@@ -28,10 +34,8 @@ from tfkfp.containers.layout import (
     load_schema,
     split_pattern,
 )
-from tfkfp.containers.manifest import require_split
-from tfkfp.containers.publish import Outputs, outputs, writing_at
-from tfkfp.containers.runtime import InputError, log, select_keras
-from tfkfp.containers.slices import SliceNames
+from tfkfp.containers.store.publish import Outputs, outputs, writing_at
+from tfkfp.containers.views import charts
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
 LIBRARIES: tuple[str, ...] = ("tensorflow", "apache_beam", "tensorflow_model_analysis")
@@ -61,8 +65,8 @@ def resolve_baseline(
         return baseline_model, baseline_model, "baseline model artifact"
     if not baseline_from:
         return None, None, "no baseline given (neither baseline_model nor baseline_from)"
-    from tfkfp.containers import storage
-    from tfkfp.containers.versions import latest_complete
+    from tfkfp.containers.push.versions import latest_complete
+    from tfkfp.containers.store import storage
 
     storage.check(baseline_from, "baseline_from")
     try:
@@ -395,7 +399,7 @@ def run(
     """
     select_keras("tf_keras")
     if baseline_from and not baseline_model:
-        from tfkfp.containers import storage
+        from tfkfp.containers.store import storage
 
         storage.check(baseline_from, "baseline_from")  # a bad scheme fails before any work
     tflite_at = tflite_folder(model)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 
-from tfkfp.containers import events, storage
+from tfkfp.containers import events
+from tfkfp.containers.store import storage
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
 LIBRARIES: tuple[str, ...] = ()

@@ -22,9 +22,16 @@ from dataclasses import asdict, dataclass
 from operator import attrgetter
 from typing import Any, NamedTuple
 
-from tfkfp.containers import events, manifest, serving, storage
-from tfkfp.containers.beam import beam_location, beam_options, runs_remotely
-from tfkfp.containers.layout import (
+from tfkfp.containers import events
+from tfkfp.containers.model import serving
+from tfkfp.containers.runtime import (
+    InputError,
+    select_keras,
+)
+from tfkfp.containers.store import examples as manifest
+from tfkfp.containers.store import storage
+from tfkfp.containers.store.beam import beam_location, beam_options, runs_remotely
+from tfkfp.containers.store.layout import (
     BLESSED,
     INFRA_BLESSED,
     INFRA_NOT_BLESSED,
@@ -35,10 +42,6 @@ from tfkfp.containers.layout import (
     TFX_SERVING,
     load_schema,
     split_pattern,
-)
-from tfkfp.containers.runtime import (
-    InputError,
-    select_keras,
 )
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
@@ -95,7 +98,7 @@ def resolve_model(model: str | None, model_from: str, workdir: str) -> tuple[str
         return serving.saved_model_dir(model, "model"), model
     if not model_from:
         raise InputError("model: expected a model artifact or model_from (a push destination)")
-    from tfkfp.containers.versions import latest_complete
+    from tfkfp.containers.push.versions import latest_complete
 
     storage.check(model_from, "model_from")
     try:
@@ -472,7 +475,7 @@ def _to_table(results: list, schema, features):
 def check_writable(path: str, what: str) -> None:
     """Fails in one line, before any work, when nothing can be written where `path` goes.
 
-    Outputs are staged beside their final path and renamed into place (containers/publish.py),
+    Outputs are staged beside their final path and renamed into place (containers/store/publish.py),
     so the parent folder must take a new entry.
     """
     parent = os.path.dirname(path.rstrip("/")) or "."
@@ -635,7 +638,7 @@ def _run_pipeline(
     from apache_beam.ml.inference.base import RunInference
     from apache_beam.options.pipeline_options import StandardOptions
 
-    from tfkfp.containers.publish import outputs, writing_at
+    from tfkfp.containers.store.publish import outputs, writing_at
 
     handler = _Handler.make(
         model_at,

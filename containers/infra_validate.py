@@ -25,12 +25,13 @@ import tempfile
 import time
 from typing import Any
 
-from tfkfp.containers import events, serving
-from tfkfp.containers.infra_blessing import InfraValidation
-from tfkfp.containers.layout import INFRA_BLESSED, INFRA_NOT_BLESSED
-from tfkfp.containers.manifest import require_split
-from tfkfp.containers.publish import publishing
+from tfkfp.containers import events
+from tfkfp.containers.evaluation.infra_blessing import InfraValidation
+from tfkfp.containers.model import serving
 from tfkfp.containers.runtime import InputError, log
+from tfkfp.containers.store.examples import require_split
+from tfkfp.containers.store.layout import INFRA_BLESSED, INFRA_NOT_BLESSED
+from tfkfp.containers.store.publish import publishing
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
 LIBRARIES: tuple[str, ...] = ()

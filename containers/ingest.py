@@ -38,10 +38,12 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from tfkfp.containers import events, manifest, pod_limits, storage
-from tfkfp.containers.layout import MIN_SHARDS, SCHEMA_FILE, SPLITS, load_schema, split_dir
-from tfkfp.containers.publish import outputs
+from tfkfp.containers import events
 from tfkfp.containers.runtime import InputError, log
+from tfkfp.containers.store import examples as manifest
+from tfkfp.containers.store import pod_limits, storage
+from tfkfp.containers.store.layout import MIN_SHARDS, SCHEMA_FILE, SPLITS, load_schema, split_dir
+from tfkfp.containers.store.publish import outputs
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
 LIBRARIES: tuple[str, ...] = ()

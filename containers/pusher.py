@@ -1,7 +1,7 @@
 """pusher: a blessed SavedModel -> `<destination>/<version>/`: a folder, gs:// or s3://.
 
 A version is complete once it holds the marker `PUSHED.json`, written last after the pusher
-re-read what it wrote; concurrent pushes are safe. How: containers/versions.py.
+re-read what it wrote; concurrent pushes are safe. How: containers/push/versions.py.
 Which push becomes newest when blessed runs race: `may_supersede` (docs/stages/pusher.md).
 Imports no TensorFlow, so it starts in well under a second.
 """
@@ -17,15 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 from tfkfp.containers import events
-from tfkfp.containers.layout import (
-    BLESSED,
-    BLESSING_FILE,
-    INFRA_BLESSED,
-    INFRA_NOT_BLESSED,
-    NOT_BLESSED,
-)
-from tfkfp.containers.runtime import InputError, log
-from tfkfp.containers.versions import (
+from tfkfp.containers.push.versions import (
     LEASE,
     NotNewer,
     Version,
@@ -36,6 +28,14 @@ from tfkfp.containers.versions import (
     _push_id,
     _Remote,
     storage_for,
+)
+from tfkfp.containers.runtime import InputError, log
+from tfkfp.containers.store.layout import (
+    BLESSED,
+    BLESSING_FILE,
+    INFRA_BLESSED,
+    INFRA_NOT_BLESSED,
+    NOT_BLESSED,
 )
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
@@ -147,7 +147,7 @@ def may_supersede(candidate: dict, newest: Version, newest_uri: str) -> tuple[bo
 
 def _names(location: str) -> set[str]:
     """The names a location goes by: its URI, real path, and the object a KFP mount stands for."""
-    from tfkfp.containers import storage
+    from tfkfp.containers.store import storage
 
     uri = storage.check(location, "location").rstrip("/")
     if not storage.is_local(uri):
@@ -248,7 +248,8 @@ def run(
         raise InputError(f"model: no SavedModel (saved_model.pb) in {model!r}")
     import tempfile
 
-    from tfkfp.containers import model_card, storage
+    from tfkfp.containers.push import model_card
+    from tfkfp.containers.store import storage
 
     with tempfile.TemporaryDirectory(prefix="tfkfp-push-") as workdir:
         folder = (
@@ -279,7 +280,8 @@ def run(
 
 def _keep_card(pushed: PushResult, bookkeeping: Callable[[int, str], dict[str, bytes]]) -> None:
     """The same model pushed before keeps its card; one with none or a damaged one gets one."""
-    from tfkfp.containers import model_card, storage
+    from tfkfp.containers.push import model_card
+    from tfkfp.containers.store import storage
 
     try:
         if model_card.read(pushed.pushed_uri) is not None:
@@ -309,7 +311,7 @@ def _with_tflite(model: str, tflite_model: str | None, push_format: str, workdir
     """A folder with what the version should hold: `model.tflite`, beside the SavedModel or not."""
     import shutil
 
-    from tfkfp.containers.layout import TFLITE_FILE, TFX_TFLITE
+    from tfkfp.containers.store.layout import TFLITE_FILE, TFX_TFLITE
 
     source = os.path.join(tflite_model or "", TFX_TFLITE, TFLITE_FILE)
     if not tflite_model or not os.path.isfile(source):

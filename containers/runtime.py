@@ -1,8 +1,8 @@
 """The process contract every stage shares: logging, input errors, the entrypoint, Keras flavour.
 
 Imports nothing of the project and nothing heavy (the pusher must start without TensorFlow),
-so any module may import it. Outputs are published by containers/publish.py, Beam options and
-locations live in containers/beam.py.
+so any module may import it. Outputs are published by containers/store/publish.py, Beam options and
+locations live in containers/store/beam.py.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def entrypoint(stage: Callable[..., T], /, **kwargs: Any) -> T:
         # Raised in the user's module (preprocessing_fn, run_fn, tuner_fn): its traceback in
         # the log, then one line naming the function and the module's line. Looked up, not
         # imported: only a stage that loaded a module file can have failed in one.
-        user_module = sys.modules.get("tfkfp.containers.user_module")
+        user_module = sys.modules.get("tfkfp.containers.model.user_module")
         try:
             line = user_module.failure_line(err) if user_module is not None else None
         except Exception:  # describing it must never hide the failure itself

@@ -16,11 +16,13 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from tfkfp.containers import events, manifest, storage
-from tfkfp.containers.histograms import HISTOGRAM_BUCKETS
-from tfkfp.containers.layout import SPLITS, STATS_FILE, split_folder
-from tfkfp.containers.publish import outputs
+from tfkfp.containers import events
 from tfkfp.containers.runtime import InputError, log
+from tfkfp.containers.store import examples as manifest
+from tfkfp.containers.store import storage
+from tfkfp.containers.store.layout import SPLITS, STATS_FILE, split_folder
+from tfkfp.containers.store.publish import outputs
+from tfkfp.containers.views.histograms import HISTOGRAM_BUCKETS
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
 LIBRARIES: tuple[str, ...] = ()
@@ -274,7 +276,7 @@ def run(examples: str, statistics: str, view: str) -> StatisticsResult:
     Returns:
         Rows and features per split.
     """
-    from tfkfp.containers.statistics_view import render
+    from tfkfp.containers.views.statistics_view import render
 
     for split in SPLITS:  # fail before any work
         _split_files(examples, split)

@@ -17,10 +17,11 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from tfkfp.containers import events, serving
-from tfkfp.containers.layout import TFLITE_FILE, TFX_TFLITE
-from tfkfp.containers.publish import publishing
+from tfkfp.containers import events
+from tfkfp.containers.model import serving
 from tfkfp.containers.runtime import InputError, select_keras
+from tfkfp.containers.store.layout import TFLITE_FILE, TFX_TFLITE
+from tfkfp.containers.store.publish import publishing
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
 LIBRARIES: tuple[str, ...] = ("tensorflow",)

@@ -19,14 +19,16 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tfkfp.containers import events, launcher, user_module
-from tfkfp.containers import hyperparameters as hp_layout
-from tfkfp.containers import strategy as strategies
-from tfkfp.containers.fn_args import common_fn_args
-from tfkfp.containers.launcher import LaunchResult
-from tfkfp.containers.layout import TFX_SERVING
-from tfkfp.containers.publish import outputs
+from tfkfp.containers import events
+from tfkfp.containers.model import user_module
 from tfkfp.containers.runtime import InputError, log, select_keras, without_nulls
+from tfkfp.containers.store.layout import TFX_SERVING
+from tfkfp.containers.store.publish import outputs
+from tfkfp.containers.train import hyperparameters as hp_layout
+from tfkfp.containers.train import launcher
+from tfkfp.containers.train import strategy as strategies
+from tfkfp.containers.train.fn_args import common_fn_args
+from tfkfp.containers.train.launcher import LaunchResult
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
 LIBRARIES: tuple[str, ...] = ("tensorflow",)
@@ -45,7 +47,7 @@ def check_saved_model(model_dir: str) -> None:
     """Fails unless `model_dir` holds a SavedModel whose serving_default takes serialized examples."""
     from tensorflow.core.framework import types_pb2
 
-    from tfkfp.containers.eval_checks import model_signatures
+    from tfkfp.containers.evaluation.checks import model_signatures
 
     if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
         raise InputError(f"run_fn: wrote no SavedModel to fn_args.serving_model_dir ({model_dir})")
@@ -148,7 +150,7 @@ def run(
     Parameters are the component's (documented in tfkfp.components.trainer); artifacts
     arrive as local paths (`best_hyperparameters` may also be any location of one). With
     `workers != 1` they are object-store URIs and this process only launches the job that
-    trains (tfkfp.containers.launcher).
+    trains (tfkfp.containers.train.launcher).
 
     Returns:
         What the component records as model metadata.
@@ -222,7 +224,7 @@ def run(
     )
     final_metrics: dict[str, float] = {}
     if is_chief:
-        from tfkfp.containers import charts
+        from tfkfp.containers.views import charts
 
         final_metrics = charts.final_values(model_run)
     return TrainerResult(
@@ -492,7 +494,7 @@ def _train(
 
     try:
         if is_chief:
-            from tfkfp.containers import charts
+            from tfkfp.containers.views import charts
 
             with outputs() as out:  # the model, its run logs and curves: all or none
                 model_tmp = out.folder(model_dir, "model")

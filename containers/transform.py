@@ -12,12 +12,14 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-from tfkfp.containers import events, manifest, user_module
-from tfkfp.containers.beam import beam_location, beam_options, runs_remotely
-from tfkfp.containers.layout import MIN_SHARDS, SPLITS, load_schema, split_dir, split_pattern
-from tfkfp.containers.manifest import require_split
-from tfkfp.containers.publish import outputs, writing_at
+from tfkfp.containers import events
+from tfkfp.containers.model import user_module
 from tfkfp.containers.runtime import log, select_keras
+from tfkfp.containers.store import examples as manifest
+from tfkfp.containers.store.beam import beam_location, beam_options, runs_remotely
+from tfkfp.containers.store.examples import require_split
+from tfkfp.containers.store.layout import MIN_SHARDS, SPLITS, load_schema, split_dir, split_pattern
+from tfkfp.containers.store.publish import outputs, writing_at
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
 LIBRARIES: tuple[str, ...] = ("tensorflow", "apache_beam", "tensorflow_transform")

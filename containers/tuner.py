@@ -29,14 +29,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfkfp.containers import events, launcher, user_module
-from tfkfp.containers import hyperparameters as hp_layout
-from tfkfp.containers import strategy as strategies
-from tfkfp.containers.fn_args import common_fn_args
-from tfkfp.containers.launcher import LaunchResult
-from tfkfp.containers.markdown import code, escape
-from tfkfp.containers.publish import outputs
+from tfkfp.containers import events
+from tfkfp.containers.model import user_module
 from tfkfp.containers.runtime import InputError, log, select_keras
+from tfkfp.containers.store.publish import outputs
+from tfkfp.containers.train import hyperparameters as hp_layout
+from tfkfp.containers.train import launcher
+from tfkfp.containers.train import strategy as strategies
+from tfkfp.containers.train.fn_args import common_fn_args
+from tfkfp.containers.train.launcher import LaunchResult
+from tfkfp.containers.views.markdown import code, escape
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
 LIBRARIES: tuple[str, ...] = ("tensorflow",)
@@ -516,7 +518,7 @@ def _tune(
         )
         from dataclasses import asdict
 
-        from tfkfp.containers import charts
+        from tfkfp.containers.views import charts
 
         page = charts.tuner_trials([asdict(t) for t in result.trials], objective, direction)
         with outputs() as out:  # all three or none

@@ -21,13 +21,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from tfkfp.containers import events, storage
+from tfkfp.containers import events
 from tfkfp.containers import statistics as stats_io
-from tfkfp.containers.histograms import rebucket
-from tfkfp.containers.layout import ANOMALIES_FILE, load_schema, split_folder
-from tfkfp.containers.markdown import code, escape
-from tfkfp.containers.publish import outputs
 from tfkfp.containers.runtime import InputError, log
+from tfkfp.containers.store import storage
+from tfkfp.containers.store.layout import ANOMALIES_FILE, load_schema, split_folder
+from tfkfp.containers.store.publish import outputs
+from tfkfp.containers.views.histograms import rebucket
+from tfkfp.containers.views.markdown import code, escape
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
 LIBRARIES: tuple[str, ...] = ()

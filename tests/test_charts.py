@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from tests.helpers import REPO
-from tfkfp.containers import charts
+from tfkfp.containers.views import charts
 
 SCREENSHOTS = REPO / "build" / "screenshots"
 
@@ -138,7 +138,7 @@ def test_undefined_metrics_are_named_not_drawn(chromium, tmp_path):
 
 
 def test_kfp_metrics_leave_out_undefined_values():
-    from tfkfp.containers.eval_report import Evaluation
+    from tfkfp.containers.evaluation.report import Evaluation
 
     result = Evaluation(
         blessed=True, reason="", candidate="m", baseline=None, baseline_note="", data="d",
@@ -149,7 +149,7 @@ def test_kfp_metrics_leave_out_undefined_values():
 
 
 def test_slice_metrics_name_every_number_as_mlflow_takes_them():
-    from tfkfp.containers.eval_report import Evaluation
+    from tfkfp.containers.evaluation.report import Evaluation
 
     slices = {
         "Overall": {"auc": {"candidate": 0.8, "baseline": 0.7, "diff": 0.1}},

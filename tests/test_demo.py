@@ -152,7 +152,8 @@ def test_model_card_records_what_made_the_version(demo_runs, penguins_csv):
     import hashlib
     import importlib.util
 
-    from tfkfp.containers import fingerprint, model_card
+    from tfkfp.containers import fingerprint
+    from tfkfp.containers.push import model_card
 
     cwd, _, _ = demo_runs
     version = sorted((cwd / "serving" / "penguins").iterdir())[0]  # the first run's push

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tfkfp.containers import eval_checks, eval_report, evaluator
-from tfkfp.containers.eval_report import CANDIDATE, Evaluation
+from tfkfp.containers import evaluator
+from tfkfp.containers.evaluation import checks as eval_checks
+from tfkfp.containers.evaluation import report as eval_report
+from tfkfp.containers.evaluation.report import CANDIDATE, Evaluation
 
 FIXTURE = Path(__file__).parent / "data" / "tfma_penguins"
 OUTPUT = str(FIXTURE / "evaluation")
@@ -115,7 +117,7 @@ def test_markdown_report_and_json(tmp_path, stored):
 
 def test_slices_named_through_the_model_vocabulary():
     """TFMA sliced the transformed island (ids); the model's assets/island names them."""
-    from tfkfp.containers.slices import SliceNames
+    from tfkfp.containers.evaluation.slices import SliceNames
 
     names = SliceNames(str(FIXTURE / "model"), ["island"], ["island", "sex", "species"])
     slices = eval_report.read_slices(OUTPUT, CANDIDATE, names)

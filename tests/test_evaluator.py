@@ -10,8 +10,8 @@ import pytest
 
 from tests.helpers import damage_examples, run_cli
 from tfkfp.containers import evaluator, events, pusher
-from tfkfp.containers.markdown import escape
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.views.markdown import escape
 from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
 
 SPECIES = ["Adelie", "Gentoo", "Chinstrap"]
@@ -372,7 +372,8 @@ def _examples_without(src: str, dst, split: str, feature: str) -> str:
 
     import tensorflow as tf
 
-    from tfkfp.containers import ingest, manifest
+    from tfkfp.containers import ingest
+    from tfkfp.containers.store import examples as manifest
 
     shutil.copytree(src, dst)
     for path in glob.glob(os.path.join(dst, f"Split-{split}", "*.gz")):  # every shard
@@ -611,7 +612,7 @@ def test_slice_names_fall_back_to_ids_and_say_why(tmp_path):
     """A vocabulary not named after the feature: ids stay, and the note says what is missing."""
     from tensorflow_model_analysis.proto import metrics_for_slice_pb2
 
-    from tfkfp.containers.slices import SliceNames
+    from tfkfp.containers.evaluation.slices import SliceNames
 
     (tmp_path / "assets").mkdir()
     (tmp_path / "assets" / "island").write_text("Biscoe\nDream\nTorgersen\n")
@@ -642,8 +643,8 @@ def test_same_metrics_as_tfma_run_model_analysis(tmp_path, trained, ingested):
     """The evaluator runs TFMA's steps itself (to count rows): its numbers must stay TFMA's."""
     import tensorflow_model_analysis as tfma
 
-    from tfkfp.containers import eval_checks
-    from tfkfp.containers.layout import load_schema
+    from tfkfp.containers.evaluation import checks as eval_checks
+    from tfkfp.containers.store.layout import load_schema
 
     config = copy.deepcopy(EVAL_CONFIG)
     config["metrics_specs"] = [
@@ -788,7 +789,7 @@ def test_eval_split_and_schema_without_the_label_is_one_line(tmp_path, trained, 
     """The label is made by transform_features from `species`, which neither has."""
     from google.protobuf import text_format
 
-    from tfkfp.containers.layout import load_schema
+    from tfkfp.containers.store.layout import load_schema
 
     examples = _examples_without(ingested.examples, tmp_path / "examples", "eval", "species")
     schema = load_schema(ingested.schema)

@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers import write_module
 from tfkfp.containers import ingest, transform
-from tfkfp.containers.layout import load_schema, split_pattern
+from tfkfp.containers.store.layout import load_schema, split_pattern
 
 PIXELS = 64  # load_digits' 8x8 images
 
@@ -88,7 +88,7 @@ def test_data_accessor_gives_a_dense_image_tensor(images):
     import tensorflow as tf
     from tfx_bsl.public import tfxio
 
-    from tfkfp.containers.fn_args import make_data_accessor
+    from tfkfp.containers.train.fn_args import make_data_accessor
 
     schema = load_schema(str(images / "schema"))
     dataset = make_data_accessor().tf_dataset_factory(

@@ -263,7 +263,7 @@ def test_penguins_stages_run_in_the_cpu_image_as_a_restricted_pod(
 @pytest.mark.slow
 def test_penguins_pipeline_runs_in_cpu_image(cpu_image, tmp_path, penguins_csv):
     from tfkfp import local
-    from tfkfp.containers.versions import iter_versions
+    from tfkfp.containers.push.versions import iter_versions
     from tfkfp.pipelines.penguins.pipeline import penguins
 
     # DockerRunner mounts only the pipeline root, so data and destination live inside it.
@@ -335,7 +335,7 @@ def test_infra_validate_loads_and_queries_in_the_cpu_image(
 ):
     """The serving check runs where a server would: the CPU image's Python and TensorFlow."""
     from tests.helpers import strict_model
-    from tfkfp.containers.infra_blessing import InfraValidation
+    from tfkfp.containers.evaluation.infra_blessing import InfraValidation
     from tfkfp.images import run_stage
 
     work = tmp_path / "work"

@@ -114,7 +114,7 @@ def test_runtime_imports_nothing_of_the_project():
     graph = project_graph(REPO / "setup.cfg")
     assert graph["tfkfp.containers.runtime"] == set()
     # the edges exist where they should: the graph sees through the folder mapping
-    assert "tfkfp.containers.runtime" in graph["tfkfp.containers.storage"]
+    assert "tfkfp.containers.runtime" in graph["tfkfp.containers.store.storage"]
 
 
 def test_the_check_finds_a_planted_cycle(tmp_path):

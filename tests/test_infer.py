@@ -451,7 +451,7 @@ def test_parquet_columns_are_typed_from_every_row_of_the_taxi_data(tmp_path, wit
 
     from tests.helpers.serving_models import save_example_model
     from tfkfp.containers import ingest
-    from tfkfp.containers.layout import SCHEMA_FILE, load_schema
+    from tfkfp.containers.store.layout import SCHEMA_FILE, load_schema
 
     taxi = Path(__file__).resolve().parents[1] / "pipelines" / "taxi" / "data" / "chicago_taxi.csv"
     ingest.run(str(taxi), str(tmp_path / "examples"), str(tmp_path / "schema"))

@@ -8,7 +8,7 @@ import pytest
 from tests.helpers import strict_model
 from tests.helpers.contract import one_line_error
 from tfkfp.containers import infra_validate, pusher
-from tfkfp.containers.infra_blessing import InfraValidation
+from tfkfp.containers.evaluation.infra_blessing import InfraValidation
 from tfkfp.containers.runtime import InputError, entrypoint
 
 
@@ -172,7 +172,8 @@ def test_model_without_serving_default_is_an_input_error(tmp_path, ingested):
 
 
 def test_pusher_pushes_an_infra_blessed_model_with_its_model_card(tmp_path, trained, ingested):
-    from tfkfp.containers import evaluator, model_card
+    from tfkfp.containers import evaluator
+    from tfkfp.containers.push import model_card
     from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
 
     evaluation = evaluator.run(

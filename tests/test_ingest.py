@@ -4,8 +4,8 @@ import os
 import pytest
 
 from tfkfp.containers import events, ingest
-from tfkfp.containers.layout import load_schema
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.store.layout import load_schema
 
 
 def _count_records(examples_dir: str, split: str) -> int:
@@ -271,7 +271,7 @@ def test_object_store_bad_inputs_publish_nothing(bucket, tmp_path):
 def test_manifest_lists_each_split_file_with_size_checksum_and_records(ingested):
     import json
 
-    from tfkfp.containers import manifest
+    from tfkfp.containers.store import examples as manifest
 
     written = json.loads(open(os.path.join(ingested.examples, manifest.MANIFEST)).read())
     assert written["format"] == manifest.FORMAT and written["version"] == manifest.VERSION
@@ -292,9 +292,9 @@ def test_examples_without_manifest_are_read_unverified(tmp_path, ingested, caplo
     import logging
     import shutil
 
-    from tfkfp.containers import manifest
-    from tfkfp.containers.layout import split_pattern
-    from tfkfp.containers.manifest import require_split
+    from tfkfp.containers.store import examples as manifest
+    from tfkfp.containers.store.examples import require_split
+    from tfkfp.containers.store.layout import split_pattern
 
     examples = tmp_path / "examples"
     shutil.copytree(ingested.examples, examples)
@@ -313,8 +313,8 @@ def test_examples_without_manifest_are_read_unverified(tmp_path, ingested, caplo
 def test_unreadable_manifest_is_refused(tmp_path, ingested, content, message):
     import shutil
 
-    from tfkfp.containers import manifest
-    from tfkfp.containers.manifest import require_split
+    from tfkfp.containers.store import examples as manifest
+    from tfkfp.containers.store.examples import require_split
 
     examples = tmp_path / "examples"
     shutil.copytree(ingested.examples, examples)
@@ -328,7 +328,7 @@ def test_damaged_split_file_is_refused_naming_it(tmp_path, ingested, how):
     import shutil
 
     from tests.helpers import damage_examples
-    from tfkfp.containers.manifest import require_split
+    from tfkfp.containers.store.examples import require_split
 
     path = damage_examples(ingested.examples, tmp_path / "examples", "train", how)
     with pytest.raises(InputError, match=f"examples: {path} is damaged"):
@@ -351,8 +351,9 @@ def test_damaged_split_file_is_refused_naming_it(tmp_path, ingested, how):
 
 def test_manifest_at_an_object_store_uri(tmp_path, ingested, bucket):
     """A remote runner's transform writes its examples at a bucket URI: so does the manifest."""
-    from tfkfp.containers import manifest, storage
-    from tfkfp.containers.layout import MANIFEST
+    from tfkfp.containers.store import examples as manifest
+    from tfkfp.containers.store import storage
+    from tfkfp.containers.store.layout import MANIFEST
 
     uri = f"{bucket.uri}/examples"
     storage.upload(ingested.examples, uri, "test")

@@ -7,8 +7,8 @@ import pytest
 
 from tests.helpers import run_cli
 from tfkfp.containers import ingest
-from tfkfp.containers.layout import load_schema
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.store.layout import load_schema
 
 
 def _examples(examples_dir: str) -> list[dict]:

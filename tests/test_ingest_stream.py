@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import tricky_data
-from tfkfp.containers import ingest, manifest
-from tfkfp.containers.layout import MIN_SHARDS
+from tfkfp.containers import ingest
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.store import examples as manifest
+from tfkfp.containers.store.layout import MIN_SHARDS
 
 GOLDEN = Path(__file__).parent / "data" / "schemas"
 TAXI = Path(__file__).resolve().parent.parent / "pipelines" / "taxi" / "data" / "chicago_taxi.csv"
@@ -135,8 +136,9 @@ def _one_file_artifact(ingested, out: Path) -> str:
 def test_one_file_artifacts_read_as_before(tmp_path, ingested, transformed):
     """Every reader of examples takes a one-file split (tfkfp's before shards, or TFX's)."""
     from tests.helpers import PENGUINS_MODULE
-    from tfkfp.containers import fn_args, statistics, transform
+    from tfkfp.containers import statistics, transform
     from tfkfp.containers.infra_validate import _examples
+    from tfkfp.containers.train import fn_args
 
     examples = _one_file_artifact(ingested, tmp_path / "one")
     assert len(os.listdir(Path(examples) / "Split-train")) == 1
@@ -178,7 +180,7 @@ def test_file_sharding_gives_each_trainer_worker_its_shards(tmp_path, ingested):
     """Issue 34: the guide's _input_fn over fn_args.train_files, FILE-sharded over 2 workers."""
     import tensorflow as tf
 
-    from tfkfp.containers import fn_args
+    from tfkfp.containers.train import fn_args
 
     args = fn_args.common_fn_args(ingested.examples, ingested.schema, None, 1, 1, None)
     parts = [_file_sharded(args.train_files, 2, i) for i in range(2)]

@@ -5,7 +5,8 @@ import sys
 
 from tests.helpers import TRAINER_MODULES
 from tests.helpers.tuner import tuner_process
-from tfkfp.containers import trainer, user_module
+from tfkfp.containers import trainer
+from tfkfp.containers.model import user_module
 
 
 def test_module_mixing_keras_and_tf_keras_callbacks_trains(tmp_path, ingested, transformed):

@@ -26,7 +26,9 @@ from tests.helpers import REPO
 from tests.helpers.k8s_api import Cluster, serve, write_kubeconfig
 from tests.helpers.one_line import closed_port, one_line_error, silent_server
 from tfkfp import components
-from tfkfp.containers import launcher, storage, trainer, tuner
+from tfkfp.containers import trainer, tuner
+from tfkfp.containers.store import storage
+from tfkfp.containers.train import launcher
 
 NS = "team-a"
 
@@ -111,7 +113,7 @@ def _plays_chief(stage: str, output_uri: str):
 
 def _pod_args(command: list[str], stage: str) -> dict:
     """The arguments every pod's run() gets; they bind to the stage's run() signature."""
-    assert command[:5] == ["python", "-m", "tfkfp.containers.launcher", "worker", stage]
+    assert command[:5] == ["python", "-m", "tfkfp.containers.train.launcher", "worker", stage]
     args = json.loads(command[5])
     run = {"trainer": trainer.run, "tuner": tuner.run}[stage]
     inspect.signature(run).bind(**args)  # raises on an argument run() does not take
@@ -343,7 +345,7 @@ def test_token_endpoint_that_never_answers(vertex, s3, tmp_path, monkeypatch):
 def test_pod_entry_point_with_a_cut_short_argument():
     whole = json.dumps(_trainer_kwargs("s3://b", workers=1))
     proc = subprocess.run(
-        [sys.executable, "-m", "tfkfp.containers.launcher", "worker", "trainer", whole[:40]],
+        [sys.executable, "-m", "tfkfp.containers.train.launcher", "worker", "trainer", whole[:40]],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -15,8 +15,8 @@ import time
 import pytest
 
 from tests.helpers.k8s_api import Cluster, serve
-from tfkfp.containers import launcher
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.train import launcher
 
 COMMAND = launcher.worker_command("trainer", {"model": "gs://b/m"})
 NS = "kubeflow-user"
@@ -226,7 +226,8 @@ def test_pod_worker_reads_and_writes_the_store(tmp_path, s3, ingested, transform
     import sys
 
     from tests.helpers import REPO
-    from tfkfp.containers import storage, trainer
+    from tfkfp.containers import trainer
+    from tfkfp.containers.store import storage
 
     kwargs = _trainer_kwargs(s3.uri)
     storage.upload(transformed.examples, kwargs["examples"], "examples")
@@ -390,7 +391,7 @@ def test_tuner_jobset_launch_runs_parallel_trials(tmp_path, s3, ingested, transf
     pod's env (TF_CONFIG on loopback ports); its chief's log is what the launcher streams.
     """
     from tests.helpers.tuner import TUNED_MODULE
-    from tfkfp.containers import storage
+    from tfkfp.containers.store import storage
 
     cluster = Cluster()
     cluster.local_pods = tmp_path

@@ -16,8 +16,8 @@ import jsonschema
 import pytest
 import yaml
 
-from tfkfp.containers import launcher
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.train import launcher
 
 CRDS = Path(__file__).parent / "data" / "crds"
 COMMAND = launcher.worker_command("trainer", {"model": "gs://b/run/model", "train_steps": 10})

@@ -9,7 +9,9 @@ import re
 import pytest
 
 from tests.helpers import markdown_html
-from tfkfp.containers import eval_report, markdown, tuner, validate
+from tfkfp.containers import tuner, validate
+from tfkfp.containers.evaluation import report as eval_report
+from tfkfp.containers.views import markdown
 
 NAMES = ["sparse_categorical_accuracy", "val_loss", "a*b*c", "x|y", "<b>bold</b>", "__init__"]
 

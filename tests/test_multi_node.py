@@ -4,8 +4,9 @@ import pytest
 
 from tests.helpers import PENGUINS_MODULE, free_port
 from tests.helpers.trainer import finish_trainer, trainer_process
-from tfkfp.containers import cluster_config, strategy, trainer
+from tfkfp.containers import trainer
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.train import cluster_config, strategy
 
 
 def _pod_env(jobset: str, rjob: str, job_index: int, pod_index: int, **extra) -> dict:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tfkfp.containers import pod_limits
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.store import pod_limits
 
 GIB = 1 << 30
 AFFINITY = len(os.sched_getaffinity(0))
@@ -104,7 +104,7 @@ def test_memory_below_one_worker_fails_in_one_line(tmp_path):
 def test_beam_options_take_the_pods_workers_unless_given(tmp_path, monkeypatch, caplog):
     from apache_beam.options.pipeline_options import DirectOptions
 
-    from tfkfp.containers import beam
+    from tfkfp.containers.store import beam
 
     caplog.set_level("INFO", logger="tfkfp")
     root, own = _tree(tmp_path, {"cpu.max": "200000 100000", "memory.max": str(64 * GIB)})

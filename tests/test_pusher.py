@@ -19,10 +19,12 @@ from tests.helpers.pusher import (
     run_pusher_process,
     upload_order,
 )
-from tfkfp.containers import layout, pusher, versions
-from tfkfp.containers.layout import CARD_JSON, CARD_MD
-from tfkfp.containers.layout import PUSHED as MARKER
+from tfkfp.containers import pusher
+from tfkfp.containers.push import versions
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.store import layout
+from tfkfp.containers.store.layout import CARD_JSON, CARD_MD
+from tfkfp.containers.store.layout import PUSHED as MARKER
 
 CARD = [CARD_JSON, CARD_MD]  # written into each new version before its marker
 
@@ -515,7 +517,7 @@ def test_kfp_local_pipeline_pushes_to_the_emulator_bucket(tmp_path, gcs, penguin
 
 def test_model_card_takes_the_model_metadata_as_kfp_delivers_it():
     """On the KFP backend artifact metadata is a protobuf Struct: every number a float."""
-    from tfkfp.containers import model_card
+    from tfkfp.containers.push import model_card
 
     metadata = {
         "rows": {"train": 260.0, "eval": 84.0},

@@ -20,10 +20,12 @@ from tests.helpers.pusher import (
     run_pusher_process,
     upload_order,
 )
-from tfkfp.containers import pusher, storage, versions
-from tfkfp.containers.layout import BOOKKEEPING, CARD_JSON
-from tfkfp.containers.layout import PUSHED as MARKER
+from tfkfp.containers import pusher
+from tfkfp.containers.push import versions
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.store import storage
+from tfkfp.containers.store.layout import BOOKKEEPING, CARD_JSON
+from tfkfp.containers.store.layout import PUSHED as MARKER
 
 
 def _push(*args, **kwargs) -> dict:
@@ -323,7 +325,7 @@ def _evaluated(tmp_path: Path, name: str, accuracy: float, baseline: str | None 
     from google.protobuf import json_format
     from tensorflow_model_analysis.proto import config_pb2
 
-    from tfkfp.containers.eval_report import threshold_rows
+    from tfkfp.containers.evaluation.report import threshold_rows
     from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
 
     config = json_format.ParseDict(EVAL_CONFIG, config_pb2.EvalConfig())

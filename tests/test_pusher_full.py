@@ -13,9 +13,10 @@ import pytest
 
 from tests.helpers.fullfs import PAGE
 from tests.helpers.pusher import FaultyProxy, named_file, run_pusher_process
-from tfkfp.containers import pusher, runtime, versions
-from tfkfp.containers.layout import CARD_JSON, CARD_MD
-from tfkfp.containers.layout import PUSHED as MARKER
+from tfkfp.containers import pusher, runtime
+from tfkfp.containers.push import versions
+from tfkfp.containers.store.layout import CARD_JSON, CARD_MD
+from tfkfp.containers.store.layout import PUSHED as MARKER
 
 MODEL_FILES = {
     "saved_model.pb": 30_000,
@@ -262,7 +263,7 @@ def test_versions_names_damaged_bookkeeping_and_a_push_again_works(
     tmp_path, model, blessing, capsys, request, kind, damage
 ):
     from tests.helpers import run_cli
-    from tfkfp.containers import storage
+    from tfkfp.containers.store import storage
 
     if kind == "local":
         dest = str(tmp_path / "serving")

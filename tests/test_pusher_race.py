@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tfkfp.containers import storage, versions
-from tfkfp.containers.layout import CARD_JSON, CARD_MD
-from tfkfp.containers.layout import PUSHED as MARKER
-from tfkfp.containers.versions import CLAIMS
+from tfkfp.containers.push import versions
+from tfkfp.containers.push.versions import CLAIMS
+from tfkfp.containers.store import storage
+from tfkfp.containers.store.layout import CARD_JSON, CARD_MD
+from tfkfp.containers.store.layout import PUSHED as MARKER
 
 # 20 rounds of 2-4 racing processes on three stores: minutes; make test runs them, test-fast not.
 # Leases are timed: make test runs them after the parallel part, alone (serial).

@@ -227,7 +227,7 @@ def test_evaluator_remote_runner_needs_the_model_uri(tmp_path, ingested, trained
 
 
 def test_writing_at_clears_before_and_after_a_failure(tmp_path):
-    from tfkfp.containers.publish import writing_at
+    from tfkfp.containers.store.publish import writing_at
 
     out = tmp_path / "out"
     out.mkdir()

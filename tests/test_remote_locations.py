@@ -10,8 +10,11 @@ from importlib import resources
 import pytest
 
 from tests.helpers import no_credentials_env, run_cli
-from tfkfp.containers import evaluator, layout, storage, user_module, versions
+from tfkfp.containers import evaluator
+from tfkfp.containers.model import user_module
+from tfkfp.containers.push import versions
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.store import layout, storage
 from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
 
 # --- module files ------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from tfkfp.containers import storage
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.store import storage
 
 CHECKSUM_VARIABLES = ("AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION")
 
@@ -67,7 +67,8 @@ def test_the_users_checksum_setting_wins(strict_s3, monkeypatch):
 def test_fingerprint_ingest_pusher_and_model_card_on_the_strict_server(
     strict_s3, tmp_path, trained, penguins_csv
 ):
-    from tfkfp.containers import fingerprint, ingest, model_card, pusher
+    from tfkfp.containers import fingerprint, ingest, pusher
+    from tfkfp.containers.push import model_card
 
     data = strict_s3.put("data/penguins.csv", penguins_csv.read_bytes())
     digest = fingerprint.run(data)

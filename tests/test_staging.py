@@ -6,12 +6,12 @@ import signal
 import subprocess
 import sys
 
-from tfkfp.containers import publish
-from tfkfp.containers.publish import publishing
+from tfkfp.containers.store import publish
+from tfkfp.containers.store.publish import publishing
 
 HOLD = """
 import sys, time
-from tfkfp.containers.publish import publishing
+from tfkfp.containers.store.publish import publishing
 with publishing(sys.argv[1]) as staging:
     open(staging + "/half-written", "w").close()
     print(staging, flush=True)

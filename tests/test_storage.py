@@ -9,8 +9,8 @@ import time
 import pytest
 
 from tests.helpers import no_credentials_env
-from tfkfp.containers import storage
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.store import storage
 
 
 @pytest.mark.parametrize(

@@ -123,7 +123,7 @@ def test_taxi_model_is_infra_validated_before_the_push(taxi_run, tmp_path):
     cwd, proc = taxi_run
     assert proc.returncode == 0
     from tfkfp.containers import infra_validate
-    from tfkfp.containers.infra_blessing import InfraValidation
+    from tfkfp.containers.evaluation.infra_blessing import InfraValidation
 
     blessing = _output(cwd, "infra-validate", "blessing")
     assert (blessing / "INFRA_BLESSED").is_file()

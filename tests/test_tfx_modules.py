@@ -9,7 +9,8 @@ import pytest
 
 from tests.helpers import REPO, TRAINER_MODULES, free_port, run_cli, write_module
 from tests.helpers.trainer import finish_trainer, run_trainer, trainer_process
-from tfkfp.containers import trainer, user_module
+from tfkfp.containers import trainer
+from tfkfp.containers.model import user_module
 from tfkfp.containers.runtime import InputError
 
 TFX_PENGUIN = str(TRAINER_MODULES / "tfx_penguin" / "penguin_keras.py")
@@ -110,8 +111,8 @@ def test_custom_training_loop_under_default(tmp_path, ingested, transformed):
 
 
 def test_tfx_v1_namespace_and_tuner_fn(tmp_path, ingested, transformed):
-    from tfkfp.containers.fn_args import FnArgs, TunerFnResult, make_data_accessor
-    from tfkfp.containers.layout import split_pattern
+    from tfkfp.containers.store.layout import split_pattern
+    from tfkfp.containers.train.fn_args import FnArgs, TunerFnResult, make_data_accessor
 
     module = user_module.load(TFX_PENGUIN)
     assert module.tuner_fn.__annotations__["return"] is TunerFnResult
@@ -135,7 +136,7 @@ def test_tfx_namespace_imports_without_tensorflow():
     code = (
         "import sys\n"
         "from tfkfp.tfx import v1 as tfx\n"
-        "from tfkfp.containers.fn_args import FnArgs, DataAccessor\n"
+        "from tfkfp.tfx.v1.components import FnArgs, DataAccessor\n"
         "c = tfx.components\n"
         "assert (c.FnArgs, c.DataAccessor) == (FnArgs, DataAccessor)\n"
         "assert c.TunerFnResult(tuner=None, fit_kwargs={}).fit_kwargs == {}\n"

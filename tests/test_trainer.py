@@ -14,10 +14,12 @@ from tests.helpers import (
     write_module,
 )
 from tests.helpers.trainer import finish_trainer, run_trainer, trainer_process
-from tfkfp.containers import strategy, trainer, user_module
-from tfkfp.containers.fn_args import FnArgs, make_data_accessor
-from tfkfp.containers.layout import split_pattern
+from tfkfp.containers import trainer
+from tfkfp.containers.model import user_module
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.store.layout import split_pattern
+from tfkfp.containers.train import strategy
+from tfkfp.containers.train.fn_args import FnArgs, make_data_accessor
 
 PROBE = str(TRAINER_MODULES / "probe.py")
 
@@ -48,8 +50,8 @@ def test_curves_page_from_tensorboard_logs(trained):
 
 
 def test_trainer_metrics_are_the_curves_last_values(trained):
-    from tfkfp.containers import charts
     from tfkfp.containers.trainer import TrainerResult, kfp_metrics
+    from tfkfp.containers.views import charts
 
     scalars = charts.read_scalars(trained.model_run)
     last = scalars["epoch_loss"]["validation"]
@@ -64,7 +66,7 @@ def test_trainer_metrics_are_the_curves_last_values(trained):
         "workers": 1.0,
     }
     # a multi-node job: the chief's numbers, read back by the launching task
-    from tfkfp.containers.launcher import LaunchResult
+    from tfkfp.containers.train.launcher import LaunchResult
 
     launched = LaunchResult(workers=2, backend="jobset", job="j", result=trained.info)
     assert kfp_metrics(launched) == {**metrics, "workers": 2.0}
@@ -219,7 +221,7 @@ def _raw_dataset(ingested, **options):
     from tensorflow_metadata.proto.v0 import schema_pb2  # noqa: F401  (schema type)
     from tfx_bsl.public import tfxio
 
-    from tfkfp.containers.layout import load_schema
+    from tfkfp.containers.store.layout import load_schema
 
     return make_data_accessor().tf_dataset_factory(
         [split_pattern(ingested.examples, "train")],
@@ -263,7 +265,7 @@ def test_data_accessor_gives_exactly_what_tfxio_gives(ingested, reading):
     import tensorflow as tf
     from tfx_bsl.public import tfxio
 
-    from tfkfp.containers.layout import load_schema
+    from tfkfp.containers.store.layout import load_schema
 
     options = tfxio.TensorFlowDatasetOptions(batch_size=10, label_key="species", **reading)
     pattern = [split_pattern(ingested.examples, "train")]
@@ -303,7 +305,7 @@ def test_data_accessor_epochs_and_final_batch(ingested):
 def test_data_accessor_record_batches(ingested):
     from tfx_bsl.public import tfxio
 
-    from tfkfp.containers.layout import load_schema
+    from tfkfp.containers.store.layout import load_schema
 
     batches = list(
         make_data_accessor().record_batch_factory(

@@ -28,7 +28,7 @@ def test_transform_outputs(ingested, transformed):
     for split in ("train", "eval"):
         assert os.listdir(os.path.join(transformed.examples, f"Split-{split}"))
     # transform records what it wrote, for the trainer to verify
-    from tfkfp.containers import manifest
+    from tfkfp.containers.store import examples as manifest
 
     written = manifest.read(transformed.examples)
     assert {s: e["records"] for s, e in written["splits"].items()} == transformed.counts
@@ -88,7 +88,7 @@ def test_missing_split(tmp_path, ingested):
 def test_beam_runs_in_process_unless_a_runner_is_named():
     from apache_beam.options.pipeline_options import DirectOptions, StandardOptions, TypeOptions
 
-    from tfkfp.containers.beam import IN_PROCESS_RUNNER, beam_options
+    from tfkfp.containers.store.beam import IN_PROCESS_RUNNER, beam_options
 
     # No runner (or DirectRunner): the in-process runner, not Beam 2.77's Prism download.
     for args in ([], ["--runner=DirectRunner"]):

@@ -8,9 +8,9 @@ import pytest
 
 from tests.helpers import write_module
 from tests.helpers.tuner import TUNED_MODULE, finish_tuner, tuner_popen, tuner_process
-from tfkfp.containers import hyperparameters as hp_layout
 from tfkfp.containers import trainer, tuner
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.train import hyperparameters as hp_layout
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +258,7 @@ def test_parallel_trials_with_derived_configs_on_loopback(tmp_path, ingested, tr
     cannot resolve here, so each host:port is swapped for a 127.0.0.1 port.
     """
     from tests.helpers import free_port
-    from tfkfp.containers import cluster_config
+    from tfkfp.containers.train import cluster_config
 
     pods = [
         {

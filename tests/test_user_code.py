@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from tests.helpers import REPO, free_port
-from tfkfp.containers import trainer, transform, user_module
+from tfkfp.containers import trainer, transform
+from tfkfp.containers.model import user_module
 from tfkfp.containers.runtime import entrypoint
 
 TEMPLATE = REPO / "tests" / "modules" / "tfx_template"

@@ -15,8 +15,8 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
 from tests.helpers import run_cli
 from tfkfp.containers import ingest, statistics, validate
-from tfkfp.containers.layout import load_schema
 from tfkfp.containers.runtime import InputError, entrypoint
+from tfkfp.containers.store.layout import load_schema
 
 
 def _rows(penguins_csv: Path) -> list[dict]:

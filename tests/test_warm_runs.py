@@ -23,7 +23,7 @@ PIPELINE = textwrap.dedent(
 
     @dsl.component(base_image="python:3.11", install_kfp_package=False)
     def first(out: Output[Artifact]):
-        from tfkfp.containers.publish import publishing
+        from tfkfp.containers.store.publish import publishing
         with publishing(out.path) as tmp:
             open(tmp + "/done", "w").write("ok")
 
@@ -31,7 +31,7 @@ PIPELINE = textwrap.dedent(
     def slow(previous: Input[Artifact], out: Output[Artifact], marker: str):
         import os, sys, time
         import tensorflow  # a heavy task: it waits for the warm worker
-        from tfkfp.containers.publish import publishing
+        from tfkfp.containers.store.publish import publishing
         with publishing(out.path) as tmp:
             open(tmp + "/part", "w").write("half")
             info = {"pid": os.getpid(), "parent": os.getppid(), "out": out.path,

@@ -161,7 +161,7 @@ def strict_model(path: Path, ingested: Ingested) -> str:
     """Loads fine, but its parse spec requires every raw feature, a sometimes-missing one too."""
     import tensorflow as tf
 
-    from tfkfp.containers.layout import load_schema
+    from tfkfp.containers.store.layout import load_schema
 
     schema = load_schema(ingested.schema)
     kinds = {0: tf.string, 1: tf.string, 2: tf.int64, 3: tf.float32}

@@ -48,7 +48,7 @@ class Cluster:
     # --- JobSets run as local processes ---
 
     def start(self, body: dict) -> None:
-        from tfkfp.containers import cluster_config
+        from tfkfp.containers.train import cluster_config
 
         name = body["metadata"]["name"]
         job = body["spec"]["replicatedJobs"][0]

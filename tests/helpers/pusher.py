@@ -12,7 +12,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable
 
-from tfkfp.containers import versions
+from tfkfp.containers.push import versions
 
 
 def run_pusher_process(env: dict | None = None, preamble: str = "", **kwargs) -> subprocess.Popen:

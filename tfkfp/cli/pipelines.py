@@ -195,7 +195,7 @@ LOCATION_PARAMS = (
 
 def check_locations(args: dict[str, Any]) -> None:
     """Fails in one line on a location parameter with an unsupported scheme, before any work."""
-    from tfkfp.containers import storage
+    from tfkfp.containers.store import storage
 
     for key in LOCATION_PARAMS:
         value = args.get(key)

@@ -13,10 +13,11 @@ def list_versions(destination: str) -> list[dict[str, Any]]:
     """Each version under a push destination: number, complete, and what its marker records."""
     from datetime import datetime
 
-    from tfkfp.containers import model_card, storage
-    from tfkfp.containers.layout import CARD_JSON, PUSHED
+    from tfkfp.containers.push import model_card
+    from tfkfp.containers.push.versions import iter_versions, storage_for
     from tfkfp.containers.runtime import InputError
-    from tfkfp.containers.versions import iter_versions, storage_for
+    from tfkfp.containers.store import storage
+    from tfkfp.containers.store.layout import CARD_JSON, PUSHED
 
     storage.check(destination, "destination")
     store = storage_for(destination)

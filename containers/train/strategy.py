@@ -14,8 +14,8 @@ import contextlib
 import json
 import os
 
-from tfkfp.containers import cluster_config
 from tfkfp.containers.runtime import InputError, log
+from tfkfp.containers.train import cluster_config
 
 STRATEGIES = ("auto", "mirrored", "multi_worker", "default")
 # TF_CONFIG task types that train; "master" is the legacy name of the chief (as in TFX).

@@ -50,9 +50,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from tfkfp.containers import events
-from tfkfp.containers.layout import PUSHED as MARKER
-from tfkfp.containers.layout import is_bookkeeping, is_version
 from tfkfp.containers.runtime import InputError, log
+from tfkfp.containers.store.layout import PUSHED as MARKER
+from tfkfp.containers.store.layout import is_bookkeeping, is_version
 
 STAGING_PREFIX = ".staging-"
 CLAIMS = ".tfkfp-claims"
@@ -127,7 +127,7 @@ Bookkeeping = Callable[[int], dict[str, bytes]]
 
 def storage_disk_errors(root: str) -> contextlib.AbstractContextManager[None]:
     """A full or read-only destination folder as one line naming it."""
-    from tfkfp.containers import storage
+    from tfkfp.containers.store import storage
 
     return storage.disk_errors("destination", root)
 
@@ -803,7 +803,7 @@ class _Objects:
     """The object-store calls the pusher makes, relative to its destination, via storage."""
 
     def __init__(self, uri: str):
-        from tfkfp.containers import storage
+        from tfkfp.containers.store import storage
 
         self.storage = storage
         self.root = storage.parse(uri, "destination")
@@ -913,7 +913,7 @@ class _Objects:
 
 def storage_for(destination: str) -> _Local | _Remote:
     """The destination's backend; object stores are not connected yet (see `connect`)."""
-    from tfkfp.containers import storage
+    from tfkfp.containers.store import storage
 
     location = storage.parse(destination, "destination")
     if location.scheme == "file":

@@ -15,7 +15,7 @@ bytes changed inside a record, at the cost of one read of the compressed bytes (
 decompression: CRC32C runs at several GB/s). Examples without a manifest (written by TFX or by
 hand) are read unverified, and the stage logs that it did so.
 
-Reads and writes through containers/storage.py: a remote Beam runner's transform writes its
+Reads and writes through containers/store/storage.py: a remote Beam runner's transform writes its
 examples (and so the manifest) at a gs:// or s3:// URI. Imports nothing heavy: ingest runs
 without TensorFlow.
 """
@@ -25,9 +25,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tfkfp.containers import storage
-from tfkfp.containers.layout import MANIFEST, split_dir, split_pattern
 from tfkfp.containers.runtime import InputError, log
+from tfkfp.containers.store import storage
+from tfkfp.containers.store.layout import MANIFEST, split_dir, split_pattern
 
 FORMAT = "tfkfp-examples-manifest"
 VERSION = 1

@@ -12,8 +12,8 @@ import json
 import os
 from typing import Any
 
-from tfkfp.containers import storage
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.store import storage
 
 BEST_HYPERPARAMETERS_FILE = "best_hyperparameters.txt"
 

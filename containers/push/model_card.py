@@ -18,11 +18,11 @@ import platform
 from importlib import metadata
 from typing import Any
 
-from tfkfp.containers import storage
-from tfkfp.containers.hyperparameters import whole_numbers
-from tfkfp.containers.infra_blessing import InfraValidation
-from tfkfp.containers.layout import BLESSING_FILE, CARD_JSON, CARD_MD
+from tfkfp.containers.evaluation.infra_blessing import InfraValidation
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.store import storage
+from tfkfp.containers.store.layout import BLESSING_FILE, CARD_JSON, CARD_MD
+from tfkfp.containers.train.hyperparameters import whole_numbers
 
 PACKAGES = (
     "tfkfp",

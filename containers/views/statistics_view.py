@@ -118,7 +118,7 @@ def _common_buckets(per_split: dict[str, list[tuple]]) -> dict[str, list[float]]
     """Each split's histogram as fractions on the same 10 buckets (the splits' joint range)."""
     import numpy as np
 
-    from tfkfp.containers.histograms import HISTOGRAM_BUCKETS, rebucket
+    from tfkfp.containers.views.histograms import HISTOGRAM_BUCKETS, rebucket
 
     bounds = [x for buckets in per_split.values() for b in buckets for x in b[:2]]
     if not bounds:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tfkfp.containers.layout import TFX_SERVING
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.store.layout import TFX_SERVING
 
 
 def saved_model_dir(model: str, what: str) -> str:
@@ -37,7 +37,7 @@ def _takes_examples(signature) -> str | None:
 
 def signatures(model_dir: str, what: str) -> dict[str, Any]:
     """The SavedModel's signature defs (read from saved_model.pb, nothing loaded)."""
-    from tfkfp.containers.eval_checks import model_signatures
+    from tfkfp.containers.evaluation.checks import model_signatures
 
     return model_signatures(model_dir, what)
 

@@ -19,7 +19,7 @@ def beam_options(
     """Beam PipelineOptions from user args; an unusable runner fails before any work.
 
     The in-process runner gets as many worker processes as the pod's CPU and memory limits
-    allow (containers/pod_limits.py) unless the args name `--direct_num_workers` themselves.
+    allow (containers/store/pod_limits.py) unless the args name `--direct_num_workers` themselves.
 
     Args:
         beam_pipeline_args: The user's Beam args.
@@ -51,7 +51,7 @@ def beam_options(
 
 def _local_workers(args: list[str], per_worker: int | None, rows: int | None) -> list[str]:
     """The worker args the pod's limits give the in-process runner; none when the user set them."""
-    from tfkfp.containers import pod_limits
+    from tfkfp.containers.store import pod_limits
 
     given = [a for a in args if a.startswith("--direct_num_workers")]
     if given:

@@ -12,8 +12,8 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from tfkfp.containers.layout import INFRA_FILE
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.store.layout import INFRA_FILE
 
 
 @dataclass

@@ -43,7 +43,7 @@ class SliceNames:
     @classmethod
     def for_config(cls, config, model_dir: str, schema=None) -> SliceNames:
         """For every slice an EvalConfig names; `schema` (raw) tells which features are strings."""
-        from tfkfp.containers.eval_checks import slicing_fields
+        from tfkfp.containers.evaluation.checks import slicing_fields
 
         columns = [
             k

@@ -6,7 +6,7 @@ the manifests shipped in tfkfp/manifests/, or Vertex worker pools), submits it (
 lines (Kubernetes), waits, and fails with the job's own reason in one line. Each backend is
 one `Backend` (submit, state, cancel, the failed worker's line, the chief's log); the waiting,
 cancelling on SIGTERM and publishing are shared. Every pod runs
-`python -m tfkfp.containers.launcher worker <stage> <json>`: it reads its inputs from the
+`python -m tfkfp.containers.train.launcher worker <stage> <json>`: it reads its inputs from the
 object store, derives TF_CONFIG (cluster_config), runs the stage, and the chief (worker 0)
 writes the outputs to the artifacts' URIs through the storage layer. The launcher pod never
 needs the data.
@@ -175,7 +175,7 @@ def job_name(stage: str, model_uri: str) -> str:
 
 def worker_command(stage: str, kwargs: dict[str, Any]) -> list[str]:
     """What every pod runs: the stage's run(**kwargs) with artifact URIs, chief publishing."""
-    return ["python", "-m", "tfkfp.containers.launcher", "worker", stage, json.dumps(kwargs)]
+    return ["python", "-m", "tfkfp.containers.train.launcher", "worker", stage, json.dumps(kwargs)]
 
 
 def _gpu_resources(gpus: int) -> dict[str, Any]:
@@ -916,7 +916,7 @@ def run(
     Returns:
         What the component records as metadata: the job, and the chief's run() result.
     """
-    from tfkfp.containers import storage
+    from tfkfp.containers.store import storage
 
     check(workers, backend, gpus_per_node)
     for key in _OUTPUTS[stage]:
@@ -993,7 +993,7 @@ def _result_uri(stage: str, kwargs: dict[str, Any]) -> str:
 
 def _clear(uri: str, what: str) -> None:
     """Removes an output (a folder, or a file) at its URI; none there is fine."""
-    from tfkfp.containers import storage
+    from tfkfp.containers.store import storage
 
     if what in _FILE_OUTPUTS:
         storage.delete(uri, what or "the chief's result", missing_ok=True)
@@ -1005,8 +1005,8 @@ def worker(stage: str, kwargs: dict[str, Any]) -> Any:
     """Runs the stage in this pod: inputs from the store, the chief's outputs to it."""
     from importlib import import_module
 
-    from tfkfp.containers import storage
-    from tfkfp.containers import strategy as strategies
+    from tfkfp.containers.store import storage
+    from tfkfp.containers.train import strategy as strategies
 
     _, is_chief, task = strategies.cluster()  # derives TF_CONFIG from the pod's env
     outputs = _OUTPUTS[stage]
@@ -1036,7 +1036,7 @@ def main(argv: list[str]) -> None:
 
     if len(argv) != 3 or argv[0] != "worker" or argv[1] not in _OUTPUTS:
         print(
-            "usage: python -m tfkfp.containers.launcher worker trainer|tuner JSON",
+            "usage: python -m tfkfp.containers.train.launcher worker trainer|tuner JSON",
             file=sys.stderr,
         )
         raise SystemExit(2)

@@ -1,7 +1,7 @@
 """`FnArgs` and `DataAccessor`: the argument a TFX `run_fn(fn_args)` receives, field for field.
 
 A TFX module file only changes `from tfx.components.trainer.fn_args_utils import FnArgs,
-DataAccessor` to `from tfkfp.containers.fn_args import FnArgs, DataAccessor`, or
+DataAccessor` to `from tfkfp.containers.train.fn_args import FnArgs, DataAccessor`, or
 `from tfx import v1 as tfx` to `from tfkfp.tfx import v1 as tfx` (`tfx.components.FnArgs`,
 `.DataAccessor`, `.TunerFnResult`), or imports nothing and duck-types it. Field order, defaults
 and the deprecated aliases are TFX's, so unit tests that build an `FnArgs` by hand keep working.
@@ -306,10 +306,10 @@ def common_fn_args(
     """
     import os
 
-    from tfkfp.containers.hyperparameters import whole_numbers
-    from tfkfp.containers.layout import load_schema, schema_file
-    from tfkfp.containers.manifest import require_split
     from tfkfp.containers.runtime import InputError
+    from tfkfp.containers.store.examples import require_split
+    from tfkfp.containers.store.layout import load_schema, schema_file
+    from tfkfp.containers.train.hyperparameters import whole_numbers
 
     train_steps = _steps("train_steps", train_steps)
     eval_steps = _steps("eval_steps", eval_steps)

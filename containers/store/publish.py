@@ -8,8 +8,8 @@ import shutil
 import socket
 from collections.abc import Iterator
 
-from tfkfp.containers import storage
 from tfkfp.containers.runtime import InputError, log
+from tfkfp.containers.store import storage
 
 
 class Outputs:
@@ -169,7 +169,7 @@ def writing_at(uri: str, what: str) -> Iterator[str]:
     Object stores cannot rename a folder, so there is no staging copy as in `publishing`:
     instead an earlier attempt's files are deleted first, and this attempt's if the block fails.
     """
-    from tfkfp.containers import storage
+    from tfkfp.containers.store import storage
 
     storage.delete_tree(uri, what)
     try:

@@ -37,7 +37,7 @@ BLESSING_FILE = "blessing.json"
 PUSHED = "PUSHED.json"
 # Files tfkfp writes at a pushed version's top level beside the model: never part of a model's
 # files or content hash, so promoting `<staging>/<version>` pushes the model alone.
-CARD_JSON = "model_card.json"  # the model card beside PUSHED.json (containers/model_card.py)
+CARD_JSON = "model_card.json"  # the model card beside PUSHED.json (containers/push/model_card.py)
 CARD_MD = "model_card.md"
 BOOKKEEPING = (PUSHED, CARD_JSON, CARD_MD)
 TFX_SERVING = "Format-Serving"
@@ -104,7 +104,7 @@ def load_schema(location: str, what: str = "schema"):
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    from tfkfp.containers import storage
+    from tfkfp.containers.store import storage
 
     uri = location
     if storage.stat(uri, what) is None:

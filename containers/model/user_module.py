@@ -27,7 +27,7 @@ def _download(loc) -> str:
     `__init__.py` files above it, as `tfx template copy` lays a project out), the folder above
     the top package, whose whole package is fetched. The import then goes as for a local file.
     """
-    from tfkfp.containers import storage
+    from tfkfp.containers.store import storage
 
     if not loc.key or loc.key.endswith("/"):
         raise InputError(
@@ -193,7 +193,7 @@ def load(module_ref: str) -> ModuleType:
             "module_file: expected a path, gs:// or s3:// URI or dotted module name, got ''"
         )
     if module_ref.endswith(".py") or "/" in module_ref or ":" in module_ref:
-        from tfkfp.containers import storage
+        from tfkfp.containers.store import storage
 
         loc = storage.parse(module_ref, "module_file")  # a bad scheme fails here
         if loc.scheme != "file":

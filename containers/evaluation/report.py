@@ -12,8 +12,8 @@ import math
 import os
 from typing import Any
 
-from tfkfp.containers.markdown import code, escape
-from tfkfp.containers.slices import SliceNames
+from tfkfp.containers.evaluation.slices import SliceNames
+from tfkfp.containers.views.markdown import code, escape
 
 # TFMA's model names when a baseline takes part (without one, the candidate's name is "").
 CANDIDATE = "candidate"

@@ -1,0 +1,1 @@
+"""Pushing a blessed model: destinations, versions and their bookkeeping, the model card."""

@@ -1,0 +1,1 @@
+"""Where data lives: storage, publishing, the artifact layout, examples (manifest, shards, readers) and Beam options."""

@@ -1,0 +1,1 @@
+"""Training: FnArgs, distribution strategies, cluster configuration, hyperparameters and the multi-node launcher."""
