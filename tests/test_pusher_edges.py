@@ -354,7 +354,7 @@ def _variant(copy_tree, trained, name: str) -> str:
 # lets it go: two real pushes, in two processes, overlapping, finishing in a chosen order.
 GATE = """
 import os, time
-from tfkfp.containers import versions
+from tfkfp.containers.push import versions
 
 def _wait():
     open({gate!r} + ".arrived", "w").close()

@@ -31,7 +31,9 @@ RACER = textwrap.dedent(
     """
     import json, sys, traceback
     from pathlib import Path
-    from tfkfp.containers import layout, pusher, versions
+    from tfkfp.containers import pusher
+    from tfkfp.containers.push import versions
+    from tfkfp.containers.store import layout
     from tfkfp.containers.runtime import InputError
 
     model, blessing, dest, me, lease, fixed = sys.argv[1:7]
