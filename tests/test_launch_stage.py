@@ -214,6 +214,51 @@ def test_tuner_component_launches_on_vertex(vertex, s3):
     _pod_args(job["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["command"], "tuner")
 
 
+def test_task_config_reaches_the_launched_pods_through_the_component(k8s, bucket):
+    """The trainer component as KFP's backend calls it: the TaskConfig KFP fills (built by
+    kfp's own executor) goes to run(), and the JobSet the launcher posts carries it."""
+    from tests.helpers.task_config import STRUCT, received
+
+    k8s.on_post = _plays_chief("trainer", f"{bucket.uri}/model")
+    k8s.final = {"type": "Completed", "status": "True", "message": "done"}
+    _trainer_body(bucket.uri, task_config=received(STRUCT))
+    (body,) = k8s.objects.values()
+    pod = body["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["nodeSelector"] == STRUCT["nodeSelector"]
+    assert pod["tolerations"] == STRUCT["tolerations"] and pod["affinity"] == STRUCT["affinity"]
+    assert container["resources"] == STRUCT["resources"]
+    assert {"AWS_ENDPOINT_URL", "TFKFP_LOG"} <= {e["name"] for e in container["env"]}
+    assert [v["name"] for v in pod["volumes"]] == ["data", "cache"]
+    assert container["volumeMounts"] == STRUCT["volumeMounts"]
+    # the pods' run() never sees it: the launch settings stay with the launcher
+    assert "task_config" not in _pod_args(container["command"], "trainer")
+
+
+@pytest.mark.parametrize("stage", [trainer, tuner])
+def test_vertex_refuses_a_task_config(vertex, s3, stage):
+    """A Vertex CustomJob's replicas cannot take Kubernetes pod settings: one line, exit 2,
+    nothing submitted and nothing written."""
+    from dataclasses import asdict
+
+    from tests.helpers.task_config import STRUCT, received
+
+    make = _trainer_kwargs if stage is trainer else _tuner_kwargs
+    config = asdict(received(STRUCT))
+    line = one_line_error(stage.run, **make(s3.uri, backend="vertex", task_config=config))
+    assert line == (
+        "task_config: backend vertex cannot pass KFP's TaskConfig to a CustomJob's replicas "
+        "(Vertex sets their pods), got affinity, tolerations, node_selector, env, volumes, "
+        "volume_mounts, resources; use backend jobset or trainjob, or set no resources, env, "
+        "volumes, node selector, tolerations or affinity on this task"
+    )
+    assert vertex.jobs == {} and s3.names() == []
+    # an empty one (kfp.local, a backend before KFP 2.15) is no reason to refuse
+    launch.check(2, "vertex", 0, asdict(received(None)))
+    # with one worker the task trains itself: KFP applied the settings to its own pod
+    launch.check(1, "vertex", 0, config)
+
+
 # --- the one-line contract on the launch parameters and on a missing or silent cluster ---
 
 

@@ -448,3 +448,97 @@ def test_launched_pods_pass_a_real_pod_security_checker(checkov, tmp_path):
     assert failed["bare"] >= {"CKV_K8S_20", "CKV_K8S_23", "CKV_K8S_31", "CKV_K8S_37"}, failed
     for name in written.keys() - {"bare"}:
         assert failed[name] == set(), (name, failed[name])
+
+
+# --- KFP TaskConfig passthrough: what the pipeline set on the task reaches every worker ---
+
+
+def _task_config():
+    """The TaskConfig the trainer component gets from KFP (through kfp's own executor), as
+    the component hands it to run() and run() to the launcher."""
+    from dataclasses import asdict
+
+    from tests.helpers.task_config import STRUCT, received
+
+    return pods.TaskConfig.of(asdict(received(copy.deepcopy(STRUCT))))
+
+
+def _worker_template(body) -> dict:
+    """The worker pod template of a JobSet, or of a TrainJob's runtime patch (plus its
+    trainer fields where the TrainJob keeps env and resources)."""
+    if body["kind"] == "JobSet":
+        return _inherited_pod(body)[0]
+    (job,) = body["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"][
+        "replicatedJobs"
+    ]
+    template = copy.deepcopy(job["template"]["spec"]["template"])
+    container = template["spec"]["containers"][0]
+    container["image"] = "img:1"  # the runtime's, in the cluster
+    container["env"] = body["spec"]["trainer"]["env"]
+    container["resources"] = body["spec"]["trainer"]["resourcesPerNode"]
+    return template
+
+
+@pytest.mark.parametrize("task_pod", [True, False], ids=["with-task-pod", "outside-a-pod"])
+@pytest.mark.parametrize("backend", ["jobset", "trainjob"])
+def test_task_config_reaches_the_launched_pods(backend, task_pod):
+    """KFP's TaskConfig (resources, env, volumes and mounts, node selector, tolerations,
+    affinity) on every worker, over what the task's pod says; the result is valid against
+    the vendored CRD and the Kubernetes API's own schemas (kubernetes-validate, strict)."""
+    import kubernetes_validate
+
+    from tests.helpers.task_config import STRUCT
+
+    config = _task_config()
+    assert config and set(config.declared()) == {
+        "affinity", "tolerations", "node_selector", "env", "volumes", "volume_mounts", "resources"
+    }  # fmt: skip
+    inherit = pods.inherited(copy.deepcopy(TASK_POD) if task_pod else None, config)
+    make = jobset.jobset_manifest if backend == "jobset" else trainjob.trainjob_manifest
+    body = make("tfkfp-trainer-0123456789", "img:1", 2, COMMAND, 1, inherit)
+    _validate(body)
+    template = _worker_template(body)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "w", **template["metadata"]}}
+    pod["spec"] = template["spec"]
+    kubernetes_validate.validate(pod, "1.33", strict=True)
+    spec, (container,) = template["spec"], template["spec"]["containers"]
+    # the TaskConfig's scheduling wins over the task pod's
+    assert spec["nodeSelector"] == STRUCT["nodeSelector"]
+    assert spec["tolerations"] == STRUCT["tolerations"]
+    assert spec["affinity"] == STRUCT["affinity"]
+    assert container["resources"] == {
+        "limits": {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": 1},
+        "requests": {"cpu": "6", "memory": "24Gi"},
+    }
+    env = {e["name"]: e for e in container["env"]}
+    assert env["AWS_ENDPOINT_URL"] == {
+        "name": "AWS_ENDPOINT_URL",
+        "value": "http://minio.kubeflow:9000",
+    }
+    assert env["TFKFP_LOG"]["value"] == "debug" and env["TFKFP_WORKERS"]["value"] == "2"
+    assert "TF_CONFIG" not in env  # each pod derives its own
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "big-data"}
+    assert mounts["/data"] == {"name": "data", "mountPath": "/data", "readOnly": True}
+    assert "cache" in volumes and mounts["/cache"]["name"] == "cache"
+    if task_pod:  # what the TaskConfig has no field for still comes from the task's pod
+        assert spec["serviceAccountName"] == "pipeline-runner"
+        assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "minio"
+        assert set(volumes) == {"data", "cache", "gcs-key", "scratch"}
+        assert set(mounts) == {"/data", "/cache", "/secrets/gcs", "/scratch"}
+    else:
+        assert set(volumes) == {"data", "cache"} and "serviceAccountName" not in spec
+    assert container["securityContext"] == pods.RESTRICTED_CONTAINER
+
+
+def test_an_empty_task_config_changes_nothing():
+    """What kfp.local (and a KFP backend before 2.15) passes: no field set, the pod alone."""
+    from dataclasses import asdict
+
+    from tests.helpers.task_config import received
+
+    empty = pods.TaskConfig.of(asdict(received(None)))
+    assert not empty and empty.declared() == []
+    alone = pods.inherited(copy.deepcopy(TASK_POD))
+    assert pods.inherited(copy.deepcopy(TASK_POD), empty) == alone
