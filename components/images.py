@@ -1,4 +1,5 @@
-"""Which image each component runs in: the tag that matches the package version.
+"""Which image each component runs in (the tag that matches the package version), and what
+the launching components ask KFP to pass through to the pods they launch.
 
 Override at compile time with TFKFP_IMAGE / TFKFP_GPU_IMAGE (or `tfkfp compile --image`).
 """
