@@ -44,7 +44,7 @@ LIBRARIES: tuple[str, ...] = ()
 RETRY_TIMEOUT = 120.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class PushResult:
     """What the push did; the component records it as the pushed model's metadata.
 
