@@ -26,7 +26,6 @@ from tfkfp.containers.store import examples as manifest
 from tfkfp.containers.store.beam import beam_location, beam_options, runs_remotely
 from tfkfp.containers.store.examples import require_split
 from tfkfp.containers.store.layout import (
-    BLESSING_FILE,
     PUSHED,
     TFLITE_FILE,
     TFX_TFLITE,
@@ -364,8 +363,7 @@ def _publish(
     staged = out.folder(blessing, "blessing")  # moved in last: the verdict
     with open(os.path.join(staged, blessing_marker(result.blessed)), "w"):
         pass
-    with open(os.path.join(staged, BLESSING_FILE), "w") as fh:
-        fh.write(result.to_json())
+    result.write(staged)
 
 
 # --- stage ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -59,7 +59,7 @@ ROW_FAILURE = "the model refused the example with SHA-1"
 _BEAM_STEP = re.compile(r" \[while running '[^']*'\]")
 
 
-@dataclass
+@dataclass(frozen=True)
 class InferResult:
     """What infer did.
 
@@ -532,7 +532,8 @@ def run(
     if blessing:
         ok, marker = blessed(blessing)
         if not ok:
-            result.reason = f"model not blessed ({marker} in {blessing}): skipped, as TFX does"
+            reason = f"model not blessed ({marker} in {blessing}): skipped, as TFX does"
+            result = replace(result, reason=reason)
             events.result(
                 "infer", "%s", result.reason, summary="skipped (not blessed)", **asdict(result)
             )
@@ -541,7 +542,7 @@ def run(
             return result
     with tempfile.TemporaryDirectory(prefix="tfkfp-infer-") as workdir:
         model_dir, source = resolve_model(model, model_from, workdir)
-        result.model = source
+        result = replace(result, model=source)
         input_name = serving.example_input(model_dir, signature_name, "model")
         records = None
         split_names: list[str] = []
@@ -604,7 +605,7 @@ def run(
             raise located from None
     if not parquet and not remote:
         os.makedirs(predictions, exist_ok=True)
-    result.inferred, result.rows = True, rows
+    result = replace(result, inferred=True, rows=rows)
     events.result(
         "infer",
         "%d rows inferred with %s (%s)",

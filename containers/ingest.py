@@ -69,7 +69,7 @@ _TSV_SUFFIXES = (".tsv", ".tab")
 _DELIMITER_LIKE = ",;\t|"
 
 
-@dataclass
+@dataclass(frozen=True)
 class IngestResult:
     """What the stage wrote: rows per split."""
 

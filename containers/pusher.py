@@ -9,7 +9,6 @@ Imports no TensorFlow, so it starts in well under a second.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import time
@@ -17,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 from tfkfp.containers import events
+from tfkfp.containers.evaluation.blessing import Evaluation
 from tfkfp.containers.push.versions import (
     LEASE,
     NotNewer,
@@ -32,7 +32,6 @@ from tfkfp.containers.push.versions import (
 from tfkfp.containers.runtime import InputError, log
 from tfkfp.containers.store.layout import (
     BLESSED,
-    BLESSING_FILE,
     INFRA_BLESSED,
     INFRA_NOT_BLESSED,
     NOT_BLESSED,
@@ -45,7 +44,7 @@ LIBRARIES: tuple[str, ...] = ()
 RETRY_TIMEOUT = 120.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class PushResult:
     """What the push did; the component records it as the pushed model's metadata.
 
@@ -82,31 +81,24 @@ def evaluation(blessing: str) -> dict:
     thresholds that judge the overall slice: metric, direction, absolute/relative) and
     `baseline` (the URI the evaluator compared against, "" for none). {} without a blessing.json.
     """
-    path = os.path.join(blessing, BLESSING_FILE)
-    if not os.path.isfile(path):
+    found = Evaluation.read_if_present(blessing, "blessing")
+    if found is None:
         return {}
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-        metrics = data.get("metrics") or {}
-        rows = data.get("thresholds") or []
-    except (ValueError, AttributeError):
-        raise InputError(f"blessing: {path} is not the evaluator's blessing JSON") from None
     return {
         "metrics": {
             k: v
-            for k, v in metrics.items()
+            for k, v in found.metrics.items()
             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
         },
         "change_thresholds": [
             {"metric": row["metric"], **row["threshold"]}
-            for row in rows
+            for row in found.thresholds
             if isinstance(row, dict)
             and row.get("kind") == "change"
             and row.get("slices") in ("Overall", "every slice")
             and isinstance(row.get("threshold"), dict)
         ],
-        "baseline": data.get("baseline") or "",
+        "baseline": found.baseline or "",
     }
 
 

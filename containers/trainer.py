@@ -88,7 +88,7 @@ def _load_run_fn(module_file: str):
     raise InputError(f"module_file: {module_file} defines no function run_fn()")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainerResult:
     """How the model was trained: what the component records as model metadata.
 

@@ -37,7 +37,7 @@ SPLITS = stats_io.SPLITS
 _STATS_TYPES = {"INT": "INT", "FLOAT": "FLOAT", "BYTES": "STRING"}  # schema type -> stats type
 
 
-@dataclass
+@dataclass(frozen=True)
 class ValidateResult:
     """The verdict: valid, and the anomalies found as {split: {feature: description}}."""
 

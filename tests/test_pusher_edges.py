@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.blessing import write_blessing
 from tests.helpers.pusher import (
     GCS_DATA,
     S3_DATA,
@@ -330,17 +331,12 @@ def _evaluated(tmp_path: Path, name: str, accuracy: float, baseline: str | None 
 
     config = json_format.ParseDict(EVAL_CONFIG, config_pb2.EvalConfig())
     names = {(0, 0): "example_count", (0, 1): "sparse_categorical_accuracy"}
-    path = tmp_path / name
-    path.mkdir()
-    (path / "BLESSED").touch()
-    blessing = {
-        "blessed": True,
-        "baseline": baseline,
-        "metrics": {"example_count": 68.0, "sparse_categorical_accuracy": accuracy},
-        "thresholds": threshold_rows(config, names),
-    }
-    (path / "blessing.json").write_text(json.dumps(blessing))
-    return str(path)
+    return write_blessing(
+        tmp_path / name,
+        baseline=baseline,
+        metrics={"example_count": 68.0, "sparse_categorical_accuracy": accuracy},
+        thresholds=threshold_rows(config, names),
+    )
 
 
 def _variant(copy_tree, trained, name: str) -> str:

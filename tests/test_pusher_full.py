@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.blessing import write_blessing
 from tests.helpers.fullfs import PAGE
 from tests.helpers.pusher import FaultyProxy, named_file, run_pusher_process
 from tfkfp.containers import pusher, runtime
@@ -40,11 +41,7 @@ def model(tmp_path) -> str:
 
 @pytest.fixture
 def blessing(tmp_path) -> str:
-    path = tmp_path / "blessing"
-    path.mkdir()
-    (path / "BLESSED").touch()
-    (path / "blessing.json").write_text(json.dumps({"blessed": True, "metrics": {"auc": 0.9}}))
-    return str(path)
+    return write_blessing(tmp_path / "blessing", metrics={"auc": 0.9})
 
 
 def _push(capsys, **kwargs) -> tuple[int, str]:
