@@ -46,6 +46,8 @@ COMPONENT_ONLY = {
 RUN_ONLY = {"pusher": {"retry_timeout", "lease", "model_metadata"}}
 KFP_TYPES = {"String": str, "Integer": int, "Float": float, "Boolean": bool}
 KFP_TYPES |= {"List": list, "Dict": dict}
+# KFP fills a TaskConfig (its passthroughs); the body hands run() its fields as a dict.
+KFP_TYPES |= {"TaskConfig": dict}
 EMPTY = ([], {})
 
 
@@ -101,7 +103,7 @@ def test_component_and_run_share_names_defaults_and_optionality(component):
         assert _accepts(hint, KFP_TYPES[given.type]), f"{name}: {hint} vs {given.type}"
         if not given.optional:
             assert param.default is inspect.Parameter.empty, f"{name}: required in the component"
-        elif given.default in EMPTY:
+        elif given.default in EMPTY or given.default is None:
             assert param.default is None and _accepts_none(hint), f"{name}: empty is None"
         else:
             assert param.default == given.default, f"{name}: default"
