@@ -21,7 +21,7 @@ def demo(
     """Runs the penguin pipeline locally, pushes the model, compiles the YAML, prints a summary."""
     from importlib import resources
 
-    from tfkfp.containers.push.versions import iter_versions
+    from tfkfp.containers.push.destination import iter_versions
     from tfkfp.containers.store.layout import BLESSING_FILE
     from tfkfp.progress import Display
 
