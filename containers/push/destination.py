@@ -6,8 +6,9 @@ version's URI), publishing a new version, and writing files (the model card) int
 `destination(uri)` gives the implementation for the URI's store: `LocalDestination` for a
 folder, `ObjectStoreDestination` for gs:// and s3:// (pyarrow filesystems, via
 containers/store/storage.py). Every one-line error names the input the URI came from (`name`:
-the pusher's `destination`, the evaluator's `baseline_from`, infer's `model_from`). What a
-version and its marker are: containers/push/versions.py.
+the pusher's `destination`, the evaluator's `baseline_from`, infer's `model_from`). A
+version's marker is read and checked here; a version's files and content hash:
+containers/push/versions.py.
 
 Over ~400 lines on purpose: one concurrency protocol (staging folders and claims, leases,
 verified markers) for a folder and for object stores; its invariants read best side by side.
@@ -56,22 +57,18 @@ from tfkfp.containers.push.versions import (
     CLAIMS,
     COMMIT,
     LEASE,
-    MARKER,
     STAGING_PREFIX,
     Admit,
     Bookkeeping,
     Version,
-    check_files,
-    complete_versions,
     file_chunks,
     hash_files,
     model_files,
     new_push_id,
-    read_marker,
-    version_of,
 )
 from tfkfp.containers.runtime import InputError, log
 from tfkfp.containers.store import storage
+from tfkfp.containers.store.layout import PUSHED as MARKER
 from tfkfp.containers.store.layout import is_bookkeeping, is_version
 
 
@@ -182,8 +179,62 @@ def _refuse_inside(model: str, uri: str, name: str) -> None:
 
 
 def _latest(versions: list[Version], uri: Callable[[int], str]) -> str | None:
-    complete = complete_versions(versions)
+    complete = _complete(versions)
     return uri(complete[-1].number) if complete else None
+
+
+def _complete(found: list[Version]) -> list[Version]:
+    return [v for v in found if v.complete]
+
+
+def _read_marker(text: bytes | str, where: str, name: str = "destination") -> dict:
+    """Parses a marker; a damaged one is an error, never a silently skipped version."""
+    try:
+        marker = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(f"{name}: {where} is not valid JSON ({err})") from None
+    files = marker.get("files", {}) if isinstance(marker, dict) else None
+    if (
+        not isinstance(marker, dict)
+        or not isinstance(marker.get("content_hash"), str)
+        or not isinstance(files, dict)
+        or not all(isinstance(s, int) for s in files.values())
+    ):
+        raise InputError(
+            f"{name}: {where} is not a tfkfp push marker (expected a JSON object with "
+            "content_hash and files)"
+        )
+    return marker
+
+
+def _version(number: int, marker: dict) -> Version:
+    evaluation = marker.get("evaluation")
+    return Version(
+        number,
+        True,
+        marker["content_hash"],
+        marker.get("files", {}),
+        evaluation if isinstance(evaluation, dict) else {},
+    )
+
+
+def _check_files(
+    marker: dict, found: dict[str, int], where: str, name: str = "destination"
+) -> None:
+    """A marked version must hold the files its marker names, at their sizes.
+
+    Bookkeeping files a marker names are not checked: versions promoted before they were left
+    out (issue 25) list their source's marker, which their own marker replaced.
+    """
+    for rel, size in marker.get("files", {}).items():
+        if is_bookkeeping(rel):
+            continue
+        if found.get(rel) != size:
+            got = "missing" if rel not in found else f"{found[rel]} bytes"
+            raise InputError(
+                f"{name}: {where} is marked complete but {rel} is {got}, "
+                f"not {size} bytes as its {MARKER} says"
+            )
 
 
 def _progress(verb: str, total: int) -> events.Progress:
@@ -298,10 +349,10 @@ class LocalDestination:
             except FileNotFoundError:
                 found.append(Version(int(name), False))
                 continue
-            marker = read_marker(text, marker_path, self.name)
+            marker = _read_marker(text, marker_path, self.name)
             files = {rel: os.path.getsize(os.path.join(folder, rel)) for rel in model_files(folder)}
-            check_files(marker, files, folder, self.name)
-            found.append(version_of(int(name), marker))
+            _check_files(marker, files, folder, self.name)
+            found.append(_version(int(name), marker))
         return sorted(found, key=lambda v: v.number)
 
     def clean_leftovers(self) -> None:
@@ -403,7 +454,7 @@ class LocalDestination:
     ) -> int:
         """Under the commit lock: admits the push against the newest version, writes the
         bookkeeping files of the number it takes and the marker last, renames it."""
-        complete = complete_versions(self.versions())
+        complete = _complete(self.versions())
         admit(complete)
         newest = complete[-1].number if complete else 0
         if fixed and numbers(0) <= newest:
@@ -533,10 +584,10 @@ class ObjectStoreDestination:
                 found.append(Version(number, False))
                 continue
             where = self.uri(number) + "/" + MARKER
-            marker = read_marker(texts[number], where, self.name)
+            marker = _read_marker(texts[number], where, self.name)
             sizes = {rel: e.size for rel, e in files.items() if not is_bookkeeping(rel)}
-            check_files(marker, sizes, self.uri(number), self.name)
-            found.append(version_of(number, marker))
+            _check_files(marker, sizes, self.uri(number), self.name)
+            found.append(_version(number, marker))
         return sorted(found, key=lambda v: v.number)
 
     # claims ---------------------------------------------------------------------------
@@ -718,7 +769,7 @@ class ObjectStoreDestination:
                 # the newest version as it is now, with no other push publishing meanwhile
                 listing, _ = self._listing()
                 others = {n: f for n, f in listing.items() if n != number}
-                complete = complete_versions(self._versions(others))
+                complete = _complete(self._versions(others))
                 supersedes = admit(complete)
                 newest = complete[-1].number if complete else 0
                 if newest > number:

@@ -1,4 +1,4 @@
-"""What a version under a push destination is: its number, model files, content hash, marker.
+"""What a version under a push destination is: its number, model files and content hash.
 
 A version is complete once it holds the marker `PUSHED.json`, written last (after the model
 and every bookkeeping file, the model card among them) and only after the pusher re-read what it
@@ -6,21 +6,19 @@ wrote (sizes, and the content hash over every byte) from the
 destination. Readers, the evaluator's baseline lookup among them, ignore versions without it;
 a marker that does not parse, or whose file list the version does not match, is an error.
 
-Where versions live (a folder, gs:// or s3://) and how a push publishes one safely beside
-concurrent pushes: containers/push/destination.py. Imports no TensorFlow.
+Where versions live (a folder, gs:// or s3://), how their markers are read and checked, and how
+a push publishes one safely beside concurrent pushes: containers/push/destination.py.
+Imports no TensorFlow.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from tfkfp.containers.runtime import InputError
-from tfkfp.containers.store.layout import PUSHED as MARKER
 from tfkfp.containers.store.layout import is_bookkeeping
 
 STAGING_PREFIX = ".staging-"
@@ -92,58 +90,6 @@ class NotNewer(Exception):
 Admit = Callable[[list[Version]], bool]
 # The bookkeeping files (name -> bytes) a push writes into version `number` before its marker.
 Bookkeeping = Callable[[int], dict[str, bytes]]
-
-
-def complete_versions(found: list[Version]) -> list[Version]:
-    return [v for v in found if v.complete]
-
-
-def read_marker(text: bytes | str, where: str, name: str = "destination") -> dict:
-    """Parses a marker; a damaged one is an error, never a silently skipped version."""
-    try:
-        marker = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InputError(f"{name}: {where} is not valid JSON ({err})") from None
-    files = marker.get("files", {}) if isinstance(marker, dict) else None
-    if (
-        not isinstance(marker, dict)
-        or not isinstance(marker.get("content_hash"), str)
-        or not isinstance(files, dict)
-        or not all(isinstance(s, int) for s in files.values())
-    ):
-        raise InputError(
-            f"{name}: {where} is not a tfkfp push marker (expected a JSON object with "
-            "content_hash and files)"
-        )
-    return marker
-
-
-def version_of(number: int, marker: dict) -> Version:
-    evaluation = marker.get("evaluation")
-    return Version(
-        number,
-        True,
-        marker["content_hash"],
-        marker.get("files", {}),
-        evaluation if isinstance(evaluation, dict) else {},
-    )
-
-
-def check_files(marker: dict, found: dict[str, int], where: str, name: str = "destination") -> None:
-    """A marked version must hold the files its marker names, at their sizes.
-
-    Bookkeeping files a marker names are not checked: versions promoted before they were left
-    out (issue 25) list their source's marker, which their own marker replaced.
-    """
-    for rel, size in marker.get("files", {}).items():
-        if is_bookkeeping(rel):
-            continue
-        if found.get(rel) != size:
-            got = "missing" if rel not in found else f"{found[rel]} bytes"
-            raise InputError(
-                f"{name}: {where} is marked complete but {rel} is {got}, "
-                f"not {size} bytes as its {MARKER} says"
-            )
 
 
 def new_push_id() -> str:
