@@ -21,7 +21,10 @@ over-approximate the same way on both sides:
   the caller's own module.
   The callee's parameters receiving tainted arguments are tainted in turn.
 - Reported: the functions on the walk, the call edges between them, and the crossings: edges
-  whose two ends are in different modules (a bounce).
+  whose two ends are in different modules (a bounce). A call through an interface (a
+  receiver whose class is one of several, `_Local | _Remote` before, a `Destination` after)
+  is one crossing, whichever implementation runs: crossings are counted by caller, callee
+  module and callee name.
 
 `python -m bench.destination_walk [--rev REV]` measures the working tree, and REV (read with
 `git show`) when given; writes bench/results/destination_walk.json.
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import ast
 import subprocess
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -341,15 +345,30 @@ def walk(sources: dict[str, str]) -> dict:
         short = key[0].removeprefix("tfkfp.containers.")
         return f"{short}:{key[1] + '.' if key[1] else ''}{key[2]}"
 
-    crossings = sorted(f"{label(a)} -> {label(b)}" for a, b in edges if a[0] != b[0])
+    crossings = sorted(
+        {
+            f"{label(a)} -> {b[0].removeprefix('tfkfp.containers.')}:{'*.' if b[1] else ''}{b[2]}"
+            for a, b in edges
+            if a[0] != b[0]
+        }
+    )
     return {
         "functions": len(tainted),
         "call_edges": len(edges),
         "crossings": len(crossings),
+        "crossings_by_modules": dict(
+            sorted(Counter(_pair(c) for c in crossings).items(), key=lambda kv: kv[0])
+        ),
         "modules": sorted({k[0].removeprefix("tfkfp.containers.") for k in tainted}),
         "walk": sorted(label(k) for k in tainted),
         "crossing_edges": crossings,
     }
+
+
+def _pair(crossing: str) -> str:
+    """`pusher:run -> push.destination:*.uri` -> `pusher -> push.destination`."""
+    caller, callee = crossing.split(" -> ")
+    return f"{caller.split(':')[0]} -> {callee.split(':')[0]}"
 
 
 def sources_at(rev: str | None) -> dict[str, str]:
@@ -396,6 +415,7 @@ def main(argv: list[str] | None = None) -> dict:
     for side in ("before", "after"):
         if side in result:
             r = result[side]
+            print(r["crossings_by_modules"])
             print(
                 f"{side}: {r['functions']} functions, {r['call_edges']} call edges, "
                 f"{r['crossings']} module crossings over {', '.join(r['modules'])}"
