@@ -21,7 +21,12 @@ from tests.helpers.pusher import (
 )
 from tfkfp.containers import pusher
 from tfkfp.containers.push import versions
-from tfkfp.containers.push.destination import iter_versions, latest_complete
+from tfkfp.containers.push.destination import (
+    Destination,
+    destination,
+    iter_versions,
+    latest_complete,
+)
 from tfkfp.containers.runtime import InputError
 from tfkfp.containers.store import layout
 from tfkfp.containers.store.layout import CARD_JSON, CARD_MD
@@ -471,9 +476,13 @@ def test_damaged_marker_fails_in_one_line_and_publishes_nothing(
     put(f"7/{MARKER}", damage)
     put("7/variables/variables.index", b"x")
     where = f"{dest.rstrip('/')}/7"
+    assert isinstance(destination(dest), Destination)  # one implementation per store kind
     with pytest.raises(InputError, match=rf"^destination: {re.escape(where)}.*") as err:
         latest_complete(dest)  # the evaluator's baseline lookup
     assert "\n" not in str(err.value)
+    # a lookup for another input names that input, built where the error is raised
+    with pytest.raises(InputError, match=rf"^model_from: {re.escape(where)}.*"):
+        latest_complete(dest, "model_from")
     proc = run_pusher_process(
         model=trained.model, blessing=_blessing(tmp_path, True), destination=dest
     )

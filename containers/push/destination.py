@@ -49,7 +49,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from tfkfp.containers import events
 from tfkfp.containers.push.versions import (
@@ -72,6 +72,7 @@ from tfkfp.containers.store.layout import PUSHED as MARKER
 from tfkfp.containers.store.layout import is_bookkeeping, is_version
 
 
+@runtime_checkable
 class Destination(Protocol):
     """Where a push's versions live; `destination(uri)` gives the one for a URI's store.
 
@@ -187,7 +188,7 @@ def _complete(found: list[Version]) -> list[Version]:
     return [v for v in found if v.complete]
 
 
-def _read_marker(text: bytes | str, where: str, name: str = "destination") -> dict:
+def _read_marker(text: bytes | str, where: str, name: str) -> dict:
     """Parses a marker; a damaged one is an error, never a silently skipped version."""
     try:
         marker = json.loads(text)
@@ -218,9 +219,7 @@ def _version(number: int, marker: dict) -> Version:
     )
 
 
-def _check_files(
-    marker: dict, found: dict[str, int], where: str, name: str = "destination"
-) -> None:
+def _check_files(marker: dict, found: dict[str, int], where: str, name: str) -> None:
     """A marked version must hold the files its marker names, at their sizes.
 
     Bookkeeping files a marker names are not checked: versions promoted before they were left
