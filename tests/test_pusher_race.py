@@ -32,7 +32,7 @@ RACER = textwrap.dedent(
     """
     import json, sys, traceback
     from pathlib import Path
-    from tfkfp.containers import layout, pusher, versions
+    from tfkfp.containers import pusher
     from tfkfp.containers.runtime import InputError
 
     model, blessing, dest, me, lease, fixed = sys.argv[1:7]
