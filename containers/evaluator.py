@@ -64,14 +64,11 @@ def resolve_baseline(
         return baseline_model, baseline_model, "baseline model artifact"
     if not baseline_from:
         return None, None, "no baseline given (neither baseline_model nor baseline_from)"
-    from tfkfp.containers.push.versions import latest_complete
+    from tfkfp.containers.push.destination import latest_complete
     from tfkfp.containers.store import storage
 
     storage.check(baseline_from, "baseline_from")
-    try:
-        uri = latest_complete(baseline_from)
-    except InputError as err:
-        raise InputError(f"baseline_from: {str(err).removeprefix('destination: ')}") from None
+    uri = latest_complete(baseline_from, "baseline_from")  # its one-line errors name baseline_from
     if uri is None:
         return (
             None,

@@ -98,13 +98,10 @@ def resolve_model(model: str | None, model_from: str, workdir: str) -> tuple[str
         return serving.saved_model_dir(model, "model"), model
     if not model_from:
         raise InputError("model: expected a model artifact or model_from (a push destination)")
-    from tfkfp.containers.push.versions import latest_complete
+    from tfkfp.containers.push.destination import latest_complete
 
     storage.check(model_from, "model_from")
-    try:
-        uri = latest_complete(model_from)
-    except InputError as err:
-        raise InputError(f"model_from: {str(err).removeprefix('destination: ')}") from None
+    uri = latest_complete(model_from, "model_from")  # its one-line errors name model_from
     if uri is None:
         raise InputError(f"model_from: no complete version (with PUSHED.json) under {model_from}")
     local = storage.local_path(uri) or storage.download(

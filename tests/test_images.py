@@ -279,7 +279,7 @@ def test_penguins_stages_run_in_the_cpu_image_as_a_restricted_pod(
 @pytest.mark.slow
 def test_penguins_pipeline_runs_in_cpu_image(cpu_image, tmp_path, penguins_csv):
     from tfkfp import local
-    from tfkfp.containers.push.versions import iter_versions
+    from tfkfp.containers.push.destination import iter_versions
     from tfkfp.pipelines.penguins.pipeline import penguins
 
     # DockerRunner mounts only the pipeline root, so data and destination live inside it.

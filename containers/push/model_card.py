@@ -200,15 +200,29 @@ def files(card: dict[str, Any]) -> dict[str, bytes]:
     }
 
 
-def read(version_uri: str) -> dict[str, Any] | None:
-    """A version's card, None when it has none; InputError naming a card that does not parse."""
+class DamagedCard(InputError):
+    """A version's model_card.json that does not parse: `what` is the line without the input.
+
+    `tfkfp versions` lists `what` among a version's damages; the pusher rewrites the card.
+    """
+
+    def __init__(self, name: str, what: str):
+        super().__init__(f"{name}: {what}")
+        self.what = what
+
+
+def read(version_uri: str, name: str = "destination") -> dict[str, Any] | None:
+    """A version's card, None when it has none; DamagedCard naming a card that does not parse.
+
+    `name` is the input the version came from, first word of the one-line errors.
+    """
     uri = storage.join(version_uri, CARD_JSON)
-    if storage.stat(uri, "destination") is None:
+    if storage.stat(uri, name) is None:
         return None
     try:
-        card = json.loads(storage.read_bytes(uri, "destination"))
+        card = json.loads(storage.read_bytes(uri, name))
     except (ValueError, UnicodeDecodeError) as err:
-        raise InputError(f"destination: {uri} is not valid JSON ({err})") from None
+        raise DamagedCard(name, f"{uri} is not valid JSON ({err})") from None
     if not isinstance(card, dict):
-        raise InputError(f"destination: {uri} is not a model card (expected a JSON object)")
+        raise DamagedCard(name, f"{uri} is not a model card (expected a JSON object)")
     return card

@@ -21,7 +21,7 @@ def demo(
     from importlib import resources
 
     from tfkfp.containers.evaluation.blessing import Evaluation
-    from tfkfp.containers.push.versions import iter_versions
+    from tfkfp.containers.push.destination import iter_versions
     from tfkfp.containers.store.layout import BLESSING_FILE
     from tfkfp.progress import Display
 
