@@ -16,6 +16,7 @@ generated files instead of copying numbers.
 from __future__ import annotations
 
 import argparse
+import ast
 import inspect
 import re
 import sys
@@ -241,11 +242,35 @@ def cli_modules() -> str:
     return ", ".join(f"`{n}`" for n in sorted({module for module, _ in COMMANDS.values()}))
 
 
+def _first_line(path: Path) -> str:
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    first = doc.strip().split("\n\n")[0].replace("\n", " ")
+    return _md(first[:1].upper() + first[1:])
+
+
+def containers_tree() -> str:
+    """containers/ as a list: the stages and the process contract at the top, then each package
+    named by its concern with its modules, all from the files' own docstrings."""
+    from tfkfp.components import STAGES
+
+    base = ROOT / "containers"
+    stages = [c.name.replace("-", "_") for c in STAGES]
+    top = [*stages, "runtime", "events"]
+    lines = [f"- `{name}.py`: {_first_line(base / f'{name}.py')}" for name in top]
+    for package in sorted(p for p in base.iterdir() if (p / "__init__.py").is_file()):
+        lines.append(f"- `{package.name}/`: {_first_line(package / '__init__.py')}")
+        for module in sorted(package.rglob("*.py")):
+            if module.name != "__init__.py" or module.parent != package:
+                name = module.relative_to(package).as_posix()
+                lines.append(f"    - `{name}`: {_first_line(module)}")
+    return "\n".join(lines)
+
+
 # Which blocks each page carries, and what fills them.
 BLOCKS = {
     Path("README.md"): {"stage-list": stage_list, "tasks": task_table},
     Path("docs") / "index.md": {"stages": stage_table},
-    Path("docs") / "development.md": {"cli-modules": cli_modules},
+    Path("docs") / "development.md": {"cli-modules": cli_modules, "containers": containers_tree},
     Path("docs") / "pipelines-and-cli.md": {"commands": command_table},
 }
 _BLOCK = r"(<!-- {kind}:{name}[^>]*-->)(.*?)(<!-- /{kind}:{name} -->)"

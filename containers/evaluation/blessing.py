@@ -1,4 +1,4 @@
-"""evaluator's finding as written into its blessing: `blessing.json`.
+"""The evaluator's finding as written into its blessing: `blessing.json`.
 
 The evaluator writes it (`Evaluation.write`); the pusher, the model card and the demo read it
 back (`Evaluation.read`): the file is never read by string keys elsewhere. Imports nothing
