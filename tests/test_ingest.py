@@ -5,6 +5,7 @@ import pytest
 
 from tfkfp.containers import events, ingest
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.store import sources
 from tfkfp.containers.store.layout import load_schema
 
 
@@ -146,7 +147,7 @@ def test_csv_with_a_field_larger_than_pyarrows_block(tmp_path, caplog, field_mib
         counts = ingest.run(str(csv), str(tmp_path / "e"), str(tmp_path / "s"), 0.5).rows
     assert sum(counts.values()) == 21
     grew = "is larger than the block" in caplog.text
-    assert grew == (field_mib * (1 << 20) > ingest.CSV_BLOCK_SIZE)
+    assert grew == (field_mib * (1 << 20) > sources.CSV_BLOCK_SIZE)
 
 
 def _penguins_parquet(penguins_csv, path) -> str:
