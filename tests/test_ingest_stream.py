@@ -27,8 +27,8 @@ def _text(schema) -> str:
 @pytest.fixture
 def small_blocks(monkeypatch):
     """CSV blocks of 4 KiB: a few dozen rows each, so types are decided across many batches."""
-    monkeypatch.setattr(ingest, "CSV_BLOCK_SIZE", 4096)
-    monkeypatch.setattr(ingest, "CHUNK_ROWS", 100)
+    monkeypatch.setattr(sources, "CSV_BLOCK_SIZE", 4096)
+    monkeypatch.setattr(sources, "CHUNK_ROWS", 100)
 
 
 @pytest.mark.parametrize("blocks", ["default", "small"])
