@@ -165,6 +165,8 @@ def run(
     if not 0 <= tolerance < math.inf:  # NaN passes every comparison, inf every difference
         raise InputError(f"tolerance: expected a finite number 0 or more, got {tolerance:g}")
     model_dir = serving.saved_model_dir(model, "model")
+    if examples:  # damaged examples fail before the conversion (seconds), not after
+        examples_io.require_split(examples, split, "examples")
     found = serving.signatures(model_dir, "model")
     if signature_name not in found:
         raise InputError(
@@ -173,7 +175,6 @@ def run(
     flatbuffer = convert(model_dir, signature_name, select_tf_ops)
     result = TfliteResult(bytes=len(flatbuffer), rows=0, tolerance=tolerance)
     if examples:
-        examples_io.require_split(examples, split, "examples")
         records = examples_io.first(examples, split, num_examples)
         checked = compare(model_dir, flatbuffer, signature_name, records)
         worst = max(checked["max_abs_difference"].values(), default=0.0)
