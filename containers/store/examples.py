@@ -21,7 +21,7 @@ A reader checks that a split's files are exactly the listed ones, with the liste
 CRC32C of their bytes. That catches a file truncated anywhere (on a record boundary too) and
 bytes changed inside a record, at the cost of one read of the compressed bytes (no gzip
 decompression: CRC32C runs at several GB/s). Examples without a manifest (written by TFX or by
-hand) are read unverified, and the stage logs that it did so.
+hand) have each file's TFRecord framing read once instead (see `verify`), and the stage logs it.
 
 Reads and writes through containers/store/storage.py: a remote Beam runner's transform writes its
 examples (and so the manifest) at a gs:// or s3:// URI. Imports nothing heavy: ingest runs
