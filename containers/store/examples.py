@@ -238,8 +238,8 @@ class TFRecordWriter:
         self._fh.close()
 
 
-def _frames(stream, check_every: bool) -> Iterator[bytes]:
-    """Records of an uncompressed TFRecord stream, read READ_BYTES at a time.
+def _frames(stream, check_every: bool) -> Iterator[list[bytes]]:
+    """Records of an uncompressed TFRecord stream, as the lists read READ_BYTES at a time hold.
 
     The length's CRC is checked on a file's first record, on any length beyond READ_BYTES (a
     garbage length would otherwise buffer the whole file), and on every record when
@@ -251,6 +251,7 @@ def _frames(stream, check_every: bool) -> Iterator[bytes]:
     while chunk := stream.read(READ_BYTES):
         data, pos = data[pos:] + chunk, 0
         size = len(data)
+        found = []
         while pos + 12 <= size:
             (length,) = unpack(data, pos)
             if (first or check_every or length > READ_BYTES) and masked_crc(
@@ -261,18 +262,15 @@ def _frames(stream, check_every: bool) -> Iterator[bytes]:
             end = pos + 12 + length
             if end + 4 > size:
                 break  # the record continues in the next chunk
-            yield data[pos + 12 : end]
+            found.append(data[pos + 12 : end])
             pos = end + 4
+        if found:
+            yield found
     if pos != len(data):
         raise ValueError("truncated record")
 
 
-def read_records(uri: str, what: str = "examples") -> Iterator[bytes]:
-    """Serialized records of one TFRecord file (gzip when it ends in .gz), local, gs:// or s3://.
-
-    Fails in one line naming `what` and the file when it is not a readable TFRecord file, and
-    naming `what` on a storage error.
-    """
+def _file_frames(uri: str, what: str) -> Iterator[list[bytes]]:
     with storage.errors(what, uri):
         try:
             with storage.open_input(uri, what) as raw:
@@ -285,14 +283,24 @@ def read_records(uri: str, what: str = "examples") -> Iterator[bytes]:
             raise InputError(f"{what}: {uri} is not a readable TFRecord file ({err})") from None
 
 
-def batches(records: Iterator[bytes], rows: int) -> Iterator[list[bytes]]:
-    """`records` in lists of `rows` (the last one shorter)."""
+def read_records(uri: str, what: str = "examples") -> Iterator[bytes]:
+    """Serialized records of one TFRecord file (gzip when it ends in .gz), local, gs:// or s3://.
+
+    Fails in one line naming `what` and the file when it is not a readable TFRecord file, and
+    naming `what` on a storage error.
+    """
+    for found in _file_frames(uri, what):
+        yield from found
+
+
+def record_batches(uri: str, rows: int, what: str = "examples") -> Iterator[list[bytes]]:
+    """As `read_records`, in lists of `rows` records (the last one shorter)."""
     batch: list[bytes] = []
-    for record in records:
-        batch.append(record)
-        if len(batch) == rows:
-            yield batch
-            batch = []
+    for found in _file_frames(uri, what):
+        batch.extend(found)
+        while len(batch) >= rows:
+            yield batch[:rows]
+            batch = batch[rows:]
     if batch:
         yield batch
 
@@ -310,7 +318,7 @@ def split_batches(
 ) -> Iterator[list[bytes]]:
     """A split's serialized examples, `rows` at a time, file after file."""
     for f in split_files(examples, split, what):
-        yield from batches(read_records(f.uri, what), rows)
+        yield from record_batches(f.uri, rows, what)
 
 
 def split_records(

@@ -579,7 +579,7 @@ def _merge(total: _Column | None, part: _Column) -> _Column:
 def _tfrecord_chunks(files: list[storage.Stat], progress: events.Progress | None = None):
     """Records of every file, CHUNK_ROWS at a time (a file that is not TFRecord fails in one line)."""
     for f in files:
-        for chunk in examples_io.batches(examples_io.read_records(f.uri, "data_uri"), CHUNK_ROWS):
+        for chunk in examples_io.record_batches(f.uri, CHUNK_ROWS, "data_uri"):
             yield chunk
             if progress:
                 progress.add(rows=len(chunk), current=0)
