@@ -149,13 +149,14 @@ class _FirstStep(io.TextIOBase):
 
 
 def _through_launcher(work: Path, data: tuple[str, str, str], workers: int) -> float:
-    """submit -> first step in the chief's streamed log, via launcher.run and the local API."""
+    """submit -> first step in the chief's streamed log, via launch.launch and the local API."""
     import boto3
 
     from tests.helpers.k8s_api import Cluster, serve
     from tests.helpers.servers import S3_CREDENTIALS, start_server
     from tfkfp.containers.store import storage
-    from tfkfp.containers.train import launcher
+    from tfkfp.containers.train import launch
+    from tfkfp.containers.trainer import TrainerResult
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -189,8 +190,14 @@ def _through_launcher(work: Path, data: tuple[str, str, str], workers: int) -> f
         with serve(cluster) as api_client:
             sys.stdout = tee
             try:
-                launcher.run(
-                    "trainer", workers, "jobset", kwargs, image="local", api_client=api_client
+                launch.launch(
+                    "trainer",
+                    workers,
+                    "jobset",
+                    kwargs,
+                    TrainerResult,
+                    image="local",
+                    api_client=api_client,
                 )
             finally:
                 sys.stdout = tee.out

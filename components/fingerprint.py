@@ -23,4 +23,4 @@ def fingerprint(data_uri: str) -> str:
     from tfkfp.containers import fingerprint as stage
     from tfkfp.containers.runtime import entrypoint
 
-    return entrypoint(stage.run, data_uri=data_uri)
+    return entrypoint(stage.run, data_uri=data_uri).fingerprint

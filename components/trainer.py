@@ -1,13 +1,17 @@
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
-from tfkfp.components.images import CPU_IMAGE
+from tfkfp.components.images import CPU_IMAGE, TASK_CONFIG_PASSTHROUGHS
 
 # The TFX component this stage stands in for (the docs' stage tables).
 TFX = "Trainer"
 
 
-@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+@dsl.component(
+    base_image=CPU_IMAGE,
+    install_kfp_package=False,
+    task_config_passthroughs=TASK_CONFIG_PASSTHROUGHS,
+)
 def trainer(
     examples: Input[Dataset],
     schema: Input[Artifact],
@@ -29,6 +33,7 @@ def trainer(
     workers: int = 1,
     backend: str = "jobset",
     gpus_per_node: int = 0,
+    task_config: dsl.TaskConfig = None,
 ):
     """Runs the module file's TFX-style run_fn(fn_args) and checks the exported SavedModel.
 
@@ -67,6 +72,9 @@ def trainer(
         backend: The job for workers > 1: jobset (JobSet), trainjob (Kubeflow Trainer v2 with
             tfkfp's ClusterTrainingRuntime) or vertex (see docs/cluster/multi-node.md).
         gpus_per_node: nvidia.com/gpu limit of each pod when workers > 1.
+        task_config: Filled by KFP (the task's resources, env, volumes, node selector,
+            tolerations and affinity): with workers > 1 every launched pod gets them, over
+            what it takes from this task's pod (refused with backend vertex).
     """
     from dataclasses import asdict
 
@@ -97,6 +105,7 @@ def trainer(
         workers=workers,
         backend=backend,
         gpus_per_node=gpus_per_node,
+        task_config=asdict(task_config) if task_config is not None else None,
         best_hyperparameters=loc(best_hyperparameters),
     )
     import json

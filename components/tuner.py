@@ -1,13 +1,17 @@
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Output
 
-from tfkfp.components.images import CPU_IMAGE
+from tfkfp.components.images import CPU_IMAGE, TASK_CONFIG_PASSTHROUGHS
 
 # The TFX component this stage stands in for (the docs' stage tables).
 TFX = "Tuner"
 
 
-@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+@dsl.component(
+    base_image=CPU_IMAGE,
+    install_kfp_package=False,
+    task_config_passthroughs=TASK_CONFIG_PASSTHROUGHS,
+)
 def tuner(
     examples: Input[Dataset],
     schema: Input[Artifact],
@@ -26,6 +30,7 @@ def tuner(
     workers: int = 1,
     backend: str = "jobset",
     gpus_per_node: int = 0,
+    task_config: dsl.TaskConfig = None,
 ):
     """TFX's Tuner: the module file's tuner_fn(fn_args) and its KerasTuner search.
 
@@ -52,11 +57,15 @@ def tuner(
         backend: The job for workers > 1: jobset (JobSet), trainjob (Kubeflow Trainer v2 with
             tfkfp's ClusterTrainingRuntime) or vertex (a Vertex AI CustomJob).
         gpus_per_node: GPUs of each pod when workers > 1 (each trial mirrors over them).
+        task_config: Filled by KFP (the task's resources, env, volumes, node selector,
+            tolerations and affinity): with workers > 1 every launched pod gets them, over
+            what it takes from this task's pod (refused with backend vertex).
     """
     from dataclasses import asdict
 
     from tfkfp.containers import tuner as stage
     from tfkfp.containers.runtime import entrypoint, without_nulls
+    from tfkfp.containers.train.launch import LaunchResult
 
     # The pods of a multi-node job read and write the object store, not this pod's files.
     def loc(artifact):
@@ -80,21 +89,20 @@ def tuner(
         workers=workers,
         backend=backend,
         gpus_per_node=gpus_per_node,
+        task_config=asdict(task_config) if task_config is not None else None,
     )
-    info = asdict(result)
     launched = {}
-    if "job" in info:  # a launcher: the chief's result, as data
-        launched, info = info, info.pop("result")
-    completed = sum(t["status"] == "COMPLETED" for t in info["trials"])
-    metrics.log_metric(info["objective"], info["best_score"])
-    metrics.log_metric("trials_completed", completed)
+    if isinstance(result, LaunchResult):  # a launcher: the job, and the chief's result
+        launched, result = result.job_metadata(), result.result
+    metrics.log_metric(result.objective, result.best_score)
+    metrics.log_metric("trials_completed", result.completed)
     best_hyperparameters.metadata.update(
-        objective=info["objective"],
-        direction=info["direction"],
-        best_score=info["best_score"],
-        values=without_nulls(info["best_values"]),
-        strategy=info["strategy"],
-        replicas=info["replicas"],
-        search_seconds=info["search_seconds"],
+        objective=result.objective,
+        direction=result.direction,
+        best_score=result.best_score,
+        values=without_nulls(result.best_values),
+        strategy=result.strategy,
+        replicas=result.replicas,
+        search_seconds=result.search_seconds,
         **launched,
     )

@@ -26,7 +26,6 @@ from tfkfp.containers.store import examples as manifest
 from tfkfp.containers.store.beam import beam_location, beam_options, runs_remotely
 from tfkfp.containers.store.examples import require_split
 from tfkfp.containers.store.layout import (
-    BLESSING_FILE,
     PUSHED,
     TFLITE_FILE,
     TFX_TFLITE,
@@ -65,14 +64,11 @@ def resolve_baseline(
         return baseline_model, baseline_model, "baseline model artifact"
     if not baseline_from:
         return None, None, "no baseline given (neither baseline_model nor baseline_from)"
-    from tfkfp.containers.push.versions import latest_complete
+    from tfkfp.containers.push.destination import latest_complete
     from tfkfp.containers.store import storage
 
     storage.check(baseline_from, "baseline_from")
-    try:
-        uri = latest_complete(baseline_from)
-    except InputError as err:
-        raise InputError(f"baseline_from: {str(err).removeprefix('destination: ')}") from None
+    uri = latest_complete(baseline_from, "baseline_from")  # its one-line errors name baseline_from
     if uri is None:
         return (
             None,
@@ -364,8 +360,7 @@ def _publish(
     staged = out.folder(blessing, "blessing")  # moved in last: the verdict
     with open(os.path.join(staged, blessing_marker(result.blessed)), "w"):
         pass
-    with open(os.path.join(staged, BLESSING_FILE), "w") as fh:
-        fh.write(result.to_json())
+    result.write(staged)
 
 
 # --- stage ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ ingest and every task after it come from cache; changed data gives a new one and
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 from tfkfp.containers import events
 from tfkfp.containers.store import storage
@@ -18,14 +19,29 @@ from tfkfp.containers.store import storage
 LIBRARIES: tuple[str, ...] = ()
 
 
-def run(data_uri: str) -> str:
+@dataclass(frozen=True)
+class FingerprintResult:
+    """What the data at `data_uri` is right now.
+
+    Attributes:
+        fingerprint: `sha256:<hex>` over each file's URI, size and version stamp, in URI order.
+        files: Files listed.
+        bytes: Their total size.
+    """
+
+    fingerprint: str
+    files: int
+    bytes: int
+
+
+def run(data_uri: str) -> FingerprintResult:
     """Fingerprints the files at `data_uri` (a file, a folder or a glob) from a listing.
 
     Args:
         data_uri: What ingest will read: a local path, KFP mount, gs:// or s3:// location.
 
     Returns:
-        `sha256:<hex>` over each file's URI, size and version stamp, in URI order.
+        The fingerprint (what the component outputs) and the listing's size.
 
     Raises:
         InputError: when nothing is there (the same check ingest makes, before any work).
@@ -48,4 +64,4 @@ def run(data_uri: str) -> str:
         bytes=size,
         fingerprint=fingerprint,
     )
-    return fingerprint
+    return FingerprintResult(fingerprint=fingerprint, files=len(files), bytes=size)

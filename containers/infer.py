@@ -18,7 +18,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import islice
 from operator import attrgetter
 from typing import Any, NamedTuple
@@ -60,7 +60,7 @@ ROW_FAILURE = "the model refused the example with SHA-1"
 _BEAM_STEP = re.compile(r" \[while running '[^']*'\]")
 
 
-@dataclass
+@dataclass(frozen=True)
 class InferResult:
     """What infer did.
 
@@ -99,13 +99,10 @@ def resolve_model(model: str | None, model_from: str, workdir: str) -> tuple[str
         return serving.saved_model_dir(model, "model"), model
     if not model_from:
         raise InputError("model: expected a model artifact or model_from (a push destination)")
-    from tfkfp.containers.push.versions import latest_complete
+    from tfkfp.containers.push.destination import latest_complete
 
     storage.check(model_from, "model_from")
-    try:
-        uri = latest_complete(model_from)
-    except InputError as err:
-        raise InputError(f"model_from: {str(err).removeprefix('destination: ')}") from None
+    uri = latest_complete(model_from, "model_from")  # its one-line errors name model_from
     if uri is None:
         raise InputError(f"model_from: no complete version (with PUSHED.json) under {model_from}")
     local = storage.local_path(uri) or storage.download(
@@ -517,7 +514,8 @@ def run(
     if blessing:
         ok, marker = blessed(blessing)
         if not ok:
-            result.reason = f"model not blessed ({marker} in {blessing}): skipped, as TFX does"
+            reason = f"model not blessed ({marker} in {blessing}): skipped, as TFX does"
+            result = replace(result, reason=reason)
             events.result(
                 "infer", "%s", result.reason, summary="skipped (not blessed)", **asdict(result)
             )
@@ -526,7 +524,7 @@ def run(
             return result
     with tempfile.TemporaryDirectory(prefix="tfkfp-infer-") as workdir:
         model_dir, source = resolve_model(model, model_from, workdir)
-        result.model = source
+        result = replace(result, model=source)
         input_name = serving.example_input(model_dir, signature_name, "model")
         records = None
         split_names: list[str] = []
@@ -587,7 +585,7 @@ def run(
             raise located from None
     if not parquet and not remote:
         os.makedirs(predictions, exist_ok=True)
-    result.inferred, result.rows = True, rows
+    result = replace(result, inferred=True, rows=rows)
     events.result(
         "infer",
         "%d rows inferred with %s (%s)",

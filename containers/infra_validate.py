@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tfkfp.containers import events
@@ -132,7 +133,43 @@ def _query_signature(name: str, fn, records: list[bytes], instances) -> dict[str
     }
 
 
-def load_and_query(model_dir: str, records: list[bytes]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Served:
+    """What the fresh process found, handed to the stage as JSON (`write`, `read`).
+
+    Attributes:
+        load_seconds: Time the model took to load; None if it did not.
+        signatures: Per signature, as `InfraValidation.signatures` records them.
+        load_error: Why the model did not load (or the process gave no answer); None if it did.
+    """
+
+    load_seconds: float | None = None
+    signatures: list[dict[str, Any]] = field(default_factory=list)
+    load_error: str | None = None
+
+    def write(self, path: str) -> None:
+        """Writes the finding to `path` whole (through a temporary name): the stage reads it
+        only once it is there."""
+        with open(path + ".tmp", "w", encoding="utf-8") as fh:
+            json.dump(asdict(self), fh)
+        os.replace(path + ".tmp", path)
+
+    @classmethod
+    def read(cls, path: str) -> Served:
+        """The finding at `path`, as `write` left it.
+
+        Raises:
+            RuntimeError: naming the file, if it is not the process's JSON: a defect of ours
+                (the process writes it whole), not bad input.
+        """
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return cls(**json.load(fh))
+        except (OSError, ValueError, TypeError) as err:  # TypeError: other keys, not an object
+            raise RuntimeError(f"{path} is not the serving process's finding ({err})") from None
+
+
+def load_and_query(model_dir: str, records: list[bytes]) -> Served:
     """What the fresh process does: load the SavedModel, query every signature."""
     started = time.perf_counter()
     loaded = serving.load(model_dir)
@@ -142,7 +179,7 @@ def load_and_query(model_dir: str, records: list[bytes]) -> dict[str, Any]:
         _query_signature(name, fn, records, instances)
         for name, fn in sorted(loaded.signatures.items())
     ]
-    return {"load_seconds": load_seconds, "signatures": results}
+    return Served(load_seconds=load_seconds, signatures=results)
 
 
 def _child(model_dir: str, examples_file: str, out: str) -> None:
@@ -156,18 +193,16 @@ def _child(model_dir: str, examples_file: str, out: str) -> None:
     try:
         found = load_and_query(model_dir, records)
     except Exception as err:  # a model that does not load: that is the finding
-        found = {"load_error": serving.error_line(err)}
-    with open(out + ".tmp", "w") as fh:
-        json.dump(found, fh)
-    os.replace(out + ".tmp", out)
+        found = Served(load_error=serving.error_line(err))
+    found.write(out)
 
 
-def _verdict(found: dict[str, Any], max_latency_ms: float) -> tuple[bool, str]:
-    if "load_error" in found:
-        return False, f"the model did not load: {found['load_error']}"
-    if not found["signatures"]:
+def _verdict(found: Served, max_latency_ms: float) -> tuple[bool, str]:
+    if found.load_error is not None:
+        return False, f"the model did not load: {found.load_error}"
+    if not found.signatures:
         return False, "the model has no signatures to query"
-    for sig in found["signatures"]:
+    for sig in found.signatures:
         if "error" in sig:
             where = (
                 f"refused example {sig['refused']}"
@@ -181,8 +216,8 @@ def _verdict(found: dict[str, Any], max_latency_ms: float) -> tuple[bool, str]:
                 f"signature {sig['signature']}: median latency {p50:.1f} ms is above "
                 f"max_latency_ms {max_latency_ms:g}"
             )
-    names = ", ".join(s["signature"] for s in found["signatures"])
-    return True, f"loaded in {found['load_seconds']:.1f} s; {names} answered every example"
+    names = ", ".join(s["signature"] for s in found.signatures)
+    return True, f"loaded in {found.load_seconds:.1f} s; {names} answered every example"
 
 
 def run(
@@ -234,16 +269,16 @@ def run(
         try:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_seconds)
         except subprocess.TimeoutExpired:
-            found = {"load_error": f"no answer within timeout_seconds {timeout_seconds:g}"}
+            found = Served(load_error=f"no answer within timeout_seconds {timeout_seconds:g}")
         else:
             if os.path.isfile(out):
-                with open(out) as fh:
-                    found = json.load(fh)
+                found = Served.read(out)
             else:
                 tail = " ".join(proc.stderr.strip().splitlines()[-1:])
-                found = {"load_error": f"the serving process died (exit {proc.returncode}): {tail}"}
-    names = [sig["signature"] for sig in found.get("signatures", [])]
-    if "load_error" not in found and "serving_default" not in names:
+                died = f"the serving process died (exit {proc.returncode}): {tail}"
+                found = Served(load_error=died)
+    names = [sig["signature"] for sig in found.signatures]
+    if found.load_error is None and "serving_default" not in names:
         raise InputError(
             f"model: the SavedModel has no serving_default signature (has {sorted(names)})"
         )
@@ -253,9 +288,9 @@ def run(
         reason=reason,
         examples=len(records),
         split=split,
-        load_seconds=found.get("load_seconds"),
+        load_seconds=found.load_seconds,
         wall_seconds=round(time.perf_counter() - started, 3),
-        signatures=found.get("signatures", []),
+        signatures=found.signatures,
     )
     with publishing(blessing, "blessing") as tmp:
         open(os.path.join(tmp, INFRA_BLESSED if ok else INFRA_NOT_BLESSED), "w").close()

@@ -48,7 +48,7 @@ LIBRARIES: tuple[str, ...] = ()
 SHARD_BYTES = 64 << 20
 
 
-@dataclass
+@dataclass(frozen=True)
 class IngestResult:
     """What the stage wrote: rows per split."""
 

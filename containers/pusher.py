@@ -1,15 +1,14 @@
 """pusher: a blessed SavedModel -> `<destination>/<version>/`: a folder, gs:// or s3://.
 
 A version is complete once it holds the marker `PUSHED.json`, written last after the pusher
-re-read what it wrote; concurrent pushes are safe. How: containers/push/versions.py.
+re-read what it wrote; concurrent pushes are safe. How: containers/push/destination.py (the
+`Destination` of a folder, gs:// or s3://) and containers/push/versions.py (what a version is).
 Which push becomes newest when blessed runs race: `may_supersede` (docs/stages/pusher.md).
 Imports no TensorFlow, so it starts in well under a second.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
 import time
@@ -17,22 +16,21 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 from tfkfp.containers import events
+from tfkfp.containers.evaluation.blessing import Evaluation
+from tfkfp.containers.push.destination import Destination, location_names
+from tfkfp.containers.push.destination import destination as destination_at
 from tfkfp.containers.push.versions import (
     LEASE,
     NotNewer,
     Version,
-    _file_chunks,
-    _hash,
-    _Local,
-    _model_files,
-    _push_id,
-    _Remote,
-    storage_for,
+    file_chunks,
+    hash_files,
+    model_files,
+    new_push_id,
 )
 from tfkfp.containers.runtime import InputError, log
 from tfkfp.containers.store.layout import (
     BLESSED,
-    BLESSING_FILE,
     INFRA_BLESSED,
     INFRA_NOT_BLESSED,
     NOT_BLESSED,
@@ -45,7 +43,7 @@ LIBRARIES: tuple[str, ...] = ()
 RETRY_TIMEOUT = 120.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class PushResult:
     """What the push did; the component records it as the pushed model's metadata.
 
@@ -82,31 +80,24 @@ def evaluation(blessing: str) -> dict:
     thresholds that judge the overall slice: metric, direction, absolute/relative) and
     `baseline` (the URI the evaluator compared against, "" for none). {} without a blessing.json.
     """
-    path = os.path.join(blessing, BLESSING_FILE)
-    if not os.path.isfile(path):
+    found = Evaluation.read_if_present(blessing, "blessing")
+    if found is None:
         return {}
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-        metrics = data.get("metrics") or {}
-        rows = data.get("thresholds") or []
-    except (ValueError, AttributeError):
-        raise InputError(f"blessing: {path} is not the evaluator's blessing JSON") from None
     return {
         "metrics": {
             k: v
-            for k, v in metrics.items()
+            for k, v in found.metrics.items()
             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
         },
         "change_thresholds": [
             {"metric": row["metric"], **row["threshold"]}
-            for row in rows
+            for row in found.thresholds
             if isinstance(row, dict)
             and row.get("kind") == "change"
             and row.get("slices") in ("Overall", "every slice")
             and isinstance(row.get("threshold"), dict)
         ],
-        "baseline": data.get("baseline") or "",
+        "baseline": found.baseline or "",
     }
 
 
@@ -145,24 +136,9 @@ def may_supersede(candidate: dict, newest: Version, newest_uri: str) -> tuple[bo
     return judged, ""
 
 
-def _names(location: str) -> set[str]:
-    """The names a location goes by: its URI, real path, and the object a KFP mount stands for."""
-    from tfkfp.containers.store import storage
-
-    uri = storage.check(location, "location").rstrip("/")
-    if not storage.is_local(uri):
-        return {uri}
-    names = {uri, os.path.realpath(uri)}
-    for name in list(names):
-        for mount, scheme in (("/gcs/", "gs"), ("/s3/", "s3"), ("/minio/", "s3")):
-            if name.startswith(mount):
-                names.add(f"{scheme}://{name.removeprefix(mount)}")
-    return names
-
-
 def _same_uri(a: str, b: str) -> bool:
     try:
-        return bool(_names(a) & _names(b))
+        return bool(location_names(a) & location_names(b))
     except InputError:
         return False
 
@@ -219,8 +195,8 @@ def run(
         Whether and where the model was pushed (the `pushed_model` artifact's metadata, never
         null: KFP's launcher cannot record a null metadata value).
     """
-    store = storage_for(destination)
-    _check_outside(model, store.uri())
+    store = destination_at(destination)
+    store.check_outside(model)
     result = PushResult(pushed=False, destination=store.uri())
     if not is_blessed(blessing):
         result = replace(result, reason="not blessed")
@@ -274,33 +250,24 @@ def run(
                 bookkeeping,
             )  # fmt: skip
             if pushed.pushed:
-                _keep_card(pushed, bookkeeping)
+                _keep_card(store, pushed, bookkeeping)
             return pushed
 
 
-def _keep_card(pushed: PushResult, bookkeeping: Callable[[int, str], dict[str, bytes]]) -> None:
+def _keep_card(
+    store: Destination,
+    pushed: PushResult,
+    bookkeeping: Callable[[int, str], dict[str, bytes]],
+) -> None:
     """The same model pushed before keeps its card; one with none or a damaged one gets one."""
     from tfkfp.containers.push import model_card
-    from tfkfp.containers.store import storage
 
     try:
         if model_card.read(pushed.pushed_uri) is not None:
             return
-    except InputError as err:
+    except InputError as err:  # a DamagedCard, or the store's line reading it
         log.warning("pusher: rewriting the damaged model card: %s", err)
-    for name, data in bookkeeping(pushed.version, pushed.content_hash).items():
-        uri = storage.join(pushed.pushed_uri, name)
-        if not storage.is_local(uri):
-            storage.write_bytes(uri, data, "destination")  # an object appears whole
-            continue
-        staging = f"{uri}.tmp-{os.getpid()}"  # a folder's file: whole or not at all
-        try:
-            with storage.disk_errors("destination", uri), open(staging, "wb") as fh:
-                fh.write(data)
-            os.replace(staging, uri)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(staging)
+    store.write_files(pushed.version, bookkeeping(pushed.version, pushed.content_hash))
 
 
 # What a version holds: the SavedModel, the TFLite model (`model.tflite`), or both.
@@ -328,20 +295,8 @@ def _with_tflite(model: str, tflite_model: str | None, push_format: str, workdir
     return folder
 
 
-def _check_outside(model: str, destination: str) -> None:
-    """Refuses a destination inside (or equal to) the model folder: the push would write into
-    its own input, and every later push would see a different model."""
-    models = _names(os.path.abspath(model))
-    for dest in _names(destination):
-        if any(dest == name or dest.startswith(name + "/") for name in models):
-            raise InputError(
-                f"destination: {destination} is inside the model folder {model}; "
-                "push to a folder outside the model"
-            )
-
-
 def _push(
-    store: _Local | _Remote,
+    store: Destination,
     model: str,
     version: int,
     lease: float,
@@ -352,11 +307,10 @@ def _push(
 ) -> PushResult:
     store.connect()
     store.check()
-    files = _model_files(model)
-    digest = _hash(files, _file_chunks(model))
+    files = model_files(model)
+    digest = hash_files(files, file_chunks(model))
     existing = store.versions()
-    if isinstance(store, _Local):
-        store.clean_leftovers()
+    store.clean_leftovers()
     for v in existing:
         if v.complete and v.content_hash == digest:
             return _pushed(result, v.number, store.uri(v.number), digest, again=True)
@@ -393,7 +347,7 @@ def _push(
         "files": {rel: os.path.getsize(os.path.join(model, rel)) for rel in files},
         "pushed_at": time.time(),
         "source": model,
-        "push_id": _push_id(),
+        "push_id": new_push_id(),
     }
     try:
         admit([v for v in existing if v.complete])  # before uploading anything

@@ -30,7 +30,7 @@ TOP_VALUES = 20
 RANK_BUCKETS = 1000  # values kept for domain checks and L-infinity distance (TFDV's default)
 
 
-@dataclass
+@dataclass(frozen=True)
 class StatisticsResult:
     """What the stage measured: rows and features per split."""
 

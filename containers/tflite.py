@@ -14,7 +14,7 @@ import math
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tfkfp.containers import events
@@ -28,7 +28,7 @@ from tfkfp.containers.store.publish import publishing
 LIBRARIES: tuple[str, ...] = ("tensorflow",)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TfliteResult:
     """The converted model, and how closely it follows the SavedModel.
 
@@ -183,8 +183,9 @@ def run(
                 f"tflite_model: TFLite's outputs differ from the SavedModel's by up to {worst:.3g} "
                 f"on {checked['rows']} {split} rows (tolerance {tolerance:g})"
             )
-        result.rows = checked["rows"]
-        result.max_abs_difference = checked["max_abs_difference"]
+        result = replace(
+            result, rows=checked["rows"], max_abs_difference=checked["max_abs_difference"]
+        )
     with publishing(tflite_model, "tflite_model") as tmp:
         os.makedirs(os.path.join(tmp, TFX_TFLITE))
         with open(os.path.join(tmp, TFX_TFLITE, TFLITE_FILE), "wb") as fh:

@@ -12,6 +12,7 @@ path shared with the chief is never overwritten.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -25,10 +26,10 @@ from tfkfp.containers.runtime import InputError, log, select_keras, without_null
 from tfkfp.containers.store.layout import TFX_SERVING
 from tfkfp.containers.store.publish import outputs
 from tfkfp.containers.train import hyperparameters as hp_layout
-from tfkfp.containers.train import launcher
+from tfkfp.containers.train import launch
 from tfkfp.containers.train import strategy as strategies
 from tfkfp.containers.train.fn_args import common_fn_args
-from tfkfp.containers.train.launcher import LaunchResult
+from tfkfp.containers.train.launch import LaunchResult
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
 LIBRARIES: tuple[str, ...] = ("tensorflow",)
@@ -87,7 +88,7 @@ def _load_run_fn(module_file: str):
     raise InputError(f"module_file: {module_file} defines no function run_fn()")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainerResult:
     """How the model was trained: what the component records as model metadata.
 
@@ -110,17 +111,24 @@ class TrainerResult:
     # Each training curve's last value (`train/loss`, `validation/<metric>`), the chief's.
     final_metrics: dict[str, float]
 
+    def to_json(self) -> str:
+        """The chief's result as a launched job's chief writes it for the launcher."""
+        return json.dumps(asdict(self), default=str)
 
-def kfp_metrics(info: TrainerResult | LaunchResult) -> dict[str, float]:
+    @classmethod
+    def from_json(cls, text: str) -> TrainerResult:
+        """What `to_json` wrote."""
+        return cls(**json.loads(text))
+
+
+def kfp_metrics(info: TrainerResult | LaunchResult[TrainerResult]) -> dict[str, float]:
     """Every number the trainer reports, for its KFP Metrics artifact (the chief's when a
     multi-node job trained): the curves' last values, run_fn seconds, replicas, workers."""
-    result = asdict(info) if isinstance(info, TrainerResult) else dict(info.result)
-    found = dict(result.get("final_metrics") or {})
-    for key in ("run_fn_seconds", "replicas", "workers"):
-        if isinstance(result.get(key), int | float):
-            found[key] = float(result[key])
-    if isinstance(info, LaunchResult):
-        found["workers"] = float(info.workers)
+    result = info if isinstance(info, TrainerResult) else info.result
+    found = dict(result.final_metrics or {})
+    found["run_fn_seconds"] = float(result.run_fn_seconds)
+    found["replicas"] = float(result.replicas)
+    found["workers"] = float(info.workers)
     return found
 
 
@@ -144,18 +152,19 @@ def run(
     workers: int = 1,
     backend: str = "jobset",
     gpus_per_node: int = 0,
-) -> TrainerResult | LaunchResult:
+    task_config: dict[str, Any] | None = None,
+) -> TrainerResult | LaunchResult[TrainerResult]:
     """Builds FnArgs, runs `run_fn` under the chosen strategy, checks the export.
 
     Parameters are the component's (documented in tfkfp.components.trainer); artifacts
     arrive as local paths (`best_hyperparameters` may also be any location of one). With
     `workers != 1` they are object-store URIs and this process only launches the job that
-    trains (tfkfp.containers.train.launcher).
+    trains (tfkfp.containers.train.launch).
 
     Returns:
         What the component records as model metadata.
     """
-    launcher.check(workers, backend, gpus_per_node)  # refused even when this task trains
+    launch.check(workers, backend, gpus_per_node, task_config)  # refused even when this task trains
     if workers != 1:
         # Named one by one: what the pods' run() gets is JSON, and nothing else may slip in.
         args = {
@@ -176,7 +185,15 @@ def run(
             "strategy": strategy,
             "cpu_replicas": cpu_replicas,
         }
-        return launcher.run("trainer", workers, backend, args, gpus_per_node)
+        return launch.launch(
+            "trainer",
+            workers,
+            backend,
+            args,
+            TrainerResult,
+            gpus_per_node,
+            task_config=task_config,
+        )
     select_keras(keras)  # before anything (the user module included) imports TensorFlow
     # TF reads this when it first initialises the GPUs; an explicit user setting wins.
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")

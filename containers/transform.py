@@ -25,7 +25,7 @@ from tfkfp.containers.store.publish import outputs, writing_at
 LIBRARIES: tuple[str, ...] = ("tensorflow", "apache_beam", "tensorflow_transform")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TransformResult:
     """What the stage wrote: transformed rows per split."""
 

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tfkfp.containers import events
@@ -34,10 +34,10 @@ from tfkfp.containers.model import user_module
 from tfkfp.containers.runtime import InputError, log, select_keras
 from tfkfp.containers.store.publish import outputs
 from tfkfp.containers.train import hyperparameters as hp_layout
-from tfkfp.containers.train import launcher
+from tfkfp.containers.train import launch
 from tfkfp.containers.train import strategy as strategies
 from tfkfp.containers.train.fn_args import common_fn_args
-from tfkfp.containers.train.launcher import LaunchResult
+from tfkfp.containers.train.launch import LaunchResult
 from tfkfp.containers.views.markdown import code, escape
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
@@ -74,6 +74,17 @@ class TunerResult:
     @property
     def completed(self) -> int:
         return sum(t.status == "COMPLETED" for t in self.trials)
+
+    def to_json(self) -> str:
+        """The result as a launched job's chief writes it for the launcher."""
+        return json.dumps(asdict(self), default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> TunerResult:
+        """What `to_json` wrote (its trials as Trial again)."""
+        fields = json.loads(text)
+        trials = [Trial(**t) for t in fields.pop("trials", [])]
+        return cls(**fields, trials=trials)
 
 
 def _load_tuner_fn(module_file: str):
@@ -394,7 +405,8 @@ def run(
     workers: int = 1,
     backend: str = "jobset",
     gpus_per_node: int = 0,
-) -> TunerResult | LaunchResult | None:
+    task_config: dict[str, Any] | None = None,
+) -> TunerResult | LaunchResult[TunerResult] | None:
     """Calls tuner_fn, runs the search, publishes the best hyperparameters and the trials table.
 
     Args:
@@ -413,15 +425,17 @@ def run(
             `default`; a module's own `tf.distribute.MirroredStrategy()` is this one.
         cpu_replicas: Splits the CPU into this many logical devices (tests of MirroredStrategy).
         workers: Machines running trials in parallel; more than 1 launches a job (the
-            launcher) whose pods get artifact URIs.
+            launcher, tfkfp.containers.train.launch) whose pods get artifact URIs.
         backend: The job for workers > 1: jobset, trainjob or vertex.
         gpus_per_node: GPUs of each pod when workers > 1.
+        task_config: KFP's TaskConfig passthrough (its fields as a dict), applied to every
+            launched pod when workers > 1; refused with backend vertex.
 
     Returns:
         The search's result; a LaunchResult from a launcher; None from a machine that only
         ran trials (the chief publishes).
     """
-    launcher.check(workers, backend, gpus_per_node)  # refused even when this task tunes
+    launch.check(workers, backend, gpus_per_node, task_config)  # refused even when this tunes
     # Named one by one: the pods' (and the chief's trials process's) run() gets them as JSON.
     kwargs = {
         "examples": examples,
@@ -439,7 +453,9 @@ def run(
         "cpu_replicas": cpu_replicas,
     }
     if workers != 1:
-        return launcher.run("tuner", workers, backend, kwargs, gpus_per_node)
+        return launch.launch(
+            "tuner", workers, backend, kwargs, TunerResult, gpus_per_node, task_config=task_config
+        )
     select_keras(keras)  # before anything (the user module included) imports TensorFlow
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     strategies.check(strategy, cpu_replicas, STRATEGIES)

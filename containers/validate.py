@@ -35,7 +35,7 @@ LIBRARIES: tuple[str, ...] = ()
 _STATS_TYPES = {"INT": "INT", "FLOAT": "FLOAT", "BYTES": "STRING"}  # schema type -> stats type
 
 
-@dataclass
+@dataclass(frozen=True)
 class ValidateResult:
     """The verdict: valid, and the anomalies found as {split: {feature: description}}."""
 

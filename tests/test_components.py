@@ -93,3 +93,51 @@ def test_kfp_does_not_compile_literal_parameters_yet():
         @dsl.component(base_image="python:3.11")
         def choose(backend: Literal["jobset", "trainjob"] = "jobset") -> str:
             return backend
+
+
+PASSTHROUGHS = [
+    "RESOURCES",
+    "ENV",
+    "KUBERNETES_VOLUMES",
+    "KUBERNETES_NODE_SELECTOR",
+    "KUBERNETES_TOLERATIONS",
+    "KUBERNETES_AFFINITY",
+]
+
+
+@pytest.mark.parametrize("name", ["trainer", "tuner"])
+def test_launching_components_declare_task_config_passthroughs(tmp_path, name):
+    """The published YAML declares KFP's TaskConfig passthroughs (applied to the task too,
+    which trains itself when workers=1) and the task_config input KFP fills; a pipeline that
+    sets resources and env on the task compiles (kfp refuses a setting a component with
+    passthroughs does not declare)."""
+    from kfp import compiler, dsl
+
+    from tfkfp import components
+
+    spec = yaml.safe_load((REPO / "components" / f"{name}.yaml").read_text())
+    component = spec["components"][f"comp-{name}"]
+    assert component["taskConfigPassthroughs"] == [
+        {"applyToTask": True, "field": field} for field in PASSTHROUGHS
+    ]
+    param = component["inputDefinitions"]["parameters"]["task_config"]
+    assert param["parameterType"] == "TASK_CONFIG" and param["isOptional"]
+
+    stage = getattr(components, name)
+
+    @dsl.pipeline
+    def launched():
+        examples = dsl.importer(artifact_uri="gs://b/examples", artifact_class=dsl.Dataset)
+        schema = dsl.importer(artifact_uri="gs://b/schema", artifact_class=dsl.Artifact)
+        task = stage(examples=examples.output, schema=schema.output, module_file="m", workers=2)
+        task.set_cpu_limit("8").set_memory_limit("32Gi").set_env_variable("TFKFP_LOG", "debug")
+
+    compiler.Compiler().compile(launched, str(tmp_path / "launched.yaml"))
+    compiled = yaml.safe_load((tmp_path / "launched.yaml").read_text())
+    assert (
+        compiled["components"][f"comp-{name}"]["taskConfigPassthroughs"]
+        == component["taskConfigPassthroughs"]
+    )
+    container = compiled["deploymentSpec"]["executors"][f"exec-{name}"]["container"]
+    assert container["resources"]["resourceCpuLimit"] == "8"
+    assert container["env"] == [{"name": "TFKFP_LOG", "value": "debug"}]

@@ -163,7 +163,7 @@ def test_model_card_records_what_made_the_version(demo_runs, penguins_csv):
     assert card["kfp"]["pipeline_name"] == "penguins"
     assert card["kfp"]["run_name"] == first_run.name  # kfp.local's pipeline job name
     assert card["kfp"]["run_id"].isdigit()  # kfp.local's job id (a random number)
-    assert card["data"]["fingerprint"] == fingerprint.run(str(penguins_csv))
+    assert card["data"]["fingerprint"] == fingerprint.run(str(penguins_csv)).fingerprint
     manifest = json.loads((first_run / "ingest" / "examples" / "tfkfp_manifest.json").read_text())
     assert card["data"]["rows"] == {s: v["records"] for s, v in manifest["splits"].items()}
     assert set(card["data"]["rows"]) == {"train", "eval"}

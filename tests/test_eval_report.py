@@ -15,6 +15,7 @@ from tfkfp.containers import evaluator
 from tfkfp.containers.evaluation import checks as eval_checks
 from tfkfp.containers.evaluation import report as eval_report
 from tfkfp.containers.evaluation.report import CANDIDATE, Evaluation
+from tfkfp.containers.runtime import InputError
 
 FIXTURE = Path(__file__).parent / "data" / "tfma_penguins"
 OUTPUT = str(FIXTURE / "evaluation")
@@ -129,3 +130,37 @@ def test_slices_named_through_the_model_vocabulary():
     _, failures = eval_report.read_validation(OUTPUT, names)
     assert [f["slice"] for f in failures] == ["island=Torgersen"]
     assert names.note() == ""
+
+
+def test_blessing_json_read_back_as_written(tmp_path, stored):
+    written = Evaluation(**stored)
+    path = written.write(str(tmp_path))
+    assert path == str(tmp_path / "blessing.json")
+    assert Evaluation.read(str(tmp_path)) == written
+    assert Evaluation.read_if_present(str(tmp_path / "none")) is None
+    assert Evaluation.read_if_present(None) is None
+
+
+@pytest.mark.parametrize(
+    "text, detail",
+    [
+        ("{not json", ""),
+        ("[1, 2]", " (expected an object, got list)"),
+        ('{"blessed": true}', " (no 'reason')"),
+        ("BLESSED", ""),
+    ],
+)
+def test_blessing_json_damaged_named_in_one_line(tmp_path, text, detail):
+    (tmp_path / "blessing.json").write_text(text)
+    with pytest.raises(InputError) as err:
+        Evaluation.read(str(tmp_path))
+    path = tmp_path / "blessing.json"
+    assert str(err.value) == f"blessing: {path} is not the evaluator's blessing JSON{detail}"
+
+
+def test_blessing_json_field_of_another_type_named(tmp_path, stored):
+    (tmp_path / "blessing.json").write_text(json.dumps({**stored, "blessed": "yes"}))
+    with pytest.raises(InputError, match=r"\('blessed' is str, expected bool\)$"):
+        Evaluation.read(str(tmp_path), "infra_blessing")
+    with pytest.raises(InputError, match=r"^blessing: no blessing.json in "):
+        Evaluation.read(str(tmp_path / "elsewhere"))

@@ -7,8 +7,10 @@ no registry is reachable here, so `--base-image` is always the debootstrapped on
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -39,11 +41,16 @@ def _shared_dir(path: Path) -> str:
     return str(path)
 
 
-def _build(base_image: str, *flags: str) -> str:
+def _build_logged(base_image: str, *flags: str) -> tuple[str, str]:
+    """Builds with `tfkfp images build`; returns the tag and the streamed build log."""
     proc = run_cli("images", "build", "--base-image", base_image, *flags, timeout=BUILD_TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "build: Step 1/" in proc.stderr  # progress is streamed, step by step
-    return proc.stdout.strip().splitlines()[-1]
+    return proc.stdout.strip().splitlines()[-1], proc.stderr
+
+
+def _build(base_image: str, *flags: str) -> str:
+    return _build_logged(base_image, *flags)[0]
 
 
 def _module_with_helper(folder: Path) -> str:
@@ -65,8 +72,17 @@ def cpu_image(base_image) -> str:
 
 
 @pytest.fixture(scope="module")
-def gpu_image(base_image) -> str:
-    return _build(base_image, "--gpu")
+def gpu_image(base_image) -> tuple[str, dict]:
+    """The GPU image's tag and what its build cost (seconds, steps taken from the layer cache)."""
+    tag, log = _build_logged(base_image, "--gpu")
+    seconds = re.search(r"images: built \S+ \(\S+, [\d.]+ GB\) in (\d+) s", log)
+    build = {
+        "build_s": int(seconds.group(1)) if seconds else None,
+        "build_steps": len(re.findall(r"build: Step \d+/", log)),
+        # 0 on a fresh machine: every step ran (pip downloads the CUDA wheels)
+        "build_steps_from_cache": log.count("Using cache"),
+    }
+    return tag, build
 
 
 def test_images_build_without_docker_says_how_to_get_it():
@@ -263,7 +279,7 @@ def test_penguins_stages_run_in_the_cpu_image_as_a_restricted_pod(
 @pytest.mark.slow
 def test_penguins_pipeline_runs_in_cpu_image(cpu_image, tmp_path, penguins_csv):
     from tfkfp import local
-    from tfkfp.containers.push.versions import iter_versions
+    from tfkfp.containers.push.destination import iter_versions
     from tfkfp.pipelines.penguins.pipeline import penguins
 
     # DockerRunner mounts only the pipeline root, so data and destination live inside it.
@@ -294,39 +310,74 @@ def test_penguins_pipeline_runs_in_cpu_image(cpu_image, tmp_path, penguins_csv):
 
 
 @pytest.mark.slow
-def test_gpu_image_trains_on_cpu(docker_client, gpu_image, ingested, transformed, tmp_path):
+@pytest.mark.gpu_image
+def test_gpu_image_trainer_runs_on_cpu_as_a_restricted_pod(
+    docker_client, gpu_image, ingested, transformed, tmp_path
+):
+    """The GPU image's trainer on the penguins data, on CPU (no GPU here), run as the CPU image's
+    stages are: `docker run --user 1000680000:0 --read-only --tmpfs /tmp --cap-drop ALL
+    --security-opt no-new-privileges`. It keeps the image's TF_FORCE_GPU_ALLOW_GROWTH and trains
+    under MirroredStrategy over the visible devices (no GPU: the CPU). `make test-gpu-image` runs
+    it and records the run in bench/results/gpu_image.json; `make test` does not (the build
+    downloads several GB of CUDA wheels)."""
+    from bench import RESULTS, write_json
     from tfkfp.images import run_stage
 
-    assert "tfkfp-gpu" in gpu_image
-    work = tmp_path / "work"
-    shutil.copytree(Path(ingested.schema), work / "schema")
-    shutil.copytree(Path(transformed.examples), work / "examples")
-    shutil.copytree(Path(transformed.graph), work / "graph")
-    module_file = _module_with_helper(work / "module")
-    _shared_dir(work)
-    result = run_stage(
-        docker_client,
-        gpu_image,
-        "trainer",
-        {
-            "examples": str(work / "examples"),
-            "schema": str(work / "schema"),
-            "module_file": module_file,
-            "model": str(work / "model"),
-            "model_run": str(work / "model_run"),
-            "curves": str(work / "curves.html"),
-            "transform_graph": str(work / "graph"),
-            "train_steps": 20,
-            "eval_steps": 2,
-        },
-        mounts=[str(work)],
-        options=RESTRICTED,
-    )
-    assert result.exit_code == 0, result.logs[-4000:]
-    assert result.env.get("TF_FORCE_GPU_ALLOW_GROWTH") == "true"
-    assert "trainer: strategy " in result.logs
-    assert "GPUs visible: none" in result.logs
-    assert (work / "model" / "saved_model.pb").is_file()
+    tag, build = gpu_image
+    record = {
+        "measured": datetime.now(UTC).isoformat(timespec="seconds"),
+        "test": "tests/test_images.py::test_gpu_image_trainer_runs_on_cpu_as_a_restricted_pod",
+        "image": tag,
+        "docker_run": RESTRICTED,
+        **build,
+        "result": "failed",
+    }
+    try:
+        image = docker_client.images.get(tag)
+        record["image_id"] = image.short_id
+        record["uncompressed_bytes"] = image.attrs["Size"]
+        assert "tfkfp-gpu" in tag
+        assert image.attrs["Config"]["User"] == "1000:0"
+        work = tmp_path / "work"
+        shutil.copytree(Path(ingested.schema), work / "schema")
+        shutil.copytree(Path(transformed.examples), work / "examples")
+        shutil.copytree(Path(transformed.graph), work / "graph")
+        module_file = _module_with_helper(work / "module")
+        _shared_dir(work)
+        run = run_stage(
+            docker_client,
+            tag,
+            "trainer",
+            {
+                "examples": str(work / "examples"),
+                "schema": str(work / "schema"),
+                "module_file": module_file,
+                "model": str(work / "model"),
+                "model_run": str(work / "model_run"),
+                "curves": str(work / "curves.html"),
+                "transform_graph": str(work / "graph"),
+                "train_steps": 20,
+                "eval_steps": 2,
+                "strategy": "mirrored",
+            },
+            mounts=[str(work)],
+            options=RESTRICTED,
+        )
+        record["trainer_s"] = round(run.seconds, 1)
+        assert run.exit_code == 0, run.logs[-4000:]
+        assert run.env.get("TF_FORCE_GPU_ALLOW_GROWTH") == "true"  # the image's, not ours
+        [line] = [x for x in run.logs.splitlines() if "trainer: strategy " in x]
+        record["strategy_line"] = line.split("trainer: ", 1)[1]
+        # MirroredStrategy over what is visible: no GPU, so the CPU
+        assert "strategy MirroredStrategy, 1 replica(s) in sync" in line
+        assert line.endswith("device:CPU:0; GPUs visible: none"), line
+        saved = work / "model" / "saved_model.pb"
+        assert saved.is_file()
+        # written by the arbitrary UID in group 0; the root filesystem stayed read-only
+        assert (saved.stat().st_uid, saved.stat().st_gid) == (ARBITRARY_UID, 0)
+        record["result"] = "passed"
+    finally:
+        write_json(RESULTS / "gpu_image.json", record)
 
 
 @pytest.mark.slow
@@ -396,7 +447,7 @@ def test_image_with_the_users_packages_runs_a_module_importing_one(
         "import inflection\n\n\ndef run_fn(fn_args):\n    return inflection.camelize('big_tipper')\n"
     )
     probe = (
-        "from tfkfp.containers import user_module; "
+        "from tfkfp.containers.model import user_module; "
         "print('run_fn ->', user_module.load_function('/mnt/module/module.py', 'run_fn')(None))"
     )
     out = docker_client.containers.run(

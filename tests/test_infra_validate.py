@@ -299,3 +299,14 @@ def test_a_damaged_infra_validation_json_is_one_line(tmp_path, content, message)
         (tmp_path / "infra_validation.json").write_text(content)
     with pytest.raises(InputError, match=message):
         InfraValidation.read(str(tmp_path))
+
+
+def test_the_serving_process_finding_read_back_as_written(tmp_path):
+    """The fresh process's handoff: read() gives what write() wrote, a damaged file is named."""
+    path = str(tmp_path / "found.json")
+    served = infra_validate.Served(load_seconds=1.5, signatures=[{"signature": "serving_default"}])
+    served.write(path)
+    assert infra_validate.Served.read(path) == served and not os.path.exists(path + ".tmp")
+    (tmp_path / "found.json").write_text('{"load_secs": 1}')
+    with pytest.raises(RuntimeError, match=f"^{path} is not the serving process's finding"):
+        infra_validate.Served.read(path)

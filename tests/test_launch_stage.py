@@ -28,7 +28,10 @@ from tests.helpers.one_line import closed_port, one_line_error, silent_server
 from tfkfp import components
 from tfkfp.containers import trainer, tuner
 from tfkfp.containers.store import storage
-from tfkfp.containers.train import launcher
+from tfkfp.containers.train import launch
+from tfkfp.containers.train.launch import (
+    backend,
+)
 
 NS = "team-a"
 
@@ -38,7 +41,7 @@ def no_cluster(monkeypatch, tmp_path):
     """Neither a pod's in-cluster configuration nor a kubeconfig."""
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
-    monkeypatch.setattr(launcher.time, "sleep", lambda s: None)
+    monkeypatch.setattr(backend.time, "sleep", lambda s: None)
 
 
 @pytest.fixture
@@ -91,29 +94,41 @@ def _tuner_body(root: str, **params):
     return best, metrics
 
 
-def _chief_result(stage: str) -> dict:
-    """What a chief writes when its run() ends (the stage's own result type)."""
+def _chief_result(stage: str) -> trainer.TrainerResult | tuner.TunerResult:
+    """What a chief returns when its run() ends (the stage's own result type)."""
     if stage == "tuner":
         trial = tuner.Trial("0", "COMPLETED", {"units": 8}, 0.25, 1.5)
-        result = tuner.TunerResult("val_loss", "min", 0.25, {"units": 8}, trials=[trial])
-        return json.loads(json.dumps(dataclasses.asdict(result)))
-    return {"strategy": "multi_worker", "workers": 2, "is_chief": True}
+        return tuner.TunerResult("val_loss", "min", 0.25, {"units": 8}, trials=[trial])
+    return trainer.TrainerResult(
+        strategy="MultiWorkerMirroredStrategy",
+        replicas=2,
+        built_in=[],
+        workers=2,
+        task="worker:0",
+        is_chief=True,
+        keras="tf_keras",
+        tensorflow="2.21.0",
+        run_fn_seconds=1.5,
+        module_file="tests.modules.tuned",
+        module_file_sha256="sha256:0",
+        hyperparameters={"learning_rate": 0.01},
+        final_metrics={"train/loss": 0.5},
+    )
 
 
 def _plays_chief(stage: str, output_uri: str):
     """A job's creation hook: writes the chief's result, as the chief pod would at its end."""
 
     def write(_body):
-        storage.write_text(
-            output_uri.rstrip("/") + ".result.json", json.dumps(_chief_result(stage)), "result"
-        )
+        text = _chief_result(stage).to_json()  # what the worker writes
+        storage.write_text(output_uri.rstrip("/") + ".result.json", text, "result")
 
     return write
 
 
 def _pod_args(command: list[str], stage: str) -> dict:
     """The arguments every pod's run() gets; they bind to the stage's run() signature."""
-    assert command[:5] == ["python", "-m", "tfkfp.containers.train.launcher", "worker", stage]
+    assert command[:5] == ["python", "-m", "tfkfp.containers.train.launch", "worker", stage]
     args = json.loads(command[5])
     run = {"trainer": trainer.run, "tuner": tuner.run}[stage]
     inspect.signature(run).bind(**args)  # raises on an argument run() does not take
@@ -125,12 +140,12 @@ def _pod_args(command: list[str], stage: str) -> dict:
 @pytest.mark.parametrize("backend", ["jobset", "trainjob"])
 def test_trainer_component_launches_on_kubernetes(k8s, bucket, backend):
     k8s.on_post = _plays_chief("trainer", f"{bucket.uri}/model")
-    done = launcher.CRDS[backend]["done"][0]  # JobSet: Completed, TrainJob: Complete
+    done = launch.CRDS[backend]["done"][0]  # JobSet: Completed, TrainJob: Complete
     k8s.final = {"type": done, "status": "True", "message": "done"}
     model = _trainer_body(bucket.uri, backend=backend, gpus_per_node=1)
     assert model.metadata["workers"] == 2 and model.metadata["backend"] == backend
     assert model.metadata["job"].startswith("tfkfp-trainer-")
-    assert model.metadata["result"] == _chief_result("trainer")
+    assert model.metadata["result"] == dataclasses.asdict(_chief_result("trainer"))
     assert model.metadata["rows"] == {"train": 10, "eval": 5}  # the examples' facts travel on
     (path, body), *_ = [(p, b) for p, b in k8s.objects.items()]
     assert f"/namespaces/{NS}/" in path  # the kubeconfig context's namespace
@@ -183,7 +198,7 @@ def test_trainer_component_launches_on_vertex(vertex, bucket):
     vertex.on_create = _plays_chief("trainer", f"{bucket.uri}/model")
     model = _trainer_body(bucket.uri, backend="vertex")
     assert model.metadata["backend"] == "vertex"
-    assert model.metadata["result"] == _chief_result("trainer")
+    assert model.metadata["result"] == dataclasses.asdict(_chief_result("trainer"))
     (job,) = vertex.jobs.values()
     chief, workers = job["jobSpec"]["workerPoolSpecs"]
     assert workers["replicaCount"] == 1 and chief["containerSpec"]["imageUri"] == "tfkfp:test"
@@ -197,6 +212,51 @@ def test_tuner_component_launches_on_vertex(vertex, s3):
     assert best.metadata["backend"] == "vertex" and best.metadata["best_score"] == 0.25
     (job,) = vertex.jobs.values()
     _pod_args(job["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["command"], "tuner")
+
+
+def test_task_config_reaches_the_launched_pods_through_the_component(k8s, bucket):
+    """The trainer component as KFP's backend calls it: the TaskConfig KFP fills (built by
+    kfp's own executor) goes to run(), and the JobSet the launcher posts carries it."""
+    from tests.helpers.task_config import STRUCT, received
+
+    k8s.on_post = _plays_chief("trainer", f"{bucket.uri}/model")
+    k8s.final = {"type": "Completed", "status": "True", "message": "done"}
+    _trainer_body(bucket.uri, task_config=received(STRUCT))
+    (body,) = k8s.objects.values()
+    pod = body["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["nodeSelector"] == STRUCT["nodeSelector"]
+    assert pod["tolerations"] == STRUCT["tolerations"] and pod["affinity"] == STRUCT["affinity"]
+    assert container["resources"] == STRUCT["resources"]
+    assert {"AWS_ENDPOINT_URL", "TFKFP_LOG"} <= {e["name"] for e in container["env"]}
+    assert [v["name"] for v in pod["volumes"]] == ["data", "cache"]
+    assert container["volumeMounts"] == STRUCT["volumeMounts"]
+    # the pods' run() never sees it: the launch settings stay with the launcher
+    assert "task_config" not in _pod_args(container["command"], "trainer")
+
+
+@pytest.mark.parametrize("stage", [trainer, tuner])
+def test_vertex_refuses_a_task_config(vertex, s3, stage):
+    """A Vertex CustomJob's replicas cannot take Kubernetes pod settings: one line, exit 2,
+    nothing submitted and nothing written."""
+    from dataclasses import asdict
+
+    from tests.helpers.task_config import STRUCT, received
+
+    make = _trainer_kwargs if stage is trainer else _tuner_kwargs
+    config = asdict(received(STRUCT))
+    line = one_line_error(stage.run, **make(s3.uri, backend="vertex", task_config=config))
+    assert line == (
+        "task_config: backend vertex cannot pass KFP's TaskConfig to a CustomJob's replicas "
+        "(Vertex sets their pods), got affinity, tolerations, node_selector, env, volumes, "
+        "volume_mounts, resources; use backend jobset or trainjob, or set no resources, env, "
+        "volumes, node selector, tolerations or affinity on this task"
+    )
+    assert vertex.jobs == {} and s3.names() == []
+    # an empty one (kfp.local, a backend before KFP 2.15) is no reason to refuse
+    launch.check(2, "vertex", 0, asdict(received(None)))
+    # with one worker the task trains itself: KFP applied the settings to its own pod
+    launch.check(1, "vertex", 0, config)
 
 
 # --- the one-line contract on the launch parameters and on a missing or silent cluster ---
@@ -345,7 +405,7 @@ def test_token_endpoint_that_never_answers(vertex, s3, tmp_path, monkeypatch):
 def test_pod_entry_point_with_a_cut_short_argument():
     whole = json.dumps(_trainer_kwargs("s3://b", workers=1))
     proc = subprocess.run(
-        [sys.executable, "-m", "tfkfp.containers.train.launcher", "worker", "trainer", whole[:40]],
+        [sys.executable, "-m", "tfkfp.containers.train.launch", "worker", "trainer", whole[:40]],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -16,9 +16,21 @@ import pytest
 
 from tests.helpers.k8s_api import Cluster, serve
 from tfkfp.containers.runtime import InputError
-from tfkfp.containers.train import launcher
+from tfkfp.containers.train import launch
+from tfkfp.containers.train.launch import (
+    backend,
+    jobset,
+    kube,
+    trainjob,
+    worker,
+)
+from tfkfp.containers.train.launch import (
+    vertex as vertex_backend,
+)
+from tfkfp.containers.trainer import TrainerResult
+from tfkfp.containers.tuner import Trial, TunerResult
 
-COMMAND = launcher.worker_command("trainer", {"model": "gs://b/m"})
+COMMAND = worker.command("trainer", {"model": "gs://b/m"})
 NS = "kubeflow-user"
 
 
@@ -45,14 +57,14 @@ def _pod(name, phase, index="0"):
 
 
 def _launch(api_client, backend="jobset", name="tfkfp-trainer-x"):
-    maker = launcher.jobset_manifest if backend == "jobset" else launcher.trainjob_manifest
+    maker = jobset.jobset_manifest if backend == "jobset" else trainjob.trainjob_manifest
     body = maker(name, "tfkfp:1", 2, COMMAND)
-    return body, launcher.launch(launcher.KubernetesJob(backend, body, NS, api_client))
+    return body, launch.run_job(kube.KubernetesJob(launch.CRDS[backend], body, NS, api_client))
 
 
 def test_submit_stream_and_succeed(api, capsys, monkeypatch):
     cluster, api_client = api
-    monkeypatch.setattr(launcher.time, "sleep", lambda s: None)
+    monkeypatch.setattr(backend.time, "sleep", lambda s: None)
     cluster.pods = [_pod("tfkfp-trainer-x-node-0-0-abcde", "Running")]
     cluster.logs["tfkfp-trainer-x-node-0-0-abcde"] = "epoch 1/2\nepoch 2/2\n"
     cluster.finish_after = 50
@@ -78,8 +90,8 @@ def test_chief_lines_arrive_while_it_runs_and_whole_when_a_write_splits_one(api,
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=out)
     cluster.procs["tfkfp-trainer-x-node-0-0-local"] = (proc, log, 0)
-    body = launcher.jobset_manifest("tfkfp-trainer-x", "tfkfp:1", 2, COMMAND)
-    job = launcher.KubernetesJob("jobset", body, NS, api_client)
+    body = jobset.jobset_manifest("tfkfp-trainer-x", "tfkfp:1", 2, COMMAND)
+    job = kube.KubernetesJob(launch.CRDS["jobset"], body, NS, api_client)
     streamer = threading.Thread(target=job.stream_chief, args=(threading.Event(),))
     streamer.start()
     seen, deadline = "", time.monotonic() + 60
@@ -98,7 +110,7 @@ def test_chief_lines_arrive_while_it_runs_and_whole_when_a_write_splits_one(api,
 
 def test_failure_names_the_job_reason_and_the_worker_error(api, monkeypatch):
     cluster, api_client = api
-    monkeypatch.setattr(launcher.time, "sleep", lambda s: None)
+    monkeypatch.setattr(backend.time, "sleep", lambda s: None)
     cluster.final = {
         "type": "Failed",
         "status": "True",
@@ -109,7 +121,7 @@ def test_failure_names_the_job_reason_and_the_worker_error(api, monkeypatch):
     cluster.logs["tfkfp-trainer-x-node-0-1-xyz12"] = (
         "Traceback (most recent call last):\nerror: examples: no split 'train'\n"
     )
-    with pytest.raises(launcher.JobFailed) as err:
+    with pytest.raises(launch.JobFailed) as err:
         _launch(api_client)
     assert str(err.value) == (
         "JobSet tfkfp-trainer-x failed: jobset failed due to one or more job failures; "
@@ -135,7 +147,7 @@ def test_missing_crd_is_one_line(api, backend, crd, install):
 
 def test_retry_deletes_the_earlier_attempts_job(api, monkeypatch):
     cluster, api_client = api
-    monkeypatch.setattr(launcher.time, "sleep", lambda s: None)
+    monkeypatch.setattr(backend.time, "sleep", lambda s: None)
     path = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/kubeflow-user/trainjobs"
     cluster.objects[f"{path}/tfkfp-trainer-x"] = {
         "metadata": {"name": "tfkfp-trainer-x"},
@@ -156,7 +168,7 @@ def test_retry_deletes_the_earlier_attempts_job(api, monkeypatch):
 def test_sigterm_deletes_the_job(api, monkeypatch):
     cluster, api_client = api
     cluster.final = None  # runs until cancelled
-    monkeypatch.setattr(launcher.time, "sleep", lambda s: threading.Event().wait(0.05))
+    monkeypatch.setattr(backend.time, "sleep", lambda s: threading.Event().wait(0.05))
 
     def cancel():
         cluster.posted.wait(30)
@@ -190,14 +202,21 @@ def _trainer_kwargs(root: str) -> dict:
 
 def test_failed_job_publishes_nothing(api, s3, capsys, monkeypatch):
     cluster, api_client = api
-    monkeypatch.setattr(launcher.time, "sleep", lambda s: None)
+    monkeypatch.setattr(backend.time, "sleep", lambda s: None)
     cluster.final = {"type": "Failed", "status": "True", "message": "worker 1 failed"}
     kwargs = _trainer_kwargs(s3.uri)
     s3.client.put_object(Bucket=s3.name, Key="model/saved_model.pb", Body=b"earlier attempt")
     s3.client.put_object(Bucket=s3.name, Key="curves.html", Body=b"earlier attempt")
     with pytest.raises(SystemExit) as exit_:
-        launcher.run(
-            "trainer", 2, "jobset", kwargs, image="tfkfp:1", namespace=NS, api_client=api_client
+        launch.launch(
+            "trainer",
+            2,
+            "jobset",
+            kwargs,
+            TrainerResult,
+            image="tfkfp:1",
+            namespace=NS,
+            api_client=api_client,
         )
     assert exit_.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -206,7 +225,7 @@ def test_failed_job_publishes_nothing(api, s3, capsys, monkeypatch):
     # The job the launcher built: its pods run the trainer with these URIs.
     (body,) = cluster.objects.values()
     pod = body["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
-    assert pod["containers"][0]["command"] == launcher.worker_command("trainer", kwargs)
+    assert pod["containers"][0]["command"] == worker.command("trainer", kwargs)
 
 
 def test_multi_node_needs_object_store_outputs(tmp_path):
@@ -244,7 +263,7 @@ def test_pod_worker_reads_and_writes_the_store(tmp_path, s3, ingested, transform
         TF_CPP_MIN_LOG_LEVEL="1",
     )
     proc = subprocess.run(
-        [sys.executable, *launcher.worker_command("trainer", kwargs)[1:]],
+        [sys.executable, *worker.command("trainer", kwargs)[1:]],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -271,7 +290,7 @@ def vertex(monkeypatch):
     from tests.helpers.vertex_api import serve as serve_vertex
 
     fake = FakeVertex()
-    monkeypatch.setattr(launcher.time, "sleep", lambda s: None)
+    monkeypatch.setattr(backend.time, "sleep", lambda s: None)
     monkeypatch.setenv("CLOUD_ML_PROJECT_ID", "p1")
     monkeypatch.setenv("CLOUD_ML_REGION", "europe-west4")
     with serve_vertex(fake) as endpoint, requests.Session() as session:
@@ -280,12 +299,12 @@ def vertex(monkeypatch):
 
 
 def _vertex_job(session, workers=3, gpus=0):
-    return launcher.vertex_job("tfkfp-trainer-x", "tfkfp:1", workers, COMMAND, gpus, session)
+    return vertex_backend.vertex_job("tfkfp-trainer-x", "tfkfp:1", workers, COMMAND, gpus, session)
 
 
 def test_vertex_submits_polls_and_succeeds(vertex):
     fake, session = vertex
-    assert launcher.launch(_vertex_job(session, gpus=2)) == "JOB_STATE_SUCCEEDED"
+    assert launch.run_job(_vertex_job(session, gpus=2)) == "JOB_STATE_SUCCEEDED"
     (job,) = fake.jobs.values()
     assert job["name"].startswith(f"{VERTEX_PARENT}/customJobs/")
     assert (
@@ -316,8 +335,8 @@ def test_vertex_failure_is_the_jobs_error_in_one_line(vertex):
         "Termination reason: Error.\nTraceback (most recent call last):\n"
         "error: examples: no split 'train'\n"
     )
-    with pytest.raises(launcher.JobFailed) as err:
-        launcher.launch(_vertex_job(session))
+    with pytest.raises(launch.JobFailed) as err:
+        launch.run_job(_vertex_job(session))
     assert str(err.value) == (
         "Vertex CustomJob tfkfp-trainer-x failed: The replica workerpool1-0 exited with a "
         "non-zero status of 2.; error: examples: no split 'train'"
@@ -330,7 +349,7 @@ def test_vertex_retry_cancels_the_earlier_attempts_job(vertex):
     earlier = fake.add(VERTEX_PARENT, {"displayName": "x", "labels": labels}, "JOB_STATE_RUNNING")
     done = fake.add(VERTEX_PARENT, {"displayName": "x", "labels": labels}, "JOB_STATE_FAILED")
     other = fake.add(VERTEX_PARENT, {"labels": {"tfkfp-job": "other"}}, "JOB_STATE_RUNNING")
-    launcher.launch(_vertex_job(session))
+    launch.run_job(_vertex_job(session))
     posts = [p for m, p in fake.calls if m == "POST"]
     assert posts.index(f"/v1/{earlier['name']}:cancel") < posts.index(
         f"/v1/{VERTEX_PARENT}/customJobs"
@@ -344,7 +363,7 @@ def test_vertex_retry_cancels_the_earlier_attempts_job(vertex):
 def test_vertex_sigterm_cancels_the_job(vertex, monkeypatch):
     fake, session = vertex
     fake.script = ["JOB_STATE_RUNNING"] * 10_000
-    monkeypatch.setattr(launcher.time, "sleep", lambda s: threading.Event().wait(0.05))
+    monkeypatch.setattr(backend.time, "sleep", lambda s: threading.Event().wait(0.05))
 
     def cancel():
         fake.created.wait(30)
@@ -352,7 +371,7 @@ def test_vertex_sigterm_cancels_the_job(vertex, monkeypatch):
 
     threading.Thread(target=cancel, daemon=True).start()
     with pytest.raises(SystemExit) as exit_:
-        launcher.launch(_vertex_job(session))
+        launch.run_job(_vertex_job(session))
     assert exit_.value.code == 143
     (job,) = fake.jobs.values()
     assert ("POST", f"/v1/{job['name']}:cancel") in fake.calls
@@ -373,7 +392,7 @@ def test_vertex_refusal_is_one_line(vertex, monkeypatch):
     _, session = vertex
     monkeypatch.setenv("CLOUD_ML_PROJECT_ID", "other")
     with pytest.raises(InputError) as err:
-        launcher.launch(_vertex_job(session))
+        launch.run_job(_vertex_job(session))
     assert str(err.value) == (
         "backend: Vertex AI refused GET projects/other/locations/europe-west4/customJobs (403): "
         "Permission denied on resource project other."
@@ -411,14 +430,22 @@ def test_tuner_jobset_launch_runs_parallel_trials(tmp_path, s3, ingested, transf
     storage.upload(ingested.schema, kwargs["schema"], "schema")
     storage.upload(transformed.graph, kwargs["transform_graph"], "transform_graph")
     with serve(cluster) as api_client:
-        result = launcher.run(
-            "tuner", 2, "jobset", kwargs, image="tfkfp:1", namespace=NS, api_client=api_client
+        result = launch.launch(
+            "tuner",
+            2,
+            "jobset",
+            kwargs,
+            TunerResult,
+            image="tfkfp:1",
+            namespace=NS,
+            api_client=api_client,
         )
     logs = {p.name: p.read_text() for p in tmp_path.glob("*.log")}
     assert result.job.startswith("tfkfp-tuner-") and result.workers == 2, logs
-    tuned = result.result
-    assert len(tuned["trials"]) == 3 and all(t["status"] == "COMPLETED" for t in tuned["trials"])
-    assert tuned["best_score"] == max(t["score"] for t in tuned["trials"])
+    tuned = result.result  # the chief's TunerResult, read back from its JSON
+    assert isinstance(tuned, TunerResult) and all(isinstance(t, Trial) for t in tuned.trials)
+    assert len(tuned.trials) == 3 and tuned.completed == 3
+    assert tuned.best_score == max(t.score for t in tuned.trials)
     names = s3.names("tuner/")
     assert "tuner/best_hyperparameters/best_hyperparameters.txt" in names
     assert "tuner/trials" in names and "tuner/trials_chart" in names

@@ -16,11 +16,20 @@ import jsonschema
 import pytest
 import yaml
 
+import tfkfp
 from tfkfp.containers.runtime import InputError
-from tfkfp.containers.train import launcher
+from tfkfp.containers.train import launch
+from tfkfp.containers.train.launch import (
+    jobset,
+    manifests,
+    pods,
+    trainjob,
+    vertex,
+    worker,
+)
 
 CRDS = Path(__file__).parent / "data" / "crds"
-COMMAND = launcher.worker_command("trainer", {"model": "gs://b/run/model", "train_steps": 10})
+COMMAND = worker.command("trainer", {"model": "gs://b/run/model", "train_steps": 10})
 
 
 def _strict(schema):
@@ -55,15 +64,15 @@ def _validate(body):
 
 
 def _generated():
-    yield launcher.jobset_manifest("tfkfp-trainer-0123456789", "tfkfp:1", 3, COMMAND)
-    yield launcher.jobset_manifest("tfkfp-trainer-0123456789", "tfkfp-gpu:1", 2, COMMAND, gpus=4)
-    yield launcher.trainjob_manifest("tfkfp-trainer-0123456789", "tfkfp:1", 3, COMMAND)
-    yield launcher.trainjob_manifest("tfkfp-tuner-0123456789", "tfkfp-gpu:1", 2, COMMAND, gpus=2)
+    yield jobset.jobset_manifest("tfkfp-trainer-0123456789", "tfkfp:1", 3, COMMAND)
+    yield jobset.jobset_manifest("tfkfp-trainer-0123456789", "tfkfp-gpu:1", 2, COMMAND, gpus=4)
+    yield trainjob.trainjob_manifest("tfkfp-trainer-0123456789", "tfkfp:1", 3, COMMAND)
+    yield trainjob.trainjob_manifest("tfkfp-tuner-0123456789", "tfkfp-gpu:1", 2, COMMAND, gpus=2)
 
 
 @pytest.mark.parametrize("name", ["jobset.yaml", "trainingruntime.yaml"])
 def test_shipped_manifests_match_the_crds(name):
-    _validate(launcher.manifest(name))
+    _validate(manifests.manifest(name))
 
 
 @pytest.mark.parametrize("body", list(_generated()), ids=lambda b: b["kind"])
@@ -73,7 +82,7 @@ def test_generated_manifests_match_the_crds(body):
 
 def test_rbac_covers_what_the_launcher_calls():
     role, binding = yaml.safe_load_all(
-        (Path(launcher.__file__).parents[1] / "tfkfp" / "manifests" / "rbac.yaml").read_text()
+        (Path(tfkfp.__file__).parent / "manifests" / "rbac.yaml").read_text()
     )
     granted = {
         (g, r, v)
@@ -82,7 +91,7 @@ def test_rbac_covers_what_the_launcher_calls():
         for r in rule["resources"]
         for v in rule["verbs"]
     }
-    for crd in launcher.CRDS.values():
+    for crd in launch.CRDS.values():
         for verb in ("create", "get", "delete"):
             assert (crd["group"], crd["plural"], verb) in granted
     assert ("", "pods", "list") in granted and ("", "pods/log", "get") in granted
@@ -101,14 +110,14 @@ def test_rbac_covers_what_the_launcher_calls():
     ],
 )
 def test_the_check_refuses_a_broken_jobset(change):
-    body = copy.deepcopy(launcher.jobset_manifest("x", "tfkfp:1", 2, COMMAND))
+    body = copy.deepcopy(jobset.jobset_manifest("x", "tfkfp:1", 2, COMMAND))
     change(body)
     with pytest.raises(jsonschema.ValidationError):
         _validate(body)
 
 
 def test_generated_jobset_fields():
-    body = launcher.jobset_manifest("tfkfp-trainer-0123456789", "img:1", 3, COMMAND, gpus=2)
+    body = jobset.jobset_manifest("tfkfp-trainer-0123456789", "img:1", 3, COMMAND, gpus=2)
     job = body["spec"]["replicatedJobs"][0]
     assert job["name"] == "node" and job["replicas"] == 1
     assert job["template"]["spec"]["parallelism"] == job["template"]["spec"]["completions"] == 3
@@ -123,25 +132,25 @@ def test_generated_jobset_fields():
 
 
 def test_trainjob_uses_the_shipped_runtime():
-    body = launcher.trainjob_manifest("n", "img:1", 4, COMMAND, gpus=1)
+    body = trainjob.trainjob_manifest("n", "img:1", 4, COMMAND, gpus=1)
     assert (
         body["spec"]["runtimeRef"]["name"]
-        == launcher.manifest("trainingruntime.yaml")["metadata"]["name"]
+        == manifests.manifest("trainingruntime.yaml")["metadata"]["name"]
     )
     assert body["spec"]["trainer"]["numNodes"] == 4
     assert body["spec"]["trainer"]["env"] == [{"name": "TFKFP_WORKERS", "value": "4"}]
 
 
 def test_job_name_is_stable_per_artifact_and_a_dns_label():
-    a = launcher.job_name("trainer", "gs://b/run/1/model")
-    assert a == launcher.job_name("trainer", "gs://b/run/1/model")
-    assert a != launcher.job_name("trainer", "gs://b/run/2/model")
+    a = manifests.job_name("trainer", "gs://b/run/1/model")
+    assert a == manifests.job_name("trainer", "gs://b/run/1/model")
+    assert a != manifests.job_name("trainer", "gs://b/run/2/model")
     # JobSet's pod names <name>-node-0-<i>-<5 chars> must stay within 63 characters.
     assert len(f"{a}-node-0-99-abcde") <= 63 and a.replace("-", "").isalnum()
 
 
 def test_vertex_pools_like_gcpc():
-    pools = launcher.vertex_worker_pool_specs(
+    pools = vertex.vertex_worker_pool_specs(
         "img:1", 4, COMMAND, accelerator_type="NVIDIA_L4", accelerator_count=2
     )
     assert [p["replica_count"] for p in pools] == [1, 3]  # chief pool, then the workers
@@ -157,19 +166,19 @@ def test_vertex_pools_like_gcpc():
         "accelerator_count": 2,
     }
     assert pools[1] == {**pools[0], "replica_count": 3}
-    assert launcher.vertex_worker_pool_specs("img:1", 1, COMMAND)[0]["replica_count"] == 1
-    assert len(launcher.vertex_worker_pool_specs("img:1", 1, COMMAND)) == 1
+    assert vertex.vertex_worker_pool_specs("img:1", 1, COMMAND)[0]["replica_count"] == 1
+    assert len(vertex.vertex_worker_pool_specs("img:1", 1, COMMAND)) == 1
 
 
 @pytest.mark.parametrize("workers", [0, -1])
 def test_workers_below_one(workers):
     with pytest.raises(InputError, match=f"workers: expected 1 or more nodes, got {workers}"):
-        launcher.check(workers, "jobset")
+        launch.check(workers, "jobset")
 
 
 def test_unknown_backend():
     with pytest.raises(InputError, match="backend: expected one of jobset, trainjob, vertex"):
-        launcher.check(2, "tfjob")
+        launch.check(2, "tfjob")
 
 
 # --- launched pods inherit the task's pod (what kfp-kubernetes sets on it) ---
@@ -269,8 +278,8 @@ def _inherited_pod(body) -> tuple[dict, dict]:
 
 
 def test_jobset_workers_inherit_the_task_pod():
-    inherit = launcher.inherited(copy.deepcopy(TASK_POD))
-    body = launcher.jobset_manifest("tfkfp-trainer-0123456789", "img:1", 3, COMMAND, 2, inherit)
+    inherit = pods.inherited(copy.deepcopy(TASK_POD))
+    body = jobset.jobset_manifest("tfkfp-trainer-0123456789", "img:1", 3, COMMAND, 2, inherit)
     _validate(body)
     template, container = _inherited_pod(body)
     spec, task = template["spec"], TASK_POD["spec"]
@@ -299,12 +308,12 @@ def test_jobset_workers_inherit_the_task_pod():
         "runAsUser": 1000680000,
         "fsGroup": 0,
     }
-    assert container["securityContext"] == launcher.RESTRICTED_CONTAINER
+    assert container["securityContext"] == pods.RESTRICTED_CONTAINER
 
 
 def test_trainjob_workers_inherit_the_task_pod_through_a_runtime_patch():
-    inherit = launcher.inherited(copy.deepcopy(TASK_POD))
-    body = launcher.trainjob_manifest("tfkfp-trainer-0123456789", "img:1", 2, COMMAND, 1, inherit)
+    inherit = pods.inherited(copy.deepcopy(TASK_POD))
+    body = trainjob.trainjob_manifest("tfkfp-trainer-0123456789", "img:1", 2, COMMAND, 1, inherit)
     _validate(body)
     (patch,) = body["spec"]["runtimePatches"]
     (job,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
@@ -314,7 +323,7 @@ def test_trainjob_workers_inherit_the_task_pod_through_a_runtime_patch():
     assert template["metadata"]["labels"]["sidecar.istio.io/inject"] == "false"
     (container,) = template["spec"]["containers"]
     assert container["name"] == "node" and "envFrom" not in container
-    assert container["securityContext"] == launcher.RESTRICTED_CONTAINER
+    assert container["securityContext"] == pods.RESTRICTED_CONTAINER
     env = {e["name"]: e for e in body["spec"]["trainer"]["env"]}
     assert env["TFKFP_WORKERS"]["value"] == "2" and "secretKeyRef" in str(env)
     assert body["spec"]["trainer"]["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == 1
@@ -327,7 +336,7 @@ def test_launched_pods_are_kubernetes_pod_templates():
 
     api = client.ApiClient()
     for task in (None, copy.deepcopy(TASK_POD)):
-        body = launcher.jobset_manifest("n", "img:1", 2, COMMAND, 1, launcher.inherited(task))
+        body = jobset.jobset_manifest("n", "img:1", 2, COMMAND, 1, pods.inherited(task))
         template, _ = _inherited_pod(body)
 
         class Response:
@@ -347,12 +356,12 @@ def test_launched_pods_match_the_kubernetes_schemas(backend):
     (kubernetes-validate, strict: an unknown field fails)."""
     import kubernetes_validate
 
-    inherit = launcher.inherited(copy.deepcopy(TASK_POD))
+    inherit = pods.inherited(copy.deepcopy(TASK_POD))
     if backend == "jobset":
-        body = launcher.jobset_manifest("n", "img:1", 2, COMMAND, 1, inherit)
+        body = jobset.jobset_manifest("n", "img:1", 2, COMMAND, 1, inherit)
         template, _ = _inherited_pod(body)
     else:
-        body = launcher.trainjob_manifest("n", "img:1", 2, COMMAND, 1, inherit)
+        body = trainjob.trainjob_manifest("n", "img:1", 2, COMMAND, 1, inherit)
         (job,) = body["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"][
             "replicatedJobs"
         ]
@@ -368,10 +377,10 @@ def test_launched_pods_match_the_kubernetes_schemas(backend):
 
 
 def test_without_a_task_pod_workers_are_restricted_and_without_sidecar():
-    body = launcher.jobset_manifest("n", "img:1", 2, COMMAND)
+    body = jobset.jobset_manifest("n", "img:1", 2, COMMAND)
     template, container = _inherited_pod(body)
-    assert template["spec"]["securityContext"] == launcher.RESTRICTED_POD
-    assert container["securityContext"] == launcher.RESTRICTED_CONTAINER
+    assert template["spec"]["securityContext"] == pods.RESTRICTED_POD
+    assert container["securityContext"] == pods.RESTRICTED_CONTAINER
     assert template["metadata"]["labels"]["sidecar.istio.io/inject"] == "false"
 
 
@@ -383,11 +392,11 @@ PSS_RESTRICTED = {
 }  # fmt: skip
 
 
-def _checkov_failures(checkov, tmp_path, pods: dict[str, dict]) -> dict[str, set[str]]:
+def _checkov_failures(checkov, tmp_path, written: dict[str, dict]) -> dict[str, set[str]]:
     """The restricted-policy checks checkov fails, per pod manifest."""
     import subprocess
 
-    for name, pod in pods.items():
+    for name, pod in written.items():
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(pod))
     proc = subprocess.run(
         [str(checkov), "-d", str(tmp_path), "--framework", "kubernetes", "--quiet", "-o", "json"],
@@ -396,7 +405,7 @@ def _checkov_failures(checkov, tmp_path, pods: dict[str, dict]) -> dict[str, set
         timeout=600,
     )
     report = json.loads(proc.stdout)
-    failed: dict[str, set[str]] = {name: set() for name in pods}
+    failed: dict[str, set[str]] = {name: set() for name in written}
     for check in report["results"]["failed_checks"]:
         name = Path(check["file_path"]).stem
         if check["check_id"] in PSS_RESTRICTED:
@@ -413,19 +422,19 @@ def test_launched_pods_pass_a_real_pod_security_checker(checkov, tmp_path):
         meta = {"name": "w", "namespace": "team-a", **template["metadata"]}
         return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"]}
 
-    inherit = launcher.inherited(copy.deepcopy(TASK_POD))
-    trainjob = launcher.trainjob_manifest("n", "img:1", 2, COMMAND, 1, inherit)
-    (job,) = trainjob["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"][
+    inherit = pods.inherited(copy.deepcopy(TASK_POD))
+    trainjob_body = trainjob.trainjob_manifest("n", "img:1", 2, COMMAND, 1, inherit)
+    (job,) = trainjob_body["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"][
         "replicatedJobs"
     ]
     trainjob_template = job["template"]["spec"]["template"]
     trainjob_template["spec"]["containers"][0]["image"] = "img:1"
-    pods = {
+    written = {
         "jobset_inherited": as_pod(
-            _inherited_pod(launcher.jobset_manifest("n", "img:1", 2, COMMAND, 1, inherit))[0]
+            _inherited_pod(jobset.jobset_manifest("n", "img:1", 2, COMMAND, 1, inherit))[0]
         ),
         "jobset_default": as_pod(
-            _inherited_pod(launcher.jobset_manifest("n", "img:1", 2, COMMAND))[0]
+            _inherited_pod(jobset.jobset_manifest("n", "img:1", 2, COMMAND))[0]
         ),
         "trainjob_inherited": as_pod(trainjob_template),
         "bare": {
@@ -435,7 +444,101 @@ def test_launched_pods_pass_a_real_pod_security_checker(checkov, tmp_path):
             "spec": {"containers": [{"name": "c", "image": "img:1"}]},
         },
     }
-    failed = _checkov_failures(checkov, tmp_path, pods)
+    failed = _checkov_failures(checkov, tmp_path, written)
     assert failed["bare"] >= {"CKV_K8S_20", "CKV_K8S_23", "CKV_K8S_31", "CKV_K8S_37"}, failed
-    for name in pods.keys() - {"bare"}:
+    for name in written.keys() - {"bare"}:
         assert failed[name] == set(), (name, failed[name])
+
+
+# --- KFP TaskConfig passthrough: what the pipeline set on the task reaches every worker ---
+
+
+def _task_config():
+    """The TaskConfig the trainer component gets from KFP (through kfp's own executor), as
+    the component hands it to run() and run() to the launcher."""
+    from dataclasses import asdict
+
+    from tests.helpers.task_config import STRUCT, received
+
+    return pods.TaskConfig.of(asdict(received(copy.deepcopy(STRUCT))))
+
+
+def _worker_template(body) -> dict:
+    """The worker pod template of a JobSet, or of a TrainJob's runtime patch (plus its
+    trainer fields where the TrainJob keeps env and resources)."""
+    if body["kind"] == "JobSet":
+        return _inherited_pod(body)[0]
+    (job,) = body["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"][
+        "replicatedJobs"
+    ]
+    template = copy.deepcopy(job["template"]["spec"]["template"])
+    container = template["spec"]["containers"][0]
+    container["image"] = "img:1"  # the runtime's, in the cluster
+    container["env"] = body["spec"]["trainer"]["env"]
+    container["resources"] = body["spec"]["trainer"]["resourcesPerNode"]
+    return template
+
+
+@pytest.mark.parametrize("task_pod", [True, False], ids=["with-task-pod", "outside-a-pod"])
+@pytest.mark.parametrize("backend", ["jobset", "trainjob"])
+def test_task_config_reaches_the_launched_pods(backend, task_pod):
+    """KFP's TaskConfig (resources, env, volumes and mounts, node selector, tolerations,
+    affinity) on every worker, over what the task's pod says; the result is valid against
+    the vendored CRD and the Kubernetes API's own schemas (kubernetes-validate, strict)."""
+    import kubernetes_validate
+
+    from tests.helpers.task_config import STRUCT
+
+    config = _task_config()
+    assert config and set(config.declared()) == {
+        "affinity", "tolerations", "node_selector", "env", "volumes", "volume_mounts", "resources"
+    }  # fmt: skip
+    inherit = pods.inherited(copy.deepcopy(TASK_POD) if task_pod else None, config)
+    make = jobset.jobset_manifest if backend == "jobset" else trainjob.trainjob_manifest
+    body = make("tfkfp-trainer-0123456789", "img:1", 2, COMMAND, 1, inherit)
+    _validate(body)
+    template = _worker_template(body)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "w", **template["metadata"]}}
+    pod["spec"] = template["spec"]
+    kubernetes_validate.validate(pod, "1.33", strict=True)
+    spec, (container,) = template["spec"], template["spec"]["containers"]
+    # the TaskConfig's scheduling wins over the task pod's
+    assert spec["nodeSelector"] == STRUCT["nodeSelector"]
+    assert spec["tolerations"] == STRUCT["tolerations"]
+    assert spec["affinity"] == STRUCT["affinity"]
+    assert container["resources"] == {
+        "limits": {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": 1},
+        "requests": {"cpu": "6", "memory": "24Gi"},
+    }
+    env = {e["name"]: e for e in container["env"]}
+    assert env["AWS_ENDPOINT_URL"] == {
+        "name": "AWS_ENDPOINT_URL",
+        "value": "http://minio.kubeflow:9000",
+    }
+    assert env["TFKFP_LOG"]["value"] == "debug" and env["TFKFP_WORKERS"]["value"] == "2"
+    assert "TF_CONFIG" not in env  # each pod derives its own
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "big-data"}
+    assert mounts["/data"] == {"name": "data", "mountPath": "/data", "readOnly": True}
+    assert "cache" in volumes and mounts["/cache"]["name"] == "cache"
+    if task_pod:  # what the TaskConfig has no field for still comes from the task's pod
+        assert spec["serviceAccountName"] == "pipeline-runner"
+        assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "minio"
+        assert set(volumes) == {"data", "cache", "gcs-key", "scratch"}
+        assert set(mounts) == {"/data", "/cache", "/secrets/gcs", "/scratch"}
+    else:
+        assert set(volumes) == {"data", "cache"} and "serviceAccountName" not in spec
+    assert container["securityContext"] == pods.RESTRICTED_CONTAINER
+
+
+def test_an_empty_task_config_changes_nothing():
+    """What kfp.local (and a KFP backend before 2.15) passes: no field set, the pod alone."""
+    from dataclasses import asdict
+
+    from tests.helpers.task_config import received
+
+    empty = pods.TaskConfig.of(asdict(received(None)))
+    assert not empty and empty.declared() == []
+    alone = pods.inherited(copy.deepcopy(TASK_POD))
+    assert pods.inherited(copy.deepcopy(TASK_POD), empty) == alone

@@ -21,6 +21,12 @@ from tests.helpers.pusher import (
 )
 from tfkfp.containers import pusher
 from tfkfp.containers.push import versions
+from tfkfp.containers.push.destination import (
+    Destination,
+    destination,
+    iter_versions,
+    latest_complete,
+)
 from tfkfp.containers.runtime import InputError
 from tfkfp.containers.store import layout
 from tfkfp.containers.store.layout import CARD_JSON, CARD_MD
@@ -46,7 +52,7 @@ def test_push_local_versioned(tmp_path, trained):
         json.loads((version_dir / layout.PUSHED).read_text())["content_hash"] == result.content_hash
     )
     assert [p.name for p in dest.iterdir()] == [str(result.version)]  # no staging left
-    assert versions.latest_complete(str(dest)) == str(version_dir)
+    assert latest_complete(str(dest)) == str(version_dir)
 
 
 def test_same_model_is_not_pushed_twice(tmp_path, trained):
@@ -144,7 +150,7 @@ def test_local_push_killed_mid_copy_leaves_no_version_and_a_retry_completes(
     staged = dest / left[0]
     assert (staged / "zz_padding.bin").stat().st_size == 1 << 20  # cut mid-file
     assert not (staged / "saved_model.pb").exists()
-    assert versions.latest_complete(str(dest)) is None
+    assert latest_complete(str(dest)) is None
 
     # a push while the dead one's lease runs leaves its staging alone: it could be alive
     live = pusher.run(trained.model, blessing, str(dest))
@@ -156,7 +162,7 @@ def test_local_push_killed_mid_copy_leaves_no_version_and_a_retry_completes(
     )
     version_dir = dest / str(result.version)
     assert _same_files(model, version_dir)
-    assert versions.latest_complete(str(dest)) == str(version_dir)
+    assert latest_complete(str(dest)) == str(version_dir)
 
 
 # --- object-store destinations: the GCS emulator, then moto's S3 server --------------------------
@@ -176,7 +182,7 @@ def test_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, bucket):
     marker = json.loads(bucket.get(prefix + MARKER))
     assert marker["content_hash"] == first.content_hash
     assert marker["files"] == {f: s for f, s in upload_order(trained.model)}
-    assert versions.latest_complete(dest) == first.pushed_uri
+    assert latest_complete(dest) == first.pushed_uri
 
     again = pusher.run(trained.model, blessing, dest)  # same content: no second version
     assert again.version == first.version and len(_files(bucket, "models/")) == len(
@@ -188,8 +194,8 @@ def test_push_list_and_baseline_lookup(tmp_path, trained, copy_tree, bucket):
     (Path(changed) / "assets.extra" / "note.txt").write_text("retrained")
     second = pusher.run(changed, blessing, dest)
     assert second.version > first.version
-    assert [v.number for v in versions.iter_versions(dest)] == [first.version, second.version]
-    assert versions.latest_complete(dest) == second.pushed_uri
+    assert [v.number for v in iter_versions(dest)] == [first.version, second.version]
+    assert latest_complete(dest) == second.pushed_uri
 
 
 def test_not_blessed_writes_nothing_to_a_bucket(tmp_path, trained, bucket):
@@ -201,7 +207,7 @@ def test_foreign_incomplete_version_is_left_alone(tmp_path, trained, bucket):
     bucket.put("m/5/saved_model.pb", b"x")  # e.g. a folder copied by hand: no marker, no claim
     result = pusher.run(trained.model, _blessing(tmp_path, True), f"{bucket.uri}/m")
     assert "m/5/saved_model.pb" in _files(bucket, "m/5/") and result.version > 5
-    assert [(v.number, v.complete) for v in versions.iter_versions(f"{bucket.uri}/m")] == [
+    assert [(v.number, v.complete) for v in iter_versions(f"{bucket.uri}/m")] == [
         (5, False),
         (result.version, True),
     ]
@@ -295,7 +301,7 @@ def test_gcs_connection_dropped_mid_upload_is_retried(
     for rel, _ in uploads:
         blob = bucket.blob(f"m/{result.version}/{rel}")
         assert blob.download_as_bytes() == (Path(trained.model) / rel).read_bytes()
-    assert versions.latest_complete(dest) == result.pushed_uri
+    assert latest_complete(dest) == result.pushed_uri
 
 
 def _failing_push_then_retry(tmp_path, trained, store, proxy, monkeypatch, env: str, dest: str):
@@ -309,13 +315,11 @@ def _failing_push_then_retry(tmp_path, trained, store, proxy, monkeypatch, env: 
     monkeypatch.setenv(env, store.url)
     names = _files(store, "m/")
     assert _serving_version(names) is None  # TF Serving sees no version
-    assert [v for v in versions.iter_versions(dest) if v.complete] == []
-    assert versions.latest_complete(dest) is None
+    assert [v for v in iter_versions(dest) if v.complete] == []
+    assert latest_complete(dest) is None
 
     result = pusher.run(trained.model, blessing, dest)  # the server is back: the retry
-    assert [(v.number, v.complete) for v in versions.iter_versions(dest)] == [
-        (result.version, True)
-    ]
+    assert [(v.number, v.complete) for v in iter_versions(dest)] == [(result.version, True)]
     files = [f for f, _ in upload_order(trained.model)]
     assert _files(store, "m/") == sorted(f"m/{result.version}/{f}" for f in [*files, MARKER, *CARD])
 
@@ -362,16 +366,14 @@ def _killed_push_then_retry(tmp_path, trained, store, proxy, env: str, dest: str
         f"m/{partial}/{f}" for f, _ in uploads[:-1]
     )
     assert _serving_version(names) is None
-    assert [v.complete for v in versions.iter_versions(dest)] == [False]
-    assert versions.latest_complete(dest) is None
+    assert [v.complete for v in iter_versions(dest)] == [False]
+    assert latest_complete(dest) is None
 
     # a push within the dead push's lease leaves its files alone (it could be a live push)
     # the cleaner allows a second of slack and the stores stamp whole seconds: 2.5 s past it
     time.sleep(max(0.0, lease + 2.5 - (time.monotonic() - killed_at)))
     result = pusher.run(trained.model, blessing, dest)  # the retry, in a new process
-    assert [(v.number, v.complete) for v in versions.iter_versions(dest)] == [
-        (result.version, True)
-    ]
+    assert [(v.number, v.complete) for v in iter_versions(dest)] == [(result.version, True)]
     assert _files(store, "m/") == sorted(
         f"m/{result.version}/{f}" for f in [*(f for f, _ in uploads), MARKER, *CARD]
     )
@@ -410,7 +412,7 @@ def test_s3_connection_dropped_mid_upload_is_retried(tmp_path, trained, s3, s3_p
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3.url)
     for rel, _ in uploads:
         assert s3.get(f"m/{result.version}/{rel}") == (Path(trained.model) / rel).read_bytes()
-    assert versions.latest_complete(dest) == result.pushed_uri
+    assert latest_complete(dest) == result.pushed_uri
 
 
 def test_s3_server_errors_are_retried(tmp_path, trained, s3, s3_proxy, monkeypatch):
@@ -423,7 +425,7 @@ def test_s3_server_errors_are_retried(tmp_path, trained, s3, s3_proxy, monkeypat
     version = f"m/{result.version}/"
     for rel, _ in upload_order(trained.model):
         assert s3.get(version + rel) == (Path(trained.model) / rel).read_bytes()
-    assert versions.latest_complete(dest) == result.pushed_uri
+    assert latest_complete(dest) == result.pushed_uri
 
 
 def test_s3_server_failing_mid_push_leaves_no_complete_version(
@@ -474,9 +476,13 @@ def test_damaged_marker_fails_in_one_line_and_publishes_nothing(
     put(f"7/{MARKER}", damage)
     put("7/variables/variables.index", b"x")
     where = f"{dest.rstrip('/')}/7"
+    assert isinstance(destination(dest), Destination)  # one implementation per store kind
     with pytest.raises(InputError, match=rf"^destination: {re.escape(where)}.*") as err:
-        versions.latest_complete(dest)  # the evaluator's baseline lookup
+        latest_complete(dest)  # the evaluator's baseline lookup
     assert "\n" not in str(err.value)
+    # a lookup for another input names that input, built where the error is raised
+    with pytest.raises(InputError, match=rf"^model_from: {re.escape(where)}.*"):
+        latest_complete(dest, "model_from")
     proc = run_pusher_process(
         model=trained.model, blessing=_blessing(tmp_path, True), destination=dest
     )
@@ -485,7 +491,7 @@ def test_damaged_marker_fails_in_one_line_and_publishes_nothing(
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert "Traceback" not in stderr and len(errors) == 1 and where in errors[0], stderr
     with pytest.raises(InputError):
-        list(versions.iter_versions(dest))  # still only the damaged version: nothing published
+        list(iter_versions(dest))  # still only the damaged version: nothing published
 
 
 @pytest.mark.pipeline
@@ -501,8 +507,8 @@ def test_kfp_local_pipeline_pushes_to_the_emulator_bucket(tmp_path, gcs, penguin
         env={"STORAGE_EMULATOR_HOST": gcs.url},  # the task processes inherit it
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    (version,) = versions.iter_versions(dest)
-    assert version.complete and versions.latest_complete(dest) == f"{dest}/{version.number}"
+    (version,) = iter_versions(dest)
+    assert version.complete and latest_complete(dest) == f"{dest}/{version.number}"
     assert f"penguins/{version.number}/saved_model.pb" in _files(gcs, "penguins/")
     # what KFP recorded for the pusher task: the output artifact is the pushed version
     (output,) = root.glob("*/pusher/executor_output.json")

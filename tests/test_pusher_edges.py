@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.blessing import write_blessing
 from tests.helpers.pusher import (
     GCS_DATA,
     S3_DATA,
@@ -22,6 +23,7 @@ from tests.helpers.pusher import (
 )
 from tfkfp.containers import pusher
 from tfkfp.containers.push import versions
+from tfkfp.containers.push.destination import iter_versions, latest_complete
 from tfkfp.containers.runtime import InputError
 from tfkfp.containers.store import storage
 from tfkfp.containers.store.layout import BOOKKEEPING, CARD_JSON
@@ -98,7 +100,7 @@ def test_promoting_a_pushed_version_pushes_the_model_alone(
     assert set(marker["files"]) == model_files and marker["source"] == source
     card = json.loads(pushed[CARD_JSON])  # its own card, not the source's copied along
     assert card["uri"] == promoted["pushed_uri"] and card["source"] == source
-    assert versions.latest_complete(prod) == promoted["pushed_uri"]
+    assert latest_complete(prod) == promoted["pushed_uri"]
 
     # the destination keeps working: the evaluator's baseline lookup, then the next pushes
     local, uri, _ = resolve_baseline(None, prod, str(tmp_path / "work"))
@@ -110,7 +112,7 @@ def test_promoting_a_pushed_version_pushes_the_model_alone(
     assert newer["version"] > promoted["version"]
     again = _push(source, blessing, prod)  # the same model as a complete version: no copy
     assert again["version"] == promoted["version"]
-    assert [v.number for v in versions.iter_versions(prod)] == [
+    assert [v.number for v in iter_versions(prod)] == [
         promoted["version"],
         newer["version"],
     ]
@@ -130,10 +132,10 @@ def test_a_version_promoted_before_the_fix_still_reads(tmp_path, trained, copy_t
     source_marker = json.dumps({"content_hash": "x" * 64, "files": {}, "source": "s"}).encode()
     files = {f: s for f, s in upload_order(trained.model)} | {MARKER: len(source_marker)}
     (version / MARKER).write_text(json.dumps({"content_hash": "y" * 64, "files": files}))
-    assert versions.latest_complete(str(dest)) == str(version)
+    assert latest_complete(str(dest)) == str(version)
     result = _push(trained.model, _blessing(tmp_path), str(dest))
     assert result["version"] > 1700000000
-    assert versions.latest_complete(str(dest)) == result["pushed_uri"]
+    assert latest_complete(str(dest)) == result["pushed_uri"]
 
 
 # --- item 4: a fixed version retried after a killed push ----------------------------------------
@@ -175,7 +177,7 @@ def test_fixed_version_can_be_retried_once_a_killed_push_lease_ran_out(
         proxy.close()
     killed_at = time.monotonic()
     assert proc.returncode == -signal.SIGKILL
-    assert versions.latest_complete(dest) is None
+    assert latest_complete(dest) is None
     left = [n for n in store.names("m/") if not n.endswith("/")]
     assert [n for n in left if n.startswith("m/.tfkfp-claims/1234.")]  # its claim is there
     version_files = sorted(n for n in left if n.startswith("m/1234/"))
@@ -190,7 +192,7 @@ def test_fixed_version_can_be_retried_once_a_killed_push_lease_ran_out(
     time.sleep(max(0.0, lease + 2.5 - (time.monotonic() - killed_at)))
     result = _push(trained.model, blessing, dest, version=1234)  # once it ran out
     assert result["version"] == 1234 and result["pushed_uri"] == f"{dest}/1234"
-    assert [(v.number, v.complete) for v in versions.iter_versions(dest)] == [(1234, True)]
+    assert [(v.number, v.complete) for v in iter_versions(dest)] == [(1234, True)]
     left = [n for n in store.names("m/") if not n.endswith("/")]
     assert sorted(left) == sorted(f"m/1234/{f}" for f in [*(f for f, _ in uploads), *BOOKKEEPING])
 
@@ -245,8 +247,8 @@ def test_non_ascii_destination_and_version_like_names(tmp_path, trained, copy_tr
     (Path(changed) / "assets.extra" / "ü ①.txt").write_text("a non-ASCII file name")
     second = _push(changed, blessing, dest)
     assert second["version"] > first["version"]
-    assert [v.number for v in versions.iter_versions(dest)] == [first["version"], second["version"]]
-    assert versions.latest_complete(dest) == second["pushed_uri"]
+    assert [v.number for v in iter_versions(dest)] == [first["version"], second["version"]]
+    assert latest_complete(dest) == second["pushed_uri"]
     assert "assets.extra/ü ①.txt" in _files(second["pushed_uri"])
 
 
@@ -330,17 +332,12 @@ def _evaluated(tmp_path: Path, name: str, accuracy: float, baseline: str | None 
 
     config = json_format.ParseDict(EVAL_CONFIG, config_pb2.EvalConfig())
     names = {(0, 0): "example_count", (0, 1): "sparse_categorical_accuracy"}
-    path = tmp_path / name
-    path.mkdir()
-    (path / "BLESSED").touch()
-    blessing = {
-        "blessed": True,
-        "baseline": baseline,
-        "metrics": {"example_count": 68.0, "sparse_categorical_accuracy": accuracy},
-        "thresholds": threshold_rows(config, names),
-    }
-    (path / "blessing.json").write_text(json.dumps(blessing))
-    return str(path)
+    return write_blessing(
+        tmp_path / name,
+        baseline=baseline,
+        metrics={"example_count": 68.0, "sparse_categorical_accuracy": accuracy},
+        thresholds=threshold_rows(config, names),
+    )
 
 
 def _variant(copy_tree, trained, name: str) -> str:
@@ -354,7 +351,7 @@ def _variant(copy_tree, trained, name: str) -> str:
 # lets it go: two real pushes, in two processes, overlapping, finishing in a chosen order.
 GATE = """
 import os, time
-from tfkfp.containers import versions
+from tfkfp.containers.push import destination
 
 def _wait():
     open({gate!r} + ".arrived", "w").close()
@@ -367,8 +364,10 @@ def _gated(lock):
         return lock(*args)
     return gated
 
-versions._Local._commit_lock = _gated(versions._Local._commit_lock)
-versions._Remote._commit_lock = _gated(versions._Remote._commit_lock)
+destination.LocalDestination._commit_lock = _gated(destination.LocalDestination._commit_lock)
+destination.ObjectStoreDestination._commit_lock = _gated(
+    destination.ObjectStoreDestination._commit_lock
+)
 """
 
 
@@ -405,7 +404,7 @@ def test_two_concurrent_pushes_the_better_model_ends_newest(
         (tmp_path / f"gate-{who}.go").touch()
         _, stderr[who] = procs[who].communicate(timeout=120)
         assert procs[who].returncode == 0, stderr[who][-2000:]
-    complete = [v for v in versions.iter_versions(dest) if v.complete]
+    complete = [v for v in iter_versions(dest) if v.complete]
     newest = complete[-1]
     assert newest.evaluation["metrics"]["sparse_categorical_accuracy"] == 0.964
     assert newest.content_hash == versions.content_hash(runs["better"][0])
@@ -439,7 +438,7 @@ def test_newest_rule_explicit_override_and_the_evaluators_own_verdict(tmp_path, 
     assert near["pushed"] and near["version"] > good["version"]
     # asked for explicitly
     forced = _push(worse, _evaluated(tmp_path, "e4", 0.905), dest, allow_worse=True)
-    assert forced["pushed"] and versions.latest_complete(dest) == forced["pushed_uri"]
+    assert forced["pushed"] and latest_complete(dest) == forced["pushed_uri"]
     # the evaluator compared against the newest version itself: its blessing stands
     judged = _evaluated(tmp_path, "e5", 0.5, baseline=forced["pushed_uri"])
     last = _push(_variant(copy_tree, trained, "d"), judged, dest)
@@ -468,7 +467,7 @@ def test_a_dead_pushs_commit_lock_goes_once_its_lease_ran_out(tmp_path, trained,
     storage.write_bytes(lock, json.dumps({"push_id": "dead0000", "lease": 1}).encode(), "check")
     time.sleep(3.5)  # its lease (1 s) plus the cleaner's slack, in the store's whole seconds
     result = _push(trained.model, _blessing(tmp_path), dest)
-    assert result["pushed"] and versions.latest_complete(dest) == result["pushed_uri"]
+    assert result["pushed"] and latest_complete(dest) == result["pushed_uri"]
     assert storage.stat(lock, "check") is None
     claims = [s.uri for s in storage.list_files(dest, "check", hidden=True) if "/." in s.uri]
     assert claims == []

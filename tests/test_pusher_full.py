@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.blessing import write_blessing
 from tests.helpers.fullfs import PAGE
 from tests.helpers.pusher import FaultyProxy, named_file, run_pusher_process
 from tfkfp.containers import pusher, runtime
-from tfkfp.containers.push import versions
+from tfkfp.containers.push.destination import iter_versions, latest_complete
 from tfkfp.containers.store.layout import CARD_JSON, CARD_MD
 from tfkfp.containers.store.layout import PUSHED as MARKER
 
@@ -40,11 +41,7 @@ def model(tmp_path) -> str:
 
 @pytest.fixture
 def blessing(tmp_path) -> str:
-    path = tmp_path / "blessing"
-    path.mkdir()
-    (path / "BLESSED").touch()
-    (path / "blessing.json").write_text(json.dumps({"blessed": True, "metrics": {"auc": 0.9}}))
-    return str(path)
+    return write_blessing(tmp_path / "blessing", metrics={"auc": 0.9})
 
 
 def _push(capsys, **kwargs) -> tuple[int, str]:
@@ -108,7 +105,7 @@ def test_a_full_folder_at_each_write_leaves_no_version_and_a_retry_completes(
     assert _local_files(dest)[name] == COMPLETE
     card = json.loads((dest / name / CARD_JSON).read_text())
     assert card["version"] == int(name) and card["uri"] == str(dest / name)
-    assert versions.latest_complete(str(dest)) == str(dest / name)
+    assert latest_complete(str(dest)) == str(dest / name)
 
 
 def test_a_cut_short_card_is_rewritten_or_fails_in_one_line(small_fs, model, blessing, capsys):
@@ -205,7 +202,7 @@ def test_a_failed_write_on_a_store_leaves_no_version_and_a_retry_completes(
     assert _objects(store, scheme) == []  # no model file TF Serving could load, no claim
     code, _ = _push(capsys, model=model, blessing=blessing, destination=dest)  # the retry
     assert code == 0
-    (version,) = versions.iter_versions(dest)
+    (version,) = iter_versions(dest)
     assert version.complete
     prefix = f"m/{version.number}/"
     assert [n.removeprefix(prefix) for n in _objects(store, scheme)] == COMPLETE
@@ -271,7 +268,7 @@ def test_versions_names_damaged_bookkeeping_and_a_push_again_works(
         dest = f"gs://{request.getfixturevalue('gcs').bucket}/m"
     code, _ = _push(capsys, model=model, blessing=blessing, destination=dest)
     assert code == 0
-    (version,) = versions.iter_versions(dest)
+    (version,) = iter_versions(dest)
     name, change, said = DAMAGES[damage]
     where = f"{dest}/{version.number}/{name}"
     storage.write_bytes(where, change(storage.read_bytes(where, "test")), "test")
@@ -287,7 +284,7 @@ def test_versions_names_damaged_bookkeeping_and_a_push_again_works(
     # the same model pushed again: same version, and a card that reads again
     code, _ = _push(capsys, model=model, blessing=blessing, destination=dest)
     assert code == 0
-    assert [v.number for v in versions.iter_versions(dest)] == [version.number]
+    assert [v.number for v in iter_versions(dest)] == [version.number]
     if damage == "card-cut-short":
         card = json.loads(storage.read_bytes(f"{dest}/{version.number}/{CARD_JSON}", "test"))
         assert card["version"] == version.number

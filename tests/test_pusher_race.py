@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tfkfp.containers.push import versions
+from tfkfp.containers.push.destination import iter_versions
 from tfkfp.containers.push.versions import CLAIMS
 from tfkfp.containers.store import storage
 from tfkfp.containers.store.layout import CARD_JSON, CARD_MD
@@ -31,7 +32,7 @@ RACER = textwrap.dedent(
     """
     import json, sys, traceback
     from pathlib import Path
-    from tfkfp.containers import layout, pusher, versions
+    from tfkfp.containers import pusher
     from tfkfp.containers.runtime import InputError
 
     model, blessing, dest, me, lease, fixed = sys.argv[1:7]
@@ -114,7 +115,7 @@ def _check(dest: str, answers: list[dict], tmp_path: Path) -> list[int]:
         assert a["version"] is not None or (a["error"] and "\n" not in a["error"]), a
     pushed = [a for a in answers if a["version"] is not None]
     assert len({a["version"] for a in pushed}) == len(pushed), "two pushes got one version"
-    complete = {v.number: v for v in versions.iter_versions(dest) if v.complete}
+    complete = {v.number: v for v in iter_versions(dest) if v.complete}
     assert sorted(complete) == sorted(a["version"] for a in pushed)
     for a in pushed:
         version = complete[a["version"]]
@@ -124,7 +125,7 @@ def _check(dest: str, answers: list[dict], tmp_path: Path) -> list[int]:
         (local / MARKER).unlink()
         for card in (CARD_JSON, CARD_MD):  # written after the marker, no part of the model
             (local / card).unlink()
-        got = {f: os.path.getsize(local / f) for f in versions._model_files(str(local))}
+        got = {f: os.path.getsize(local / f) for f in versions.model_files(str(local))}
         assert got == marker["files"], f"version {version.number}: files differ from its marker"
         assert versions.content_hash(str(local)) == marker["content_hash"] == version.content_hash
         assert (local / "assets.extra" / "who.txt").read_text() == f"{a['round']}-{a['me']}"

@@ -13,6 +13,7 @@ from tests.helpers import no_credentials_env, run_cli
 from tfkfp.containers import evaluator
 from tfkfp.containers.model import user_module
 from tfkfp.containers.push import versions
+from tfkfp.containers.push.destination import latest_complete
 from tfkfp.containers.runtime import InputError
 from tfkfp.containers.store import layout, storage
 from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
@@ -78,7 +79,7 @@ def test_baseline_from_an_object_store(tmp_path, bucket, trained, weak_trained, 
     destination = f"{bucket.uri}/serving/penguins"
     baseline = _place_version(weak_trained.model, destination, 100)
     _place_version(trained.model, destination, 200, complete=False)  # cut short: not a baseline
-    assert versions.latest_complete(destination) == baseline
+    assert latest_complete(destination) == baseline
     report = evaluator.run(
         model=trained.model,
         examples=ingested.examples,
@@ -158,7 +159,7 @@ def _pipeline_on(bucket, tmp_path, weak_trained, penguins_csv):
     (blessing,) = root.glob("*/evaluator/blessing/blessing.json")
     report = json.loads(blessing.read_text())
     assert report["baseline"] == baseline and report["blessed"] is True
-    pushed = versions.latest_complete(destination)
+    pushed = latest_complete(destination)
     assert pushed != baseline and pushed.startswith(destination + "/")
     number = pushed.rsplit("/", 1)[1]
     assert f"serving/penguins/{number}/saved_model.pb" in bucket.names("serving/")
@@ -215,7 +216,7 @@ def test_stages_without_credentials_exit_2_in_one_line(scheme, tmp_path, s3_serv
         "data_uri": "from tfkfp.containers import ingest as m\n"
         f"runtime.entrypoint(m.run, data_uri='{scheme}://b/d.csv', examples='e', "
         "schema='s')",
-        "module_file": "from tfkfp.containers import user_module as m\n"
+        "module_file": "from tfkfp.containers.model import user_module as m\n"
         f"runtime.entrypoint(m.load, module_ref='{scheme}://b/m.py')",
         "baseline_from": "from tfkfp.containers import evaluator as m\n"
         f"runtime.entrypoint(m.resolve_baseline, baseline_model=None, "

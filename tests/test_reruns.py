@@ -27,18 +27,20 @@ def test_fingerprint_follows_names_sizes_and_versions(tmp_path, penguins_csv):
     data = tmp_path / "data"
     data.mkdir()
     shutil.copy(penguins_csv, data / "a.csv")
-    first = fingerprint.run(str(data))
-    assert first.startswith("sha256:") and first == fingerprint.run(str(data))
-    assert fingerprint.run(str(data / "*.csv")) == first  # the same files, by a glob
+    result = fingerprint.run(str(data))
+    assert (result.files, result.bytes) == (1, penguins_csv.stat().st_size)
+    first = result.fingerprint
+    assert first.startswith("sha256:") and first == fingerprint.run(str(data)).fingerprint
+    assert fingerprint.run(str(data / "*.csv")).fingerprint == first  # the same files, by a glob
     (data / "a.csv").write_text((data / "a.csv").read_text() + "\n")
-    changed = fingerprint.run(str(data))
+    changed = fingerprint.run(str(data)).fingerprint
     assert changed != first  # new size
     time.sleep(0.01)
     (data / "a.csv").touch()
-    assert fingerprint.run(str(data)) != changed  # same size, new mtime
-    touched = fingerprint.run(str(data))
+    assert fingerprint.run(str(data)).fingerprint != changed  # same size, new mtime
+    touched = fingerprint.run(str(data)).fingerprint
     shutil.copy(penguins_csv, data / "b.csv")
-    assert fingerprint.run(str(data)) != touched  # a new file
+    assert fingerprint.run(str(data)).fingerprint != touched  # a new file
 
 
 def test_fingerprint_uses_the_generation_or_etag(bucket, penguins_csv):
@@ -46,14 +48,14 @@ def test_fingerprint_uses_the_generation_or_etag(bucket, penguins_csv):
     data = penguins_csv.read_bytes()
     bucket.put("data/penguins.csv", data)
     uri = f"{bucket.uri}/data"
-    first = fingerprint.run(uri)
-    assert fingerprint.run(uri) == first
+    first = fingerprint.run(uri).fingerprint
+    assert fingerprint.run(uri).fingerprint == first
     bucket.put("data/penguins.csv", data)  # rewritten with the same bytes
-    again = fingerprint.run(uri)
+    again = fingerprint.run(uri).fingerprint
     # GCS: a new generation; S3: the ETag is the content's MD5, so unchanged.
     assert (again != first) if bucket.scheme == "gs" else (again == first)
     bucket.put("data/penguins.csv", data.replace(b"Adelie", b"Adelia"))  # same size
-    assert fingerprint.run(uri) not in (first, again)
+    assert fingerprint.run(uri).fingerprint not in (first, again)
 
 
 def test_fingerprint_of_nothing_is_one_line(tmp_path):

@@ -66,9 +66,11 @@ def test_trainer_metrics_are_the_curves_last_values(trained):
         "workers": 1.0,
     }
     # a multi-node job: the chief's numbers, read back by the launching task
-    from tfkfp.containers.train.launcher import LaunchResult
+    from tfkfp.containers.train.launch import LaunchResult
 
-    launched = LaunchResult(workers=2, backend="jobset", job="j", result=trained.info)
+    launched = LaunchResult(
+        workers=2, backend="jobset", job="j", result=TrainerResult(**trained.info)
+    )
     assert kfp_metrics(launched) == {**metrics, "workers": 2.0}
 
 

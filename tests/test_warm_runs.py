@@ -210,6 +210,9 @@ def test_heavy_tasks_wait_for_the_warm_worker_light_ones_need_not():
     # a user's own component: what its source imports
     assert warm.needs_heavy_imports("mine", "def mine():\n    import tensorflow as tf\n")
     assert not warm.needs_heavy_imports("mine", "def mine():\n    import tensorflow_metadata\n")
+    # a user's task named like one of containers/' packages is still the user's own
+    for name in ("train", "store", "model", "push", "evaluation", "views"):
+        assert not warm.needs_heavy_imports(name, f"def {name}():\n    pass\n"), name
 
 
 def test_each_stage_declares_the_heavy_libraries_it_imports():

@@ -140,11 +140,12 @@ HEAVY_IMPORT = re.compile(
 def needs_heavy_imports(stage: str, source: str = "") -> bool:
     """Whether a task loads TensorFlow, Beam or TFMA: for a tfkfp stage, as its module declares
     (`LIBRARIES`); for a user's own component, whether its source imports one of them."""
-    try:
-        module = importlib.import_module(f"tfkfp.containers.{stage}")
-    except ImportError:
+    from tfkfp.components import STAGES  # the CLI has kfp loaded already
+
+    # By the list, not by importing the name: a user's task may share a package's name (`train`).
+    if stage not in {component.name.replace("-", "_") for component in STAGES}:
         return bool(HEAVY_IMPORT.search(source))
-    return bool(module.LIBRARIES)
+    return bool(importlib.import_module(f"tfkfp.containers.{stage}").LIBRARIES)
 
 
 class Zygote:

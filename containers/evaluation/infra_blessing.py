@@ -16,7 +16,7 @@ from tfkfp.containers.runtime import InputError
 from tfkfp.containers.store.layout import INFRA_FILE
 
 
-@dataclass
+@dataclass(frozen=True)
 class InfraValidation:
     """What infra_validate found: its verdict, what it sent, what each signature answered.
 

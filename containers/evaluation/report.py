@@ -6,89 +6,17 @@ no Beam, no model run, so tests exercise them on a stored TFMA output.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import os
 from typing import Any
 
+from tfkfp.containers.evaluation.blessing import Evaluation
 from tfkfp.containers.evaluation.slices import SliceNames
 from tfkfp.containers.views.markdown import code, escape
 
 # TFMA's model names when a baseline takes part (without one, the candidate's name is "").
 CANDIDATE = "candidate"
 BASELINE = "baseline"
-
-
-@dataclasses.dataclass
-class Evaluation:
-    """What the evaluator found: the blessing, why, and the numbers behind it.
-
-    Attributes:
-        blessed: Whether every judged threshold passed.
-        reason: One sentence saying why.
-        candidate: The candidate model's path.
-        baseline: The baseline's path or URI; None without a baseline.
-        baseline_note: Where the baseline came from, or why there is none.
-        data: The eval split TFMA read.
-        metrics: Overall candidate metrics by name.
-        baseline_metrics: Overall baseline metrics by name.
-        slices: {slice: {metric: {"candidate": v, "baseline": v, "diff": v}}}, Overall first.
-        thresholds: One row per configured threshold: metric, slices, kind, threshold, result.
-        failures: TFMA's failed checks: slice, metric, is_diff, value, threshold, message.
-        classification: Overall confusion matrix (categories, matrix, roc) or None.
-        slice_note: Why some slices show vocabulary ids instead of values (empty otherwise).
-    """
-
-    blessed: bool
-    reason: str
-    candidate: str
-    baseline: str | None
-    baseline_note: str
-    data: str
-    metrics: dict[str, float]
-    baseline_metrics: dict[str, float]
-    slices: dict[str, dict[str, dict[str, float]]]
-    thresholds: list[dict[str, Any]]
-    failures: list[dict[str, Any]]
-    classification: dict[str, Any] | None
-    slice_note: str = ""
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2)
-
-    def blessing_metadata(self) -> dict[str, Any]:
-        """The blessing artifact's metadata: verdict, reason, models, failures; never null.
-
-        Without a baseline (every first run) the `baseline` key is left out.
-        """
-        from tfkfp.containers.runtime import without_nulls
-
-        keys = ("blessed", "reason", "candidate", "baseline", "baseline_note", "failures")
-        return without_nulls({key: getattr(self, key) for key in keys})
-
-    def ui_metrics(self) -> dict[str, float]:
-        """Overall metrics a KFP Metrics artifact can hold: NaN and infinities left out.
-
-        TFMA gives NaN where a metric is undefined (precision without a predicted positive);
-        KFP stores metrics as protobuf Values, which refuse them. The report keeps them.
-        """
-        return {k: v for k, v in self.metrics.items() if math.isfinite(v)}
-
-    def slice_metrics(self) -> dict[str, float]:
-        """Every number the report shows, for a second KFP Metrics artifact (run comparison,
-        MLflow): `<slice>/<metric>` for the candidate, `.../baseline` and `.../diff` with a
-        baseline, and `blessed` (1 or 0). Undefined values (NaN) are left out, as above."""
-        from tfkfp.containers.runtime import metric_name
-
-        found = {"blessed": 1.0 if self.blessed else 0.0}
-        for slice_name, metrics in self.slices.items():
-            for metric, values in metrics.items():
-                for kind, value in values.items():
-                    suffix = "" if kind == "candidate" else kind
-                    if isinstance(value, int | float) and math.isfinite(value):
-                        found[metric_name(slice_name, metric, suffix)] = float(value)
-        return found
 
 
 def _slice_name(slice_key) -> str:

@@ -18,10 +18,11 @@ import platform
 from importlib import metadata
 from typing import Any
 
+from tfkfp.containers.evaluation.blessing import Evaluation
 from tfkfp.containers.evaluation.infra_blessing import InfraValidation
 from tfkfp.containers.runtime import InputError
 from tfkfp.containers.store import storage
-from tfkfp.containers.store.layout import BLESSING_FILE, CARD_JSON, CARD_MD
+from tfkfp.containers.store.layout import CARD_JSON, CARD_MD
 from tfkfp.containers.train.hyperparameters import whole_numbers
 
 PACKAGES = (
@@ -48,18 +49,29 @@ def known(value: Any) -> Any:
     return value
 
 
-def _read_json(folder: str | None, name: str, what: str) -> dict[str, Any] | None:
-    if not folder:
-        return None
-    path = os.path.join(folder, name)
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InputError(f"{what}: {path} is not valid JSON ({err})") from None
-    return data if isinstance(data, dict) else {}
+def _evaluation(found: Evaluation | None) -> dict[str, Any]:
+    """The card's evaluation section; nulls and empties for a blessing without blessing.json."""
+    if found is None:
+        return {
+            "blessed": None,
+            "reason": None,
+            "data": None,
+            "metrics": {},
+            "slices": {},
+            "thresholds": [],
+            "baseline": None,
+            "baseline_note": None,
+        }
+    return {
+        "blessed": found.blessed,
+        "reason": found.reason,
+        "data": found.data,
+        "metrics": found.metrics,
+        "slices": found.slices,
+        "thresholds": found.thresholds,
+        "baseline": found.baseline,
+        "baseline_note": found.baseline_note,
+    }
 
 
 def _versions() -> dict[str, str]:
@@ -94,7 +106,7 @@ def facts(
     # not tfkfp.components: importing it builds every component, which kfp's runtime mode refuses
     from tfkfp import __version__
 
-    evaluation = _read_json(blessing, BLESSING_FILE, "blessing") or {}
+    evaluation = Evaluation.read_if_present(blessing)
     infra = InfraValidation.read_if_present(infra_blessing)
     # KFP's backend hands artifact metadata over as a protobuf Struct: 260 arrives as 260.0
     meta = whole_numbers(model_metadata or {})
@@ -117,16 +129,7 @@ def facts(
         },
         # {} when run_fn got none (a fact); unknown when no trainer metadata came with the model
         "hyperparameters": meta["hyperparameters"] if "hyperparameters" in meta else UNKNOWN,
-        "evaluation": {
-            "blessed": evaluation.get("blessed"),
-            "reason": evaluation.get("reason"),
-            "data": evaluation.get("data"),
-            "metrics": evaluation.get("metrics", {}),
-            "slices": evaluation.get("slices", {}),
-            "thresholds": evaluation.get("thresholds", []),
-            "baseline": evaluation.get("baseline"),
-            "baseline_note": evaluation.get("baseline_note"),
-        },
+        "evaluation": _evaluation(evaluation),
         "infra_validation": None
         if infra is None
         else {
@@ -197,15 +200,29 @@ def files(card: dict[str, Any]) -> dict[str, bytes]:
     }
 
 
-def read(version_uri: str) -> dict[str, Any] | None:
-    """A version's card, None when it has none; InputError naming a card that does not parse."""
+class DamagedCard(InputError):
+    """A version's model_card.json that does not parse: `what` is the line without the input.
+
+    `tfkfp versions` lists `what` among a version's damages; the pusher rewrites the card.
+    """
+
+    def __init__(self, name: str, what: str):
+        super().__init__(f"{name}: {what}")
+        self.what = what
+
+
+def read(version_uri: str, name: str = "destination") -> dict[str, Any] | None:
+    """A version's card, None when it has none; DamagedCard naming a card that does not parse.
+
+    `name` is the input the version came from, first word of the one-line errors.
+    """
     uri = storage.join(version_uri, CARD_JSON)
-    if storage.stat(uri, "destination") is None:
+    if storage.stat(uri, name) is None:
         return None
     try:
-        card = json.loads(storage.read_bytes(uri, "destination"))
+        card = json.loads(storage.read_bytes(uri, name))
     except (ValueError, UnicodeDecodeError) as err:
-        raise InputError(f"destination: {uri} is not valid JSON ({err})") from None
+        raise DamagedCard(name, f"{uri} is not valid JSON ({err})") from None
     if not isinstance(card, dict):
-        raise InputError(f"destination: {uri} is not a model card (expected a JSON object)")
+        raise DamagedCard(name, f"{uri} is not a model card (expected a JSON object)")
     return card

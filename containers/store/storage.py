@@ -203,6 +203,11 @@ def retry_seconds(seconds: float) -> Iterator[None]:
         _retry.reset(token)
 
 
+def retry_limit() -> float:
+    """Seconds storage calls made now retry transient errors (see `retry_seconds`)."""
+    return _retry.get()
+
+
 # --- filesystems -----------------------------------------------------------------------------
 
 

@@ -178,5 +178,5 @@ def once(matches: Callable[[bytes], bool], decision: tuple) -> Callable[[int, by
 def upload_order(model_dir: str) -> list[tuple[str, int]]:
     """The pusher's upload order: (file, size), saved_model.pb last, then the marker."""
     return [
-        (f, os.path.getsize(os.path.join(model_dir, f))) for f in versions._model_files(model_dir)
+        (f, os.path.getsize(os.path.join(model_dir, f))) for f in versions.model_files(model_dir)
     ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -21,7 +20,8 @@ def demo(
     """Runs the penguin pipeline locally, pushes the model, compiles the YAML, prints a summary."""
     from importlib import resources
 
-    from tfkfp.containers.push.versions import iter_versions
+    from tfkfp.containers.evaluation.blessing import Evaluation
+    from tfkfp.containers.push.destination import iter_versions
     from tfkfp.containers.store.layout import BLESSING_FILE
     from tfkfp.progress import Display
 
@@ -44,28 +44,30 @@ def demo(
     elapsed = time.time() - started
     compile_pipeline(pipeline, yaml_path)
     blessing = _newest_output("evaluator", "blessing", BLESSING_FILE)
-    report = json.loads(blessing.read_text()) if blessing else {}
+    report = Evaluation.read(str(blessing.parent)) if blessing else None
     versions = [v for v in iter_versions(destination) if v.complete]
     latest = versions[-1] if versions else None
     print("\n== tfkfp demo: penguins ==")
     print(f"pipeline run:  {elapsed:.0f} s with kfp.local (SubprocessRunner)")
-    for name, value in sorted(report.get("metrics", {}).items()):
+    for name, value in sorted(report.metrics.items() if report else ()):
         print(f"eval metric:   {name} = {value:.4f}")
-    print(
-        f"baseline:      {report.get('baseline') or 'none (' + report.get('baseline_note', '') + ')'}"
-    )
+    baseline = report.baseline if report else None
+    note = report.baseline_note if report else ""
+    print(f"baseline:      {baseline or f'none ({note})'}")
     validation = _newest_output("validate", "report", "")
     validated = display.tasks.get("validate")
     if validation and validated and validated.result:
         print(f"data:          {validated.result['verdict']} ({validation.resolve()})")
-    print(f"blessed:       {report.get('blessed')} ({report.get('reason', '')})")
+    print(
+        f"blessed:       {report.blessed if report else None} ({report.reason if report else ''})"
+    )
     markdown = _newest_output("evaluator", "report", "")
     if markdown:
         print(f"eval report:   {markdown.resolve()} (Markdown, as the KFP UI shows it)")
     pages = _pages(yaml_path)
     if pages:
         print(f"pictures:      {', '.join(pages)} (HTML, as the KFP UI shows them)")
-    if report.get("blessed") and latest is not None:
+    if report and report.blessed and latest is not None:
         state = "new version" if latest.number not in before else "same model as before"
         print(f"pushed model:  {os.path.join(destination, str(latest.number))} ({state})")
     else:

@@ -14,15 +14,15 @@ def list_versions(destination: str) -> list[dict[str, Any]]:
     from datetime import datetime
 
     from tfkfp.containers.push import model_card
-    from tfkfp.containers.push.versions import iter_versions, storage_for
-    from tfkfp.containers.runtime import InputError
+    from tfkfp.containers.push.destination import destination as destination_at
     from tfkfp.containers.store import storage
     from tfkfp.containers.store.layout import CARD_JSON, PUSHED
 
     storage.check(destination, "destination")
-    store = storage_for(destination)
+    store = destination_at(destination)
+    store.connect()
     rows = []
-    for version in iter_versions(destination):
+    for version in store.versions():
         row: dict[str, Any] = {"version": version.number, "complete": version.complete}
         if version.complete:
             uri = store.uri(version.number)
@@ -38,9 +38,9 @@ def list_versions(destination: str) -> list[dict[str, Any]]:
                 damaged.append(f"{where}: pushed_at is {raw!r}, not a Unix time")
             try:
                 card = model_card.read(uri)
-            except InputError as err:
+            except model_card.DamagedCard as err:
                 card = None
-                damaged.append(str(err).removeprefix("destination: "))
+                damaged.append(err.what)
             if card is not None and (why := _card_damage(card)):
                 damaged.append(f"{storage.join(uri, CARD_JSON)}: {why}")
                 card = None
