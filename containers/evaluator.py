@@ -428,7 +428,7 @@ def run(
         signatures: dict[str, Any] = {}
     else:
         signatures = eval_checks.check_model(config, model, raw_schema, "candidate model")
-    features, records = eval_checks.sample_features(data_location)
+    features, records = eval_checks.sample_features(examples, "eval")
     eval_checks.check_data(config, signatures, raw_schema, features, model, records)
     slice_name = SliceNames.for_config(config, model, raw_schema)
     eval_checks.map_slice_values(config, signatures, slice_name, raw_schema)

@@ -19,6 +19,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
+from itertools import islice
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -28,8 +29,8 @@ from tfkfp.containers.runtime import (
     InputError,
     select_keras,
 )
-from tfkfp.containers.store import examples as manifest
-from tfkfp.containers.store import storage
+from tfkfp.containers.store import examples as examples_io
+from tfkfp.containers.store import sources, storage
 from tfkfp.containers.store.beam import beam_location, beam_options, runs_remotely
 from tfkfp.containers.store.layout import (
     BLESSED,
@@ -112,7 +113,7 @@ def resolve_model(model: str | None, model_from: str, workdir: str) -> tuple[str
 
 def _splits(examples: str, splits: list[str] | None) -> list[str]:
     """The splits to read: those asked for, else every `Split-*` folder of the artifact."""
-    found = manifest.read(examples)
+    found = examples_io.read(examples)
     if found:
         available = sorted(found["splits"])
     else:
@@ -128,7 +129,7 @@ def _splits(examples: str, splits: list[str] | None) -> list[str]:
         raise InputError(
             f"splits: {', '.join(missing)} not in the examples (has {', '.join(available)})"
         )
-    manifest.verify(examples, wanted, "examples")
+    examples_io.verify(examples, wanted, "examples")
     return wanted
 
 
@@ -144,23 +145,7 @@ def _examples(
         for i, record in enumerate(records):
             yield f"example {i} of data_uri", record
         return
-    from tfkfp.containers.ingest import _read_tfrecords
-
-    for split in split_names:
-        for stat in storage.list_files(split_pattern(examples, split), "examples"):
-            name = stat.uri.rstrip("/").rsplit("/", 1)[-1]
-            for i, record in enumerate(_read_tfrecords(stat.uri)):
-                yield f"split {split}, file {name}, record {i}", record
-
-
-def _sample(examples: str | None, split_names: list[str], records: list[bytes] | None, n: int):
-    """The first n (where, serialized example) pairs."""
-    sample = []
-    for item in _examples(examples, split_names, records):
-        sample.append(item)
-        if len(sample) >= n:
-            break
-    return sample
+    yield from examples_io.split_records(examples, split_names, "examples")
 
 
 def check_batch(outputs: dict[str, Any], n: int, model: str, signature_name: str) -> None:
@@ -519,7 +504,7 @@ def run(
     if batch_size < 0:
         raise InputError(f"batch_size: expected 0 (Beam decides) or more, got {batch_size}")
     # Rows by the manifest (every split ingest writes), for the worker count; None without one.
-    rows = manifest.records(examples, list(SPLITS)) if examples else None
+    rows = examples_io.records(examples, list(SPLITS)) if examples else None
     options = beam_options(beam_pipeline_args, rows=rows)
     remote = runs_remotely(options)
     if not remote:  # a remote runner's workers write to the URIs; only the outputs' folders here
@@ -545,16 +530,14 @@ def run(
         split_names: list[str] = []
         features_schema = load_schema(schema, "schema") if schema else None
         if data_uri:
-            from tfkfp.containers.ingest import _read
-
-            source_read = _read(data_uri, input_format)
+            source_read = sources.read(data_uri, input_format)
             features_schema = features_schema or source_read.schema
             records = [r for _, batch in source_read.chunks() for r in batch]
             total: int | None = len(records)
         else:
             split_names = _splits(examples, splits)
-            total = manifest.records(examples, split_names)
-        sample = _sample(examples, split_names, records, PREFLIGHT_ROWS)
+            total = examples_io.records(examples, split_names)
+        sample = list(islice(_examples(examples, split_names, records), PREFLIGHT_ROWS))
         if not sample:
             raise InputError(f"examples: no examples in {examples or data_uri}")
         outputs = _preflight(model_dir, source, signature_name, input_name, sample)

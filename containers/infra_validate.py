@@ -30,7 +30,7 @@ from tfkfp.containers import events
 from tfkfp.containers.evaluation.infra_blessing import InfraValidation
 from tfkfp.containers.model import serving
 from tfkfp.containers.runtime import InputError, log
-from tfkfp.containers.store.examples import require_split
+from tfkfp.containers.store import examples as examples_io
 from tfkfp.containers.store.layout import INFRA_BLESSED, INFRA_NOT_BLESSED
 from tfkfp.containers.store.publish import publishing
 
@@ -42,40 +42,6 @@ CHILD_LIBRARIES: tuple[str, ...] = ("tensorflow",)
 # The longest wait for the fresh process: a day. Beyond the clock's range (1e12 s) the wait
 # itself fails; a model that takes longer to load than a day is not being validated.
 MAX_TIMEOUT_SECONDS = 86_400.0
-
-
-def _examples(examples: str, split: str, n: int) -> list[bytes]:
-    """The split's first n serialized examples."""
-    import glob
-
-    from tfkfp.containers.ingest import _read_tfrecords
-
-    pattern = require_split(examples, split, "examples")
-    found: list[bytes] = []
-    for path in sorted(glob.glob(pattern)):
-        for record in _read_tfrecords(path):
-            found.append(record)
-            if len(found) >= n:
-                return found
-    return found
-
-
-def _instances(records: list[bytes]) -> list[dict[str, Any]]:
-    """Examples as TF Serving's REST `instances`: one JSON object of feature values each."""
-    import tensorflow as tf
-
-    rows = []
-    for record in records:
-        example = tf.train.Example.FromString(record)
-        row: dict[str, Any] = {}
-        for name, feature in example.features.feature.items():
-            kind = feature.WhichOneof("kind")
-            values = list(getattr(feature, kind).value) if kind else []
-            if kind == "bytes_list":
-                values = [v.decode("utf-8", "replace") for v in values]
-            row[name] = values[0] if len(values) == 1 else values
-        rows.append(row)
-    return json.loads(json.dumps(rows))  # what travels over HTTP
 
 
 def _raw_inputs(signature, instances: list[dict[str, Any]]) -> dict[str, Any]:
@@ -114,7 +80,7 @@ def _query_signature(name: str, fn, records: list[bytes], instances) -> dict[str
     import numpy as np
 
     info: dict[str, Any] = {"signature": name}
-    example_input = serving._takes_examples_fn(fn)
+    example_input = serving.takes_examples_fn(fn)
     if example_input:
         info["request"] = "serialized tf.Example"
 
@@ -208,7 +174,7 @@ def load_and_query(model_dir: str, records: list[bytes]) -> Served:
     started = time.perf_counter()
     loaded = serving.load(model_dir)
     load_seconds = round(time.perf_counter() - started, 3)
-    instances = _instances(records)
+    instances = serving.instances(records)
     results = [
         _query_signature(name, fn, records, instances)
         for name, fn in sorted(loaded.signatures.items())
@@ -287,7 +253,8 @@ def run(
     # Signatures are checked by the fresh process: importing TensorFlow here too would
     # double the stage's start-up.
     model_dir = serving.saved_model_dir(model, "model")
-    records = _examples(examples, split, num_examples)
+    examples_io.require_split(examples, split, "examples")
+    records = examples_io.first(examples, split, num_examples)
     if not records:
         raise InputError(f"examples: the '{split}' split has no examples")
     with tempfile.TemporaryDirectory(prefix="tfkfp-infra-") as workdir:

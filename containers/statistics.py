@@ -10,15 +10,12 @@ pyarrow compute / numpy work on whole columns.
 
 from __future__ import annotations
 
-import gzip
 import os
-import struct
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from tfkfp.containers import events
 from tfkfp.containers.runtime import InputError, log
-from tfkfp.containers.store import examples as manifest
+from tfkfp.containers.store import examples as examples_io
 from tfkfp.containers.store import storage
 from tfkfp.containers.store.layout import SPLITS, STATS_FILE, split_folder
 from tfkfp.containers.store.publish import outputs
@@ -39,55 +36,6 @@ class StatisticsResult:
 
     rows: dict[str, int] = field(default_factory=dict)
     features: dict[str, int] = field(default_factory=dict)
-
-
-READ_BYTES = 16 << 20  # decompressed bytes parsed at a time: memory stays bounded
-
-
-def _records(stream) -> Iterator[list[bytes]]:
-    """Batches of BATCH_ROWS records of an uncompressed TFRecord stream, read piecewise.
-
-    Only the framing is walked here (gzip's CRC-32 vouches for the bytes).
-    """
-    unpack = struct.Struct("<Q").unpack_from
-    batch: list[bytes] = []
-    data, pos = b"", 0
-    while chunk := stream.read(READ_BYTES):
-        data, pos = data[pos:] + chunk, 0
-        size = len(data)
-        while pos + 12 <= size:
-            (length,) = unpack(data, pos)
-            end = pos + 12 + length
-            if end + 4 > size:
-                break  # the record continues in the next chunk
-            batch.append(data[pos + 12 : end])
-            pos = end + 4
-            if len(batch) == BATCH_ROWS:
-                yield batch
-                batch = []
-    if pos != len(data):
-        raise ValueError("truncated record")
-    if batch:
-        yield batch
-
-
-def _split_files(examples: str, split: str) -> list:
-    folder = storage.join(examples, split_folder(split))
-    if not storage.exists(folder, "examples"):
-        raise InputError(f"examples: no '{split}' split at {folder}")
-    return storage.list_files(folder, "examples", suffixes=(".gz",))
-
-
-def _split_records(examples: str, split: str):
-    """Yields batches of serialized tf.Examples of one split, BATCH_ROWS at a time."""
-    files = _split_files(examples, split)
-    what = "examples"
-    for f in files:
-        with storage.open_input(f.uri, what) as fh, gzip.GzipFile(fileobj=fh) as stream:
-            try:
-                yield from _records(stream)
-            except (OSError, ValueError, EOFError) as err:
-                raise InputError(f"examples: {f.uri} is not a gzip TFRecord file ({err})") from None
 
 
 class _Feature:
@@ -240,30 +188,6 @@ def split_statistics(batches, split: str):
     return result
 
 
-def load(statistics: str, split: str, what: str = "statistics"):
-    """Reads one split's DatasetFeatureStatisticsList from a statistics artifact or location."""
-    from google.protobuf.message import DecodeError
-    from tensorflow_metadata.proto.v0 import statistics_pb2
-
-    uri = storage.join(statistics, split_folder(split), STATS_FILE)
-    if not storage.exists(uri, what):
-        raise InputError(f"{what}: no '{split}' split statistics at {uri}")
-    data = storage.read_bytes(uri, what)
-    if not data:
-        raise InputError(
-            f"{what}: {uri} is empty (0 bytes; expected a DatasetFeatureStatisticsList)"
-        )
-    try:
-        stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(data)
-    except DecodeError:
-        raise InputError(f"{what}: {uri} is not a DatasetFeatureStatisticsList") from None
-    if not stats.datasets:
-        raise InputError(
-            f"{what}: {uri} holds no dataset (expected the '{split}' split's statistics)"
-        )
-    return stats
-
-
 def run(examples: str, statistics: str, view: str) -> StatisticsResult:
     """Computes per-split statistics of an examples artifact and writes them with an HTML view.
 
@@ -279,13 +203,17 @@ def run(examples: str, statistics: str, view: str) -> StatisticsResult:
     from tfkfp.containers.views.statistics_view import render
 
     for split in SPLITS:  # fail before any work
-        _split_files(examples, split)
-    manifest.verify(examples, SPLITS, "examples")  # a split emptied or changed since written
+        examples_io.split_files(examples, split)
+    examples_io.verify(
+        examples, SPLITS, "examples", frames=False
+    )  # a split emptied or changed since written (the reading below checks the framing)
     log.info("statistics: computing %s statistics of %s", "/".join(SPLITS), examples)
     result = StatisticsResult()
     by_split = {}
     for split in SPLITS:
-        by_split[split] = split_statistics(_split_records(examples, split), split)
+        by_split[split] = split_statistics(
+            examples_io.split_batches(examples, split, BATCH_ROWS), split
+        )
         dataset = by_split[split].datasets[0]
         if not dataset.num_examples:
             folder = storage.join(examples, split_folder(split))

@@ -20,6 +20,7 @@ from typing import Any
 from tfkfp.containers import events
 from tfkfp.containers.model import serving
 from tfkfp.containers.runtime import InputError, select_keras
+from tfkfp.containers.store import examples as examples_io
 from tfkfp.containers.store.layout import TFLITE_FILE, TFX_TFLITE
 from tfkfp.containers.store.publish import publishing
 
@@ -80,13 +81,15 @@ def _inputs(fn, records: list[bytes]) -> tuple[dict[str, Any], int]:
     """The signature's inputs for the rows that have every input feature; (inputs, rows)."""
     import numpy as np
 
-    from tfkfp.containers.infra_validate import _instances
-
-    example_input = serving._takes_examples_fn(fn)
+    example_input = serving.takes_examples_fn(fn)
     if example_input:
         return {example_input: np.array(records, dtype=object)}, len(records)
     _, specs = fn.structured_input_signature
-    rows = [r for r in _instances(records) if all(r.get(name) not in (None, []) for name in specs)]
+    rows = [
+        r
+        for r in serving.instances(records)
+        if all(r.get(name) not in (None, []) for name in specs)
+    ]
     inputs = {}
     for name, spec in specs.items():
         values = np.array([row[name] for row in rows], dtype=spec.dtype.as_numpy_dtype)
@@ -162,6 +165,8 @@ def run(
     if not 0 <= tolerance < math.inf:  # NaN passes every comparison, inf every difference
         raise InputError(f"tolerance: expected a finite number 0 or more, got {tolerance:g}")
     model_dir = serving.saved_model_dir(model, "model")
+    if examples:  # damaged examples fail before the conversion (seconds), not after
+        examples_io.require_split(examples, split, "examples")
     found = serving.signatures(model_dir, "model")
     if signature_name not in found:
         raise InputError(
@@ -170,11 +175,8 @@ def run(
     flatbuffer = convert(model_dir, signature_name, select_tf_ops)
     result = TfliteResult(bytes=len(flatbuffer), rows=0, tolerance=tolerance)
     if examples:
-        from tfkfp.containers.infra_validate import _examples
-
-        checked = compare(
-            model_dir, flatbuffer, signature_name, _examples(examples, split, num_examples)
-        )
+        records = examples_io.first(examples, split, num_examples)
+        checked = compare(model_dir, flatbuffer, signature_name, records)
         worst = max(checked["max_abs_difference"].values(), default=0.0)
         if worst > tolerance:
             raise InputError(

@@ -22,10 +22,9 @@ import os
 from dataclasses import dataclass, field
 
 from tfkfp.containers import events
-from tfkfp.containers import statistics as stats_io
 from tfkfp.containers.runtime import InputError, log
-from tfkfp.containers.store import storage
-from tfkfp.containers.store.layout import ANOMALIES_FILE, load_schema, split_folder
+from tfkfp.containers.store import statistics_io, storage
+from tfkfp.containers.store.layout import ANOMALIES_FILE, SPLITS, load_schema, split_folder
 from tfkfp.containers.store.publish import outputs
 from tfkfp.containers.views.histograms import rebucket
 from tfkfp.containers.views.markdown import code, escape
@@ -33,7 +32,6 @@ from tfkfp.containers.views.markdown import code, escape
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
 LIBRARIES: tuple[str, ...] = ()
 
-SPLITS = stats_io.SPLITS
 _STATS_TYPES = {"INT": "INT", "FLOAT": "FLOAT", "BYTES": "STRING"}  # schema type -> stats type
 
 
@@ -362,15 +360,17 @@ def run(
             "previous_statistics_uri: give previous_statistics or previous_statistics_uri, not both"
         )
     the_schema = load_schema(schema)
-    current = {split: stats_io.load(statistics, split).datasets[0] for split in SPLITS}
+    current = {split: statistics_io.load(statistics, split).datasets[0] for split in SPLITS}
     log.info("validate: %s statistics against %d schema features", "/".join(current),
              len(the_schema.feature))  # fmt: skip
     previous = None
     if previous_statistics:
-        previous = stats_io.load(previous_statistics, "train", "previous_statistics").datasets[0]
+        previous = statistics_io.load(previous_statistics, "train", "previous_statistics").datasets[
+            0
+        ]
     elif previous_statistics_uri:
         storage.check(previous_statistics_uri, "previous_statistics_uri")
-        previous = stats_io.load(previous_statistics_uri, "train", "previous_statistics_uri")
+        previous = statistics_io.load(previous_statistics_uri, "train", "previous_statistics_uri")
         previous = previous.datasets[0]
     found = {split: _Found(the_schema) for split in SPLITS}
     present: dict[str, int] = {}

@@ -372,13 +372,13 @@ def _examples_without(src: str, dst, split: str, feature: str) -> str:
 
     import tensorflow as tf
 
-    from tfkfp.containers import ingest
+    from tfkfp.containers.store import examples as examples_io
     from tfkfp.containers.store import examples as manifest
 
     shutil.copytree(src, dst)
     for path in glob.glob(os.path.join(dst, f"Split-{split}", "*.gz")):  # every shard
-        records = list(ingest._read_tfrecords(path))
-        writer = ingest._TFRecordWriter(path)
+        records = list(examples_io.read_records(path))
+        writer = examples_io.TFRecordWriter(path)
         for record in records:
             example = tf.train.Example.FromString(record)
             del example.features.feature[feature]

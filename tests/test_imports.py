@@ -1,4 +1,8 @@
-"""No import cycles among the project's modules, with setup.cfg's folder mapping understood.
+"""The project's import rules, with setup.cfg's folder mapping understood.
+
+No import cycles; no stage module imports another stage; no module imports another's private
+(underscore) names; containers/ holds at its top only the stages, runtime, events and
+__init__ (shared code lives in its packages by concern).
 
 The folders are packages under other names (containers/ is tfkfp.containers), so a plain
 folder-based graph would miss every edge; the graph is built from the mapping instead. Imports
@@ -8,6 +12,7 @@ waits for the call that closes it.
 
 import ast
 import configparser
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.helpers import REPO
@@ -40,29 +45,113 @@ def module_files(dirs: dict[str, Path]) -> dict[str, Path]:
     return modules
 
 
-def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
-    """module -> the project's modules it imports (anywhere in the file)."""
-    graph = {}
+@dataclass(frozen=True)
+class Import:
+    """One use of another project module: `module` (line `line`) takes `name` from `target`.
+
+    `name` is empty when the whole module is imported; `how` is `from` (`from target import
+    name`) or `attribute` (`target_alias.name` on an imported module).
+    """
+
+    module: str
+    target: str
+    name: str
+    line: int
+    how: str = "from"
+
+    def __str__(self) -> str:
+        if self.how == "attribute":
+            return f"{self.module}:{self.line} uses {self.target}.{self.name}"
+        what = f"from {self.target} import {self.name}" if self.name else f"import {self.target}"
+        return f"{self.module}:{self.line} {what}"
+
+
+def imports(modules: dict[str, Path]) -> list[Import]:
+    """Every import of a project module by another (anywhere in the file, lazy ones too).
+
+    `from pkg import mod` imports the module `pkg.mod` (name empty); `from mod import name`
+    takes `name` from `mod`. Attribute uses `alias.name` of a module bound by an import are
+    listed too (how="attribute"), so `mod._private` is seen as well as `from mod import _private`.
+    """
+    found = []
     for name, path in modules.items():
         package = name if path.stem == "__init__" else name.rpartition(".")[0]
-        found = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        bound: dict[str, str] = {}  # local name -> the project module it stands for
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
             if isinstance(node, ast.Import):
-                targets = [alias.name for alias in node.names]
+                for alias in node.names:
+                    if alias.name in modules and alias.name != name:
+                        found.append(Import(name, alias.name, "", node.lineno))
+                        if alias.asname:
+                            bound[alias.asname] = alias.name
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
                     anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
                     base = f"{anchor}.{base}".rstrip(".")
-                # `from pkg import mod` names a module; `from mod import name` names the module
-                targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
-            else:
-                continue
-            for target in targets:
-                if target in modules and target != name:
-                    found.add(target)
-        graph[name] = found
+                for alias in node.names:
+                    full = f"{base}.{alias.name}"
+                    if full in modules and full != name:  # a module of a package
+                        found.append(Import(name, full, "", node.lineno))
+                        bound[alias.asname or alias.name] = full
+                    elif base in modules and base != name:
+                        found.append(Import(name, base, alias.name, node.lineno))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in bound
+            ):
+                found.append(
+                    Import(name, bound[node.value.id], node.attr, node.lineno, "attribute")
+                )
+    return found
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """module -> the project's modules it imports (anywhere in the file)."""
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for found in imports(modules):
+        graph[found.module].add(found.target)
     return graph
+
+
+def private_imports(found: list[Import]) -> list[str]:
+    """The imports that take a private (underscore, not dunder) name from another module."""
+    return sorted(
+        {
+            str(i)
+            for i in found
+            if i.name.startswith("_") and not (i.name.startswith("__") and i.name.endswith("__"))
+        }
+    )
+
+
+def stage_to_stage(graph: dict[str, set[str]], stages: list[str]) -> list[str]:
+    """`a -> b` for every stage module `a` that imports another stage module `b`."""
+    return sorted(f"{a} -> {b}" for a in stages for b in graph.get(a, ()) if b in stages)
+
+
+def misplaced(folder: Path, stages: list[str]) -> list[str]:
+    """Modules at the top of containers/ other than the stages, runtime, events and __init__."""
+    allowed = {*stages, "runtime", "events", "__init__"}
+    return sorted(p.name for p in folder.glob("*.py") if p.stem not in allowed)
+
+
+def unlisted_packages(setup_cfg: Path) -> list[str]:
+    """Folders with an __init__.py under a mapped package that setup.cfg does not list.
+
+    Their modules would be neither installed nor seen by these checks.
+    """
+    dirs = package_dirs(setup_cfg)
+    listed = {d.resolve() for d in dirs.values()}
+    return sorted(
+        str(init.parent)
+        for d in dirs.values()
+        for init in d.glob("*/__init__.py")
+        if init.parent.resolve() not in listed
+    )
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -135,6 +224,93 @@ def test_the_check_finds_a_planted_cycle(tmp_path):
     assert cycles(graph) == [["proj.stages.a", "proj.stages.b", "proj.stages.c"]]
     (stages / "c.py").write_text("g = 1\n")
     assert cycles(project_graph(tmp_path / "setup.cfg")) == []
+
+
+def stage_names() -> list[str]:
+    """The stage modules' names (`infra_validate`), from components.STAGES, never retyped."""
+    from tfkfp.components import STAGES
+
+    return [stage.python_func.__name__ for stage in STAGES]
+
+
+def test_no_stage_imports_another_stage():
+    graph = project_graph(REPO / "setup.cfg")
+    stages = [f"tfkfp.containers.{name}" for name in stage_names()]
+    assert len(stages) == 12 and all(s in graph for s in stages)
+    found = stage_to_stage(graph, stages)
+    assert found == [], "a stage imports another stage (share code through a package): " + (
+        "; ".join(found)
+    )
+
+
+def test_no_private_name_is_imported_from_another_module():
+    found = private_imports(imports(module_files(package_dirs(REPO / "setup.cfg"))))
+    assert found == [], "private names used from another module: " + "; ".join(found)
+
+
+def test_containers_top_holds_only_stages_runtime_and_events():
+    folder = package_dirs(REPO / "setup.cfg")["tfkfp.containers"]
+    found = misplaced(folder, stage_names())
+    assert found == [], f"modules at the top of {folder} that belong in a package: {found}"
+
+
+def test_every_package_folder_is_listed_in_setup_cfg():
+    assert unlisted_packages(REPO / "setup.cfg") == []
+
+
+def _planted_project(tmp_path: Path) -> Path:
+    """A small project laid out as this one: proj.stages mapped to the folder stages/."""
+    (tmp_path / "setup.cfg").write_text(
+        "[options]\npackages =\n    proj\n    proj.stages\n    proj.stages.shared\n"
+        "package_dir =\n    proj = proj\n    proj.stages = stages\n"
+    )
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "__init__.py").write_text("")
+    stages = tmp_path / "stages"
+    (stages / "shared").mkdir(parents=True)
+    (stages / "__init__.py").write_text("")
+    (stages / "shared" / "__init__.py").write_text("")
+    (stages / "shared" / "io.py").write_text("def _hidden():\n    pass\n\ndef read():\n    pass\n")
+    (stages / "runtime.py").write_text("")
+    (stages / "a.py").write_text("from proj.stages.shared.io import read\n")
+    (stages / "b.py").write_text("from proj.stages.shared import io\n\nio.read()\n")
+    return tmp_path
+
+
+def test_the_rule_checks_find_planted_violations(tmp_path):
+    root = _planted_project(tmp_path)
+    stages = tmp_path / "stages"
+    setup = root / "setup.cfg"
+
+    def graph():
+        return project_graph(setup)
+
+    def private():
+        return private_imports(imports(module_files(package_dirs(setup))))
+
+    names = ["proj.stages.a", "proj.stages.b"]
+    # a clean project passes every check
+    assert stage_to_stage(graph(), names) == []
+    assert private() == []
+    assert misplaced(stages, ["a", "b"]) == []
+    assert unlisted_packages(setup) == []
+    # a stage importing another stage, lazily inside a function
+    (stages / "a.py").write_text("def f():\n    from proj.stages import b\n")
+    assert stage_to_stage(graph(), names) == ["proj.stages.a -> proj.stages.b"]
+    # a private name, imported (relatively) or used as an attribute of an imported module
+    (stages / "a.py").write_text("from .shared.io import _hidden, read\n")
+    assert private() == ["proj.stages.a:1 from proj.stages.shared.io import _hidden"]
+    (stages / "a.py").write_text("import proj.stages.shared.io as io\n\nio._hidden()\n")
+    assert private() == ["proj.stages.a:3 uses proj.stages.shared.io._hidden"]
+    (stages / "a.py").write_text("from proj.stages.shared import io\n\nio.__name__, io.read\n")
+    assert private() == []  # dunders and public names are fine
+    # a shared module left at the top
+    (stages / "helpers.py").write_text("")
+    assert misplaced(stages, ["a", "b"]) == ["helpers.py"]
+    # a package folder setup.cfg does not list (its modules would go unseen and uninstalled)
+    (stages / "extra").mkdir()
+    (stages / "extra" / "__init__.py").write_text("")
+    assert unlisted_packages(setup) == [str(stages / "extra")]
 
 
 def test_cli_help_imports_no_kfp_or_tensorflow():

@@ -5,6 +5,7 @@ import pytest
 
 from tfkfp.containers import events, ingest
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.store import sources
 from tfkfp.containers.store.layout import load_schema
 
 
@@ -146,7 +147,7 @@ def test_csv_with_a_field_larger_than_pyarrows_block(tmp_path, caplog, field_mib
         counts = ingest.run(str(csv), str(tmp_path / "e"), str(tmp_path / "s"), 0.5).rows
     assert sum(counts.values()) == 21
     grew = "is larger than the block" in caplog.text
-    assert grew == (field_mib * (1 << 20) > ingest.CSV_BLOCK_SIZE)
+    assert grew == (field_mib * (1 << 20) > sources.CSV_BLOCK_SIZE)
 
 
 def _penguins_parquet(penguins_csv, path) -> str:
@@ -287,8 +288,9 @@ def test_manifest_lists_each_split_file_with_size_checksum_and_records(ingested)
     assert manifest.verify(ingested.examples, ["train", "eval"]) is True
 
 
-def test_examples_without_manifest_are_read_unverified(tmp_path, ingested, caplog):
-    """TFX's layout (or hand-made examples) has no manifest: read as is, and the log says so."""
+def test_examples_without_manifest_have_their_framing_checked(tmp_path, ingested, caplog):
+    """TFX's layout (or hand-made examples) has no manifest: each file's TFRecord framing is
+    read once instead (a corrupt file fails in one line: tests/test_examples_io.py)."""
     import logging
     import shutil
 
@@ -303,7 +305,15 @@ def test_examples_without_manifest_are_read_unverified(tmp_path, ingested, caplo
         assert require_split(str(examples), "eval", "examples") == split_pattern(
             str(examples), "eval"
         )
-    assert f"no {manifest.MANIFEST}" in caplog.text and "unverified" in caplog.text
+    assert f"no {manifest.MANIFEST}" in caplog.text
+    assert f"framing of its {len(os.listdir(examples / 'Split-eval'))} file(s) checked" in (
+        caplog.text
+    )
+    assert f"({ingested.counts['eval']} records)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tfkfp"):  # a reader of every record skips it
+        assert not manifest.verify(str(examples), ["eval"], frames=False)
+    assert "unverified" in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -17,11 +17,11 @@ def _examples(examples_dir: str) -> list[dict]:
 
     from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
 
-    from tfkfp.containers.ingest import _read_tfrecords
+    from tfkfp.containers.store.examples import read_records
 
     rows = []
     for path in sorted(glob.glob(os.path.join(examples_dir, "Split-*", "*.gz"))):
-        records = list(_read_tfrecords(path))
+        records = list(read_records(path))
         if records:
             rows += ExamplesToRecordBatchDecoder().DecodeBatch(records).to_pylist()
     return rows

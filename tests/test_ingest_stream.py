@@ -9,7 +9,9 @@ import pytest
 from tests.helpers import tricky_data
 from tfkfp.containers import ingest
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.store import examples as examples_io
 from tfkfp.containers.store import examples as manifest
+from tfkfp.containers.store import sources
 from tfkfp.containers.store.layout import MIN_SHARDS
 
 GOLDEN = Path(__file__).parent / "data" / "schemas"
@@ -25,8 +27,8 @@ def _text(schema) -> str:
 @pytest.fixture
 def small_blocks(monkeypatch):
     """CSV blocks of 4 KiB: a few dozen rows each, so types are decided across many batches."""
-    monkeypatch.setattr(ingest, "CSV_BLOCK_SIZE", 4096)
-    monkeypatch.setattr(ingest, "CHUNK_ROWS", 100)
+    monkeypatch.setattr(sources, "CSV_BLOCK_SIZE", 4096)
+    monkeypatch.setattr(sources, "CHUNK_ROWS", 100)
 
 
 @pytest.mark.parametrize("blocks", ["default", "small"])
@@ -48,15 +50,15 @@ def test_schema_equals_the_one_table_readers(tmp_path, request, blocks):
         "tricky_parquet": str(tmp_path / "tricky.parquet"),
     }
     for name, uri in cases.items():
-        assert _text(ingest.infer_schema(uri)) == (GOLDEN / f"{name}.pbtxt").read_text(), name
+        assert _text(sources.infer_schema(uri)) == (GOLDEN / f"{name}.pbtxt").read_text(), name
 
 
 def test_tfrecord_schema_over_chunks(tmp_path, small_blocks):
     """tf.Examples typed over chunks: a feature missing from a whole chunk is still counted."""
     tricky = tricky_data.write(tmp_path / "tricky.csv")
     ingest.run(str(tricky), str(tmp_path / "ex"), str(tmp_path / "schema"))
-    from_csv = ingest.infer_schema(str(tricky))
-    from_records = ingest.infer_schema(str(tmp_path / "ex" / "Split-train"), "tfrecord")
+    from_csv = sources.infer_schema(str(tricky))
+    from_records = sources.infer_schema(str(tmp_path / "ex" / "Split-train"), "tfrecord")
     # The same columns and types as from the CSV (tf.Example features are sorted by name).
     assert {(f.name, f.type) for f in from_records.feature} == {
         (f.name, f.type) for f in from_csv.feature
@@ -66,7 +68,7 @@ def test_tfrecord_schema_over_chunks(tmp_path, small_blocks):
 
 
 def _records(path: str) -> int:
-    return sum(1 for _ in ingest._read_tfrecords(path))
+    return sum(1 for _ in examples_io.read_records(path))
 
 
 def test_splits_written_as_shards(tmp_path):
@@ -122,10 +124,10 @@ def _one_file_artifact(ingested, out: Path) -> str:
     for split in ("train", "eval"):
         folder = out / f"Split-{split}"
         shards = sorted(folder.iterdir())
-        records = [r for shard in shards for r in ingest._read_tfrecords(str(shard))]
+        records = [r for shard in shards for r in examples_io.read_records(str(shard))]
         for shard in shards:
             shard.unlink()
-        writer = ingest._TFRecordWriter(str(folder / "data_tfrecord-00000-of-00001.gz"))
+        writer = examples_io.TFRecordWriter(str(folder / "data_tfrecord-00000-of-00001.gz"))
         for record in records:
             writer.write(record)
         writer.close()
@@ -137,7 +139,6 @@ def test_one_file_artifacts_read_as_before(tmp_path, ingested, transformed):
     """Every reader of examples takes a one-file split (tfkfp's before shards, or TFX's)."""
     from tests.helpers import PENGUINS_MODULE
     from tfkfp.containers import statistics, transform
-    from tfkfp.containers.infra_validate import _examples
     from tfkfp.containers.train import fn_args
 
     examples = _one_file_artifact(ingested, tmp_path / "one")
@@ -146,7 +147,7 @@ def test_one_file_artifacts_read_as_before(tmp_path, ingested, transformed):
     assert stats.rows == ingested.counts
     args = fn_args.common_fn_args(examples, ingested.schema, None, 1, 1, None)
     assert args.train_files == [os.path.join(examples, "Split-train", "*.gz")]
-    assert len(_examples(examples, "eval", 5)) == 5
+    assert len(examples_io.first(examples, "eval", 5)) == 5
     result = transform.run(
         examples, ingested.schema, PENGUINS_MODULE, str(tmp_path / "g"), str(tmp_path / "t")
     )

@@ -16,6 +16,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 from tests.helpers import run_cli
 from tfkfp.containers import ingest, statistics, validate
 from tfkfp.containers.runtime import InputError, entrypoint
+from tfkfp.containers.store import statistics_io
 from tfkfp.containers.store.layout import load_schema
 
 
@@ -75,7 +76,7 @@ def _kinds(run: Path, split: str) -> dict[str, list[str]]:
 def test_statistics_match_numpy_on_the_same_data(clean, penguins_csv):
     rows = _rows(penguins_csv)
     split = {
-        s: statistics.load(str(clean / "statistics"), s).datasets[0] for s in ("train", "eval")
+        s: statistics_io.load(str(clean / "statistics"), s).datasets[0] for s in ("train", "eval")
     }
     assert sum(d.num_examples for d in split.values()) == len(rows)
     feats = {s: {f.path.step[0]: f for f in d.features} for s, d in split.items()}
@@ -126,7 +127,7 @@ def test_statistics_of_the_taxi_sample_count_every_value(tmp_path):
         present = sum(1 for r in rows if r[name].strip() not in ("", "NA"))
         total = 0
         for split in ("train", "eval"):
-            stats = statistics.load(str(run / "statistics"), split).datasets[0]
+            stats = statistics_io.load(str(run / "statistics"), split).datasets[0]
             feat = next(f for f in stats.features if f.path.step[0] == name)
             common = getattr(feat, feat.WhichOneof("stats")).common_stats
             assert common.num_non_missing + common.num_missing == stats.num_examples
@@ -199,8 +200,8 @@ def test_statistics_without_a_split_is_one_line(clean, tmp_path, capsys):
 @pytest.mark.parametrize(
     "content, message",
     [
-        (b"not gzip at all", r"^examples: .*data.gz is not a gzip TFRecord file"),
-        ("truncated", r"^examples: .*data.gz is not a gzip TFRecord file \(truncated record\)"),
+        (b"not gzip at all", r"^examples: .*data.gz is not a readable TFRecord file"),
+        ("truncated", r"^examples: .*data.gz is not a readable TFRecord file \(truncated record\)"),
     ],
 )
 def test_statistics_of_unreadable_examples_is_one_line(clean, tmp_path, content, message):
@@ -310,7 +311,7 @@ def test_drift_above_threshold_is_not_valid(clean, penguins_csv, tmp_path):
 
 
 def test_distances_as_tfdv_defines_them(clean):
-    train = {f.path.step[0]: f for f in statistics.load(str(clean / "statistics"), "train").datasets[0].features}  # fmt: skip
+    train = {f.path.step[0]: f for f in statistics_io.load(str(clean / "statistics"), "train").datasets[0].features}  # fmt: skip
     island = train["island"]
     assert validate.l_infinity(island, island) == 0.0
     assert validate.jensen_shannon(train["body_mass_g"], train["body_mass_g"]) == pytest.approx(0)
@@ -434,7 +435,7 @@ def test_tfx_taxi_examples_are_valid_against_their_inferred_schema(tmp_path):
         seen = [
             {
                 f.path.step[0]
-                for f in statistics.load(str(out / "statistics"), s).datasets[0].features
+                for f in statistics_io.load(str(out / "statistics"), s).datasets[0].features
             }
             for s in ("train", "eval")
         ]

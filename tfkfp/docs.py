@@ -220,10 +220,10 @@ def task_table() -> str:
 
 def command_table() -> str:
     """Every `tfkfp` command and what it does, from the CLI's own parser."""
-    from tfkfp.cli import _parser
+    from tfkfp.cli import build_parser
 
     rows = []
-    for action in _parser(every=True)._subparsers._group_actions:
+    for action in build_parser(every=True)._subparsers._group_actions:
         helps = {a.dest: a.help for a in action._choices_actions}
         for name, sub in action.choices.items():
             nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]

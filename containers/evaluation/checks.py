@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from tfkfp.containers.runtime import InputError
+from tfkfp.containers.store import examples as examples_io
 
 
 def parse_eval_config(eval_config: dict[str, Any] | str):
@@ -156,31 +157,24 @@ SAMPLE_RECORDS = 1000
 PROBE_RECORDS = 16
 
 
-def sample_features(pattern: str, what: str = "examples") -> tuple[set[str], list[bytes]]:
+def sample_features(
+    examples: str, split: str, what: str = "examples"
+) -> tuple[set[str], list[bytes]]:
     """Feature names in the first SAMPLE_RECORDS tf.Examples of a split, and a few records."""
-    import glob
+    from itertools import islice
 
-    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.example.example_pb2 import Example
 
     names: set[str] = set()
     records: list[bytes] = []
-    left = SAMPLE_RECORDS
-    for path in sorted(glob.glob(pattern)):
+    for where, record in islice(examples_io.split_records(examples, [split], what), SAMPLE_RECORDS):
         try:
-            dataset = tf.data.TFRecordDataset(path, compression_type="GZIP").take(left)
-            for batch in dataset.batch(left):  # one batch: eager steps cost ~0.2 ms each
-                for record in batch.numpy():
-                    names.update(tf.train.Example.FromString(record).features.feature)
-                    if len(records) < PROBE_RECORDS:
-                        records.append(record)
-                    left -= 1
-        except (tf.errors.OpError, ValueError) as err:
-            detail = str(getattr(err, "message", err)).splitlines()[0]
-            raise InputError(
-                f"{what}: {path} is not a readable gzip TFRecord of tf.Example ({detail})"
-            ) from None
-        if left <= 0:
-            break
+            names.update(Example.FromString(record).features.feature)
+        except DecodeError:
+            raise InputError(f"{what}: {where} is not a tf.Example") from None
+        if len(records) < PROBE_RECORDS:
+            records.append(record)
     return names, records
 
 

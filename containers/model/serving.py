@@ -99,7 +99,7 @@ def first_failure(fn, input_name: str, records: list[bytes]) -> tuple[int, str] 
     return None
 
 
-def _takes_examples_fn(fn) -> str | None:
+def takes_examples_fn(fn) -> str | None:
     """As `_takes_examples`, for a loaded signature function."""
     import tensorflow as tf
 
@@ -109,3 +109,23 @@ def _takes_examples_fn(fn) -> str | None:
     name, spec = next(iter(kwargs.items()))
     rank_ok = spec.shape.rank is None or spec.shape.rank == 1
     return name if spec.dtype == tf.string and rank_ok else None
+
+
+def instances(records: list[bytes]) -> list[dict[str, Any]]:
+    """Serialized tf.Examples as TF Serving's REST `instances`: one JSON object of values each."""
+    import json
+
+    import tensorflow as tf
+
+    rows = []
+    for record in records:
+        example = tf.train.Example.FromString(record)
+        row: dict[str, Any] = {}
+        for name, feature in example.features.feature.items():
+            kind = feature.WhichOneof("kind")
+            values = list(getattr(feature, kind).value) if kind else []
+            if kind == "bytes_list":
+                values = [v.decode("utf-8", "replace") for v in values]
+            row[name] = values[0] if len(values) == 1 else values
+        rows.append(row)
+    return json.loads(json.dumps(rows))  # what travels over HTTP

@@ -45,7 +45,7 @@ def preprocessing_fn(inputs):
     return outputs
 
 
-def _dataset(fn_args, files, tft_output, batch_size):
+def dataset(fn_args, files, tft_output, batch_size):
     return fn_args.data_accessor.tf_dataset_factory(
         files,
         tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=LABEL),
@@ -53,7 +53,7 @@ def _dataset(fn_args, files, tft_output, batch_size):
     )
 
 
-def _build_model(tft_output, hidden_units, learning_rate):
+def build_model(tft_output, hidden_units, learning_rate):
     keras = tf.keras
     inputs, encoded = {}, []
     for key in NUMERIC:
@@ -109,9 +109,9 @@ def run_fn(fn_args):
     hp = fn_args.hyperparameters or {}
     tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     batch_size = int(hp.get("batch_size", 32))
-    train = _dataset(fn_args, fn_args.train_files, tft_output, batch_size)
-    evaluation = _dataset(fn_args, fn_args.eval_files, tft_output, batch_size)
-    model = _build_model(
+    train = dataset(fn_args, fn_args.train_files, tft_output, batch_size)
+    evaluation = dataset(fn_args, fn_args.eval_files, tft_output, batch_size)
+    model = build_model(
         tft_output, hp.get("hidden_units", [16, 8]), float(hp.get("learning_rate", 0.01))
     )
     if fn_args.base_model:

@@ -31,7 +31,7 @@ def tuner_fn(fn_args):
     tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
 
     def build(hp):
-        return penguins._build_model(
+        return penguins.build_model(
             tft_output, _hidden_units(hp.get("units")), hp.get("learning_rate")
         )
 
@@ -44,8 +44,8 @@ def tuner_fn(fn_args):
         directory=fn_args.working_dir,
         project_name="penguins",
     )
-    train = penguins._dataset(fn_args, fn_args.train_files, tft_output, BATCH_SIZE)
-    evaluation = penguins._dataset(fn_args, fn_args.eval_files, tft_output, BATCH_SIZE)
+    train = penguins.dataset(fn_args, fn_args.train_files, tft_output, BATCH_SIZE)
+    evaluation = penguins.dataset(fn_args, fn_args.eval_files, tft_output, BATCH_SIZE)
     # TFX's TunerFnResult is a (tuner, fit_kwargs) named tuple; tfkfp.tfx.v1 has the same.
     from tfkfp.tfx import v1 as tfx
 

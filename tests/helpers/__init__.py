@@ -85,13 +85,13 @@ def damage_examples(src: str, dst: Path, split: str, how: str) -> str:
     import glob
     import gzip
 
-    from tfkfp.containers import ingest
+    from tfkfp.containers.store import examples as examples_io
 
     shutil.copytree(src, dst)
     path = sorted(glob.glob(os.path.join(dst, f"Split-{split}", "*.gz")))[-1]
     if how == "boundary":
-        records = list(ingest._read_tfrecords(path))
-        writer = ingest._TFRecordWriter(path)
+        records = list(examples_io.read_records(path))
+        writer = examples_io.TFRecordWriter(path)
         for record in records[: len(records) // 2]:
             writer.write(record)
         writer.close()

@@ -28,7 +28,7 @@ COMMANDS = {
 }
 
 
-def _parser(argv: list[str] | None = None, every: bool = False) -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None, every: bool = False) -> argparse.ArgumentParser:
     """The CLI's parser: the arguments of the command named in `argv` (or of `every` command,
     for the docs) come from that command's module."""
     parser = argparse.ArgumentParser(prog="tfkfp", description=__doc__.splitlines()[0])
@@ -46,7 +46,7 @@ def _parser(argv: list[str] | None = None, every: bool = False) -> argparse.Argu
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = _parser(argv).parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     from tfkfp.cli.common import UsageError
     from tfkfp.containers.runtime import InputError, setup_logging
 

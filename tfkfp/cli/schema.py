@@ -11,9 +11,9 @@ def write_schema(data: str, output: str, input_format: str = "auto", delimiter: 
     """Writes the schema ingest infers for `data` to `output` (text format); returns the path."""
     from google.protobuf import text_format
 
-    from tfkfp.containers import ingest
+    from tfkfp.containers.store import sources
 
-    schema = ingest.infer_schema(data, input_format, delimiter)
+    schema = sources.infer_schema(data, input_format, delimiter)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     Path(output).write_text(text_format.MessageToString(schema))
     return os.path.abspath(output)
