@@ -33,6 +33,7 @@ def _cli(*args, home):
     return run_cli(*args, env={"HOME": str(home), "KF_PIPELINES_ENDPOINT": ""})
 
 
+@pytest.mark.slow  # another CLI process against the loopback KFP server
 def test_upload_sends_the_yaml_byte_for_byte_then_adds_versions(kfp_server, taxi_yaml, tmp_path):
     first = _cli("upload", str(taxi_yaml), "--host", kfp_server.host, home=tmp_path)
     assert first.returncode == 0, first.stderr
@@ -88,6 +89,7 @@ def test_submit_sends_spec_and_typed_parameters(kfp_server, taxi_yaml, tmp_path)
     assert out["url"] == f"{kfp_server.host}/#/runs/details/{run['run_id']}"
 
 
+@pytest.mark.slow  # another CLI process against the loopback KFP server
 def test_submit_without_caching_turns_it_off_in_every_task(kfp_server, taxi_yaml, tmp_path):
     proc = _cli(
         "submit", str(taxi_yaml), "--host", kfp_server.host, "--no-enable-caching",
@@ -103,6 +105,7 @@ def test_submit_without_caching_turns_it_off_in_every_task(kfp_server, taxi_yaml
     assert "enableCache: true" in taxi_yaml.read_text()
 
 
+@pytest.mark.slow  # another CLI process against the loopback KFP server
 def test_submit_compiles_a_pipeline_reference(kfp_server, tmp_path):
     proc = _cli(
         "submit", "penguins", "--host", kfp_server.host,
@@ -133,6 +136,7 @@ def _free_port() -> int:
         (["upload", "pipelines/taxi/pipeline.py:nope"], "no pipeline function 'nope'"),
     ],
 )
+@pytest.mark.slow_variants  # each case is a CLI process
 def test_bad_input_is_one_line_exit_2(kfp_server, taxi_yaml, tmp_path, args, message):
     (tmp_path / "notes.yaml").write_text("shopping: [eggs, milk]\n")
     args = [a.format(yaml=taxi_yaml, repo=REPO, tmp=tmp_path) for a in args]
@@ -171,6 +175,7 @@ def hang_up_server():
     server.close()
 
 
+@pytest.mark.slow  # another CLI process against the loopback KFP server
 def test_host_that_hangs_up_is_one_line_exit_2_after_one_connection(
     hang_up_server, taxi_yaml, tmp_path
 ):
@@ -210,6 +215,7 @@ def plain_http_server(tmp_path):
 
 
 @pytest.mark.parametrize("page", [None, "<html>It works!</html>"])
+@pytest.mark.slow_variants  # each case is a CLI process
 def test_host_that_is_not_kfp_is_one_line_exit_2_after_one_request(
     plain_http_server, taxi_yaml, tmp_path, page
 ):
@@ -242,6 +248,7 @@ def test_missing_host_is_one_line_exit_2(taxi_yaml, tmp_path):
     assert "KF_PIPELINES_ENDPOINT is unset" in proc.stderr
 
 
+@pytest.mark.slow  # another CLI process against the loopback KFP server
 def test_host_from_environment_as_kfp_reads_it(kfp_server, taxi_yaml, tmp_path):
     proc = run_cli(
         "upload", str(taxi_yaml),
@@ -251,6 +258,7 @@ def test_host_from_environment_as_kfp_reads_it(kfp_server, taxi_yaml, tmp_path):
     assert kfp_server.versions
 
 
+@pytest.mark.slow  # another CLI process against the loopback KFP server
 def test_server_error_is_one_line_exit_1(kfp_server, taxi_yaml, tmp_path):
     kfp_server.fail_runs = "run quota exceeded"
     proc = _cli(
@@ -263,6 +271,7 @@ def test_server_error_is_one_line_exit_1(kfp_server, taxi_yaml, tmp_path):
     assert error == "tfkfp: error: KFP API 500 Internal Server Error: run quota exceeded"
 
 
+@pytest.mark.slow  # another CLI process against the loopback KFP server
 def test_empty_name_is_bad_usage(kfp_server, taxi_yaml, tmp_path):
     proc = _cli("upload", str(taxi_yaml), "--host", kfp_server.host, "--name", " ", home=tmp_path)
     assert proc.returncode == 2 and "--name: expected a non-empty" in proc.stderr
