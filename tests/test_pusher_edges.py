@@ -355,7 +355,7 @@ def _variant(copy_tree, trained, name: str) -> str:
 # lets it go: two real pushes, in two processes, overlapping, finishing in a chosen order.
 GATE = """
 import os, time
-from tfkfp.containers import versions
+from tfkfp.containers.push import versions
 
 def _wait():
     open({gate!r} + ".arrived", "w").close()
@@ -383,6 +383,7 @@ def _wait_for(path: Path, proc) -> None:
 
 @pytest.mark.parametrize("kind", ["local", "gcs", "s3"])
 @pytest.mark.parametrize("first", ["better", "worse"])
+@pytest.mark.slow_variants  # two pushes racing in two processes per case
 def test_two_concurrent_pushes_the_better_model_ends_newest(
     tmp_path, trained, copy_tree, kind, first, request
 ):
