@@ -396,7 +396,7 @@ def test_image_with_the_users_packages_runs_a_module_importing_one(
         "import inflection\n\n\ndef run_fn(fn_args):\n    return inflection.camelize('big_tipper')\n"
     )
     probe = (
-        "from tfkfp.containers import user_module; "
+        "from tfkfp.containers.model import user_module; "
         "print('run_fn ->', user_module.load_function('/mnt/module/module.py', 'run_fn')(None))"
     )
     out = docker_client.containers.run(

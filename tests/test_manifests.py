@@ -73,7 +73,7 @@ def test_generated_manifests_match_the_crds(body):
 
 def test_rbac_covers_what_the_launcher_calls():
     role, binding = yaml.safe_load_all(
-        (Path(launcher.__file__).parents[1] / "tfkfp" / "manifests" / "rbac.yaml").read_text()
+        (Path(launcher.__file__).parents[2] / "tfkfp" / "manifests" / "rbac.yaml").read_text()
     )
     granted = {
         (g, r, v)

@@ -217,7 +217,7 @@ def test_stages_without_credentials_exit_2_in_one_line(scheme, tmp_path, s3_serv
         "data_uri": "from tfkfp.containers import ingest as m\n"
         f"runtime.entrypoint(m.run, data_uri='{scheme}://b/d.csv', examples='e', "
         "schema='s')",
-        "module_file": "from tfkfp.containers import user_module as m\n"
+        "module_file": "from tfkfp.containers.model import user_module as m\n"
         f"runtime.entrypoint(m.load, module_ref='{scheme}://b/m.py')",
         "baseline_from": "from tfkfp.containers import evaluator as m\n"
         f"runtime.entrypoint(m.resolve_baseline, baseline_model=None, "

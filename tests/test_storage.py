@@ -178,7 +178,7 @@ def test_no_credentials_fail_fast_in_one_line(scheme, tmp_path, s3_server):
     if scheme == "s3":
         env["AWS_ENDPOINT_URL"] = s3_server  # it answers; the client has nothing to sign with
     code = (
-        "from tfkfp.containers import storage, runtime\n"
+        "from tfkfp.containers import runtime\nfrom tfkfp.containers.store import storage\n"
         f"runtime.entrypoint(storage.read_bytes, uri='{scheme}://b/x.csv', what='data_uri')"
     )
     proc = subprocess.run(
