@@ -144,7 +144,10 @@ def needs_heavy_imports(stage: str, source: str = "") -> bool:
         module = importlib.import_module(f"tfkfp.containers.{stage}")
     except ImportError:
         return bool(HEAVY_IMPORT.search(source))
-    return bool(module.LIBRARIES)
+    libraries = getattr(module, "LIBRARIES", None)
+    if libraries is None:  # a package of shared code (containers/train/), not a stage
+        return bool(HEAVY_IMPORT.search(source))
+    return bool(libraries)
 
 
 class Zygote:
