@@ -71,7 +71,7 @@ def render(data: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-def record(wall_s: float, counts: dict[str, int], load_before: float) -> None:
+def record(wall_s: float, counts: dict[str, int], load_before: float, commit: str) -> None:
     data = json.loads(TESTS_JSON.read_text()) if TESTS_JSON.is_file() else {}
     # the flat keys of the hand-recorded runs before this script, superseded by the object
     for old in ("make_test_fast_s", "make_test_fast_tests"):
@@ -84,7 +84,7 @@ def record(wall_s: float, counts: dict[str, int], load_before: float) -> None:
         "cores": os.cpu_count(),
         "load_before": round(load_before, 1),
         "load_after": round(os.getloadavg()[0], 1),
-        "commit": _commit(),
+        "commit": commit,
         "when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "make test-fast (bench/tests_fast.py)",
     }
@@ -98,7 +98,7 @@ def main(argv: list[str]) -> int:
         junit = Path(tmp) / "junit.xml"
         cmd = [sys.executable, "-m", "pytest", "-m", MARKERS, "-n", str(WORKERS)]
         cmd += [f"--junitxml={junit}", *argv]
-        load_before = os.getloadavg()[0]
+        load_before, commit = os.getloadavg()[0], _commit()
         started = time.perf_counter()
         code = subprocess.call(cmd, cwd=REPO)
         wall_s = time.perf_counter() - started
@@ -106,7 +106,7 @@ def main(argv: list[str]) -> int:
             print(f"test-fast: pytest exited {code}; {TESTS_JSON.name} left as it was")
             return code or 1
         counts = _counts(junit)
-    record(wall_s, counts, load_before)
+    record(wall_s, counts, load_before, commit)
     print(
         f"test-fast: {counts['tests']} tests in {wall_s:.0f} s "
         f"(load average {load_before:.1f} at the start); recorded in bench/results/{TESTS_JSON.name}"
