@@ -41,13 +41,24 @@ from tests.helpers.servers import (
 # --- pytest-xdist (make test runs on several workers) ------------------------------------------
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by the marks added here
 def pytest_collection_modifyitems(config, items):
-    """Keeps the tests of a module that share a module-scoped fixture on one xdist worker.
+    """Marks the later cases of a `slow_variants` test `slow`; groups module-fixture tests.
+
+    A parametrized test marked `slow_variants` keeps its first case in `make test-fast`; the
+    others are `slow`, so `make test` still runs every one (docs/development.md, Markers).
 
     `make test` runs with `--dist loadgroup`: other tests go to any worker one by one, but a
     module fixture (a built image, a fresh venv, a pipeline run) is then made once, not on
     every worker that happens to get one of its tests.
     """
+    first_cases: set[tuple[str, str]] = set()
+    for item in items:
+        if item.get_closest_marker("slow_variants") and hasattr(item, "callspec"):
+            key = (item.module.__name__, item.originalname)
+            if key in first_cases:
+                item.add_marker(pytest.mark.slow)
+            first_cases.add(key)
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
         if info is None or item.get_closest_marker("xdist_group"):

@@ -1,6 +1,7 @@
 """The benchmark helpers whose arithmetic bench/results' figures rest on."""
 
 import gzip
+import json
 import os
 import tarfile
 from importlib import resources
@@ -164,3 +165,35 @@ def test_big_measures_the_whole_process_tree(tmp_path):
     )
     pinned = big.measure(burn, rows=10, one_cpu=True, log=tmp_path / "b.log")
     assert pinned["cpu_s"] > 0 and pinned["cores_used"] <= 1.05
+
+
+def test_test_fast_records_its_time_and_count_only_when_it_passes(tmp_path, monkeypatch):
+    from bench import tests_fast
+
+    monkeypatch.setattr(tests_fast, "TESTS_JSON", tmp_path / "tests.json")
+    monkeypatch.setattr(tests_fast, "TESTS_MD", tmp_path / "tests.md")
+    (tmp_path / "tests.json").write_text('{"make_test_fast_s": 410.5, "target_s": 1800}\n')
+    suite = tmp_path / "test_tiny.py"
+    suite.write_text(
+        "import pytest\n"
+        "def test_a(): pass\n"
+        "def test_b(): pass\n"
+        "@pytest.mark.slow\n"
+        "def test_left_out(): pass\n"
+    )
+
+    # -n 0 after the script's own -n: one process, no workers to start (the test stays cheap)
+    assert tests_fast.main([str(suite), "-q", "-n", "0", "-p", "no:cacheprovider"]) == 0
+
+    data = json.loads((tmp_path / "tests.json").read_text())
+    fast = data["make_test_fast"]
+    assert fast["tests"] == 2 and fast["skipped"] == 0  # the slow one deselected
+    assert fast["wall_s"] > 0 and fast["workers"] == min(os.cpu_count(), 4)
+    assert "make_test_fast_s" not in data and data["target_s"] == 1800  # the rest kept
+    table = (tmp_path / "tests.md").read_text()
+    assert "| `make test-fast` |" in table and f"| {fast['tests']} |" in table
+
+    suite.write_text("def test_fails(): assert False\n")
+    before = (tmp_path / "tests.json").read_text()
+    assert tests_fast.main([str(suite), "-q", "-n", "0", "-p", "no:cacheprovider"]) != 0
+    assert (tmp_path / "tests.json").read_text() == before

@@ -9,6 +9,8 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import REPO
 from tfkfp.containers.views import charts
 
@@ -35,6 +37,7 @@ def _self_contained(page: str) -> None:
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=", page), "fetches something"
 
 
+@pytest.mark.slow  # the fast tier keeps test_slice_chart_in_a_browser
 def test_training_curves_in_a_browser(chromium, trained, tmp_path):
     page = Path(trained.curves)
     _self_contained(page.read_text())
@@ -45,6 +48,7 @@ def test_training_curves_in_a_browser(chromium, trained, tmp_path):
     assert painted > 500, painted
 
 
+@pytest.mark.slow  # the fast tier keeps test_slice_chart_in_a_browser
 def test_no_curves_page_in_a_browser(chromium, tmp_path):
     page = tmp_path / "empty.html"
     charts.write(str(page), charts.training_curves(str(tmp_path / "no_logs")))
@@ -102,6 +106,7 @@ def test_slice_chart_in_a_browser(chromium, tmp_path):
     assert painted > 500, painted
 
 
+@pytest.mark.slow  # the fast tier keeps test_slice_chart_in_a_browser
 def test_tuner_chart_in_a_browser(chromium, tmp_path):
     trials = [
         {"trial_id": "0", "status": "COMPLETED", "score": 0.91, "values": {"units": 8}},
@@ -116,6 +121,7 @@ def test_tuner_chart_in_a_browser(chromium, tmp_path):
     assert painted > 500, painted
 
 
+@pytest.mark.slow  # the fast tier keeps test_slice_chart_in_a_browser
 def test_undefined_metrics_are_named_not_drawn(chromium, tmp_path):
     """TFMA gives NaN where a metric is undefined (precision of a slice without a predicted
     positive); pygal cannot draw NaN, so the page names those points instead."""

@@ -47,6 +47,7 @@ def healthz_only_server():
 
 
 @pytest.mark.parametrize("command", ["submit", "upload"])
+@pytest.mark.slow  # a loopback server and a client timeout
 def test_a_server_that_answers_only_healthz_does_not_hang(tmp_path, healthz_only_server, command):
     host, seen = healthz_only_server
     yaml_path = tmp_path / "p.yaml"
@@ -106,6 +107,7 @@ def test_unwritable_output_paths_are_one_line_exit_2(tmp_path, penguins_csv, com
         ("/gcs/my-bucket/tuning", "use gs://my-bucket/tuning"),
     ],
 )
+@pytest.mark.slow_variants  # each case is a CLI process
 def test_submit_refuses_a_local_import_path(tmp_path, value, hint):
     """KFP's backend fails an importer without scheme://bucket; refused before any request."""
     proc = run_cli(

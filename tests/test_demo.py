@@ -102,6 +102,7 @@ def test_pushed_model_serves_raw_examples_in_a_fresh_process(demo_runs, penguins
     assert result["accuracy"] > 0.9  # species from raw measurements, missing values included
 
 
+@pytest.mark.slow  # a local pipeline run
 def test_bad_data_path_fails_the_run_with_one_line(tmp_path):
     proc = run_cli(
         "run",
@@ -133,6 +134,7 @@ def test_bad_data_path_fails_the_run_with_one_line(tmp_path):
         (["compile", "missing/pipeline.py", "-o", "x.yaml"], "no such file"),
     ],
 )
+@pytest.mark.slow_variants  # each case is a CLI process
 def test_cli_bad_usage_is_one_line_exit_2(args, message):
     proc = run_cli(*args)
     assert proc.returncode == 2

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tfkfp import docs
@@ -44,6 +45,7 @@ def test_site_builds_strictly(tmp_path):
     assert first_measure in benchmarks
 
 
+@pytest.mark.slow  # two more site builds; test_site_builds_strictly stays
 def test_strict_build_fails_on_an_orphan_page_a_broken_link_or_anchor(tmp_path):
     config = yaml.safe_load((REPO / "mkdocs.yml").read_text())
     copy = tmp_path / "docs"

@@ -86,6 +86,7 @@ def _push(model: str, destination: str) -> str:
     return pusher.run(model, blessing, destination).pushed_uri
 
 
+@pytest.mark.slow  # a further full evaluation (TFMA); the fast tier keeps a few
 def test_blessed_without_baseline_skips_change_thresholds(tmp_path, trained, ingested):
     report = _run(tmp_path, trained.model, ingested, _config(0.5, change=0.0), baseline_from="")
     assert report.blessed is True
@@ -154,6 +155,7 @@ def test_no_thresholds_is_blessed_and_says_why(tmp_path, trained, ingested):
     assert "No thresholds in the eval config." in md and "Confusion matrix" not in md
 
 
+@pytest.mark.slow  # a further full evaluation (TFMA); the fast tier keeps a few
 def test_progress_lines_count_eval_rows_against_the_manifest(
     tmp_path, trained, ingested, monkeypatch, caplog
 ):
@@ -175,6 +177,7 @@ def test_progress_lines_count_eval_rows_against_the_manifest(
     assert report.metrics["example_count"] == total
 
 
+@pytest.mark.slow  # a further full evaluation (TFMA); the fast tier keeps a few
 def test_slice_fails_while_overall_passes(tmp_path, trained, weak_trained, ingested):
     config = copy.deepcopy(EVAL_CONFIG)
     # A spec-wide threshold applies to every slice: the smallest island has fewer examples.
@@ -205,6 +208,7 @@ def test_slice_fails_while_overall_passes(tmp_path, trained, weak_trained, inges
     assert "Each cell: candidate (baseline, diff)." in md
 
 
+@pytest.mark.slow  # a further full evaluation (TFMA); the fast tier keeps a few
 def test_change_threshold_candidate_beats_baseline_pushed_to_gcs(
     tmp_path, trained, weak_trained, ingested, gcs
 ):
@@ -224,6 +228,7 @@ def test_change_threshold_candidate_beats_baseline_pushed_to_gcs(
     assert f"Baseline: `{pushed}`" in (tmp_path / "report.md").read_text()
 
 
+@pytest.mark.slow  # a further full evaluation (TFMA); the fast tier keeps a few
 def test_change_threshold_candidate_does_not_beat_pushed_baseline(
     tmp_path, trained, weak_trained, ingested
 ):
@@ -249,6 +254,7 @@ def test_change_threshold_candidate_does_not_beat_pushed_baseline(
     assert "sparse\\_categorical\\_accuracy (diff vs baseline)" in md
 
 
+@pytest.mark.slow  # a further full evaluation (TFMA); the fast tier keeps a few
 def test_push_destination_without_complete_version_is_no_baseline(tmp_path, trained, ingested):
     destination = tmp_path / "serving"
     # an interrupted push: the version folder has the model but not the PUSHED.json marker
@@ -389,6 +395,7 @@ def _examples_without(src: str, dst, split: str, feature: str) -> str:
     return str(dst)
 
 
+@pytest.mark.slow  # a further full evaluation (TFMA); the fast tier keeps a few
 def test_label_missing_from_eval_split_is_one_line_exit_2(tmp_path, trained, ingested):
     # It gave 600-800 lines of Beam traceback from inside TFMA.
     examples = _examples_without(ingested.examples, tmp_path / "examples", "eval", "species")
@@ -571,6 +578,7 @@ def _train_binary_model(examples_dir: str, model_dir: str) -> None:
     )
 
 
+@pytest.mark.slow  # a further full evaluation (TFMA); the fast tier keeps a few
 def test_binary_classification_gives_confusion_matrix_and_roc(tmp_path, ingested):
     model_dir = str(tmp_path / "binary_model")
     _train_binary_model(ingested.examples, model_dir)
@@ -639,6 +647,7 @@ def test_slice_names_fall_back_to_ids_and_say_why(tmp_path):
     assert "vocab_filename='sex'" in note and "island" not in note
 
 
+@pytest.mark.slow  # a further full evaluation (TFMA); the fast tier keeps a few
 def test_same_metrics_as_tfma_run_model_analysis(tmp_path, trained, ingested):
     """The evaluator runs TFMA's steps itself (to count rows): its numbers must stay TFMA's."""
     import tensorflow_model_analysis as tfma
@@ -674,6 +683,7 @@ def test_same_metrics_as_tfma_run_model_analysis(tmp_path, trained, ingested):
 # --- slices named by raw values (issue 25, item 2) -------------------------------------------
 
 
+@pytest.mark.slow  # a further full evaluation (TFMA); the fast tier keeps a few
 def test_per_slice_threshold_with_a_raw_value_blesses(tmp_path, trained, ingested):
     """`island: Biscoe`, as the report names the slice, gates that slice like its id does."""
     config = _slice_threshold({"island": "Biscoe"}, 0.5)
@@ -700,6 +710,7 @@ def test_per_slice_threshold_with_a_raw_value_blesses(tmp_path, trained, ingeste
     assert [f["slice"] for f in failing.failures] == ["island=Biscoe"]
 
 
+@pytest.mark.slow  # a further full evaluation (TFMA); the fast tier keeps a few
 def test_thresholds_table_agrees_with_the_blessing_on_a_slice_without_examples(
     tmp_path, trained, ingested
 ):
@@ -717,6 +728,7 @@ def test_thresholds_table_agrees_with_the_blessing_on_a_slice_without_examples(
     ]
 
 
+@pytest.mark.slow  # a further full evaluation (TFMA); the fast tier keeps a few
 def test_unmappable_raw_slice_value_is_one_line_exit_2(tmp_path, trained, ingested):
     args = {
         "model": trained.model,
@@ -764,6 +776,7 @@ def test_raw_value_without_a_vocabulary_file_is_refused(tmp_path, trained, inges
 # --- a baseline unlike the candidate, a label the eval split cannot make (item 9) ----------------
 
 
+@pytest.mark.slow  # a further full evaluation (TFMA); the fast tier keeps a few
 def test_baseline_with_other_outputs(tmp_path, trained, ingested):
     baseline = str(tmp_path / "binary")
     _train_binary_model(ingested.examples, baseline)

@@ -104,6 +104,7 @@ def test_data_accessor_gives_a_dense_image_tensor(images):
     assert label.shape[1:] == [1]
 
 
+@pytest.mark.slow_variants  # each case runs transform
 def test_preprocessing_fn_gets_a_dense_image_tensor(images, tmp_path):
     import tensorflow_transform as tft
 

@@ -122,6 +122,7 @@ def _example_key(record: bytes) -> tuple:
     return tuple(sorted(key))
 
 
+@pytest.mark.slow  # ingest and infer again from a CSV; the inferred fixture is the fast tier's infer run
 def test_newest_push_over_any_data_uri(tmp_path, trained, penguins_csv):
     destination = str(tmp_path / "serving")
     pushed = pusher.run(trained.model, _blessing(tmp_path, "BLESSED"), destination)

@@ -50,6 +50,7 @@ def test_demo_model_is_infra_blessed(tmp_path, trained, ingested):
     assert found.examples == 10 and found.load_seconds > 0
 
 
+@pytest.mark.slow  # a further model server run; test_demo_model_is_infra_blessed stays
 def test_model_that_fails_on_real_examples_is_refused_naming_the_example(
     tmp_path, ingested, caplog
 ):
@@ -148,6 +149,7 @@ def test_raw_feature_signature_gets_json_instances(tmp_path):
     assert forms == {"raw": "JSON instances", "serving_default": "serialized tf.Example"}
 
 
+@pytest.mark.slow  # a further model server run; test_demo_model_is_infra_blessed stays
 def test_time_limit_refuses_a_model_that_does_not_answer_in_time(tmp_path, trained, ingested):
     result = infra_validate.run(
         trained.model, ingested.examples, str(tmp_path / "blessing"), timeout_seconds=0.2
@@ -171,6 +173,7 @@ def test_model_without_serving_default_is_an_input_error(tmp_path, ingested):
     assert not (tmp_path / "blessing").exists()
 
 
+@pytest.mark.slow  # a further model server run; test_demo_model_is_infra_blessed stays
 def test_pusher_pushes_an_infra_blessed_model_with_its_model_card(tmp_path, trained, ingested):
     from tfkfp.containers import evaluator
     from tfkfp.containers.push import model_card

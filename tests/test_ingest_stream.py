@@ -135,6 +135,7 @@ def _one_file_artifact(ingested, out: Path) -> str:
     return str(out)
 
 
+@pytest.mark.slow  # statistics and transform in full again; the readers' cheap tests stay
 def test_one_file_artifacts_read_as_before(tmp_path, ingested, transformed):
     """Every reader of examples takes a one-file split (tfkfp's before shards, or TFX's)."""
     from tests.helpers import PENGUINS_MODULE

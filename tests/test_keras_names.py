@@ -3,12 +3,15 @@
 import os
 import sys
 
+import pytest
+
 from tests.helpers import TRAINER_MODULES
 from tests.helpers.tuner import tuner_process
 from tfkfp.containers import trainer
 from tfkfp.containers.model import user_module
 
 
+@pytest.mark.slow  # a further training
 def test_module_mixing_keras_and_tf_keras_callbacks_trains(tmp_path, ingested, transformed):
     """TFX's airflow_workshop taxi module: `from keras.callbacks import LambdaCallback`."""
     keras_before = sys.modules.get("keras")
@@ -51,6 +54,7 @@ def test_keras_names_point_at_tf_keras_only_inside():
     assert not keras.__name__.startswith("tf_keras")
 
 
+@pytest.mark.slow  # a further training
 def test_tuner_fn_with_a_keras_package_callback_tunes(tmp_path, ingested, transformed):
     module = str(TRAINER_MODULES / "tfx_penguin" / "penguin_tuner_lambda.py")
     code, result, stderr = tuner_process(

@@ -344,6 +344,7 @@ def test_api_server_port_closed(no_cluster, s3, tmp_path, monkeypatch):
     assert s3.names() == []
 
 
+@pytest.mark.slow  # a loopback server waited on until a client timeout
 def test_api_server_that_never_answers_is_a_bounded_wait(no_cluster, s3, tmp_path, monkeypatch):
     monkeypatch.setenv("TFKFP_API_TIMEOUT", "1.5")
     with silent_server() as address:
@@ -376,6 +377,7 @@ def test_vertex_without_credentials(no_cluster, s3, tmp_path, monkeypatch):
     assert line.startswith("backend: vertex needs Google credentials")
 
 
+@pytest.mark.slow  # a loopback server waited on until a client timeout
 def test_vertex_api_that_never_answers(vertex, s3, monkeypatch):
     monkeypatch.setenv("TFKFP_API_TIMEOUT", "1")
     with silent_server() as address:
@@ -387,6 +389,7 @@ def test_vertex_api_that_never_answers(vertex, s3, monkeypatch):
     )
 
 
+@pytest.mark.slow  # a loopback server waited on until a client timeout
 def test_token_endpoint_that_never_answers(vertex, s3, tmp_path, monkeypatch):
     from tests.helpers.vertex_api import service_account_file
 

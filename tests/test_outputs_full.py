@@ -158,6 +158,7 @@ def _left(out: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("make", list(STAGES.values()), ids=list(STAGES))
+@pytest.mark.slow_variants  # a full filesystem per stage
 def test_a_full_filesystem_publishes_none_of_a_stages_outputs(small_fs, make, request, capsys):
     out = small_fs.path / "outputs"
     stage, kwargs = make(out, request)
@@ -188,6 +189,7 @@ def _shape(paths: list[str]) -> list[str]:
     return sorted(re.sub(r"\d+", "#", p) for p in paths)
 
 
+@pytest.mark.slow  # full filesystem
 def test_the_tuner_on_a_full_filesystem_publishes_none_of_its_outputs(
     small_fs, ingested, transformed
 ):

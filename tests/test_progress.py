@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import REPO, run_cli
 from tfkfp.containers import events
 from tfkfp.progress import Display
@@ -41,6 +43,7 @@ def test_pipe_gets_plain_lines_and_logs_go_to_files(tmp_path):
     assert "epoch 3/3" in (logs / "trainer.log").read_text()
 
 
+@pytest.mark.slow  # a further local run of the small pipeline; the pipe test stays
 def test_failed_stage_prints_its_last_lines_and_log_path(tmp_path):
     proc = run_cli(
         "run", PIPELINE, "--local", "--param", "fail=true", "--pipeline-root", str(tmp_path)
@@ -55,6 +58,7 @@ def test_failed_stage_prints_its_last_lines_and_log_path(tmp_path):
     assert "tfkfp: error: " in proc.stderr and "\x1b[" not in proc.stderr
 
 
+@pytest.mark.slow  # a further local run of the small pipeline; the pipe test stays
 def test_verbose_streams_everything(tmp_path):
     proc = run_cli("run", PIPELINE, "--local", "--verbose", "--pipeline-root", str(tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -63,6 +67,7 @@ def test_verbose_streams_everything(tmp_path):
     assert (_logs_dir(proc.stdout) / "ingest.log").is_file()  # and the files all the same
 
 
+@pytest.mark.slow  # a further local run of the small pipeline; the pipe test stays
 def test_terminal_gets_live_progress(tmp_path):
     """On a pseudo-terminal rich draws bars that follow the stages' progress lines."""
     leader, follower = pty.openpty()

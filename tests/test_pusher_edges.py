@@ -144,6 +144,7 @@ def test_a_version_promoted_before_the_fix_still_reads(tmp_path, trained, copy_t
 @pytest.mark.serial  # a push within the killed one's 2 s lease: make test runs it alone
 @pytest.mark.parametrize("when", ["before-upload", "mid-upload"])
 @pytest.mark.parametrize("kind", ["gcs", "s3"])
+@pytest.mark.slow  # a killed push and its lease per case (test_pusher keeps a local one)
 def test_fixed_version_can_be_retried_once_a_killed_push_lease_ran_out(
     tmp_path, trained, kind, when, request
 ):
@@ -381,6 +382,7 @@ def _wait_for(path: Path, proc) -> None:
 
 @pytest.mark.parametrize("kind", ["local", "gcs", "s3"])
 @pytest.mark.parametrize("first", ["better", "worse"])
+@pytest.mark.slow_variants  # two pushes racing in two processes per case
 def test_two_concurrent_pushes_the_better_model_ends_newest(
     tmp_path, trained, copy_tree, kind, first, request
 ):

@@ -71,6 +71,7 @@ def _local_files(dest: Path) -> dict[str, list[str]]:
     return found
 
 
+@pytest.mark.slow  # full filesystem at each write
 def test_a_full_folder_at_each_write_leaves_no_version_and_a_retry_completes(
     small_fs, model, blessing, capsys
 ):
@@ -173,6 +174,7 @@ FAULTS = [
 
 @pytest.mark.parametrize(("scheme", "fault"), FAULTS, ids=lambda v: str(v))
 @pytest.mark.parametrize("refused", ["saved_model.pb", CARD_JSON, CARD_MD, MARKER])
+@pytest.mark.slow_variants  # a faulty proxy and a push per case
 def test_a_failed_write_on_a_store_leaves_no_version_and_a_retry_completes(
     model, blessing, capsys, request, scheme, fault, refused
 ):
@@ -256,6 +258,7 @@ DAMAGES = {
 
 @pytest.mark.parametrize("kind", ["local", "gs"])
 @pytest.mark.parametrize("damage", list(DAMAGES))
+@pytest.mark.slow_variants  # two pushes per case
 def test_versions_names_damaged_bookkeeping_and_a_push_again_works(
     tmp_path, model, blessing, capsys, request, kind, damage
 ):

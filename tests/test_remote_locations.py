@@ -21,6 +21,7 @@ from tfkfp.pipelines.penguins.pipeline import EVAL_CONFIG
 # --- module files ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow_variants  # a stage run per store
 def test_module_file_with_a_sibling_helper(bucket):
     helper = f"tfkfp_helper_{bucket.scheme}_{bucket.name[-8:]}"
     bucket.put(f"code/{helper}.py", "VALUE = 41\n")
@@ -75,6 +76,7 @@ def _place_version(model_dir: str, destination: str, number: int, complete: bool
     return uri
 
 
+@pytest.mark.slow_variants  # an evaluation per store
 def test_baseline_from_an_object_store(tmp_path, bucket, trained, weak_trained, ingested):
     destination = f"{bucket.uri}/serving/penguins"
     baseline = _place_version(weak_trained.model, destination, 100)

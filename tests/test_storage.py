@@ -132,6 +132,7 @@ def test_missing_object_empty_prefix_and_empty_glob(bucket):
 
 
 @pytest.mark.parametrize("scheme", ["gs", "s3"])
+@pytest.mark.slow  # retries against a silent endpoint
 def test_endpoint_not_answering_is_retried_then_one_line(scheme, monkeypatch):
     from tests.helpers import free_port
     from tests.helpers.servers import S3_CREDENTIALS

@@ -74,6 +74,7 @@ def test_trainer_metrics_are_the_curves_last_values(trained):
     assert kfp_metrics(launched) == {**metrics, "workers": 2.0}
 
 
+@pytest.mark.slow  # a further training
 def test_progress_lines_and_no_curves_page(tmp_path, ingested, transformed, caplog):
     """A run_fn that logs no TensorBoard scalars still trains; its page says why it is empty."""
     caplog.set_level("INFO", logger="tfkfp")
@@ -184,6 +185,7 @@ def test_tfx_style_module_trains_and_serves_raw_examples(tmp_path, ingested, tra
     assert logits.shape == (5, 3)
 
 
+@pytest.mark.slow  # a further training
 def test_warm_start_from_base_model(tmp_path, ingested, transformed, trained):
     import numpy as np
     import tensorflow as tf

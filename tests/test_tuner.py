@@ -51,6 +51,7 @@ def test_tfx_style_tuner_fn_and_its_outputs(tuned):
     assert not list(out.glob("*.staging-*"))
 
 
+@pytest.mark.slow  # a browser; test_charts keeps one
 def test_trials_chart_in_a_browser(tuned, chromium, tmp_path):
     out, result, _ = tuned
     page = out / "trials.html"
@@ -127,6 +128,7 @@ def test_reuse_from_a_local_file_and_folder(tmp_path, tuned, ingested, transform
     )
 
 
+@pytest.mark.slow_variants  # a tuner run per store
 def test_reuse_from_object_stores(tmp_path, tuned, ingested, transformed, bucket):
     """gs:// (GCS emulator) and s3:// (moto server), as the artifact and as KFP's mount path."""
     out, result, _ = tuned

@@ -115,6 +115,7 @@ def test_display_names_groups_of_an_upstream_failure(tmp_path):
 
 
 @pytest.mark.parametrize("where", ["tcp", "unix"])
+@pytest.mark.slow_variants  # a CLI process per case
 def test_docker_runs_without_an_engine_say_so_in_one_line(tmp_path, where):
     # Nothing listens there: a closed loopback port (connection refused), a missing socket.
     host = f"tcp://127.0.0.1:{free_port()}" if where == "tcp" else f"unix://{tmp_path}/no.sock"

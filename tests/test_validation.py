@@ -716,6 +716,7 @@ def test_schema_uri_at_a_schema_artifact_folder_reads_its_schema(clean, penguins
 # --- the HTML view in a real browser -------------------------------------------------------
 
 
+@pytest.mark.slow  # a browser; test_charts keeps one
 def test_view_renders_the_feature_table_in_headless_chromium(clean, tmp_path, chromium):
     from PIL import Image
 
