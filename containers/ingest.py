@@ -11,16 +11,8 @@ file, a folder (every file under it, hidden ones skipped) or a glob, streamed fr
 stores without a full download. Progress every PROGRESS_EVERY seconds
 (containers/events.py): files, bytes, rows.
 
-Schema inference follows TFX's CSV convention: a column with no decimal point is INT, one that
-parses as a number FLOAT, otherwise BYTES; a column missing in some rows is VarLen (sparse in
-`preprocessing_fn`), one always present with the same number N of values in every row is
-fixed-length, shape [N] (TFDV's inference). Unlike TFX, `NA` is missing too, and an
-integer column beyond int64 (a 20-digit id) is BYTES with a warning, kept exact (TFX makes it a
-lossy FLOAT). The CSV delimiter is given or detected per file: tab for `.tsv`, else whichever of
-`,` `;` tab splits the header into the most columns.
-Parquet keeps its own types (integers and booleans INT, floats FLOAT, strings BYTES; lists
-of one length [N], others VarLen; decimals BYTES as their exact text, with a warning); a null
-is a missing value.
+Schema inference (TFX's CSV convention, Parquet's own types) is described where it is done,
+in containers/store/sources.py.
 
 The readers are containers/store/sources.py (infer reads a `data_uri` with them too), the
 TFRecord framing containers/store/examples.py. No TensorFlow: that saves the 4-6 s TensorFlow
