@@ -91,6 +91,29 @@ def table(results: dict) -> str:
             f"| {run['stage']} {run['rows']:,} rows, {cores}: wall, cores used, peak RSS "
             f"| {run['wall_s']:.1f} s, {run['cores_used']:.2f}, {run['peak_rss_gb']:.2f} GB | |"
         )
+    apply = results.get("transform_apply")
+    if apply:
+        for run in apply["runs"]:
+            cores = "1 core" if run["cores"] == 1 else "all cores"
+            side = "apply outside Beam" if run["side"] == "after" else f"before ({apply['before']})"
+            rows.append(
+                f"| transform {apply['rows']:,} rows, {side}, {cores}: wall, cores used, peak RSS "
+                f"| {run['wall_s']:.1f} s, {run['cores_used']:.2f}, {run['peak_rss_gb']:.2f} GB "
+                f"| |"
+            )
+        ratios = apply.get("ratios")
+        if ratios:
+            rows.append(
+                f"| transform {apply['rows']:,} rows, apply outside Beam vs before (wall, "
+                f"1 core / all cores; load average {apply['load_average_start'][0]:.1f} at the "
+                f"start) | {ratios['after_vs_before_wall_1_core']:.2f}× / "
+                f"{ratios['after_vs_before_wall_all_cores']:.2f}× | |"
+            )
+            rows.append(
+                f"| transform {apply['rows']:,} rows, all cores vs 1 core (after / before) "
+                f"| {ratios['after_all_cores_vs_1_core_speedup']:.2f}× / "
+                f"{ratios['before_all_cores_vs_1_core_speedup']:.2f}× | |"
+            )
     trainer = results.get("trainer")
     if trainer:
         o, t = trainer["overhead"], trainer["throughput"]
@@ -247,6 +270,7 @@ def main() -> dict:
         "warm",
         "scale",
         "big",
+        "transform_apply",
         "trainer",
         "tuner",
         "multi_node",
