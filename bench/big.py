@@ -210,12 +210,13 @@ def _load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def transform_apply(rows: int, before: str = "main") -> dict:
+def transform_apply(rows: int, before: str = "main", cores: str = "both") -> dict:
     """transform before (the revision's stage) vs after (this checkout), 1 core vs every core.
 
     Args:
         rows: Synthetic taxi rows (bench.synth), ingested once.
         before: The git revision whose containers/transform.py is the baseline.
+        cores: "both", or "1" for the one-core pair alone (transform_apply_1core.json).
     """
     from bench import REPO
 
@@ -272,7 +273,8 @@ def transform_apply(rows: int, before: str = "main") -> dict:
             )
 
         # Every core first (the pod's default), then one; the sides alternate which goes first.
-        for one_cpu in (False, True):
+        name = "transform_apply.json" if cores == "both" else "transform_apply_1core.json"
+        for one_cpu in (False, True) if cores == "both" else (True,):
             for side in ("before", "after") if not one_cpu else ("after", "before"):
                 out = work / f"out_{side}_{int(one_cpu)}"
                 out.mkdir()
@@ -281,7 +283,7 @@ def transform_apply(rows: int, before: str = "main") -> dict:
                 shutil.rmtree(out, ignore_errors=True)
                 results["runs"].append(entry)
                 # A run stopped part-way keeps the pairs it measured.
-                write_json(RESULTS / "transform_apply.json", results)
+                write_json(RESULTS / name, results)
                 print(
                     f"transform {side:6s} {rows:>10,} rows, {entry['cores']!s:>3} core(s): "
                     f"{entry['wall_s']:7.1f} s wall, {entry['cores_used']:.2f} cores used, "
@@ -290,7 +292,7 @@ def transform_apply(rows: int, before: str = "main") -> dict:
                 )
         results["load_average_end"] = _load_average()
         results["ratios"] = _ratios(results["runs"])
-        write_json(RESULTS / "transform_apply.json", results)
+        write_json(RESULTS / name, results)
         return results
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -298,7 +300,20 @@ def transform_apply(rows: int, before: str = "main") -> dict:
 
 def _ratios(runs: list[dict]) -> dict:
     by = {(r["side"], r["cores"]): r for r in runs}
+    if ("after", "all") not in by:
+        return {
+            "after_vs_before_wall_1_core": round(
+                by["after", 1]["wall_s"] / by["before", 1]["wall_s"], 3
+            ),
+            "after_vs_before_cpu_1_core": round(
+                by["after", 1]["cpu_s"] / by["before", 1]["cpu_s"], 3
+            ),
+        }
     return {
+        "after_vs_before_cpu_1_core": round(by["after", 1]["cpu_s"] / by["before", 1]["cpu_s"], 3),
+        "after_vs_before_cpu_all_cores": round(
+            by["after", "all"]["cpu_s"] / by["before", "all"]["cpu_s"], 3
+        ),
         "after_vs_before_wall_1_core": round(
             by["after", 1]["wall_s"] / by["before", 1]["wall_s"], 3
         ),
@@ -310,6 +325,9 @@ def _ratios(runs: list[dict]) -> dict:
         ),
         "before_all_cores_vs_1_core_speedup": round(
             by["before", 1]["wall_s"] / by["before", "all"]["wall_s"], 3
+        ),
+        "after_vs_before_peak_rss_1_core": round(
+            by["after", 1]["peak_rss_gb"] / by["before", 1]["peak_rss_gb"], 3
         ),
         "after_vs_before_peak_rss_all_cores": round(
             by["after", "all"]["peak_rss_gb"] / by["before", "all"]["peak_rss_gb"], 3
@@ -323,9 +341,10 @@ if __name__ == "__main__":
     parser.add_argument("--stages", default=",".join(STAGES))
     parser.add_argument("--transform-apply", action="store_true")
     parser.add_argument("--before", default="main")
+    parser.add_argument("--cores", choices=("both", "1"), default="both")
     args = parser.parse_args()
     if args.transform_apply:
         for size in args.sizes.split(","):
-            transform_apply(int(size), args.before)
+            transform_apply(int(size), args.before, args.cores)
     else:
         main([int(s) for s in args.sizes.split(",")], args.stages.split(","))
