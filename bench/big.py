@@ -11,6 +11,12 @@ worker processes count) and rows/s. Data are generated under a temporary folder 
 15M rows (`--sizes 15000000`) take about 2 GB of CSV and are for a quiet machine.
 
     python -m bench.big [--sizes 150000,1500000] [--stages ingest,statistics,...]
+    python -m bench.big --transform-apply [--sizes 1500000]
+
+`--transform-apply` compares transform's apply phase outside Beam (this checkout) with the stage
+before it (`containers/transform.py` as a git revision has it, `--before main`: its whole
+pipeline on Beam, over this checkout's other modules), each on 1 core and on every core, in one
+run (bench/results/transform_apply.json): ratios, since the machine may be shared.
 """
 
 from __future__ import annotations
@@ -200,9 +206,145 @@ def main(sizes: list[int], stages: list[str] | None = None) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def transform_apply(rows: int, before: str = "main", cores: str = "both") -> dict:
+    """transform before (the revision's stage) vs after (this checkout), 1 core vs every core.
+
+    Args:
+        rows: Synthetic taxi rows (bench.synth), ingested once.
+        before: The git revision whose containers/transform.py is the baseline.
+        cores: "both", or "1" for the one-core pair alone (transform_apply_1core.json).
+    """
+    from bench import REPO
+
+    work = Path(tempfile.mkdtemp(prefix="tfkfp-bench-apply-"))
+    try:
+        revision = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", before],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        baseline = work / "transform_before.py"
+        baseline.write_text(
+            subprocess.run(
+                ["git", "-C", str(REPO), "show", f"{before}:containers/transform.py"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        csv = synth.generate(rows, work / "taxi.csv")
+        examples, schema = work / "examples", work / "schema"
+        from tfkfp.containers import ingest
+
+        ingest.run(str(csv), str(examples), str(schema))
+        csv.unlink()
+        results: dict = {
+            "rows": rows,
+            "cpus": len(os.sched_getaffinity(0)),
+            "before": f"{before} ({revision})",
+            "load_average_start": _load_average(),
+            "runs": [],
+        }
+
+        def code(side: str, out: Path) -> str:
+            kwargs = {
+                "examples": str(examples),
+                "schema": str(schema),
+                "module_file": scale.TAXI_MODULE,
+                "transform_graph": str(out / "graph"),
+                "transformed_examples": str(out / "examples"),
+            }
+            load = (
+                "import importlib.util as u;"
+                f"s = u.spec_from_file_location('tfkfp_transform_before', {str(baseline)!r});"
+                "import sys; stage = sys.modules[s.name] = u.module_from_spec(s);"
+                "s.loader.exec_module(stage);"
+                if side == "before"
+                else "from tfkfp.containers import transform as stage;"
+            )
+            return (
+                f"{load} from tfkfp.containers.runtime import entrypoint;"
+                f"entrypoint(stage.run, **{kwargs!r})"
+            )
+
+        # Every core first (the pod's default), then one; the sides alternate which goes first.
+        name = "transform_apply.json" if cores == "both" else "transform_apply_1core.json"
+        for one_cpu in (False, True) if cores == "both" else (True,):
+            for side in ("before", "after") if not one_cpu else ("after", "before"):
+                out = work / f"out_{side}_{int(one_cpu)}"
+                out.mkdir()
+                entry = {"side": side, "cores": 1 if one_cpu else "all"}
+                entry |= measure(code(side, out), rows, one_cpu, work / "stage.log")
+                shutil.rmtree(out, ignore_errors=True)
+                results["runs"].append(entry)
+                # A run stopped part-way keeps the pairs it measured.
+                write_json(RESULTS / name, results)
+                print(
+                    f"transform {side:6s} {rows:>10,} rows, {entry['cores']!s:>3} core(s): "
+                    f"{entry['wall_s']:7.1f} s wall, {entry['cores_used']:.2f} cores used, "
+                    f"peak RSS {entry['peak_rss_gb']:.2f} GB",
+                    flush=True,
+                )
+        results["load_average_end"] = _load_average()
+        results["ratios"] = _ratios(results["runs"])
+        write_json(RESULTS / name, results)
+        return results
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _ratios(runs: list[dict]) -> dict:
+    by = {(r["side"], r["cores"]): r for r in runs}
+    if ("after", "all") not in by:
+        return {
+            "after_vs_before_wall_1_core": round(
+                by["after", 1]["wall_s"] / by["before", 1]["wall_s"], 3
+            ),
+            "after_vs_before_cpu_1_core": round(
+                by["after", 1]["cpu_s"] / by["before", 1]["cpu_s"], 3
+            ),
+        }
+    return {
+        "after_vs_before_cpu_1_core": round(by["after", 1]["cpu_s"] / by["before", 1]["cpu_s"], 3),
+        "after_vs_before_cpu_all_cores": round(
+            by["after", "all"]["cpu_s"] / by["before", "all"]["cpu_s"], 3
+        ),
+        "after_vs_before_wall_1_core": round(
+            by["after", 1]["wall_s"] / by["before", 1]["wall_s"], 3
+        ),
+        "after_vs_before_wall_all_cores": round(
+            by["after", "all"]["wall_s"] / by["before", "all"]["wall_s"], 3
+        ),
+        "after_all_cores_vs_1_core_speedup": round(
+            by["after", 1]["wall_s"] / by["after", "all"]["wall_s"], 3
+        ),
+        "before_all_cores_vs_1_core_speedup": round(
+            by["before", 1]["wall_s"] / by["before", "all"]["wall_s"], 3
+        ),
+        "after_vs_before_peak_rss_1_core": round(
+            by["after", 1]["peak_rss_gb"] / by["before", 1]["peak_rss_gb"], 3
+        ),
+        "after_vs_before_peak_rss_all_cores": round(
+            by["after", "all"]["peak_rss_gb"] / by["before", "all"]["peak_rss_gb"], 3
+        ),
+    }
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="150000,1500000")
     parser.add_argument("--stages", default=",".join(STAGES))
+    parser.add_argument("--transform-apply", action="store_true")
+    parser.add_argument("--before", default="main")
+    parser.add_argument("--cores", choices=("both", "1"), default="both")
     args = parser.parse_args()
-    main([int(s) for s in args.sizes.split(",")], args.stages.split(","))
+    if args.transform_apply:
+        for size in args.sizes.split(","):
+            transform_apply(int(size), args.before, args.cores)
+    else:
+        main([int(s) for s in args.sizes.split(",")], args.stages.split(","))

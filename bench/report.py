@@ -8,7 +8,6 @@ import platform
 from pathlib import Path
 
 from bench import RESULTS, write_json
-from bench.e2e import STAGES
 from bench.images import cold_start_target
 
 
@@ -90,6 +89,52 @@ def table(results: dict) -> str:
         rows.append(
             f"| {run['stage']} {run['rows']:,} rows, {cores}: wall, cores used, peak RSS "
             f"| {run['wall_s']:.1f} s, {run['cores_used']:.2f}, {run['peak_rss_gb']:.2f} GB | |"
+        )
+    apply = results.get("transform_apply")
+    if apply:
+        for run in apply["runs"]:
+            cores = "1 core" if run["cores"] == 1 else "all cores"
+            side = "apply outside Beam" if run["side"] == "after" else f"before ({apply['before']})"
+            rows.append(
+                f"| transform {apply['rows']:,} rows, {side}, {cores}: wall, cores used, peak RSS "
+                f"| {run['wall_s']:.1f} s, {run['cores_used']:.2f}, {run['peak_rss_gb']:.2f} GB "
+                f"| |"
+            )
+        ratios = apply.get("ratios")
+        if ratios:
+            load = f"load average {apply['load_average_start'][0]:.1f} → " + (
+                f"{apply['load_average_end'][0]:.1f}" if apply.get("load_average_end") else "?"
+            )
+            rows.append(
+                f"| transform {apply['rows']:,} rows, apply outside Beam vs before, 1 core / all "
+                f"cores ({load}): wall | {ratios['after_vs_before_wall_1_core']:.2f}× / "
+                f"{ratios['after_vs_before_wall_all_cores']:.2f}× | |"
+            )
+            if "after_vs_before_cpu_1_core" in ratios:
+                rows.append(
+                    f"| transform {apply['rows']:,} rows, apply outside Beam vs before, 1 core / "
+                    f"all cores: CPU seconds | {ratios['after_vs_before_cpu_1_core']:.2f}× / "
+                    f"{ratios['after_vs_before_cpu_all_cores']:.2f}× | |"
+                )
+                rows.append(
+                    f"| transform {apply['rows']:,} rows, apply outside Beam vs before, 1 core / "
+                    f"all cores: peak RSS | {ratios['after_vs_before_peak_rss_1_core']:.2f}× / "
+                    f"{ratios['after_vs_before_peak_rss_all_cores']:.2f}× | |"
+                )
+            rows.append(
+                f"| transform {apply['rows']:,} rows, all cores vs 1 core (after / before) "
+                f"| {ratios['after_all_cores_vs_1_core_speedup']:.2f}× / "
+                f"{ratios['before_all_cores_vs_1_core_speedup']:.2f}× | |"
+            )
+    pair = results.get("transform_apply_1core")
+    if pair and pair.get("ratios"):
+        ratios = pair["ratios"]
+        rows.append(
+            f"| transform {pair['rows']:,} rows, 1 core, back to back (load average "
+            f"{pair['load_average_start'][0]:.1f} → {pair['load_average_end'][0]:.1f}): apply "
+            f"outside Beam vs before, wall / CPU seconds | "
+            f"{ratios['after_vs_before_wall_1_core']:.2f}× / "
+            f"{ratios['after_vs_before_cpu_1_core']:.2f}× | |"
         )
     trainer = results.get("trainer")
     if trainer:
@@ -199,7 +244,10 @@ def chart(results: dict, path: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     ax = axes[0]
-    colours = dict(zip(STAGES, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    # The stages the e2e runs timed, in their order (bench.e2e no longer exports a list).
+    stages = list(dict.fromkeys(s["stage"] for run in e2e for s in run["stages"]))
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = {stage: cycle[i % len(cycle)] for i, stage in enumerate(stages)}
     for i, run in enumerate(e2e):
         bottom = 0.0
         for s in run["stages"]:
@@ -247,6 +295,8 @@ def main() -> dict:
         "warm",
         "scale",
         "big",
+        "transform_apply",
+        "transform_apply_1core",
         "trainer",
         "tuner",
         "multi_node",
