@@ -36,6 +36,7 @@ def _taxi_sample(tmp_path, rows: int = 2000):
     return str(tmp_path / "examples"), str(tmp_path / "schema")
 
 
+@pytest.mark.slow_variants
 @pytest.mark.parametrize(
     ("data", "module", "args"),
     [
