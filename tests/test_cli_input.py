@@ -2,7 +2,6 @@
 
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -55,9 +54,7 @@ def test_a_server_that_answers_only_healthz_does_not_hang(tmp_path, healthz_only
     args = [command, str(yaml_path), "--host", host, "--timeout", "3"]
     if command == "submit":
         args += ["--param", "data_uri=gs://b/penguins.csv", "--param", "push_destination=gs://b/s"]
-    started = time.monotonic()
-    proc = run_cli(*args, timeout=120)
-    took = time.monotonic() - started
+    proc = run_cli(*args, timeout=120)  # kfp's own client would wait for ever
     assert proc.returncode == 1, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"tfkfp: error: {command}: the KFP API at {host} did not answer ")
@@ -67,7 +64,6 @@ def test_a_server_that_answers_only_healthz_does_not_hang(tmp_path, healthz_only
     asked_paths = [r.split("?")[0] for r in seen]
     assert url.startswith(host) and f"{method} {url[len(host) :]}" in asked_paths  # it asked that
     assert "/healthz" not in url
-    assert took < 60, took  # bounded: 3 s plus kfp's start-up, not kfp's endless wait
 
 
 @pytest.mark.parametrize(

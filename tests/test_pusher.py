@@ -393,12 +393,11 @@ def test_s3_unreachable_endpoint_fails_with_one_line(tmp_path, trained, s3, monk
     from tests.helpers import free_port
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
-    started = time.monotonic()
+    # the message names the retry limit it gave up at (retry_timeout), not a client's default
     with pytest.raises(
-        InputError, match=r"destination: cannot reach http://127.0.0.1:\d+ for s3://b"
+        InputError, match=r"destination: cannot reach http://127.0.0.1:\d+ for s3://b.*limit 2 s"
     ):
         pusher.run(trained.model, _blessing(tmp_path, True), "s3://b/m", retry_timeout=2)
-    assert time.monotonic() - started < 60  # bounded
 
 
 def test_s3_connection_dropped_mid_upload_is_retried(tmp_path, trained, s3, s3_proxy, monkeypatch):
