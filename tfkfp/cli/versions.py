@@ -15,6 +15,7 @@ def list_versions(destination: str) -> list[dict[str, Any]]:
 
     from tfkfp.containers.push import model_card
     from tfkfp.containers.push.destination import destination as destination_at
+    from tfkfp.containers.push.versions import Marker
     from tfkfp.containers.store import storage
     from tfkfp.containers.store.layout import CARD_JSON, PUSHED
 
@@ -27,8 +28,8 @@ def list_versions(destination: str) -> list[dict[str, Any]]:
         if version.complete:
             uri = store.uri(version.number)
             where = storage.join(uri, PUSHED)
-            marker = json.loads(storage.read_text(where, "destination"))
-            raw, pushed_at, damaged = marker.get("pushed_at"), None, []
+            marker = Marker.read(where)
+            raw, pushed_at, damaged = marker.pushed_at, None, []
             try:
                 if _number(raw):
                     pushed_at = datetime.fromtimestamp(raw, UTC).isoformat(timespec="seconds")
@@ -46,9 +47,9 @@ def list_versions(destination: str) -> list[dict[str, Any]]:
                 card = None
             row.update(
                 uri=uri,
-                content_hash=marker["content_hash"],
+                content_hash=marker.content_hash,
                 pushed_at=pushed_at,
-                source=marker.get("source"),
+                source=marker.source,
                 formats=[
                     name
                     for name, file in (
