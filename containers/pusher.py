@@ -243,7 +243,7 @@ def run(
         def bookkeeping(number: int, digest: str) -> dict[str, bytes]:
             """The model card of version `number`, written into it before its marker."""
             uri = store.uri(number)
-            return model_card.files({**card, "version": number, "uri": uri, "content_hash": digest})
+            return replace(card, version=number, uri=uri, content_hash=digest).files()
 
         with storage.retry_seconds(retry_timeout):
             pushed = _push(

@@ -540,13 +540,13 @@ def test_model_card_takes_the_model_metadata_as_kfp_delivers_it():
         metadata,
         {"run_id": "{{$.pipeline_job_uuid}}", "run_name": "", "pipeline_name": "mine"},
     )
-    assert card["data"] == {
+    assert card.data == {
         "fingerprint": metadata["data_fingerprint"],
         "rows": {"train": 260, "eval": 84},
     }
-    assert card["module_file"] == {"ref": "gs://bucket/module.py", "sha256": "sha256:" + "b" * 64}
-    assert card["hyperparameters"] == {"learning_rate": 0.01, "units": 8}
+    assert card.module_file == {"ref": "gs://bucket/module.py", "sha256": "sha256:" + "b" * 64}
+    assert card.hyperparameters == {"learning_rate": 0.01, "units": 8}
     # a placeholder nobody resolved and an empty parameter both say unknown
-    assert card["kfp"] == {"run_id": "unknown", "run_name": "unknown", "pipeline_name": "mine"}
-    text = model_card.markdown(card)
+    assert card.kfp == {"run_id": "unknown", "run_name": "unknown", "pipeline_name": "mine"}
+    text = card.markdown()
     assert "rows train 260, eval 84" in text and '"units": 8' in text

@@ -84,8 +84,8 @@ def test_fingerprint_ingest_pusher_and_model_card_on_the_strict_server(
         names
     )
     card = model_card.read(pushed.pushed_uri)
-    assert card["kfp"]["run_id"] == "run-7" and card["content_hash"] == pushed.content_hash
-    assert json.loads(strict_s3.get(prefix + "model_card.json")) == card
+    assert card.kfp["run_id"] == "run-7" and card.content_hash == pushed.content_hash
+    assert json.loads(strict_s3.get(prefix + "model_card.json")) == card.to_dict()
 
 
 def test_a_virtual_hosted_only_store_names_the_style_to_set(virtual_only_s3, monkeypatch):
