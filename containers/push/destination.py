@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import random
 import shutil
@@ -48,7 +47,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 from tfkfp.containers import events
@@ -60,6 +59,7 @@ from tfkfp.containers.push.versions import (
     STAGING_PREFIX,
     Admit,
     Bookkeeping,
+    Claim,
     Marker,
     Version,
     file_chunks,
@@ -575,9 +575,7 @@ class ObjectStoreDestination:
         their version, so a push with a fixed `version` can be retried once the lease ran out.
         """
         key = f"{CLAIMS}/{number}.{push_id}"
-        body = json.dumps(
-            {"push_id": push_id, "lease": lease, "host": socket.gethostname(), "pid": os.getpid()}
-        ).encode()
+        body = Claim(push_id, lease, socket.gethostname(), os.getpid()).to_json().encode()
         self.objects.write(key, body)
         for pause in (0.05, 0.1, 0.2, 0.4, None):
             claims = {
@@ -614,12 +612,12 @@ class ObjectStoreDestination:
     def _renew(self, key: str, push_id: str, lease: float) -> bool:
         """Rewrites the claim (its mtime is the lease); False once it is no longer ours."""
         try:
-            current = json.loads(self.objects.read(key))
+            current = Claim.from_json(self.objects.read(key))
         except FileNotFoundError:
             return False
-        if current.get("push_id") != push_id:
+        if current.push_id != push_id:
             return False
-        self.objects.write(key, json.dumps({**current, "lease": lease}).encode())
+        self.objects.write(key, replace(current, lease=lease).to_json().encode())
         return True
 
     def _clean_leftovers(
@@ -640,10 +638,10 @@ class ObjectStoreDestination:
                 continue
             number = int(number_text) if is_version(number_text) else -1
             try:
-                lease = float(json.loads(self.objects.read(f"{CLAIMS}/{name}"))["lease"])
+                lease = Claim.from_json(self.objects.read(f"{CLAIMS}/{name}")).lease
             except FileNotFoundError:
                 continue  # released meanwhile
-            except (ValueError, KeyError, TypeError):
+            except ValueError:  # not a claim tfkfp wrote: the default lease
                 lease = LEASE
             if now - entry.mtime <= lease + 1:  # +1: S3 stamps whole seconds
                 continue

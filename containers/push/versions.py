@@ -158,6 +158,41 @@ class Marker:
         return cls.from_json(storage.read_bytes(uri, name), uri, name)
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A push's claim on an object store: `.tfkfp-claims/<number>.<push id>` (or the commit
+    lock's, `commit.<push id>`); the object's mtime is when its lease was last renewed.
+
+    Attributes:
+        push_id: The push holding it.
+        lease: Seconds it stays the push's without being renewed.
+        host: The host the push runs on (for whoever finds it).
+        pid: The push's process id there.
+    """
+
+    push_id: str
+    lease: float
+    host: str = ""
+    pid: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"push_id": self.push_id, "lease": self.lease, "host": self.host, "pid": self.pid}
+        )
+
+    @classmethod
+    def from_json(cls, text: bytes | str) -> Claim:
+        """Parses a claim; ValueError for anything that is not one (callers decide)."""
+        data = json.loads(text)
+        if not isinstance(data, dict) or not isinstance(data.get("push_id"), str):
+            raise ValueError("not a tfkfp claim (expected a JSON object with push_id and lease)")
+        try:
+            lease = float(data["lease"])
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"not a tfkfp claim (lease: {err})") from None
+        return cls(data["push_id"], lease, str(data.get("host", "")), data.get("pid", 0))
+
+
 class NotNewer(Exception):
     """A push may not become the newest version (see pusher.may_supersede); nothing published."""
 
