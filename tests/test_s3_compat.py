@@ -71,8 +71,8 @@ def test_fingerprint_ingest_pusher_and_model_card_on_the_strict_server(
     from tfkfp.containers.push import model_card
 
     data = strict_s3.put("data/penguins.csv", penguins_csv.read_bytes())
-    digest = fingerprint.run(data)
-    assert digest.startswith("sha256:") and fingerprint.run(data) == digest
+    digest = fingerprint.run(data).fingerprint
+    assert digest.startswith("sha256:") and fingerprint.run(data).fingerprint == digest
     ingested = ingest.run(data, str(tmp_path / "examples"), str(tmp_path / "schema"))
     assert ingested.rows["train"] + ingested.rows["eval"] == 344
     destination = f"{strict_s3.uri}/serving/penguins"
