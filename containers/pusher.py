@@ -21,6 +21,7 @@ from tfkfp.containers.push.destination import Destination, location_names
 from tfkfp.containers.push.destination import destination as destination_at
 from tfkfp.containers.push.versions import (
     LEASE,
+    Marker,
     NotNewer,
     Version,
     file_chunks,
@@ -242,7 +243,7 @@ def run(
         def bookkeeping(number: int, digest: str) -> dict[str, bytes]:
             """The model card of version `number`, written into it before its marker."""
             uri = store.uri(number)
-            return model_card.files({**card, "version": number, "uri": uri, "content_hash": digest})
+            return replace(card, version=number, uri=uri, content_hash=digest).files()
 
         with storage.retry_seconds(retry_timeout):
             pushed = _push(
@@ -341,14 +342,14 @@ def _push(
             raise NotNewer(why)
         return judged
 
-    marker = {
-        "content_hash": digest,
-        "evaluation": evaluated,
-        "files": {rel: os.path.getsize(os.path.join(model, rel)) for rel in files},
-        "pushed_at": time.time(),
-        "source": model,
-        "push_id": new_push_id(),
-    }
+    marker = Marker(
+        content_hash=digest,
+        files={rel: os.path.getsize(os.path.join(model, rel)) for rel in files},
+        evaluation=evaluated,
+        pushed_at=time.time(),
+        source=model,
+        push_id=new_push_id(),
+    )
     try:
         admit([v for v in existing if v.complete])  # before uploading anything
         log.info("pusher: pushing %s to %s", model, store.uri())

@@ -162,25 +162,25 @@ def test_model_card_records_what_made_the_version(demo_runs, penguins_csv):
     card = model_card.read(str(version))
     assert card is not None and (version / "model_card.md").is_file()
     first_run = sorted((cwd / "build" / "local_outputs").glob("penguins-*"))[0]
-    assert card["kfp"]["pipeline_name"] == "penguins"
-    assert card["kfp"]["run_name"] == first_run.name  # kfp.local's pipeline job name
-    assert card["kfp"]["run_id"].isdigit()  # kfp.local's job id (a random number)
-    assert card["data"]["fingerprint"] == fingerprint.run(str(penguins_csv)).fingerprint
+    assert card.kfp["pipeline_name"] == "penguins"
+    assert card.kfp["run_name"] == first_run.name  # kfp.local's pipeline job name
+    assert card.kfp["run_id"].isdigit()  # kfp.local's job id (a random number)
+    assert card.data["fingerprint"] == fingerprint.run(str(penguins_csv)).fingerprint
     manifest = json.loads((first_run / "ingest" / "examples" / "tfkfp_manifest.json").read_text())
-    assert card["data"]["rows"] == {s: v["records"] for s, v in manifest["splits"].items()}
-    assert set(card["data"]["rows"]) == {"train", "eval"}
+    assert card.data["rows"] == {s: v["records"] for s, v in manifest["splits"].items()}
+    assert set(card.data["rows"]) == {"train", "eval"}
     source = importlib.util.find_spec("tfkfp.pipelines.penguins.module").origin
     digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
-    assert card["module_file"] == {
+    assert card.module_file == {
         "ref": "tfkfp.pipelines.penguins.module",
         "sha256": f"sha256:{digest}",
     }
-    assert card["hyperparameters"] == {}  # the demo passes none
-    assert card["evaluation"]["blessed"] is True
-    assert card["infra_validation"]["blessed"] is True  # the pipeline's second gate ran
+    assert card.hyperparameters == {}  # the demo passes none
+    assert card.evaluation["blessed"] is True
+    assert card.infra_validation["blessed"] is True  # the pipeline's second gate ran
     text = (version / "model_card.md").read_text()
-    assert f"sha256:{digest}" in text and card["data"]["fingerprint"] in text
-    assert "null" not in json.dumps({k: card[k] for k in ("kfp", "data", "module_file")})
+    assert f"sha256:{digest}" in text and card.data["fingerprint"] in text
+    assert "null" not in json.dumps([card.kfp, card.data, card.module_file])
 
 
 @pytest.mark.pipeline

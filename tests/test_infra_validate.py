@@ -205,21 +205,21 @@ def test_pusher_pushes_an_infra_blessed_model_with_its_model_card(tmp_path, trai
     version = pushed.pushed_uri
     assert {"PUSHED.json", "model_card.json", "model_card.md"} <= set(os.listdir(version))
     card = model_card.read(version)
-    assert card["content_hash"] == pushed.content_hash and card["source"] == trained.model
-    assert card["kfp"] == {"run_id": "run-123", "run_name": "unknown", "pipeline_name": "penguins"}
+    assert card.content_hash == pushed.content_hash and card.source == trained.model
+    assert card.kfp == {"run_id": "run-123", "run_name": "unknown", "pipeline_name": "penguins"}
     # called without the model artifact's metadata: every such fact says unknown, none is null
-    assert card["data"] == {
+    assert card.data == {
         "fingerprint": "unknown",
         "rows": {"train": "unknown", "eval": "unknown"},
     }
-    assert card["module_file"] == {"ref": "unknown", "sha256": "unknown"}
-    assert card["hyperparameters"] == "unknown"
-    ev = card["evaluation"]
+    assert card.module_file == {"ref": "unknown", "sha256": "unknown"}
+    assert card.hyperparameters == "unknown"
+    ev = card.evaluation
     assert ev["blessed"] is True and ev["metrics"] == pytest.approx(evaluation.metrics)
     assert "Overall" in ev["slices"] and len(ev["slices"]) > 1  # per island too
     assert ev["thresholds"] == evaluation.thresholds and ev["baseline_note"]
-    assert card["infra_validation"]["blessed"] is True
-    assert card["packages"]["tensorflow"] and card["image"]
+    assert card.infra_validation["blessed"] is True
+    assert card.packages["tensorflow"] and card.image
     text = (Path(version) / "model_card.md").read_text()
     assert "run-123" in text and "Blessed: **True**" in text
     assert all(f"| Overall | {name} |" in text for name in evaluation.metrics), text
@@ -231,8 +231,8 @@ def test_pusher_pushes_an_infra_blessed_model_with_its_model_card(tmp_path, trai
 
     [row] = cli.list_versions(str(tmp_path / "serving"))
     assert row["complete"] and row["content_hash"] == pushed.content_hash
-    assert row["model_card"] == card
-    line = cli._card_line(row)
+    assert row["model_card"] == card.to_dict()
+    line = cli._card_line(row, card)
     assert "run run-123; pipeline penguins; blessed True (" in line and "infra True" in line
 
 

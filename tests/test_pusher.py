@@ -493,6 +493,48 @@ def test_damaged_marker_fails_in_one_line_and_publishes_nothing(
         list(iter_versions(dest))  # still only the damaged version: nothing published
 
 
+def test_marker_reads_what_it_writes_and_what_earlier_tfkfp_wrote():
+    """PUSHED.json keeps its keys, in the order earlier tfkfp wrote them; older markers (no
+    push_id, no evaluation) still read; a damaged one is the same one line as ever."""
+    marker = versions.Marker(
+        content_hash="abc",
+        files={"variables/variables.index": 3, "saved_model.pb": 9},
+        evaluation={"blessed": True, "metrics": {"auc": 0.9}},
+        pushed_at=1700000000.5,
+        source="/model",
+        push_id="p1",
+    )
+    text = marker.to_json()
+    assert list(json.loads(text)) == [
+        "content_hash", "evaluation", "files", "pushed_at", "source", "push_id"
+    ]  # fmt: skip
+    assert versions.Marker.from_json(text, "where", "destination") == marker
+    old = versions.Marker.from_json(b'{"content_hash": "abc", "pushed_at": 0}', "w", "d")
+    assert (old.files, old.evaluation, old.source, old.push_id) == ({}, {}, None, None)
+    for damaged in (b'{"content_hash": 1}', b'{"content_hash": "a", "files": {"x": "1"}}'):
+        with pytest.raises(InputError, match=r"^d: w is not a tfkfp push marker \(expected"):
+            versions.Marker.from_json(damaged, "w", "d")
+
+
+def test_model_card_reads_what_it_writes_and_names_a_missing_field(tmp_path):
+    from tfkfp.containers.push import model_card
+
+    card = model_card.facts(
+        {"version": 7, "pushed_uri": str(tmp_path), "content_hash": "c"}, "/m", "/none", None
+    )
+    for name, data in card.files().items():
+        (tmp_path / name).write_bytes(data)
+    assert model_card.read(str(tmp_path)) == card
+    assert list(json.loads((tmp_path / CARD_JSON).read_text()))[:4] == [
+        "version", "uri", "content_hash", "source"
+    ]  # fmt: skip
+    data = card.to_dict()
+    del data["kfp"]
+    (tmp_path / CARD_JSON).write_text(json.dumps(data))
+    with pytest.raises(model_card.DamagedCard, match=r"is not a model card \(no 'kfp'\)$"):
+        model_card.read(str(tmp_path))
+
+
 @pytest.mark.pipeline
 def test_kfp_local_pipeline_pushes_to_the_emulator_bucket(tmp_path, gcs, penguins_csv):
     from tests.helpers import run_cli
@@ -539,13 +581,13 @@ def test_model_card_takes_the_model_metadata_as_kfp_delivers_it():
         metadata,
         {"run_id": "{{$.pipeline_job_uuid}}", "run_name": "", "pipeline_name": "mine"},
     )
-    assert card["data"] == {
+    assert card.data == {
         "fingerprint": metadata["data_fingerprint"],
         "rows": {"train": 260, "eval": 84},
     }
-    assert card["module_file"] == {"ref": "gs://bucket/module.py", "sha256": "sha256:" + "b" * 64}
-    assert card["hyperparameters"] == {"learning_rate": 0.01, "units": 8}
+    assert card.module_file == {"ref": "gs://bucket/module.py", "sha256": "sha256:" + "b" * 64}
+    assert card.hyperparameters == {"learning_rate": 0.01, "units": 8}
     # a placeholder nobody resolved and an empty parameter both say unknown
-    assert card["kfp"] == {"run_id": "unknown", "run_name": "unknown", "pipeline_name": "mine"}
-    text = model_card.markdown(card)
+    assert card.kfp == {"run_id": "unknown", "run_name": "unknown", "pipeline_name": "mine"}
+    text = card.markdown()
     assert "rows train 260, eval 84" in text and '"units": 8' in text

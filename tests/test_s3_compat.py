@@ -71,8 +71,8 @@ def test_fingerprint_ingest_pusher_and_model_card_on_the_strict_server(
     from tfkfp.containers.push import model_card
 
     data = strict_s3.put("data/penguins.csv", penguins_csv.read_bytes())
-    digest = fingerprint.run(data)
-    assert digest.startswith("sha256:") and fingerprint.run(data) == digest
+    digest = fingerprint.run(data).fingerprint
+    assert digest.startswith("sha256:") and fingerprint.run(data).fingerprint == digest
     ingested = ingest.run(data, str(tmp_path / "examples"), str(tmp_path / "schema"))
     assert ingested.rows["train"] + ingested.rows["eval"] == 344
     destination = f"{strict_s3.uri}/serving/penguins"
@@ -84,8 +84,8 @@ def test_fingerprint_ingest_pusher_and_model_card_on_the_strict_server(
         names
     )
     card = model_card.read(pushed.pushed_uri)
-    assert card["kfp"]["run_id"] == "run-7" and card["content_hash"] == pushed.content_hash
-    assert json.loads(strict_s3.get(prefix + "model_card.json")) == card
+    assert card.kfp["run_id"] == "run-7" and card.content_hash == pushed.content_hash
+    assert json.loads(strict_s3.get(prefix + "model_card.json")) == card.to_dict()
 
 
 def test_a_virtual_hosted_only_store_names_the_style_to_set(virtual_only_s3, monkeypatch):

@@ -7,8 +7,8 @@ version's URI), publishing a new version, and writing files (the model card) int
 folder, `ObjectStoreDestination` for gs:// and s3:// (pyarrow filesystems, via
 containers/store/storage.py). Every one-line error names the input the URI came from (`name`:
 the pusher's `destination`, the evaluator's `baseline_from`, infer's `model_from`). A
-version's marker is read and checked here; a version's files and content hash:
-containers/push/versions.py.
+version's marker is checked against its files here; the marker itself (`Marker`, read and
+written), a version's files and content hash: containers/push/versions.py.
 
 Over ~400 lines on purpose: one concurrency protocol (staging folders and claims, leases,
 verified markers) for a folder and for object stores; its invariants read best side by side.
@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import random
 import shutil
@@ -48,7 +47,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 from tfkfp.containers import events
@@ -60,6 +59,8 @@ from tfkfp.containers.push.versions import (
     STAGING_PREFIX,
     Admit,
     Bookkeeping,
+    Claim,
+    Marker,
     Version,
     file_chunks,
     hash_files,
@@ -113,7 +114,7 @@ class Destination(Protocol):
     def publish(
         self,
         model_dir: str,
-        marker: dict,
+        marker: Marker,
         numbers: Callable[[int], int],
         fixed: bool,
         lease: float,
@@ -188,44 +189,17 @@ def _complete(found: list[Version]) -> list[Version]:
     return [v for v in found if v.complete]
 
 
-def _read_marker(text: bytes | str, where: str, name: str) -> dict:
-    """Parses a marker; a damaged one is an error, never a silently skipped version."""
-    try:
-        marker = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InputError(f"{name}: {where} is not valid JSON ({err})") from None
-    files = marker.get("files", {}) if isinstance(marker, dict) else None
-    if (
-        not isinstance(marker, dict)
-        or not isinstance(marker.get("content_hash"), str)
-        or not isinstance(files, dict)
-        or not all(isinstance(s, int) for s in files.values())
-    ):
-        raise InputError(
-            f"{name}: {where} is not a tfkfp push marker (expected a JSON object with "
-            "content_hash and files)"
-        )
-    return marker
+def _version(number: int, marker: Marker) -> Version:
+    return Version(number, True, marker.content_hash, marker.files, marker.evaluation)
 
 
-def _version(number: int, marker: dict) -> Version:
-    evaluation = marker.get("evaluation")
-    return Version(
-        number,
-        True,
-        marker["content_hash"],
-        marker.get("files", {}),
-        evaluation if isinstance(evaluation, dict) else {},
-    )
-
-
-def _check_files(marker: dict, found: dict[str, int], where: str, name: str) -> None:
+def _check_files(marker: Marker, found: dict[str, int], where: str, name: str) -> None:
     """A marked version must hold the files its marker names, at their sizes.
 
     Bookkeeping files a marker names are not checked: versions promoted before they were left
     out (issue 25) list their source's marker, which their own marker replaced.
     """
-    for rel, size in marker.get("files", {}).items():
+    for rel, size in marker.files.items():
         if is_bookkeeping(rel):
             continue
         if found.get(rel) != size:
@@ -348,7 +322,7 @@ class LocalDestination:
             except FileNotFoundError:
                 found.append(Version(int(name), False))
                 continue
-            marker = _read_marker(text, marker_path, self.name)
+            marker = Marker.from_json(text, marker_path, self.name)
             files = {rel: os.path.getsize(os.path.join(folder, rel)) for rel in model_files(folder)}
             _check_files(marker, files, folder, self.name)
             found.append(_version(int(name), marker))
@@ -370,7 +344,7 @@ class LocalDestination:
     def publish(
         self,
         model_dir: str,
-        marker: dict,
+        marker: Marker,
         numbers: Callable[[int], int],
         fixed: bool,
         lease: float,
@@ -383,7 +357,7 @@ class LocalDestination:
         keeper = _Lease(lambda: (os.utime(staging), True)[1], lease, staging)
         try:
             with storage.disk_errors(self.name, self.root):
-                files = marker["files"]
+                files = marker.files
                 progress = _progress("copied", sum(files.values()))
                 for rel in files:  # saved_model.pb last
                     target = os.path.join(staging, rel)
@@ -412,7 +386,7 @@ class LocalDestination:
             keeper.stop()
 
     @staticmethod
-    def _finish(staging: str, marker: dict, files: dict[str, bytes]) -> None:
+    def _finish(staging: str, marker: Marker, files: dict[str, bytes]) -> None:
         """Writes the bookkeeping files, then the marker, last, into a verified staging folder."""
         for name in (*files, MARKER):
             with contextlib.suppress(FileNotFoundError):
@@ -421,8 +395,7 @@ class LocalDestination:
             with open(os.path.join(staging, name), "wb") as fh:
                 fh.write(data)
             _fsync(os.path.join(staging, name))
-        with open(os.path.join(staging, MARKER), "w") as fh:
-            json.dump(marker, fh)
+        marker.write(os.path.join(staging, MARKER))
         _fsync(os.path.join(staging, MARKER))
         _fsync(staging)
 
@@ -445,7 +418,7 @@ class LocalDestination:
     def _commit(
         self,
         staging: str,
-        marker: dict,
+        marker: Marker,
         numbers: Callable[[int], int],
         fixed: bool,
         admit: Admit,
@@ -493,10 +466,10 @@ def _fsync(path: str) -> None:
 
 
 def _verify(
-    found: dict[str, int], chunks: Callable[[str], Iterator[bytes]], marker: dict, where: str
+    found: dict[str, int], chunks: Callable[[str], Iterator[bytes]], marker: Marker, where: str
 ) -> None:
     """Re-reads a written version: exactly the marker's files, sizes, then the content hash."""
-    wanted = marker["files"]
+    wanted = marker.files
     if found != wanted:
         missing = sorted(set(wanted) - set(found))
         extra = sorted(set(found) - set(wanted))
@@ -512,10 +485,10 @@ def _verify(
         progress.add(wanted[rel], files=1)
 
     digest = hash_files(wanted, counted)
-    if digest != marker["content_hash"]:
+    if digest != marker.content_hash:
         raise RuntimeError(
             f"pusher: {where} reads back with content hash {digest}, "
-            f"not {marker['content_hash']} as written"
+            f"not {marker.content_hash} as written"
         )
 
 
@@ -583,7 +556,7 @@ class ObjectStoreDestination:
                 found.append(Version(number, False))
                 continue
             where = self.uri(number) + "/" + MARKER
-            marker = _read_marker(texts[number], where, self.name)
+            marker = Marker.from_json(texts[number], where, self.name)
             sizes = {rel: e.size for rel, e in files.items() if not is_bookkeeping(rel)}
             _check_files(marker, sizes, self.uri(number), self.name)
             found.append(_version(number, marker))
@@ -602,9 +575,7 @@ class ObjectStoreDestination:
         their version, so a push with a fixed `version` can be retried once the lease ran out.
         """
         key = f"{CLAIMS}/{number}.{push_id}"
-        body = json.dumps(
-            {"push_id": push_id, "lease": lease, "host": socket.gethostname(), "pid": os.getpid()}
-        ).encode()
+        body = Claim(push_id, lease, socket.gethostname(), os.getpid()).to_json().encode()
         self.objects.write(key, body)
         for pause in (0.05, 0.1, 0.2, 0.4, None):
             claims = {
@@ -641,12 +612,12 @@ class ObjectStoreDestination:
     def _renew(self, key: str, push_id: str, lease: float) -> bool:
         """Rewrites the claim (its mtime is the lease); False once it is no longer ours."""
         try:
-            current = json.loads(self.objects.read(key))
+            current = Claim.from_json(self.objects.read(key))
         except FileNotFoundError:
             return False
-        if current.get("push_id") != push_id:
+        if current.push_id != push_id:
             return False
-        self.objects.write(key, json.dumps({**current, "lease": lease}).encode())
+        self.objects.write(key, replace(current, lease=lease).to_json().encode())
         return True
 
     def _clean_leftovers(
@@ -667,10 +638,10 @@ class ObjectStoreDestination:
                 continue
             number = int(number_text) if is_version(number_text) else -1
             try:
-                lease = float(json.loads(self.objects.read(f"{CLAIMS}/{name}"))["lease"])
+                lease = Claim.from_json(self.objects.read(f"{CLAIMS}/{name}")).lease
             except FileNotFoundError:
                 continue  # released meanwhile
-            except (ValueError, KeyError, TypeError):
+            except ValueError:  # not a claim tfkfp wrote: the default lease
                 lease = LEASE
             if now - entry.mtime <= lease + 1:  # +1: S3 stamps whole seconds
                 continue
@@ -701,14 +672,14 @@ class ObjectStoreDestination:
     def publish(
         self,
         model_dir: str,
-        marker: dict,
+        marker: Marker,
         numbers: Callable[[int], int],
         fixed: bool,
         lease: float,
         admit: Admit,
         bookkeeping: Bookkeeping = lambda number: {},
     ) -> int:
-        push_id = marker["push_id"]
+        push_id = marker.push_id
         number, key = numbers(0), None
         for attempt in range(CLAIM_ATTEMPTS):
             key = self._claim(number, push_id, lease)
@@ -743,7 +714,7 @@ class ObjectStoreDestination:
             mine = key.removeprefix(CLAIMS + "/")
             now = claims[mine].mtime  # the store's clock, not this machine's
             self._clean_leftovers(listing, {c: e for c, e in claims.items() if c != mine}, now)
-            files = marker["files"]
+            files = marker.files
             progress = _progress("uploaded", sum(files.values()))
             for rel in files:  # saved_model.pb last
                 keeper.check()
@@ -784,7 +755,7 @@ class ObjectStoreDestination:
                     keeper.check()
                     self.objects.write(f"{number}/{name}", data)  # before the marker
                 keeper.check()
-                text = json.dumps(marker).encode()
+                text = marker.to_json().encode()
                 if self.objects.root.scheme == "gs":
                     # belt and braces where the store offers compare-and-set: never replace a
                     # marker
@@ -842,7 +813,7 @@ class ObjectStoreDestination:
         self,
         number: int,
         newest: int,
-        marker: dict,
+        marker: Marker,
         numbers: Callable[[int], int],
         lease: float,
         keys: list[str],
@@ -854,7 +825,7 @@ class ObjectStoreDestination:
         old, target = number, newest
         for _ in range(CLAIM_ATTEMPTS):
             number = numbers(target)
-            key = self._claim(number, marker["push_id"], lease)
+            key = self._claim(number, marker.push_id, lease)
             if key:
                 break
             target = number
@@ -870,7 +841,7 @@ class ObjectStoreDestination:
             old,
             number,
         )
-        for rel in marker["files"]:  # saved_model.pb last
+        for rel in marker.files:  # saved_model.pb last
             self.objects.copy(f"{old}/{rel}", f"{number}/{rel}")
         written = {rel: e.size for rel, e in self.objects.list(f"{number}/").items()}
         written = {rel.removeprefix(f"{number}/"): s for rel, s in written.items()}

@@ -6,12 +6,14 @@ file hash, hyperparameters and rows per split (the model artifact's KFP metadata
 carries them on from its examples), the evaluator's blessing (metrics per slice, thresholds
 and their results, the baseline and why it was chosen), infra_validate's result, the package
 versions and the image. A fact nobody handed on reads "unknown", never null. Written into
-the version before its marker, so a complete version always has its card.
+the version before its marker, so a complete version always has its card. `ModelCard` writes
+(`files`) and reads (`read`) it: the card is never read by string keys elsewhere.
 Imports no TensorFlow.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -84,6 +86,133 @@ def _versions() -> dict[str, str]:
     return found
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelCard:
+    """A version's `model_card.json` (and what `model_card.md` shows).
+
+    The sections stay JSON objects as the card has always held them (their keys below); a fact
+    nobody handed on reads "unknown".
+
+    Attributes:
+        version: The version's number.
+        uri: The version's URI.
+        content_hash: sha256 over the model's files, as in the version's marker.
+        source: The model folder pushed.
+        kfp: run_id, run_name, pipeline_name.
+        data: fingerprint, and rows per split.
+        module_file: ref (path or module) and sha256.
+        hyperparameters: What run_fn got ({} for none), or "unknown".
+        evaluation: The evaluator's blessed, reason, data, metrics, slices, thresholds,
+            baseline, baseline_note (nulls and empties without a blessing.json).
+        infra_validation: infra_validate's blessed, reason, load_seconds, signatures; None
+            when it did not run.
+        packages: Package versions by name.
+        python: The Python version.
+        image: The container image (TFKFP_IMAGE), or the default tag.
+    """
+
+    version: int
+    uri: str
+    content_hash: str
+    source: str
+    kfp: dict[str, str]
+    data: dict[str, Any]
+    module_file: dict[str, str]
+    hyperparameters: dict[str, Any] | str
+    evaluation: dict[str, Any]
+    infra_validation: dict[str, Any] | None
+    packages: dict[str, str]
+    python: str
+    image: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The card as JSON-ready data, in the order the fields are written."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    def markdown(self) -> str:
+        """The card as Markdown."""
+        ev, kfp, data = self.evaluation, self.kfp, self.data
+        lines = [
+            f"# Model card: version {self.version}",
+            "",
+            f"- Location: `{self.uri}` (content sha256 `{self.content_hash}`)",
+            f"- Source: `{self.source}`",
+            f"- KFP run: {kfp['run_id']} ({kfp['run_name']}); pipeline: {kfp['pipeline_name']}",
+            f"- Data: fingerprint `{data['fingerprint']}`; rows "
+            + ", ".join(f"{split} {n}" for split, n in data["rows"].items()),
+            f"- Module file: `{self.module_file['ref']}` ({self.module_file['sha256']})",
+            "- Hyperparameters: "
+            + (
+                json.dumps(self.hyperparameters, sort_keys=True)
+                if isinstance(self.hyperparameters, dict)
+                else str(self.hyperparameters)
+            ),
+            f"- Image: `{self.image}`; Python {self.python}",
+            "- Packages: " + ", ".join(f"{k} {v}" for k, v in self.packages.items()),
+            "",
+            "## Evaluation",
+            "",
+            f"Blessed: **{ev['blessed']}** ({ev['reason']}). Data: `{ev['data']}`.",
+            f"Baseline: `{ev['baseline'] or 'none'}` ({ev['baseline_note']}).",
+            "",
+            "| threshold | slices | result |",
+            "| --- | --- | --- |",
+        ]
+        for row in ev["thresholds"]:
+            what = f"{row.get('metric')} {row.get('kind', '')} {row.get('threshold', '')}".strip()
+            lines.append(f"| {what} | {row.get('slices', '')} | {row.get('result', '')} |")
+        lines += ["", "| slice | metric | candidate | baseline |", "| --- | --- | --- | --- |"]
+        for slice_name, metrics in ev["slices"].items():
+            for name, values in metrics.items():
+                lines.append(
+                    f"| {slice_name} | {name} | {values.get('candidate')} | "
+                    f"{values.get('baseline')} |"
+                )
+        infra = self.infra_validation
+        lines += ["", "## Infra validation", ""]
+        lines.append(
+            "not run" if infra is None else f"blessed: **{infra['blessed']}** ({infra['reason']})"
+        )
+        return "\n".join(lines) + "\n"
+
+    def files(self) -> dict[str, bytes]:
+        """The card's files in a version, by name: model_card.json and model_card.md."""
+        return {
+            CARD_JSON: self.to_json().encode("utf-8"),
+            CARD_MD: self.markdown().encode("utf-8"),
+        }
+
+    @classmethod
+    def from_json(cls, text: bytes | str, uri: str, name: str = "destination") -> ModelCard:
+        """Parses a card; DamagedCard naming `uri` when it does not parse, is not a JSON
+        object or lacks a field (every card tfkfp wrote has them all)."""
+        try:
+            data = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise DamagedCard(name, f"{uri} is not valid JSON ({err})") from None
+        if not isinstance(data, dict):
+            raise DamagedCard(name, f"{uri} is not a model card (expected a JSON object)")
+        fields = [f.name for f in dataclasses.fields(cls)]
+        missing = [f for f in fields if f not in data]
+        if missing:
+            raise DamagedCard(name, f"{uri} is not a model card (no {missing[0]!r})")
+        return cls(**{f: data[f] for f in fields})
+
+    @classmethod
+    def read(cls, version_uri: str, name: str = "destination") -> ModelCard | None:
+        """Version `version_uri`'s card, None when it has none; DamagedCard as `from_json`.
+
+        `name` is the input the version came from, first word of the one-line errors.
+        """
+        uri = storage.join(version_uri, CARD_JSON)
+        if storage.stat(uri, name) is None:
+            return None
+        return cls.from_json(storage.read_bytes(uri, name), uri, name)
+
+
 def facts(
     result: dict[str, Any],
     model: str,
@@ -91,8 +220,8 @@ def facts(
     infra_blessing: str | None,
     model_metadata: dict[str, Any] | None = None,
     kfp: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """Everything the card says, as JSON-ready data.
+) -> ModelCard:
+    """Everything the card says.
 
     Args:
         result: The push result (version, pushed_uri, content_hash).
@@ -112,25 +241,25 @@ def facts(
     meta = whole_numbers(model_metadata or {})
     kfp = {key: known((kfp or {}).get(key)) for key in ("run_id", "run_name", "pipeline_name")}
     rows = meta.get("rows") if isinstance(meta.get("rows"), dict) else {}
-    return {
-        "version": result["version"],
-        "uri": result["pushed_uri"],
-        "content_hash": result["content_hash"],
-        "source": model,
-        "kfp": kfp,
-        "data": {
+    return ModelCard(
+        version=result["version"],
+        uri=result["pushed_uri"],
+        content_hash=result["content_hash"],
+        source=model,
+        kfp=kfp,
+        data={
             "fingerprint": known(meta.get("data_fingerprint")),
             "rows": {split: known(rows.get(split)) for split in ("train", "eval")}
             | {split: n for split, n in rows.items() if split not in ("train", "eval")},
         },
-        "module_file": {
+        module_file={
             "ref": known(meta.get("module_file")),
             "sha256": known(meta.get("module_file_sha256")),
         },
         # {} when run_fn got none (a fact); unknown when no trainer metadata came with the model
-        "hyperparameters": meta["hyperparameters"] if "hyperparameters" in meta else UNKNOWN,
-        "evaluation": _evaluation(evaluation),
-        "infra_validation": None
+        hyperparameters=meta["hyperparameters"] if "hyperparameters" in meta else UNKNOWN,
+        evaluation=_evaluation(evaluation),
+        infra_validation=None
         if infra is None
         else {
             "blessed": infra.blessed,
@@ -138,66 +267,11 @@ def facts(
             "load_seconds": infra.load_seconds,
             "signatures": infra.signatures,
         },
-        "packages": _versions(),
-        "python": platform.python_version(),
-        "image": os.environ.get("TFKFP_IMAGE")
+        packages=_versions(),
+        python=platform.python_version(),
+        image=os.environ.get("TFKFP_IMAGE")
         or f"tfkfp:{__version__} (default tag; TFKFP_IMAGE unset)",
-    }
-
-
-def markdown(card: dict[str, Any]) -> str:
-    """The card as Markdown."""
-    ev = card["evaluation"]
-    lines = [
-        f"# Model card: version {card['version']}",
-        "",
-        f"- Location: `{card['uri']}` (content sha256 `{card['content_hash']}`)",
-        f"- Source: `{card['source']}`",
-        f"- KFP run: {card['kfp']['run_id']} ({card['kfp']['run_name']}); pipeline: "
-        f"{card['kfp']['pipeline_name']}",
-        f"- Data: fingerprint `{card['data']['fingerprint']}`; rows "
-        + ", ".join(f"{split} {n}" for split, n in card["data"]["rows"].items()),
-        f"- Module file: `{card['module_file']['ref']}` ({card['module_file']['sha256']})",
-        "- Hyperparameters: "
-        + (
-            json.dumps(card["hyperparameters"], sort_keys=True)
-            if isinstance(card["hyperparameters"], dict)
-            else str(card["hyperparameters"])
-        ),
-        f"- Image: `{card['image']}`; Python {card['python']}",
-        "- Packages: " + ", ".join(f"{k} {v}" for k, v in card["packages"].items()),
-        "",
-        "## Evaluation",
-        "",
-        f"Blessed: **{ev['blessed']}** ({ev['reason']}). Data: `{ev['data']}`.",
-        f"Baseline: `{ev['baseline'] or 'none'}` ({ev['baseline_note']}).",
-        "",
-        "| threshold | slices | result |",
-        "| --- | --- | --- |",
-    ]
-    for row in ev["thresholds"]:
-        what = f"{row.get('metric')} {row.get('kind', '')} {row.get('threshold', '')}".strip()
-        lines.append(f"| {what} | {row.get('slices', '')} | {row.get('result', '')} |")
-    lines += ["", "| slice | metric | candidate | baseline |", "| --- | --- | --- | --- |"]
-    for slice_name, metrics in ev["slices"].items():
-        for name, values in metrics.items():
-            lines.append(
-                f"| {slice_name} | {name} | {values.get('candidate')} | {values.get('baseline')} |"
-            )
-    infra = card["infra_validation"]
-    lines += ["", "## Infra validation", ""]
-    lines.append(
-        "not run" if infra is None else f"blessed: **{infra['blessed']}** ({infra['reason']})"
     )
-    return "\n".join(lines) + "\n"
-
-
-def files(card: dict[str, Any]) -> dict[str, bytes]:
-    """The card's files in a version, by name: model_card.json and model_card.md."""
-    return {
-        CARD_JSON: json.dumps(card, indent=1).encode("utf-8"),
-        CARD_MD: markdown(card).encode("utf-8"),
-    }
 
 
 class DamagedCard(InputError):
@@ -211,18 +285,9 @@ class DamagedCard(InputError):
         self.what = what
 
 
-def read(version_uri: str, name: str = "destination") -> dict[str, Any] | None:
+def read(version_uri: str, name: str = "destination") -> ModelCard | None:
     """A version's card, None when it has none; DamagedCard naming a card that does not parse.
 
     `name` is the input the version came from, first word of the one-line errors.
     """
-    uri = storage.join(version_uri, CARD_JSON)
-    if storage.stat(uri, name) is None:
-        return None
-    try:
-        card = json.loads(storage.read_bytes(uri, name))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise DamagedCard(name, f"{uri} is not valid JSON ({err})") from None
-    if not isinstance(card, dict):
-        raise DamagedCard(name, f"{uri} is not a model card (expected a JSON object)")
-    return card
+    return ModelCard.read(version_uri, name)

@@ -14,11 +14,14 @@ Imports no TensorFlow.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+from tfkfp.containers.runtime import InputError
 from tfkfp.containers.store.layout import is_bookkeeping
 
 STAGING_PREFIX = ".staging-"
@@ -78,6 +81,116 @@ class Version:
     files: dict[str, int] = field(default_factory=dict)
     # what the pusher recorded of the model's evaluation (see pusher.evaluation); {} if none
     evaluation: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A version's `PUSHED.json`: what the push recorded, written last (see the docstring).
+
+    The JSON keeps the keys (and their order) earlier tfkfp wrote; markers it wrote before a
+    field existed still read (`files` {}, `evaluation` {}, the rest None).
+
+    Attributes:
+        content_hash: sha256 over the model's files (versions.content_hash).
+        files: The model's files (relative path -> size in bytes), saved_model.pb last.
+        evaluation: What the pusher recorded of the model's evaluation (pusher.evaluation), a
+            JSON object kept as it is; {} when none (or not an object).
+        pushed_at: Unix time of the push; kept as read (`tfkfp versions` names one that is not
+            a number).
+        source: The model folder pushed.
+        push_id: The push that wrote it (its claims and staging folder carry the same id).
+    """
+
+    content_hash: str
+    files: dict[str, int] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    pushed_at: Any = None
+    source: Any = None
+    push_id: str | None = None
+
+    # the keys in the order earlier tfkfp wrote them
+    _KEYS = ("content_hash", "evaluation", "files", "pushed_at", "source", "push_id")
+
+    def to_json(self) -> str:
+        return json.dumps({key: getattr(self, key) for key in self._KEYS})
+
+    def write(self, path: str) -> None:
+        """Writes the marker to a local file (the caller fsyncs it)."""
+        with open(path, "w") as fh:
+            fh.write(self.to_json())
+
+    @classmethod
+    def from_json(cls, text: bytes | str, where: str, name: str) -> Marker:
+        """Parses a marker; a damaged one is an error, never a silently skipped version.
+
+        Raises InputError naming `name` (the input the destination came from) and `where`.
+        """
+        try:
+            data = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise InputError(f"{name}: {where} is not valid JSON ({err})") from None
+        files = data.get("files", {}) if isinstance(data, dict) else None
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("content_hash"), str)
+            or not isinstance(files, dict)
+            or not all(isinstance(s, int) for s in files.values())
+        ):
+            raise InputError(
+                f"{name}: {where} is not a tfkfp push marker (expected a JSON object with "
+                "content_hash and files)"
+            )
+        evaluation = data.get("evaluation")
+        return cls(
+            content_hash=data["content_hash"],
+            files=files,
+            evaluation=evaluation if isinstance(evaluation, dict) else {},
+            pushed_at=data.get("pushed_at"),
+            source=data.get("source"),
+            push_id=data.get("push_id"),
+        )
+
+    @classmethod
+    def read(cls, uri: str, name: str = "destination") -> Marker:
+        """The marker at `uri` (a path, gs:// or s3://); one line naming `name` if damaged."""
+        from tfkfp.containers.store import storage
+
+        return cls.from_json(storage.read_bytes(uri, name), uri, name)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A push's claim on an object store: `.tfkfp-claims/<number>.<push id>` (or the commit
+    lock's, `commit.<push id>`); the object's mtime is when its lease was last renewed.
+
+    Attributes:
+        push_id: The push holding it.
+        lease: Seconds it stays the push's without being renewed.
+        host: The host the push runs on (for whoever finds it).
+        pid: The push's process id there.
+    """
+
+    push_id: str
+    lease: float
+    host: str = ""
+    pid: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"push_id": self.push_id, "lease": self.lease, "host": self.host, "pid": self.pid}
+        )
+
+    @classmethod
+    def from_json(cls, text: bytes | str) -> Claim:
+        """Parses a claim; ValueError for anything that is not one (callers decide)."""
+        data = json.loads(text)
+        if not isinstance(data, dict) or not isinstance(data.get("push_id"), str):
+            raise ValueError("not a tfkfp claim (expected a JSON object with push_id and lease)")
+        try:
+            lease = float(data["lease"])
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"not a tfkfp claim (lease: {err})") from None
+        return cls(data["push_id"], lease, str(data.get("host", "")), data.get("pid", 0))
 
 
 class NotNewer(Exception):

@@ -6,15 +6,24 @@ import argparse
 import json
 import math
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tfkfp.containers.push.model_card import ModelCard
 
 
 def list_versions(destination: str) -> list[dict[str, Any]]:
     """Each version under a push destination: number, complete, and what its marker records."""
+    return [row for row, _ in _rows(destination)]
+
+
+def _rows(destination: str) -> list[tuple[dict[str, Any], ModelCard | None]]:
+    """`list_versions`'s rows, each with the version's readable model card (None if none)."""
     from datetime import datetime
 
     from tfkfp.containers.push import model_card
     from tfkfp.containers.push.destination import destination as destination_at
+    from tfkfp.containers.push.versions import Marker
     from tfkfp.containers.store import storage
     from tfkfp.containers.store.layout import CARD_JSON, PUSHED
 
@@ -24,11 +33,12 @@ def list_versions(destination: str) -> list[dict[str, Any]]:
     rows = []
     for version in store.versions():
         row: dict[str, Any] = {"version": version.number, "complete": version.complete}
+        card = None
         if version.complete:
             uri = store.uri(version.number)
             where = storage.join(uri, PUSHED)
-            marker = json.loads(storage.read_text(where, "destination"))
-            raw, pushed_at, damaged = marker.get("pushed_at"), None, []
+            marker = Marker.read(where)
+            raw, pushed_at, damaged = marker.pushed_at, None, []
             try:
                 if _number(raw):
                     pushed_at = datetime.fromtimestamp(raw, UTC).isoformat(timespec="seconds")
@@ -46,9 +56,9 @@ def list_versions(destination: str) -> list[dict[str, Any]]:
                 card = None
             row.update(
                 uri=uri,
-                content_hash=marker["content_hash"],
+                content_hash=marker.content_hash,
                 pushed_at=pushed_at,
-                source=marker.get("source"),
+                source=marker.source,
                 formats=[
                     name
                     for name, file in (
@@ -57,11 +67,11 @@ def list_versions(destination: str) -> list[dict[str, Any]]:
                     )
                     if file in version.files
                 ],
-                model_card=card,
+                model_card=card.to_dict() if card else None,
             )
             if damaged:
                 row["damaged"] = damaged
-        rows.append(row)
+        rows.append((row, card))
     return rows
 
 
@@ -69,9 +79,9 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _card_damage(card: dict[str, Any]) -> str:
+def _card_damage(card: ModelCard) -> str:
     """What in a model card `tfkfp versions` cannot show, "" when nothing."""
-    ev, kfp = card.get("evaluation"), card.get("kfp")
+    ev, kfp = card.evaluation, card.kfp
     if not isinstance(ev, dict) or not isinstance(kfp, dict):
         return "evaluation and kfp are not JSON objects"
     metrics = ev.get("metrics")
@@ -80,22 +90,21 @@ def _card_damage(card: dict[str, Any]) -> str:
     for name, value in (metrics or {}).items():
         if not _number(value):
             return f"metric {name} is {value!r}, not a number"
-    infra = card.get("infra_validation")
+    infra = card.infra_validation
     if infra is not None and not isinstance(infra, dict):
         return f"infra_validation is {infra!r}, not an object"
     return ""
 
 
-def _card_line(row: dict[str, Any]) -> str:
+def _card_line(row: dict[str, Any], card: ModelCard | None) -> str:
     """A version's model card in a few words: run, pipeline, overall metrics, infra check."""
-    card = row.get("model_card")
     if not card:
         return "  (no model card)" if not row.get("damaged") else ""
-    ev, infra = card["evaluation"], card["infra_validation"]
+    ev, infra = card.evaluation, card.infra_validation
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted((ev.get("metrics") or {}).items()))
     parts = [
-        f"run {card['kfp'].get('run_id') or '?'}",
-        f"pipeline {card['kfp'].get('pipeline_name') or '?'}",
+        f"run {card.kfp.get('run_id') or '?'}",
+        f"pipeline {card.kfp.get('pipeline_name') or '?'}",
         f"blessed {ev.get('blessed')}" + (f" ({metrics})" if metrics else ""),
         f"infra {'not run' if infra is None else infra.get('blessed')}",
     ]
@@ -104,17 +113,17 @@ def _card_line(row: dict[str, Any]) -> str:
 
 def command(destination: str, as_json: bool) -> int:
     """Prints one line per version (newest last), or every recorded fact as JSON."""
-    rows = list_versions(destination)
+    rows = _rows(destination)
     if as_json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps([row for row, _ in rows], indent=1))
         return 0
-    for row in rows:
+    for row, card in rows:
         if not row["complete"]:
             print(f"{row['version']}  incomplete (no PUSHED.json)")
             continue
         print(
             f"{row['version']}  {row['pushed_at']}  {'+'.join(row['formats'])}  "
-            f"sha256:{row['content_hash'][:12]}  from {row['source']}{_card_line(row)}"
+            f"sha256:{row['content_hash'][:12]}  from {row['source']}{_card_line(row, card)}"
             + "".join(f"  (damaged: {what})" for what in row.get("damaged", []))
         )
     return 0
