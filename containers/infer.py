@@ -115,7 +115,7 @@ def _splits(examples: str, splits: list[str] | None) -> list[str]:
     """The splits to read: those asked for, else every `Split-*` folder of the artifact."""
     found = examples_io.read(examples)
     if found:
-        available = sorted(found["splits"])
+        available = sorted(found.splits)
     else:
         names, _ = storage.list_dir(examples, "examples")
         available = sorted(

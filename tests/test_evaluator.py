@@ -390,7 +390,7 @@ def _examples_without(src: str, dst, split: str, feature: str) -> str:
             del example.features.feature[feature]
             writer.write(example.SerializeToString())
         writer.close()
-    counts = {s: e["records"] for s, e in manifest.read(str(dst))["splits"].items()}
+    counts = {s: e.records for s, e in manifest.read(str(dst)).splits.items()}
     manifest.write(str(dst), counts)
     return str(dst)
 

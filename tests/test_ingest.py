@@ -288,6 +288,36 @@ def test_manifest_lists_each_split_file_with_size_checksum_and_records(ingested)
     assert manifest.verify(ingested.examples, ["train", "eval"]) is True
 
 
+def test_manifest_reads_what_it_writes_and_what_earlier_tfkfp_wrote():
+    import json
+
+    from tfkfp.containers.store.examples import FORMAT, Manifest
+
+    earlier = {  # as ingest wrote it before the manifest had a type: a dict, keys sorted
+        "format": FORMAT,
+        "splits": {
+            "eval": {
+                "files": {"d-00000-of-00001.gz": {"bytes": 10, "crc32c": "0a0b0c0d"}},
+                "records": 3,
+            },
+            "train": {
+                "files": {"d-00000-of-00001.gz": {"bytes": 20, "crc32c": "1a1b1c1d"}},
+                "records": 7,
+            },
+        },
+        "version": 1,
+    }
+    text = json.dumps(earlier, indent=1, sort_keys=True)
+    manifest = Manifest.from_json(text)
+    assert manifest.splits["train"].files["d-00000-of-00001.gz"].crc32c == "1a1b1c1d"
+    assert manifest.records(["train", "eval"]) == 10 and manifest.records(["test"]) == 0
+    assert manifest.to_json() == text  # the same bytes
+    assert Manifest.from_json(manifest.to_json()) == manifest
+    for damaged in ("[]", '{"format": "x", "splits": {}}', json.dumps({"format": FORMAT})):
+        with pytest.raises(ValueError):
+            Manifest.from_json(damaged)
+
+
 def test_examples_without_manifest_have_their_framing_checked(tmp_path, ingested, caplog):
     """TFX's layout (or hand-made examples) has no manifest: each file's TFRecord framing is
     read once instead (a corrupt file fails in one line: tests/test_examples_io.py)."""
@@ -371,7 +401,7 @@ def test_manifest_at_an_object_store_uri(tmp_path, ingested, bucket):
     written = manifest.write(uri, ingested.counts)
     assert written == manifest.read(ingested.examples)  # the same bytes, sizes and CRC32C
     assert manifest.verify(uri, ["train", "eval"]) is True
-    train = sorted(written["splits"]["train"]["files"])[0]
+    train = sorted(written.splits["train"].files)[0]
     storage.write_bytes(f"{uri}/Split-train/{train}", b"x", "test")
     with pytest.raises(InputError, match=r"examples: .*/Split-train/.* is damaged: 1 bytes"):
         manifest.verify(uri, ["train"])

@@ -31,7 +31,7 @@ def test_transform_outputs(ingested, transformed):
     from tfkfp.containers.store import examples as manifest
 
     written = manifest.read(transformed.examples)
-    assert {s: e["records"] for s, e in written["splits"].items()} == transformed.counts
+    assert {s: e.records for s, e in written.splits.items()} == transformed.counts
     assert manifest.verify(transformed.examples, ["train", "eval"]) is True
 
 

@@ -35,7 +35,7 @@ import json
 import struct
 import zlib
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import asdict, dataclass
 
 from tfkfp.containers.runtime import InputError, log
 from tfkfp.containers.store import storage
@@ -67,7 +67,70 @@ def _split_files(examples: str, split: str, what: str) -> dict[str, int]:
     return dict(sorted(sizes.items()))
 
 
-def write(examples: str, records: dict[str, int], what: str = "examples") -> dict[str, Any]:
+@dataclass(frozen=True)
+class ShardEntry:
+    """One file of a split as it was written: its size and the CRC32C of its bytes."""
+
+    bytes: int
+    crc32c: str
+
+
+@dataclass(frozen=True)
+class SplitEntry:
+    """One split as it was written: its record count and its files by name."""
+
+    records: int
+    files: dict[str, ShardEntry]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The examples manifest (`tfkfp_manifest.json`): what ingest or transform wrote."""
+
+    splits: dict[str, SplitEntry]
+    version: int = VERSION
+
+    def to_json(self) -> str:
+        """The file's text: the same keys (sorted) every tfkfp version wrote."""
+        splits = {
+            name: {
+                "records": entry.records,
+                "files": {f: asdict(shard) for f, shard in entry.files.items()},
+            }
+            for name, entry in self.splits.items()
+        }
+        body = {"format": FORMAT, "version": self.version, "splits": splits}
+        return json.dumps(body, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        """Parses the file's text; ValueError/TypeError/KeyError when it is not a manifest."""
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"expected format {FORMAT!r} with splits")
+        splits = data.get("splits")
+        if not isinstance(splits, dict):
+            raise ValueError(f"expected format {FORMAT!r} with splits")
+        return cls(
+            splits={
+                name: SplitEntry(
+                    records=int(entry.get("records", 0)),
+                    files={
+                        f: ShardEntry(bytes=int(e["bytes"]), crc32c=str(e["crc32c"]))
+                        for f, e in entry.get("files", {}).items()
+                    },
+                )
+                for name, entry in splits.items()
+            },
+            version=int(data.get("version", 0)),
+        )
+
+    def records(self, splits: tuple[str, ...] | list[str]) -> int:
+        """Rows in the given splits (0 for a split it does not list)."""
+        return sum(self.splits[s].records for s in splits if s in self.splits)
+
+
+def write(examples: str, records: dict[str, int], what: str = "examples") -> Manifest:
     """Writes the manifest of the splits in `records` (split -> record count) into `examples`.
 
     Call it on the staged output (a local folder or a remote runner's URI), after every split
@@ -76,34 +139,30 @@ def write(examples: str, records: dict[str, int], what: str = "examples") -> dic
     splits = {}
     for split, count in records.items():
         folder = split_dir(examples, split)
-        splits[split] = {
-            "records": int(count),
-            "files": {
-                name: {"bytes": size, "crc32c": _crc32c(storage.join(folder, name), what)}
+        splits[split] = SplitEntry(
+            records=int(count),
+            files={
+                name: ShardEntry(bytes=size, crc32c=_crc32c(storage.join(folder, name), what))
                 for name, size in _split_files(examples, split, what).items()
             },
-        }
-    manifest = {"format": FORMAT, "version": VERSION, "splits": splits}
-    storage.write_text(
-        storage.join(examples, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True), what
-    )
+        )
+    manifest = Manifest(splits=splits)
+    storage.write_text(storage.join(examples, MANIFEST), manifest.to_json(), what)
     return manifest
 
 
-def read(examples: str, what: str = "examples") -> dict[str, Any] | None:
+def read(examples: str, what: str = "examples") -> Manifest | None:
     """The manifest of an examples artifact, None when it has none; fails when it is unreadable."""
     path = storage.join(examples, MANIFEST)
     if storage.stat(path, what) is None:
         return None
     try:
-        manifest = json.loads(storage.read_text(path, what))
-        if manifest.get("format") != FORMAT or not isinstance(manifest.get("splits"), dict):
-            raise ValueError(f"expected format {FORMAT!r} with splits")
-    except (OSError, ValueError, AttributeError) as err:
+        manifest = Manifest.from_json(storage.read_text(path, what))
+    except (OSError, ValueError, AttributeError, TypeError, KeyError) as err:
         raise InputError(f"{what}: {path} is not a readable examples manifest ({err})") from None
-    if manifest.get("version", 0) > VERSION:
+    if manifest.version > VERSION:
         raise InputError(
-            f"{what}: {path} has manifest version {manifest['version']}; this tfkfp reads "
+            f"{what}: {path} has manifest version {manifest.version}; this tfkfp reads "
             f"version {VERSION} (upgrade tfkfp)"
         )
     return manifest
@@ -120,7 +179,7 @@ def records(examples: str, splits: tuple[str, ...] | list[str]) -> int | None:
         return None
     if not found:
         return None
-    return sum(int(found["splits"].get(s, {}).get("records", 0)) for s in splits) or None
+    return found.records(splits) or None
 
 
 def verify(
@@ -153,11 +212,11 @@ def verify(
         )
         return False
     for split in splits:
-        entry = manifest["splits"].get(split)
+        entry = manifest.splits.get(split)
         if entry is None:
             raise InputError(f"{what}: {storage.join(examples, MANIFEST)} lists no '{split}' split")
         folder = split_dir(examples, split)
-        listed = entry.get("files", {})
+        listed = entry.files
         found = _split_files(examples, split, what)
         missing = sorted(set(listed) - set(found))
         if missing:
@@ -172,12 +231,12 @@ def verify(
         for name, size in found.items():
             path = storage.join(folder, name)
             want = listed[name]
-            if size != want["bytes"]:
+            if size != want.bytes:
                 raise InputError(
-                    f"{what}: {path} is damaged: {size} bytes, {want['bytes']} written "
-                    f"({'truncated' if size < want['bytes'] else 'grown'} since)"
+                    f"{what}: {path} is damaged: {size} bytes, {want.bytes} written "
+                    f"({'truncated' if size < want.bytes else 'grown'} since)"
                 )
-            if _crc32c(path, what) != want["crc32c"]:
+            if _crc32c(path, what) != want.crc32c:
                 raise InputError(
                     f"{what}: {path} is damaged: its bytes changed since they were written "
                     f"(CRC32C differs from {MANIFEST})"
@@ -187,7 +246,7 @@ def verify(
         what,
         ", ".join(splits),
         MANIFEST,
-        ", ".join(f"{s}={manifest['splits'][s].get('records', '?')} records" for s in splits),
+        ", ".join(f"{s}={manifest.splits[s].records} records" for s in splits),
     )
     return True
 
