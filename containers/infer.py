@@ -47,6 +47,8 @@ from tfkfp.containers.store.layout import (
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
 LIBRARIES: tuple[str, ...] = ("tensorflow", "apache_beam")
+# The values each enumerated parameter takes: compiled pipelines list them (KFP's `literals`).
+CHOICES: dict[str, tuple[str, ...]] = {"input_format": sources.FORMATS}
 
 # Examples checked against the model in this process before the Beam job starts: a mismatch
 # with the parse spec fails here in one line, naming the example, instead of deep in Beam.

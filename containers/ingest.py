@@ -34,6 +34,8 @@ from tfkfp.containers.store.publish import outputs
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
 LIBRARIES: tuple[str, ...] = ()
+# The values each enumerated parameter takes: compiled pipelines list them (KFP's `literals`).
+CHOICES: dict[str, tuple[str, ...]] = {"input_format": sources.FORMATS}
 
 
 # Shards per split: one per SHARD_BYTES of input data, or per core, whichever is more.

@@ -273,6 +273,8 @@ def _keep_card(
 
 # What a version holds: the SavedModel, the TFLite model (`model.tflite`), or both.
 PUSH_FORMATS = ("saved_model", "tflite", "both")
+# The values each enumerated parameter takes: compiled pipelines list them (KFP's `literals`).
+CHOICES: dict[str, tuple[str, ...]] = {"push_format": PUSH_FORMATS}
 
 
 def _with_tflite(model: str, tflite_model: str | None, push_format: str, workdir: str) -> str:

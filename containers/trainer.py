@@ -22,7 +22,7 @@ from typing import Any
 
 from tfkfp.containers import events
 from tfkfp.containers.model import user_module
-from tfkfp.containers.runtime import InputError, log, select_keras, without_nulls
+from tfkfp.containers.runtime import KERAS_FLAVOURS, InputError, log, select_keras, without_nulls
 from tfkfp.containers.store.layout import TFX_SERVING
 from tfkfp.containers.store.publish import outputs
 from tfkfp.containers.train import hyperparameters as hp_layout
@@ -33,6 +33,12 @@ from tfkfp.containers.train.launch import LaunchResult
 
 # The heavy libraries this stage loads (tfkfp.warm: a task waits for a worker holding them).
 LIBRARIES: tuple[str, ...] = ("tensorflow",)
+# The values each enumerated parameter takes: compiled pipelines list them (KFP's `literals`).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "keras": KERAS_FLAVOURS,
+    "strategy": strategies.STRATEGIES,
+    "backend": launch.BACKENDS,
+}
 
 
 def _base_model_path(base_model_dir: str) -> str:

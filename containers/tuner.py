@@ -31,7 +31,7 @@ from typing import Any
 
 from tfkfp.containers import events
 from tfkfp.containers.model import user_module
-from tfkfp.containers.runtime import InputError, log, select_keras
+from tfkfp.containers.runtime import KERAS_FLAVOURS, InputError, log, select_keras
 from tfkfp.containers.store.publish import outputs
 from tfkfp.containers.train import hyperparameters as hp_layout
 from tfkfp.containers.train import launch
@@ -44,6 +44,12 @@ from tfkfp.containers.views.markdown import code, escape
 LIBRARIES: tuple[str, ...] = ("tensorflow",)
 
 STRATEGIES = ("auto", "mirrored", "default")
+# The values each enumerated parameter takes: compiled pipelines list them (KFP's `literals`).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "keras": KERAS_FLAVOURS,
+    "strategy": STRATEGIES,
+    "backend": launch.BACKENDS,
+}
 
 
 @dataclass(frozen=True)

@@ -80,10 +80,10 @@ def test_trainer_and_evaluator_report_their_numbers_as_kfp_metrics():
 
 
 def test_kfp_does_not_compile_literal_parameters_yet():
-    """kfp 2.17.0's SDK takes `Literal[...]` for an artifact type; the pipeline spec has a
-    `literals` field the backend checks. When this fails, kfp compiles them: declare the
-    choices (backend, strategy, keras, push_format, input_format) as Literal and drop the
-    hand-written checks' duplicates in the UI (docs/known-limits.md)."""
+    """kfp 2.17's SDK takes `Literal[...]` for an artifact type; the pipeline spec has a
+    `literals` field the backend checks, which tfkfp compile writes itself (tfkfp/literals.py).
+    When this fails, kfp compiles them: declare the choices (backend, strategy, keras,
+    push_format, input_format) as Literal in the signatures and drop tfkfp/literals.py."""
     from typing import Literal
 
     from kfp import dsl

@@ -168,3 +168,94 @@ def test_every_executor_output_of_a_first_run_is_what_kfps_launcher_records(firs
     if "sparse\\_categorical\\_accuracy" not in evaluator_report:
         problems.append("evaluator.report: sparse_categorical_accuracy is not escaped")
     assert not problems, "\n".join(problems)
+
+
+def _refused_arguments(spec: dict, arguments: dict) -> list[str]:
+    """The run arguments a KFP >= 2.15 backend refuses: a value outside its parameter's
+    `literals` (KEP-11385, Literal input parameters)."""
+    params = spec["root"].get("inputDefinitions", {}).get("parameters", {})
+    return [
+        name
+        for name, value in arguments.items()
+        if "literals" in params.get(name, {}) and value not in params[name]["literals"]
+    ]
+
+
+def _literal_params(spec: dict) -> dict[tuple[str, str], list]:
+    owners = {"root": spec["root"], **spec.get("components", {})}
+    return {
+        (owner, name): param["literals"]
+        for owner, body in owners.items()
+        for name, param in body.get("inputDefinitions", {}).get("parameters", {}).items()
+        if "literals" in param
+    }
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_enumerated_parameters_carry_their_stages_choices(compiled, name):
+    from tfkfp.literals import _stage_of, stage_choices
+
+    choices = stage_choices()
+    spec = yaml.safe_load_all(compiled[name].read_text()).__next__()
+    found = _literal_params(spec)
+    for key, component in spec["components"].items():
+        stage = _stage_of(key, choices)
+        if stage is None or "executorLabel" not in component:
+            continue
+        params = component["inputDefinitions"]["parameters"]
+        for param, values in choices[stage].items():
+            if param in params:
+                assert found[(key, param)] == list(values), (key, param)
+                default = params[param].get("defaultValue")
+                assert default is None or default in values, (key, param, default)
+    # a pipeline parameter that feeds one of them offers the same values in the UI
+    for (owner, param), values in found.items():
+        if owner == "root":
+            default = spec["root"]["inputDefinitions"]["parameters"][param].get("defaultValue")
+            assert default is None or default in values, (param, default)
+    assert found, f"{name}: no enumerated parameter"
+
+
+@pytest.mark.parametrize("path", COMPONENTS, ids=lambda p: p.name)
+def test_component_yaml_lists_its_choices(path):
+    from tfkfp.literals import stage_choices
+
+    stage = path.stem
+    expected = stage_choices().get(stage, {})
+    spec = yaml.safe_load_all(path.read_text()).__next__()
+    root = spec["root"].get("inputDefinitions", {}).get("parameters", {})
+    assert {n: p["literals"] for n, p in root.items() if "literals" in p} == {
+        n: list(v) for n, v in expected.items()
+    }
+
+
+def test_the_backend_refuses_a_value_outside_the_literals(compiled):
+    spec = yaml.safe_load_all(compiled["penguins"].read_text()).__next__()
+    assert _refused_arguments(spec, {"keras": "keras2"}) == ["keras"]
+    assert _refused_arguments(spec, {"keras": "keras3", "train_steps": 7}) == []
+
+
+def test_a_parameter_feeding_two_different_choices_gets_none():
+    from tfkfp.literals import add_literals
+
+    def stage(param):
+        return {"executorLabel": "x", "inputDefinitions": {"parameters": {param: {}}}}
+
+    def task(ref, param):
+        return {
+            "componentRef": {"name": ref},
+            "inputs": {"parameters": {param: {"componentInputParameter": "p"}}},
+        }
+
+    spec = {
+        "components": {"comp-a": stage("mode"), "comp-b": stage("mode")},
+        "root": {
+            "inputDefinitions": {"parameters": {"p": {}}},
+            "dag": {"tasks": {"a": task("comp-a", "mode"), "b": task("comp-b", "mode")}},
+        },
+    }
+    assert add_literals(spec, {"a": {"mode": ("x", "y")}, "b": {"mode": ("x", "z")}}) == 2
+    assert "literals" not in spec["root"]["inputDefinitions"]["parameters"]["p"]
+    spec["components"]["comp-b"]["inputDefinitions"]["parameters"]["mode"] = {}
+    assert add_literals(spec, {"a": {"mode": ("x", "y")}, "b": {"mode": ("x", "y")}}) == 3
+    assert spec["root"]["inputDefinitions"]["parameters"]["p"]["literals"] == ["x", "y"]

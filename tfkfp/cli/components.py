@@ -13,11 +13,13 @@ def compile_components(out_dir: Path = COMPONENTS_DIR) -> list[Path]:
     from kfp import compiler
 
     from tfkfp.components import STAGES
+    from tfkfp.literals import set_literals
 
     written = []
     for component in STAGES:
         path = out_dir / f"{component.name}.yaml"
         compiler.Compiler().compile(component, str(path))
+        set_literals(str(path))
         written.append(path)
     return written
 

@@ -297,14 +297,20 @@ def check_folder(folder: str, flag: str, shown: str | None = None) -> None:
 
 
 def compile_pipeline(pipeline, output: str, enable_caching: bool | None = None) -> str:
-    """Writes the pipeline's YAML; `enable_caching` overrides every task's caching option."""
+    """Writes the pipeline's YAML; `enable_caching` overrides every task's caching option.
+
+    Enumerated parameters carry their values (`literals`, tfkfp/literals.py).
+    """
     from kfp import compiler
+
+    from tfkfp.literals import set_literals
 
     check_output(output)
     try:
         compiler.Compiler().compile(pipeline, output)
     except OSError as err:
         raise UsageError(f"--output: cannot write {output} ({err.strerror or err})") from None
+    set_literals(output)
     if enable_caching is not None:
         set_caching(output, enable_caching)
     return output
