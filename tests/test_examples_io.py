@@ -84,6 +84,24 @@ def test_storage_errors_name_the_input(denying_gcs, monkeypatch):
         list(examples_io.read_records("gs://b/x.gz", "examples"))
 
 
+def test_infer_names_its_examples_input_on_a_storage_error(
+    denying_gcs, trained, tmp_path, monkeypatch
+):
+    # through the component's body: a denied bucket is named as `examples`, never `data_uri`
+    from tfkfp.containers import infer
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", denying_gcs)
+    line = one_line_error(
+        infer.run,
+        model=trained.model,
+        examples="gs://b/examples",
+        inference_result=str(tmp_path / "i"),
+        predictions=str(tmp_path / "p"),
+    )
+    assert line.startswith("examples: no permission to read gs://b/examples/"), line
+    assert "data_uri" not in line
+
+
 @pytest.mark.parametrize("how", ["garbage", "truncated", "raw_garbage"])
 def test_a_corrupt_file_is_one_line_naming_it(tmp_path, how):
     _write(tmp_path / "ok.gz", [b"a" * 100, b"b" * 100])
